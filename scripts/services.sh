@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Start or stop the throwaway services the test suite uses: PostgreSQL (catalog backend) and a
+# one-node Slurm cluster on localhost (cluster executor). Both come from Debian's packages.
+#
+#   source scripts/services.sh start   # exports KNEESCOPE_TEST_PG_URL and KNEESCOPE_TEST_SLURM=1
+#   scripts/services.sh stop
+#
+# State lives in $KNEESCOPE_SERVICES_DIR (default /tmp/kneescope-services). Needs root for
+# apt-get, munge and slurm; without root the services are skipped and their tests skip.
+set -u
+
+SVC_DIR="${KNEESCOPE_SERVICES_DIR:-/tmp/kneescope-services}"
+PG_PORT="${KNEESCOPE_PG_PORT:-55432}"
+
+_log() { printf 'services: %s\n' "$*" >&2; }
+
+_apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    _log "installing ${missing[*]} from Debian's packages"
+    if [ ! -f "$SVC_DIR/.apt-updated" ]; then
+        apt-get update -qq >/dev/null 2>&1 || true
+        touch "$SVC_DIR/.apt-updated"
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1
+}
+
+start_postgres() {
+    _apt_install postgresql || { _log "postgresql could not be installed"; return 1; }
+    local bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$bin" ] || { _log "no PostgreSQL binaries found"; return 1; }
+    local data="$SVC_DIR/pg"
+    if [ -f "$data/postmaster.pid" ]; then
+        runuser -u postgres -- "$bin/pg_ctl" -D "$data" stop -m immediate >/dev/null 2>&1 || true
+    fi
+    rm -rf "$data"
+    mkdir -p "$data"
+    chown postgres "$data"
+    runuser -u postgres -- "$bin/initdb" -D "$data" -A trust -U postgres >/dev/null || return 1
+    runuser -u postgres -- "$bin/pg_ctl" -D "$data" -o "-p $PG_PORT -k $data -h 127.0.0.1" \
+        -l "$data/server.log" -w start >/dev/null || { cat "$data/server.log" >&2; return 1; }
+    export KNEESCOPE_TEST_PG_URL="postgresql+psycopg://postgres@127.0.0.1:$PG_PORT/postgres"
+    _log "PostgreSQL up at $KNEESCOPE_TEST_PG_URL"
+}
+
+stop_postgres() {
+    local bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    if [ -n "$bin" ] && [ -f "$SVC_DIR/pg/postmaster.pid" ]; then
+        runuser -u postgres -- "$bin/pg_ctl" -D "$SVC_DIR/pg" stop -m fast >/dev/null 2>&1 || true
+    fi
+}
+
+start_slurm() {
+    _apt_install slurmctld slurmd slurm-client munge || { _log "slurm could not be installed"; return 1; }
+    local host cpus mem_mb
+    host=$(hostname)
+    cpus=$(nproc)
+    mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 2048 ))
+    # munge
+    mkdir -p /etc/munge /var/lib/munge /run/munge /var/log/munge
+    if [ ! -s /etc/munge/munge.key ]; then
+        dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+    fi
+    chown -R munge:munge /etc/munge /var/lib/munge /run/munge /var/log/munge
+    chmod 400 /etc/munge/munge.key
+    pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged || return 1
+    # slurm
+    local state="$SVC_DIR/slurm"
+    mkdir -p "$state/ctld" "$state/d" /etc/slurm
+    cat > /etc/slurm/slurm.conf <<CONF
+ClusterName=kneescope
+SlurmctldHost=$host
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation=$state/ctld
+SlurmdSpoolDir=$state/d
+SlurmctldPidFile=$state/slurmctld.pid
+SlurmdPidFile=$state/slurmd.pid
+SlurmctldLogFile=$state/slurmctld.log
+SlurmdLogFile=$state/slurmd.log
+ReturnToService=2
+MpiDefault=none
+SchedulerType=sched/backfill
+NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+CONF
+    stop_slurm
+    slurmctld || return 1
+    slurmd || return 1
+    local i
+    for i in $(seq 1 30); do
+        if sinfo -h -o '%t' 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then
+            export KNEESCOPE_TEST_SLURM=1
+            _log "Slurm up on $host ($cpus CPUs, ${mem_mb} MB)"
+            return 0
+        fi
+        sleep 0.5
+    done
+    _log "Slurm node did not become idle"; sinfo >&2 || true
+    return 1
+}
+
+stop_slurm() {
+    local state="$SVC_DIR/slurm" f
+    for f in "$state/slurmd.pid" "$state/slurmctld.pid"; do
+        if [ -f "$f" ]; then kill "$(cat "$f")" 2>/dev/null || true; rm -f "$f"; fi
+    done
+    sleep 0.2
+}
+
+case "${1:-}" in
+    start)
+        mkdir -p "$SVC_DIR"
+        if [ "$(id -u)" -ne 0 ]; then
+            _log "not root: PostgreSQL and Slurm tests will be skipped"
+        else
+            start_postgres || _log "PostgreSQL not started; its tests will be skipped"
+            start_slurm || _log "Slurm not started; its tests will be skipped"
+        fi
+        ;;
+    stop)
+        stop_postgres
+        stop_slurm
+        ;;
+    *)
+        echo "usage: source scripts/services.sh start | scripts/services.sh stop" >&2
+        ;;
+esac

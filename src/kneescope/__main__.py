@@ -1,0 +1,7 @@
+"""``python -m kneescope``."""
+
+import sys
+
+from kneescope.cli.app import main
+
+sys.exit(main())

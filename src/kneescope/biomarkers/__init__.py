@@ -1,0 +1,1 @@
+"""Image biomarkers from knee label maps (numpy/scipy only)."""

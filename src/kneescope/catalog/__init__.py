@@ -1,0 +1,1 @@
+"""The SQL catalog of a cohort (SQLAlchemy) and its importers."""

@@ -1,0 +1,1 @@
+"""Command-line interface (Typer + rich). The only layer that prints."""

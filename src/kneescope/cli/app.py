@@ -1,0 +1,85 @@
+"""The ``kneescope`` console script.
+
+Command modules import only light modules at top level; heavy libraries (torch, monai, dask,
+SimpleITK) are imported inside the commands, so ``kneescope --help`` answers quickly.
+Library errors (:class:`~kneescope.errors.KneescopeError`) become one line on stderr and a
+non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from kneescope import __version__
+
+app = typer.Typer(
+    name="kneescope",
+    help=(
+        "Knee-OA imaging cohorts -> catalog, store, segmentations, biomarkers and scores.\n\n"
+        "Start with `kneescope demo`. Every command takes --workspace/-w "
+        "(default: $KNEESCOPE_WORKSPACE or the current folder)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kneescope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """kneescope command line."""
+
+
+_COMMANDS: tuple[tuple[str, str], ...] = (
+    # (command name, module under kneescope.cli); the module defines a function of the
+    # command's name (with "-" as "_"). Keep the order: it is the order of `--help`.
+)
+
+
+def _register() -> None:
+    import importlib
+
+    for name, module in _COMMANDS:
+        mod = importlib.import_module(f"kneescope.cli.{module}")
+        app.command(name)(getattr(mod, name.replace("-", "_")))
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, mapping kneescope errors to one line and an exit code."""
+    from kneescope.errors import KneescopeError
+
+    try:
+        app(args=argv, prog_name="kneescope", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except KneescopeError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: stopped cleanly; run the command again to resume\n")
+        return 130
+    except OSError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Options and output helpers shared by every command.
+
+Every command takes ``--workspace/-w`` and ``--catalog``; every command that reports something
+takes ``--json``. Output goes to stdout (tables or JSON); progress and messages to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from kneescope.workspace import CATALOG_ENV, WORKSPACE_ENV, Workspace
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        envvar=WORKSPACE_ENV,
+        help="Workspace folder (catalog, store, models, runs). Default: current directory.",
+        show_default=False,
+    ),
+]
+CatalogOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--catalog",
+        envvar=CATALOG_ENV,
+        help="SQLAlchemy URL of the catalog database. Default: WORKSPACE/catalog.sqlite.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+
+
+def workspace(root: Path | None, catalog: str | None) -> Workspace:
+    """Resolve the workspace from the shared options."""
+    return Workspace.resolve(root, catalog)
+
+
+def stdout() -> Console:
+    return Console(soft_wrap=True)
+
+
+def stderr() -> Console:
+    return Console(stderr=True)
+
+
+def emit(payload: Any, as_json: bool, render: Callable[[Console], None]) -> None:
+    """Print ``payload`` as JSON when ``as_json``, else call ``render`` with a console."""
+    if as_json:
+        sys.stdout.write(json.dumps(payload, indent=2, default=str, sort_keys=False) + "\n")
+        sys.stdout.flush()
+    else:
+        render(stdout())

@@ -1,0 +1,1 @@
+"""Cohort runs: manifest, per-item state and executors (in-process, Dask, Slurm/PBS)."""

@@ -1,0 +1,1 @@
+"""Segmentation inference: sliding windows, cascades, label maps with bounded memory."""

@@ -1,0 +1,1 @@
+"""Per-knee and per-cohort reports."""

@@ -1,0 +1,1 @@
+"""Holistic OA score, progression prediction and treatment evaluation."""

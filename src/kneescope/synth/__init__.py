@@ -1,0 +1,1 @@
+"""Synthetic knee cohorts with known truth, written in the OAI layout."""

@@ -1,0 +1,1 @@
+"""Training of segmentation and classification networks under a memory plan."""

@@ -1,0 +1,1 @@
+"""Preprocessing and augmentation transforms (MONAI) for training and inference."""

@@ -1,0 +1,79 @@
+"""The workspace: one folder that holds a project's catalog, store, models and runs.
+
+Layout (created on demand)::
+
+    WS/catalog.sqlite     the catalog (unless --catalog URL names another database)
+    WS/store/             the analysis-ready Zarr store
+    WS/models/            trained model files
+    WS/runs/              cohort runs: manifest, outputs, results tables
+    WS/exports/           files written for viewers
+
+The workspace folder is ``--workspace/-w``, else ``$KNEESCOPE_WORKSPACE``, else the
+current directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from kneescope.errors import InputError
+
+WORKSPACE_ENV = "KNEESCOPE_WORKSPACE"
+CATALOG_ENV = "KNEESCOPE_CATALOG"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths of one workspace. Constructing it touches nothing on disk."""
+
+    root: Path
+    catalog_url_override: str | None = None
+
+    @classmethod
+    def resolve(cls, root: Path | None = None, catalog_url: str | None = None) -> Workspace:
+        """The workspace named by the argument, the environment, or the current directory."""
+        if root is None:
+            env = os.environ.get(WORKSPACE_ENV)
+            root = Path(env) if env else Path.cwd()
+        catalog_url = catalog_url or os.environ.get(CATALOG_ENV) or None
+        root = root.expanduser().absolute()
+        if root.exists() and not root.is_dir():
+            raise InputError(f"workspace {root} is a file; give a folder with --workspace")
+        return cls(root=root, catalog_url_override=catalog_url)
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.sqlite"
+
+    @property
+    def catalog_url(self) -> str:
+        """SQLAlchemy URL of the catalog database."""
+        if self.catalog_url_override:
+            return self.catalog_url_override
+        return f"sqlite:///{self.catalog_path}"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.root / "store"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    def ensure(self) -> Workspace:
+        """Create the workspace root if needed and return self."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create workspace {self.root}: {exc.strerror}") from None
+        return self
