@@ -1,0 +1,111 @@
+"""Atomic writes: write into a hidden temporary sibling, then rename onto the final path.
+
+A reader never sees a half-written file or folder: either the old content (or nothing) or the
+complete new one. On any exception the temporary is removed and the final path is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def _temp_sibling(final: Path, suffix: str) -> Path:
+    return final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_write_path(final: Path, *, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; on clean exit move it onto ``final``.
+
+    Args:
+        final: destination file. Its folder must exist.
+        suffix: appended to the temporary name so that writers that dispatch on the suffix
+            (``.nii.gz``, ``.mha``) pick the right format. Defaults to the suffixes of ``final``.
+
+    The caller writes a complete file at the yielded path. On clean exit the file is fsynced
+    and ``os.replace``-d onto ``final`` (replacing an older file). On an exception the
+    temporary is deleted and ``final`` is left as it was.
+    """
+    final = Path(final)
+    if not suffix:
+        suffix = "".join(final.suffixes)
+    tmp = _temp_sibling(final, suffix)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"atomic write of {final}: nothing was written to {tmp}")
+        if tmp.is_file():
+            _fsync_file(tmp)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_write_dir(final_dir: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``final_dir``; on clean exit rename it.
+
+    Used for multi-file outputs (a DICOM series, a Zarr group). If ``final_dir`` already
+    exists it is replaced: the old folder is first renamed aside, the new one renamed in, and
+    then the old one deleted, so at no moment is a half-written folder at ``final_dir``.
+    On an exception the temporary folder is deleted and ``final_dir`` is untouched.
+    """
+    final_dir = Path(final_dir)
+    tmp = _temp_sibling(final_dir, "")
+    tmp.mkdir()
+    try:
+        yield tmp
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                _fsync_file(path)
+        if final_dir.exists():
+            old = _temp_sibling(final_dir, ".old")
+            os.replace(final_dir, old)
+            try:
+                os.replace(tmp, final_dir)
+            except BaseException:
+                os.replace(old, final_dir)
+                raise
+            _remove(old)
+        else:
+            os.replace(tmp, final_dir)
+        _fsync_dir(final_dir.parent)
+    except BaseException:
+        _remove(tmp)
+        raise
