@@ -1,0 +1,174 @@
+"""Sliding-window inference that stitches slab by slab with bounded memory.
+
+Windows are grouped by their start along the first array axis ("rows"). The weighted sum of
+window outputs is accumulated only for the slab of the volume the current row covers
+(``C_out x roi_i x J x K`` float32, never ``C_out x I x J x K``). Once a row is done, every
+voxel before the next row's start is final: that slab is divided by its weight sum and handed
+on (argmax to labels, or softmax to probabilities), and the accumulator shifts forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import product
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch.nn import functional
+
+from kneescope.errors import InputError
+from kneescope.inference.windows import check_roi, gaussian_weights, window_starts
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]
+"""Maps a float32 batch (B, C_in, ri, rj, rk) to outputs (B, C_out, ri, rj, rk)."""
+
+Prepare = Callable[[npt.NDArray[Any]], torch.Tensor]
+"""Turns one raw window (C_in, wi, wj, wk) into a float32 tensor of the same shape."""
+
+
+@dataclass(frozen=True)
+class Slab:
+    """Finished outputs for array rows ``start .. start + values.shape[1]``.
+
+    Attributes:
+        start: first index along axis i.
+        values: float32 tensor (C_out, n_i, J, K), the Gaussian-weighted mean of window outputs.
+    """
+
+    start: int
+    values: torch.Tensor
+
+
+def _default_prepare(window: npt.NDArray[Any]) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))
+
+
+def stream_slabs(
+    image: npt.NDArray[Any],
+    predictor: Predictor,
+    *,
+    roi_size_vox: Sequence[int],
+    out_channels: int,
+    overlap: float = 0.25,
+    sw_batch_size: int = 1,
+    prepare: Prepare | None = None,
+    device: torch.device | str = "cpu",
+    sigma_scale: float = 0.125,
+) -> Iterator[Slab]:
+    """Run ``predictor`` over sliding windows of ``image`` and yield finished slabs in order.
+
+    Args:
+        image: array (C_in, I, J, K) of any numeric dtype; windows are cut as views.
+        predictor: network wrapper, see :data:`Predictor`.
+        roi_size_vox: window size (ri, rj, rk); axes shorter than it are zero-padded after
+            ``prepare``.
+        out_channels: C_out, channels the predictor returns.
+        overlap: fraction of a window shared with its neighbour along each axis, in [0, 1).
+        sw_batch_size: windows per predictor call.
+        prepare: raw window -> float32 tensor (e.g. intensity normalisation); default cast.
+        device: where windows run and where the slab accumulator lives.
+        sigma_scale: Gaussian sigma as a fraction of the window size.
+
+    Yields:
+        :class:`Slab` objects covering axis i exactly once, in increasing order.
+    """
+    if image.ndim != 4:
+        raise InputError(f"expected an image of shape (C, I, J, K), got {image.shape}")
+    if sw_batch_size < 1:
+        raise InputError(f"sw_batch_size must be >= 1, got {sw_batch_size}")
+    prep = prepare or _default_prepare
+    dev = torch.device(device)
+    size = tuple(int(n) for n in image.shape[1:])
+    roi = check_roi(roi_size_vox, 3)
+    starts = [window_starts(n, r, overlap) for n, r in zip(size, roi, strict=True)]
+    weights = gaussian_weights(roi, sigma_scale=sigma_scale, device=dev)
+    depth = min(roi[0], size[0])
+    acc = torch.zeros((out_channels, depth, size[1], size[2]), dtype=torch.float32, device=dev)
+    wsum = torch.zeros((depth, size[1], size[2]), dtype=torch.float32, device=dev)
+    lo = 0  # array index i of acc[:, 0]
+    inner = list(product(starts[1], starts[2]))
+    for row, si in enumerate(starts[0]):
+        for b0 in range(0, len(inner), sw_batch_size):
+            group = inner[b0 : b0 + sw_batch_size]
+            boxes = [
+                (slice(si, si + roi[0]), slice(sj, sj + roi[1]), slice(sk, sk + roi[2]))
+                for sj, sk in group
+            ]
+            batch = torch.stack([_padded(prep(image[(slice(None), *box)]), roi) for box in boxes])
+            with torch.inference_mode():
+                out = predictor(batch.to(dev))
+            if out.shape[1] != out_channels or tuple(out.shape[2:]) != roi:
+                raise InputError(
+                    f"network returned shape {tuple(out.shape)}; expected "
+                    f"(B, {out_channels}, {roi[0]}, {roi[1]}, {roi[2]})"
+                )
+            out = out.to(device=dev, dtype=torch.float32)
+            for n, box in enumerate(boxes):
+                ext = [min(s.stop, L) - s.start for s, L in zip(box, size, strict=True)]
+                w = weights[: ext[0], : ext[1], : ext[2]]
+                a = box[0].start - lo
+                target = (slice(a, a + ext[0]), box[1].start, box[2].start)
+                rows = slice(target[0].start, target[0].stop)
+                js = slice(target[1], target[1] + ext[1])
+                ks = slice(target[2], target[2] + ext[2])
+                acc[:, rows, js, ks] += out[n, :, : ext[0], : ext[1], : ext[2]] * w
+                wsum[rows, js, ks] += w
+        done = starts[0][row + 1] if row + 1 < len(starts[0]) else size[0]
+        count = done - lo
+        yield Slab(start=lo, values=acc[:, :count] / wsum[:count])
+        keep = depth - count
+        if keep > 0:
+            acc[:, :keep] = acc[:, count:].clone()
+            wsum[:keep] = wsum[count:].clone()
+        acc[:, keep:] = 0.0
+        wsum[keep:] = 0.0
+        lo = done
+
+
+def _padded(window: torch.Tensor, roi: tuple[int, ...]) -> torch.Tensor:
+    """Zero-pad a (C, wi, wj, wk) window at the far end of each axis up to ``roi``."""
+    missing = [r - n for r, n in zip(roi, window.shape[1:], strict=True)]
+    if not any(missing):
+        return window
+    pad: list[int] = []
+    for m in reversed(missing):
+        pad += [0, m]
+    return functional.pad(window, pad)
+
+
+def labels_from_slabs(slabs: Iterator[Slab], shape: Sequence[int]) -> npt.NDArray[np.uint8]:
+    """Argmax each slab over channels into a uint8 label map of ``shape`` (I, J, K)."""
+    labels = np.zeros(tuple(shape), dtype=np.uint8)
+    for slab in slabs:
+        n = slab.values.shape[1]
+        labels[slab.start : slab.start + n] = (
+            torch.argmax(slab.values, dim=0).to(torch.uint8).cpu().numpy()
+        )
+    return labels
+
+
+def labels_and_probabilities_from_slabs(
+    slabs: Iterator[Slab], shape: Sequence[int], channels: int
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """Labels (I, J, K) uint8 and softmax probabilities (I, J, K, C) uint8 scaled by 255."""
+    labels = np.zeros(tuple(shape), dtype=np.uint8)
+    probs = np.zeros((*tuple(shape), channels), dtype=np.uint8)
+    for slab in slabs:
+        n = slab.values.shape[1]
+        labels[slab.start : slab.start + n] = (
+            torch.argmax(slab.values, dim=0).to(torch.uint8).cpu().numpy()
+        )
+        p = torch.softmax(slab.values, dim=0).mul_(255.0).round_().to(torch.uint8)
+        probs[slab.start : slab.start + n] = p.permute(1, 2, 3, 0).cpu().numpy()
+    return labels, probs
+
+
+def stitch_dense(slabs: Iterator[Slab], shape: Sequence[int], channels: int) -> torch.Tensor:
+    """Assemble all slabs into one float32 (C, I, J, K) tensor (tests and small volumes only)."""
+    out = torch.zeros((channels, *tuple(shape)), dtype=torch.float32)
+    for slab in slabs:
+        out[:, slab.start : slab.start + slab.values.shape[1]] = slab.values.cpu()
+    return out

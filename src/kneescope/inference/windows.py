@@ -1,0 +1,67 @@
+"""Window geometry for sliding-window inference: where windows start, and how they are weighted.
+
+Windows are axis-aligned boxes of ``roi_size_vox`` voxels. Along each axis the first window
+starts at 0, the next ones ``stride = roi * (1 - overlap)`` voxels later, and the last one is
+aligned with the end of the axis, so every voxel is covered. An axis shorter than the window
+gets one window starting at 0 (the caller pads it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from kneescope.errors import InputError
+
+
+def window_starts(length_vox: int, roi_vox: int, overlap: float) -> list[int]:
+    """Start indices of the windows along one axis.
+
+    Args:
+        length_vox: axis length in voxels (> 0).
+        roi_vox: window length in voxels (> 0).
+        overlap: fraction of a window shared with its neighbour, in [0, 1).
+
+    Returns:
+        Sorted, distinct start indices; ``starts[-1] + roi_vox >= length_vox``.
+    """
+    if length_vox <= 0 or roi_vox <= 0:
+        raise InputError(f"axis and window lengths must be positive, got {length_vox}, {roi_vox}")
+    if not 0.0 <= overlap < 1.0:
+        raise InputError(f"window overlap must be in [0, 1), got {overlap}")
+    if roi_vox >= length_vox:
+        return [0]
+    stride = max(1, math.floor(roi_vox * (1.0 - overlap)))
+    count = math.ceil((length_vox - roi_vox) / stride) + 1
+    starts = sorted({min(n * stride, length_vox - roi_vox) for n in range(count)})
+    return starts
+
+
+def check_roi(roi_size_vox: Sequence[int], ndim: int) -> tuple[int, ...]:
+    """Validate a window size: ``ndim`` positive integers."""
+    roi = tuple(int(r) for r in roi_size_vox)
+    if len(roi) != ndim or any(r <= 0 for r in roi):
+        raise InputError(f"window size must be {ndim} positive integers, got {roi_size_vox}")
+    return roi
+
+
+def gaussian_weights(
+    roi_size_vox: Sequence[int], *, sigma_scale: float = 0.125, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Blending weights of one window: a Gaussian centred on it, float32 of shape ``roi``.
+
+    Weights are strictly positive (MONAI's importance map clamps its minimum), so every covered
+    voxel has a positive weight sum and argmax of the weighted sum equals argmax of the mean.
+    """
+    from monai.data.utils import compute_importance_map
+
+    weights = compute_importance_map(
+        tuple(int(r) for r in roi_size_vox),
+        mode="gaussian",
+        sigma_scale=sigma_scale,
+        device=device,
+        dtype=torch.float32,
+    )
+    return weights.to(torch.float32)
