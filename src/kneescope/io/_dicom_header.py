@@ -12,7 +12,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from kneescope.errors import DicomError
+from kneescope.core.volume import check_voxel_count
+from kneescope.errors import DicomError, InputError
 
 DICOM_MAGIC = b"DICM"
 """Bytes 128..131 of a DICOM Part 10 file."""
@@ -58,6 +59,13 @@ def read_header(path: Path) -> tuple[Dataset, int]:
             f"{path}: DICOM header lacks {', '.join(missing)}; the file is truncated or is not "
             "an image"
         )
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        check_voxel_count((int(ds.Rows), int(ds.Columns), frames), what=str(path))
+    except DicomError:
+        raise
+    except InputError as exc:
+        raise DicomError(str(exc)) from None
     _check_pixel_bytes(path, ds, pixel_offset)
     return ds, pixel_offset
 
@@ -82,8 +90,12 @@ def _check_pixel_bytes(path: Path, ds: Dataset, pixel_offset: int) -> None:
         )
 
 
-def read_pixels(path: Path) -> npt.NDArray[Any]:
-    """Decode the pixel data of a single-frame DICOM file as stored, shape (Rows, Columns)."""
+def read_pixels(path: Path) -> tuple[npt.NDArray[Any], Dataset]:
+    """Decode the pixel data of a single-frame DICOM file as stored.
+
+    Returns:
+        (pixels of shape (Rows, Columns) in the stored dtype, the full dataset).
+    """
     try:
         ds = pydicom.dcmread(path)
         arr = np.asarray(ds.pixel_array)
@@ -94,7 +106,7 @@ def read_pixels(path: Path) -> npt.NDArray[Any]:
         raise DicomError(
             f"{path}: expected a single-frame grayscale image, got pixel array shape {arr.shape}"
         )
-    return arr
+    return arr, ds
 
 
 def stored_dtype(ds: Dataset, path: Path) -> np.dtype[Any]:

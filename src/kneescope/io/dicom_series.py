@@ -318,22 +318,21 @@ def read_dicom_series(folder: Path) -> Volume:
     dtype = np.dtype(info.stored_dtype)
     cols, rows, n = info.shape
     raw = np.empty((cols, rows, n), dtype=dtype)
-    slopes = []
+    rescales = []
     for k, path in enumerate(info.files):
-        pixels = read_pixels(path)
+        pixels, ds = read_pixels(path)
         if pixels.shape != (rows, cols):
             raise DicomError(
                 f"{path}: pixel array is {pixels.shape}, header says {(rows, cols)}; file corrupt"
             )
         raw[:, :, k] = pixels.T
-        slopes.append(rescale_of(read_header(path)[0]) if info.rescale_varies else None)
-    if info.rescale_varies:
+        rescales.append(rescale_of(ds))
+    if any(r != rescales[0] for r in rescales):
         array: npt.NDArray[Any] = np.empty(raw.shape, dtype=np.float32)
-        for k, sl in enumerate(slopes):
-            assert sl is not None
-            array[:, :, k] = raw[:, :, k].astype(np.float64) * sl[0] + sl[1]
+        for k, (slope, intercept) in enumerate(rescales):
+            array[:, :, k] = raw[:, :, k].astype(np.float64) * slope + intercept
     else:
-        array = apply_rescale(raw, info.rescale_slope, info.rescale_intercept)
+        array = apply_rescale(raw, *rescales[0])
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise DicomError(f"{info.folder}: pixel values hold NaN or infinity after rescale")
     metadata = {
