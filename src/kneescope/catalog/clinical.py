@@ -1,0 +1,216 @@
+"""Import clinical tables (OAI- or MOST-style) into the catalog's long-format values.
+
+Recognised layouts:
+
+* **OAI**: a subject column ``ID`` (or ``ParticipantID``), optionally ``SIDE`` (1 = right,
+  2 = left), and variables named ``V{vv}{NAME}`` such as ``V00XRKL`` -> visit ``V00``,
+  variable ``XRKL``. Columns without a visit prefix (``SEX``) are subject-level (visit NULL).
+* **MOST**: a subject column ``MOSTID`` and per-side variables ``V{v}X{L|R}{NAME}`` such as
+  ``V0XLKL`` -> visit ``V00``, side left, variable ``XRKL`` (named as in the OAI, so KLG
+  queries work across cohorts).
+
+Values keep their text; ``value_num`` holds the leading code or number (``"2: definite
+osteophytes"`` -> 2.0, ``"1.5"`` -> 1.5). Missing codes (empty, ``"."``, ``".: Missing"``,
+``".A: ..."``) are skipped. A table is parsed completely before anything is written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import insert, select, update
+
+from kneescope.catalog.database import Catalog
+from kneescope.catalog.rows import RowWriter
+from kneescope.catalog.schema import ClinicalValue
+from kneescope.catalog.tables import Table, read_table
+from kneescope.errors import InputError
+
+SUBJECT_COLUMNS = ("ID", "MOSTID", "ParticipantID", "subject", "subject_id", "PATID")
+SIDE_COLUMNS = ("SIDE", "side", "knee_side")
+_SKIP_COLUMNS = frozenset({"version", "readprj", "barcdbu", "barcode"})
+
+_OAI_VAR = re.compile(r"^V(\d{2})([A-Z][A-Z0-9_]*)$")
+_MOST_VAR = re.compile(r"^V(\d)X([LR])([A-Z][A-Z0-9_]*)$")
+_NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?::.*)?$", re.DOTALL)
+
+
+def parse_value(text: str) -> tuple[str, float | None] | None:
+    """``(text, number)`` for a cell, or None when the cell is empty or a missing code.
+
+    ``"2: definite osteophytes"`` -> ("2: definite osteophytes", 2.0); ``"abc"`` ->
+    ("abc", None); ``""``, ``"."``, ``".: Missing Form"`` -> None.
+    """
+    value = text.strip()
+    match = _NUMBER.match(value)
+    if not value or (value.startswith(".") and match is None):
+        return None
+    return value, (float(match.group(1)) if match else None)
+
+
+def parse_side(text: str) -> str | None:
+    """Side from an OAI/MOST side cell: ``1``/``1: Right``/``R``/``right`` -> right, etc.
+
+    Raises:
+        ValueError: the cell is non-empty but names no side.
+    """
+    value = text.strip().upper()
+    if not value:
+        return None
+    code = value.split(":", 1)[0].strip()
+    if code in {"1", "R", "RIGHT"} or value.startswith("RIGHT"):
+        return "right"
+    if code in {"2", "L", "LEFT"} or value.startswith("LEFT"):
+        return "left"
+    raise ValueError(f"side {text!r} is not 1 (right), 2 (left), R or L")
+
+
+@dataclass(frozen=True)
+class ClinicalCell:
+    """One parsed value: subject code, visit code or None, side or None, variable, value."""
+
+    subject: str
+    visit: str | None
+    side: str | None
+    variable: str
+    value_text: str
+    value_num: float | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.subject}|{self.visit or ''}|{self.side or ''}|{self.variable}"
+
+
+def _variable(column: str) -> tuple[str | None, str | None, str]:
+    """(visit, side from the name, variable) of a column name."""
+    name = column.strip().upper()
+    most = _MOST_VAR.match(name)
+    if most:
+        side = "left" if most.group(2) == "L" else "right"
+        return f"V{int(most.group(1)):02d}", side, f"XR{most.group(3)}"
+    oai = _OAI_VAR.match(name)
+    if oai:
+        return f"V{oai.group(1)}", None, oai.group(2)
+    return None, None, name
+
+
+def parse_clinical_table(table: Table) -> tuple[str, list[ClinicalCell]]:
+    """The cohort style (``oai`` or ``most``) and every value of a clinical table.
+
+    Raises:
+        InputError: no subject column, or a SIDE cell that names no side (with its line).
+    """
+    subject_col = table.column(*SUBJECT_COLUMNS)
+    if subject_col is None:
+        raise InputError(
+            f"{table.path}: no subject column; expected one of {', '.join(SUBJECT_COLUMNS)}"
+        )
+    cohort = "most" if table.columns[subject_col].upper() == "MOSTID" else "oai"
+    side_col = table.column(*SIDE_COLUMNS)
+    variables = [
+        (index, *_variable(name))
+        for index, name in enumerate(table.columns)
+        if index not in (subject_col, side_col) and name.lower() not in _SKIP_COLUMNS
+    ]
+    if not variables:
+        raise InputError(f"{table.path}: no variable columns besides the subject and side")
+    cells: dict[str, ClinicalCell] = {}
+    for line, row in enumerate(table.rows, start=2):
+        subject = row[subject_col]
+        if not subject:
+            raise InputError(f"{table.path}, line {line}: empty subject id")
+        row_side: str | None = None
+        if side_col is not None:
+            try:
+                row_side = parse_side(row[side_col])
+            except ValueError as exc:
+                raise InputError(f"{table.path}, line {line}: {exc}") from None
+        for index, visit, name_side, variable in variables:
+            parsed = parse_value(row[index])
+            if parsed is None:
+                continue
+            cell = ClinicalCell(
+                subject=subject,
+                visit=visit,
+                side=name_side or row_side,
+                variable=variable,
+                value_text=parsed[0],
+                value_num=parsed[1],
+            )
+            cells[cell.key] = cell
+    return cohort, list(cells.values())
+
+
+@dataclass(frozen=True)
+class ClinicalImport:
+    """What one clinical import did."""
+
+    path: str
+    cohort: str
+    subjects: int
+    values_added: int
+    values_updated: int
+    values_unchanged: int
+
+
+def import_clinical_table(catalog: Catalog, path: Path) -> ClinicalImport:
+    """Parse ``path`` and upsert its values in one transaction (idempotent on re-import).
+
+    Raises:
+        InputError: see :func:`read_table` and :func:`parse_clinical_table`.
+    """
+    table = read_table(path)
+    cohort, cells = parse_clinical_table(table)
+    added = updated = unchanged = 0
+    source = str(path.absolute())
+    with catalog.session() as session:
+        writer = RowWriter(session, cohort=cohort)
+        subject_ids = {code: writer.subject(code).id for code in {c.subject for c in cells}}
+        existing: dict[str, tuple[int, str | None, float | None]] = {}
+        keys = [c.key for c in cells]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            for row_id, key, text, num in session.execute(
+                select(
+                    ClinicalValue.id,
+                    ClinicalValue.key,
+                    ClinicalValue.value_text,
+                    ClinicalValue.value_num,
+                ).where(ClinicalValue.key.in_(chunk))
+            ):
+                existing[key] = (row_id, text, num)
+        inserts: list[dict[str, object]] = []
+        updates: list[dict[str, object]] = []
+        for cell in cells:
+            values: dict[str, object] = {
+                "key": cell.key,
+                "subject_id": subject_ids[cell.subject],
+                "visit": cell.visit,
+                "side": cell.side,
+                "variable": cell.variable,
+                "value_text": cell.value_text,
+                "value_num": cell.value_num,
+                "source": source,
+            }
+            old = existing.get(cell.key)
+            if old is None:
+                inserts.append(values)
+            elif (old[1], old[2]) == (cell.value_text, cell.value_num):
+                unchanged += 1
+            else:
+                updates.append({"id": old[0], **values})
+        if inserts:
+            session.execute(insert(ClinicalValue), inserts)
+        if updates:
+            session.execute(update(ClinicalValue), updates)
+        added, updated = len(inserts), len(updates)
+    return ClinicalImport(
+        path=source,
+        cohort=cohort,
+        subjects=len(subject_ids),
+        values_added=added,
+        values_updated=updated,
+        values_unchanged=unchanged,
+    )

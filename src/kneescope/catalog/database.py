@@ -1,0 +1,150 @@
+"""Open a catalog database by SQLAlchemy URL and create its schema idempotently.
+
+SQLite files are the default (``WORKSPACE/catalog.sqlite``); any SQLAlchemy URL works
+(``postgresql+psycopg://user@host:5432/db``). Opening creates missing tables and never
+touches existing rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from kneescope.catalog.schema import SCHEMA_VERSION, Base, CatalogMeta
+from kneescope.errors import CatalogError
+
+log = logging.getLogger(__name__)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+class Catalog:
+    """A cohort catalog in one SQL database.
+
+    Use :meth:`open`; then :meth:`session` for a unit of work (commits on success, rolls back
+    on error). Query helpers live in :mod:`kneescope.catalog.queries`.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password hidden."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = True) -> Catalog:
+        """Open the catalog at ``url``, creating the schema when ``create`` (idempotent).
+
+        Raises:
+            CatalogError: the URL is malformed, its driver is missing, the database cannot be
+                reached, or it holds a catalog of another schema version.
+        """
+        shown = _safe_url(url)
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise CatalogError(
+                f"catalog URL {url!r} is not a database URL; expected e.g. "
+                "sqlite:///catalog.sqlite or postgresql+psycopg://user@host/db"
+            ) from None
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            parent = Path(str(parsed.database)).expanduser().absolute().parent
+            if not parent.is_dir():
+                raise CatalogError(
+                    f"catalog folder {parent} does not exist; create the workspace first"
+                )
+        try:
+            engine = create_engine(parsed, pool_pre_ping=True)
+        except (NoSuchModuleError, ImportError) as exc:
+            raise CatalogError(
+                f"cannot open catalog {shown}: database driver missing ({exc}); "
+                "install it, e.g. pip install 'kneescope[postgres]'"
+            ) from None
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        catalog = cls(engine)
+        try:
+            if create:
+                catalog._create_schema()
+            else:
+                catalog._check_version()
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            orig = getattr(exc, "orig", None)
+            reason = str(orig if orig is not None else exc).strip().splitlines()
+            raise CatalogError(
+                f"cannot open catalog {shown}: {reason[0] if reason else type(exc).__name__}"
+            ) from None
+        return catalog
+
+    def _create_schema(self) -> None:
+        Base.metadata.create_all(self.engine, checkfirst=True)
+        with self.session() as session:
+            row = session.get(CatalogMeta, "schema_version")
+            if row is None:
+                session.add(CatalogMeta(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif row.value != str(SCHEMA_VERSION):
+                raise CatalogError(
+                    f"catalog {self.url} has schema version {row.value}, this kneescope "
+                    f"writes version {SCHEMA_VERSION}; use a new workspace or catalog URL"
+                )
+
+    def _check_version(self) -> None:
+        with self.session() as session:
+            value = session.scalar(
+                select(CatalogMeta.value).where(CatalogMeta.key == "schema_version")
+            )
+        if value != str(SCHEMA_VERSION):
+            raise CatalogError(
+                f"catalog {self.url} has schema version {value}, expected {SCHEMA_VERSION}"
+            )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits when the block ends normally and rolls back otherwise."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

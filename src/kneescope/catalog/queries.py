@@ -1,0 +1,272 @@
+"""Read the catalog: list and filter series, find one series, summarise counts.
+
+Results are plain frozen records (:class:`SeriesRecord`), detached from any session, so they
+can be printed, sent to worker processes or turned into JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from kneescope.catalog.database import Catalog
+from kneescope.catalog.naming import normalize_visit, side_from_text
+from kneescope.catalog.schema import (
+    ClinicalValue,
+    Knee,
+    LabelMap,
+    Series,
+    StoreEntry,
+    Subject,
+    Visit,
+)
+from kneescope.config import FROZEN
+from kneescope.errors import InputError, NotFoundError
+
+
+class SeriesFilter(BaseModel):
+    """Filters for :func:`list_series`; ``None`` means any. Text matches ignore case."""
+
+    model_config = FROZEN
+
+    subject: str | None = None
+    visit: str | None = None
+    side: str | None = None
+    sequence: str | None = None
+    status: str | None = None
+    modality: str | None = None
+    kind: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class SeriesRecord:
+    """One catalog series as plain values (see :class:`~kneescope.catalog.schema.Series`)."""
+
+    id: int
+    path: str
+    source: str
+    subject: str | None
+    visit: str | None
+    side: str | None
+    kind: str
+    modality: str | None
+    sequence: str | None
+    plane: str | None
+    description: str | None
+    series_uid: str | None
+    n_files: int
+    shape: tuple[int, ...] | None
+    spacing_mm: tuple[float, ...] | None
+    orientation: str | None
+    dtype: str | None
+    files_checksum: str
+    header_checksum: str | None
+    status: str
+    reason: str | None
+    ingested_at: datetime
+    label_paths: tuple[str, ...]
+    store_key: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists, datetimes ISO strings)."""
+        data = asdict(self)
+        data["ingested_at"] = self.ingested_at.isoformat()
+        return data
+
+
+_SeriesSelect = Select[Series, str, str, str, str]
+
+
+def _select_series() -> _SeriesSelect:
+    return (
+        select(Series, Subject.code, Visit.code, Knee.side, StoreEntry.store_key)
+        .outerjoin(Subject, Series.subject_id == Subject.id)
+        .outerjoin(Visit, Series.visit_id == Visit.id)
+        .outerjoin(Knee, Series.knee_id == Knee.id)
+        .outerjoin(StoreEntry, StoreEntry.series_id == Series.id)
+    )
+
+
+def _records(session: Session, stmt: _SeriesSelect) -> list[SeriesRecord]:
+    rows = session.execute(stmt).all()
+    ids = [row[0].id for row in rows]
+    labels: dict[int, list[str]] = {}
+    if ids:
+        for series_id, path in session.execute(
+            select(LabelMap.series_id, LabelMap.path)
+            .where(LabelMap.series_id.in_(ids))
+            .order_by(LabelMap.id)
+        ):
+            labels.setdefault(series_id, []).append(path)
+    out = []
+    for series, subject, visit, side, store_key in rows:
+        out.append(
+            SeriesRecord(
+                id=series.id,
+                path=series.path,
+                source=series.source,
+                subject=subject,
+                visit=visit,
+                side=side,
+                kind=series.kind,
+                modality=series.modality,
+                sequence=series.sequence,
+                plane=series.plane,
+                description=series.description,
+                series_uid=series.series_uid,
+                n_files=series.n_files,
+                shape=tuple(int(n) for n in series.shape) if series.shape else None,
+                spacing_mm=tuple(float(s) for s in series.spacing_mm)
+                if series.spacing_mm
+                else None,
+                orientation=series.orientation,
+                dtype=series.dtype,
+                files_checksum=series.files_checksum,
+                header_checksum=series.header_checksum,
+                status=series.status,
+                reason=series.reason,
+                ingested_at=series.ingested_at,
+                label_paths=tuple(labels.get(series.id, ())),
+                store_key=store_key,
+            )
+        )
+    return out
+
+
+def list_series(catalog: Catalog, where: SeriesFilter | None = None) -> list[SeriesRecord]:
+    """Series matching every given filter, ordered by subject, visit, sequence, id.
+
+    Raises:
+        InputError: a visit or side filter is not a valid code.
+    """
+    where = where or SeriesFilter()
+    stmt = _select_series()
+    if where.subject:
+        stmt = stmt.where(Subject.code == where.subject)
+    if where.visit:
+        try:
+            stmt = stmt.where(Visit.code == normalize_visit(where.visit))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    if where.side:
+        side = side_from_text(where.side)
+        if side is None:
+            raise InputError(f"side {where.side!r} is not right or left")
+        stmt = stmt.where(Knee.side == side)
+    if where.sequence:
+        stmt = stmt.where(func.upper(Series.sequence) == where.sequence.upper())
+    if where.status:
+        stmt = stmt.where(Series.status == where.status.lower())
+    if where.modality:
+        stmt = stmt.where(func.upper(Series.modality) == where.modality.upper())
+    if where.kind:
+        stmt = stmt.where(Series.kind == where.kind.lower())
+    stmt = stmt.order_by(Subject.code, Visit.code, Series.sequence, Series.id)
+    if where.limit is not None:
+        stmt = stmt.limit(where.limit)
+    with catalog.session() as session:
+        return _records(session, stmt)
+
+
+def get_series(catalog: Catalog, ref: str | int) -> SeriesRecord:
+    """The series with catalog id ``ref`` (digits) or SeriesInstanceUID ``ref``.
+
+    Raises:
+        NotFoundError: no series has that id or UID (or the UID is ambiguous).
+    """
+    text = str(ref).strip()
+    stmt = _select_series()
+    if text.isdigit():
+        stmt = stmt.where(Series.id == int(text))
+    else:
+        stmt = stmt.where(Series.series_uid == text)
+    with catalog.session() as session:
+        found = _records(session, stmt)
+    if not found:
+        raise NotFoundError(
+            f"no series {text!r} in the catalog; list ids and UIDs with `kneescope catalog`"
+        )
+    if len(found) > 1:
+        ids = ", ".join(str(r.id) for r in found)
+        raise NotFoundError(f"series UID {text!r} matches several series ({ids}); give an id")
+    return found[0]
+
+
+@dataclass(frozen=True)
+class CatalogSummary:
+    """Counts over the whole catalog."""
+
+    subjects: int
+    visits: int
+    knees: int
+    series: int
+    series_by_status: dict[str, int]
+    series_by_kind: dict[str, int]
+    series_by_sequence: dict[str, int]
+    series_by_visit: dict[str, int]
+    label_maps: int
+    clinical_values: int
+    store_entries: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(catalog: Catalog) -> CatalogSummary:
+    """Entity counts and series counts by status, kind, sequence and visit."""
+    with catalog.session() as session:
+
+        def count(model: Any) -> int:
+            return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+        def grouped(column: Any, *, join_visit: bool = False) -> dict[str, int]:
+            stmt = select(column, func.count(Series.id)).select_from(Series)
+            if join_visit:
+                stmt = stmt.outerjoin(Visit, Series.visit_id == Visit.id)
+            stmt = stmt.group_by(column)
+            return {
+                str(key) if key is not None else "-": int(n)
+                for key, n in sorted(session.execute(stmt).all(), key=lambda r: str(r[0]))
+            }
+
+        return CatalogSummary(
+            subjects=count(Subject),
+            visits=count(Visit),
+            knees=count(Knee),
+            series=count(Series),
+            series_by_status=grouped(Series.status),
+            series_by_kind=grouped(Series.kind),
+            series_by_sequence=grouped(Series.sequence),
+            series_by_visit=grouped(Visit.code, join_visit=True),
+            label_maps=count(LabelMap),
+            clinical_values=count(ClinicalValue),
+            store_entries=count(StoreEntry),
+        )
+
+
+def clinical_values(
+    catalog: Catalog, *, subject: str | None = None, variable: str | None = None
+) -> list[dict[str, Any]]:
+    """Clinical values in long format as dicts (subject, visit, side, variable, text, num)."""
+    stmt = select(
+        Subject.code,
+        ClinicalValue.visit,
+        ClinicalValue.side,
+        ClinicalValue.variable,
+        ClinicalValue.value_text,
+        ClinicalValue.value_num,
+    ).join(Subject, ClinicalValue.subject_id == Subject.id)
+    if subject:
+        stmt = stmt.where(Subject.code == subject)
+    if variable:
+        stmt = stmt.where(ClinicalValue.variable == variable.upper())
+    stmt = stmt.order_by(Subject.code, ClinicalValue.visit, ClinicalValue.variable)
+    keys = ("subject", "visit", "side", "variable", "value_text", "value_num")
+    with catalog.session() as session:
+        return [dict(zip(keys, row, strict=True)) for row in session.execute(stmt).all()]

@@ -1,0 +1,214 @@
+"""The catalog's SQL schema (SQLAlchemy 2 ORM), portable across SQLite and PostgreSQL.
+
+Entities::
+
+    subjects 1--n visits 1--n series n--1 knees n--1 subjects
+                             series 1--n label_maps
+                             series 1--1 store_entries
+    subjects 1--n clinical_values (long format: visit, side nullable, variable, value)
+
+Shapes are stored as JSON lists of voxel counts ``[I, J, K]`` (or ``[I, J]`` for radiographs),
+spacings as JSON lists of mm per array axis. Sides are ``"right"``/``"left"`` (NULL when a
+series shows both knees). Timestamps are UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA_VERSION = 1
+"""Bumped whenever a table or column changes meaning."""
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+KIND_MRI = "mri"
+KIND_RADIOGRAPH = "radiograph"
+KIND_UNKNOWN = "unknown"
+
+
+def utc_now() -> datetime:
+    """The current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every catalog table."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class CatalogMeta(Base):
+    """Key/value facts about the catalog itself (schema version)."""
+
+    __tablename__ = "catalog_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class Subject(Base):
+    """One participant of a cohort (e.g. OAI ParticipantID ``9000099``)."""
+
+    __tablename__ = "subjects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    cohort: Mapped[str | None] = mapped_column(String(32), default=None)
+
+    visits: Mapped[list[Visit]] = relationship(back_populates="subject")
+    knees: Mapped[list[Knee]] = relationship(back_populates="subject")
+
+
+class Visit(Base):
+    """One time point of a subject (``V00`` baseline, ``V01`` 12 months, ...)."""
+
+    __tablename__ = "visits"
+    __table_args__ = (UniqueConstraint("subject_id", "code", name="uq_visit_subject_code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(16), index=True)
+    study_date: Mapped[str | None] = mapped_column(String(8), default=None)
+    """``YYYYMMDD`` as in DICOM StudyDate, when known."""
+
+    subject: Mapped[Subject] = relationship(back_populates="visits")
+
+
+class Knee(Base):
+    """One knee of a subject."""
+
+    __tablename__ = "knees"
+    __table_args__ = (UniqueConstraint("subject_id", "side", name="uq_knee_subject_side"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"))
+    side: Mapped[str] = mapped_column(String(8))
+
+    subject: Mapped[Subject] = relationship(back_populates="knees")
+
+
+class Series(Base):
+    """One image series: a DICOM folder, a radiograph file, or a NIfTI/MHA file.
+
+    ``files_checksum`` fingerprints what is on disk (relative names, sizes, mtimes) and decides
+    whether an ingest re-run may skip the series; ``header_checksum`` fingerprints the decoded
+    geometry and identity (UIDs, shape, spacing, affine) and is what the store records.
+    A failed series keeps ``status="failed"`` and a one-line ``reason``.
+    """
+
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), unique=True, index=True)
+    """Absolute path of the series folder (DICOM) or file (radiograph, NIfTI, MHA)."""
+    source: Mapped[str] = mapped_column(String(16))
+    """Importer that wrote the row: ``oai`` or ``manifest``."""
+    subject_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subjects.id", ondelete="SET NULL"), index=True
+    )
+    visit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("visits.id", ondelete="SET NULL"), index=True
+    )
+    knee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("knees.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), default=KIND_UNKNOWN)
+    modality: Mapped[str | None] = mapped_column(String(16), default=None)
+    sequence: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    plane: Mapped[str | None] = mapped_column(String(8), default=None)
+    description: Mapped[str | None] = mapped_column(String(256), default=None)
+    series_uid: Mapped[str | None] = mapped_column(String(128), default=None, index=True)
+    study_uid: Mapped[str | None] = mapped_column(String(128), default=None)
+    n_files: Mapped[int] = mapped_column(Integer, default=0)
+    shape: Mapped[list[Any] | None] = mapped_column(default=None)
+    spacing_mm: Mapped[list[Any] | None] = mapped_column(default=None)
+    affine_ras: Mapped[list[Any] | None] = mapped_column(default=None)
+    orientation: Mapped[str | None] = mapped_column(String(8), default=None)
+    dtype: Mapped[str | None] = mapped_column(String(16), default=None)
+    files_checksum: Mapped[str] = mapped_column(String(64))
+    header_checksum: Mapped[str | None] = mapped_column(String(64), default=None)
+    status: Mapped[str] = mapped_column(String(8), index=True)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    subject: Mapped[Subject | None] = relationship()
+    visit: Mapped[Visit | None] = relationship()
+    knee: Mapped[Knee | None] = relationship()
+    label_maps: Mapped[list[LabelMap]] = relationship(
+        back_populates="series", cascade="all, delete-orphan"
+    )
+    store_entry: Mapped[StoreEntry | None] = relationship(
+        back_populates="series", cascade="all, delete-orphan"
+    )
+
+
+class LabelMap(Base):
+    """A segmentation label map (NIfTI/MHA file) on the grid of one series."""
+
+    __tablename__ = "label_maps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(1024), unique=True)
+    scheme: Mapped[str] = mapped_column(String(32), default="kneescope")
+    files_checksum: Mapped[str] = mapped_column(String(64))
+    ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    series: Mapped[Series] = relationship(back_populates="label_maps")
+
+
+class ClinicalValue(Base):
+    """One clinical variable of a subject, in long format.
+
+    ``visit`` is a visit code (``V00``) or NULL for subject-level variables; ``side`` is
+    ``right``/``left`` or NULL for person-level variables. ``value_num`` holds the number when
+    the text parses as one (``"2: definite osteophytes"`` -> 2.0).
+    """
+
+    __tablename__ = "clinical_values"
+    __table_args__ = (UniqueConstraint("key", name="uq_clinical_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(256))
+    """``subject|visit|side|variable``: makes re-imports idempotent (NULLs never collide)."""
+    subject_id: Mapped[int] = mapped_column(
+        ForeignKey("subjects.id", ondelete="CASCADE"), index=True
+    )
+    visit: Mapped[str | None] = mapped_column(String(16), default=None, index=True)
+    side: Mapped[str | None] = mapped_column(String(8), default=None)
+    variable: Mapped[str] = mapped_column(String(64), index=True)
+    value_text: Mapped[str | None] = mapped_column(Text, default=None)
+    value_num: Mapped[float | None] = mapped_column(Float, default=None)
+    source: Mapped[str | None] = mapped_column(String(1024), default=None)
+
+
+class StoreEntry(Base):
+    """Where a series lies in the workspace Zarr store, and what converting it cost."""
+
+    __tablename__ = "store_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), unique=True)
+    store_key: Mapped[str] = mapped_column(String(256), unique=True)
+    checksum: Mapped[str] = mapped_column(String(64))
+    """The series' ``files_checksum`` at conversion time: a changed series is converted again."""
+    bytes_in: Mapped[int] = mapped_column(BigInteger)
+    bytes_out: Mapped[int] = mapped_column(BigInteger)
+    converted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    series: Mapped[Series] = relationship(back_populates="store_entry")

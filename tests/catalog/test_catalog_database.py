@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from kneescope.catalog.database import Catalog
+from kneescope.catalog.queries import SeriesFilter, get_series, list_series, summarize
+from kneescope.catalog.rows import RowWriter
+from kneescope.catalog.schema import STATUS_FAILED, STATUS_OK, LabelMap, StoreEntry
+from kneescope.errors import CatalogError, InputError, NotFoundError
+
+TABLES = {
+    "catalog_meta",
+    "subjects",
+    "visits",
+    "knees",
+    "series",
+    "label_maps",
+    "clinical_values",
+    "store_entries",
+}
+
+
+def _fill(catalog: Catalog) -> None:
+    with catalog.session() as session:
+        w = RowWriter(session, cohort="oai")
+        for code in ("9000001", "9000002"):
+            subject = w.subject(code)
+            for visit_code in ("V00", "V01"):
+                visit = w.visit(subject, visit_code, "20040101")
+                for side in ("right", "left"):
+                    w.upsert_series(
+                        f"/data/{code}/{visit_code}/{side}",
+                        source="oai",
+                        subject_id=subject.id,
+                        visit_id=visit.id,
+                        knee_id=w.knee(subject, side).id,
+                        kind="mri",
+                        modality="MR",
+                        sequence="DESS",
+                        series_uid=f"1.2.3.{code}.{visit_code[1:]}.{len(side)}",
+                        shape=[8, 32, 32],
+                        spacing_mm=[0.7, 0.36, 0.36],
+                        files_checksum="x" * 64,
+                        status=STATUS_OK,
+                    )
+        xr = w.upsert_series(
+            "/data/9000001/V00/xr",
+            source="oai",
+            subject_id=w.subject("9000001").id,
+            visit_id=w.visit(w.subject("9000001"), "V00").id,
+            kind="radiograph",
+            modality="CR",
+            sequence="XR_PA",
+            files_checksum="y" * 64,
+            status=STATUS_FAILED,
+            reason="truncated file",
+        )
+        session.add(LabelMap(series_id=xr.id, path="/labels/xr.nii.gz", files_checksum="z"))
+        session.add(
+            StoreEntry(series_id=xr.id, store_key="k", checksum="c", bytes_in=10, bytes_out=5)
+        )
+
+
+def test_schema_created_idempotently_and_data_survives_reopen(catalog_url: str) -> None:
+    first = Catalog.open(catalog_url)
+    assert set(inspect(first.engine).get_table_names()) >= TABLES
+    _fill(first)
+    first.close()
+    again = Catalog.open(catalog_url)  # create_all again: nothing dropped, nothing duplicated
+    try:
+        assert summarize(again).series == 9
+        assert summarize(again).subjects == 2
+    finally:
+        again.close()
+
+
+def test_filters_and_summary(catalog: Catalog) -> None:
+    _fill(catalog)
+    assert len(list_series(catalog)) == 9
+    right_v01 = list_series(catalog, SeriesFilter(visit="V01", side="right"))
+    assert [(r.subject, r.visit, r.side) for r in right_v01] == [
+        ("9000001", "V01", "right"),
+        ("9000002", "V01", "right"),
+    ]
+    assert len(list_series(catalog, SeriesFilter(visit="1", side="R", sequence="dess"))) == 2
+    failed = list_series(catalog, SeriesFilter(status="failed"))
+    assert len(failed) == 1
+    assert failed[0].reason == "truncated file"
+    assert failed[0].side is None
+    assert failed[0].label_paths == ("/labels/xr.nii.gz",)
+    assert failed[0].store_key == "k"
+    assert len(list_series(catalog, SeriesFilter(modality="cr"))) == 1
+    assert len(list_series(catalog, SeriesFilter(kind="mri", subject="9000002"))) == 4
+    assert list_series(catalog, SeriesFilter(limit=3))[0].shape in {(8, 32, 32), None}
+    s = summarize(catalog)
+    assert (s.subjects, s.visits, s.knees, s.series) == (2, 4, 4, 9)
+    assert s.series_by_status == {"failed": 1, "ok": 8}
+    assert s.series_by_sequence == {"DESS": 8, "XR_PA": 1}
+    assert s.series_by_visit == {"V00": 5, "V01": 4}
+    assert (s.label_maps, s.store_entries) == (1, 1)
+
+
+def test_get_series_by_id_and_uid(catalog: Catalog) -> None:
+    _fill(catalog)
+    rec = list_series(catalog, SeriesFilter(visit="V00", side="left", subject="9000002"))[0]
+    assert get_series(catalog, rec.id) == rec
+    assert rec.series_uid is not None
+    assert get_series(catalog, rec.series_uid).id == rec.id
+    with pytest.raises(NotFoundError, match="no series '999'"):
+        get_series(catalog, "999")
+    with pytest.raises(NotFoundError):
+        get_series(catalog, "1.2.999")
+
+
+def test_upsert_resets_stale_columns(catalog: Catalog) -> None:
+    _fill(catalog)
+    with catalog.session() as session:
+        RowWriter(session).upsert_series(
+            "/data/9000001/V00/xr", source="oai", files_checksum="w" * 64, status=STATUS_OK
+        )
+    rec = list_series(catalog, SeriesFilter(status="ok", sequence=None, limit=None))
+    fixed = next(r for r in rec if r.path == "/data/9000001/V00/xr")
+    assert fixed.reason is None
+    assert fixed.sequence is None
+    assert summarize(catalog).series == 9
+
+
+def test_bad_filters_raise_input_errors(catalog: Catalog) -> None:
+    with pytest.raises(InputError, match="visit"):
+        list_series(catalog, SeriesFilter(visit="baseline"))
+    with pytest.raises(InputError, match="side"):
+        list_series(catalog, SeriesFilter(side="both"))
+
+
+def test_open_errors_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="not a database URL"):
+        Catalog.open("not a url")
+    with pytest.raises(CatalogError, match="does not exist"):
+        Catalog.open(f"sqlite:///{tmp_path / 'missing' / 'c.sqlite'}")
+    with pytest.raises(CatalogError, match="cannot open catalog") as info:
+        Catalog.open("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert "\n" not in str(info.value)
