@@ -52,7 +52,7 @@ def stream_slabs(
     *,
     roi_size_vox: Sequence[int],
     out_channels: int,
-    overlap: float = 0.25,
+    overlap: float | Sequence[float] = 0.25,
     sw_batch_size: int = 1,
     prepare: Prepare | None = None,
     device: torch.device | str = "cpu",
@@ -66,7 +66,8 @@ def stream_slabs(
         roi_size_vox: window size (ri, rj, rk); axes shorter than it are zero-padded after
             ``prepare``.
         out_channels: C_out, channels the predictor returns.
-        overlap: fraction of a window shared with its neighbour along each axis, in [0, 1).
+        overlap: fraction of a window shared with its neighbour, in [0, 1); one value for all
+            axes or one per axis (i, j, k).
         sw_batch_size: windows per predictor call.
         prepare: raw window -> float32 tensor (e.g. intensity normalisation); default cast.
         device: where windows run and where the slab accumulator lives.
@@ -83,7 +84,10 @@ def stream_slabs(
     dev = torch.device(device)
     size = tuple(int(n) for n in image.shape[1:])
     roi = check_roi(roi_size_vox, 3)
-    starts = [window_starts(n, r, overlap) for n, r in zip(size, roi, strict=True)]
+    overlaps = (overlap,) * 3 if isinstance(overlap, float | int) else tuple(overlap)
+    if len(overlaps) != 3:
+        raise InputError(f"give one overlap or three (i, j, k), got {overlap}")
+    starts = [window_starts(n, r, float(o)) for n, r, o in zip(size, roi, overlaps, strict=True)]
     weights = gaussian_weights(roi, sigma_scale=sigma_scale, device=dev)
     depth = min(roi[0], size[0])
     acc = torch.zeros((out_channels, depth, size[1], size[2]), dtype=torch.float32, device=dev)

@@ -1,0 +1,232 @@
+"""The :class:`Segmenter`: load a model once, then segment many volumes with bounded memory.
+
+For each input volume: reorient to the model's axis code (permutation and flips only), resample
+to the model's spacing if it differs, normalise intensities window by window, run the streaming
+sliding window (optionally inside the box a coarse pass found), clean up each structure, and
+map the label map back onto the input's exact grid (nearest neighbour, integer labels).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, Field
+
+from kneescope.config import FROZEN
+from kneescope.core import Volume
+from kneescope.errors import InputError
+from kneescope.inference.cascade import coarse_view, foreground_box
+from kneescope.inference.cleanup import keep_largest_components
+from kneescope.inference.predictor import (
+    make_predictor,
+    resolve_device,
+    resolve_precision,
+)
+from kneescope.inference.streaming import (
+    labels_and_probabilities_from_slabs,
+    labels_from_slabs,
+    stream_slabs,
+)
+from kneescope.models import divisor
+from kneescope.transforms.intensity import IntensityStats, intensity_stats
+from kneescope.transforms.model_file import SegmentationModel, load_model
+from kneescope.transforms.orientation import plan_reorientation
+from kneescope.transforms.resample import plan_resampling
+
+log = logging.getLogger(__name__)
+
+
+class SegmentConfig(BaseModel):
+    """Options of ``kneescope segment``.
+
+    Attributes:
+        overlap: window overlap fraction in-plane (axis i uses it too in 3D mode, 0 in 2D).
+        sw_batch_size: windows per network call.
+        precision: ``"auto"`` (bf16 where the device runs it natively), ``"bf16"``, ``"fp32"``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        tta: average with flipped passes along the in-plane axes (j, k).
+        cascade: coarse pass at ``cascade_factor`` x the spacing finds the knee first.
+        cascade_factor: down-sampling of the coarse pass (integer).
+        cascade_margin_mm: margin around the coarse foreground box, mm.
+        cleanup: keep only the largest connected component of each structure.
+        probabilities: also return softmax probabilities (uint8, scaled by 255).
+        roi_size_vox: inference window (i, j, k); default the model's.
+        sigma_scale: Gaussian blending sigma as a fraction of the window.
+    """
+
+    model_config = FROZEN
+
+    overlap: float = Field(0.25, ge=0.0, lt=1.0)
+    sw_batch_size: int = Field(1, ge=1)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    device: str = "auto"
+    tta: bool = False
+    cascade: bool = False
+    cascade_factor: int = Field(2, ge=2, le=8)
+    cascade_margin_mm: float = Field(8.0, ge=0.0)
+    cleanup: bool = True
+    probabilities: bool = False
+    roi_size_vox: tuple[int, int, int] | None = None
+    sigma_scale: float = Field(0.125, gt=0.0)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """The result for one volume.
+
+    Attributes:
+        labels: uint8 label map on the input's grid (same shape and affine).
+        probabilities: uint8 (I, J, K, C) softmax x 255 on the input grid, or ``None``.
+        seconds: wall time per stage.
+        box: region of the model grid the fine pass covered (cascade), else ``None``.
+    """
+
+    labels: Volume
+    probabilities: npt.NDArray[np.uint8] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    box: tuple[slice, slice, slice] | None = None
+
+
+class Segmenter:
+    """Segments volumes with one model, loaded once per process.
+
+    Args:
+        model: a loaded model or the path of a model file.
+        config: inference options.
+    """
+
+    def __init__(self, model: SegmentationModel | Path, config: SegmentConfig | None = None):
+        import torch
+
+        self.model = load_model(model) if isinstance(model, Path) else model
+        self.config = config or SegmentConfig()
+        spec = self.model.spec
+        self.device = resolve_device(self.config.device)
+        self.autocast_dtype = resolve_precision(self.config.precision, self.device)
+        self.network = self.model.build(self.device)
+        tta_axes = (1, 2) if self.config.tta else ()
+        self.predictor = make_predictor(
+            self.network,
+            mode=spec.mode,
+            device=self.device,
+            autocast_dtype=self.autocast_dtype,
+            tta_flip_axes=tta_axes,
+        )
+        self.roi = self.config.roi_size_vox or spec.roi_size_vox
+        div = divisor(spec.network)
+        spatial = self.roi[1:] if spec.mode == "2d" else self.roi
+        if any(r % d for r, d in zip(spatial, div, strict=True)):
+            raise InputError(
+                f"window {self.roi} is not a multiple of the network's divisor {div}; "
+                "choose another --roi"
+            )
+        self._torch = torch
+        log.info(
+            "segmenter: %s model, device %s, precision %s, window %s",
+            spec.mode,
+            self.device,
+            "bf16" if self.autocast_dtype is not None else "fp32",
+            self.roi,
+        )
+
+    @property
+    def precision_name(self) -> str:
+        return "bf16" if self.autocast_dtype is not None else "fp32"
+
+    def segment(self, image: Volume) -> Segmentation:
+        """Segment one 3D image; the label map has the image's exact shape and affine."""
+        if image.ndim != 3:
+            raise InputError(f"segmentation needs a 3D image, got shape {image.shape}")
+        spec = self.model.spec
+        seconds: dict[str, float] = {}
+        t0 = time.perf_counter()
+        reo = plan_reorientation(image.affine_ras, image.shape, spec.orientation)
+        arr = reo.apply(image.array)
+        spacing = [image.spacing_mm[q] for q in reo.permutation]
+        target = list(spec.spacing_mm)
+        if spec.mode == "2d":
+            target[0] = spacing[0]
+        grid = plan_resampling(arr.shape, spacing, target)
+        work = arr if grid.is_identity else grid.image_to_target(arr)
+        stats = intensity_stats(work, spec.normalisation)
+        seconds["prepare"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        box = None
+        if self.config.cascade:
+            box = self._coarse_box(work, stats, target)
+        region = work if box is None else work[box]
+        want_probs = self.config.probabilities
+        labels_t = np.zeros(grid.target_shape, dtype=np.uint8)
+        probs_t = (
+            np.zeros((*grid.target_shape, spec.num_classes), dtype=np.uint8) if want_probs else None
+        )
+        lab, prob = self._run(region, stats, want_probs)
+        dest = box if box is not None else (slice(None),) * 3
+        labels_t[dest] = lab
+        if probs_t is not None and prob is not None:
+            probs_t[dest] = prob
+            if box is not None:  # outside the box: background with certainty
+                outside = np.ones(grid.target_shape, dtype=bool)
+                outside[box] = False
+                probs_t[outside, 0] = 255
+        seconds["infer"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        if self.config.cleanup:
+            keep_largest_components(labels_t)
+        labels_src = reo.undo(grid.labels_to_source(labels_t))
+        labels = image.with_array(np.ascontiguousarray(labels_src, dtype=np.uint8))
+        probs_src = None
+        if probs_t is not None:
+            channels = [
+                reo.undo(grid.labels_to_source(probs_t[..., c])) for c in range(probs_t.shape[-1])
+            ]
+            probs_src = np.ascontiguousarray(np.stack(channels, axis=-1))
+        seconds["finish"] = time.perf_counter() - t2
+        seconds["total"] = time.perf_counter() - t0
+        return Segmentation(labels=labels, probabilities=probs_src, seconds=seconds, box=box)
+
+    def _run(
+        self, region: npt.NDArray[Any], stats: IntensityStats, want_probs: bool
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8] | None]:
+        spec = self.model.spec
+        overlap = (0.0, self.config.overlap, self.config.overlap)
+        if spec.mode == "3d":
+            overlap = (self.config.overlap,) * 3
+        slabs = stream_slabs(
+            region[None],
+            self.predictor,
+            roi_size_vox=self.roi,
+            out_channels=spec.num_classes,
+            overlap=overlap,
+            sw_batch_size=self.config.sw_batch_size,
+            prepare=stats.apply_torch,
+            device=self.device,
+            sigma_scale=self.config.sigma_scale,
+        )
+        if want_probs:
+            lab, prob = labels_and_probabilities_from_slabs(slabs, region.shape, spec.num_classes)
+            return lab, prob
+        return labels_from_slabs(slabs, region.shape), None
+
+    def _coarse_box(
+        self, work: npt.NDArray[Any], stats: IntensityStats, spacing_mm: list[float]
+    ) -> tuple[slice, slice, slice] | None:
+        f = self.config.cascade_factor
+        coarse = coarse_view(work, f)
+        labels, _ = self._run(coarse, stats, False)
+        margin = [math.ceil(self.config.cascade_margin_mm / s) for s in spacing_mm]
+        div = divisor(self.model.spec.network)
+        multiple = (1, *div[-2:]) if self.model.spec.mode == "2d" else div
+        box = foreground_box(labels, f, work.shape, margin, multiple=multiple)
+        if box is None:
+            log.warning("cascade: the coarse pass found no knee; segmenting the whole volume")
+        return box
