@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from oai_dicom_tree import OaiTree, SeriesTruth, build_oai_tree
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -45,3 +47,31 @@ def catalog(catalog_url: str) -> Iterator[Catalog]:
         yield cat
     finally:
         cat.close()
+
+
+@pytest.fixture(scope="session")
+def oai_tree_template(tmp_path_factory: pytest.TempPathFactory) -> OaiTree:
+    """The tree, built once per session; copy it before modifying (see ``oai_tree``)."""
+    return build_oai_tree(tmp_path_factory.mktemp("oai") / "OAI")
+
+
+@pytest.fixture
+def oai_tree(oai_tree_template: OaiTree, tmp_path: Path) -> OaiTree:
+    """A private copy of the OAI tree (same relative layout, fresh paths)."""
+    root = tmp_path / "OAI"
+    shutil.copytree(oai_tree_template.root, root)
+
+    def move(p: Path) -> Path:
+        return root / p.relative_to(oai_tree_template.root)
+
+    good = {
+        k: SeriesTruth(move(t.folder), t.array, t.affine_ras, t.uid)
+        for k, t in oai_tree_template.good.items()
+    }
+    return OaiTree(
+        root,
+        good,
+        move(oai_tree_template.radiograph),
+        move(oai_tree_template.truncated),
+        move(oai_tree_template.not_dicom),
+    )

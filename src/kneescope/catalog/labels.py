@@ -1,0 +1,136 @@
+"""Associate label maps (NIfTI/MHA/NRRD files) with cataloged series.
+
+Two ways, both general:
+
+* explicitly, a ``label_path`` column in a manifest;
+* by convention, a ``labels/`` folder next to the data (or inside the ingested folder) whose
+  files are named after the series: its SeriesInstanceUID, its folder or file name (OAI
+  8-digit series folder, ``case001`` for ``case001.nii.gz``), or its path relative to the
+  ingested root with ``/`` replaced by ``_`` (``0.C.2_9000099_20040909_10219306``).
+
+A label map is checked against its series before it is recorded: integer dtype and the same
+grid (shape and affine within 1e-3 mm).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kneescope.catalog.fingerprint import files_fingerprint
+from kneescope.catalog.schema import LabelMap, Series
+from kneescope.catalog.volumes import read_image_file
+from kneescope.errors import InputError, KneescopeError
+
+log = logging.getLogger(__name__)
+
+LABEL_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
+LABELS_FOLDER = "labels"
+
+
+def strip_image_suffix(name: str) -> str | None:
+    """``case001`` for ``case001.nii.gz`` (any of :data:`LABEL_SUFFIXES`), else None."""
+    lowered = name.lower()
+    for suffix in LABEL_SUFFIXES:
+        if lowered.endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def index_label_folder(folder: Path) -> dict[str, Path]:
+    """Label files below ``folder`` keyed by name without suffix (and a trailing ``_label``).
+
+    Returns an empty dict when the folder does not exist.
+    """
+    index: dict[str, Path] = {}
+    if not folder.is_dir():
+        return index
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        stem = strip_image_suffix(path.name)
+        if stem is None or path.suffix.lower() == ".raw":
+            continue
+        for key in {stem, stem.removesuffix("_label"), stem.removesuffix("_seg")}:
+            index.setdefault(key, path)
+    return index
+
+
+def label_keys(series: Series, root: Path) -> list[str]:
+    """Names a label file may carry for ``series`` (see the module docstring)."""
+    path = Path(series.path)
+    keys = []
+    if series.series_uid:
+        keys.append(series.series_uid)
+    stem = strip_image_suffix(path.name)
+    keys.append(stem if stem is not None else path.name)
+    try:
+        rel = path.relative_to(root)
+        keys.append("_".join(rel.parts if stem is None else (*rel.parts[:-1], stem)))
+    except ValueError:
+        pass
+    return keys
+
+
+def check_label_grid(label_path: Path, series: Series) -> None:
+    """Refuse a label map whose dtype or grid does not fit ``series``.
+
+    Raises:
+        InputError: unreadable, not integer, or another shape/affine than the series.
+    """
+    label = read_image_file(label_path)
+    if not label.is_label:
+        raise InputError(
+            f"label map {label_path} holds {label.array.dtype} values; expected integer labels"
+        )
+    if series.shape is not None and list(label.shape) != list(series.shape):
+        raise InputError(
+            f"label map {label_path} has shape {label.shape}, its series "
+            f"{tuple(series.shape)}; give the label map on the image's grid"
+        )
+    if series.affine_ras is not None and not np.allclose(
+        label.affine_ras, np.asarray(series.affine_ras), atol=1e-3
+    ):
+        raise InputError(
+            f"label map {label_path} has another affine than its series {series.path}; "
+            "write it with the image's geometry"
+        )
+
+
+def attach_label(session: Session, series: Series, label_path: Path, scheme: str) -> bool:
+    """Record ``label_path`` as a label map of ``series``; False when already recorded as is.
+
+    Raises:
+        InputError: the label map does not fit the series (see :func:`check_label_grid`).
+    """
+    label_path = label_path.absolute()
+    fingerprint = files_fingerprint(label_path)
+    row = session.scalar(select(LabelMap).where(LabelMap.path == str(label_path)))
+    if row is not None and row.series_id == series.id and row.files_checksum == fingerprint:
+        return False
+    try:
+        check_label_grid(label_path, series)
+    except KneescopeError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read label map {label_path}: {exc}") from None
+    if row is None:
+        session.add(
+            LabelMap(
+                series_id=series.id,
+                path=str(label_path),
+                scheme=scheme,
+                files_checksum=fingerprint,
+            )
+        )
+    else:
+        row.series_id = series.id
+        row.files_checksum = fingerprint
+        row.scheme = scheme
+    session.flush()
+    log.debug("label map %s -> series %s", label_path, series.id)
+    return True

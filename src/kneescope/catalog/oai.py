@@ -1,0 +1,364 @@
+"""Import an OAI-style DICOM tree into the catalog, incrementally.
+
+Layout: ``<root>/<release>/<ParticipantID>/<StudyDate>/<series>/<slice files>``, e.g.
+``0.C.2/9000099/20040909/10219306/001``; ``root`` may also be one release folder. Release
+folders give the visit (:data:`~kneescope.catalog.naming.RELEASE_TO_VISIT`), each release's
+``contents.csv`` (when present) the SeriesDescription; headers fill in the rest. A series
+folder with one file is a radiograph.
+
+A re-run skips every series whose files (names, sizes, mtimes) are unchanged, so an
+unchanged tree costs one ``stat`` per file. A series that cannot be read is recorded as
+failed with a one-line reason and the import carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kneescope.catalog.database import Catalog
+from kneescope.catalog.fingerprint import files_fingerprint, header_fingerprint
+from kneescope.catalog.labels import LABELS_FOLDER, attach_label, index_label_folder, label_keys
+from kneescope.catalog.naming import (
+    PARTICIPANT_RE,
+    RELEASE_TO_VISIT,
+    STUDY_DATE_RE,
+    kind_of,
+    parse_series_description,
+    side_from_text,
+    visit_from_release,
+)
+from kneescope.catalog.report import IngestReport
+from kneescope.catalog.rows import RowWriter
+from kneescope.catalog.schema import (
+    KIND_MRI,
+    KIND_RADIOGRAPH,
+    STATUS_FAILED,
+    STATUS_OK,
+    Series,
+)
+from kneescope.catalog.tables import read_table
+from kneescope.errors import InputError, KneescopeError
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` after each series."""
+
+_COMMIT_EVERY = 200
+
+
+@dataclass(frozen=True)
+class OaiSeriesFolder:
+    """One series folder found in an OAI tree, with what its path says."""
+
+    path: Path
+    release: str
+    visit: str
+    participant: str
+    study_date: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(ParticipantID, StudyDate, series folder name): how contents.csv names it."""
+        return (self.participant, self.study_date, self.path.name)
+
+
+@dataclass(frozen=True)
+class ContentsRow:
+    """One row of a release's ``contents.csv``."""
+
+    barcode: str
+    study_description: str
+    series_description: str
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(
+                Path(e.path)
+                for e in entries
+                if e.is_dir(follow_symlinks=True) and not e.name.startswith(".")
+            )
+    except OSError as exc:
+        log.warning("cannot list %s: %s", folder, exc.strerror)
+        return []
+
+
+def release_folders(root: Path) -> list[Path]:
+    """The release folders of an OAI tree (``root`` itself when it is one).
+
+    Raises:
+        InputError: ``root`` is not a readable folder or holds no release folder.
+    """
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder; give the root of an OAI-style tree")
+    if visit_from_release(root.name):
+        return [root]
+    found = [d for d in _subdirs(root) if visit_from_release(d.name)]
+    if not found:
+        names = ", ".join(list(RELEASE_TO_VISIT)[:4])
+        raise InputError(
+            f"{root}: no OAI release folders ({names}, ...) found; give the tree's root "
+            "or use --kind manifest for a folder of NIfTI/MHA files"
+        )
+    return found
+
+
+def discover_series(root: Path) -> tuple[list[OaiSeriesFolder], list[Path]]:
+    """Every series folder of the tree, and the folders that fit no level of the layout."""
+    found: list[OaiSeriesFolder] = []
+    ignored: list[Path] = []
+    for release in release_folders(root):
+        visit = visit_from_release(release.name) or ""
+        for participant in _subdirs(release):
+            if not PARTICIPANT_RE.match(participant.name):
+                if participant.name != LABELS_FOLDER:
+                    ignored.append(participant)
+                continue
+            for date in _subdirs(participant):
+                if not STUDY_DATE_RE.match(date.name):
+                    ignored.append(date)
+                    continue
+                for series in _subdirs(date):
+                    found.append(
+                        OaiSeriesFolder(series, release.name, visit, participant.name, date.name)
+                    )
+    return found, ignored
+
+
+def read_contents(release: Path, report: IngestReport) -> dict[tuple[str, str, str], ContentsRow]:
+    """A release's ``contents.csv`` keyed by (ParticipantID, StudyDate, series folder name).
+
+    A missing file gives an empty dict; an unreadable one a warning in ``report``.
+    """
+    path = release / "contents.csv"
+    if not path.is_file():
+        return {}
+    try:
+        table = read_table(path)
+    except InputError as exc:
+        report.warnings.append(f"ignored {path}: {exc}")
+        return {}
+    folder_col = table.column("Folder")
+    if folder_col is None:
+        report.warnings.append(f"ignored {path}: no Folder column")
+        return {}
+    pid_col = table.column("ParticipantID")
+    date_col = table.column("StudyDate")
+    barcode_col = table.column("Barcode")
+    study_col = table.column("StudyDescription")
+    series_col = table.column("SeriesDescription")
+    out: dict[tuple[str, str, str], ContentsRow] = {}
+    for row in table.rows:
+        parts = [p for p in row[folder_col].replace("\\", "/").split("/") if p]
+        if len(parts) < 3:
+            continue
+        pid = row[pid_col] if pid_col is not None and row[pid_col] else parts[-3]
+        date = row[date_col] if date_col is not None and row[date_col] else parts[-2]
+        out[(pid, date, parts[-1])] = ContentsRow(
+            barcode=row[barcode_col] if barcode_col is not None else "",
+            study_description=row[study_col] if study_col is not None else "",
+            series_description=row[series_col] if series_col is not None else "",
+        )
+    return out
+
+
+def _image_files(folder: Path) -> list[Path]:
+    with os.scandir(folder) as entries:
+        return sorted(
+            Path(e.path)
+            for e in entries
+            if not e.name.startswith(".") and not e.is_dir(follow_symlinks=True)
+        )
+
+
+def scan_series_folder(folder: Path, hint: ContentsRow | None) -> dict[str, Any]:
+    """Header facts of one series folder as Series column values (status ok).
+
+    Raises:
+        KneescopeError: the folder cannot be read as a series or radiograph.
+    """
+    files = _image_files(folder)
+    hinted = parse_series_description(hint.series_description) if hint else None
+    if len(files) == 1 and (hinted is None or hinted.kind != KIND_MRI):
+        from kneescope.io.dicom_radiograph import scan_dicom_file
+
+        info: Any = scan_dicom_file(files[0])
+    else:
+        from kneescope.io.dicom_series import scan_dicom_series
+
+        info = scan_dicom_series(folder)
+    description = (hint.series_description if hint else "") or info.series_description
+    name = parse_series_description(description, info.modality)
+    study_description = (hint.study_description if hint else "") or getattr(
+        info, "study_description", ""
+    )
+    side = name.side
+    if side is None and name.kind == KIND_MRI:
+        side = info.laterality or side_from_text(study_description)
+    shape = [int(n) for n in info.shape]
+    spacing = [float(s) for s in info.spacing_mm][: len(shape)]
+    affine_ras = getattr(info, "affine_ras", None)
+    affine = [[float(v) for v in row] for row in affine_ras] if affine_ras is not None else None
+    kind = name.kind if name.kind != "unknown" else kind_of(None, info.modality)
+    if kind == "unknown":
+        kind = KIND_RADIOGRAPH if len(shape) == 2 else KIND_MRI
+    return {
+        "kind": kind,
+        "modality": info.modality or None,
+        "sequence": name.sequence,
+        "plane": name.plane,
+        "side": side,
+        "description": description or None,
+        "series_uid": info.series_uid or None,
+        "study_uid": info.study_uid or None,
+        "n_files": len(files),
+        "shape": shape,
+        "spacing_mm": spacing,
+        "affine_ras": affine,
+        "orientation": getattr(info, "orientation", None),
+        "dtype": str(info.stored_dtype),
+        "header_checksum": header_fingerprint(
+            {
+                "uid": info.series_uid,
+                "shape": shape,
+                "spacing": spacing,
+                "affine": affine,
+                "dtype": str(info.stored_dtype),
+                "files": len(files),
+            }
+        ),
+        "status": STATUS_OK,
+    }
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, KneescopeError) else f"{type(exc).__name__}: {text}"
+
+
+def import_oai_tree(
+    catalog: Catalog, root: Path, *, progress: ProgressFn | None = None
+) -> IngestReport:
+    """Ingest (or re-ingest) an OAI-style tree; never stops on a bad series.
+
+    Raises:
+        InputError: ``root`` is not an OAI-style tree (see :func:`release_folders`).
+    """
+    start = time.perf_counter()
+    root = root.absolute()
+    report = IngestReport(kind="oai", source=str(root))
+    folders, ignored = discover_series(root)
+    report.ignored = len(ignored)
+    for path in ignored:
+        log.info("ignored %s: not part of the OAI layout", path)
+    labels = index_label_folder(root / LABELS_FOLDER)
+    with catalog.session() as session:
+        known: dict[str, str] = {
+            path: checksum
+            for path, checksum in session.execute(
+                select(Series.path, Series.files_checksum).where(
+                    Series.path.startswith(str(root), autoescape=True)
+                )
+            )
+        }
+    contents: dict[str, dict[tuple[str, str, str], ContentsRow]] = {}
+    with catalog.session() as session:
+        writer = RowWriter(session, cohort="oai")
+        for done, folder in enumerate(folders, start=1):
+            try:
+                fingerprint = files_fingerprint(folder.path)
+                reason: str | None = None
+            except InputError as exc:
+                fingerprint, reason = "unreadable", _one_line(exc)
+            old = known.get(str(folder.path))
+            if old is not None and old == fingerprint:
+                report.unchanged += 1
+                if labels:
+                    row = session.scalar(select(Series).where(Series.path == str(folder.path)))
+                    if row is not None and row.status == STATUS_OK:
+                        _attach_conventional_label(session, row, root, labels, report)
+            else:
+                if folder.release not in contents:
+                    contents[folder.release] = read_contents(folder.path.parents[2], report)
+                hint = contents[folder.release].get(folder.key)
+                row = _ingest_folder(writer, folder, hint, fingerprint, reason, report)
+                if old is None:
+                    report.added += 1
+                else:
+                    report.updated += 1
+                if row.status == STATUS_OK and labels:
+                    _attach_conventional_label(session, row, root, labels, report)
+            if done % _COMMIT_EVERY == 0:
+                session.commit()
+            if progress:
+                progress(done, len(folders))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _ingest_folder(
+    writer: RowWriter,
+    folder: OaiSeriesFolder,
+    hint: ContentsRow | None,
+    fingerprint: str,
+    reason: str | None,
+    report: IngestReport,
+) -> Series:
+    values: dict[str, Any] = {}
+    if reason is None:
+        try:
+            values = scan_series_folder(folder.path, hint)
+        except Exception as exc:  # a bad series must never stop the ingest
+            reason = _one_line(exc)
+    if reason is not None:
+        log.info("failed %s: %s", folder.path, reason)
+        name = parse_series_description(hint.series_description if hint else None)
+        values = {
+            "kind": name.kind,
+            "sequence": name.sequence,
+            "plane": name.plane,
+            "side": name.side,
+            "description": hint.series_description if hint else None,
+            "status": STATUS_FAILED,
+            "reason": reason,
+        }
+        report.failed += 1
+        report.failures.append((str(folder.path), reason))
+    subject = writer.subject(folder.participant)
+    visit = writer.visit(subject, folder.visit, folder.study_date)
+    side = values.pop("side")
+    return writer.upsert_series(
+        str(folder.path),
+        source="oai",
+        subject_id=subject.id,
+        visit_id=visit.id,
+        knee_id=writer.knee(subject, side).id if side else None,
+        files_checksum=fingerprint,
+        **values,
+    )
+
+
+def _attach_conventional_label(
+    session: Session, row: Series, root: Path, labels: dict[str, Path], report: IngestReport
+) -> None:
+    for key in label_keys(row, root):
+        label_path = labels.get(key)
+        if label_path is None:
+            continue
+        try:
+            if attach_label(session, row, label_path, scheme="kneescope"):
+                report.labels += 1
+        except KneescopeError as exc:
+            report.failures.append((str(label_path), _one_line(exc)))
+        return

@@ -1,0 +1,44 @@
+"""What an ingest did: counts, failures and timing, ready for a table or JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class IngestReport:
+    """Outcome of one ``kneescope ingest`` run.
+
+    Attributes:
+        kind: importer used: ``oai``, ``manifest`` or ``clinical``.
+        source: the ingested path.
+        added: series new to the catalog.
+        updated: series whose files changed since the last ingest (re-read).
+        unchanged: series skipped because their files are unchanged.
+        failed: series recorded as failed in this run (a subset of added + updated).
+        ignored: folders or files that fit no expected layout (logged, not cataloged).
+        labels: label maps added or updated.
+        clinical_values: clinical values added or updated.
+        failures: ``(path, one-line reason)`` of every failed series or label map.
+        warnings: one-line notes (e.g. an unreadable contents.csv).
+        seconds: wall time of the run.
+    """
+
+    kind: str
+    source: str
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    ignored: int = 0
+    labels: int = 0
+    clinical_values: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["failures"] = [{"path": p, "reason": r} for p, r in self.failures]
+        return data

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+from oai_dicom_tree import OaiTree, write_mr_series
+
+from kneescope.catalog.database import Catalog
+from kneescope.catalog.naming import parse_series_description, visit_from_release
+from kneescope.catalog.oai import import_oai_tree
+from kneescope.catalog.queries import SeriesFilter, list_series, summarize
+from kneescope.errors import InputError
+
+
+@pytest.mark.parametrize(
+    ("description", "expected"),
+    [
+        ("SAG_3D_DESS_RIGHT", ("DESS", "SAG", "right", "mri")),
+        ("SAG_3D_DESS_LEFT", ("DESS", "SAG", "left", "mri")),
+        ("COR_IW_TSE_LEFT", ("IW_TSE", "COR", "left", "mri")),
+        ("SAG_IW_TSE_RIGHT", ("IW_TSE", "SAG", "right", "mri")),
+        ("SAG_T2_MAP_RIGHT", ("T2_MAP", "SAG", "right", "mri")),
+        ("AX_MPR_LEFT", ("MPR", "AX", "left", "mri")),
+        ("MP_LOCATOR_RIGHT", ("LOCATOR", None, "right", "mri")),
+        ("Bilateral PA Fixed Flexion Knee", ("XR_PA", None, None, "radiograph")),
+        ("Full Limb", ("XR_FULL_LEG", None, None, "radiograph")),
+        ("AP Pelvis", ("XR_PELVIS", None, None, "radiograph")),
+        ("PA Right Hand", ("XR_HAND", None, "right", "radiograph")),
+        ("something else", (None, None, None, "unknown")),
+    ],
+)
+def test_series_descriptions(description: str, expected: tuple[object, ...]) -> None:
+    name = parse_series_description(description)
+    assert (name.sequence, name.plane, name.side, name.kind) == expected
+
+
+def test_release_folders_map_to_visits() -> None:
+    pairs = {
+        "0.C.2": "V00",
+        "0.E.1": "V00",
+        "1.C.2": "V01",
+        "1.E.1": "V01",
+        "2.D.2": "V02",
+        "3.C.2": "V03",
+        "3.E.1": "V03",
+        "4.G.1": "V04",
+        "5.C.1": "V05",
+        "5.E.1": "V05",
+        "6.C.1": "V06",
+        "6.E.1": "V06",
+        "8.C.1": "V08",
+        "8.E.1": "V08",
+        "10.C.1": "V10",
+        "10.E.1": "V10",
+    }
+    assert {k: visit_from_release(k) for k in pairs} == pairs
+    assert visit_from_release("7.C.1") is None
+
+
+def test_oai_tree_ingest(catalog: Catalog, oai_tree: OaiTree) -> None:
+    report = import_oai_tree(catalog, oai_tree.root)
+    assert (report.added, report.updated, report.unchanged) == (7, 0, 0)
+    assert report.failed == 2
+    assert report.ignored == 1
+    failed = {p: r for p, r in report.failures}
+    assert set(failed) == {str(oai_tree.truncated), str(oai_tree.not_dicom)}
+    assert all("\n" not in r and r for r in failed.values())
+
+    rows = {r.path: r for r in list_series(catalog)}
+    assert len(rows) == 7
+    dess = rows[str(oai_tree.good["dess_v00"].folder)]
+    truth = oai_tree.good["dess_v00"]
+    assert (dess.subject, dess.visit, dess.side, dess.sequence, dess.plane) == (
+        "9000099",
+        "V00",
+        "right",
+        "DESS",
+        "SAG",
+    )
+    assert (dess.kind, dess.modality, dess.status, dess.series_uid) == (
+        "mri",
+        "MR",
+        "ok",
+        truth.uid,
+    )
+    assert dess.shape == truth.array.shape == (32, 24, 8)
+    assert dess.spacing_mm == pytest.approx((0.42, 0.36, 0.7))
+    assert dess.n_files == 8
+    with catalog.session() as session:
+        from kneescope.catalog.schema import Series
+
+        stored = session.get(Series, dess.id)
+        assert stored is not None
+        assert np.allclose(np.asarray(stored.affine_ras), truth.affine_ras, atol=1e-6)
+
+    tse = rows[str(oai_tree.good["tse_v00"].folder)]
+    assert (tse.sequence, tse.side, tse.shape) == ("IW_TSE", "left", (32, 24, 5))
+    v01 = rows[str(oai_tree.good["dess_v01"].folder)]
+    assert (v01.visit, v01.side) == ("V01", "right")
+    left = rows[str(oai_tree.good["dess_left"].folder)]  # not in contents.csv: from headers
+    assert (left.subject, left.side, left.sequence) == ("9000296", "left", "DESS")
+
+    xr = rows[str(oai_tree.radiograph.parent)]
+    assert (xr.kind, xr.modality, xr.sequence, xr.side) == ("radiograph", "CR", "XR_PA", None)
+    assert xr.shape == (40, 64)
+    assert xr.spacing_mm == pytest.approx((0.2, 0.2))
+
+    bad = rows[str(oai_tree.truncated)]
+    assert (bad.status, bad.subject, bad.visit, bad.sequence, bad.side) == (
+        "failed",
+        "9000296",
+        "V00",
+        "DESS",
+        "left",
+    )
+    assert bad.reason
+    assert rows[str(oai_tree.not_dicom)].status == "failed"
+
+    s = summarize(catalog)
+    assert (s.subjects, s.visits, s.knees) == (2, 4, 3)
+    assert s.series_by_status == {"failed": 2, "ok": 5}
+    assert len(list_series(catalog, SeriesFilter(visit="V00", side="right"))) == 1
+
+
+def test_reingest_of_unchanged_tree_adds_nothing_and_is_fast(
+    catalog: Catalog, oai_tree: OaiTree
+) -> None:
+    import_oai_tree(catalog, oai_tree.root)
+    before = {r.path: (r.id, r.ingested_at) for r in list_series(catalog)}
+    start = time.perf_counter()
+    again = import_oai_tree(catalog, oai_tree.root)
+    elapsed = time.perf_counter() - start
+    assert (again.added, again.updated, again.failed, again.unchanged) == (0, 0, 0, 7)
+    assert elapsed < 3.0
+    assert {r.path: (r.id, r.ingested_at) for r in list_series(catalog)} == before
+
+
+def test_changed_and_new_series_are_reingested(catalog: Catalog, oai_tree: OaiTree) -> None:
+    import_oai_tree(catalog, oai_tree.root)
+    # fix the truncated series in place; touch one good series; add one new series
+    write_mr_series(
+        oai_tree.truncated,
+        patient="9000296",
+        date="20041001",
+        description="SAG_3D_DESS_LEFT",
+        seed=4,
+    )
+    touched = oai_tree.good["tse_v00"].folder / "001"
+    stat = touched.stat()
+    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    new = write_mr_series(
+        oai_tree.root / "3.C.2/9000296/20061001/12000001",
+        patient="9000296",
+        date="20061001",
+        description="SAG_3D_DESS_LEFT",
+        seed=5,
+    )
+    report = import_oai_tree(catalog, oai_tree.root)
+    assert (report.added, report.updated, report.unchanged, report.failed) == (1, 2, 5, 0)
+    rows = {r.path: r for r in list_series(catalog)}
+    assert rows[str(oai_tree.truncated)].status == "ok"
+    assert rows[str(oai_tree.truncated)].reason is None
+    assert rows[str(new.folder)].visit == "V03"
+
+
+def test_single_release_folder_and_bad_roots(catalog: Catalog, oai_tree: OaiTree) -> None:
+    report = import_oai_tree(catalog, oai_tree.root / "1.C.2")
+    assert (report.added, report.failed) == (2, 1)
+    with pytest.raises(InputError, match="no OAI release folders"):
+        import_oai_tree(catalog, oai_tree.root / "0.C.2" / "9000099")
+    with pytest.raises(InputError, match="not a folder"):
+        import_oai_tree(catalog, oai_tree.root / "missing")
