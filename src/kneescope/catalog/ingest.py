@@ -1,0 +1,87 @@
+"""``kneescope ingest``: choose the importer for a source and run it.
+
+``auto`` picks: a table file with a ``path`` column -> manifest, any other table file ->
+clinical; a folder with OAI release folders (or itself one) -> oai; a folder with a
+``manifest.csv`` -> manifest.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+from kneescope.catalog.clinical import import_clinical_table
+from kneescope.catalog.database import Catalog
+from kneescope.catalog.manifest import MANIFEST_NAMES, PATH_COLUMNS, import_manifest
+from kneescope.catalog.naming import visit_from_release
+from kneescope.catalog.oai import ProgressFn, import_oai_tree
+from kneescope.catalog.report import IngestReport
+from kneescope.catalog.tables import read_table
+from kneescope.errors import InputError
+
+IngestKind = Literal["auto", "oai", "manifest", "clinical"]
+TABLE_SUFFIXES = (".csv", ".txt", ".tsv")
+
+
+def detect_kind(source: Path) -> Literal["oai", "manifest", "clinical"]:
+    """The importer for ``source`` (see the module docstring).
+
+    Raises:
+        InputError: the path is missing, unreadable, or of no recognised kind.
+    """
+    if not source.exists():
+        raise InputError(f"{source}: no such file or folder; check the path")
+    if source.is_file():
+        if source.suffix.lower() not in TABLE_SUFFIXES:
+            raise InputError(
+                f"{source}: expected a folder (OAI tree) or a .csv/.txt table "
+                "(manifest or clinical), found another file"
+            )
+        table = read_table(source)
+        return "manifest" if table.column(*PATH_COLUMNS) is not None else "clinical"
+    try:
+        children = [p for p in source.iterdir() if p.is_dir()]
+    except OSError as exc:
+        raise InputError(f"{source}: cannot list folder ({exc.strerror or exc})") from None
+    if visit_from_release(source.name) or any(visit_from_release(p.name) for p in children):
+        return "oai"
+    if any((source / name).is_file() for name in MANIFEST_NAMES):
+        return "manifest"
+    raise InputError(
+        f"{source}: neither an OAI-style tree (release folders such as 0.C.2) nor a folder "
+        "with manifest.csv; pass --kind or point at the tree's root"
+    )
+
+
+def ingest(
+    catalog: Catalog,
+    source: Path,
+    kind: IngestKind = "auto",
+    *,
+    progress: ProgressFn | None = None,
+) -> IngestReport:
+    """Ingest ``source`` into ``catalog`` incrementally and report what happened.
+
+    Raises:
+        InputError: unreadable source or malformed table (nothing written then).
+    """
+    source = source.expanduser().absolute()
+    chosen = detect_kind(source) if kind == "auto" else kind
+    if not source.exists():
+        raise InputError(f"{source}: no such file or folder; check the path")
+    if chosen == "oai":
+        return import_oai_tree(catalog, source, progress=progress)
+    if chosen == "manifest":
+        return import_manifest(catalog, source)
+    start = time.perf_counter()
+    if source.is_dir():
+        raise InputError(f"{source}: a clinical import needs a .csv/.txt table, found a folder")
+    result = import_clinical_table(catalog, source)
+    return IngestReport(
+        kind="clinical",
+        source=result.path,
+        clinical_values=result.values_added + result.values_updated,
+        unchanged=result.values_unchanged,
+        seconds=time.perf_counter() - start,
+    )
