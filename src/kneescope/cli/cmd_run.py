@@ -1,0 +1,147 @@
+"""``kneescope run``: run (or resume) a cohort pipeline with live progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit, stderr, workspace
+
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="Override the config's executor: local, dask, address, slurm, pbs or gpu.",
+        show_default=False,
+    ),
+]
+
+
+def run(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Pipeline config (TOML): items, steps, executor.")
+    ],
+    executor: ExecutorOpt = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Show what would run (and the batch job script); run nothing."
+        ),
+    ] = False,
+    workspace_dir: WorkspaceOpt = None,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a cohort: every selected item through the pipeline's steps, resumably.
+
+    Re-running skips items whose input, steps and model are unchanged, retries failed items
+    up to max_attempts, and picks up after Ctrl-C or a crash. Results: WS/runs/NAME/.
+    """
+    from kneescope.cohort.pipeline_config import PipelineConfig
+    from kneescope.config import load_config
+    from kneescope.errors import ConfigError
+
+    ws = workspace(workspace_dir, catalog)
+    pipeline = load_config(PipelineConfig, config)
+    if executor is not None:
+        try:
+            new_exec = pipeline.executor.model_validate(
+                {**pipeline.executor.model_dump(), "kind": executor}
+            )
+        except ValueError as exc:
+            raise ConfigError(f"--executor {executor}: {exc}".splitlines()[0]) from None
+        pipeline = pipeline.model_copy(update={"executor": new_exec})
+    base_dir = config.parent.absolute()
+    if dry_run:
+        _dry_run(pipeline, ws, base_dir, as_json)
+        return
+    _run(pipeline, ws, base_dir, as_json)
+
+
+def _dry_run(pipeline: Any, ws: Any, base_dir: Path, as_json: bool) -> None:
+    from kneescope.cohort.run_plan import plan_run
+
+    plan = plan_run(pipeline, ws, base_dir).to_dict()
+    script = None
+    if pipeline.executor.kind in ("slurm", "pbs"):
+        from kneescope.cohort.executors.dask_executor import job_script
+
+        script = job_script(pipeline.executor)
+    payload = {"plan": plan, "executor": pipeline.executor.model_dump(), "job_script": script}
+
+    def render(console: Any) -> None:
+        console.print(
+            f"run [bold]{plan['name']}[/]: {plan['total']} items, {plan['to_run']} to run "
+            f"(new {plan['new']}, changed {plan['changed']}, retry {plan['retry']}, "
+            f"interrupted {plan['interrupted']}); skip {plan['done']} done, "
+            f"{plan['failed_final']} failed for good"
+        )
+        console.print(f"executor: {pipeline.executor.kind}; results in {plan['run_dir']}")
+        if script:
+            console.print("job script:", style="bold")
+            console.print(script, markup=False, highlight=False)
+
+    emit(payload, as_json, render)
+
+
+def _run(pipeline: Any, ws: Any, base_dir: Path, as_json: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from kneescope.cohort.run_status import read_status
+    from kneescope.cohort.runner import Progress as RunProgress
+    from kneescope.cohort.runner import run_pipeline
+
+    console = stderr()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        console=console,
+        transient=False,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task(pipeline.name, total=None, detail="starting")
+
+        def on_progress(p: RunProgress) -> None:
+            eta = "-" if p.eta_s is None else f"{p.eta_s:,.0f} s"
+            bar.update(
+                task,
+                total=p.total,
+                completed=p.skipped + p.done + p.failed,
+                detail=(
+                    f"done {p.done} failed {p.failed} remaining {p.remaining} "
+                    f"skipped {p.skipped} | {p.rate_per_s * 3600:,.0f}/h | ETA {eta}"
+                ),
+            )
+
+        result = run_pipeline(pipeline, ws, base_dir=base_dir, on_progress=on_progress)
+    status = read_status(ws, pipeline.name)
+    payload = {
+        "name": result.name,
+        "run_dir": str(result.run_dir),
+        "results": str(result.results_path),
+        "total": result.total,
+        "ran": result.ran,
+        "skipped": result.skipped,
+        "done": result.done,
+        "failed": result.failed,
+        "elapsed_s": round(result.elapsed_s, 3),
+        "config_hash": result.config_hash,
+        "model_hash": result.model_hash,
+        "mean_step_s": status.mean_step_s,
+        "mean_phase_s": status.mean_phase_s,
+        "failures": status.failures,
+    }
+
+    def render(out: Any) -> None:
+        from kneescope.cli.cmd_status import render_status
+
+        render_status(out, status)
+        out.print(f"results: {result.results_path}")
+
+    emit(payload, as_json, render)
+    if result.failed:
+        raise typer.Exit(code=1)

@@ -1,0 +1,50 @@
+"""``kneescope status``: state of a running or finished cohort run."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit, workspace
+
+
+def status(
+    run_name: Annotated[
+        str | None,
+        typer.Option("--run", help="Run name (default: the most recent run).", show_default=False),
+    ] = None,
+    workspace_dir: WorkspaceOpt = None,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a run's progress: done/failed/remaining, throughput, ETA, timing per step."""
+    from kneescope.cohort.run_status import read_status
+
+    state = read_status(workspace(workspace_dir, catalog), run_name)
+    emit(state.to_dict(), as_json, lambda console: render_status(console, state))
+
+
+def render_status(console: Any, state: Any) -> None:
+    """Print a RunStatus as a few lines and a timing table (rich console)."""
+    from rich.table import Table
+
+    c = state.counts
+    eta = "-" if state.eta_s is None else f"{state.eta_s:,.0f} s"
+    console.print(
+        f"run [bold]{state.name}[/] ({state.state}): {c['done']} done, {c['failed']} failed, "
+        f"{c['pending'] + c['running']} remaining of {state.total}; "
+        f"{state.throughput_per_h:,.0f} items/h; ETA {eta}"
+    )
+    table = Table("step / phase", "mean s per item")
+    for name, seconds in state.mean_step_s.items():
+        table.add_row(f"step {name}", f"{seconds:.4f}")
+    for name, seconds in state.mean_phase_s.items():
+        if seconds:
+            table.add_row(f"phase {name}", f"{seconds:.4f}")
+    console.print(table)
+    for failure in state.failures:
+        console.print(
+            f"failed {failure['item_id']} (attempts {failure['attempts']}): {failure['reason']}",
+            markup=False,
+        )

@@ -1,0 +1,194 @@
+"""Small real steps for runs, tests and benchmarks.
+
+``load_array`` reads an item's NIfTI/MHA/NPY file, ``array_stats`` measures it, ``noop`` does
+nothing (bookkeeping benchmarks), ``burn_cpu`` spins the CPU (scaling benchmarks), ``sleep``
+waits (fault tests) and ``crash_once`` kills its worker process the first time it sees an item.
+The segmentation and biomarker steps live with their own packages and plug in the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from kneescope.cohort.item import Item
+from kneescope.cohort.step import StepContext, StepResult
+from kneescope.errors import InputError
+
+
+class BaseStep:
+    """Defaults for the optional parts of the Step protocol."""
+
+    name: ClassVar[str] = "base"
+    version: ClassVar[str] = "1"
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+    prefetchable: ClassVar[bool] = False
+
+    @property
+    def model_hash(self) -> str:
+        return ""
+
+    def setup(self) -> None:
+        return None
+
+
+def read_array_file(path: Path) -> np.ndarray[Any, Any]:
+    """Read a 3D image file into an array (.npy, .nii, .nii.gz, .mha, .mhd, .nrrd).
+
+    Raises:
+        InputError: missing, unreadable or corrupt file, or an unknown suffix.
+    """
+    name = path.name.lower()
+    try:
+        if name.endswith(".npy"):
+            return np.load(path, allow_pickle=False)
+        if name.endswith((".nii", ".nii.gz")):
+            import nibabel as nib
+
+            return np.asarray(nib.load(path).dataobj)  # type: ignore[attr-defined]
+        if name.endswith((".mha", ".mhd", ".nrrd")):
+            import SimpleITK
+
+            return SimpleITK.GetArrayFromImage(SimpleITK.ReadImage(str(path)))
+    except FileNotFoundError:
+        raise InputError(f"item input {path} does not exist; fix the item list") from None
+    except Exception as exc:
+        raise InputError(
+            f"cannot decode {path} as an image ({type(exc).__name__}: {exc}); "
+            "re-export or drop the file"
+        ) from None
+    raise InputError(f"{path}: expected .npy, .nii(.gz), .mha/.mhd or .nrrd; convert it first")
+
+
+class LoadArray(BaseStep):
+    """Read the item's input file into ``volume`` (any-dtype ndarray)."""
+
+    name = "load_array"
+    writes = ("volume",)
+    prefetchable = True
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        if item.path is None:
+            raise InputError(f"item {item.item_id} has no input path; give one in the item list")
+        with context.phase("read"):
+            volume = read_array_file(Path(item.path))
+        return StepResult(
+            data={"volume": volume}, values={"shape": "x".join(map(str, volume.shape))}
+        )
+
+
+class ArrayStats(BaseStep):
+    """Intensity statistics of ``volume``: mean, std, min, max, voxel and non-zero counts.
+
+    Options:
+        write_json: also write ``stats.json`` per item (atomically).
+    """
+
+    name = "array_stats"
+    reads = ("volume",)
+
+    def __init__(self, write_json: bool = False) -> None:
+        self.write_json = write_json
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        volume = context.data["volume"]
+        with context.phase("measure"):
+            values = np.asarray(volume, dtype=np.float64)
+            stats: dict[str, float | int | str | bool | None] = {
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "min": float(values.min()),
+                "max": float(values.max()),
+                "voxels": int(values.size),
+                "nonzero": int(np.count_nonzero(values)),
+            }
+        files: dict[str, str] = {}
+        if self.write_json:
+            text = json.dumps(stats, indent=1)
+            files["stats"] = context.write_output("stats.json", lambda p: _write_text(p, text))
+        return StepResult(values=stats, files=files)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+class Noop(BaseStep):
+    """A trivial step: returns the worker pid and how often setup() ran in this process."""
+
+    name = "noop"
+    setup_calls: ClassVar[int] = 0
+
+    def setup(self) -> None:
+        type(self).setup_calls += 1
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        return StepResult(values={"pid": os.getpid(), "setup_calls": type(self).setup_calls})
+
+
+class BurnCpu(BaseStep):
+    """CPU-bound pure-Python work holding the GIL: ``iterations`` multiply-adds."""
+
+    name = "burn_cpu"
+
+    def __init__(self, iterations: int = 1_000_000) -> None:
+        self.iterations = iterations
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        with context.phase("infer"):
+            acc = 0
+            for i in range(self.iterations):
+                acc = (acc * 31 + i) % 1_000_003
+        return StepResult(values={"burn": acc})
+
+
+class Sleep(BaseStep):
+    """Wait ``seconds``; with ``trace_dir`` first write ``<item_id>.<pid>.<job>`` there."""
+
+    name = "sleep"
+
+    def __init__(self, seconds: float = 0.1, trace_dir: str | None = None) -> None:
+        self.seconds = seconds
+        self.trace_dir = trace_dir
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        if self.trace_dir is not None:
+            job = os.environ.get("SLURM_JOB_ID", "-")
+            (Path(self.trace_dir) / f"{item.item_id}.{os.getpid()}.{job}").touch()
+        with context.phase("infer"):
+            time.sleep(self.seconds)
+        return StepResult(values={"slept_s": self.seconds})
+
+
+class CrashOnce(BaseStep):
+    """Kill the worker process the first time an item is seen (marker file in ``marker_dir``).
+
+    Options:
+        marker_dir: folder shared by all workers.
+        item_ids: only these items crash (all when empty).
+        how: "exit" (os._exit) or "kill" (SIGKILL to itself).
+    """
+
+    name = "crash_once"
+
+    def __init__(self, marker_dir: str, item_ids: list[str] | None = None, how: str = "exit"):
+        self.marker_dir = Path(marker_dir)
+        self.item_ids = set(item_ids or [])
+        self.how = how
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        marker = self.marker_dir / f"{item.item_id}.crashed"
+        if (not self.item_ids or item.item_id in self.item_ids) and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            if self.how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            os._exit(17)
+        crashed_pid = int(marker.read_text()) if marker.exists() else 0
+        return StepResult(values={"crashed_pid": crashed_pid, "ran_pid": os.getpid()})

@@ -1,0 +1,158 @@
+"""Dask executors: LocalCluster, an existing scheduler, Slurm/PBS jobs, one worker per GPU.
+
+Items are submitted as futures (at most the runner's in-flight limit) and collected with
+``distributed.as_completed``. A worker that dies has its task rescheduled by Dask on another
+worker (up to ``allowed_failures`` times); after that the item comes back ``lost`` and the
+runner retries or fails it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import uuid
+from typing import Any
+
+from kneescope.cohort.executors.base import Executor, Finished
+from kneescope.cohort.executors.cluster_specs import (
+    gpu_worker_specs,
+    jobqueue_kwargs,
+    local_cluster_kwargs,
+)
+from kneescope.cohort.item_task import TaskOutcome, TaskPayload, run_item_task
+from kneescope.cohort.pipeline_config import ExecutorConfig
+from kneescope.errors import RunError
+
+log = logging.getLogger(__name__)
+
+
+def make_cluster(config: ExecutorConfig) -> Any:
+    """Start the cluster the config names (None for ``address``). Caller closes it."""
+    import dask
+    import distributed
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": config.allowed_failures}):
+        if config.kind == "dask":
+            return distributed.LocalCluster(**local_cluster_kwargs(config))  # type: ignore[no-untyped-call]
+        if config.kind == "gpu":
+            scheduler = {
+                "cls": distributed.Scheduler,
+                "options": {"host": config.host or "127.0.0.1", "dashboard_address": ":0"},
+            }
+            workers = gpu_worker_specs(config)
+            for spec in workers.values():
+                spec["cls"] = distributed.Nanny
+            return distributed.SpecCluster(workers=workers, scheduler=scheduler)  # type: ignore[no-untyped-call]
+        if config.kind in ("slurm", "pbs"):
+            try:
+                jobqueue = importlib.import_module("dask_jobqueue")
+            except ImportError:
+                raise RunError(
+                    "Slurm/PBS executors need dask-jobqueue: pip install 'kneescope[cluster]'"
+                ) from None
+            cls = jobqueue.SLURMCluster if config.kind == "slurm" else jobqueue.PBSCluster
+            cluster = cls(**jobqueue_kwargs(config))
+            cluster.scale(jobs=config.workers)
+            return cluster
+    return None
+
+
+def job_script(config: ExecutorConfig) -> str:
+    """The batch job script a Slurm/PBS run would submit (starts and stops a local scheduler)."""
+    jobqueue = importlib.import_module("dask_jobqueue")
+    cls = jobqueue.SLURMCluster if config.kind == "slurm" else jobqueue.PBSCluster
+    with cls(**jobqueue_kwargs(config)) as cluster:
+        return str(cluster.job_script())
+
+
+class DaskExecutor(Executor):
+    """Run items as futures on a Dask cluster that this executor starts (or joins)."""
+
+    isolates_workers = True
+
+    def __init__(self, config: ExecutorConfig) -> None:
+        self.config = config
+        self.kind = config.kind  # type: ignore[misc]
+        self._cluster: Any = None
+        self._client: Any = None
+        self._completed: Any = None
+        self._futures: dict[str, TaskPayload] = {}
+
+    def start(self) -> None:
+        import distributed
+
+        try:
+            self._cluster = make_cluster(self.config)
+            address = self.config.address if self._cluster is None else self._cluster
+            self._client = distributed.Client(  # type: ignore[no-untyped-call]
+                address, timeout=self.config.worker_timeout_s
+            )
+            wanted = 1 if self.config.kind == "address" else self.config.workers
+            if self.config.kind == "gpu":
+                wanted = len(self.config.gpu_ids)
+            self._client.wait_for_workers(wanted, timeout=self.config.worker_timeout_s)
+        except (OSError, TimeoutError) as exc:
+            self.close()
+            raise RunError(
+                f"{self.config.kind} executor: no workers came up ({exc}); check the "
+                "scheduler address, queue or job limits"
+            ) from None
+        self._completed = distributed.as_completed()  # type: ignore[no-untyped-call]
+        log.info("dask executor %s with %d workers", self.kind, len(self._workers()))
+
+    def _workers(self) -> dict[str, Any]:
+        return dict(self._client.scheduler_info(n_workers=-1).get("workers", {}))
+
+    def submit(self, payload: TaskPayload) -> None:
+        key = f"kneescope-item-{uuid.uuid4().hex}"
+        future = self._client.submit(run_item_task, payload, key=key, pure=False)
+        self._futures[future.key] = payload
+        self._completed.add(future)
+
+    def next_finished(self) -> Finished:
+        import distributed
+
+        if not self._futures:
+            raise RuntimeError("next_finished() called with nothing submitted")
+        future = next(self._completed)
+        payload = self._futures.pop(future.key)
+        try:
+            outcome = future.result()
+        except distributed.KilledWorker as exc:
+            return Finished(payload, None, f"worker died while running the item ({exc})")
+        except (distributed.CancelledError, OSError) as exc:
+            return Finished(payload, None, f"item lost: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            outcome = TaskOutcome(
+                item_id=payload.item.item_id, ok=False, reason=f"{type(exc).__name__}: {exc}"
+            )
+        finally:
+            future.release()
+        return Finished(payload, outcome)
+
+    def cancel_all(self) -> None:
+        if self._client is not None and self._completed is not None:
+            futures = list(self._completed.futures)
+            with contextlib.suppress(Exception):
+                self._client.cancel(futures, force=True)
+            self._completed.clear()
+        self._futures.clear()
+
+    def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                self._cluster.close()
+            self._cluster = None
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"kind": self.kind}
+        if self._client is not None:
+            workers = self._workers()
+            info["workers"] = len(workers)
+            info["scheduler"] = self._client.scheduler.address
+        return info

@@ -1,0 +1,144 @@
+"""Turn an :class:`ItemsConfig` into items: a CSV list, a file pattern, inline rows, or a
+catalog selection. Items stream (one at a time), so 20,000 of them cost no memory spike."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from kneescope.cohort.item import Item, file_checksum
+from kneescope.cohort.manifest import Manifest
+from kneescope.cohort.pipeline_config import ItemsConfig
+from kneescope.errors import ConfigError, InputError
+
+_CSV_FIELDS = ("item_id", "subject", "visit", "side", "series", "path")
+
+
+def iter_items(config: ItemsConfig, base_dir: Path) -> Iterator[Item]:
+    """Items of the selection, in order; relative paths resolved against ``base_dir``.
+
+    Raises:
+        InputError: a missing list file, a row without item_id and path, a duplicate id.
+    """
+    seen: set[str] = set()
+    for item in _raw_items(config, base_dir):
+        if item.item_id in seen:
+            raise InputError(f"item id {item.item_id!r} appears twice; item ids must be unique")
+        seen.add(item.item_id)
+        yield item
+
+
+def _resolve(path: str | None, base_dir: Path) -> str | None:
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (base_dir / p).absolute())
+
+
+def _raw_items(config: ItemsConfig, base_dir: Path) -> Iterator[Item]:
+    if config.rows:
+        for row in config.rows:
+            yield Item(
+                row.item_id,
+                row.subject,
+                row.visit,
+                row.side,
+                row.series,
+                _resolve(row.path, base_dir),
+            )
+    elif config.glob:
+        matches = sorted(p for p in base_dir.glob(config.glob) if p.is_file())
+        if not matches:
+            raise InputError(f"no files match {config.glob!r} under {base_dir}; check the pattern")
+        for path in matches:
+            yield Item(item_id=str(path.relative_to(base_dir)), path=str(path.absolute()))
+    elif config.list:
+        yield from _csv_items(Path(_resolve(config.list, base_dir) or config.list), base_dir)
+    else:
+        raise ConfigError(
+            "catalog selections are not available yet (the catalog package has no selection "
+            "API); give items as list = 'items.csv' or glob = '...'"
+        )
+
+
+def _csv_items(path: Path, base_dir: Path) -> Iterator[Item]:
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read item list {path}: {exc.strerror}") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"item_id", "path"} & set(reader.fieldnames):
+            raise InputError(f"{path}: expected a CSV header with item_id and/or path columns")
+        unknown = set(reader.fieldnames) - set(_CSV_FIELDS)
+        if unknown:
+            raise InputError(f"{path}: unknown columns {sorted(unknown)}; use {_CSV_FIELDS}")
+        for line, row in enumerate(reader, start=2):
+            item_path = _resolve(row.get("path"), path.parent)
+            item_id = row.get("item_id") or (Path(item_path).name if item_path else "")
+            if not item_id:
+                raise InputError(f"{path}:{line}: row has neither item_id nor path")
+            yield Item(
+                item_id,
+                row.get("subject") or "",
+                row.get("visit") or "",
+                row.get("side") or "",
+                row.get("series") or "",
+                item_path,
+            )
+    del base_dir
+
+
+def checksum_from_cache(item: Item, db: sqlite3.Connection | None) -> Item:
+    """Like :func:`with_checksum` but read-only: cached checksums from a manifest connection,
+    computing (without storing) the rest."""
+    if item.input_checksum or item.path is None or db is None:
+        return with_checksum(item, None)
+    try:
+        st = os.stat(item.path)
+    except OSError:
+        return with_checksum(item, None)
+    row = db.execute(
+        "SELECT checksum FROM checksums WHERE path = ? AND size = ? AND mtime_ns = ?",
+        (item.path, st.st_size, st.st_mtime_ns),
+    ).fetchone()
+    if row is None:
+        return with_checksum(item, None)
+    return Item(
+        item.item_id, item.subject, item.visit, item.side, item.series, item.path, str(row[0])
+    )
+
+
+def with_checksum(item: Item, manifest: Manifest | None) -> Item:
+    """The item with ``input_checksum`` set: file content hash (cached by size and mtime),
+    or a hash of the item's fields when it has no file; ``missing`` when the file is absent."""
+    if item.input_checksum:
+        return item
+    if item.path is None:
+        fields = "|".join((item.item_id, item.subject, item.visit, item.side, item.series))
+        checksum = "id:" + hashlib.sha256(fields.encode()).hexdigest()[:29]
+    else:
+        try:
+            st = os.stat(item.path)
+        except OSError:
+            checksum = "missing"
+        else:
+            cached = (
+                None
+                if manifest is None
+                else manifest.cached_checksum(item.path, st.st_size, st.st_mtime_ns)
+            )
+            if cached is None:
+                try:
+                    cached = file_checksum(Path(item.path))
+                except InputError:
+                    cached = "unreadable"
+                else:
+                    if manifest is not None:
+                        manifest.store_checksum(item.path, st.st_size, st.st_mtime_ns, cached)
+            checksum = cached
+    return Item(item.item_id, item.subject, item.visit, item.side, item.series, item.path, checksum)

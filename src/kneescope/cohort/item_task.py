@@ -1,0 +1,170 @@
+"""Worker side of a run: build the steps once per process, run one item, return its outcome.
+
+Workers never touch the manifest: they compute and return a :class:`TaskOutcome`; the
+driver is the one writer. Steps are cached per process (keyed by the steps' config), so
+``setup()`` - e.g. loading a model - runs once per worker, not once per item.
+
+An item runs in two stages: the *read* stage (the leading ``prefetchable`` steps, pure I/O)
+and the *compute* stage (the rest). Executors that prefetch run the read stage of the next
+items on a reader thread while the current item computes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kneescope.cohort.item import Item
+from kneescope.cohort.pipeline_config import StepConfig
+from kneescope.cohort.step import Scalar, Step, StepContext
+from kneescope.cohort.step_registry import build_steps
+
+log = logging.getLogger(__name__)
+
+_STEP_CACHE: dict[str, list[Step]] = {}
+_STEP_CACHE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class TaskPayload:
+    """Everything a worker needs for one item (small and picklable)."""
+
+    run_dir: str
+    steps: tuple[StepConfig, ...]
+    item: Item
+
+
+@dataclass
+class TaskOutcome:
+    """What a worker returns for one item.
+
+    Attributes:
+        ok: True when every step succeeded.
+        reason: "<ExceptionType>: <message>" of the first failing step (ok=False).
+        values: results-table columns from all steps.
+        files: output files by "<step>.<name>".
+        step_s: wall seconds per step.
+        phase_s: seconds per phase (read, preprocess, infer, postprocess, measure, write).
+        worker: pid, host, SLURM_JOB_ID and CUDA_VISIBLE_DEVICES of the worker process.
+    """
+
+    item_id: str
+    ok: bool
+    reason: str = ""
+    values: dict[str, Scalar] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    step_s: dict[str, float] = field(default_factory=dict)
+    phase_s: dict[str, float] = field(default_factory=dict)
+    worker: dict[str, str] = field(default_factory=dict)
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+@dataclass
+class StagedItem:
+    """An item part-way through its steps (after the read stage)."""
+
+    payload: TaskPayload
+    outcome: TaskOutcome
+    context: StepContext
+    next_step: int = 0
+
+
+def worker_steps(configs: tuple[StepConfig, ...]) -> list[Step]:
+    """The steps for ``configs`` in this process, built and set up on first use only."""
+    key = repr(configs)
+    steps = _STEP_CACHE.get(key)
+    if steps is not None:
+        return steps
+    with _STEP_CACHE_LOCK:
+        steps = _STEP_CACHE.get(key)
+        if steps is None:
+            steps = build_steps(configs)
+            for step in steps:
+                step.setup()
+            _STEP_CACHE[key] = steps
+            log.debug("worker %d set up %d steps", os.getpid(), len(steps))
+    return steps
+
+
+def item_output_dir(run_dir: Path, item_id: str) -> Path:
+    """Folder of one item's output files: RUN/outputs/<item id, made file-name safe>."""
+    return run_dir / "outputs" / re.sub(r"[^A-Za-z0-9._-]", "_", item_id)
+
+
+def _worker_info() -> dict[str, str]:
+    return {
+        "pid": str(os.getpid()),
+        "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+        "pbs_job_id": os.environ.get("PBS_JOBID", ""),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+    }
+
+
+def _run_steps(staged: StagedItem, steps: list[Step], stop_before_compute: bool) -> None:
+    outcome, context, item = staged.outcome, staged.context, staged.payload.item
+    while staged.next_step < len(steps) and outcome.ok:
+        step = steps[staged.next_step]
+        if stop_before_compute and not step.prefetchable:
+            return
+        start = time.perf_counter()
+        try:
+            result = step.run(item, context)
+        except Exception as exc:
+            outcome.ok = False
+            outcome.reason = f"{step.name}: {type(exc).__name__}: {exc}".replace("\n", " ")
+        else:
+            for key in step.writes:
+                if key not in result.data:
+                    outcome.ok = False
+                    outcome.reason = f"{step.name}: declared write {key!r} missing from result"
+            context.data.update(result.data)
+            outcome.values.update(result.values)
+            outcome.files.update({f"{step.name}.{k}": v for k, v in result.files.items()})
+        outcome.step_s[step.name] = outcome.step_s.get(step.name, 0.0) + (
+            time.perf_counter() - start
+        )
+        staged.next_step += 1
+
+
+def read_stage(payload: TaskPayload) -> StagedItem:
+    """Run the leading prefetchable (I/O) steps of one item."""
+    steps = worker_steps(payload.steps)
+    outcome = TaskOutcome(item_id=payload.item.item_id, ok=True, started_at=time.time())
+    context = StepContext(item_output_dir(Path(payload.run_dir), payload.item.item_id))
+    staged = StagedItem(payload=payload, outcome=outcome, context=context)
+    _run_steps(staged, steps, stop_before_compute=True)
+    return staged
+
+
+def compute_stage(staged: StagedItem) -> TaskOutcome:
+    """Run the remaining steps and finish the outcome (the in-memory data is dropped)."""
+    steps = worker_steps(staged.payload.steps)
+    _run_steps(staged, steps, stop_before_compute=False)
+    outcome = staged.outcome
+    outcome.phase_s = dict(staged.context.phase_s)
+    outcome.worker = _worker_info()
+    outcome.finished_at = time.time()
+    staged.context.data.clear()
+    return outcome
+
+
+def run_item_task(payload: TaskPayload) -> TaskOutcome:
+    """Run all steps of one item (the function executors ship to workers)."""
+    return compute_stage(read_stage(payload))
+
+
+def worker_values(outcome: TaskOutcome) -> dict[str, Any]:
+    """The worker fields of an outcome as manifest columns."""
+    return {
+        "worker": f"{outcome.worker.get('host', '')}:{outcome.worker.get('pid', '')}",
+        "slurm_job_id": outcome.worker.get("slurm_job_id") or outcome.worker.get("pbs_job_id"),
+    }

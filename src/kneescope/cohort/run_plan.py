@@ -1,0 +1,103 @@
+"""What a run would do, without doing it (``kneescope run --dry-run``).
+
+Reads the existing manifest (if any) read-only and classifies every selected item as new,
+changed (key differs: re-run), done (skipped), failed with attempts left (retried) or failed
+for good. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from kneescope import __version__
+from kneescope.cohort.item import Item
+from kneescope.cohort.item_sources import iter_items
+from kneescope.cohort.pipeline_config import PipelineConfig
+from kneescope.cohort.runner import item_key, run_dir_for
+from kneescope.cohort.step_registry import build_steps, steps_fingerprint
+from kneescope.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Counts of what a run would do. ``to_run`` = new + changed + retry + interrupted."""
+
+    name: str
+    run_dir: str
+    total: int
+    new: int
+    changed: int
+    done: int
+    retry: int
+    failed_final: int
+    interrupted: int
+    to_run: int
+    config_hash: str
+    model_hash: str
+    kneescope_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_run(config: PipelineConfig, workspace: Workspace, base_dir: Path | None = None) -> RunPlan:
+    """Classify the selection against the run's manifest. Input checksums are recomputed
+    only for files whose size or mtime changed (as a real run would)."""
+    from kneescope.cohort.item_sources import checksum_from_cache
+
+    steps = build_steps(config.steps)
+    hashes = steps_fingerprint(config.steps, steps)
+    run_dir = run_dir_for(workspace, config)
+    manifest_path = run_dir / "manifest.sqlite"
+    db = (
+        sqlite3.connect(f"file:{manifest_path}?mode=ro", uri=True)
+        if manifest_path.exists()
+        else None
+    )
+    counts = dict.fromkeys(("new", "changed", "done", "retry", "failed_final", "interrupted"), 0)
+    total = 0
+    try:
+        for raw in iter_items(config.items, base_dir or workspace.root):
+            item: Item = checksum_from_cache(raw, db)
+            total += 1
+            key = item_key(item, hashes["config_hash"], hashes["model_hash"])
+            row = (
+                None
+                if db is None
+                else db.execute(
+                    "SELECT key_hash, state, attempts FROM items WHERE item_id = ?",
+                    (item.item_id,),
+                ).fetchone()
+            )
+            if row is None:
+                counts["new"] += 1
+            elif row[0] != key:
+                counts["changed"] += 1
+            elif row[1] == "done":
+                counts["done"] += 1
+            elif row[1] == "failed":
+                counts["retry" if row[2] < config.max_attempts else "failed_final"] += 1
+            else:
+                counts["interrupted"] += 1
+    finally:
+        if db is not None:
+            db.close()
+    to_run = counts["new"] + counts["changed"] + counts["retry"] + counts["interrupted"]
+    return RunPlan(
+        name=config.name,
+        run_dir=str(run_dir),
+        total=total,
+        to_run=to_run,
+        kneescope_version=__version__,
+        new=counts["new"],
+        changed=counts["changed"],
+        done=counts["done"],
+        retry=counts["retry"],
+        failed_final=counts["failed_final"],
+        interrupted=counts["interrupted"],
+        config_hash=hashes["config_hash"],
+        model_hash=hashes["model_hash"],
+    )

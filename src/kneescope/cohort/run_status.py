@@ -1,0 +1,104 @@
+"""State of a run, read from its manifest: counts, throughput, ETA and timing breakdown.
+
+Works on a finished run and on one still running (the manifest is opened read-only).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kneescope.cohort.manifest import Manifest
+from kneescope.cohort.run_lock import RunLock
+from kneescope.cohort.step import PHASES
+from kneescope.errors import NotFoundError
+from kneescope.workspace import Workspace
+
+
+@dataclass
+class RunStatus:
+    """Summary of one run. Times in seconds; throughput in items per hour."""
+
+    name: str
+    state: str
+    driver_running: bool
+    counts: dict[str, int]
+    total: int
+    elapsed_s: float
+    throughput_per_h: float
+    eta_s: float | None
+    mean_step_s: dict[str, float] = field(default_factory=dict)
+    mean_phase_s: dict[str, float] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_names(workspace: Workspace) -> list[str]:
+    """Runs in the workspace, newest first."""
+    runs = [p for p in workspace.runs_dir.glob("*/manifest.sqlite")]
+    return [p.parent.name for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+def read_status(workspace: Workspace, name: str | None = None, max_failures: int = 20) -> RunStatus:
+    """Status of run ``name`` (default: the most recent run)."""
+    names = run_names(workspace)
+    if name is None:
+        if not names:
+            raise NotFoundError(f"no runs in {workspace.runs_dir}; start one with `kneescope run`")
+        name = names[0]
+    run_dir = workspace.runs_dir / name
+    if not (run_dir / "manifest.sqlite").exists():
+        raise NotFoundError(f"no run named {name!r}; runs here: {', '.join(names) or 'none'}")
+    with Manifest(run_dir / "manifest.sqlite", readonly=True) as manifest:
+        meta = manifest.meta()
+        counts = manifest.counts()
+        step_sum: dict[str, float] = {}
+        phase_sum = dict.fromkeys(PHASES, 0.0)
+        done_since_start = 0
+        session_start = float(meta.get("session_started_at", 0.0))
+        last_finish = session_start
+        for row in manifest.rows(("done",)):
+            for k, v in row["timings"].get("steps", {}).items():
+                step_sum[k] = step_sum.get(k, 0.0) + v
+            for k, v in row["timings"].get("phases", {}).items():
+                phase_sum[k] = phase_sum.get(k, 0.0) + v
+            if (row["finished_at"] or 0.0) >= session_start:
+                done_since_start += 1
+                last_finish = max(last_finish, row["finished_at"] or 0.0)
+        failures = [
+            {"item_id": r["item_id"], "attempts": r["attempts"], "reason": r["reason"]}
+            for r, _ in zip(manifest.rows(("failed",)), range(max_failures), strict=False)
+        ]
+    running = RunLock.is_held(run_dir)
+    end = time.time() if running else last_finish
+    elapsed = max(end - session_start, 1e-9) if session_start else 0.0
+    rate_per_s = done_since_start / elapsed if elapsed > 0 else 0.0
+    remaining = counts["pending"] + counts["running"]
+    done = max(counts["done"], 1)
+    return RunStatus(
+        name=name,
+        state="running" if running else str(meta.get("state", "unknown")),
+        driver_running=running,
+        counts=counts,
+        total=sum(counts.values()),
+        elapsed_s=elapsed,
+        throughput_per_h=rate_per_s * 3600.0,
+        eta_s=(remaining / rate_per_s) if rate_per_s > 0 else None,
+        mean_step_s={k: v / done for k, v in step_sum.items()},
+        mean_phase_s={k: v / done for k, v in phase_sum.items()},
+        failures=failures,
+        meta={
+            k: meta[k]
+            for k in ("config_hash", "model_hash", "kneescope_version", "executor", "results_path")
+            if k in meta
+        },
+    )
+
+
+def run_dir_of(workspace: Workspace, name: str) -> Path:
+    return workspace.runs_dir / name

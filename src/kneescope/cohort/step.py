@@ -1,0 +1,115 @@
+"""The Step protocol: one stage of a cohort pipeline (load, segment, measure, ...).
+
+A step declares what it reads and writes (names of in-memory values passed between steps in
+one item), its version and, if it uses one, the hash of its model. The runner calls
+``setup()`` once per worker process (load a model once, not once per scan), then
+``run(item, context)`` for every item. ``run`` returns a :class:`StepResult`: scalar values
+for the results table, in-memory data for later steps, and the per-item output files it wrote
+(always through :meth:`StepContext.write_output`, which writes atomically).
+
+Plugging in a new step needs no change to the runner: name it in the pipeline config as
+``"package.module:ClassName"`` (or add a short name to :mod:`kneescope.cohort.step_registry`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from kneescope.cohort.item import Item
+
+Phase = Literal["read", "preprocess", "infer", "postprocess", "measure", "write"]
+PHASES: tuple[Phase, ...] = ("read", "preprocess", "infer", "postprocess", "measure", "write")
+"""Timing phases stored per item and summarised per run."""
+
+Scalar = float | int | str | bool | None
+
+
+@dataclass
+class StepResult:
+    """What one step returns for one item.
+
+    Attributes:
+        values: scalar columns for the results table (names must be unique across steps).
+        data: in-memory values for later steps; keys must equal the step's ``writes``.
+        files: output files written through ``context.write_output`` (name -> absolute path).
+    """
+
+    values: dict[str, Scalar] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Step(Protocol):
+    """One pipeline stage. Implementations are plain classes built from config options.
+
+    Class attributes:
+        name: short name used in configs, timings and provenance.
+        version: bump it when the step's results change; a new version re-runs items.
+        reads: names of data this step needs (produced by earlier steps' ``writes``).
+        writes: names of data this step produces for later steps.
+        prefetchable: True for pure-I/O steps that read only the item's input (they run ahead
+            of compute on a reader thread).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    reads: ClassVar[tuple[str, ...]]
+    writes: ClassVar[tuple[str, ...]]
+    prefetchable: ClassVar[bool]
+
+    @property
+    def model_hash(self) -> str:
+        """Hash of the model weights the step uses ("" when it uses none)."""
+        ...
+
+    def setup(self) -> None:
+        """Prepare once per worker process (load a model, warm a cache)."""
+        ...
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        """Process one item; raise a KneescopeError subclass for bad input."""
+        ...
+
+
+class StepContext:
+    """Per-item context handed to each step: data from earlier steps, timers, output folder.
+
+    Args:
+        output_dir: folder for this item's output files (created on first write).
+        data: values produced by earlier steps, by name.
+    """
+
+    def __init__(self, output_dir: Path, data: dict[str, Any] | None = None) -> None:
+        self.output_dir = output_dir
+        self.data: dict[str, Any] = dict(data or {})
+        self.phase_s: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: Phase) -> Iterator[None]:
+        """Time a block of work under one of :data:`PHASES` (seconds, accumulated)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phase_s[name] = self.phase_s.get(name, 0.0) + time.perf_counter() - start
+
+    def write_output(self, filename: str, write: Callable[[Path], None]) -> str:
+        """Write one output file atomically: ``write(tmp_path)`` then rename into place.
+
+        A reader never sees a half-written file, and a killed worker leaves at most a
+        ``.tmp-*`` file that the next attempt overwrites. Returns the final absolute path.
+        """
+        with self.phase("write"):
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            final = self.output_dir / filename
+            tmp = self.output_dir / f".tmp-{os.getpid()}-{filename}"
+            write(tmp)
+            os.replace(tmp, final)
+        return str(final)

@@ -1,0 +1,71 @@
+"""Fixtures of the cohort tests: small real cohorts on disk and the executor matrix.
+
+``executor_config`` parametrises the shared executor suite (like zarr's store test suite):
+every executor - in-process, Dask LocalCluster, an existing scheduler by address, Slurm -
+must pass the same tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from kneescope.cohort.pipeline_config import ExecutorConfig
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler_address() -> Iterator[str]:
+    """An already-running Dask scheduler with two single-thread worker processes."""
+    import distributed
+
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
+    )
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+
+
+def cancel_slurm_jobs() -> None:
+    """Cancel every Slurm job this user still has queued (dask-worker leftovers)."""
+    with contextlib.suppress(OSError):
+        subprocess.run(["scancel", "--user", "root", "--name", "dask-worker"], check=False)
+
+
+EXECUTOR_KINDS = [
+    "local",
+    "dask",
+    "address",
+    pytest.param("slurm", marks=pytest.mark.integration),
+]
+
+
+@pytest.fixture(params=EXECUTOR_KINDS)
+def executor_config(request: pytest.FixtureRequest) -> Iterator[ExecutorConfig]:
+    kind = request.param
+    if kind == "local":
+        yield ExecutorConfig(kind="local")
+    elif kind == "dask":
+        yield ExecutorConfig(kind="dask", workers=2, threads_per_worker=1, memory_limit="1GiB")
+    elif kind == "address":
+        address = request.getfixturevalue("dask_scheduler_address")
+        yield ExecutorConfig(kind="address", address=address)
+    else:
+        request.getfixturevalue("slurm_available")
+        try:
+            yield ExecutorConfig(
+                kind="slurm",
+                workers=2,
+                cores=1,
+                memory="2GB",
+                queue="debug",
+                walltime="00:30:00",
+                host="127.0.0.1",
+                worker_timeout_s=90,
+            )
+        finally:
+            cancel_slurm_jobs()
