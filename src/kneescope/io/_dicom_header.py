@@ -99,8 +99,17 @@ def read_pixels(path: Path) -> tuple[npt.NDArray[Any], Dataset]:
     try:
         ds = pydicom.dcmread(path)
         arr = np.asarray(ds.pixel_array)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, struct.error,
-            NotImplementedError, RuntimeError, AttributeError) as exc:  # fmt: skip
+    except (
+        InvalidDicomError,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        struct.error,
+        NotImplementedError,
+        RuntimeError,
+        AttributeError,
+    ) as exc:
         raise DicomError(f"{path}: cannot decode pixel data ({exc})") from None
     if arr.ndim != 2:
         raise DicomError(

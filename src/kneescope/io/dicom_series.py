@@ -212,13 +212,16 @@ def scan_dicom_series(folder: Path) -> DicomSeriesInfo:
     files = _list_slice_files(folder)
     headers = [read_header(path)[0] for path in files]
     first = headers[0]
-    _check_same([text_of(ds, "SeriesInstanceUID") for ds in headers], "SeriesInstanceUID",
-                folder, files)  # fmt: skip
-    _check_same([(int(ds.Rows), int(ds.Columns)) for ds in headers], "(Rows, Columns)",
-                folder, files)  # fmt: skip
+    _check_same(
+        [text_of(ds, "SeriesInstanceUID") for ds in headers], "SeriesInstanceUID", folder, files
+    )
+    _check_same(
+        [(int(ds.Rows), int(ds.Columns)) for ds in headers], "(Rows, Columns)", folder, files
+    )
     _check_same([int(ds.BitsAllocated) for ds in headers], "BitsAllocated", folder, files)
-    _check_same([int(ds.PixelRepresentation) for ds in headers], "PixelRepresentation",
-                folder, files)  # fmt: skip
+    _check_same(
+        [int(ds.PixelRepresentation) for ds in headers], "PixelRepresentation", folder, files
+    )
     rows, cols = int(first.Rows), int(first.Columns)
     n = len(files)
     try:
@@ -236,16 +239,20 @@ def scan_dicom_series(folder: Path) -> DicomSeriesInfo:
     geoms = [_slice_geometry(ds, path) for ds, path in zip(headers, files, strict=True)]
     row_dir, col_dir = geoms[0][0], geoms[0][1]
     for (r, c, _), path in zip(geoms, files, strict=True):
-        if not (np.allclose(r, row_dir, atol=_ORIENTATION_ATOL)
-                and np.allclose(c, col_dir, atol=_ORIENTATION_ATOL)):  # fmt: skip
+        if not (
+            np.allclose(r, row_dir, atol=_ORIENTATION_ATOL)
+            and np.allclose(c, col_dir, atol=_ORIENTATION_ATOL)
+        ):
             raise DicomError(
                 f"{folder}: mixed series: ImageOrientationPatient differs between "
                 f"{files[0].name} and {path.name}; put each series in its own folder"
             )
-    pixel_spacing = [tuple(_float_list(ds, "PixelSpacing", 2, p)) for ds, p in
-                     zip(headers, files, strict=True)]  # fmt: skip
-    _check_same([tuple(round(v, 6) for v in ps) for ps in pixel_spacing], "PixelSpacing",
-                folder, files)  # fmt: skip
+    pixel_spacing = [
+        tuple(_float_list(ds, "PixelSpacing", 2, p)) for ds, p in zip(headers, files, strict=True)
+    ]
+    _check_same(
+        [tuple(round(v, 6) for v in ps) for ps in pixel_spacing], "PixelSpacing", folder, files
+    )
     row_spacing, col_spacing = float(pixel_spacing[0][0]), float(pixel_spacing[0][1])
     if row_spacing <= 0 or col_spacing <= 0:
         raise DicomError(f"{files[0]}: PixelSpacing must be positive, got {pixel_spacing[0]}")

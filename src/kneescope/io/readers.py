@@ -1,0 +1,104 @@
+"""Read or write any supported volume format by looking at the path.
+
+Reading: a folder is a DICOM series, or, with a ``zarr.json`` inside, a Zarr array written by
+kneescope (standalone or inside a :class:`~kneescope.io.zarr_store.VolumeStore`). A file is
+dispatched by suffix (``.nii``, ``.nii.gz``, ``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``,
+``.dcm``) or, without a known suffix (OAI slice files are named ``001``), by the DICOM magic
+``DICM`` at byte 128; a lone DICOM file is read as a radiograph/single image.
+Writing: by suffix (``.nii``, ``.nii.gz``, ``.mha``, ``.mhd``, ``.nrrd``, ``.zarr``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kneescope.core.volume import Volume
+from kneescope.errors import InputError, UnsupportedFormatError
+from kneescope.io._dicom_header import has_dicom_magic
+
+_NIFTI = (".nii", ".nii.gz")
+_ITK = (".mha", ".mhd", ".nrrd", ".nhdr")
+_READABLE = (*_NIFTI, *_ITK, ".zarr", ".dcm", "(DICOM without suffix)", "(DICOM series folder)")
+_WRITABLE = (*_NIFTI, ".mha", ".mhd", ".nrrd", ".zarr")
+
+
+def _lower_name(path: Path) -> str:
+    return path.name.lower()
+
+
+def _check_accessible(path: Path) -> None:
+    if not os.path.lexists(path):
+        raise InputError(f"{path}: no such file or folder; check the path")
+    if not path.exists():
+        raise InputError(f"{path}: broken symbolic link")
+    if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.X_OK)):
+        raise InputError(f"{path}: permission denied; check its permissions")
+
+
+def read_volume(path: Path) -> Volume:
+    """Read a volume from any supported path (see the module docstring).
+
+    Raises:
+        InputError: the path is missing or unreadable (one line), or its content is bad.
+        UnsupportedFormatError: a file in no format kneescope reads.
+        DicomError: DICOM problems (see :func:`~kneescope.io.dicom_series.scan_dicom_series`).
+    """
+    path = Path(path)
+    _check_accessible(path)
+    name = _lower_name(path)
+    if path.is_dir():
+        if (path / "zarr.json").is_file():
+            from kneescope.io.zarr_store import read_zarr_volume
+
+            return read_zarr_volume(path)
+        from kneescope.io.dicom_series import read_dicom_series
+
+        return read_dicom_series(path)
+    if name.endswith(_NIFTI):
+        from kneescope.io.nifti import read_nifti
+
+        return read_nifti(path)
+    if name.endswith(_ITK):
+        from kneescope.io.itk_formats import read_itk
+
+        return read_itk(path)
+    if name.endswith(".dcm") or has_dicom_magic(path):
+        from kneescope.io.dicom_radiograph import read_dicom_radiograph
+
+        return read_dicom_radiograph(path)
+    raise UnsupportedFormatError(
+        f"{path}: unknown format (suffix {path.suffix or 'none'!r}, no DICOM marker); "
+        f"kneescope reads {', '.join(_READABLE)}"
+    )
+
+
+def write_volume(volume: Volume, path: Path) -> Path:
+    """Write ``volume`` in the format its suffix names, atomically; returns ``path``.
+
+    ``.zarr`` writes a standalone Zarr v3 array folder (readable with :func:`read_volume`).
+    DICOM needs series metadata: use :func:`~kneescope.io.dicom_write.write_dicom_series`.
+
+    Raises:
+        UnsupportedFormatError: an unknown suffix.
+        InputError: the folder does not exist.
+    """
+    path = Path(path)
+    name = _lower_name(path)
+    if not path.parent.is_dir():
+        raise InputError(f"{path}: folder {path.parent} does not exist; create it first")
+    if name.endswith(_NIFTI):
+        from kneescope.io.nifti import write_nifti
+
+        return write_nifti(volume, path)
+    if name.endswith((".mha", ".mhd", ".nrrd")):
+        from kneescope.io.itk_formats import write_itk
+
+        return write_itk(volume, path)
+    if name.endswith(".zarr"):
+        from kneescope.io.zarr_store import write_zarr_volume
+
+        return write_zarr_volume(volume, path)
+    raise UnsupportedFormatError(
+        f"{path}: cannot write suffix {path.suffix or 'none'!r}; use one of {', '.join(_WRITABLE)}"
+    )
