@@ -19,7 +19,8 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kneescope.catalog.schema import SCHEMA_VERSION, Base, CatalogMeta
-from kneescope.errors import CatalogError
+from kneescope.errors import CatalogError, NotFoundError
+from kneescope.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,23 @@ class Catalog:
                 f"cannot open catalog {shown}: {reason[0] if reason else type(exc).__name__}"
             ) from None
         return catalog
+
+    @classmethod
+    def for_workspace(cls, ws: Workspace, *, create: bool) -> Catalog:
+        """The workspace's catalog; with ``create`` the workspace folder and schema are made.
+
+        Raises:
+            NotFoundError: ``create`` is False and the default SQLite catalog does not exist.
+            CatalogError: see :meth:`open`.
+        """
+        if create:
+            ws.ensure()
+        elif ws.catalog_url_override is None and not ws.catalog_path.is_file():
+            raise NotFoundError(
+                f"no catalog in workspace {ws.root}; run `kneescope ingest SOURCE -w {ws.root}` "
+                "first (or give --catalog URL)"
+            )
+        return cls.open(ws.catalog_url, create=True)
 
     def _create_schema(self) -> None:
         Base.metadata.create_all(self.engine, checkfirst=True)

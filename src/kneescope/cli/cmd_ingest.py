@@ -1,0 +1,98 @@
+"""``kneescope ingest SOURCE``: catalog an OAI-style tree, a manifest folder or a clinical table."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit, stderr, workspace
+
+_KINDS = ("auto", "oai", "manifest", "clinical")
+
+
+def ingest(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="OAI-style tree (release folders 0.C.2, ...), a folder with manifest.csv, "
+            "a manifest CSV, or a clinical table (CSV/TXT).",
+            show_default=False,
+        ),
+    ],
+    kind: Annotated[
+        str,
+        typer.Option("--kind", help="What SOURCE is: auto, oai, manifest or clinical."),
+    ] = "auto",
+    workspace_dir: WorkspaceOpt = None,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add SOURCE to the catalog. Incremental: unchanged series are skipped; bad series are
+    recorded as failed with a reason and the ingest carries on."""
+    from kneescope.catalog.database import Catalog
+    from kneescope.catalog.ingest import detect_kind
+    from kneescope.catalog.ingest import ingest as run_ingest
+    from kneescope.errors import InputError
+
+    if kind not in _KINDS:
+        raise InputError(f"--kind {kind!r} is not one of {', '.join(_KINDS)}")
+    source = source.expanduser().absolute()
+    if not source.exists():
+        raise InputError(f"{source}: no such file or folder; check the path")
+    if kind == "auto":
+        kind = detect_kind(source)  # before the catalog is created: bad input writes nothing
+    ws = workspace(workspace_dir, catalog)
+    cat = Catalog.for_workspace(ws, create=True)
+    try:
+        if sys.stderr.isatty() and not as_json:
+            report = _with_progress(cat, source, kind)
+        else:
+            report = run_ingest(cat, source, kind)  # type: ignore[arg-type]
+    finally:
+        cat.close()
+    emit(report.to_json(), as_json, lambda console: render_report(console, report))
+
+
+def _with_progress(cat: Any, source: Path, kind: str) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from kneescope.catalog.ingest import ingest as run_ingest
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("ingest", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return run_ingest(cat, source, kind, progress=progress)  # type: ignore[arg-type]
+
+
+def render_report(console: Any, report: Any) -> None:
+    """Print an IngestReport: one summary line, then failures and warnings."""
+    if report.kind == "clinical":
+        console.print(
+            f"clinical table {report.source}: {report.clinical_values} values added or "
+            f"updated, {report.unchanged} unchanged ({report.seconds:.2f} s)",
+            markup=False,
+        )
+        return
+    console.print(
+        f"ingested {report.source} ({report.kind}): {report.added} added, "
+        f"{report.updated} updated, {report.unchanged} unchanged, {report.failed} failed, "
+        f"{report.labels} label maps, {report.ignored} ignored ({report.seconds:.2f} s)",
+        markup=False,
+    )
+    for path, reason in report.failures:
+        console.print(f"failed {path}: {reason}", markup=False)
+    for warning in report.warnings:
+        console.print(f"warning: {warning}", markup=False)
