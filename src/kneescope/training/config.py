@@ -1,0 +1,85 @@
+"""The training configuration: one frozen model, loaded from TOML/JSON (``--config FILE``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from kneescope.config import FROZEN
+from kneescope.models import NetworkConfig
+from kneescope.transforms.intensity import NormalisationConfig
+
+
+class TrainConfig(BaseModel):
+    """Everything ``kneescope train`` needs.
+
+    Attributes:
+        name: model name; the model file is ``WS/models/<name>.pt``.
+        network: a registry preset name or a full network config (its ``out_channels`` is set
+            from the label scheme; ``spatial_dims`` must match ``mode``).
+        mode: ``"2d"`` (slice-wise along axis i of the reoriented volume) or ``"3d"``.
+        labels: output label scheme, ``"kneescope"`` (10 classes) or ``"oai-zib"`` (5).
+        label_remap: source label value -> training label value, applied before the scheme
+            (values not listed map to background); ``None``: labels are already in the scheme
+            (a kneescope map trained as ``oai-zib`` is converted automatically).
+        data_dir: folder of NIfTI pairs (``images/X.nii.gz`` + ``labels/X.nii.gz``); ``None``
+            takes image/label pairs from the workspace catalog.
+        spacing_mm: working spacing (i, j, k); ``None``: the median of the training data.
+        orientation: axis code arrays are reoriented to; ``None``: the commonest in the data.
+        patch_size_vox: training patch (i, j, k); 2D uses ``(1, h, w)``; ``None``: planner.
+        batch_size: patches per step; ``None``: planner.
+        iterations: optimiser steps in total.
+        validate_every: iterations between validations (and progress Dice).
+        checkpoint_every: iterations between checkpoints (resume points).
+        lr: peak learning rate (AdamW, polynomial decay to 0).
+        weight_decay: AdamW weight decay.
+        seed: seeds patch sampling, augmentation, split and initialisation.
+        val_fraction: fraction of cases held out for validation (at least one if > 0).
+        budget: memory budget for the planner, e.g. ``"2GB"``; ``None``: free host RAM.
+        precision: ``"auto"`` (bf16 autocast where native), ``"bf16"`` or ``"fp32"``.
+        augment: random flips, rotations, scaling, intensity changes and noise.
+        class_weights: relative sampling weight of patch centres per class (length = classes);
+            ``None``: weights that favour small structures.
+        normalisation: intensity normalisation.
+        roi_size_vox: inference window stored in the model file; ``None``: from the patch.
+        threads: CPU threads for torch; ``None``: torch's default.
+    """
+
+    model_config = FROZEN
+
+    name: str = Field("knee-seg", pattern=r"^[A-Za-z0-9_.-]+$")
+    network: str | NetworkConfig = "unet3d-small"
+    mode: Literal["2d", "3d"] = "3d"
+    labels: Literal["kneescope", "oai-zib"] = "kneescope"
+    label_remap: dict[int, int] | None = None
+    data_dir: Path | None = None
+    spacing_mm: tuple[float, float, float] | None = None
+    orientation: str | None = None
+    patch_size_vox: tuple[int, int, int] | None = None
+    batch_size: int | None = Field(None, ge=1)
+    iterations: int = Field(200, ge=1)
+    validate_every: int = Field(50, ge=1)
+    checkpoint_every: int = Field(25, ge=1)
+    lr: float = Field(3e-3, gt=0.0)
+    weight_decay: float = Field(1e-5, ge=0.0)
+    seed: int = 0
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    budget: str | None = None
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    augment: bool = True
+    class_weights: tuple[float, ...] | None = None
+    normalisation: NormalisationConfig = Field(default_factory=NormalisationConfig)
+    roi_size_vox: tuple[int, int, int] | None = None
+    threads: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.patch_size_vox is not None and self.mode == "2d" and self.patch_size_vox[0] != 1:
+            raise ValueError("2d mode needs patch_size_vox = (1, h, w)")
+        if isinstance(self.network, NetworkConfig):
+            want = 2 if self.mode == "2d" else 3
+            if self.network.spatial_dims != want:
+                raise ValueError(f"mode {self.mode} needs a network with spatial_dims {want}")
+        return self

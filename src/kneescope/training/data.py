@@ -1,0 +1,141 @@
+"""Training cases: image/label pairs reoriented, resampled, remapped and normalised in memory."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from kneescope.core import KNEE_LABELS, LabelScheme, Volume
+from kneescope.core.labels import KNEESCOPE_TO_OAI_ZIB, OAI_ZIB_LABELS
+from kneescope.errors import InputError
+from kneescope.transforms.intensity import NormalisationConfig, intensity_stats
+from kneescope.transforms.orientation import plan_reorientation
+from kneescope.transforms.resample import plan_resampling
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One prepared training case.
+
+    Attributes:
+        name: identifier (file stem or catalog id).
+        image: float32 (I, J, K), normalised, on the working grid.
+        labels: uint8 (I, J, K), training label values.
+    """
+
+    name: str
+    image: npt.NDArray[np.float32]
+    labels: npt.NDArray[np.uint8]
+
+
+def scheme_for(name: str) -> LabelScheme:
+    return OAI_ZIB_LABELS if name == "oai-zib" else KNEE_LABELS
+
+
+def remap_table(scheme: str, label_remap: Mapping[int, int] | None) -> dict[int, int] | None:
+    """The source->training label table (``None``: identity)."""
+    if label_remap is not None:
+        return dict(label_remap)
+    if scheme == "oai-zib":
+        return dict(KNEESCOPE_TO_OAI_ZIB)
+    return None
+
+
+def apply_remap(
+    labels: npt.NDArray[np.integer], table: Mapping[int, int] | None, classes: int
+) -> npt.NDArray[np.uint8]:
+    """Remap label values with ``table`` (unlisted -> 0) and check they fit ``classes``."""
+    arr = np.asarray(labels)
+    if table is not None:
+        top = max(int(arr.max()), *table.keys()) + 1
+        lut = np.zeros(top, dtype=np.uint8)
+        for src, dst in table.items():
+            lut[src] = dst
+        arr = lut[arr.astype(np.int64)]
+    if int(arr.max()) >= classes or int(arr.min()) < 0:
+        raise InputError(
+            f"label values {int(arr.min())}..{int(arr.max())} do not fit {classes} classes; "
+            "set label_remap in the training config"
+        )
+    return arr.astype(np.uint8)
+
+
+def pairs_in_folder(folder: Path) -> list[tuple[Path, Path]]:
+    """Image/label NIfTI pairs of a folder: ``images/X.nii[.gz]`` with ``labels/X.nii[.gz]``."""
+    images, labels = folder / "images", folder / "labels"
+    if not images.is_dir() or not labels.is_dir():
+        raise InputError(f"{folder}: expected sub-folders images/ and labels/ with NIfTI pairs")
+    pairs = []
+    for img in sorted(images.iterdir()):
+        if not img.name.endswith((".nii", ".nii.gz")):
+            continue
+        lab = labels / img.name
+        if not lab.exists():
+            raise InputError(f"{img} has no label map {lab}; add it or remove the image")
+        pairs.append((img, lab))
+    if not pairs:
+        raise InputError(f"{images}: no .nii or .nii.gz images found")
+    return pairs
+
+
+def common_orientation(volumes: Sequence[Volume]) -> str:
+    return Counter(v.orientation for v in volumes).most_common(1)[0][0]
+
+
+def median_spacing(volumes: Sequence[Volume], orientation: str) -> tuple[float, float, float]:
+    rows = []
+    for v in volumes:
+        reo = plan_reorientation(v.affine_ras, v.shape, orientation)
+        rows.append([v.spacing_mm[q] for q in reo.permutation])
+    med = np.median(np.asarray(rows), axis=0)
+    return (float(med[0]), float(med[1]), float(med[2]))
+
+
+def prepare_case(
+    name: str,
+    image: Volume,
+    labels: Volume,
+    *,
+    orientation: str,
+    spacing_mm: Sequence[float],
+    normalisation: NormalisationConfig,
+    table: Mapping[int, int] | None,
+    classes: int,
+) -> Case:
+    """Reorient, resample (image linear, labels nearest), remap and normalise one pair."""
+    if image.shape != labels.shape:
+        raise InputError(
+            f"{name}: image shape {image.shape} and label shape {labels.shape} differ; "
+            "the label map must be on the image grid"
+        )
+    reo = plan_reorientation(image.affine_ras, image.shape, orientation)
+    img = reo.apply(image.array)
+    lab = reo.apply(labels.array)
+    spacing = [image.spacing_mm[q] for q in reo.permutation]
+    grid = plan_resampling(img.shape, spacing, spacing_mm)
+    img_t = grid.image_to_target(img)
+    lab_t = grid.labels_to_target(np.ascontiguousarray(lab))
+    stats = intensity_stats(img_t, normalisation)
+    return Case(
+        name=name,
+        image=np.ascontiguousarray(stats.apply_numpy(img_t)),
+        labels=apply_remap(np.ascontiguousarray(lab_t), table, classes),
+    )
+
+
+def fingerprint(cases: Sequence[Case]) -> str:
+    """A 16-hex-digit hash of case names, shapes and per-class voxel counts."""
+    h = hashlib.sha256()
+    for c in cases:
+        counts = np.bincount(c.labels.reshape(-1), minlength=1)
+        h.update(f"{c.name}:{c.image.shape}:{counts.tolist()};".encode())
+    return h.hexdigest()[:16]
