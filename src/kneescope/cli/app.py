@@ -48,8 +48,12 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     # command's name (with "-" as "_"). Keep the order: it is the order of `--help`.
     ("ingest", "cmd_ingest"),
     ("catalog", "cmd_catalog"),
+    ("export", "cmd_export"),
+    ("convert", "cmd_convert"),
     ("run", "cmd_run"),
     ("status", "cmd_status"),
+    ("train", "cmd_train"),
+    ("segment", "cmd_segment"),
 )
 
 
