@@ -1,0 +1,72 @@
+"""``kneescope export SERIES``: write a cataloged series or its label map for a viewer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit, workspace
+
+
+def export(
+    series: Annotated[
+        str,
+        typer.Argument(
+            help="Catalog id or SeriesInstanceUID (see `kneescope catalog`).", show_default=False
+        ),
+    ],
+    fmt: Annotated[
+        str, typer.Option("--format", help="nifti (.nii/.nii.gz) or nrrd (.nrrd).")
+    ] = "nifti",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output file (default: WORKSPACE/exports/).",
+            show_default=False,
+        ),
+    ] = None,
+    labels: Annotated[
+        bool, typer.Option("--labels", help="Export the series' label map instead.")
+    ] = False,
+    workspace_dir: WorkspaceOpt = None,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write SERIES (or its label map) as NIfTI or NRRD with exact geometry, e.g. for
+    3D Slicer or ITK-SNAP."""
+    from kneescope.catalog.database import Catalog
+    from kneescope.catalog.export import SUFFIXES, export_series
+    from kneescope.errors import InputError
+
+    fmt = fmt.lower()
+    if fmt not in SUFFIXES:
+        raise InputError(f"--format {fmt!r} is not one of {', '.join(SUFFIXES)}")
+    ws = workspace(workspace_dir, catalog)
+    cat = Catalog.for_workspace(ws, create=False)
+    try:
+        result = export_series(
+            cat,
+            series,
+            fmt,  # type: ignore[arg-type]
+            out,
+            labels=labels,
+            default_dir=ws.exports_dir,
+        )
+    finally:
+        cat.close()
+    emit(result.to_json(), as_json, lambda console: render_export(console, result))
+
+
+def render_export(console: Any, result: Any) -> None:
+    what = "label map of series" if result.labels else "series"
+    shape = "x".join(str(n) for n in result.shape)
+    spacing = "x".join(f"{s:.4g}" for s in result.spacing_mm)
+    console.print(
+        f"wrote {what} {result.series_id} to {result.path} ({shape} {result.dtype}, "
+        f"{spacing} mm, {result.orientation})",
+        markup=False,
+    )
