@@ -1,0 +1,217 @@
+"""Parameters of one synthetic knee scan and of the acquisition grid.
+
+:class:`KneeParams` describes the anatomy (subject), its disease state (visit) and the scan
+(orientation, noise) of one knee; :func:`sample_knee_params` draws a plausible healthy or
+diseased knee. :class:`SizeSpec` is the acquisition grid (``full`` = OAI DESS, 160x384x384
+at 0.7 x 0.3646 x 0.3646 mm; ``small`` = the same field of view at 48x128x128).
+
+All lengths are millimetres in the *canonical knee frame* of a right knee: origin at the
+centre of the tibial plateau, +x lateral, +y anterior, +z superior (RAS for a right knee).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from kneescope.config import FROZEN
+from kneescope.errors import InputError
+from kneescope.types import Side
+
+
+class Lesion(BaseModel):
+    """A focal cartilage lesion: thickness is multiplied by ``1 - depth * g`` (Gaussian g).
+
+    ``depth >= 1`` produces a full-thickness defect (denuded bone) in its centre.
+    ``centre_mm`` is (x, y) for tibial plates and patella (x, z), femur (x, angle-free y).
+    """
+
+    model_config = FROZEN
+
+    plate: Literal["femoral", "medial_tibial", "lateral_tibial", "patellar"]
+    centre_mm: tuple[float, float]
+    radius_mm: float = Field(gt=0.5, le=15.0)
+    depth: float = Field(ge=0.0, le=2.0)
+
+
+class KneeParams(BaseModel):
+    """Anatomy, disease state and scan settings of one synthetic knee.
+
+    Attributes (lengths in mm, angles in degrees):
+        side: which knee; left knees are rendered mirrored.
+        scale: isotropic size factor applied to all bone dimensions (~0.9-1.1).
+        condyle_width_medial/lateral: mediolateral width of each femoral condyle.
+        notch_width: intercondylar notch width.
+        distal_radius / posterior_radius: sagittal radii of the condylar arcs.
+        coronal_radius: coronal curvature radius of the condyles.
+        trochlear_depth: depth of the anterior trochlear groove.
+        plateau_halfwidth_medial/lateral: mediolateral extent of each tibial compartment.
+        plateau_depth_medial/lateral: anteroposterior depth of each compartment.
+        medial_concavity / lateral_convexity: plateau curvature (height change, mm).
+        spine_height: tibial spines height.
+        patella_width / patella_height / patella_thickness: patella dimensions.
+        cart_femoral / cart_medial_tibial / cart_lateral_tibial / cart_patellar: healthy mean
+            cartilage thickness of each plate before disease.
+        loss_medial / loss_lateral / loss_patellar: fraction of cartilage lost (0 = none),
+            applied to the weight-bearing region of the compartment.
+        lesions: focal lesions.
+        extrusion_medial / extrusion_lateral: meniscal extrusion beyond the tibial rim.
+        meniscus_height: meniscal wedge height at the periphery.
+        meniscus_width: meniscal body width (rim to inner edge).
+        effusion: joint fluid amount (0 none .. 1 large).
+        joint_gap: fluid gap between opposing cartilage surfaces at contact.
+        obliquity_deg: rotation of the slice stack about x, y, z (scan obliquity).
+        offset_mm: position of the joint centre relative to the field-of-view centre.
+        noise_sigma: Rician noise sigma relative to cartilage intensity (~0.03-0.06).
+        bias_strength: amplitude of the smooth multiplicative bias field (0..0.3).
+        intensity_seed: seed for noise and bias field.
+    """
+
+    model_config = FROZEN
+
+    side: Side = "right"
+    scale: float = Field(default=1.0, ge=0.8, le=1.2)
+    condyle_width_medial: float = Field(default=30.0, ge=20.0, le=40.0)
+    condyle_width_lateral: float = Field(default=28.0, ge=20.0, le=40.0)
+    notch_width: float = Field(default=20.0, ge=14.0, le=26.0)
+    distal_radius: float = Field(default=36.0, ge=28.0, le=46.0)
+    posterior_radius: float = Field(default=20.0, ge=15.0, le=26.0)
+    coronal_radius: float = Field(default=28.0, ge=18.0, le=45.0)
+    trochlear_depth: float = Field(default=5.0, ge=2.0, le=8.0)
+    plateau_halfwidth_medial: float = Field(default=19.0, ge=15.0, le=24.0)
+    plateau_halfwidth_lateral: float = Field(default=18.0, ge=15.0, le=24.0)
+    plateau_depth_medial: float = Field(default=48.0, ge=40.0, le=56.0)
+    plateau_depth_lateral: float = Field(default=42.0, ge=36.0, le=50.0)
+    medial_concavity: float = Field(default=1.5, ge=0.0, le=3.0)
+    lateral_convexity: float = Field(default=0.8, ge=-1.0, le=2.0)
+    spine_height: float = Field(default=5.0, ge=2.0, le=8.0)
+    patella_width: float = Field(default=42.0, ge=36.0, le=50.0)
+    patella_height: float = Field(default=37.0, ge=30.0, le=44.0)
+    patella_thickness: float = Field(default=22.0, ge=18.0, le=27.0)
+    cart_femoral: float = Field(default=2.0, ge=1.0, le=3.5)
+    cart_medial_tibial: float = Field(default=1.8, ge=1.0, le=3.5)
+    cart_lateral_tibial: float = Field(default=2.4, ge=1.0, le=3.5)
+    cart_patellar: float = Field(default=3.0, ge=1.5, le=4.5)
+    loss_medial: float = Field(default=0.0, ge=0.0, le=0.95)
+    loss_lateral: float = Field(default=0.0, ge=0.0, le=0.95)
+    loss_patellar: float = Field(default=0.0, ge=0.0, le=0.95)
+    lesions: tuple[Lesion, ...] = ()
+    extrusion_medial: float = Field(default=1.0, ge=-2.0, le=8.0)
+    extrusion_lateral: float = Field(default=0.5, ge=-2.0, le=8.0)
+    meniscus_height: float = Field(default=6.0, ge=3.0, le=8.0)
+    meniscus_width: float = Field(default=10.0, ge=6.0, le=13.0)
+    effusion: float = Field(default=0.3, ge=0.0, le=1.0)
+    joint_gap: float = Field(default=0.3, ge=0.0, le=2.0)
+    obliquity_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    noise_sigma: float = Field(default=0.04, ge=0.0, le=0.2)
+    bias_strength: float = Field(default=0.15, ge=0.0, le=0.4)
+    intensity_seed: int = Field(default=0, ge=0)
+
+
+class SizeSpec(BaseModel):
+    """Acquisition grid: shape (slices, rows, columns) and spacing (mm) of a sagittal stack."""
+
+    model_config = FROZEN
+
+    name: str
+    shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+
+    @property
+    def fov_mm(self) -> tuple[float, float, float]:
+        return (
+            self.shape[0] * self.spacing_mm[0],
+            self.shape[1] * self.spacing_mm[1],
+            self.shape[2] * self.spacing_mm[2],
+        )
+
+
+FULL = SizeSpec(name="full", shape=(160, 384, 384), spacing_mm=(0.7, 140.0 / 384, 140.0 / 384))
+"""OAI SAG_3D_DESS geometry."""
+
+SMALL = SizeSpec(
+    name="small", shape=(48, 128, 128), spacing_mm=(112.0 / 48, 140.0 / 128, 140.0 / 128)
+)
+"""Same field of view as :data:`FULL`, ~27x fewer voxels (for tests)."""
+
+SIZES = {"full": FULL, "small": SMALL}
+
+
+def size_spec(name: str) -> SizeSpec:
+    """The :class:`SizeSpec` called ``name`` (``"full"`` or ``"small"``)."""
+    try:
+        return SIZES[name]
+    except KeyError:
+        raise InputError(f"unknown size {name!r}; expected one of {sorted(SIZES)}") from None
+
+
+def sample_anatomy(rng: np.random.Generator, side: Side = "right") -> dict[str, object]:
+    """Draw subject-specific (visit-independent) anatomy fields for :class:`KneeParams`."""
+
+    def n(mean: float, sd: float, lo: float, hi: float) -> float:
+        return float(np.clip(rng.normal(mean, sd), lo, hi))
+
+    return {
+        "side": side,
+        "scale": n(1.0, 0.05, 0.88, 1.12),
+        "condyle_width_medial": n(30.0, 2.0, 25.0, 35.0),
+        "condyle_width_lateral": n(28.0, 2.0, 23.0, 33.0),
+        "notch_width": n(20.0, 1.5, 16.0, 24.0),
+        "distal_radius": n(36.0, 2.5, 30.0, 42.0),
+        "posterior_radius": n(20.0, 1.5, 16.0, 24.0),
+        "coronal_radius": n(28.0, 3.0, 20.0, 38.0),
+        "trochlear_depth": n(5.0, 0.7, 3.0, 7.0),
+        "plateau_halfwidth_medial": n(19.0, 1.0, 16.5, 21.5),
+        "plateau_halfwidth_lateral": n(18.0, 1.0, 15.5, 20.5),
+        "plateau_depth_medial": n(48.0, 2.0, 43.0, 53.0),
+        "plateau_depth_lateral": n(42.0, 2.0, 38.0, 47.0),
+        "medial_concavity": n(1.5, 0.4, 0.5, 2.5),
+        "lateral_convexity": n(0.8, 0.4, -0.2, 1.8),
+        "spine_height": n(5.0, 0.8, 3.0, 7.0),
+        "patella_width": n(42.0, 2.0, 38.0, 47.0),
+        "patella_height": n(37.0, 2.0, 32.0, 42.0),
+        "patella_thickness": n(22.0, 1.2, 19.0, 25.0),
+        "cart_femoral": n(2.0, 0.15, 1.6, 2.4),
+        "cart_medial_tibial": n(1.8, 0.15, 1.4, 2.2),
+        "cart_lateral_tibial": n(2.4, 0.2, 1.9, 2.9),
+        "cart_patellar": n(3.0, 0.25, 2.4, 3.6),
+        "meniscus_height": n(6.0, 0.5, 5.0, 7.0),
+        "meniscus_width": n(10.0, 1.0, 8.0, 12.0),
+    }
+
+
+def sample_scan(rng: np.random.Generator) -> dict[str, object]:
+    """Draw per-scan settings: obliquity, position in the field of view, noise, bias."""
+    return {
+        "obliquity_deg": tuple(float(v) for v in rng.normal(0.0, 3.0, size=3).clip(-8, 8)),
+        "offset_mm": tuple(float(v) for v in rng.normal(0.0, 3.0, size=3).clip(-8, 8)),
+        "noise_sigma": float(rng.uniform(0.03, 0.06)),
+        "bias_strength": float(rng.uniform(0.05, 0.25)),
+        "intensity_seed": int(rng.integers(0, 2**31 - 1)),
+    }
+
+
+def sample_knee_params(
+    rng: np.random.Generator, *, side: Side = "right", klg: int = 0
+) -> KneeParams:
+    """A random knee: subject anatomy, a disease state typical of ``klg`` and scan settings."""
+    fields: dict[str, object] = {**sample_anatomy(rng, side), **sample_scan(rng)}
+    severity = [0.0, 0.05, 0.15, 0.35, 0.6][int(np.clip(klg, 0, 4))]
+    fields["loss_medial"] = float(np.clip(severity * rng.uniform(0.7, 1.3), 0, 0.9))
+    fields["loss_lateral"] = float(np.clip(0.3 * severity * rng.uniform(0.5, 1.5), 0, 0.9))
+    fields["extrusion_medial"] = float(np.clip(rng.normal(1.0 + 6.0 * severity, 0.5), -1.0, 7.0))
+    fields["extrusion_lateral"] = float(np.clip(rng.normal(0.5 + 2.0 * severity, 0.4), -1.0, 5.0))
+    fields["effusion"] = float(np.clip(0.2 + severity + rng.normal(0, 0.1), 0.0, 1.0))
+    if klg >= 3:
+        fields["lesions"] = (
+            Lesion(
+                plate="medial_tibial",
+                centre_mm=(float(rng.uniform(-24, -16)), float(rng.uniform(-6, 6))),
+                radius_mm=float(rng.uniform(3.0, 5.0)),
+                depth=float(rng.uniform(0.8, 1.4)),
+            ),
+        )
+    return KneeParams.model_validate(fields)
