@@ -1,0 +1,375 @@
+"""All image biomarkers of one knee from its label map: :func:`measure_knee`.
+
+One pass, cropped to each structure's bounding box plus a margin. The result is a flat mapping
+``biomarker name -> value`` with units in the names (``..._mm``, ``..._mm2``, ``..._mm3``,
+``..._pct``), QC flags (``qc_...``) and optional 2D thickness maps. See docs/biomarkers.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from kneescope.biomarkers.crop import Box, cropped_affine, expand_box, union_box
+from kneescope.biomarkers.flattening import (
+    SagittalCircle,
+    facing_plate,
+    fit_sagittal_circle,
+    flat_coords,
+)
+from kneescope.biomarkers.footprint import covered_fraction, denuded_mask
+from kneescope.biomarkers.frame import KneeFrame, knee_frame
+from kneescope.biomarkers.maps import ThicknessMap, thickness_map
+from kneescope.biomarkers.measure_config import MeasureConfig
+from kneescope.biomarkers.menisci import outermost_in_slab
+from kneescope.biomarkers.qc import component_count, qc_flags
+from kneescope.biomarkers.subregions import (
+    FEMORAL_REGIONS,
+    TIBIAL_REGIONS,
+    femoral_regions,
+    tibial_regions,
+)
+from kneescope.biomarkers.thickness import plate_surfaces
+from kneescope.core import Volume
+from kneescope.core.geometry import spacing_from_affine, validate_affine
+from kneescope.core.labels import CARTILAGE_PLATES, KNEE_LABELS
+from kneescope.errors import InputError
+from kneescope.types import Affine, Side
+
+log = logging.getLogger(__name__)
+F64 = npt.NDArray[np.float64]
+SideArg = Literal["right", "left", "auto"]
+NAN = float("nan")
+
+PLATES = tuple(CARTILAGE_PLATES)  # femoral, medial_tibial, lateral_tibial, patellar
+FACING_COS_MIN = 0.3
+"""Bone surface counts as facing a plate within ~72 deg of the joint direction."""
+MENISCI = {"medial": (8, "medial_tibial"), "lateral": (9, "lateral_tibial")}
+
+
+@dataclass(frozen=True)
+class KneeMeasurements:
+    """Biomarkers of one knee.
+
+    Attributes:
+        values: biomarker name -> value (float; NaN when the structure is missing).
+        qc: QC flag name -> bool or count.
+        side: the side the knee was measured as.
+        side_from_anatomy: the side the anatomy tells (None without a patella).
+        maps: plate -> :class:`ThicknessMap` (empty when maps were not asked for).
+    """
+
+    values: dict[str, float]
+    qc: dict[str, bool | int]
+    side: Side
+    side_from_anatomy: Side | None
+    maps: dict[str, ThicknessMap] = field(default_factory=dict)
+
+    def as_row(self) -> dict[str, Any]:
+        """One flat row: side, every biomarker, every QC flag."""
+        return {
+            "side": self.side,
+            "side_from_anatomy": self.side_from_anatomy or "",
+            **self.values,
+            **self.qc,
+        }
+
+
+@dataclass
+class _PlateSummary:
+    centre_knee: F64
+    plateau_superior_mm: float
+    knee_pts: F64 = field(default_factory=lambda: np.zeros((0, 3)))
+    proj_weights: F64 = field(default_factory=lambda: np.zeros(0))
+
+
+def weighted_quantile(values: F64, weights: F64, q: float) -> float:
+    """Quantile ``q`` in [0, 1] of ``values`` with ``weights`` (midpoint interpolation)."""
+    if len(values) == 0:
+        return NAN
+    order = np.argsort(values)
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w) - 0.5 * w
+    return float(np.interp(q * float(w.sum()), cum, v))
+
+
+def _resolve_side(labels: Volume | tuple[Any, Any], side: SideArg | None) -> Side | None:
+    if side in ("right", "left"):
+        return side
+    if side not in (None, "auto"):
+        raise InputError(f"side must be 'right', 'left' or 'auto', got {side!r}")
+    if isinstance(labels, Volume):
+        meta = str(labels.metadata.get("side", "")).lower()
+        if meta in ("right", "left"):
+            return "right" if meta == "right" else "left"
+    return None
+
+
+def measure_knee(
+    labels: Volume | tuple[npt.ArrayLike, npt.ArrayLike],
+    side: SideArg | None = "auto",
+    config: MeasureConfig | None = None,
+    *,
+    with_maps: bool = True,
+) -> KneeMeasurements:
+    """Measure every biomarker of one knee.
+
+    Args:
+        labels: a label-map :class:`Volume` (kneescope labels, see
+            :data:`kneescope.core.labels.KNEE_LABELS`) or ``(array, affine_ras)`` with an
+            integer (I, J, K) array and a 4x4 voxel -> RAS+ mm affine.
+        side: "right", "left", or "auto" (the Volume's ``metadata["side"]`` if present,
+            else the side the anatomy tells).
+        config: measurement options; defaults when omitted.
+        with_maps: also build the 2D thickness maps.
+
+    Returns:
+        :class:`KneeMeasurements`.
+
+    Raises:
+        InputError: the label map is not a 3D integer array, or lacks what is needed to
+            orient the knee (femur, tibia, a medial/lateral pair, and a patella or a side).
+    """
+    cfg = config or MeasureConfig()
+    declared = _resolve_side(labels, side)
+    if isinstance(labels, Volume):
+        arr, affine = labels.array, labels.affine_ras
+    else:
+        arr, affine = np.asarray(labels[0]), validate_affine(labels[1])
+    if arr.ndim != 3 or arr.dtype.kind not in "biu":
+        raise InputError(
+            f"a label map must be a 3D integer array, got {arr.ndim}D {arr.dtype}; "
+            "pass a segmentation, not an image"
+        )
+    if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:
+        raise InputError("label maps hold non-negative integers; found negative values")
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.uint8)
+    voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
+
+    top = int(arr.max())
+    unknown = [int(v) for v in np.unique(arr) if int(v) > 9] if top > 9 else []
+    objects = ndimage.find_objects(arr, max_label=9)
+    boxes: dict[int, Box] = {}
+    counts: dict[int, int] = {}
+    centroids: dict[int, F64] = {}
+    components: dict[int, int] = {}
+    for value in KNEE_LABELS.labels:
+        found = objects[value - 1]
+        if found is None:
+            counts[value] = 0
+            continue
+        box: Box = (found[0], found[1], found[2])
+        mask = arr[box] == value
+        idx = np.nonzero(mask)
+        counts[value] = len(idx[0])
+        boxes[value] = box
+        start = np.array([sl.start for sl in box], dtype=np.float64)
+        centre_ijk = np.array([i.mean() for i in idx]) + start
+        centroids[value] = affine[:3, :3] @ centre_ijk + affine[:3, 3]
+        components[value] = component_count(mask, cfg.min_component_voxels)
+
+    frame = knee_frame(centroids, declared)
+    values: dict[str, float] = {}
+    maps: dict[str, ThicknessMap] = {}
+    plates: dict[str, _PlateSummary] = {}
+    for plate in PLATES:
+        cart_label, bone_label = CARTILAGE_PLATES[plate]
+        values[f"{plate}_cartilage_volume_mm3"] = counts[cart_label] * voxel_mm3
+        summary = _measure_plate(
+            plate, arr, affine, boxes, cart_label, bone_label, frame, cfg, values, maps, with_maps
+        )
+        if summary is not None:
+            plates[plate] = summary
+
+    for name, (men_label, plate) in MENISCI.items():
+        values[f"{name}_meniscus_volume_mm3"] = counts[men_label] * voxel_mm3
+        _measure_meniscus(
+            name, men_label, plate, arr, affine, boxes, frame, plates.get(plate), cfg, values
+        )
+
+    flags = qc_flags(counts, components, values, declared, frame.side_from_anatomy, unknown, cfg)
+    log.debug("measured knee: side=%s, %d values", frame.side, len(values))
+    return KneeMeasurements(values, flags, frame.side, frame.side_from_anatomy, maps)
+
+
+_STATS = ("mean", "median", "p5", "p95", "max")
+
+
+def _nan_plate(plate: str, values: dict[str, float]) -> None:
+    pre = f"{plate}_cartilage"
+    for stat in _STATS:
+        values[f"{pre}_thickness_{stat}_mm"] = NAN
+    values[f"{pre}_articular_area_mm2"] = NAN
+    values[f"{plate}_subchondral_bone_area_mm2"] = NAN
+    values[f"{plate}_denuded_bone_area_mm2"] = NAN
+    for region in _region_names(plate):
+        values[f"{pre}_{region}_thickness_mean_mm"] = NAN
+        values[f"{pre}_{region}_volume_mm3"] = NAN
+
+
+def _region_names(plate: str) -> tuple[str, ...]:
+    if plate == "femoral":
+        return FEMORAL_REGIONS
+    if plate in ("medial_tibial", "lateral_tibial"):
+        return TIBIAL_REGIONS
+    return ()
+
+
+def _measure_plate(
+    plate: str,
+    arr: npt.NDArray[Any],
+    affine: Affine,
+    boxes: dict[int, Box],
+    cart_label: int,
+    bone_label: int,
+    frame: KneeFrame,
+    cfg: MeasureConfig,
+    values: dict[str, float],
+    maps: dict[str, ThicknessMap],
+    with_maps: bool,
+) -> _PlateSummary | None:
+    if cart_label not in boxes or bone_label not in boxes:
+        _nan_plate(plate, values)
+        return None
+    spacing = spacing_from_affine(affine)
+    box = expand_box(boxes[cart_label], cfg.crop_margin_mm, spacing, arr.shape)
+    crop = arr[box]
+    cart = crop == cart_label
+    bone = crop == bone_label
+    crop_affine = cropped_affine(affine, box)
+    surf = plate_surfaces(
+        cart,
+        bone,
+        crop_affine,
+        sigma_vox=cfg.sigma_vox,
+        cover_threshold=cfg.cover_threshold,
+        normal_cos_min=cfg.normal_cos_min,
+    )
+    covered = surf.covered
+    if not covered.any():
+        _nan_plate(plate, values)
+        return None
+    pts = frame.to_knee(surf.bone.vertices_mm)
+    normals = frame.directions_to_knee(surf.bone.normals)
+    area = surf.bone.vertex_area_mm2
+    th = surf.thickness_mm[covered]
+    w = area[covered]
+    pre = f"{plate}_cartilage"
+    values[f"{pre}_thickness_mean_mm"] = float(np.average(th, weights=w))
+    values[f"{pre}_thickness_median_mm"] = weighted_quantile(th, w, 0.5)
+    values[f"{pre}_thickness_p5_mm"] = weighted_quantile(th, w, 0.05)
+    values[f"{pre}_thickness_p95_mm"] = weighted_quantile(th, w, 0.95)
+    values[f"{pre}_thickness_max_mm"] = float(th.max())
+    values[f"{pre}_articular_area_mm2"] = surf.articular_area_mm2
+
+    circle: SagittalCircle | None = None
+    if plate == "femoral":
+        circle = fit_sagittal_circle(pts[covered], w)
+    centre = np.average(pts[covered], axis=0, weights=w)
+    eligible = facing_plate(plate, pts, normals, circle, cos_min=FACING_COS_MIN) | covered
+    x, y = flat_coords(plate, pts, circle, centre)
+    denuded = denuded_mask(
+        x, y, covered, eligible, pixel_mm=cfg.footprint_pixel_mm, convex=plate != "femoral"
+    )
+    denuded_area = float(area[denuded].sum())
+    values[f"{plate}_denuded_bone_area_mm2"] = denuded_area
+    values[f"{plate}_subchondral_bone_area_mm2"] = float(w.sum()) + denuded_area
+
+    regions = _region_names(plate)
+    if regions:
+        if circle is not None:
+            codes = femoral_regions(pts[covered], circle)
+        else:
+            codes = tibial_regions(pts[covered], w, medial_plate=plate == "medial_tibial")
+        # cartilage voxels take the region of their nearest interface point
+        vox = np.argwhere(cart).astype(np.float64)
+        vox_world = vox @ crop_affine[:3, :3].T + crop_affine[:3, 3]
+        _, nearest = cKDTree(surf.bone.vertices_mm[covered]).query(vox_world, k=1)
+        vox_codes = np.bincount(codes[nearest], minlength=len(regions))
+        voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
+        for i, region in enumerate(regions):
+            sel = codes == i
+            values[f"{pre}_{region}_thickness_mean_mm"] = (
+                float(np.average(th[sel], weights=w[sel])) if sel.any() else NAN
+            )
+            values[f"{pre}_{region}_volume_mm3"] = float(vox_codes[i]) * voxel_mm3
+    if with_maps:
+        maps[plate] = thickness_map(plate, x[covered], y[covered], th, w, cfg.map_pixel_mm)
+
+    plate_pts = covered | denuded
+    proj = area[plate_pts] * np.abs(normals[plate_pts, 2])
+    return _PlateSummary(
+        centre_knee=centre,
+        plateau_superior_mm=float(centre[2]),
+        knee_pts=pts[plate_pts],
+        proj_weights=proj,
+    )
+
+
+def _measure_meniscus(
+    name: str,
+    men_label: int,
+    plate: str,
+    arr: npt.NDArray[Any],
+    affine: Affine,
+    boxes: dict[int, Box],
+    frame: KneeFrame,
+    summary: _PlateSummary | None,
+    cfg: MeasureConfig,
+    values: dict[str, float],
+) -> None:
+    values[f"{name}_meniscus_extrusion_mm"] = NAN
+    values[f"{name}_tibial_coverage_pct"] = NAN
+    if men_label not in boxes or summary is None:
+        return
+    spacing = spacing_from_affine(affine)
+    outward = 1.0 if name == "medial" else -1.0
+    men_box = expand_box(boxes[men_label], cfg.crop_margin_mm, spacing, arr.shape)
+    men_ext = outermost_in_slab(
+        arr[men_box] == men_label,
+        cropped_affine(affine, men_box),
+        frame,
+        outward_sign=outward,
+        anterior_mm=float(summary.centre_knee[1]),
+        half_width_mm=cfg.extrusion_slab_mm,
+        superior_range_mm=None,
+        sigma_vox=cfg.sigma_vox,
+    )
+    tib_label = CARTILAGE_PLATES[plate][1]
+    if tib_label in boxes:
+        plate_label = CARTILAGE_PLATES[plate][0]
+        around = union_box(boxes[men_label], boxes[plate_label])
+        rim_box = expand_box(around, 3.0 * cfg.crop_margin_mm, spacing, arr.shape)
+        top = summary.plateau_superior_mm
+        rim = outermost_in_slab(
+            arr[rim_box] == tib_label,
+            cropped_affine(affine, rim_box),
+            frame,
+            outward_sign=outward,
+            anterior_mm=float(summary.centre_knee[1]),
+            half_width_mm=cfg.extrusion_slab_mm,
+            superior_range_mm=(top - cfg.rim_depth_mm, top + 1.0),
+            sigma_vox=cfg.sigma_vox,
+        )
+        values[f"{name}_meniscus_extrusion_mm"] = men_ext - rim
+    box = boxes[men_label]
+    vox = np.argwhere(arr[box] == men_label).astype(np.float64)
+    start = np.array([sl.start for sl in box], dtype=np.float64)
+    world = (vox + start) @ affine[:3, :3].T + affine[:3, 3]
+    men_pts = frame.to_knee(world)
+    frac = covered_fraction(
+        summary.knee_pts[:, 0],
+        summary.knee_pts[:, 1],
+        summary.proj_weights,
+        men_pts[:, 0],
+        men_pts[:, 1],
+        pixel_mm=cfg.footprint_pixel_mm,
+    )
+    values[f"{name}_tibial_coverage_pct"] = 100.0 * frac
