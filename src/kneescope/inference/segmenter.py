@@ -51,7 +51,7 @@ class SegmentConfig(BaseModel):
         sw_batch_size: windows per network call.
         precision: ``"auto"`` (bf16 where the device runs it natively), ``"bf16"``, ``"fp32"``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-        tta: average with flipped passes along the in-plane axes (j, k).
+        tta: average with passes flipped along the axes the model was trained flipped on.
         cascade: coarse pass at ``cascade_factor`` x the spacing finds the knee first.
         cascade_factor: down-sampling of the coarse pass (integer).
         cascade_margin_mm: margin around the coarse foreground box, mm.
@@ -111,7 +111,9 @@ class Segmenter:
         self.device = resolve_device(self.config.device)
         self.autocast_dtype = resolve_precision(self.config.precision, self.device)
         self.network = self.model.build(self.device)
-        tta_axes = (1, 2) if self.config.tta else ()
+        tta_axes = spec.flip_axes if self.config.tta else ()
+        if self.config.tta and not tta_axes:
+            log.warning("--tta: this model was trained without flips; segmenting without TTA")
         self.predictor = make_predictor(
             self.network,
             mode=spec.mode,

@@ -220,6 +220,7 @@ def train(
         mode=config.mode,
         augment=config.augment,
         seed=config.seed,
+        flip_axis=_left_right_axis(orientation),
     )
     roi = config.roi_size_vox or plan.patch_size_vox
 
@@ -311,6 +312,7 @@ def train(
         orientation=orientation,
         normalisation=config.normalisation,
         roi_size_vox=roi,
+        flip_axes=_trained_flips(config, orientation),
         data_fingerprint=data_fp,
         training={
             "config": config.model_dump(mode="json"),
@@ -340,6 +342,18 @@ def train(
         resumed_from=resumed_from,
         model_path=written,
     )
+
+
+def _left_right_axis(orientation: str) -> int | None:
+    """The array axis that runs left-right in ``orientation`` (e.g. 0 for ``"RIA"``)."""
+    return next((i for i, c in enumerate(orientation.upper()) if c in "RL"), None)
+
+
+def _trained_flips(config: TrainConfig, orientation: str) -> tuple[int, ...]:
+    axis = _left_right_axis(orientation)
+    if config.augment and config.mode == "3d" and axis is not None:
+        return (axis,)
+    return ()
 
 
 def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:

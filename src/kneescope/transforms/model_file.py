@@ -44,6 +44,8 @@ class ModelSpec(BaseModel):
         orientation: axis code the arrays are reoriented to before the network, e.g. ``"LPS"``.
         normalisation: intensity normalisation.
         roi_size_vox: inference window (i, j, k); 2D models use ``(1, h, w)``.
+        flip_axes: reoriented array axes the training augmentation flipped (the only flips
+            test-time augmentation may use; 3D models flip left-right, axis i).
         data_fingerprint: hash of the training data (file names, sizes, label counts).
         training: free-form record of the training run (config, epochs, validation scores).
     """
@@ -58,6 +60,7 @@ class ModelSpec(BaseModel):
     orientation: str = "RAS"
     normalisation: NormalisationConfig = Field(default_factory=NormalisationConfig)
     roi_size_vox: tuple[int, int, int]
+    flip_axes: tuple[int, ...] = ()
     data_fingerprint: str = ""
     training: dict[str, Any] = Field(default_factory=dict)
 

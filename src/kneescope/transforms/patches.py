@@ -62,6 +62,7 @@ class PatchSampler:
         mode: ``"2d"`` or ``"3d"``.
         augment: apply random spatial and intensity augmentation.
         seed: run seed.
+        flip_axis: array axis flipped at random (3D: the left-right axis), or ``None``.
     """
 
     images: Sequence[npt.NDArray[np.float32]]
@@ -72,6 +73,7 @@ class PatchSampler:
     mode: Literal["2d", "3d"]
     augment: bool
     seed: int
+    flip_axis: int | None = 0
 
     def __post_init__(self) -> None:
         from monai.transforms.compose import Compose
@@ -91,7 +93,7 @@ class PatchSampler:
             indices_key="centres",
             warn=False,
         )
-        self._augment = Compose(_augmentations(self.mode)) if self.augment else None
+        self._augment = Compose(_augmentations(self.mode, self.flip_axis)) if self.augment else None
 
     def batch(self, iteration: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Patches for one iteration.
@@ -138,7 +140,7 @@ def _plain(x: Any) -> npt.NDArray[Any]:
     return np.asarray(x)
 
 
-def _augmentations(mode: Literal["2d", "3d"]) -> list[Any]:
+def _augmentations(mode: Literal["2d", "3d"], flip_axis: int | None) -> list[Any]:
     from monai.transforms.intensity.dictionary import (
         RandAdjustContrastd,
         RandGaussianNoised,
@@ -151,7 +153,8 @@ def _augmentations(mode: Literal["2d", "3d"]) -> list[Any]:
     keys = ["image", "label"]
     spatial: list[Any] = []
     if mode == "3d":
-        spatial.append(RandFlipd(keys=keys, spatial_axis=0, prob=0.5))  # left <-> right knee
+        if flip_axis is not None:  # left <-> right knee
+            spatial.append(RandFlipd(keys=keys, spatial_axis=flip_axis, prob=0.5))
         rotate: Any = (0.26, 0.26, 0.26)
     else:
         rotate = (0.0, 0.26, 0.0)  # in-plane only: the slice axis must stay the slice axis
