@@ -54,3 +54,36 @@ def pipeline(
 
 def python_exe() -> str:
     return sys.executable
+
+
+def write_toml_config(
+    path: Path,
+    name: str,
+    items_csv: Path,
+    executor: ExecutorConfig,
+    steps: list[tuple[str, dict[str, Any]]],
+) -> Path:
+    """Write a pipeline TOML file (the format ``kneescope run --config`` reads)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [f'name = "{name}"', "", "[items]", f"list = {value(str(items_csv))}", ""]
+    for step, options in steps:
+        lines += ["[[steps]]", f'name = "{step}"']
+        if options:
+            lines.append(
+                "options = { " + ", ".join(f"{k} = {value(v)}" for k, v in options.items()) + " }"
+            )
+        lines.append("")
+    lines.append("[executor]")
+    for key, v in executor.model_dump(exclude_defaults=True).items():
+        lines.append(f"{key} = {value(v)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path

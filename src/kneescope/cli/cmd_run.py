@@ -117,7 +117,15 @@ def _run(pipeline: Any, ws: Any, base_dir: Path, as_json: bool) -> None:
                 ),
             )
 
-        result = run_pipeline(pipeline, ws, base_dir=base_dir, on_progress=on_progress)
+        try:
+            result = run_pipeline(pipeline, ws, base_dir=base_dir, on_progress=on_progress)
+        except KeyboardInterrupt:
+            bar.stop()
+            console.print(
+                f"interrupted: in-flight items of {pipeline.name} are pending again; "
+                "run the same command to resume"
+            )
+            raise typer.Exit(code=130) from None
     status = read_status(ws, pipeline.name)
     payload = {
         "name": result.name,

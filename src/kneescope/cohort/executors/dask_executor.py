@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import signal
+import threading
 import uuid
 from typing import Any
 
@@ -25,6 +27,24 @@ from kneescope.cohort.pipeline_config import ExecutorConfig
 from kneescope.errors import RunError
 
 log = logging.getLogger(__name__)
+
+
+def _import_jobqueue() -> Any:
+    """Import dask_jobqueue, keeping our Ctrl-C handling.
+
+    dask_jobqueue's runner module replaces the SIGINT handler at import time (Ctrl-C would
+    become ``sys.exit()``, i.e. a silent exit 0); the handler in place before is restored.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        return importlib.import_module("dask_jobqueue")
+    except ImportError:
+        raise RunError(
+            "Slurm/PBS executors need dask-jobqueue: pip install 'kneescope[cluster]'"
+        ) from None
+    finally:
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
 
 
 def make_cluster(config: ExecutorConfig) -> Any:
@@ -45,12 +65,7 @@ def make_cluster(config: ExecutorConfig) -> Any:
                 spec["cls"] = distributed.Nanny
             return distributed.SpecCluster(workers=workers, scheduler=scheduler)  # type: ignore[no-untyped-call]
         if config.kind in ("slurm", "pbs"):
-            try:
-                jobqueue = importlib.import_module("dask_jobqueue")
-            except ImportError:
-                raise RunError(
-                    "Slurm/PBS executors need dask-jobqueue: pip install 'kneescope[cluster]'"
-                ) from None
+            jobqueue = _import_jobqueue()
             cls = jobqueue.SLURMCluster if config.kind == "slurm" else jobqueue.PBSCluster
             cluster = cls(**jobqueue_kwargs(config))
             cluster.scale(jobs=config.workers)
@@ -60,7 +75,7 @@ def make_cluster(config: ExecutorConfig) -> Any:
 
 def job_script(config: ExecutorConfig) -> str:
     """The batch job script a Slurm/PBS run would submit (starts and stops a local scheduler)."""
-    jobqueue = importlib.import_module("dask_jobqueue")
+    jobqueue = _import_jobqueue()
     cls = jobqueue.SLURMCluster if config.kind == "slurm" else jobqueue.PBSCluster
     with cls(**jobqueue_kwargs(config)) as cluster:
         return str(cluster.job_script())
