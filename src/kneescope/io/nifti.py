@@ -75,9 +75,11 @@ def read_nifti(path: Path) -> Volume:
         raise InputError(f"{path}: expected a 2D or 3D image, found shape {img.shape}")
     check_voxel_count(shape, what=str(path))
     header = img.header
-    slope, inter = header.get_slope_inter()
+    # nibabel moves scl_slope/scl_inter from the header to the data proxy on load
+    slope = float(getattr(img.dataobj, "slope", 1.0))
+    inter = float(getattr(img.dataobj, "inter", 0.0))
     try:
-        if slope is None or (slope == 1.0 and (inter or 0.0) == 0.0):
+        if slope == 1.0 and inter == 0.0:
             array: npt.NDArray[Any] = np.asanyarray(img.dataobj.get_unscaled())
         else:
             array = np.asarray(img.get_fdata(dtype=np.float32))
