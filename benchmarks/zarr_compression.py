@@ -104,8 +104,11 @@ def measure(
     back = zarr.open_array(store=str(root), mode="r")[...]
     t_read = time.perf_counter() - t0
     mb = volume.nbytes / 1e6
-    return volume.nbytes / _disk_bytes(root), mb / t_write, mb / t_read, bool(
-        np.array_equal(back, volume)
+    return (
+        volume.nbytes / _disk_bytes(root),
+        mb / t_write,
+        mb / t_read,
+        bool(np.array_equal(back, volume)),
     )
 
 

@@ -27,6 +27,9 @@ from kneescope.io.nifti import read_nifti, write_nifti
 META = DicomWriteMeta(patient_id="9000002", study_date="20060101", uid_seed="geometry")
 NIFTI_ATOL_MM = 1e-4
 """NIfTI-1 stores the sform in float32: ~1e-7 relative, i.e. < 1e-4 mm within 300 mm."""
+QFORM_ATOL = 1e-3
+"""The qform is a float32 quaternion; near 180-degree rotations its recomputed real part loses
+precision (~1.2e-4 per mm of spacing). Readers here (nibabel, ITK) use the exact sform."""
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -52,7 +55,7 @@ def test_dicom_to_nifti_agrees_with_nibabel_and_simpleitk(
         write_nifti(volume, nii)
         img = nib.load(nii)
         np.testing.assert_allclose(img.affine, volume.affine_ras, atol=NIFTI_ATOL_MM)
-        np.testing.assert_allclose(img.get_qform(), volume.affine_ras, atol=NIFTI_ATOL_MM)
+        np.testing.assert_allclose(img.get_qform(), volume.affine_ras, atol=QFORM_ATOL)
         np.testing.assert_array_equal(np.asarray(img.dataobj), expected_array)
         back = read_nifti(nii)
         np.testing.assert_allclose(back.affine_ras, volume.affine_ras, atol=NIFTI_ATOL_MM)
