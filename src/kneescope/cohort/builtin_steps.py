@@ -130,7 +130,13 @@ class Noop(BaseStep):
         type(self).setup_calls += 1
 
     def run(self, item: Item, context: StepContext) -> StepResult:
-        return StepResult(values={"pid": os.getpid(), "setup_calls": type(self).setup_calls})
+        return StepResult(
+            values={
+                "pid": os.getpid(),
+                "setup_calls": type(self).setup_calls,
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            }
+        )
 
 
 class BurnCpu(BaseStep):
