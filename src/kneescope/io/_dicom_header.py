@@ -38,9 +38,16 @@ def read_header(path: Path) -> tuple[Dataset, int]:
         The dataset (without PixelData) and the byte offset where the pixel data element starts.
 
     Raises:
-        DicomError: not a DICOM file, unreadable, truncated, or not an image.
+        InputError: the file cannot be opened (permissions).
+        DicomError: not a DICOM file, unreadable, truncated, absurd size, or not an image.
     """
-    if not has_dicom_magic(path):
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            magic = fh.read(4)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open ({exc.strerror}); check the file") from None
+    if magic != DICOM_MAGIC:
         raise DicomError(
             f"{path}: not a DICOM file (no 'DICM' marker at byte 128); "
             "remove it from the series folder or check the export"
