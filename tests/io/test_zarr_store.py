@@ -186,3 +186,19 @@ def test_compression_ratio_on_noisy_dess_like_volume(tmp_path: Path) -> None:
     assert store.read(KEY).array.tobytes() == array.tobytes()
     doc = json.loads((tmp_path / "s" / KEY / "zarr.json").read_text())
     assert doc["zarr_format"] == 3
+
+
+def test_parallel_writers_share_parent_groups(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = VolumeStore(tmp_path / "s")
+    volumes = {
+        f"900000{n}/V00/{side}/dess": Volume(np.full((4, 4, 4), n, np.uint16), np.eye(4))
+        for n in range(4)
+        for side in ("left", "right")
+    }
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda kv: store.write(kv[0], kv[1]), volumes.items()))
+    assert store.keys() == sorted(volumes)
+    for key, volume in volumes.items():
+        np.testing.assert_array_equal(store.read(key).array, volume.array)

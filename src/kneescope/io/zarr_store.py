@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -32,7 +33,7 @@ from pydantic import BaseModel, Field
 from kneescope.config import FROZEN
 from kneescope.core.volume import Volume
 from kneescope.errors import GeometryError, InputError, StoreError
-from kneescope.io.atomic import atomic_write_dir
+from kneescope.io.atomic import atomic_write_dir, atomic_write_path
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +161,11 @@ class VolumeStore:
         return self.root / key
 
     def _ensure_groups(self, key: str) -> None:
-        """Make the root and every parent folder of ``key`` a Zarr group."""
-        zarr = _zarr()
+        """Make the root and every parent folder of ``key`` a Zarr v3 group.
+
+        Each group's ``zarr.json`` is written atomically, so concurrent writers (parallel
+        conversion) never see a half-written one.
+        """
         parts = key.split("/")[:-1]
         folders = [self.root] + [self.root.joinpath(*parts[: n + 1]) for n in range(len(parts))]
         for folder in folders:
@@ -170,12 +174,14 @@ class VolumeStore:
                 if self._node_type(folder) != "group":
                     raise StoreError(f"{folder}: expected a Zarr group, found an array there")
                 continue
-            folder.mkdir(parents=True, exist_ok=True)
             attrs = {"kneescope_store_format": STORE_FORMAT} if folder == self.root else {}
+            doc = {"zarr_format": 3, "node_type": "group", "attributes": attrs}
             try:
-                zarr.open_group(store=str(folder), mode="a", zarr_format=3, attributes=attrs)
-            except (OSError, ValueError) as exc:
-                raise StoreError(f"{folder}: cannot create Zarr group ({exc})") from None
+                folder.mkdir(parents=True, exist_ok=True)
+                with atomic_write_path(meta) as tmp:
+                    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+            except OSError as exc:
+                raise StoreError(f"{folder}: cannot create Zarr group ({exc.strerror})") from None
 
     @staticmethod
     def _node_type(folder: Path) -> str | None:
@@ -195,12 +201,15 @@ class VolumeStore:
         if not self.root.is_dir():
             return []
         found = []
-        for meta in self.root.rglob("zarr.json"):
-            rel = meta.parent.relative_to(self.root)
-            if any(part.startswith(".") for part in rel.parts) or not rel.parts:
-                continue  # temporaries of writes in progress, and the root group
-            if self._node_type(meta.parent) == "array":
-                found.append("/".join(rel.parts))
+        for folder, dirs, files in os.walk(self.root):
+            here = Path(folder)
+            # never descend into temporaries of writes in progress
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            if "zarr.json" not in files or here == self.root:
+                continue
+            if self._node_type(here) == "array":
+                found.append("/".join(here.relative_to(self.root).parts))
+                dirs[:] = []  # chunk folders below an array hold no volumes
         return sorted(found)
 
     def attrs(self, key: str) -> dict[str, Any]:
