@@ -1,0 +1,290 @@
+"""A synthetic OA cohort: subjects, knees, visits, disease progression and a treatment arm.
+
+The plan is drawn up front from the seed (cheap, deterministic) and rendered later in
+parallel. Disease model, per knee:
+
+- a latent severity ``D`` (KLG = ``min(4, floor(D))``), baseline ``D0 = KLG0 + U(0.05, 0.95)``
+  with baseline KLG drawn from :data:`BASELINE_KLG` (the two knees of a subject correlated
+  through a Gaussian copula, rho = 0.5);
+- ``D(t) = D0 + r * years``; the rate ``r`` (severity units / year) is
+  ``RATE_BY_KLG[KLG0] * lognormal(0, 0.5) * (1 + 0.03 (BMI - 27))``, x3 for ~8 % fast
+  progressors, x ``(1 - treatment_effect)`` in the treatment arm;
+- cartilage loss of the predominant compartment (medial in 80 % of knees) follows
+  :func:`loss_of_severity`, the other compartment and the patella lose 30 % of that; focal
+  lesions deepen with ``D`` and become full-thickness defects from D ~ 3.6; meniscal
+  extrusion and effusion grow with ``D``; HKA drifts to varus (medial) or valgus (lateral);
+- WOMAC knee pain (0-20) = subject propensity + 1.2 KLG + 4 effusion + noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from kneescope.config import FROZEN
+from kneescope.synth.params import KneeParams, Lesion, sample_anatomy, sample_scan
+from kneescope.synth.visits import VISIT_MONTHS
+from kneescope.types import Side
+
+BASELINE_KLG = (0.38, 0.18, 0.25, 0.14, 0.05)
+"""Baseline KLG 0..4 probabilities (OAI-like)."""
+
+RATE_BY_KLG = (0.035, 0.07, 0.09, 0.10, 0.08)
+"""Median progression rate of the latent severity per year, by baseline KLG."""
+
+SIDES: tuple[Side, Side] = ("right", "left")
+
+
+class CohortSpec(BaseModel):
+    """What to generate.
+
+    Attributes:
+        subjects: number of participants.
+        visits: OAI visit codes, time-ordered.
+        size: MRI grid, ``"small"`` or ``"full"``.
+        seed: master seed; everything derives from it.
+        treatment_effect: fraction by which treatment slows progression (0 = no arm).
+        treated_fraction: share of subjects randomised to treatment when the effect > 0.
+        radiographs: write bilateral PA knee radiographs per visit.
+        full_leg: write full-leg standing radiographs (first visit and every 24 months).
+        mri: write DESS MRI series (and label maps).
+    """
+
+    model_config = FROZEN
+
+    subjects: int = Field(default=4, ge=1, le=100_000)
+    visits: tuple[str, ...] = ("V00", "V01")
+    size: str = "small"
+    seed: int = Field(default=0, ge=0)
+    treatment_effect: float = Field(default=0.0, ge=0.0, le=1.0)
+    treated_fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
+    radiographs: bool = True
+    full_leg: bool = True
+    mri: bool = True
+
+
+@dataclass(frozen=True)
+class KneeVisit:
+    """State of one knee at one visit.
+
+    Attributes:
+        visit: OAI code; months: since baseline; severity: latent D.
+        klg: Kellgren-Lawrence grade 0..4; jsn_medial/jsn_lateral: OARSI JSN grade 0..3.
+        osteophyte_grade: 0..3; hka_deg: hip-knee-ankle angle (180 neutral, < 180 varus).
+        pain: WOMAC knee pain 0..20; params: what the MRI renderer draws.
+    """
+
+    visit: str
+    months: int
+    severity: float
+    klg: int
+    jsn_medial: int
+    jsn_lateral: int
+    osteophyte_grade: int
+    hka_deg: float
+    pain: int
+    params: KneeParams
+
+
+@dataclass(frozen=True)
+class SubjectPlan:
+    """One participant: demographics, arm, visit dates and both knees' trajectories."""
+
+    index: int
+    participant_id: str
+    age: int
+    sex: int  # 1 male, 2 female (OAI P02SEX)
+    bmi: float
+    arm: str  # "control" | "treatment"
+    baseline_date: date
+    visit_dates: dict[str, date]
+    knees: dict[str, tuple[KneeVisit, ...]]  # side -> visits
+    baseline_klg: dict[str, int]
+    rate: dict[str, float]
+    medial_predominant: dict[str, bool]
+
+
+def loss_of_severity(d: float) -> float:
+    """Fraction of weight-bearing cartilage lost at latent severity ``d`` (piecewise linear)."""
+    xs = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
+    ys = (0.0, 0.02, 0.08, 0.30, 0.60, 0.85)
+    return float(np.interp(d, xs, ys))
+
+
+def jsn_grade(loss: float) -> int:
+    """OARSI-like joint-space-narrowing grade from the cartilage loss fraction."""
+    return int(np.searchsorted([0.1, 0.3, 0.6], loss, side="right"))
+
+
+def klg_text(klg: int) -> str:
+    """OAI-style coded value, e.g. ``"2: 2"`` style with a description."""
+    words = (
+        "no JSN or osteophytes",
+        "doubtful JSN, possible osteophytes",
+        "definite osteophytes, possible JSN",
+        "multiple osteophytes, definite JSN",
+        "large osteophytes, marked JSN, sclerosis",
+    )
+    return f"{klg}: {words[klg]}"
+
+
+def participant_id(seed: int, index: int) -> str:
+    """Deterministic 7-digit ID starting with 9 (OAI style), unique per index."""
+    digest = hashlib.sha256(f"kneescope-synth|{seed}".encode()).digest()
+    offset = int.from_bytes(digest[:4], "little") % 400_000
+    return f"{9_000_000 + (offset + index * 7919) % 1_000_000:07d}"
+
+
+def _baseline_klg(u: float) -> int:
+    return int(np.searchsorted(np.cumsum(BASELINE_KLG)[:-1], u, side="right"))
+
+
+def _norm_cdf(z: float) -> float:
+    from math import erf, sqrt
+
+    return 0.5 * (1.0 + erf(z / sqrt(2.0)))
+
+
+def visit_date(seed: int, index: int, start: date, visit: str) -> date:
+    """Baseline date + the visit's months, +-20 days of jitter (none at baseline)."""
+    months = VISIT_MONTHS[visit]
+    if months == 0:
+        return start
+    jitter = np.random.default_rng(np.random.SeedSequence([seed, index, months, 7]))
+    return start + timedelta(days=round(months * 30.44) + int(jitter.integers(-20, 21)))
+
+
+def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
+    """Draw one subject's whole trajectory from ``(spec.seed, index)`` alone."""
+    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, index, 0x5EED]))
+    age = int(rng.integers(45, 80))
+    sex = 2 if rng.random() < 0.58 else 1
+    bmi = float(np.clip(rng.normal(28.5, 4.5), 18.5, 45.0))
+    arm = "control"
+    if spec.treatment_effect > 0 and rng.random() < spec.treated_fraction:
+        arm = "treatment"
+    start = date(2004, 2, 1) + timedelta(days=int(rng.integers(0, 840)))
+    visit_dates = {v: visit_date(spec.seed, index, start, v) for v in spec.visits}
+    anatomy = sample_anatomy(rng)
+    pain_propensity = float(rng.normal(2.0, 1.5))
+    z_subject = float(rng.normal())
+    knees: dict[str, tuple[KneeVisit, ...]] = {}
+    baseline_klg: dict[str, int] = {}
+    rates: dict[str, float] = {}
+    medial_pred: dict[str, bool] = {}
+    for side in SIDES:
+        z = 0.5**0.5 * z_subject + 0.5**0.5 * float(rng.normal())
+        klg0 = _baseline_klg(_norm_cdf(z))
+        d0 = klg0 + float(rng.uniform(0.05, 0.95))
+        rate = RATE_BY_KLG[klg0] * float(rng.lognormal(0.0, 0.5))
+        rate *= max(0.5, 1.0 + 0.03 * (bmi - 27.0))
+        if rng.random() < 0.08:
+            rate *= 3.0
+        if arm == "treatment":
+            rate *= 1.0 - spec.treatment_effect
+        medial = bool(rng.random() < 0.8)
+        hka0 = float(rng.normal(179.3, 1.5))
+        e0 = float(rng.normal(0.8, 0.5))
+        lesion_xy = (float(rng.uniform(-24, -16)), float(rng.uniform(-6, 6)))
+        lesion_r = float(rng.uniform(3.5, 5.0))
+        fem_xy = (float(rng.uniform(-30, -20)), float(rng.uniform(-8, 4)))
+        knee_anatomy = dict(anatomy)
+        for key in ("cart_femoral", "cart_medial_tibial", "cart_lateral_tibial", "cart_patellar"):
+            knee_anatomy[key] = float(anatomy[key]) * float(rng.uniform(0.97, 1.03))  # type: ignore[arg-type]
+        knee_anatomy["side"] = side
+        states = []
+        for visit in spec.visits:
+            vrng = np.random.default_rng(
+                np.random.SeedSequence([spec.seed, index, SIDES.index(side), VISIT_MONTHS[visit]])
+            )
+            years = VISIT_MONTHS[visit] / 12.0
+            d = d0 + rate * years
+            klg = min(4, int(np.floor(d)))
+            loss = loss_of_severity(d)
+            loss_m, loss_l = (loss, 0.3 * loss) if medial else (0.3 * loss, loss)
+            depth = float(np.clip((d - 2.3) * 0.8, 0.0, 1.6))
+            lesions: tuple[Lesion, ...] = ()
+            if depth > 0.05:
+                x_sign = 1.0 if medial else -1.0
+                lesions = (
+                    Lesion(
+                        plate="medial_tibial" if medial else "lateral_tibial",
+                        centre_mm=(x_sign * lesion_xy[0], lesion_xy[1]),
+                        radius_mm=lesion_r,
+                        depth=depth,
+                    ),
+                    Lesion(
+                        plate="femoral",
+                        centre_mm=(x_sign * fem_xy[0], fem_xy[1]),
+                        radius_mm=lesion_r * 0.9,
+                        depth=depth * 0.8,
+                    ),
+                )
+            growth = 1.2 * max(d - 1.5, 0.0)
+            effusion = float(np.clip(0.15 + 0.15 * d + vrng.normal(0, 0.08), 0.0, 1.0))
+            fields = {
+                **knee_anatomy,
+                **sample_scan(vrng),
+                "loss_medial": loss_m,
+                "loss_lateral": loss_l,
+                "loss_patellar": 0.3 * loss,
+                "lesions": lesions,
+                "extrusion_medial": float(
+                    np.clip(e0 + (growth if medial else 0.2 * growth), -1.5, 7.5)
+                ),
+                "extrusion_lateral": float(
+                    np.clip(0.5 * e0 + (0.2 * growth if medial else growth), -1.5, 7.5)
+                ),
+                "effusion": effusion,
+            }
+            params = KneeParams.model_validate(fields)
+            drift = max(d - 1.0, 0.0)
+            hka = hka0 - 0.9 * drift if medial else hka0 + 0.6 * drift
+            pain = (
+                pain_propensity
+                + 1.2 * klg
+                + 4.0 * effusion
+                + 0.1 * (bmi - 27)
+                + vrng.normal(0, 1.5)
+            )
+            states.append(
+                KneeVisit(
+                    visit=visit,
+                    months=VISIT_MONTHS[visit],
+                    severity=d,
+                    klg=klg,
+                    jsn_medial=jsn_grade(loss_m),
+                    jsn_lateral=jsn_grade(loss_l),
+                    osteophyte_grade=int(np.clip(np.floor(d - 1.0), 0, 3)),
+                    hka_deg=float(hka),
+                    pain=int(np.clip(round(pain), 0, 20)),
+                    params=params,
+                )
+            )
+        knees[side] = tuple(states)
+        baseline_klg[side] = klg0
+        rates[side] = rate
+        medial_pred[side] = medial
+    return SubjectPlan(
+        index=index,
+        participant_id=participant_id(spec.seed, index),
+        age=age,
+        sex=sex,
+        bmi=bmi,
+        arm=arm,
+        baseline_date=start,
+        visit_dates=visit_dates,
+        knees=knees,
+        baseline_klg=baseline_klg,
+        rate=rates,
+        medial_predominant=medial_pred,
+    )
+
+
+def plan_cohort(spec: CohortSpec) -> list[SubjectPlan]:
+    """All subjects of ``spec`` (each depends only on the seed and its index)."""
+    return [plan_subject(spec, i) for i in range(spec.subjects)]

@@ -1,0 +1,325 @@
+"""Synthetic radiographs: bilateral PA knee views and full-leg standing views, with truth.
+
+Both are 2D :class:`~kneescope.core.Volume` s, ``array[i=row, j=column]`` uint16 with bone
+bright (write them as MONOCHROME1 or 2; the io writer inverts stored values for MONOCHROME1).
+Rows run to the patient's feet (Inferior), columns to the patient's Left (the usual display:
+patient's right on the viewer's left).
+
+Knee radiograph: the implicit knee of each side is projected along the anteroposterior axis
+(path length through bone with a denser cortical shell, plus soft tissue), with osteophytes
+and subchondral sclerosis whose size follows the KL grade, Beer-Lambert attenuation and
+quantum noise. Truth per knee: minimum joint space width (mJSW, mm) of each compartment,
+measured on the exact projected geometry: in every column of the compartment, the distance
+from the lowest point of the projected femoral condyle to the tibial plateau floor (the
+highest plateau point within the central half of the plateau depth); the minimum over the
+central 60 % of the compartment width.
+
+Full-leg radiograph (~1200 x 3600 px at 0.3 mm): both legs from pelvis to ankle drawn from
+analytic cylinders and spheres; truth: hip, knee and ankle centres (pixel row/column and mm)
+and the HKA angle (180 neutral, < 180 varus).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from kneescope.core import Volume
+from kneescope.synth.anatomy import KneeShape
+from kneescope.synth.params import KneeParams
+from kneescope.types import Affine
+
+KNEE_PIXEL_MM = 0.2
+LEG_PIXEL_MM = 0.3
+MU_BONE = 0.012  # 1/mm (cortex-weighted path)
+MU_SOFT = 0.006  # 1/mm
+DISPLAY_MAX = 3800.0
+
+
+@dataclass(frozen=True)
+class KneeXrayTruth:
+    """mJSW (mm) per compartment, KL grade and osteophyte grade drawn, per knee."""
+
+    side: str
+    mjsw_medial_mm: float
+    mjsw_lateral_mm: float
+    klg: int
+    osteophyte_grade: int
+
+
+@dataclass(frozen=True)
+class LegXrayTruth:
+    """Landmarks (mm in the image plane and pixel row/column) and HKA of one leg."""
+
+    side: str
+    hip_rc: tuple[float, float]
+    knee_rc: tuple[float, float]
+    ankle_rc: tuple[float, float]
+    hka_deg: float
+
+
+def _radiograph_affine(origin_ras: tuple[float, float, float], pixel_mm: float) -> Affine:
+    a = np.zeros((4, 4))
+    a[:3, 0] = (0.0, 0.0, -pixel_mm)  # rows -> Inferior
+    a[:3, 1] = (-pixel_mm, 0.0, 0.0)  # columns -> patient's Left
+    a[:3, 2] = (0.0, 1.0, 0.0)
+    a[:3, 3] = origin_ras
+    a[3, 3] = 1.0
+    return a
+
+
+def _projected_bone(
+    shape: KneeShape, xs: npt.NDArray[np.float32], zs: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """Cortex-weighted bone path length (mm) along y on the (x, z) grid, shape (Z, X)."""
+    ys = np.arange(-45.0, 80.0, 1.0, dtype=np.float32)
+    z3, x3 = np.meshgrid(zs, xs, indexing="ij")
+    out = np.zeros(z3.shape, dtype=np.float32)
+    for fn in (shape.femur_sdf, shape.tibia_sdf, shape.patella_sdf, shape.fibula_sdf):
+        for y0 in range(0, ys.size, 25):
+            yy = ys[y0 : y0 + 25]
+            d = fn(x3[:, :, None], np.broadcast_to(yy, (*z3.shape, yy.size)), z3[:, :, None])
+            occ = np.clip(0.5 - d, 0.0, 1.0)
+            cortex = occ - np.clip(0.5 - (d + 1.5), 0.0, 1.0)
+            out += (occ + 1.2 * cortex).sum(axis=2)
+    return out
+
+
+def _column_profiles(
+    shape: KneeShape, xr: tuple[float, float], compartment: str
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """(x, femur lowest z, plateau floor z) per column of one compartment (mm)."""
+    s = shape.s
+    if compartment == "medial":
+        cx, ax, cy, ay = shape.cxm, shape.axm, shape.cym, shape.aym
+    else:
+        cx, ax, cy, ay = shape.cxl, shape.axl, shape.cyl, shape.ayl
+    xs = np.linspace(cx - 0.6 * ax, cx + 0.6 * ax, 48, dtype=np.float32)
+    xs = xs[(xs >= xr[0] + 2 * s) & (xs <= xr[1] - 2 * s)]
+    ys = np.linspace(shape.yd - 25 * s, shape.yd + 25 * s, 51, dtype=np.float32)
+    zb = min(shape.zb_med, shape.zb_lat)
+    zs = np.arange(zb - 6.0, zb + 14.0, 0.05, dtype=np.float32)
+    gx, gy, gz = np.meshgrid(xs, ys, zs, indexing="ij")
+    inside: npt.NDArray[np.bool_] = np.asarray(shape.femur_sdf(gx, gy, gz) <= 0, dtype=bool)
+    col: npt.NDArray[np.bool_] = np.any(inside, axis=1)  # (x, z)
+    femur_low = np.where(np.any(col, axis=1), zs[np.argmax(col, axis=1)], np.float32(np.inf))
+    yc = np.linspace(cy - 0.5 * ay, cy + 0.5 * ay, 41, dtype=np.float32)
+    px, py = np.meshgrid(xs, yc, indexing="ij")
+    floor = shape.plateau_height(px, py).max(axis=1)
+    return xs, femur_low.astype(np.float32), floor.astype(np.float32)
+
+
+def knee_mjsw(shape: KneeShape) -> tuple[float, float]:
+    """(medial, lateral) minimum joint space width (mm) on the projected geometry."""
+    out = []
+    for xr, name in ((shape.x_med, "medial"), (shape.x_lat, "lateral")):
+        _, low, floor = _column_profiles(shape, xr, name)
+        out.append(float(np.min(low - floor)))
+    return out[0], out[1]
+
+
+def _osteophytes(
+    shape: KneeShape, grade: int, x2: npt.NDArray[np.float32], z2: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """Path length (mm) through marginal osteophytes (ellipsoids) of ``grade`` 0..3."""
+    if grade <= 0:
+        return np.zeros_like(x2)
+    r = 1.3 * grade
+    zb = 0.5 * (shape.zb_med + shape.zb_lat)
+    sites = [
+        (shape.cxm - shape.axm - 0.3 * r, -1.5, r * 1.1, r * 0.8),
+        (shape.cxl + shape.axl + 0.3 * r, -1.5, r * 0.8, r * 0.7),
+        (shape.x_med[0] - 0.3 * r, zb + 7.0, r * 0.9, r * 1.2),
+        (shape.x_lat[1] + 0.3 * r, zb + 7.0, r * 0.7, r * 1.0),
+    ]
+    out = np.zeros_like(x2)
+    for sx, sz, rx, rz in sites:
+        q = 1.0 - ((x2 - sx) / rx) ** 2 - ((z2 - sz) / rz) ** 2
+        out += 2.0 * 0.8 * max(rx, rz) * np.sqrt(np.clip(q, 0.0, None))
+    return out
+
+
+def _sclerosis(
+    shape: KneeShape,
+    grade: int,
+    medial: bool,
+    x2: npt.NDArray[np.float32],
+    z2: npt.NDArray[np.float32],
+) -> npt.NDArray[np.float32]:
+    """Extra path length (mm) of sclerotic subchondral bone under the affected plateau."""
+    if grade <= 0:
+        return np.zeros_like(x2)
+    cx, ax = (shape.cxm, shape.axm) if medial else (shape.cxl, shape.axl)
+    band = np.exp(-(((x2 - cx) / (0.7 * ax)) ** 6)) * np.exp(-(((z2 + 4.0) / 3.5) ** 2))
+    return (6.0 * grade * band).astype(np.float32)
+
+
+def render_knee_radiograph(
+    knees: dict[str, tuple[KneeParams, int, int, bool]], *, seed: int
+) -> tuple[Volume, list[KneeXrayTruth]]:
+    """Bilateral PA knee radiograph.
+
+    Args:
+        knees: side -> (params, KL grade, osteophyte grade 0..3, medial-predominant).
+        seed: noise seed.
+
+    Returns:
+        (uint16 2D Volume at :data:`KNEE_PIXEL_MM`, truth per knee). The right knee is
+        centred at RAS x = +100 mm, the left at -100 mm (as in the MRI).
+    """
+    px = KNEE_PIXEL_MM
+    coarse = 1.0
+    xs = np.arange(-60.0, 60.0 + coarse, coarse, dtype=np.float32)
+    zs = np.arange(-70.0, 70.0 + coarse, coarse, dtype=np.float32)
+    width_mm, height_mm = 330.0, 140.0
+    n_rows, n_cols = round(height_mm / px), round(width_mm / px)
+    top_z, left_x = 70.0, 165.0  # RAS z of row 0 and RAS x of column 0 (knee frame offsets)
+    atten = np.zeros((n_rows, n_cols), dtype=np.float32)
+    rows_z = top_z - np.arange(n_rows, dtype=np.float32) * px
+    cols_x = left_x - np.arange(n_cols, dtype=np.float32) * px
+    truths = []
+    for side, (params, klg, osteo, medial) in knees.items():
+        shape = KneeShape.from_params(params)
+        bone = _projected_bone(shape, xs, zs)
+        centre = 100.0 if side == "right" else -100.0
+        mirror = 1.0 if side == "right" else -1.0
+        # canonical x of every column (mirrored for the left knee), canonical z of every row
+        cx = (cols_x - centre) * mirror
+        zz, xx = np.meshgrid(rows_z, cx, indexing="ij")
+        fi = (zz - zs[0]) / coarse
+        fj = (xx - xs[0]) / coarse
+        path = ndimage.map_coordinates(bone, [fi, fj], order=1, mode="constant", cval=0.0)
+        path = path + _osteophytes(shape, osteo, xx, zz)
+        path = path + _sclerosis(shape, max(klg - 1, 0), medial, xx, zz)
+        leg_r = 62.0 * shape.s
+        soft = 2.0 * np.sqrt(np.clip(leg_r**2 - xx**2, 0.0, None))
+        atten += MU_BONE * path + MU_SOFT * soft
+        mjsw_m, mjsw_l = knee_mjsw(shape)
+        truths.append(KneeXrayTruth(side, mjsw_m, mjsw_l, klg, osteo))
+    rng = np.random.default_rng(seed)
+    signal = DISPLAY_MAX * (1.0 - np.exp(-atten)) + 150.0
+    signal += rng.normal(0.0, 1.0, signal.shape).astype(np.float32) * np.sqrt(signal) * 0.8
+    pixels = np.clip(np.rint(signal), 0, 4095).astype(np.uint16)
+    affine = _radiograph_affine((left_x, 20.0, -450.0 + top_z), px)
+    meta = {"kind": "knee_pa_bilateral", "synthetic": True}
+    return Volume(pixels, affine, meta), truths
+
+
+def _disk_path(d: npt.NDArray[np.float32], r: float) -> npt.NDArray[np.float32]:
+    return 2.0 * np.sqrt(np.clip(r * r - d * d, 0.0, None))
+
+
+def _segment_distance(
+    x: npt.NDArray[np.float32],
+    z: npt.NDArray[np.float32],
+    a: tuple[float, float],
+    b: tuple[float, float],
+) -> npt.NDArray[np.float32]:
+    dx, dz = b[0] - a[0], b[1] - a[1]
+    h = np.clip(((x - a[0]) * dx + (z - a[1]) * dz) / (dx * dx + dz * dz), 0.0, 1.0)
+    return np.sqrt((x - a[0] - h * dx) ** 2 + (z - a[1] - h * dz) ** 2)
+
+
+def render_full_leg(
+    legs: dict[str, tuple[float, float]], *, seed: int
+) -> tuple[Volume, list[LegXrayTruth]]:
+    """Full-leg standing radiograph of both legs.
+
+    Args:
+        legs: side -> (HKA angle in degrees, size scale ~0.9-1.1).
+        seed: noise seed.
+
+    Returns:
+        (uint16 2D Volume, 3600 x 1200 at :data:`LEG_PIXEL_MM`, truth per leg).
+    """
+    px = LEG_PIXEL_MM
+    n_rows, n_cols = 3600, 1200
+    top_z, left_x = 120.0, 180.0  # mm: hip centres at z = 0, x = +-90
+    z = (top_z - np.arange(n_rows, dtype=np.float32) * px)[:, None]
+    x = (left_x - np.arange(n_cols, dtype=np.float32) * px)[None, :]
+    z = np.broadcast_to(z, (n_rows, n_cols))
+    x = np.broadcast_to(x, (n_rows, n_cols))
+    path = np.zeros((n_rows, n_cols), dtype=np.float32)
+    soft = np.zeros((n_rows, n_cols), dtype=np.float32)
+    truths = []
+    # pelvis: two iliac wings and a sacrum-like block (projected thickness, not anatomy)
+    for sx in (-1.0, 1.0):
+        d = np.sqrt(((x - sx * 95.0) / 1.4) ** 2 + (z - 70.0) ** 2)
+        path += 0.35 * _disk_path(d, 60.0) * (z > 20.0)
+    path += 0.6 * _disk_path(np.sqrt((x / 1.2) ** 2 + (z - 80.0) ** 2), 40.0)
+    for side, (hka, scale) in legs.items():
+        lat = 1.0 if side == "right" else -1.0  # +x is the right leg's lateral side
+        hip = (lat * 90.0, 0.0)
+        a = np.deg2rad(3.0)
+        b = a + np.deg2rad(180.0 - hka)
+        lf, lt = 440.0 * scale, 380.0 * scale
+        # u = toward the midline = -lat * x
+        knee = (hip[0] - lat * lf * np.sin(a), hip[1] - lf * np.cos(a))
+        ankle = (knee[0] - lat * lt * np.sin(b), knee[1] - lt * np.cos(b))
+        s = scale
+        # femur: head, neck, shaft, condyles
+        path += _disk_path(np.sqrt((x - hip[0]) ** 2 + (z - hip[1]) ** 2), 23.0 * s)
+        troch = (hip[0] + lat * 50.0 * s, hip[1] - 40.0 * s)
+        path += _disk_path(_segment_distance(x, z, hip, troch), 15.0 * s)
+        shaft_top = (hip[0] + lat * 38.0 * s, hip[1] - 60.0 * s)
+        distal = (knee[0], knee[1] + 45.0 * s)
+        path += _disk_path(_segment_distance(x, z, shaft_top, distal), 14.0 * s)
+        for dx in (-20.0, 20.0):
+            c = (knee[0] + dx * s, knee[1] + 22.0 * s)
+            path += 0.9 * _disk_path(np.sqrt((x - c[0]) ** 2 + (z - c[1]) ** 2), 20.0 * s)
+        # tibia: plateau, shaft, distal end; fibula; talus
+        plateau = np.sqrt(((x - knee[0]) / 1.7) ** 2 + (z - (knee[1] - 22.0 * s)) ** 2)
+        path += 0.9 * _disk_path(plateau, 22.0 * s)
+        path += _disk_path(
+            _segment_distance(x, z, (knee[0], knee[1] - 40.0 * s), (ankle[0], ankle[1] + 30.0)),
+            13.0 * s,
+        )
+        path += _disk_path(
+            np.sqrt(((x - ankle[0]) / 1.3) ** 2 + (z - ankle[1] - 12.0) ** 2), 18.0 * s
+        )
+        fib_top = (knee[0] + lat * 32.0 * s, knee[1] - 30.0 * s)
+        path += _disk_path(
+            _segment_distance(x, z, fib_top, (ankle[0] + lat * 25.0 * s, ankle[1])), 6.0 * s
+        )
+        path += _disk_path(
+            np.sqrt(((x - ankle[0]) / 1.5) ** 2 + (z - ankle[1] + 15.0) ** 2), 16.0 * s
+        )
+        # soft tissue: thigh and calf cones
+        thigh = _segment_distance(x, z, (hip[0] + lat * 10.0, hip[1] + 30.0), knee)
+        calf = _segment_distance(x, z, knee, ankle)
+        soft += _disk_path(thigh, 80.0 * s)
+        soft = np.maximum(soft, _disk_path(calf, 55.0 * s))
+
+        def rc(p: tuple[float, float]) -> tuple[float, float]:
+            return (float((top_z - p[1]) / px), float((left_x - p[0]) / px))
+
+        truths.append(LegXrayTruth(side, rc(hip), rc(knee), rc(ankle), float(hka)))
+    rng = np.random.default_rng(seed)
+    atten = MU_BONE * 0.8 * path + MU_SOFT * 0.7 * soft
+    signal = DISPLAY_MAX * (1.0 - np.exp(-atten)) + 150.0
+    signal += rng.normal(0.0, 1.0, signal.shape).astype(np.float32) * np.sqrt(signal) * 0.8
+    pixels = np.clip(np.rint(signal), 0, 4095).astype(np.uint16)
+    affine = _radiograph_affine((left_x, 20.0, -450.0 + top_z + 480.0), px)
+    return Volume(pixels, affine, {"kind": "full_leg", "synthetic": True}), truths
+
+
+def hka_from_landmarks(
+    hip: tuple[float, float], knee: tuple[float, float], ankle: tuple[float, float], side: str
+) -> float:
+    """HKA (deg) from (row, col) pixel landmarks of one leg: 180 - varus angle.
+
+    The varus angle is positive when the knee lies lateral to the hip-ankle line.
+    """
+    h, k, a = (np.asarray(p, dtype=np.float64) for p in (hip, knee, ankle))
+    f, t = k - h, a - k
+    angle = np.degrees(np.arccos(np.clip(f @ t / (np.linalg.norm(f) * np.linalg.norm(t)), -1, 1)))
+    # columns increase to the patient's left: for the right leg lateral = smaller column
+    lateral_sign = -1.0 if side == "right" else 1.0
+    line = a - h
+    cross = line[0] * (k[1] - h[1]) - line[1] * (k[0] - h[0])
+    # cross > 0 means the knee lies at larger column than the hip-ankle line (rows downward)
+    knee_lateral = np.sign(cross) * lateral_sign > 0
+    return float(180.0 - angle if knee_lateral else 180.0 + angle)
