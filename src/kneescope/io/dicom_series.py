@@ -173,8 +173,8 @@ def _slice_spacing(positions_mm: npt.NDArray[np.float64], folder: Path) -> float
     dup = np.flatnonzero(steps < max(1e-3, 1e-3 * scale))
     if dup.size:
         raise DicomError(
-            f"{folder}: duplicate slices: {dup.size + 1 if dup.size == 1 else dup.size} slice(s) "
-            f"share a position along the normal ({positions_mm[dup[0]]:.4f} mm); remove the "
+            f"{folder}: duplicate slices: {dup.size} slice(s) repeat a position along the "
+            f"normal (first at {positions_mm[dup[0]]:.4f} mm); remove the "
             "duplicate files"
         )
     spacing = float(np.median(steps))
