@@ -139,3 +139,21 @@ def test_itk_bad_inputs(tmp_path: Path) -> None:
     truncated.write_bytes(good.read_bytes()[:-500])
     with pytest.raises(InputError, match="truncated"):
         read_itk(truncated)
+
+
+def test_absurd_sizes_refused_before_allocation(tmp_path: Path) -> None:
+    good = tmp_path / "good.nii"
+    write_nifti(Volume(np.ones((2, 2, 2), np.int16), AFFINE), good)
+    raw = bytearray(good.read_bytes())
+    raw[40:56] = np.array([3, 30000, 30000, 30000, 1, 1, 1, 1], dtype="<i2").tobytes()  # dim[]
+    absurd = tmp_path / "absurd.nii"
+    absurd.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="voxels"):
+        read_nifti(absurd)
+    mha = tmp_path / "absurd.mha"
+    mha.write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 60000 60000 60000\n"
+        "ElementType = MET_USHORT\nElementDataFile = LOCAL\n"
+    )
+    with pytest.raises(InputError, match="voxels"):
+        read_itk(mha)
