@@ -95,8 +95,10 @@ def denuded_mask(
         if convex
         else ndimage.binary_fill_holes(covered_img)
     )
-    # holes plus their one-pixel rim (the rim pixels are partly covered: the points decide)
-    holes = ndimage.binary_dilation(footprint & ~covered_img) & footprint
+    # holes at least 3 pixels wide (slivers along the hull are raster noise) plus their
+    # one-pixel rim (rim pixels are partly covered: the points themselves decide)
+    holes = ndimage.binary_opening(footprint & ~covered_img, structure=np.ones((3, 3), bool))
+    holes = ndimage.binary_dilation(holes) & footprint
     row, col = raster.index(x, y)
     candidate = eligible & ~covered & inside
     out[candidate] = holes[row[candidate], col[candidate]]

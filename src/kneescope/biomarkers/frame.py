@@ -3,7 +3,9 @@
 Axes come from structure centroids, so measurements do not depend on how the image axes lie
 (axis order, flips, oblique acquisitions all give the same frame):
 
-- superior: tibia centroid -> femur centroid;
+- superior: tibia centroid -> femur centroid, then (see :func:`with_superior`) the
+  area-weighted normal of the tibial plateau's bone-cartilage interface, which does not
+  depend on how much of the long bones the field of view holds;
 - medial: lateral -> medial tibial cartilage centroid (menisci if cartilage is missing),
   made orthogonal to superior;
 - anterior: the third axis, pointing to the patella (femur centroid -> patella centroid).
@@ -115,3 +117,16 @@ def knee_frame(centroids_mm: Mapping[int, F64], side: Side | None) -> KneeFrame:
     oriented = side_anatomy if side_anatomy is not None else chosen
     anterior = anterior_right if oriented == "right" else -anterior_right
     return KneeFrame(origin, medial, anterior, superior, chosen, side_anatomy)
+
+
+def with_superior(frame: KneeFrame, superior: F64) -> KneeFrame:
+    """The same frame re-built around a better superior axis (unit world vector); medial
+    and anterior are made orthogonal to it, keeping their senses."""
+    sup = _unit(np.asarray(superior, dtype=np.float64))
+    if float(sup @ frame.superior) < 0:
+        sup = -sup
+    medial = _unit(frame.medial - sup * float(frame.medial @ sup))
+    anterior = np.cross(sup, -medial)
+    if float(anterior @ frame.anterior) < 0:
+        anterior = -anterior
+    return KneeFrame(frame.origin_mm, medial, anterior, sup, frame.side, frame.side_from_anatomy)

@@ -24,7 +24,7 @@ from kneescope.biomarkers.flattening import (
     flat_coords,
 )
 from kneescope.biomarkers.footprint import covered_fraction, denuded_mask
-from kneescope.biomarkers.frame import KneeFrame, knee_frame
+from kneescope.biomarkers.frame import KneeFrame, knee_frame, with_superior
 from kneescope.biomarkers.maps import ThicknessMap, thickness_map
 from kneescope.biomarkers.measure_config import MeasureConfig
 from kneescope.biomarkers.menisci import outermost_in_slab
@@ -35,7 +35,7 @@ from kneescope.biomarkers.subregions import (
     femoral_regions,
     tibial_regions,
 )
-from kneescope.biomarkers.thickness import plate_surfaces
+from kneescope.biomarkers.thickness import PlateSurfaces, plate_surfaces
 from kneescope.core import Volume
 from kneescope.core.geometry import spacing_from_affine, validate_affine
 from kneescope.core.labels import CARTILAGE_PLATES, KNEE_LABELS
@@ -175,16 +175,18 @@ def measure_knee(
         centroids[value] = affine[:3, :3] @ centre_ijk + affine[:3, 3]
         components[value] = component_count(mask, cfg.min_component_voxels)
 
+    found = {plate: _plate_surfaces(plate, arr, affine, boxes, cfg) for plate in PLATES}
     frame = knee_frame(centroids, declared)
+    plateau_up = _plateau_normal([found["medial_tibial"], found["lateral_tibial"]])
+    if plateau_up is not None:
+        frame = with_superior(frame, plateau_up)
     values: dict[str, float] = {}
     maps: dict[str, ThicknessMap] = {}
     plates: dict[str, _PlateSummary] = {}
     for plate in PLATES:
-        cart_label, bone_label = CARTILAGE_PLATES[plate]
+        cart_label, _ = CARTILAGE_PLATES[plate]
         values[f"{plate}_cartilage_volume_mm3"] = counts[cart_label] * voxel_mm3
-        summary = _measure_plate(
-            plate, arr, affine, boxes, cart_label, bone_label, frame, cfg, values, maps, with_maps
-        )
+        summary = _measure_plate(plate, found[plate], frame, cfg, values, maps, with_maps)
         if summary is not None:
             plates[plate] = summary
 
@@ -222,40 +224,66 @@ def _region_names(plate: str) -> tuple[str, ...]:
     return ()
 
 
+@dataclass(frozen=True)
+class _FoundPlate:
+    surf: PlateSurfaces
+    cartilage: npt.NDArray[np.bool_]
+    affine: Affine
+
+
+def _plate_surfaces(
+    plate: str, arr: npt.NDArray[Any], affine: Affine, boxes: dict[int, Box], cfg: MeasureConfig
+) -> _FoundPlate | None:
+    """Surfaces and thickness of one plate on its crop (independent of the knee frame)."""
+    cart_label, bone_label = CARTILAGE_PLATES[plate]
+    if cart_label not in boxes or bone_label not in boxes:
+        return None
+    spacing = spacing_from_affine(affine)
+    box = expand_box(boxes[cart_label], cfg.crop_margin_mm, spacing, arr.shape)
+    crop = arr[box]
+    cart = crop == cart_label
+    crop_affine = cropped_affine(affine, box)
+    surf = plate_surfaces(
+        cart,
+        crop == bone_label,
+        crop_affine,
+        sigma_vox=cfg.sigma_vox,
+        cover_threshold=cfg.cover_threshold,
+        normal_cos_min=cfg.normal_cos_min,
+        smoothing_mm=cfg.thickness_smoothing_mm,
+    )
+    if not surf.covered.any():
+        return None
+    return _FoundPlate(surf, cart, crop_affine)
+
+
+def _plateau_normal(found: list[_FoundPlate | None]) -> F64 | None:
+    """Area-weighted mean outward normal of the tibial bone-cartilage interface (world)."""
+    total = np.zeros(3)
+    for item in found:
+        if item is not None:
+            cov = item.surf.covered
+            total += (item.surf.bone.normals[cov] * item.surf.bone.vertex_area_mm2[cov, None]).sum(
+                axis=0
+            )
+    norm = float(np.linalg.norm(total))
+    return total / norm if norm > 0 else None
+
+
 def _measure_plate(
     plate: str,
-    arr: npt.NDArray[Any],
-    affine: Affine,
-    boxes: dict[int, Box],
-    cart_label: int,
-    bone_label: int,
+    found: _FoundPlate | None,
     frame: KneeFrame,
     cfg: MeasureConfig,
     values: dict[str, float],
     maps: dict[str, ThicknessMap],
     with_maps: bool,
 ) -> _PlateSummary | None:
-    if cart_label not in boxes or bone_label not in boxes:
+    if found is None:
         _nan_plate(plate, values)
         return None
-    spacing = spacing_from_affine(affine)
-    box = expand_box(boxes[cart_label], cfg.crop_margin_mm, spacing, arr.shape)
-    crop = arr[box]
-    cart = crop == cart_label
-    bone = crop == bone_label
-    crop_affine = cropped_affine(affine, box)
-    surf = plate_surfaces(
-        cart,
-        bone,
-        crop_affine,
-        sigma_vox=cfg.sigma_vox,
-        cover_threshold=cfg.cover_threshold,
-        normal_cos_min=cfg.normal_cos_min,
-    )
+    surf, cart, crop_affine = found.surf, found.cartilage, found.affine
     covered = surf.covered
-    if not covered.any():
-        _nan_plate(plate, values)
-        return None
     pts = frame.to_knee(surf.bone.vertices_mm)
     normals = frame.directions_to_knee(surf.bone.normals)
     area = surf.bone.vertex_area_mm2
@@ -293,7 +321,7 @@ def _measure_plate(
         vox_world = vox @ crop_affine[:3, :3].T + crop_affine[:3, 3]
         _, nearest = cKDTree(surf.bone.vertices_mm[covered]).query(vox_world, k=1)
         vox_codes = np.bincount(codes[nearest], minlength=len(regions))
-        voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
+        voxel_mm3 = float(abs(np.linalg.det(crop_affine[:3, :3])))
         for i, region in enumerate(regions):
             sel = codes == i
             values[f"{pre}_{region}_thickness_mean_mm"] = (

@@ -37,6 +37,8 @@ class MeasureConfig(BaseModel):
         crop_margin_mm: margin around each structure's bounding box before any filtering.
         normal_cos_min: thickness pairs a bone point only with articular points whose normal
             makes less than acos(this) with the bone normal (ignores plate side walls).
+        thickness_smoothing_mm: Gaussian width (mm) of the smoothing of thickness over the
+            interface, which removes the terraces of grid-aligned surfaces (0: none).
         footprint_pixel_mm: pixel of the 2D rasters for denuded bone and coverage.
         map_pixel_mm: pixel of the 2D thickness maps.
         extrusion_slab_mm: half-width of the coronal slab through the plateau centre.
@@ -54,6 +56,7 @@ class MeasureConfig(BaseModel):
     cover_threshold: float = Field(0.25, gt=0.0, lt=0.5)
     crop_margin_mm: float = Field(4.0, ge=1.0)
     normal_cos_min: float = Field(0.7, ge=-1.0, le=1.0)
+    thickness_smoothing_mm: float = Field(1.5, ge=0.0, le=5.0)
     footprint_pixel_mm: float = Field(0.25, gt=0.0)
     map_pixel_mm: float = Field(1.0, gt=0.0)
     extrusion_slab_mm: float = Field(1.0, gt=0.0)

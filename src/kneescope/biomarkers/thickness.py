@@ -129,15 +129,18 @@ def _smooth_on_grid(
     sigma_mm: float,
 ) -> F64:
     """Gaussian normalised convolution of point values (N,) splatted on the voxel grid."""
-    inv = np.linalg.inv(affine)
-    ijk = points @ inv[:3, :3].T + inv[:3, 3]
-    idx = np.clip(np.rint(ijk).astype(np.int64), 0, np.array(shape) - 1)
-    flat = np.ravel_multi_index((idx[:, 0], idx[:, 1], idx[:, 2]), shape)
-    size = int(np.prod(shape))
-    num = np.bincount(flat, weights=weights * values, minlength=size).reshape(shape)
-    den = np.bincount(flat, weights=weights, minlength=size).reshape(shape)
+    # splat on a grid coarsened so that each cell stays below sigma / 2 (speed only)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    sigma_vox = tuple(float(sigma_mm / s) for s in spacing)
+    step = np.maximum(1, np.floor(sigma_mm / (2.0 * spacing))).astype(np.int64)
+    inv = np.linalg.inv(affine)
+    ijk = (points @ inv[:3, :3].T + inv[:3, 3]) / step
+    coarse = tuple(int(n) for n in (np.array(shape) + step - 1) // step)
+    idx = np.clip(np.rint(ijk).astype(np.int64), 0, np.array(coarse) - 1)
+    flat = np.ravel_multi_index((idx[:, 0], idx[:, 1], idx[:, 2]), coarse)
+    size = int(np.prod(coarse))
+    num = np.bincount(flat, weights=weights * values, minlength=size).reshape(coarse)
+    den = np.bincount(flat, weights=weights, minlength=size).reshape(coarse)
+    sigma_vox = tuple(float(sigma_mm / (s * n)) for s, n in zip(spacing, step, strict=True))
     num_s = ndimage.gaussian_filter(num.astype(np.float32), sigma_vox, mode="constant")
     den_s = ndimage.gaussian_filter(den.astype(np.float32), sigma_vox, mode="constant")
     n_at = ndimage.map_coordinates(num_s, ijk.T, order=1, mode="nearest")
@@ -166,13 +169,13 @@ def _paired_distance(
 ) -> F64:
     """Distance from each point to its nearest normal-compatible target, (N,) mm.
 
-    Looks among the 16 nearest targets, then the 256 nearest for points still unpaired; a
+    Looks at the nearest target, then the 16 and 256 nearest for points still unpaired; a
     point with no compatible target among those takes the nearest target.
     """
     tree = cKDTree(targets)
     out = np.full(len(points), np.nan)
     todo = np.arange(len(points))
-    for k in (16, 256):
+    for k in (1, 16, 256):
         k = min(k, len(targets))
         dist, idx = tree.query(points[todo], k=k)
         dist = dist.reshape(len(todo), k)
@@ -181,10 +184,9 @@ def _paired_distance(
         found = ok.any(axis=1)
         first = np.argmax(ok, axis=1)
         out[todo[found]] = dist[found, first[found]]
-        if k == len(targets) or found.all():
-            todo = todo[~found]
-            break
         todo = todo[~found]
+        if k == len(targets) or len(todo) == 0:
+            break
     if len(todo):
         out[todo] = tree.query(points[todo], k=1)[0]
     return out

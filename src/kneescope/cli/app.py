@@ -54,6 +54,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("status", "cmd_status"),
     ("train", "cmd_train"),
     ("segment", "cmd_segment"),
+    ("measure", "cmd_measure"),
     ("synth", "cmd_synth"),
 )
 
