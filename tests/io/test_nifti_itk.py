@@ -157,3 +157,13 @@ def test_absurd_sizes_refused_before_allocation(tmp_path: Path) -> None:
     )
     with pytest.raises(InputError, match="voxels"):
         read_itk(mha)
+
+
+def test_itk_nan_refused(tmp_path: Path) -> None:
+    import SimpleITK as sitk  # noqa: N813
+
+    data = np.zeros((2, 3, 4), np.float32)
+    data[0, 1, 2] = np.nan
+    sitk.WriteImage(sitk.GetImageFromArray(data), str(tmp_path / "nan.nrrd"))
+    with pytest.raises(InputError, match="NaN"):
+        read_itk(tmp_path / "nan.nrrd")
