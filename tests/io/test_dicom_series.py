@@ -297,3 +297,20 @@ def test_int16_data_round_trip(tmp_path: Path, meta: DicomWriteMeta) -> None:
     back = read_dicom_series(tmp_path / "s")
     assert back.array.dtype == np.int16
     np.testing.assert_array_equal(back.array, array)
+
+
+def test_missing_position_header(series_dir: tuple[Path, Volume]) -> None:
+    folder, _ = series_dir
+    ds = pydicom.dcmread(folder / "002")
+    del ds.ImagePositionPatient
+    ds.save_as(folder / "002")
+    with pytest.raises(DicomError, match="002: missing or malformed ImagePositionPatient"):
+        scan_dicom_series(folder)
+
+
+def test_non_orthogonal_orientation_header(series_dir: tuple[Path, Volume]) -> None:
+    folder, _ = series_dir
+    for path in folder.iterdir():
+        _edit(path, ImageOrientationPatient=[1, 0, 0, 0.5, 0.5, 0])
+    with pytest.raises(DicomError, match="not two orthogonal unit vectors"):
+        scan_dicom_series(folder)
