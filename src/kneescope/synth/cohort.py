@@ -33,7 +33,7 @@ from kneescope.types import Side
 BASELINE_KLG = (0.38, 0.18, 0.25, 0.14, 0.05)
 """Baseline KLG 0..4 probabilities (OAI-like)."""
 
-RATE_BY_KLG = (0.035, 0.07, 0.09, 0.10, 0.08)
+RATE_BY_KLG = (0.035, 0.07, 0.08, 0.06, 0.05)
 """Median progression rate of the latent severity per year, by baseline KLG."""
 
 SIDES: tuple[Side, Side] = ("right", "left")

@@ -29,7 +29,7 @@ from kneescope.config import FROZEN
 from kneescope.synth.anatomy import PLATES, THIN_MM, KneeShape
 from kneescope.synth.sdf import F32
 
-TRUTH_STEP_MM = 0.4
+TRUTH_STEP_MM = 0.5
 
 
 class PlateTruth(BaseModel):
