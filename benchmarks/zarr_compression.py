@@ -6,6 +6,10 @@ prints compression ratio (raw bytes / bytes on disk), write and read MB/s (raw b
 second, single process), and a bit-exact check.
 
 Run: .venv/bin/python benchmarks/zarr_compression.py [--shape 160 384 384] [--noise 0.03]
+
+Measured here (2 shared cores, heavily loaded, so MB/s are low and noisy; ratios are exact):
+noise 2 % / 3 % / 4 %: zstd5+byte shuffle 2.11 / 1.95 / 1.86x; zstd5+bitshuffle 2.04 / 1.88 /
+1.79x; zstd3+byte shuffle 1.91x at 3 %, 1.82x at 4 %, about twice as fast to write.
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ def _codec_chains() -> dict[str, dict[str, Any]]:
     return {
         "blosc-zstd5-byteshuffle (kneescope)": {
             "compressors": BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),
+        },
+        "blosc-zstd3-byteshuffle": {
+            "compressors": BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),
         },
         "blosc-zstd5-bitshuffle": {
             "compressors": BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),
