@@ -89,7 +89,7 @@ def test_rerun_skips_unchanged_and_reruns_only_what_changed(
     assert new_config.ran == 4 and new_config.config_hash != first.config_hash
     table = pd.read_parquet(new_config.results_path)
     assert (table["config_hash"] == new_config.config_hash).all()
-    assert all(Path(p).is_file() for p in table["file_array_stats.stats"])
+    assert all(Path(p).is_file() for p in table["file_array_stats_stats"])
 
 
 def test_failed_items_are_retried_up_to_the_limit(

@@ -18,14 +18,17 @@ from kneescope.errors import ConfigError, InputError
 _CSV_FIELDS = ("item_id", "subject", "visit", "side", "series", "path")
 
 
-def iter_items(config: ItemsConfig, base_dir: Path) -> Iterator[Item]:
-    """Items of the selection, in order; relative paths resolved against ``base_dir``.
+def iter_items(
+    config: ItemsConfig, base_dir: Path, catalog_url: str | None = None
+) -> Iterator[Item]:
+    """Items of the selection, in order; relative paths resolved against ``base_dir``;
+    ``catalog_url`` is the catalog a ``catalog`` selection reads.
 
     Raises:
         InputError: a missing list file, a row without item_id and path, a duplicate id.
     """
     seen: set[str] = set()
-    for item in _raw_items(config, base_dir):
+    for item in _raw_items(config, base_dir, catalog_url):
         if item.item_id in seen:
             raise InputError(f"item id {item.item_id!r} appears twice; item ids must be unique")
         seen.add(item.item_id)
@@ -39,7 +42,7 @@ def _resolve(path: str | None, base_dir: Path) -> str | None:
     return str(p if p.is_absolute() else (base_dir / p).absolute())
 
 
-def _raw_items(config: ItemsConfig, base_dir: Path) -> Iterator[Item]:
+def _raw_items(config: ItemsConfig, base_dir: Path, catalog_url: str | None) -> Iterator[Item]:
     if config.rows:
         for row in config.rows:
             yield Item(
@@ -59,9 +62,42 @@ def _raw_items(config: ItemsConfig, base_dir: Path) -> Iterator[Item]:
     elif config.list:
         yield from _csv_items(Path(_resolve(config.list, base_dir) or config.list), base_dir)
     else:
-        raise ConfigError(
-            "catalog selections are not available yet (the catalog package has no selection "
-            "API); give items as list = 'items.csv' or glob = '...'"
+        yield from catalog_items(config.catalog or {}, catalog_url)
+
+
+def catalog_items(selection: dict[str, str], catalog_url: str | None) -> Iterator[Item]:
+    """Series of the catalog matching ``selection`` (fields of the catalog's SeriesFilter:
+    subject, visit, side, sequence, status, modality, kind, limit). Only series with status
+    ``ok`` unless ``status`` is given; radiographs only when ``kind`` asks for them. The
+    catalog's own file checksum is the item's input checksum."""
+    from kneescope.catalog.database import Catalog
+    from kneescope.catalog.queries import SeriesFilter, list_series
+    from kneescope.config import validate_config
+
+    if catalog_url is None:
+        raise ConfigError("a catalog selection needs a workspace catalog; pass -w or --catalog")
+    where = validate_config(SeriesFilter, {"status": "ok", **selection}, "items.catalog")
+    catalog = Catalog.open(catalog_url, create=False)
+    try:
+        records = list_series(catalog, where)
+    finally:
+        catalog.close()
+    if not records:
+        raise InputError(
+            f"the catalog selection {selection} matches no series; "
+            "check it with `kneescope catalog`"
+        )
+    for r in records:
+        if r.kind == "radiograph" and not where.kind:
+            continue
+        yield Item(
+            item_id=f"series-{r.id}",
+            subject=r.subject or "",
+            visit=r.visit or "",
+            side=r.side or "",
+            series=r.series_uid or r.description or str(r.id),
+            path=r.path,
+            input_checksum=r.files_checksum,
         )
 
 

@@ -49,7 +49,7 @@ class TaskOutcome:
         ok: True when every step succeeded.
         reason: "<ExceptionType>: <message>" of the first failing step (ok=False).
         values: results-table columns from all steps.
-        files: output files by "<step>.<name>".
+        files: output files by "<step>_<name>".
         step_s: wall seconds per step.
         phase_s: seconds per phase (read, preprocess, infer, postprocess, measure, write).
         worker: pid, host, SLURM_JOB_ID and CUDA_VISIBLE_DEVICES of the worker process.
@@ -128,7 +128,7 @@ def _run_steps(staged: StagedItem, steps: list[Step], stop_before_compute: bool)
                     outcome.reason = f"{step.name}: declared write {key!r} missing from result"
             context.data.update(result.data)
             outcome.values.update(result.values)
-            outcome.files.update({f"{step.name}.{k}": v for k, v in result.files.items()})
+            outcome.files.update({f"{step.name}_{k}": v for k, v in result.files.items()})
         outcome.step_s[step.name] = outcome.step_s.get(step.name, 0.0) + (
             time.perf_counter() - start
         )

@@ -25,7 +25,8 @@ def table_rows(manifest: Manifest) -> list[dict[str, Any]]:
         result = rec["result"]
         prov = result.get("provenance", {})
         row: dict[str, Any] = {k: rec[k] for k in KEY_COLUMNS}
-        row.update(result.get("values", {}))
+        for name, value in result.get("values", {}).items():
+            row[f"value_{name}" if name in KEY_COLUMNS else name] = value
         row.update({f"file_{k}": v for k, v in result.get("files", {}).items()})
         row.update(
             {

@@ -60,7 +60,7 @@ def plan_run(config: PipelineConfig, workspace: Workspace, base_dir: Path | None
     counts = dict.fromkeys(("new", "changed", "done", "retry", "failed_final", "interrupted"), 0)
     total = 0
     try:
-        for raw in iter_items(config.items, base_dir or workspace.root):
+        for raw in iter_items(config.items, base_dir or workspace.root, workspace.catalog_url):
             item: Item = checksum_from_cache(raw, db)
             total += 1
             key = item_key(item, hashes["config_hash"], hashes["model_hash"])

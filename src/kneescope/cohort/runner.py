@@ -114,7 +114,7 @@ def run_pipeline(
         source: Iterator[Item] = (
             iter(items)
             if items is not None
-            else iter_items(config.items, base_dir or workspace.root)
+            else iter_items(config.items, base_dir or workspace.root, workspace.catalog_url)
         )
         keyed = (
             (it, item_key(it, hashes["config_hash"], hashes["model_hash"]))

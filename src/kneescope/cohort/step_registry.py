@@ -23,8 +23,12 @@ KNOWN_STEPS: dict[str, str] = {
     "burn_cpu": "kneescope.cohort.builtin_steps:BurnCpu",
     "sleep": "kneescope.cohort.builtin_steps:Sleep",
     "crash_once": "kneescope.cohort.builtin_steps:CrashOnce",
+    "load_volume": "kneescope.cohort.knee_steps:LoadVolume",
+    "load_labels": "kneescope.cohort.knee_steps:LoadLabels",
+    "segment": "kneescope.cohort.knee_steps:Segment",
+    "measure": "kneescope.cohort.knee_steps:Measure",
 }
-"""Short step names -> ``module:Class``. Segment/measure steps are added here when they land."""
+"""Short step names -> ``module:Class`` (imported only when a pipeline names them)."""
 
 
 def _step_class(name: str) -> Any:

@@ -1,0 +1,175 @@
+"""The knee pipeline's steps: load an image or label map, segment it, measure biomarkers.
+
+``segment`` loads its model in ``setup()`` - once per worker process - and writes each label
+map atomically to the item's output folder; ``measure`` turns a label map into biomarker
+columns. Pipelines: ``load_volume -> segment -> measure`` (images), or
+``load_labels -> measure`` (existing segmentations).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, ClassVar
+
+from kneescope.cohort.builtin_steps import BaseStep
+from kneescope.cohort.item import Item
+from kneescope.cohort.step import Scalar, StepContext, StepResult
+from kneescope.errors import ConfigError, InputError
+
+
+def _read_volume(item: Item) -> Any:
+    from kneescope.io import read_volume
+
+    if item.path is None:
+        raise InputError(f"item {item.item_id} has no input path; give one in the item list")
+    return read_volume(Path(item.path))
+
+
+class LoadVolume(BaseStep):
+    """Read the item's image (NIfTI, MHA/NRRD or a DICOM series folder) into ``image``."""
+
+    name = "load_volume"
+    writes: ClassVar[tuple[str, ...]] = ("image",)
+    prefetchable = True
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        with context.phase("read"):
+            image = _read_volume(item)
+        spacing = image.spacing_mm
+        return StepResult(
+            data={"image": image},
+            values={
+                "image_shape": "x".join(map(str, image.array.shape)),
+                "image_spacing_mm": "x".join(f"{s:.4g}" for s in spacing),
+            },
+        )
+
+
+class LoadLabels(BaseStep):
+    """Read the item's file as a label map into ``labels`` (to measure existing segmentations)."""
+
+    name = "load_labels"
+    writes: ClassVar[tuple[str, ...]] = ("labels",)
+    prefetchable = True
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        with context.phase("read"):
+            labels = _read_volume(item)
+        if labels.array.dtype.kind not in "biu":
+            raise InputError(
+                f"{item.path}: expected an integer label map, found {labels.array.dtype}; "
+                "use load_volume for images"
+            )
+        return StepResult(data={"labels": labels})
+
+
+class Segment(BaseStep):
+    """Segment ``image`` with a kneescope model file into ``labels`` (uint8, input grid).
+
+    Options:
+        model: path of the model file written by ``kneescope train``.
+        write_labels: write ``labels.nii.gz`` per item (atomically). Default true.
+        any option of :class:`kneescope.inference.segmenter.SegmentConfig` (tta, cascade,
+        device, precision, overlap, ...).
+    """
+
+    name = "segment"
+    version = "1"
+    reads: ClassVar[tuple[str, ...]] = ("image",)
+    writes: ClassVar[tuple[str, ...]] = ("labels",)
+
+    def __init__(self, model: str, write_labels: bool = True, **options: Any) -> None:
+        from kneescope.config import validate_config
+        from kneescope.inference.segmenter import SegmentConfig
+
+        self.model_path = Path(model).expanduser().absolute()
+        try:
+            data = self.model_path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"segment: cannot read model {self.model_path} ({exc.strerror}); "
+                "give the file written by `kneescope train`"
+            ) from None
+        self._model_hash = hashlib.sha256(data).hexdigest()[:16]
+        self.config = validate_config(SegmentConfig, options, "segment options")
+        self.write_labels = write_labels
+        self._segmenter: Any = None
+
+    @property
+    def model_hash(self) -> str:
+        return self._model_hash
+
+    def setup(self) -> None:
+        from kneescope.inference.segmenter import Segmenter
+
+        self._segmenter = Segmenter(self.model_path, self.config)
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        from kneescope.inference.output import write_labels
+
+        if self._segmenter is None:
+            self.setup()
+        result = self._segmenter.segment(context.data["image"])
+        for source, phase in (
+            ("prepare", "preprocess"),
+            ("infer", "infer"),
+            ("finish", "postprocess"),
+        ):
+            context.phase_s[phase] = context.phase_s.get(phase, 0.0) + result.seconds.get(
+                source, 0.0
+            )
+        files: dict[str, str] = {}
+        if self.write_labels:
+            files["labels"] = context.write_output(
+                "labels.nii.gz", lambda p: _write(write_labels, result.labels, p)
+            )
+        counts = result.labels.array.reshape(-1)
+        import numpy as np
+
+        present = int(np.count_nonzero(np.bincount(counts)[1:]))
+        return StepResult(
+            data={"labels": result.labels},
+            values={"labels_present": present, "segment_device": str(self._segmenter.device)},
+            files=files,
+        )
+
+
+def _write(writer: Any, volume: Any, path: Path) -> None:
+    writer(volume, path, description="kneescope")
+
+
+class Measure(BaseStep):
+    """Biomarkers of ``labels`` (cartilage thickness, volumes, menisci, QC flags).
+
+    Options:
+        side: "auto" (the item's side when known, else the anatomy's), "right" or "left".
+        any option of :class:`kneescope.biomarkers.measure_config.MeasureConfig`.
+    """
+
+    name = "measure"
+    version = "1"
+    reads: ClassVar[tuple[str, ...]] = ("labels",)
+
+    def __init__(self, side: str = "auto", **options: Any) -> None:
+        from kneescope.biomarkers.measure_config import MeasureConfig
+        from kneescope.config import validate_config
+
+        if side not in ("auto", "right", "left"):
+            raise ConfigError(f"measure: side must be auto, right or left, got {side!r}")
+        self.side = side
+        self.config = validate_config(MeasureConfig, options, "measure options")
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        from kneescope.biomarkers import measure_knee
+
+        side: Any = self.side
+        if side == "auto" and item.side in ("right", "left"):
+            side = item.side
+        with context.phase("measure"):
+            measured = measure_knee(context.data["labels"], side, self.config, with_maps=False)
+        row = measured.as_row()
+        values: dict[str, Scalar] = {"measured_side": row.pop("side")}
+        for key, value in row.items():
+            values[key] = value if isinstance(value, str | bool | int | float) else str(value)
+        return StepResult(values=values)
