@@ -1,1 +1,30 @@
-"""Memory and FLOP prediction for networks, and the planner that fits a budget."""
+"""Memory and FLOP prediction for networks, and the planner that fits a budget.
+
+Public API: :class:`StepConfig` (what a step does), :func:`predict_step` ->
+:class:`MemoryEstimate` (peak bytes, breakdown, FLOPs; nothing allocated),
+:func:`measure_cpu` -> :class:`Measurement` (a real step in a fresh process).
+"""
+
+from kneescope.memory.measure import Measurement, measure_cpu
+from kneescope.memory.predict import (
+    MARGIN_FRACTION,
+    MARGIN_RESERVE_BYTES,
+    MemoryEstimate,
+    margin_for,
+    predict_step,
+)
+from kneescope.memory.step import StepConfig
+from kneescope.memory.tracker import CATEGORIES, AllocationTracker
+
+__all__ = [
+    "CATEGORIES",
+    "MARGIN_FRACTION",
+    "MARGIN_RESERVE_BYTES",
+    "AllocationTracker",
+    "Measurement",
+    "MemoryEstimate",
+    "StepConfig",
+    "margin_for",
+    "measure_cpu",
+    "predict_step",
+]

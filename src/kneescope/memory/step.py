@@ -1,0 +1,213 @@
+"""One training or inference step, run the same way for prediction and for measurement.
+
+:class:`StepConfig` says what the step does (input shape, batch, precision, optimizer,
+checkpointing, offload, mode); :func:`run_steps` runs it on a network under an
+:class:`~kneescope.memory.tracker.AllocationTracker`, with real tensors (measurement) or
+inside ``FakeTensorMode`` (prediction: no memory is allocated).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, Field
+from torch import nn
+
+from kneescope.config import FROZEN
+from kneescope.memory.tracker import AllocationTracker
+from kneescope.models.checkpointing import Checkpointing, apply_checkpointing
+
+Precision = Literal["fp32", "bf16", "fp16"]
+OptimizerName = Literal["sgd", "adam", "adamw"]
+Mode = Literal["train", "infer"]
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class StepConfig(BaseModel):
+    """What one step does. ``input_shape_vox`` is the spatial patch shape (no batch/channel)."""
+
+    model_config = FROZEN
+
+    input_shape_vox: tuple[int, ...]
+    batch_size: int = Field(1, ge=1)
+    precision: Precision = "fp32"
+    optimizer: OptimizerName = "adam"
+    foreach: bool = False
+    checkpointing: Checkpointing = "off"
+    offload: bool = False
+    mode: Mode = "train"
+
+
+class StepCounters:
+    """Side results of :func:`run_steps`: FLOPs of the last step, bytes offloaded to host."""
+
+    def __init__(self) -> None:
+        self.flops = 0
+        self.host_offload_bytes = 0
+
+
+def make_optimizer(step: StepConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimizer ``step`` names (SGD with momentum 0.99 as nnU-Net, Adam, AdamW)."""
+    if step.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=1e-3, momentum=0.99, nesterov=True, foreach=step.foreach)
+    if step.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=1e-4, foreach=step.foreach)
+    return torch.optim.Adam(params, lr=1e-4, foreach=step.foreach)
+
+
+@contextlib.contextmanager
+def simulated_offload(tracker: AllocationTracker, counters: StepCounters) -> Iterator[None]:
+    """Saved tensors leave the device at save time and come back (a new copy) at use time.
+
+    Models ``torch.autograd.graph.save_on_cpu`` without copying: pack keeps only the
+    metadata, unpack allocates an empty tensor of the same size. Parameters stay on device.
+    """
+    weights = {id(t) for t in tracker.weight_tensors}
+
+    def pack(t: torch.Tensor) -> Any:
+        if id(t) in weights:
+            return t
+        counters.host_offload_bytes += t.untyped_storage().nbytes()
+        return (tuple(t.shape), t.stride(), t.dtype, t.device)
+
+    def unpack(packed: Any) -> torch.Tensor:
+        if isinstance(packed, torch.Tensor):
+            return packed
+        shape, stride, dtype, device = packed
+        return torch.empty_strided(shape, stride, dtype=dtype, device=device)
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        yield
+
+
+def run_steps(
+    net: nn.Module,
+    step: StepConfig,
+    classifier: bool,
+    out_channels: int,
+    in_channels: int,
+    tracker: AllocationTracker,
+    device: torch.device,
+    offload: str = "simulate",
+    n_steps: int = 2,
+) -> StepCounters:
+    """Run ``n_steps`` steps of ``step`` on ``net`` under ``tracker``; peak covers all steps.
+
+    ``offload`` (used when ``step.offload``): ``"simulate"`` (prediction), ``"save_on_cpu"``
+    (a real device), ``"none"`` (ignore: host and device are one). Two steps
+    are run so that the peak includes the optimizer state of steady-state training.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # frees happen at refcount zero only: deterministic, the worst case
+    try:
+        return _run(
+            net,
+            step,
+            classifier,
+            out_channels,
+            in_channels,
+            tracker,
+            device,
+            offload,
+            n_steps,
+            FlopCounterMode,
+        )
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _run(
+    net: nn.Module,
+    step: StepConfig,
+    classifier: bool,
+    out_channels: int,
+    in_channels: int,
+    tracker: AllocationTracker,
+    device: torch.device,
+    offload: str,
+    n_steps: int,
+    FlopCounterMode: Any,
+) -> StepCounters:
+    counters = StepCounters()
+    params = [p for p in net.parameters() if p.requires_grad]
+    tracker.register(params, "weights")
+    tracker.register(list(net.buffers()), "weights")
+    tracker.weight_tensors = list(params)
+    apply_checkpointing(net, step.checkpointing)
+    train = step.mode == "train"
+    net.train(train)
+    optimizer = make_optimizer(step, params) if train else None
+    with tracker:
+        tracker.phase = "inputs"
+        x = torch.randn(step.batch_size, in_channels, *step.input_shape_vox, device=device)
+        if classifier:
+            y = torch.randint(0, out_channels, (step.batch_size,), device=device)
+        else:
+            y = torch.randint(
+                0, out_channels, (step.batch_size, *step.input_shape_vox), device=device
+            )
+        tracker.label([x, y], "inputs")
+        tracker.reset_peak()
+        for i in range(n_steps):
+            flop_mode = FlopCounterMode(display=False) if i == n_steps - 1 else None
+            with flop_mode if flop_mode is not None else contextlib.nullcontext():
+                _one_step(net, step, optimizer, x, y, tracker, counters, device, offload)
+            if flop_mode is not None:
+                counters.flops = int(flop_mode.get_total_flops())
+    return counters
+
+
+def _one_step(
+    net: nn.Module,
+    step: StepConfig,
+    optimizer: torch.optim.Optimizer | None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    tracker: AllocationTracker,
+    counters: StepCounters,
+    device: torch.device,
+    offload: str,
+) -> None:
+    autocast: contextlib.AbstractContextManager[Any] = (
+        torch.autocast(device.type, dtype=_DTYPES[step.precision])
+        if step.precision in _DTYPES
+        else contextlib.nullcontext()
+    )
+    if optimizer is None:
+        tracker.phase = "forward"
+        with torch.no_grad(), autocast:
+            net(x)
+        return
+    optimizer.zero_grad(set_to_none=True)
+    offload_ctx: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if step.offload and offload != "none":
+        offload_ctx = (
+            torch.autograd.graph.save_on_cpu(pin_memory=True)
+            if offload == "save_on_cpu"
+            else simulated_offload(tracker, counters)
+        )
+    counters.host_offload_bytes = 0
+    tracker.phase = "forward"
+    with autocast, offload_ctx:
+        out = net(x)
+        if isinstance(out, (list, tuple)):
+            out = out[0]
+        loss = torch.nn.functional.cross_entropy(out.float(), y)
+    tracker.phase = "backward"
+    loss.backward()  # type: ignore[no-untyped-call]
+    tracker.label([p.grad for p in net.parameters()], "gradients")
+    tracker.phase = "optimizer"
+    optimizer.step()
+    tracker.label(
+        [t for state in optimizer.state.values() for t in state.values()], "optimizer_state"
+    )
+    tracker.phase = "idle"
