@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start or stop the throwaway services the test suite uses: PostgreSQL (catalog backend) and a
-# one-node Slurm cluster on localhost (cluster executor). Both come from Debian's packages.
+# one-node Slurm cluster on localhost (cluster executor), and install dicom3tools (dciodvfy,
+# the independent DICOM validator). All come from Debian's packages.
 #
 #   source scripts/services.sh start   # exports KNEESCOPE_TEST_PG_URL and KNEESCOPE_TEST_SLURM=1
 #   scripts/services.sh stop
@@ -124,6 +125,7 @@ case "${1:-}" in
         if [ "$(id -u)" -ne 0 ]; then
             _log "not root: PostgreSQL and Slurm tests will be skipped"
         else
+            _apt_install dicom3tools || _log "dicom3tools not installed; dciodvfy tests will skip"
             start_postgres || _log "PostgreSQL not started; its tests will be skipped"
             start_slurm || _log "Slurm not started; its tests will be skipped"
         fi

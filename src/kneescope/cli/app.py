@@ -46,6 +46,7 @@ def _root(
 _COMMANDS: tuple[tuple[str, str], ...] = (
     # (command name, module under kneescope.cli); the module defines a function of the
     # command's name (with "-" as "_"). Keep the order: it is the order of `--help`.
+    ("demo", "cmd_demo"),
     ("ingest", "cmd_ingest"),
     ("catalog", "cmd_catalog"),
     ("export", "cmd_export"),
