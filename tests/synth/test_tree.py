@@ -158,3 +158,21 @@ def test_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert err.startswith("error: unknown visit") and err.count("\n") == 1
     assert main(["synth", "--out", str(tmp_path / "x"), "--size", "huge"]) == 2
+
+
+def test_catalog_ingests_the_tree_completely(
+    tree: CohortSummary, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    capsys.readouterr()
+    assert main(["ingest", str(tree.out), "-w", str(ws), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["failed"] == 0 and report["failures"] == []
+    assert report["added"] == 2 * 4 + 2 * 3  # every DESS series and radiograph
+    assert report["labels"] == 2 * 2 * 2  # every label map attached to its series
+    for table in ("AllClinical.csv", "kXR.csv"):
+        assert main(["ingest", str(tree.out / "clinical" / table), "-w", str(ws), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["clinical_values"] > 0

@@ -3,7 +3,7 @@
 Layout under the output folder (OAI style)::
 
     <release>/<ParticipantID>/<StudyDate>/<8-digit series>/001, 002, ...
-    labels/<ParticipantID>_<visit>_<side>.nii.gz
+    labels/<release>_<ParticipantID>_<StudyDate>_<series>.nii.gz  (+ labels/manifest.csv)
 
 The function returns table rows (plain dicts of strings) that
 :mod:`kneescope.synth.tables` assembles into CSV files. Everything written depends only on
@@ -104,7 +104,10 @@ def write_subject(spec: CohortSpec, plan: SubjectPlan, out: Path) -> SubjectRows
                 )
                 folder.parent.mkdir(parents=True, exist_ok=True)
                 write_dicom_series(to_series_layout(sample.image), folder, meta=meta)
-                label_rel = Path("labels") / f"{pid}_{visit}_{side}.nii.gz"
+                # named like the series' path ("0.E.1_9000099_20040909_10219306"), the
+                # convention by which the catalog attaches label maps to series
+                series_key = folder.relative_to(out).as_posix().replace("/", "_")
+                label_rel = Path("labels") / f"{series_key}.nii.gz"
                 (out / "labels").mkdir(parents=True, exist_ok=True)
                 write_nifti(
                     to_series_layout(sample.labels),
