@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
 
+_STORE_ATTEMPTS = 4
+_RECORD_EVERY_S = 2.0
+"""Store entries are committed at least this often (and at the end)."""
+
 
 @dataclass(frozen=True)
 class ConvertTask:
@@ -163,17 +167,28 @@ def plan_conversion(catalog: Catalog, store_root: Path, *, force: bool = False) 
 
 
 def convert_one(task: ConvertTask, store_root: str) -> ConvertOutcome:
-    """Read one series and write it to the store (runs in a worker process; never raises)."""
+    """Read one series and write it to the store (runs in a worker process; never raises).
+
+    A store error is retried a few times: workers that create the same parent group at the
+    same moment can see each other's half-written group metadata.
+    """
     from kneescope.catalog.volumes import read_series
+    from kneescope.errors import StoreError
     from kneescope.io.zarr_store import VolumeStore
 
     checksum = str(task.attrs["files_checksum"])
     start = time.perf_counter()
     try:
         volume = read_series(task.path, task.kind)
-        stats = VolumeStore(Path(store_root)).write(
-            task.store_key, volume, task.attrs, overwrite=True
-        )
+        store = VolumeStore(Path(store_root))
+        for attempt in range(_STORE_ATTEMPTS):
+            try:
+                stats = store.write(task.store_key, volume, task.attrs, overwrite=True)
+                break
+            except StoreError:
+                if attempt == _STORE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1) * (1 + task.series_id % 3))
     except Exception as exc:  # a bad series must not stop the run
         text = " ".join(str(exc).split())
         reason = text if isinstance(exc, KneescopeError) else f"{type(exc).__name__}: {text}"
@@ -230,30 +245,46 @@ def convert_catalog(
     tasks, skipped = plan_conversion(catalog, store_root, force=force)
     report = ConvertReport(store=str(store_root), jobs=jobs, skipped=skipped)
     paths = {t.series_id: t.path for t in tasks}
-    for done, outcome in enumerate(_outcomes(tasks, store_root, jobs), start=1):
-        if outcome.error is not None:
-            report.failed += 1
-            report.failures.append((paths[outcome.series_id], outcome.error))
-            log.info("convert failed %s: %s", paths[outcome.series_id], outcome.error)
-        else:
-            _record(catalog, outcome)
-            report.converted += 1
-            report.bytes_in += outcome.bytes_in
-            report.bytes_out += outcome.bytes_out
-        if progress:
-            progress(done, len(tasks))
+    finished: list[ConvertOutcome] = []
+    last_commit = time.perf_counter()
+    try:
+        for done, outcome in enumerate(_outcomes(tasks, store_root, jobs), start=1):
+            if outcome.error is not None:
+                report.failed += 1
+                report.failures.append((paths[outcome.series_id], outcome.error))
+                log.info("convert failed %s: %s", paths[outcome.series_id], outcome.error)
+            else:
+                finished.append(outcome)
+                report.converted += 1
+                report.bytes_in += outcome.bytes_in
+                report.bytes_out += outcome.bytes_out
+            if finished and time.perf_counter() - last_commit > _RECORD_EVERY_S:
+                _record(catalog, finished)
+                finished, last_commit = [], time.perf_counter()
+            if progress:
+                progress(done, len(tasks))
+    finally:
+        if finished:
+            _record(catalog, finished)  # also when interrupted: keep what is done
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _record(catalog: Catalog, outcome: ConvertOutcome) -> None:
+def _record(catalog: Catalog, outcomes: list[ConvertOutcome]) -> None:
+    """Upsert the store entries of converted series in one transaction."""
+    ids = [o.series_id for o in outcomes]
     with catalog.session() as session:
-        entry = session.scalar(select(StoreEntry).where(StoreEntry.series_id == outcome.series_id))
-        if entry is None:
-            entry = StoreEntry(series_id=outcome.series_id, store_key=outcome.store_key)
-            session.add(entry)
-        entry.store_key = outcome.store_key
-        entry.checksum = outcome.checksum
-        entry.bytes_in = outcome.bytes_in
-        entry.bytes_out = outcome.bytes_out
-        entry.converted_at = utc_now()
+        entries = {
+            e.series_id: e
+            for e in session.scalars(select(StoreEntry).where(StoreEntry.series_id.in_(ids)))
+        }
+        for outcome in outcomes:
+            entry = entries.get(outcome.series_id)
+            if entry is None:
+                entry = StoreEntry(series_id=outcome.series_id, store_key=outcome.store_key)
+                session.add(entry)
+            entry.store_key = outcome.store_key
+            entry.checksum = outcome.checksum
+            entry.bytes_in = outcome.bytes_in
+            entry.bytes_out = outcome.bytes_out
+            entry.converted_at = utc_now()
