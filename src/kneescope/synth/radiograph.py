@@ -127,7 +127,7 @@ def _osteophytes(
     """Path length (mm) through marginal osteophytes (ellipsoids) of ``grade`` 0..3."""
     if grade <= 0:
         return np.zeros_like(x2)
-    r = 1.3 * grade
+    r = 1.8 * grade
     zb = 0.5 * (shape.zb_med + shape.zb_lat)
     sites = [
         (shape.cxm - shape.axm - 0.3 * r, -1.5, r * 1.1, r * 0.8),
@@ -138,7 +138,7 @@ def _osteophytes(
     out = np.zeros_like(x2)
     for sx, sz, rx, rz in sites:
         q = 1.0 - ((x2 - sx) / rx) ** 2 - ((z2 - sz) / rz) ** 2
-        out += 2.0 * 0.8 * max(rx, rz) * np.sqrt(np.clip(q, 0.0, None))
+        out += 2.0 * 3.0 * max(rx, rz) * np.sqrt(np.clip(q, 0.0, None))
     return out
 
 
@@ -154,7 +154,7 @@ def _sclerosis(
         return np.zeros_like(x2)
     cx, ax = (shape.cxm, shape.axm) if medial else (shape.cxl, shape.axl)
     band = np.exp(-(((x2 - cx) / (0.7 * ax)) ** 6)) * np.exp(-(((z2 + 4.0) / 3.5) ** 2))
-    return (6.0 * grade * band).astype(np.float32)
+    return (10.0 * grade * band).astype(np.float32)
 
 
 def render_knee_radiograph(
