@@ -223,6 +223,51 @@ def _segment_distance(
     return np.sqrt((x - a[0] - h * dx) ** 2 + (z - a[1] - h * dz) ** 2)
 
 
+class _Canvas:
+    """Projected path lengths (mm) on a pixel grid; primitives drawn inside their boxes."""
+
+    def __init__(self, top_z: float, left_x: float, shape: tuple[int, int], px: float) -> None:
+        self.top_z, self.left_x, self.px = top_z, left_x, px
+        self.z = (top_z - np.arange(shape[0], dtype=np.float32) * px).astype(np.float32)
+        self.x = (left_x - np.arange(shape[1], dtype=np.float32) * px).astype(np.float32)
+        self.path = np.zeros(shape, dtype=np.float32)
+        self.soft = np.zeros(shape, dtype=np.float32)
+
+    def _window(
+        self, xs: tuple[float, float], zs: tuple[float, float]
+    ) -> tuple[tuple[slice, slice], npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
+        r0 = max(int((self.top_z - zs[1]) / self.px) - 1, 0)
+        r1 = min(int((self.top_z - zs[0]) / self.px) + 2, self.z.size)
+        c0 = max(int((self.left_x - xs[1]) / self.px) - 1, 0)
+        c1 = min(int((self.left_x - xs[0]) / self.px) + 2, self.x.size)
+        if r0 >= r1 or c0 >= c1:
+            return None
+        zz, xx = np.meshgrid(self.z[r0:r1], self.x[c0:c1], indexing="ij")
+        return (slice(r0, r1), slice(c0, c1)), xx, zz
+
+    def ball(self, c: tuple[float, float], r: float, weight: float = 1.0, sx: float = 1.0) -> None:
+        win = self._window((c[0] - r * sx, c[0] + r * sx), (c[1] - r, c[1] + r))
+        if win is not None:
+            box, xx, zz = win
+            d = np.sqrt(((xx - c[0]) / sx) ** 2 + (zz - c[1]) ** 2)
+            self.path[box] += weight * _disk_path(d, r)
+
+    def rod(
+        self, a: tuple[float, float], b: tuple[float, float], r: float, *, soft: bool = False
+    ) -> None:
+        xs = (min(a[0], b[0]) - r, max(a[0], b[0]) + r)
+        zs = (min(a[1], b[1]) - r, max(a[1], b[1]) + r)
+        win = self._window(xs, zs)
+        if win is None:
+            return
+        box, xx, zz = win
+        p = _disk_path(_segment_distance(xx, zz, a, b), r)
+        if soft:
+            self.soft[box] = np.maximum(self.soft[box], p)
+        else:
+            self.path[box] += p
+
+
 def render_full_leg(
     legs: dict[str, tuple[float, float]], *, seed: int
 ) -> tuple[Volume, list[LegXrayTruth]]:
@@ -236,71 +281,49 @@ def render_full_leg(
         (uint16 2D Volume, 3600 x 1200 at :data:`LEG_PIXEL_MM`, truth per leg).
     """
     px = LEG_PIXEL_MM
-    n_rows, n_cols = 3600, 1200
     top_z, left_x = 120.0, 180.0  # mm: hip centres at z = 0, x = +-90
-    z = (top_z - np.arange(n_rows, dtype=np.float32) * px)[:, None]
-    x = (left_x - np.arange(n_cols, dtype=np.float32) * px)[None, :]
-    z = np.broadcast_to(z, (n_rows, n_cols))
-    x = np.broadcast_to(x, (n_rows, n_cols))
-    path = np.zeros((n_rows, n_cols), dtype=np.float32)
-    soft = np.zeros((n_rows, n_cols), dtype=np.float32)
+    cv = _Canvas(top_z, left_x, (3600, 1200), px)
     truths = []
     # pelvis: two iliac wings and a sacrum-like block (projected thickness, not anatomy)
     for sx in (-1.0, 1.0):
-        d = np.sqrt(((x - sx * 95.0) / 1.4) ** 2 + (z - 70.0) ** 2)
-        path += 0.35 * _disk_path(d, 60.0) * (z > 20.0)
-    path += 0.6 * _disk_path(np.sqrt((x / 1.2) ** 2 + (z - 80.0) ** 2), 40.0)
+        cv.ball((sx * 95.0, 70.0), 60.0, weight=0.35, sx=1.4)
+    cv.ball((0.0, 80.0), 40.0, weight=0.6, sx=1.2)
     for side, (hka, scale) in legs.items():
         lat = 1.0 if side == "right" else -1.0  # +x is the right leg's lateral side
         hip = (lat * 90.0, 0.0)
         a = np.deg2rad(3.0)
         b = a + np.deg2rad(180.0 - hka)
         lf, lt = 440.0 * scale, 380.0 * scale
-        # u = toward the midline = -lat * x
         knee = (hip[0] - lat * lf * np.sin(a), hip[1] - lf * np.cos(a))
         ankle = (knee[0] - lat * lt * np.sin(b), knee[1] - lt * np.cos(b))
         s = scale
         # femur: head, neck, shaft, condyles
-        path += _disk_path(np.sqrt((x - hip[0]) ** 2 + (z - hip[1]) ** 2), 23.0 * s)
-        troch = (hip[0] + lat * 50.0 * s, hip[1] - 40.0 * s)
-        path += _disk_path(_segment_distance(x, z, hip, troch), 15.0 * s)
-        shaft_top = (hip[0] + lat * 38.0 * s, hip[1] - 60.0 * s)
-        distal = (knee[0], knee[1] + 45.0 * s)
-        path += _disk_path(_segment_distance(x, z, shaft_top, distal), 14.0 * s)
+        cv.ball(hip, 23.0 * s)
+        cv.rod(hip, (hip[0] + lat * 50.0 * s, hip[1] - 40.0 * s), 15.0 * s)
+        cv.rod(
+            (hip[0] + lat * 38.0 * s, hip[1] - 60.0 * s), (knee[0], knee[1] + 45.0 * s), 14.0 * s
+        )
         for dx in (-20.0, 20.0):
-            c = (knee[0] + dx * s, knee[1] + 22.0 * s)
-            path += 0.9 * _disk_path(np.sqrt((x - c[0]) ** 2 + (z - c[1]) ** 2), 20.0 * s)
+            cv.ball((knee[0] + dx * s, knee[1] + 22.0 * s), 20.0 * s, weight=0.9)
         # tibia: plateau, shaft, distal end; fibula; talus
-        plateau = np.sqrt(((x - knee[0]) / 1.7) ** 2 + (z - (knee[1] - 22.0 * s)) ** 2)
-        path += 0.9 * _disk_path(plateau, 22.0 * s)
-        path += _disk_path(
-            _segment_distance(x, z, (knee[0], knee[1] - 40.0 * s), (ankle[0], ankle[1] + 30.0)),
-            13.0 * s,
-        )
-        path += _disk_path(
-            np.sqrt(((x - ankle[0]) / 1.3) ** 2 + (z - ankle[1] - 12.0) ** 2), 18.0 * s
-        )
+        cv.ball((knee[0], knee[1] - 22.0 * s), 22.0 * s, weight=0.9, sx=1.7)
+        cv.rod((knee[0], knee[1] - 40.0 * s), (ankle[0], ankle[1] + 30.0), 13.0 * s)
+        cv.ball((ankle[0], ankle[1] + 12.0), 18.0 * s, sx=1.3)
         fib_top = (knee[0] + lat * 32.0 * s, knee[1] - 30.0 * s)
-        path += _disk_path(
-            _segment_distance(x, z, fib_top, (ankle[0] + lat * 25.0 * s, ankle[1])), 6.0 * s
-        )
-        path += _disk_path(
-            np.sqrt(((x - ankle[0]) / 1.5) ** 2 + (z - ankle[1] + 15.0) ** 2), 16.0 * s
-        )
-        # soft tissue: thigh and calf cones
-        thigh = _segment_distance(x, z, (hip[0] + lat * 10.0, hip[1] + 30.0), knee)
-        calf = _segment_distance(x, z, knee, ankle)
-        soft += _disk_path(thigh, 80.0 * s)
-        soft = np.maximum(soft, _disk_path(calf, 55.0 * s))
+        cv.rod(fib_top, (ankle[0] + lat * 25.0 * s, ankle[1]), 6.0 * s)
+        cv.ball((ankle[0], ankle[1] - 15.0), 16.0 * s, sx=1.5)
+        # soft tissue: thigh and calf
+        cv.rod((hip[0] + lat * 10.0, hip[1] + 30.0), knee, 80.0 * s, soft=True)
+        cv.rod(knee, ankle, 55.0 * s, soft=True)
 
         def rc(p: tuple[float, float]) -> tuple[float, float]:
             return (float((top_z - p[1]) / px), float((left_x - p[0]) / px))
 
         truths.append(LegXrayTruth(side, rc(hip), rc(knee), rc(ankle), float(hka)))
     rng = np.random.default_rng(seed)
-    atten = MU_BONE * 0.8 * path + MU_SOFT * 0.7 * soft
+    atten = MU_BONE * 0.8 * cv.path + MU_SOFT * 0.7 * cv.soft
     signal = DISPLAY_MAX * (1.0 - np.exp(-atten)) + 150.0
-    signal += rng.normal(0.0, 1.0, signal.shape).astype(np.float32) * np.sqrt(signal) * 0.8
+    signal += rng.standard_normal(signal.shape, dtype=np.float32) * np.sqrt(signal) * 0.8
     pixels = np.clip(np.rint(signal), 0, 4095).astype(np.uint16)
     affine = _radiograph_affine((left_x, 20.0, -450.0 + top_z + 480.0), px)
     return Volume(pixels, affine, {"kind": "full_leg", "synthetic": True}), truths
