@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 from synth_thickness_check import measured_plate_thickness
 
@@ -171,3 +173,31 @@ def test_fine_grid_thickness_and_volume_converge_to_truth() -> None:
     assert got == pytest.approx(truth.thickness_mean_mm, rel=0.02)
     counted = float((sample.labels.array == 4).sum()) * 0.4**3
     assert counted == pytest.approx(truth.volume_mm3, rel=0.02)
+
+
+def test_fractions_are_disjoint_and_complete() -> None:
+    """No overlaps: per voxel the structure fractions (background included) sum to 1."""
+    from kneescope.synth.anatomy import KneeShape
+    from kneescope.synth.knee import acquisition_affine, canonical_to_world
+    from kneescope.synth.render import render_slabs
+
+    params = sample_knee_params(np.random.default_rng(9), klg=3)
+    affine = acquisition_affine(params, SMALL)
+    to_canonical = np.linalg.inv(canonical_to_world(params.side)) @ affine
+    shape = KneeShape.from_params(params)
+    for slab in render_slabs(shape, SMALL.shape, SMALL.spacing_mm, to_canonical):
+        assert float(slab.fractions.min()) >= 0.0
+        assert np.allclose(slab.fractions.sum(axis=0), 1.0, atol=1e-5)
+
+
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), klg=st.integers(0, 4))
+def test_any_sampled_knee_is_seated_without_bone_contact(seed: int, klg: int) -> None:
+    from kneescope.synth.anatomy import KneeShape
+    from kneescope.synth.truth import bone_gap
+
+    params = sample_knee_params(np.random.default_rng(seed), klg=klg)
+    gaps = bone_gap(KneeShape.from_params(params))
+    cart = params.cart_femoral + min(params.cart_medial_tibial, params.cart_lateral_tibial)
+    assert 0.0 < gaps["medial"] < 2.0 * cart + 1.0
+    assert 0.0 < gaps["lateral"] < 2.0 * cart + 1.0
