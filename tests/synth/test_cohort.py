@@ -81,7 +81,7 @@ def test_no_arm_without_effect() -> None:
 
 def test_truth_thickness_loss_grows_with_time() -> None:
     """Rendered-truth mean tibial thickness falls over 4 years in progressing knees."""
-    spec = CohortSpec(subjects=12, visits=("V00", "V03", "V06"), seed=5)
+    spec = CohortSpec(subjects=5, visits=("V00", "V03", "V06"), seed=5)
     drops = []
     for p in plan_cohort(spec):
         for s in ("right", "left"):
