@@ -172,3 +172,28 @@ def test_single_release_folder_and_bad_roots(catalog: Catalog, oai_tree: OaiTree
         import_oai_tree(catalog, oai_tree.root / "0.C.2" / "9000099")
     with pytest.raises(InputError, match="not a folder"):
         import_oai_tree(catalog, oai_tree.root / "missing")
+
+
+def test_labels_folder_added_later_is_attached_on_reingest(
+    catalog: Catalog, oai_tree: OaiTree
+) -> None:
+    from kneescope.core import Volume
+    from kneescope.io.nifti import write_nifti
+
+    import_oai_tree(catalog, oai_tree.root)
+    truth = oai_tree.good["dess_v01"]
+    labels = oai_tree.root / "labels"
+    labels.mkdir()
+    by_path = labels / "1.C.2_9000099_20050915_11000001.nii.gz"  # synth's naming convention
+    write_nifti(Volume((truth.array > 1000).astype(np.uint8), truth.affine_ras), by_path)
+    other = oai_tree.good["tse_v00"]
+    write_nifti(
+        Volume(np.zeros((3, 3, 3), np.uint8), other.affine_ras), labels / f"{other.uid}.nii"
+    )
+    report = import_oai_tree(catalog, oai_tree.root)
+    assert (report.unchanged, report.labels) == (7, 1)
+    assert [p for p, _ in report.failures] == [str(labels / f"{other.uid}.nii")]
+    rows = {r.path: r for r in list_series(catalog)}
+    assert rows[str(truth.folder)].label_paths == (str(by_path),)
+    assert rows[str(other.folder)].label_paths == ()
+    assert import_oai_tree(catalog, oai_tree.root).labels == 0

@@ -60,12 +60,12 @@ def index_label_folder(folder: Path) -> dict[str, Path]:
     return index
 
 
-def label_keys(series: Series, root: Path) -> list[str]:
-    """Names a label file may carry for ``series`` (see the module docstring)."""
-    path = Path(series.path)
+def label_keys(series_path: str, series_uid: str | None, root: Path) -> list[str]:
+    """Names a label file may carry for the series at ``series_path`` (see the module doc)."""
+    path = Path(series_path)
     keys = []
-    if series.series_uid:
-        keys.append(series.series_uid)
+    if series_uid:
+        keys.append(series_uid)
     stem = strip_image_suffix(path.name)
     keys.append(stem if stem is not None else path.name)
     try:
@@ -74,6 +74,26 @@ def label_keys(series: Series, root: Path) -> list[str]:
     except ValueError:
         pass
     return keys
+
+
+def find_label(
+    series_path: str, series_uid: str | None, root: Path, index: dict[str, Path]
+) -> Path | None:
+    """The label file of ``index`` named after the series, if any."""
+    for key in label_keys(series_path, series_uid, root):
+        if key in index:
+            return index[key]
+    return None
+
+
+def recorded_labels(session: Session) -> dict[str, tuple[int, str]]:
+    """Every recorded label map: absolute path -> (series id, files checksum)."""
+    return {
+        path: (series_id, checksum)
+        for path, series_id, checksum in session.execute(
+            select(LabelMap.path, LabelMap.series_id, LabelMap.files_checksum)
+        )
+    }
 
 
 def check_label_grid(label_path: Path, series: Series) -> None:

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from kneescope.catalog.database import Catalog
 from kneescope.catalog.fingerprint import files_fingerprint, header_fingerprint
-from kneescope.catalog.labels import LABELS_FOLDER, attach_label, index_label_folder, label_keys
+from kneescope.catalog.labels import LABELS_FOLDER, attach_label, find_label, index_label_folder
 from kneescope.catalog.naming import kind_of, normalize_visit, side_from_text
 from kneescope.catalog.oai import scan_series_folder
 from kneescope.catalog.report import IngestReport
@@ -277,9 +277,7 @@ def _ingest_row(
         return
     label_path = row.label_path
     if label_path is None:
-        label_path = next(
-            (conventional[k] for k in label_keys(series, root) if k in conventional), None
-        )
+        label_path = find_label(series.path, series.series_uid, root, conventional)
     if label_path is None:
         return
     try:

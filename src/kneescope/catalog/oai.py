@@ -26,7 +26,13 @@ from sqlalchemy.orm import Session
 
 from kneescope.catalog.database import Catalog
 from kneescope.catalog.fingerprint import files_fingerprint, header_fingerprint
-from kneescope.catalog.labels import LABELS_FOLDER, attach_label, index_label_folder, label_keys
+from kneescope.catalog.labels import (
+    LABELS_FOLDER,
+    attach_label,
+    find_label,
+    index_label_folder,
+    recorded_labels,
+)
 from kneescope.catalog.naming import (
     PARTICIPANT_RE,
     RELEASE_TO_VISIT,
@@ -264,14 +270,15 @@ def import_oai_tree(
         log.info("ignored %s: not part of the OAI layout", path)
     labels = index_label_folder(root / LABELS_FOLDER)
     with catalog.session() as session:
-        known: dict[str, str] = {
-            path: checksum
-            for path, checksum in session.execute(
-                select(Series.path, Series.files_checksum).where(
-                    Series.path.startswith(str(root), autoescape=True)
-                )
+        known: dict[str, tuple[int, str, str, str | None]] = {
+            path: (series_id, checksum, status, uid)
+            for path, series_id, checksum, status, uid in session.execute(
+                select(
+                    Series.path, Series.id, Series.files_checksum, Series.status, Series.series_uid
+                ).where(Series.path.startswith(str(root), autoescape=True))
             )
         }
+        recorded = recorded_labels(session) if labels else {}
     contents: dict[str, dict[tuple[str, str, str], ContentsRow]] = {}
     with catalog.session() as session:
         writer = RowWriter(session, cohort="oai")
@@ -282,12 +289,18 @@ def import_oai_tree(
             except InputError as exc:
                 fingerprint, reason = "unreadable", _one_line(exc)
             old = known.get(str(folder.path))
-            if old is not None and old == fingerprint:
+            if old is not None and old[1] == fingerprint:
                 report.unchanged += 1
-                if labels:
-                    row = session.scalar(select(Series).where(Series.path == str(folder.path)))
-                    if row is not None and row.status == STATUS_OK:
-                        _attach_conventional_label(session, row, root, labels, report)
+                series_id, _, status, uid = old
+                label = find_label(str(folder.path), uid, root, labels) if labels else None
+                if (
+                    status == STATUS_OK
+                    and label is not None
+                    and not _label_recorded(label, series_id, recorded)
+                ):
+                    row = session.get(Series, series_id)
+                    if row is not None:
+                        _attach(session, row, label, report)
             else:
                 if folder.release not in contents:
                     contents[folder.release] = read_contents(folder.path.parents[2], report)
@@ -298,13 +311,26 @@ def import_oai_tree(
                 else:
                     report.updated += 1
                 if row.status == STATUS_OK and labels:
-                    _attach_conventional_label(session, row, root, labels, report)
+                    label = find_label(row.path, row.series_uid, root, labels)
+                    if label is not None:
+                        _attach(session, row, label, report)
             if done % _COMMIT_EVERY == 0:
                 session.commit()
             if progress:
                 progress(done, len(folders))
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _label_recorded(label: Path, series_id: int, recorded: dict[str, tuple[int, str]]) -> bool:
+    """True when ``label`` is recorded for ``series_id`` with its current fingerprint."""
+    entry = recorded.get(str(label.absolute()))
+    if entry is None or entry[0] != series_id:
+        return False
+    try:
+        return entry[1] == files_fingerprint(label)
+    except InputError:
+        return False
 
 
 def _ingest_folder(
@@ -349,16 +375,9 @@ def _ingest_folder(
     )
 
 
-def _attach_conventional_label(
-    session: Session, row: Series, root: Path, labels: dict[str, Path], report: IngestReport
-) -> None:
-    for key in label_keys(row, root):
-        label_path = labels.get(key)
-        if label_path is None:
-            continue
-        try:
-            if attach_label(session, row, label_path, scheme="kneescope"):
-                report.labels += 1
-        except KneescopeError as exc:
-            report.failures.append((str(label_path), _one_line(exc)))
-        return
+def _attach(session: Session, row: Series, label: Path, report: IngestReport) -> None:
+    try:
+        if attach_label(session, row, label, scheme="kneescope"):
+            report.labels += 1
+    except KneescopeError as exc:
+        report.failures.append((str(label), _one_line(exc)))
