@@ -58,6 +58,7 @@ def make_predictor(
     device: torch.device,
     autocast_dtype: torch.dtype | None,
     tta_flip_axes: Sequence[int] = (),
+    channels_last: bool = False,
 ) -> Predictor:
     """A :data:`~kneescope.inference.streaming.Predictor` for ``network``.
 
@@ -68,8 +69,10 @@ def make_predictor(
         autocast_dtype: e.g. ``torch.bfloat16`` for mixed precision, ``None`` for fp32.
         tta_flip_axes: spatial window axes (0=i, 1=j, 2=k) to flip one at a time for test-time
             augmentation; outputs are flipped back and averaged with the plain pass.
+        channels_last: run in channels-last memory format (faster for some networks on some
+            CPUs; slower for MONAI's UNet with instance norm on AVX-512, so off by default).
     """
-    use_channels_last = device.type == "cpu"
+    use_channels_last = channels_last
     if use_channels_last:
         fmt = torch.channels_last if mode == "2d" else torch.channels_last_3d
         network = network.to(memory_format=fmt)  # type: ignore[call-overload]

@@ -31,15 +31,33 @@ Prepare = Callable[[npt.NDArray[Any]], torch.Tensor]
 
 @dataclass(frozen=True)
 class Slab:
-    """Finished outputs for array rows ``start .. start + values.shape[1]``.
+    """Finished outputs for array rows ``start .. start + n_i``.
+
+    The tensors are views into the stitching buffer: use them before asking the generator
+    for the next slab.
 
     Attributes:
         start: first index along axis i.
-        values: float32 tensor (C_out, n_i, J, K), the Gaussian-weighted mean of window outputs.
+        weighted_sum: float32 (C_out, n_i, J, K), Gaussian-weighted sum of window outputs.
+        weight: float32 (n_i, J, K), the sum of the weights (> 0 everywhere).
     """
 
     start: int
-    values: torch.Tensor
+    weighted_sum: torch.Tensor
+    weight: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The weighted mean (C_out, n_i, J, K), a new tensor."""
+        return self.weighted_sum / self.weight
+
+    def labels(self) -> torch.Tensor:
+        """Argmax over channels, uint8 (n_i, J, K); the weight is positive, so no division."""
+        return torch.argmax(self.weighted_sum, dim=0).to(torch.uint8)
 
 
 def _default_prepare(window: npt.NDArray[Any]) -> torch.Tensor:
@@ -122,11 +140,12 @@ def stream_slabs(
                 wsum[rows, js, ks] += w
         done = starts[0][row + 1] if row + 1 < len(starts[0]) else size[0]
         count = done - lo
-        yield Slab(start=lo, values=acc[:, :count] / wsum[:count])
+        yield Slab(start=lo, weighted_sum=acc[:, :count], weight=wsum[:count])
         keep = depth - count
-        if keep > 0:
-            acc[:, :keep] = acc[:, count:].clone()
-            wsum[:keep] = wsum[count:].clone()
+        for a in range(0, keep, count):  # shift forward in non-overlapping chunks, no copy
+            b = min(a + count, keep)
+            acc[:, a:b] = acc[:, a + count : b + count]
+            wsum[a:b] = wsum[a + count : b + count]
         acc[:, keep:] = 0.0
         wsum[keep:] = 0.0
         lo = done
@@ -147,10 +166,7 @@ def labels_from_slabs(slabs: Iterator[Slab], shape: Sequence[int]) -> npt.NDArra
     """Argmax each slab over channels into a uint8 label map of ``shape`` (I, J, K)."""
     labels = np.zeros(tuple(shape), dtype=np.uint8)
     for slab in slabs:
-        n = slab.values.shape[1]
-        labels[slab.start : slab.start + n] = (
-            torch.argmax(slab.values, dim=0).to(torch.uint8).cpu().numpy()
-        )
+        labels[slab.start : slab.start + slab.size] = slab.labels().cpu().numpy()
     return labels
 
 
@@ -161,10 +177,8 @@ def labels_and_probabilities_from_slabs(
     labels = np.zeros(tuple(shape), dtype=np.uint8)
     probs = np.zeros((*tuple(shape), channels), dtype=np.uint8)
     for slab in slabs:
-        n = slab.values.shape[1]
-        labels[slab.start : slab.start + n] = (
-            torch.argmax(slab.values, dim=0).to(torch.uint8).cpu().numpy()
-        )
+        n = slab.size
+        labels[slab.start : slab.start + n] = slab.labels().cpu().numpy()
         p = torch.softmax(slab.values, dim=0).mul_(255.0).round_().to(torch.uint8)
         probs[slab.start : slab.start + n] = p.permute(1, 2, 3, 0).cpu().numpy()
     return labels, probs
@@ -174,5 +188,5 @@ def stitch_dense(slabs: Iterator[Slab], shape: Sequence[int], channels: int) -> 
     """Assemble all slabs into one float32 (C, I, J, K) tensor (tests and small volumes only)."""
     out = torch.zeros((channels, *tuple(shape)), dtype=torch.float32)
     for slab in slabs:
-        out[:, slab.start : slab.start + slab.values.shape[1]] = slab.values.cpu()
+        out[:, slab.start : slab.start + slab.size] = slab.values.cpu()
     return out

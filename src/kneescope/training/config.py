@@ -45,6 +45,9 @@ class TrainConfig(BaseModel):
         normalisation: intensity normalisation.
         roi_size_vox: inference window stored in the model file; ``None``: from the patch.
         threads: CPU threads for torch; ``None``: torch's default.
+        max_minutes: wall-time budget of the training loop; when it runs out the run
+            validates, checkpoints and writes the model as if the iterations were done
+            (the learning-rate schedule still follows ``iterations``).
     """
 
     model_config = FROZEN
@@ -73,6 +76,7 @@ class TrainConfig(BaseModel):
     normalisation: NormalisationConfig = Field(default_factory=NormalisationConfig)
     roi_size_vox: tuple[int, int, int] | None = None
     threads: int | None = Field(None, ge=1)
+    max_minutes: float | None = Field(None, gt=0.0)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -245,7 +245,15 @@ def train(
         total,
         "bf16" if autocast_dtype is not None else "fp32",
     )
+    deadline = None if config.max_minutes is None else t0 + 60.0 * config.max_minutes
+    budget_hit = False
     for it in range(start, end):
+        if deadline is not None and time.perf_counter() > deadline:
+            log.info("time budget of %.1f min used after %d iterations", config.max_minutes, it)
+            budget_hit = True
+            end = it
+            _checkpoint(ckpt_path, run_key, it, network, optimizer, history)
+            break
         network.train()
         for group in optimizer.param_groups:
             group["lr"] = config.lr * (1.0 - it / total) ** 0.9
@@ -291,7 +299,7 @@ def train(
             )
     seconds = time.perf_counter() - t0
     final: dict[str, list[float]] = {}
-    finished = end == total
+    finished = end == total or budget_hit
     if finished and val_cases:
         final = validate(
             network,

@@ -53,11 +53,13 @@ class GridChange:
         if self.is_identity:
             return np.asarray(image, dtype=np.float32)
         offset = [(f - 1.0) / 2.0 for f in self.scale]
+        # the source keeps its dtype (no float copy of a full-size volume); output is float32
         return ndimage.affine_transform(
-            np.asarray(image, dtype=np.float32),
+            np.asarray(image),
             np.asarray(self.scale),
             offset=offset,
             output_shape=self.target_shape,
+            output=np.float32,
             order=1,
             mode="nearest",
         )
