@@ -95,16 +95,28 @@ def iso_surface(
         return Mesh.empty()
     lin = affine[:3, :3]
     vertices = verts.astype(np.float64) @ lin.T + affine[:3, 3]
-    # gradient-based normals transform with the inverse transpose of the linear part
-    normals = normals_ijk.astype(np.float64) @ np.linalg.inv(lin)
-    norms = np.linalg.norm(normals, axis=1, keepdims=True)
-    normals = normals / np.where(norms > 0, norms, 1.0)
     faces64 = faces.astype(np.int64)
     tri = vertices[faces64]
-    face_area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # |cross| = 2 x area
+    face_area = 0.5 * np.linalg.norm(cross, axis=1)
     vertex_area = np.bincount(
         faces64.ravel(), weights=np.repeat(face_area / 3.0, 3), minlength=len(vertices)
     ).astype(np.float64)
+    # vertex normals from the geometry (area-weighted face normals): exact and independent
+    # of the axis order, unlike finite-difference gradients; oriented outwards like these
+    corners = faces64.ravel()
+    normals = np.stack(
+        [
+            np.bincount(corners, weights=np.repeat(cross[:, d], 3), minlength=len(vertices))
+            for d in range(3)
+        ],
+        axis=1,
+    )
+    gradient_world = normals_ijk.astype(np.float64) @ np.linalg.inv(lin)
+    if float(np.einsum("nd,nd->", normals, gradient_world)) < 0:
+        normals = -normals
+    norms = np.linalg.norm(normals, axis=1, keepdims=True)
+    normals = normals / np.where(norms > 0, norms, 1.0)
     return Mesh(vertices, faces64, normals, vertex_area)
 
 
