@@ -105,13 +105,13 @@ def iso_surface(
     # vertex normals from the geometry (area-weighted face normals): exact and independent
     # of the axis order, unlike finite-difference gradients; oriented outwards like these
     corners = faces64.ravel()
-    normals = np.stack(
+    normals: F64 = np.stack(
         [
             np.bincount(corners, weights=np.repeat(cross[:, d], 3), minlength=len(vertices))
             for d in range(3)
         ],
         axis=1,
-    )
+    ).astype(np.float64)
     gradient_world = normals_ijk.astype(np.float64) @ np.linalg.inv(lin)
     if float(np.einsum("nd,nd->", normals, gradient_world)) < 0:
         normals = -normals
