@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,3 +198,23 @@ def test_labels_folder_added_later_is_attached_on_reingest(
     assert rows[str(truth.folder)].label_paths == (str(by_path),)
     assert rows[str(other.folder)].label_paths == ()
     assert import_oai_tree(catalog, oai_tree.root).labels == 0
+
+
+def test_parallel_header_reading_gives_the_same_catalog(oai_tree: OaiTree, tmp_path: Path) -> None:
+    def facts(catalog: Catalog) -> list[tuple[object, ...]]:
+        return sorted(
+            (r.path, r.subject, r.visit, r.side, r.sequence, r.shape, r.status, r.header_checksum)
+            for r in list_series(catalog)
+        )
+
+    serial = Catalog.open(f"sqlite:///{tmp_path / 'serial.sqlite'}")
+    parallel = Catalog.open(f"sqlite:///{tmp_path / 'parallel.sqlite'}")
+    try:
+        one = import_oai_tree(serial, oai_tree.root, jobs=1)
+        two = import_oai_tree(parallel, oai_tree.root, jobs=2)
+        assert (two.added, two.failed) == (one.added, one.failed) == (7, 2)
+        assert sorted(two.failures) == sorted(one.failures)
+        assert facts(parallel) == facts(serial)
+    finally:
+        serial.close()
+        parallel.close()

@@ -25,7 +25,7 @@ def test_convert_then_export(
 ) -> None:
     tree = build_tree(tmp_path / "OAI")
     ws = ["-w", str(workspace_dir)]
-    _json(capsys, "ingest", str(tmp_path / "OAI"), *ws)
+    _json(capsys, "ingest", str(tmp_path / "OAI"), *ws, "--jobs", "1")
 
     first = _json(capsys, "convert", *ws, "--jobs", "1")
     assert (first["converted"], first["skipped"], first["failed"]) == (3, 0, 0)

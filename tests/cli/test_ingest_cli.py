@@ -72,7 +72,7 @@ def test_ingest_then_catalog(
 ) -> None:
     tree = build_tree(tmp_path / "OAI")
     ws = ["-w", str(workspace_dir)]
-    code, report = run_json(capsys, "ingest", str(tmp_path / "OAI"), *ws)
+    code, report = run_json(capsys, "ingest", str(tmp_path / "OAI"), *ws, "-j", "1")
     assert code == 0
     assert isinstance(report, dict)
     assert (report["added"], report["unchanged"], report["failed"]) == (4, 0, 1)

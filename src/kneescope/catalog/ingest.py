@@ -59,19 +59,24 @@ def ingest(
     source: Path,
     kind: IngestKind = "auto",
     *,
+    jobs: int = 1,
     progress: ProgressFn | None = None,
 ) -> IngestReport:
     """Ingest ``source`` into ``catalog`` incrementally and report what happened.
 
+    ``jobs`` worker processes read the headers of new or changed OAI series.
+
     Raises:
         InputError: unreadable source or malformed table (nothing written then).
     """
+    if jobs < 1:
+        raise InputError(f"--jobs must be at least 1, got {jobs}")
     source = source.expanduser().absolute()
     chosen = detect_kind(source) if kind == "auto" else kind
     if not source.exists():
         raise InputError(f"{source}: no such file or folder; check the path")
     if chosen == "oai":
-        return import_oai_tree(catalog, source, progress=progress)
+        return import_oai_tree(catalog, source, jobs=jobs, progress=progress)
     if chosen == "manifest":
         return import_manifest(catalog, source)
     start = time.perf_counter()

@@ -33,7 +33,6 @@ from kneescope.catalog.database import Catalog
 from kneescope.catalog.fingerprint import files_fingerprint, header_fingerprint
 from kneescope.catalog.labels import LABELS_FOLDER, attach_label, find_label, index_label_folder
 from kneescope.catalog.naming import kind_of, normalize_visit, side_from_text
-from kneescope.catalog.oai import scan_series_folder
 from kneescope.catalog.report import IngestReport
 from kneescope.catalog.rows import RowWriter
 from kneescope.catalog.schema import (
@@ -44,6 +43,7 @@ from kneescope.catalog.schema import (
     STATUS_OK,
     Series,
 )
+from kneescope.catalog.series_scan import scan_series_folder
 from kneescope.catalog.tables import Table, read_table
 from kneescope.catalog.volumes import read_image_file
 from kneescope.errors import InputError, KneescopeError

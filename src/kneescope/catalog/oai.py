@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kneescope.catalog.database import Catalog
-from kneescope.catalog.fingerprint import files_fingerprint, header_fingerprint
+from kneescope.catalog.fingerprint import files_fingerprint
 from kneescope.catalog.labels import (
     LABELS_FOLDER,
     attach_label,
@@ -37,20 +37,17 @@ from kneescope.catalog.naming import (
     PARTICIPANT_RE,
     RELEASE_TO_VISIT,
     STUDY_DATE_RE,
-    kind_of,
     parse_series_description,
-    side_from_text,
     visit_from_release,
 )
 from kneescope.catalog.report import IngestReport
 from kneescope.catalog.rows import RowWriter
 from kneescope.catalog.schema import (
-    KIND_MRI,
-    KIND_RADIOGRAPH,
     STATUS_FAILED,
     STATUS_OK,
     Series,
 )
+from kneescope.catalog.series_scan import ContentsRow, one_line, scan_many
 from kneescope.catalog.tables import read_table
 from kneescope.errors import InputError, KneescopeError
 
@@ -76,15 +73,6 @@ class OaiSeriesFolder:
     def key(self) -> tuple[str, str, str]:
         """(ParticipantID, StudyDate, series folder name): how contents.csv names it."""
         return (self.participant, self.study_date, self.path.name)
-
-
-@dataclass(frozen=True)
-class ContentsRow:
-    """One row of a release's ``contents.csv``."""
-
-    barcode: str
-    study_description: str
-    series_description: str
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -179,84 +167,13 @@ def read_contents(release: Path, report: IngestReport) -> dict[tuple[str, str, s
     return out
 
 
-def _image_files(folder: Path) -> list[Path]:
-    with os.scandir(folder) as entries:
-        return sorted(
-            Path(e.path)
-            for e in entries
-            if not e.name.startswith(".") and not e.is_dir(follow_symlinks=True)
-        )
-
-
-def scan_series_folder(folder: Path, hint: ContentsRow | None) -> dict[str, Any]:
-    """Header facts of one series folder as Series column values (status ok).
-
-    Raises:
-        KneescopeError: the folder cannot be read as a series or radiograph.
-    """
-    files = _image_files(folder)
-    hinted = parse_series_description(hint.series_description) if hint else None
-    if len(files) == 1 and (hinted is None or hinted.kind != KIND_MRI):
-        from kneescope.io.dicom_radiograph import scan_dicom_file
-
-        info: Any = scan_dicom_file(files[0])
-    else:
-        from kneescope.io.dicom_series import scan_dicom_series
-
-        info = scan_dicom_series(folder)
-    description = (hint.series_description if hint else "") or info.series_description
-    name = parse_series_description(description, info.modality)
-    study_description = (hint.study_description if hint else "") or getattr(
-        info, "study_description", ""
-    )
-    side = name.side
-    if side is None and name.kind == KIND_MRI:
-        side = info.laterality or side_from_text(study_description)
-    shape = [int(n) for n in info.shape]
-    spacing = [float(s) for s in info.spacing_mm][: len(shape)]
-    affine_ras = getattr(info, "affine_ras", None)
-    affine = [[float(v) for v in row] for row in affine_ras] if affine_ras is not None else None
-    kind = name.kind if name.kind != "unknown" else kind_of(None, info.modality)
-    if kind == "unknown":
-        kind = KIND_RADIOGRAPH if len(shape) == 2 else KIND_MRI
-    return {
-        "kind": kind,
-        "modality": info.modality or None,
-        "sequence": name.sequence,
-        "plane": name.plane,
-        "side": side,
-        "description": description or None,
-        "series_uid": info.series_uid or None,
-        "study_uid": info.study_uid or None,
-        "n_files": len(files),
-        "shape": shape,
-        "spacing_mm": spacing,
-        "affine_ras": affine,
-        "orientation": getattr(info, "orientation", None),
-        "dtype": str(info.stored_dtype),
-        "header_checksum": header_fingerprint(
-            {
-                "uid": info.series_uid,
-                "shape": shape,
-                "spacing": spacing,
-                "affine": affine,
-                "dtype": str(info.stored_dtype),
-                "files": len(files),
-            }
-        ),
-        "status": STATUS_OK,
-    }
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if isinstance(exc, KneescopeError) else f"{type(exc).__name__}: {text}"
-
-
 def import_oai_tree(
-    catalog: Catalog, root: Path, *, progress: ProgressFn | None = None
+    catalog: Catalog, root: Path, *, jobs: int = 1, progress: ProgressFn | None = None
 ) -> IngestReport:
     """Ingest (or re-ingest) an OAI-style tree; never stops on a bad series.
+
+    Unchanged series are skipped after one ``stat`` per file; the others have their headers
+    read by ``jobs`` worker processes (1: in this process) and are written here.
 
     Raises:
         InputError: ``root`` is not an OAI-style tree (see :func:`release_folders`).
@@ -280,46 +197,66 @@ def import_oai_tree(
         }
         recorded = recorded_labels(session) if labels else {}
     contents: dict[str, dict[tuple[str, str, str], ContentsRow]] = {}
+    todo: list[_Pending] = []
     with catalog.session() as session:
-        writer = RowWriter(session, cohort="oai")
-        for done, folder in enumerate(folders, start=1):
+        for folder in folders:
             try:
                 fingerprint = files_fingerprint(folder.path)
                 reason: str | None = None
             except InputError as exc:
-                fingerprint, reason = "unreadable", _one_line(exc)
+                fingerprint, reason = "unreadable", one_line(exc)
             old = known.get(str(folder.path))
-            if old is not None and old[1] == fingerprint:
-                report.unchanged += 1
-                series_id, _, status, uid = old
-                label = find_label(str(folder.path), uid, root, labels) if labels else None
-                if (
-                    status == STATUS_OK
-                    and label is not None
-                    and not _label_recorded(label, series_id, recorded)
-                ):
-                    row = session.get(Series, series_id)
-                    if row is not None:
-                        _attach(session, row, label, report)
-            else:
+            if old is None or old[1] != fingerprint:
                 if folder.release not in contents:
                     contents[folder.release] = read_contents(folder.path.parents[2], report)
                 hint = contents[folder.release].get(folder.key)
-                row = _ingest_folder(writer, folder, hint, fingerprint, reason, report)
-                if old is None:
-                    report.added += 1
-                else:
-                    report.updated += 1
-                if row.status == STATUS_OK and labels:
-                    label = find_label(row.path, row.series_uid, root, labels)
-                    if label is not None:
-                        _attach(session, row, label, report)
+                todo.append(_Pending(folder, hint, fingerprint, reason, old is not None))
+                continue
+            report.unchanged += 1
+            series_id, _, status, uid = old
+            label = find_label(str(folder.path), uid, root, labels) if labels else None
+            if (
+                status == STATUS_OK
+                and label is not None
+                and not _label_recorded(label, series_id, recorded)
+            ):
+                row = session.get(Series, series_id)
+                if row is not None:
+                    _attach(session, row, label, report)
+    if progress:
+        progress(report.unchanged, len(folders))
+    readable = [(p.folder.path, p.hint) for p in todo if p.reason is None]
+    scans = scan_many(readable, jobs)
+    with catalog.session() as session:
+        writer = RowWriter(session, cohort="oai")
+        for done, pending in enumerate(todo, start=1):
+            values, reason = (None, pending.reason) if pending.reason else next(scans)
+            row = _write_series(writer, pending, values, reason, report)
+            if pending.existed:
+                report.updated += 1
+            else:
+                report.added += 1
+            if row.status == STATUS_OK and labels:
+                label = find_label(row.path, row.series_uid, root, labels)
+                if label is not None:
+                    _attach(session, row, label, report)
             if done % _COMMIT_EVERY == 0:
                 session.commit()
             if progress:
-                progress(done, len(folders))
+                progress(report.unchanged + done, len(folders))
     report.seconds = time.perf_counter() - start
     return report
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A series folder that is new or changed since the last ingest."""
+
+    folder: OaiSeriesFolder
+    hint: ContentsRow | None
+    fingerprint: str
+    reason: str | None
+    existed: bool
 
 
 def _label_recorded(label: Path, series_id: int, recorded: dict[str, tuple[int, str]]) -> bool:
@@ -333,21 +270,16 @@ def _label_recorded(label: Path, series_id: int, recorded: dict[str, tuple[int, 
         return False
 
 
-def _ingest_folder(
+def _write_series(
     writer: RowWriter,
-    folder: OaiSeriesFolder,
-    hint: ContentsRow | None,
-    fingerprint: str,
+    pending: _Pending,
+    values: dict[str, Any] | None,
     reason: str | None,
     report: IngestReport,
 ) -> Series:
-    values: dict[str, Any] = {}
-    if reason is None:
-        try:
-            values = scan_series_folder(folder.path, hint)
-        except Exception as exc:  # a bad series must never stop the ingest
-            reason = _one_line(exc)
-    if reason is not None:
+    folder, hint = pending.folder, pending.hint
+    if values is None:
+        reason = reason or "unreadable series"
         log.info("failed %s: %s", folder.path, reason)
         name = parse_series_description(hint.series_description if hint else None)
         values = {
@@ -361,6 +293,7 @@ def _ingest_folder(
         }
         report.failed += 1
         report.failures.append((str(folder.path), reason))
+    values = dict(values)
     subject = writer.subject(folder.participant)
     visit = writer.visit(subject, folder.visit, folder.study_date)
     side = values.pop("side")
@@ -370,7 +303,7 @@ def _ingest_folder(
         subject_id=subject.id,
         visit_id=visit.id,
         knee_id=writer.knee(subject, side).id if side else None,
-        files_checksum=fingerprint,
+        files_checksum=pending.fingerprint,
         **values,
     )
 
@@ -380,4 +313,4 @@ def _attach(session: Session, row: Series, label: Path, report: IngestReport) ->
         if attach_label(session, row, label, scheme="kneescope"):
             report.labels += 1
     except KneescopeError as exc:
-        report.failures.append((str(label), _one_line(exc)))
+        report.failures.append((str(label), one_line(exc)))

@@ -26,6 +26,15 @@ def ingest(
         str,
         typer.Option("--kind", help="What SOURCE is: auto, oai, manifest or clinical."),
     ] = "auto",
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Processes reading headers of new series; 0 = CPU count, at most 8.",
+            min=0,
+        ),
+    ] = 0,
     workspace_dir: WorkspaceOpt = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
@@ -35,6 +44,7 @@ def ingest(
     from kneescope.catalog.database import Catalog
     from kneescope.catalog.ingest import detect_kind
     from kneescope.catalog.ingest import ingest as run_ingest
+    from kneescope.catalog.series_scan import default_jobs
     from kneescope.errors import InputError
 
     if kind not in _KINDS:
@@ -44,19 +54,20 @@ def ingest(
         raise InputError(f"{source}: no such file or folder; check the path")
     if kind == "auto":
         kind = detect_kind(source)  # before the catalog is created: bad input writes nothing
+    n_jobs = jobs or default_jobs()
     ws = workspace(workspace_dir, catalog)
     cat = Catalog.for_workspace(ws, create=True)
     try:
         if sys.stderr.isatty() and not as_json:
-            report = _with_progress(cat, source, kind)
+            report = _with_progress(cat, source, kind, n_jobs)
         else:
-            report = run_ingest(cat, source, kind)  # type: ignore[arg-type]
+            report = run_ingest(cat, source, kind, jobs=n_jobs)  # type: ignore[arg-type]
     finally:
         cat.close()
     emit(report.to_json(), as_json, lambda console: render_report(console, report))
 
 
-def _with_progress(cat: Any, source: Path, kind: str) -> Any:
+def _with_progress(cat: Any, source: Path, kind: str, jobs: int) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from kneescope.catalog.ingest import ingest as run_ingest
@@ -74,7 +85,7 @@ def _with_progress(cat: Any, source: Path, kind: str) -> Any:
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        return run_ingest(cat, source, kind, progress=progress)  # type: ignore[arg-type]
+        return run_ingest(cat, source, kind, jobs=jobs, progress=progress)  # type: ignore[arg-type]
 
 
 def render_report(console: Any, report: Any) -> None:
