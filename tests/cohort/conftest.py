@@ -42,11 +42,18 @@ EXECUTOR_KINDS = [
     "address",
     pytest.param("slurm", marks=pytest.mark.integration),
 ]
+# Tests that run a pipeline several times start a LocalCluster per run for "dask" (~3-4 s
+# each on 2 cores): there the "dask" case is slow; "address" covers the same code on a
+# running cluster in the default suite.
+MULTI_RUN_EXECUTOR_KINDS = [
+    "local",
+    pytest.param("dask", marks=pytest.mark.slow),
+    "address",
+    pytest.param("slurm", marks=pytest.mark.integration),
+]
 
 
-@pytest.fixture(params=EXECUTOR_KINDS)
-def executor_config(request: pytest.FixtureRequest) -> Iterator[ExecutorConfig]:
-    kind = request.param
+def _executor(kind: str, request: pytest.FixtureRequest) -> Iterator[ExecutorConfig]:
     if kind == "local":
         yield ExecutorConfig(kind="local")
     elif kind == "dask":
@@ -69,3 +76,15 @@ def executor_config(request: pytest.FixtureRequest) -> Iterator[ExecutorConfig]:
             )
         finally:
             cancel_slurm_jobs()
+
+
+@pytest.fixture(params=EXECUTOR_KINDS)
+def executor_config(request: pytest.FixtureRequest) -> Iterator[ExecutorConfig]:
+    """Every executor, one at a time (the shared executor suite)."""
+    yield from _executor(request.param, request)
+
+
+@pytest.fixture(params=MULTI_RUN_EXECUTOR_KINDS)
+def multi_run_executor_config(request: pytest.FixtureRequest) -> Iterator[ExecutorConfig]:
+    """Every executor, for tests that run several times (LocalCluster ones marked slow)."""
+    yield from _executor(request.param, request)

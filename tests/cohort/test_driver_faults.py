@@ -21,11 +21,12 @@ import pytest
 from cohort_helpers import write_cohort, write_toml_config
 
 from kneescope.cohort.pipeline_config import ExecutorConfig, PipelineConfig
+from kneescope.cohort.run_status import read_status
 from kneescope.cohort.runner import run_pipeline
 from kneescope.config import load_config
 from kneescope.workspace import Workspace
 
-N_ITEMS = 10
+N_ITEMS = 12
 
 
 def _start_driver(tmp_path: Path, executor: ExecutorConfig) -> tuple[subprocess.Popen[str], Path]:
@@ -101,8 +102,8 @@ def test_kill_9_of_the_driver_then_resume(tmp_path: Path, executor_config: Execu
     children: list[psutil.Process] = []
     try:
         _wait_for_done(proc, manifest, 2)
-        status = _status(tmp_path / "ws")
-        assert status["state"] == "running" and status["driver_running"] is True
+        status = read_status(Workspace.resolve(tmp_path / "ws"), "faults")
+        assert status.state == "running" and status.driver_running
         children = psutil.Process(proc.pid).children(recursive=True)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -123,7 +124,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path, executor_config: Execu
     proc, config = _start_driver(tmp_path, executor_config)
     manifest = tmp_path / "ws" / "runs" / "faults" / "manifest.sqlite"
     try:
-        _wait_for_done(proc, manifest, 2)
+        _wait_for_done(proc, manifest, 1)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
     finally:

@@ -66,26 +66,27 @@ def test_corrupt_item_fails_with_reason_and_run_goes_on(
 
 
 def test_rerun_skips_unchanged_and_reruns_only_what_changed(
-    tmp_path: Path, executor_config: ExecutorConfig
+    tmp_path: Path, multi_run_executor_config: ExecutorConfig
 ) -> None:
+    executor = multi_run_executor_config
     data = tmp_path / "data"
     write_cohort(data, 4)
     ws = Workspace.resolve(tmp_path / "ws")
-    first = run_pipeline(pipeline("rerun", data, executor_config), ws)
+    first = run_pipeline(pipeline("rerun", data, executor), ws)
     assert first.ran == 4
     # Executor and output settings do not change results: nothing re-runs.
-    again = run_pipeline(pipeline("rerun", data, executor_config, output_format="csv"), ws)
+    again = run_pipeline(pipeline("rerun", data, executor, output_format="csv"), ws)
     assert (again.ran, again.skipped, again.done) == (0, 4, 4)
     assert len(pd.read_csv(again.results_path)) == 4
     # One input file changes: only that item re-runs, with its new value.
     np.save(data / "vol001.npy", np.full((4, 5, 6), 7.25, dtype=np.float32))
-    changed = run_pipeline(pipeline("rerun", data, executor_config), ws)
+    changed = run_pipeline(pipeline("rerun", data, executor), ws)
     assert changed.ran == 1
     table = pd.read_parquet(changed.results_path).set_index("item_id")
     assert table.loc["S001-V00-R", "mean"] == pytest.approx(7.25)
     # A step option changes: every item re-runs, with a new config hash on every row.
     steps = [{"name": "load_array"}, {"name": "array_stats", "options": {"write_json": True}}]
-    new_config = run_pipeline(pipeline("rerun", data, executor_config, steps=steps), ws)
+    new_config = run_pipeline(pipeline("rerun", data, executor, steps=steps), ws)
     assert new_config.ran == 4 and new_config.config_hash != first.config_hash
     table = pd.read_parquet(new_config.results_path)
     assert (table["config_hash"] == new_config.config_hash).all()
@@ -93,12 +94,13 @@ def test_rerun_skips_unchanged_and_reruns_only_what_changed(
 
 
 def test_failed_items_are_retried_up_to_the_limit(
-    tmp_path: Path, executor_config: ExecutorConfig
+    tmp_path: Path, multi_run_executor_config: ExecutorConfig
 ) -> None:
+    executor = multi_run_executor_config
     data = tmp_path / "data"
     write_cohort(data, 3, corrupt=(0,))
     ws = Workspace.resolve(tmp_path / "ws")
-    config = pipeline("retry", data, executor_config, max_attempts=2)
+    config = pipeline("retry", data, executor, max_attempts=2)
     assert run_pipeline(config, ws).ran == 3
     second = run_pipeline(config, ws)
     assert second.ran == 1  # only the failed item is retried
