@@ -59,6 +59,7 @@ class TrainPlan:
     accumulation: int = 1
     checkpointing: str = "off"
     source: str = "config"
+    predicted_bytes: int | None = None
 
 
 @dataclass
@@ -98,7 +99,14 @@ def plan_step(config: TrainConfig, network: NetworkConfig, case_shape: Sequence[
     if planned is not None:
         patch = config.patch_size_vox or planned.patch_size_vox
         batch = config.batch_size or planned.batch_size
-        return TrainPlan(patch, batch, planned.accumulation, planned.checkpointing, "planner")
+        return TrainPlan(
+            patch,
+            batch,
+            planned.accumulation,
+            planned.checkpointing,
+            "planner",
+            planned.predicted_bytes,
+        )
     if config.mode == "2d":
         side = [_fit(n, 128, d) for n, d in zip(case_shape[1:], div, strict=True)]
         patch = config.patch_size_vox or (1, side[0], side[1])
@@ -117,29 +125,41 @@ def _fit(length: int, want: int, div: int) -> int:
 def _ask_planner(
     config: TrainConfig, network: NetworkConfig, case_shape: Sequence[int]
 ) -> TrainPlan | None:
-    """The memory planner's choice, when the planner is available and a budget applies."""
-    try:
-        import importlib
+    """The memory planner's best configuration for a training step within the budget.
 
-        planner = importlib.import_module("kneescope.memory.planner")
-        plan_training = planner.plan_training
+    The planner (:func:`kneescope.memory.planner.plan_training`) is looked up at run time so
+    that training still works, with default sizes, in a build without it.
+    """
+    import importlib
+
+    try:
+        plan_training = importlib.import_module("kneescope.memory.planner").plan_training
     except (ImportError, AttributeError):
         return None
-    try:
-        budget = _budget_bytes(config.budget)
-        plan = plan_training(network, tuple(int(n) for n in case_shape), budget_bytes=budget)
-    except (TypeError, ValueError) as exc:
-        log.warning("memory planner not used (%s); using default patch and batch sizes", exc)
-        return None
-    patch = tuple(int(p) for p in plan.patch_size)
-    if config.mode == "2d" and len(patch) == 2:
+    shape = tuple(int(n) for n in case_shape)
+    if config.mode == "2d":
+        shape = shape[1:]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    plan = plan_training(
+        network,
+        shape,
+        None,
+        _budget_bytes(config.budget),
+        optimizer="adamw",
+        device=device,
+        effective_batch=config.batch_size or (8 if config.mode == "2d" else 2),
+    )
+    best = plan.best  # raises ResourceError when nothing fits
+    patch = tuple(int(p) for p in best.patch_size)
+    if config.mode == "2d":
         patch = (1, *patch)
     return TrainPlan(
         (patch[0], patch[1], patch[2]),
-        int(plan.batch_size),
-        int(getattr(plan, "accumulation", 1) or 1),
-        str(getattr(plan, "checkpointing", "off") or "off"),
+        int(best.batch_size),
+        int(best.accumulation),
+        str(best.checkpointing),
         "planner",
+        int(best.required_bytes),
     )
 
 
@@ -330,6 +350,7 @@ def train(
                 "accumulation": plan.accumulation,
                 "checkpointing": plan.checkpointing,
                 "source": plan.source,
+                "predicted_bytes": plan.predicted_bytes,
             },
             "iterations": end,
             "train_cases": [c.name for c in train_cases],
