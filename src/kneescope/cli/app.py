@@ -53,6 +53,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("convert", "cmd_convert"),
     ("run", "cmd_run"),
     ("status", "cmd_status"),
+    ("plan", "cmd_plan"),
     ("train", "cmd_train"),
     ("segment", "cmd_segment"),
     ("measure", "cmd_measure"),

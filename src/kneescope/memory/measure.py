@@ -72,7 +72,7 @@ def _measure_one(network: NetworkConfig, step: StepConfig, cold: bool) -> Measur
     small = step.input_shape_vox if classifier else tuple(2 * d for d in divisor(network))
     # Warm-up: load kernels, start thread pools, grow library caches.
     warm = step.model_copy(update={"input_shape_vox": small if cold else step.input_shape_vox})
-    run_steps(net, warm, *args, AllocationTracker(), torch.device("cpu"), "none", n_steps=1)
+    run_steps(net, warm, *args, AllocationTracker(), torch.device("cpu"), "none", count_flops=False)
     for p in net.parameters():
         p.grad = None
     weights = sum(t.untyped_storage().nbytes() for t in [*net.parameters(), *net.buffers()])
@@ -81,7 +81,7 @@ def _measure_one(network: NetworkConfig, step: StepConfig, cold: bool) -> Measur
     Path("/proc/self/clear_refs").write_text("5")
     start = time.perf_counter()
     tracker = AllocationTracker(workspace=False)
-    run_steps(net, step, *args, tracker, torch.device("cpu"), "none")
+    run_steps(net, step, *args, tracker, torch.device("cpu"), "none", count_flops=False)
     seconds = time.perf_counter() - start
     peak_kib = _status_kib("VmHWM")
     return Measurement(

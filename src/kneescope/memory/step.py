@@ -41,6 +41,10 @@ class StepConfig(BaseModel):
     checkpointing: Checkpointing = "off"
     offload: bool = False
     mode: Mode = "train"
+    device: Literal["cpu", "cuda"] = "cpu"
+    """Which kernels' internal buffers to model: ``cpu`` adds oneDNN's reorder copies around
+    each convolution (measured); ``cuda`` adds none (cuDNN workspaces fall in the margin's
+    fixed reserve; checked by benchmarks/memory_gpu.py)."""
 
 
 class StepCounters:
@@ -94,31 +98,29 @@ def run_steps(
     tracker: AllocationTracker,
     device: torch.device,
     offload: str = "simulate",
-    n_steps: int = 2,
+    n_steps: int = 1,
+    count_flops: bool = True,
 ) -> StepCounters:
-    """Run ``n_steps`` steps of ``step`` on ``net`` under ``tracker``; peak covers all steps.
+    """Run ``n_steps`` steady-state steps of ``step`` on ``net`` under ``tracker``.
 
+    Steady state: before the tracked steps, the optimizer state is created (one optimizer
+    step on zero gradients), so the peak includes it, as in every step after the first.
     ``offload`` (used when ``step.offload``): ``"simulate"`` (prediction), ``"save_on_cpu"``
-    (a real device), ``"none"`` (ignore: host and device are one). Two steps
-    are run so that the peak includes the optimizer state of steady-state training.
+    (a real device), ``"none"`` (ignore: host and device are one). Frees are tracked with
+    the garbage collector paused (refcount frees only: deterministic, the worst case).
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    gc.collect()
     gc_was_enabled = gc.isenabled()
-    gc.disable()  # frees happen at refcount zero only: deterministic, the worst case
+    gc.disable()
     try:
         return _run(
             net,
             step,
-            classifier,
-            out_channels,
-            in_channels,
+            (classifier, out_channels, in_channels),
             tracker,
             device,
             offload,
             n_steps,
-            FlopCounterMode,
+            count_flops,
         )
     finally:
         if gc_was_enabled:
@@ -128,15 +130,16 @@ def run_steps(
 def _run(
     net: nn.Module,
     step: StepConfig,
-    classifier: bool,
-    out_channels: int,
-    in_channels: int,
+    shape_info: tuple[bool, int, int],
     tracker: AllocationTracker,
     device: torch.device,
     offload: str,
     n_steps: int,
-    FlopCounterMode: Any,
+    count_flops: bool,
 ) -> StepCounters:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    classifier, out_channels, in_channels = shape_info
     counters = StepCounters()
     params = [p for p in net.parameters() if p.requires_grad]
     tracker.register(params, "weights")
@@ -147,6 +150,16 @@ def _run(
     net.train(train)
     optimizer = make_optimizer(step, params) if train else None
     with tracker:
+        if optimizer is not None:
+            tracker.phase = "optimizer"
+            for p in params:
+                p.grad = torch.zeros_like(p)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            tracker.label(
+                [t for state in optimizer.state.values() for t in state.values()],
+                "optimizer_state",
+            )
         tracker.phase = "inputs"
         x = torch.randn(step.batch_size, in_channels, *step.input_shape_vox, device=device)
         if classifier:
@@ -158,7 +171,7 @@ def _run(
         tracker.label([x, y], "inputs")
         tracker.reset_peak()
         for i in range(n_steps):
-            flop_mode = FlopCounterMode(display=False) if i == n_steps - 1 else None
+            flop_mode = FlopCounterMode(display=False) if count_flops and i == 0 else None
             with flop_mode if flop_mode is not None else contextlib.nullcontext():
                 _one_step(net, step, optimizer, x, y, tracker, counters, device, offload)
             if flop_mode is not None:

@@ -40,18 +40,20 @@ _CONV_OPS = {
 
 
 def _conv_workspace_bytes(args: tuple[Any, ...], out: Any) -> int:
-    """Model of a convolution's internal buffers: a copy of its two largest activations.
+    """Model of a convolution's internal buffers: one copy of its input and its output.
 
     Convolution kernels reorder their input and output into blocked layouts or use
-    workspaces (oneDNN on CPU, cuDNN on GPU); one extra copy of the two largest tensor
-    operands bounds this in the measured steps (docs/memory.md).
+    workspaces (oneDNN on CPU, cuDNN on GPU); one extra copy of the first input and the
+    first output (for backward: of the output gradient and the forward input) bounds this
+    in the measured steps (docs/memory.md). Both scale with the patch, never the weights.
     """
+    first_out = tree_leaves(out)[0]
     sizes = [
         t.untyped_storage().nbytes()
-        for t in [*args[:2], *tree_leaves(out)]
+        for t in (args[0], first_out)
         if isinstance(t, torch.Tensor) and t.dim() > 2
     ]
-    return sum(sorted(sizes)[-2:])
+    return sum(sizes)
 
 
 class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
@@ -74,6 +76,8 @@ class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self._labels: dict[int, str] = {}  # serial -> category
         self.weight_tensors: list[torch.Tensor] = []
         self.workspace = workspace
+        self.timeline: list[int] = []
+        """Live bytes after every allocation (and inside every modelled workspace)."""
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _add(self, tensor: torch.Tensor) -> int | None:
@@ -86,6 +90,7 @@ class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self._live[key] = (self._serial, nbytes, self.phase)
         self._refs[key] = weakref.ref(storage, functools.partial(self._on_dead, key))
         self.current_bytes += nbytes
+        self.timeline.append(self.current_bytes)
         if self.current_bytes > self.peak_bytes:
             self.peak_bytes = self.current_bytes
             self._peak_live = list(self._live.values())
@@ -116,7 +121,8 @@ class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
                     self._labels.setdefault(entry[0], category)
 
     def reset_peak(self) -> None:
-        """Start a new peak measurement from the current live set."""
+        """Start a new peak measurement (and timeline) from the current live set."""
+        self.timeline = [self.current_bytes]
         self.peak_bytes = self.current_bytes
         self._peak_live = list(self._live.values())
 
@@ -148,6 +154,7 @@ class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
 
     def _transient(self, nbytes: int) -> None:
         """A buffer that lives only inside the op just run (counts towards the peak only)."""
+        self.timeline.append(self.current_bytes + nbytes)
         if self.current_bytes + nbytes > self.peak_bytes:
             self.peak_bytes = self.current_bytes + nbytes
             self._peak_live = [*self._live.values(), (0, nbytes, "workspace")]

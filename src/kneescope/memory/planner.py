@@ -1,0 +1,331 @@
+"""Plan a training (or inference) configuration that fits a memory budget.
+
+Search space: patch size (multiples of the network's divisor, shrinking first the axis with
+the largest physical extent, so anisotropic spacing keeps patches roughly isotropic in mm),
+batch size, precision, activation checkpointing, activation offload to host, and gradient
+accumulation (to reach an effective batch). Each (precision, checkpointing, offload)
+combination is traced twice in fake mode (at the target size, exact, and at a small size);
+their :class:`~kneescope.memory.predict.PeakModel` then prices every patch and batch in
+microseconds. Candidates are ranked by predicted throughput (voxels per second from FLOPs,
+recomputation included, and host-link time of offloaded activations); the top ones are
+re-predicted exactly and only those whose exact prediction (plus margin) fits are proposed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from kneescope.config import FROZEN
+from kneescope.errors import InputError, ResourceError
+from kneescope.memory.predict import MemoryEstimate, PeakModel, margin_for, peak_model, predict_step
+from kneescope.memory.step import OptimizerName, Precision, StepConfig
+from kneescope.models import NetworkConfig, divisor, model_fingerprint
+from kneescope.models.checkpointing import Checkpointing
+
+
+class DeviceSpeed(BaseModel):
+    """Nominal speeds used to rank candidates (only ratios matter for the ranking)."""
+
+    model_config = FROZEN
+
+    flops_per_s: dict[str, float] = Field(
+        default_factory=lambda: {"fp32": 12e12, "bf16": 24e12, "fp16": 24e12}
+    )
+    host_link_bytes_per_s: float = 12e9
+
+
+class PlanCandidate(BaseModel):
+    """One configuration and its predicted cost. ``required_bytes`` = peak + safety margin."""
+
+    model_config = FROZEN
+
+    patch_size: tuple[int, ...]
+    batch_size: int
+    precision: Precision
+    checkpointing: Checkpointing
+    offload: bool
+    accumulation: int
+    peak_bytes: int
+    required_bytes: int
+    breakdown_bytes: dict[str, int]
+    flops: int
+    host_offload_bytes: int
+    throughput_vox_per_s: float
+    exact: bool
+    """True when the figures come from an exact fake trace of this very configuration."""
+
+
+class Plan(BaseModel):
+    """Ranked feasible configurations for a network, a target volume and a budget."""
+
+    model_config = FROZEN
+
+    network: str
+    target_shape_vox: tuple[int, ...]
+    padded_shape_vox: tuple[int, ...]
+    spacing_mm: tuple[float, ...]
+    budget_bytes: int
+    device: Literal["cpu", "cuda"]
+    mode: Literal["train", "infer"]
+    optimizer: OptimizerName
+    foreach: bool
+    candidates: tuple[PlanCandidate, ...]
+    full_volume: PlanCandidate | None
+    full_volume_options: tuple[PlanCandidate, ...]
+    seconds: float
+
+    @property
+    def best(self) -> PlanCandidate:
+        """The top-ranked configuration.
+
+        Raises:
+            ResourceError: nothing fits the budget.
+        """
+        if not self.candidates:
+            raise ResourceError(
+                f"no configuration of {self.network} fits {self.budget_bytes / 1e9:.2f} GB; "
+                "raise the budget or use a smaller network"
+            )
+        return self.candidates[0]
+
+
+def padded_shape(shape_vox: tuple[int, ...], div: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape_vox`` rounded up to multiples of ``div`` per axis."""
+    return tuple(math.ceil(n / d) * d for n, d in zip(shape_vox, div, strict=True))
+
+
+def patch_ladder(
+    shape_vox: tuple[int, ...],
+    spacing_mm: tuple[float, ...],
+    div: tuple[int, ...],
+    min_vox: tuple[int, ...],
+) -> list[tuple[int, ...]]:
+    """Patch shapes from ``shape_vox`` down to ``min_vox``, largest first.
+
+    Each step removes one divisor from the axis whose physical extent (voxels x spacing)
+    is largest among those still above their minimum; every shape is a multiple of ``div``.
+    """
+    shape = list(shape_vox)
+    out = [tuple(shape)]
+    while True:
+        axes = [a for a in range(len(shape)) if shape[a] - div[a] >= min_vox[a]]
+        if not axes:
+            return out
+        a = max(axes, key=lambda i: (shape[i] * spacing_mm[i], shape[i]))
+        shape[a] -= div[a]
+        out.append(tuple(shape))
+
+
+def _score(
+    flops: int, offload_bytes: int, voxels: int, precision: str, speed: DeviceSpeed
+) -> float:
+    seconds = flops / speed.flops_per_s[precision] + 2 * offload_bytes / speed.host_link_bytes_per_s
+    return voxels / seconds if seconds > 0 else 0.0
+
+
+def _candidate(
+    estimate: MemoryEstimate, accumulation: int, speed: DeviceSpeed, exact: bool
+) -> PlanCandidate:
+    step = estimate.step
+    return PlanCandidate(
+        patch_size=step.input_shape_vox,
+        batch_size=step.batch_size,
+        precision=step.precision,
+        checkpointing=step.checkpointing,
+        offload=step.offload,
+        accumulation=accumulation,
+        peak_bytes=estimate.peak_bytes,
+        required_bytes=estimate.required_bytes,
+        breakdown_bytes=estimate.breakdown_bytes,
+        flops=estimate.flops,
+        host_offload_bytes=estimate.host_offload_bytes,
+        throughput_vox_per_s=_score(
+            estimate.flops,
+            estimate.host_offload_bytes,
+            step.batch_size * math.prod(step.input_shape_vox),
+            step.precision,
+            speed,
+        ),
+        exact=exact,
+    )
+
+
+def _grad_bytes(estimate: MemoryEstimate) -> int:
+    return estimate.breakdown_bytes["weights"]
+
+
+def _search_combo(
+    network: NetworkConfig,
+    base: StepConfig,
+    exact: MemoryEstimate,
+    ladder: list[tuple[int, ...]],
+    batch_sizes: tuple[int, ...],
+    min_vox: tuple[int, ...],
+    classifier: bool,
+    mode: str,
+    effective_batch: int,
+    limit_bytes: int,
+    speed: DeviceSpeed,
+) -> list[tuple[float, int, StepConfig, int]]:
+    """For each batch size, the largest patch of ``ladder`` whose predicted need fits."""
+    model: PeakModel | None = None
+    if not classifier:
+        try:
+            model = peak_model(network, base, min_vox)
+        except ValueError:
+            model = None
+    found: list[tuple[float, int, StepConfig, int]] = []
+    for batch in batch_sizes:
+        accumulation = max(1, math.ceil(effective_batch / batch)) if mode == "train" else 1
+        extra = _grad_bytes(exact) if accumulation > 1 else 0
+        for shape in ladder:
+            step = base.model_copy(update={"input_shape_vox": shape, "batch_size": batch})
+            if model is not None:
+                peak = model.peak_bytes(batch, shape)
+                flops = model.flops(batch, shape)
+                off_bytes = model.host_offload_bytes(batch, shape)
+            else:
+                e = predict_step(network, step)
+                peak, flops, off_bytes = e.peak_bytes, e.flops, e.host_offload_bytes
+            if peak + margin_for(peak) + extra <= limit_bytes:
+                voxels = batch * math.prod(shape)
+                score = _score(flops, off_bytes, voxels, base.precision, speed)
+                found.append((-score, -voxels, step, accumulation))
+                break  # the largest fitting patch for this batch
+    return found
+
+
+def plan_training(
+    network: NetworkConfig,
+    input_shape_vox: tuple[int, ...],
+    spacing_mm: tuple[float, ...] | None,
+    budget_bytes: int,
+    *,
+    optimizer: OptimizerName = "adam",
+    mode: Literal["train", "infer"] = "train",
+    device: Literal["cpu", "cuda"] = "cuda",
+    precisions: tuple[Precision, ...] = ("bf16", "fp32"),
+    checkpointing: tuple[Checkpointing, ...] = ("off", "selective", "per_block"),
+    offload: tuple[bool, ...] = (False, True),
+    batch_sizes: tuple[int, ...] = (1, 2, 4, 8),
+    effective_batch: int = 2,
+    min_patch_vox: tuple[int, ...] | None = None,
+    verify_top: int = 2,
+    search_combos: int = 2,
+    foreach: bool | None = None,
+    speed: DeviceSpeed | None = None,
+) -> Plan:
+    """Search configurations of ``network`` for a ``input_shape_vox`` volume within a budget.
+
+    Precisions are tried in order; a later one (e.g. fp32, slower and larger than bf16) is
+    searched only when no earlier one fits. (checkpointing, offload) combinations are traced
+    at the full (padded) volume cheapest first, stopping at the first that fits (the
+    ``full_volume`` answer); patches and batches are then searched in the first
+    ``search_combos`` traced combinations (more when none of them fits anything), and the
+    ``verify_top`` best are re-predicted exactly. ``foreach`` (default: on for cuda, as
+    torch does) is the optimizer implementation assumed. Candidates whose exact prediction
+    plus margin exceeds ``budget_bytes`` are never proposed. With ``accumulation > 1`` the gradients
+    live through every micro-step, so their bytes are added to the requirement.
+
+    Raises:
+        InputError: shapes of the wrong length, or a classifier asked for another size.
+    """
+    start = time.perf_counter()
+    dims = network.spatial_dims
+    if len(input_shape_vox) != dims:
+        raise InputError(f"input {input_shape_vox} needs {dims} sizes for a {dims}D network")
+    spacing = tuple(spacing_mm) if spacing_mm is not None else (1.0,) * dims
+    if len(spacing) != dims:
+        raise InputError(f"spacing {spacing} needs {dims} values")
+    speed = speed or DeviceSpeed()
+    div = divisor(network)
+    classifier = network.name == "vgg_classifier"
+    if classifier:
+        if tuple(input_shape_vox) != network.input_shape_vox:
+            raise InputError(
+                f"classifier is built for {network.input_shape_vox}, not {input_shape_vox}; "
+                "size the preset for the input (preset(name, input_shape_vox))"
+            )
+        target = tuple(input_shape_vox)
+    else:
+        target = padded_shape(tuple(input_shape_vox), div)
+    min_vox = min_patch_vox or tuple(2 * d for d in div)
+    ladder = [target] if classifier else patch_ladder(target, spacing, div, min_vox)
+    # Pruning slack: the linear model ignores per-sample norm statistics (a few kB).
+    slack = max(budget_bytes // 200, 1 << 20)
+
+    use_foreach = device == "cuda" if foreach is None else foreach
+    combos = [(ck, off) for off in offload for ck in checkpointing]  # cheapest first
+    if mode == "infer":
+        combos = [("off", False)]
+    pool: list[tuple[float, int, StepConfig, int]] = []  # (-score, -voxels, step, accumulation)
+    full: list[PlanCandidate] = []
+    for precision in precisions:
+        if pool or full:
+            break  # an earlier (faster, smaller) precision already fits
+        traced: list[tuple[StepConfig, MemoryEstimate]] = []
+        for ck, off in combos:
+            base = StepConfig(
+                input_shape_vox=target,
+                precision=precision,
+                optimizer=optimizer,
+                foreach=use_foreach,
+                checkpointing=ck,
+                offload=off,
+                mode=mode,
+                device=device,
+            )
+            exact = predict_step(network, base)
+            traced.append((base, exact))
+            if exact.required_bytes <= budget_bytes:
+                full.append(_candidate(exact, effective_batch, speed, exact=True))
+                break  # the cheapest way to fit the whole volume
+        for n_searched, (base, exact) in enumerate(traced):
+            if pool and n_searched >= search_combos:
+                break
+            pool += _search_combo(
+                network,
+                base,
+                exact,
+                ladder,
+                batch_sizes,
+                min_vox,
+                classifier,
+                mode,
+                effective_batch,
+                budget_bytes - slack,
+                speed,
+            )
+    pool.sort(key=lambda item: (item[0], item[1]))
+    proposed: list[PlanCandidate] = []
+    for _, _, step, accumulation in pool:
+        if len(proposed) >= verify_top:
+            break
+        exact = predict_step(network, step)
+        extra = _grad_bytes(exact) if accumulation > 1 else 0
+        if exact.required_bytes + extra <= budget_bytes:
+            candidate = _candidate(exact, accumulation, speed, exact=True)
+            proposed.append(
+                candidate.model_copy(update={"required_bytes": candidate.required_bytes + extra})
+            )
+    proposed.sort(key=lambda c: (-c.throughput_vox_per_s, -c.batch_size * math.prod(c.patch_size)))
+    full.sort(key=lambda c: -c.throughput_vox_per_s)
+    return Plan(
+        network=model_fingerprint(network),
+        target_shape_vox=tuple(input_shape_vox),
+        padded_shape_vox=target,
+        spacing_mm=spacing,
+        budget_bytes=budget_bytes,
+        device=device,
+        mode=mode,
+        optimizer=optimizer,
+        foreach=use_foreach,
+        candidates=tuple(proposed),
+        full_volume=full[0] if full else None,
+        full_volume_options=tuple(full),
+        seconds=time.perf_counter() - start,
+    )
