@@ -7,6 +7,7 @@ against known truth.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from cohort_helpers import pipeline, write_cohort
 
 from kneescope.cohort.pipeline_config import ExecutorConfig
-from kneescope.cohort.runner import run_pipeline
+from kneescope.cohort.runner import Progress, run_pipeline
 from kneescope.workspace import Workspace
 
 
@@ -55,8 +56,15 @@ def test_corrupt_item_fails_with_reason_and_run_goes_on(
 ) -> None:
     truth = write_cohort(tmp_path / "data", 5, corrupt=(2,))
     ws = Workspace.resolve(tmp_path / "ws")
-    result = run_pipeline(pipeline("corrupt", tmp_path / "data", executor_config), ws)
+    seen: list[Progress] = []
+    result = run_pipeline(
+        pipeline("corrupt", tmp_path / "data", executor_config), ws, on_progress=seen.append
+    )
     assert (result.done, result.failed) == (4, 1)
+    last = seen[-1]
+    assert (last.total, last.done, last.failed, last.remaining, last.eta_s) == (5, 4, 1, 0, 0.0)
+    assert last.rate_per_s > 0
+    assert all(a.done + a.failed <= b.done + b.failed for a, b in itertools.pairwise(seen))
     states = _states(result.run_dir)
     state, attempts, reason = states["S002-V00-R"]
     assert (state, attempts) == ("failed", 1)
