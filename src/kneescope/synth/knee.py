@@ -31,7 +31,7 @@ from scipy import ndimage
 from kneescope.core import Volume
 from kneescope.synth.anatomy import KneeShape
 from kneescope.synth.params import KneeParams, SizeSpec
-from kneescope.synth.render import N_LABELS, render_slabs
+from kneescope.synth.render import N_LABELS, marrow_texture, render_slabs
 from kneescope.synth.truth import KneeTruth, knee_truth
 from kneescope.types import Affine
 
@@ -176,6 +176,15 @@ def _one_component_per_label(labels: npt.NDArray[np.uint8]) -> int:
     return changed
 
 
+def texture_seed(params: KneeParams) -> int:
+    """Seed of the marrow texture: fixed by the subject's anatomy (same at every visit)."""
+    import hashlib
+
+    anatomy = (params.scale, params.notch_width, params.distal_radius, params.patella_width)
+    digest = hashlib.sha256(repr(anatomy).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
 def render_knee(params: KneeParams, size: SizeSpec) -> KneeSample:
     """Render ``params`` on the ``size`` grid: image, exact labels and truth.
 
@@ -192,7 +201,8 @@ def render_knee(params: KneeParams, size: SizeSpec) -> KneeSample:
     labels = np.empty(grid, dtype=np.uint8)
     image = np.empty(grid, dtype=np.float32)
     vol_sum = np.zeros(N_LABELS, dtype=np.float64)
-    for slab in render_slabs(shape, grid, size.spacing_mm, to_canonical):
+    texture = marrow_texture(texture_seed(params))
+    for slab in render_slabs(shape, grid, size.spacing_mm, to_canonical, texture):
         n = slab.image.shape[0]
         labels[slab.i0 : slab.i0 + n] = np.argmax(slab.fractions, axis=0).astype(np.uint8)
         image[slab.i0 : slab.i0 + n] = slab.image

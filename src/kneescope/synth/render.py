@@ -79,13 +79,40 @@ def slab_coordinates(
     return out[0], out[1], out[2]
 
 
+TEXTURE_CELL_MM = 1.2
+"""Lattice spacing of the marrow texture (trabecular-like intensity variation)."""
+TEXTURE_AMPLITUDE = 0.25
+"""Relative standard deviation of the marrow intensity texture."""
+
+
+def marrow_texture(seed: int, half_extent_mm: float = 90.0) -> npt.NDArray[np.float32]:
+    """Smoothed random lattice (float32, zero mean, unit std) over the canonical cube
+    ``[-half_extent_mm, half_extent_mm]^3`` at :data:`TEXTURE_CELL_MM`."""
+    n = int(2 * half_extent_mm / TEXTURE_CELL_MM) + 1
+    rng = np.random.default_rng(seed)
+    noise = ndimage.gaussian_filter(rng.standard_normal((n, n, n), dtype=np.float32), 0.9)
+    noise -= noise.mean()
+    noise /= max(float(noise.std()), 1e-6)
+    return noise.astype(np.float32)
+
+
+def _texture_at(lattice: npt.NDArray[np.float32], x: F32, y: F32, z: F32) -> F32:
+    half = (lattice.shape[0] - 1) * TEXTURE_CELL_MM / 2.0
+    coords = [(c + np.float32(half)) / np.float32(TEXTURE_CELL_MM) for c in (x, y, z)]
+    return ndimage.map_coordinates(lattice, coords, order=1, mode="nearest").astype(np.float32)
+
+
 def render_slabs(
     shape: KneeShape,
     grid_shape: tuple[int, int, int],
     spacing: tuple[float, float, float],
     to_canonical: npt.NDArray[np.float64],
+    texture: npt.NDArray[np.float32] | None = None,
 ) -> Iterator[Slab]:
-    """Yield label fractions and noiseless, bias-free image of consecutive slabs."""
+    """Yield label fractions and noiseless, bias-free image of consecutive slabs.
+
+    ``texture``: optional :func:`marrow_texture` lattice modulating marrow intensity.
+    """
     n_i = grid_shape[0]
     for i0 in range(0, n_i, SLAB):
         i1 = min(i0 + SLAB, n_i)
@@ -94,7 +121,7 @@ def render_slabs(
         if idx.size < 2:  # np.gradient needs two samples per axis
             idx = np.array([lo - 1, lo] if lo > 0 else [lo, lo + 1], dtype=np.int64)
         x, y, z = slab_coordinates(to_canonical, idx, grid_shape[1:])
-        fr, img = _render_block(shape, x, y, z, spacing)
+        fr, img = _render_block(shape, x, y, z, spacing, texture)
         keep = slice(i0 - int(idx[0]), i0 - int(idx[0]) + (i1 - i0))
         yield Slab(i0, np.ascontiguousarray(fr[:, keep]), np.ascontiguousarray(img[keep]))
 
@@ -146,7 +173,12 @@ def _masked(
 
 
 def _render_block(
-    shape: KneeShape, x: F32, y: F32, z: F32, spacing: tuple[float, float, float]
+    shape: KneeShape,
+    x: F32,
+    y: F32,
+    z: F32,
+    spacing: tuple[float, float, float],
+    texture: npt.NDArray[np.float32] | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     one = np.float32(1.0)
     dF, wF = _normalised_banded(banded(shape.femur_sdf, x, y, z, BAND_MM), spacing)
@@ -216,9 +248,16 @@ def _render_block(
     )
     soft = o_leg * (muscle * np.float32(I_MUSCLE) + (one - muscle) * np.float32(I_FAT))
 
+    marrow_gain = np.ones_like(x)
+    if texture is not None:
+        in_bone = (fr[1] + fr[3] + fr[6] + o_fib) > 0
+        if in_bone.any():
+            tex = _texture_at(texture, x[in_bone], y[in_bone], z[in_bone])
+            marrow_gain[in_bone] = np.clip(1.0 + np.float32(TEXTURE_AMPLITUDE) * tex, 0.3, 2.0)
+
     def bone(d: F32, w: F32, o: F32) -> F32:
         marrow = np.minimum(_ramp(d + np.float32(CORTEX_MM), w), o)
-        return marrow * np.float32(I_MARROW) + (o - marrow) * np.float32(I_CORTEX)
+        return marrow * np.float32(I_MARROW) * marrow_gain + (o - marrow) * np.float32(I_CORTEX)
 
     img = (
         bone(dF, wF, fr[1])
