@@ -218,3 +218,17 @@ def test_parallel_header_reading_gives_the_same_catalog(oai_tree: OaiTree, tmp_p
     finally:
         serial.close()
         parallel.close()
+
+
+def test_vanished_series_are_marked_failed(catalog: Catalog, oai_tree: OaiTree) -> None:
+    import shutil
+
+    import_oai_tree(catalog, oai_tree.root)
+    gone = oai_tree.good["dess_v01"].folder
+    shutil.rmtree(gone)
+    report = import_oai_tree(catalog, oai_tree.root)
+    assert (report.missing, report.unchanged, report.added) == (1, 6, 0)
+    row = next(r for r in list_series(catalog) if r.path == str(gone))
+    assert row.status == "failed"
+    assert "no longer exists" in (row.reason or "")
+    assert import_oai_tree(catalog, oai_tree.root).missing == 0

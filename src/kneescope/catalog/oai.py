@@ -223,6 +223,7 @@ def import_oai_tree(
                 row = session.get(Series, series_id)
                 if row is not None:
                     _attach(session, row, label, report)
+    _mark_missing(catalog, known, {str(f.path) for f in folders}, root, report)
     if progress:
         progress(report.unchanged, len(folders))
     readable = [(p.folder.path, p.hint) for p in todo if p.reason is None]
@@ -246,6 +247,37 @@ def import_oai_tree(
                 progress(report.unchanged + done, len(folders))
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _mark_missing(
+    catalog: Catalog,
+    known: dict[str, tuple[int, str, str, str | None]],
+    found: set[str],
+    root: Path,
+    report: IngestReport,
+) -> None:
+    """Mark ok series below ``root`` whose folder no longer exists as failed."""
+    prefix = str(root).rstrip("/") + "/"
+    gone = [
+        (path, entry[0])
+        for path, entry in known.items()
+        if path.startswith(prefix)
+        and path not in found
+        and entry[2] == STATUS_OK
+        and not Path(path).exists()
+    ]
+    if not gone:
+        return
+    with catalog.session() as session:
+        for path, series_id in gone:
+            row = session.get(Series, series_id)
+            if row is None:
+                continue
+            row.status = STATUS_FAILED
+            row.reason = "series folder no longer exists; restore it and re-run the ingest"
+            row.files_checksum = "missing"
+            report.missing += 1
+            report.failures.append((path, row.reason))
 
 
 @dataclass(frozen=True)

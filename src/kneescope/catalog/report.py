@@ -18,6 +18,7 @@ class IngestReport:
         unchanged: series skipped because their files are unchanged.
         failed: series recorded as failed in this run (a subset of added + updated).
         ignored: folders or files that fit no expected layout (logged, not cataloged).
+        missing: cataloged series whose folder has disappeared (now marked failed).
         labels: label maps added or updated.
         clinical_values: clinical values added or updated.
         failures: ``(path, one-line reason)`` of every failed series or label map.
@@ -32,6 +33,7 @@ class IngestReport:
     unchanged: int = 0
     failed: int = 0
     ignored: int = 0
+    missing: int = 0
     labels: int = 0
     clinical_values: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)

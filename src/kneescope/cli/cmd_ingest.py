@@ -100,7 +100,8 @@ def render_report(console: Any, report: Any) -> None:
     console.print(
         f"ingested {report.source} ({report.kind}): {report.added} added, "
         f"{report.updated} updated, {report.unchanged} unchanged, {report.failed} failed, "
-        f"{report.labels} label maps, {report.ignored} ignored ({report.seconds:.2f} s)",
+        f"{report.labels} label maps, {report.ignored} ignored, {report.missing} missing "
+        f"({report.seconds:.2f} s)",
         markup=False,
     )
     for path, reason in report.failures:
