@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -143,4 +145,40 @@ def test_bad_input_is_one_line_and_writes_nothing(
     err = capsys.readouterr().err
     assert message in err
     assert err.count("\n") == 1
+    assert not (workspace_dir / "catalog.sqlite").exists()
+
+
+@pytest.fixture
+def pg_catalog_url(pg_url: str) -> Iterator[str]:
+    """A fresh, randomly named database on the test PostgreSQL server (dropped afterwards)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"ks_cli_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_ingest_and_catalog_on_postgresql(
+    tmp_path: Path,
+    workspace_dir: Path,
+    pg_catalog_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    build_tree(tmp_path / "OAI")
+    opts = ["-w", str(workspace_dir), "--catalog", pg_catalog_url]
+    code, report = run_json(capsys, "ingest", str(tmp_path / "OAI"), *opts, "-j", "1")
+    assert code == 0
+    assert isinstance(report, dict)
+    assert (report["added"], report["failed"]) == (4, 1)
+    code, summary = run_json(capsys, "catalog", *opts, "--summary")
+    assert isinstance(summary, dict)
+    assert (summary["series"], summary["subjects"]) == (4, 1)
     assert not (workspace_dir / "catalog.sqlite").exists()
