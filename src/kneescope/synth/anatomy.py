@@ -21,6 +21,7 @@ import numpy as np
 from kneescope.synth.params import KneeParams
 from kneescope.synth.sdf import (
     F32,
+    capsule,
     circle2d,
     ellipse2d,
     ellipsoid,
@@ -349,11 +350,32 @@ class KneeShape:
             (24.0 * s, (1.5 + 5.0 * e) * s, (10.0 + 8.0 * e) * s),
         )
 
+    def cruciate_sdf(self, x: F32, y: F32, z: F32) -> F32:
+        """ACL and PCL: dark bands crossing in the intercondylar notch (not labelled)."""
+        s = self.s
+        hn = 0.5 * self.p.notch_width * s
+        zb = 0.5 * (self.zb_med + self.zb_lat)
+        acl = capsule(
+            x,
+            y,
+            z,
+            (hn - 2.5 * s, self.yd - 12.0 * s, zb + 16.0 * s),
+            (-1.0, 9.0 * s, 1.0),
+            3.5 * s,
+        )
+        pcl = capsule(
+            x,
+            y,
+            z,
+            (-hn + 2.5 * s, self.yd + 4.0 * s, zb + 15.0 * s),
+            (0.0, -20.0 * s, -5.0),
+            4.0 * s,
+        )
+        return np.minimum(acl, pcl)
+
     def patellar_tendon_sdf(self, x: F32, y: F32, z: F32) -> F32:
         s = self.s
         cx, cy, cz = self.pc
-        from kneescope.synth.sdf import capsule
-
         return capsule(
             x,
             y,

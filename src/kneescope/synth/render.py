@@ -230,6 +230,8 @@ def _render_block(
     # --- unlabeled tissue ---------------------------------------------------------------
     o_fib = np.minimum(_ramp(dFib, wFib), fr[0])
     rem = fr[0] - o_fib
+    o_lig = np.minimum(_ramp(banded(shape.cruciate_sdf, x, y, z, 2.0), wT), rem)
+    rem = rem - o_lig
     w_mean = np.float32(float(np.mean(spacing)))
     joint = np.maximum(
         dF - tF, np.minimum(dT - tT, dP - tP) - np.float32(2.0 + 2.0 * shape.p.effusion)
@@ -267,7 +269,7 @@ def _render_block(
         + (fr[2] + fr[4] + fr[5] + fr[7]) * np.float32(I_CARTILAGE)
         + (fr[8] + fr[9]) * np.float32(I_MENISCUS)
         + o_fluid * np.float32(I_FLUID)
-        + o_tendon * np.float32(I_TENDON)
+        + (o_tendon + o_lig) * np.float32(I_TENDON)
         + soft
     )
     return fr, img.astype(np.float32)
