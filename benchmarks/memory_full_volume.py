@@ -79,7 +79,8 @@ def main() -> None:
         points.append((v, m.peak_rss_bytes, e.peak_bytes))
         print(
             f"  {'x'.join(map(str, step.input_shape_vox)):>12}: predicted {e.peak_bytes / GB:6.2f}"
-            f" GB, measured {m.peak_rss_bytes / GB:6.2f} GB (tracked {m.tracked_peak_bytes / GB:.2f})"
+            f" GB, measured {m.peak_rss_bytes / GB:6.2f} GB"
+            f" (tracked {m.tracked_peak_bytes / GB:.2f})"
             f", ratio {e.peak_bytes / m.peak_rss_bytes:.3f}, step {m.seconds:.0f} s"
         )
     full_pred = predict_step(net, StepConfig(input_shape_vox=FULL, precision="bf16"))
