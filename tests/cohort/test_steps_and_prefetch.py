@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -109,3 +110,26 @@ def test_step_order_and_names_are_checked() -> None:
         build_steps([StepConfig(name="array_stats", options={"nope": 1})])
     with pytest.raises(ConfigError, match="cannot import"):
         build_steps([StepConfig(name="no_such_module_xyz:Step")])
+
+
+def test_dask_workers_read_the_next_item_while_computing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One single-thread worker: with prefetch its reader thread overlaps reads with compute."""
+    import sqlite3
+
+    here = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    n = 6
+    data = tmp_path / "data"
+    write_cohort(data, n)
+    executor = ExecutorConfig(kind="dask", workers=1, threads_per_worker=1, memory_limit="1GiB")
+    config = pipeline("dprefetch", data, executor, steps=STEPS, prefetch=2)
+    result = run_pipeline(config, Workspace.resolve(tmp_path / "ws"))
+    assert result.done == n
+    with sqlite3.connect(result.run_dir / "manifest.sqlite") as db:
+        first, last = db.execute("SELECT MIN(started_at), MAX(finished_at) FROM items").fetchone()
+    table = pd.read_parquet(result.results_path)
+    assert list(table["echo"]) == list(table["item_id"])
+    serial_s = n * (READ_S + COMPUTE_S)
+    assert last - first < serial_s - 0.3 * n * READ_S

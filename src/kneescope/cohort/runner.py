@@ -108,6 +108,7 @@ def run_pipeline(
     steps = build_steps(config.steps)
     hashes = steps_fingerprint(config.steps, steps)
     provenance = {"kneescope_version": __version__, **hashes}
+    prefetch = config.prefetch if any(s.prefetchable for s in steps) else 0
     del steps
     started = time.time()
     with RunLock(run_dir), Manifest(run_dir / "manifest.sqlite") as manifest:
@@ -131,7 +132,7 @@ def run_pipeline(
             executor=config.executor.kind if executor is None else executor.kind,
             **provenance,
         )
-        executor = executor or make_executor(config.executor, prefetch=config.prefetch)
+        executor = executor or make_executor(config.executor, prefetch=prefetch)
         loop = _Loop(config, manifest, executor, run_dir, provenance, total, skipped, started)
         try:
             executor.start()

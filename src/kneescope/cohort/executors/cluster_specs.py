@@ -9,17 +9,28 @@ from typing import Any
 from kneescope.cohort.pipeline_config import ExecutorConfig
 from kneescope.errors import ConfigError
 
+COMPUTE_RESOURCE = "kneescope-compute"
+"""Worker resource that compute tasks hold: with prefetch, a worker has one thread more than
+it has of this resource, so reading the next item overlaps the current item's compute."""
 
-def local_cluster_kwargs(config: ExecutorConfig) -> dict[str, Any]:
-    """Arguments of ``distributed.LocalCluster`` for ``kind = "dask"``."""
-    return {
+
+def local_cluster_kwargs(config: ExecutorConfig, prefetch: bool = False) -> dict[str, Any]:
+    """Arguments of ``distributed.LocalCluster`` for ``kind = "dask"``.
+
+    With ``prefetch`` every worker gets one extra (reader) thread and
+    ``threads_per_worker`` units of :data:`COMPUTE_RESOURCE`.
+    """
+    kwargs: dict[str, Any] = {
         "n_workers": config.workers,
-        "threads_per_worker": config.threads_per_worker,
+        "threads_per_worker": config.threads_per_worker + (1 if prefetch else 0),
         "processes": config.processes,
         "memory_limit": config.memory_limit,
         "host": config.host or "127.0.0.1",
         "dashboard_address": ":0",
     }
+    if prefetch:
+        kwargs["resources"] = {COMPUTE_RESOURCE: config.threads_per_worker}
+    return kwargs
 
 
 def jobqueue_kwargs(config: ExecutorConfig) -> dict[str, Any]:
@@ -53,19 +64,21 @@ def jobqueue_kwargs(config: ExecutorConfig) -> dict[str, Any]:
     return kwargs
 
 
-def gpu_worker_specs(config: ExecutorConfig) -> dict[str, dict[str, Any]]:
+def gpu_worker_specs(config: ExecutorConfig, prefetch: bool = False) -> dict[str, dict[str, Any]]:
     """Worker specs for ``distributed.SpecCluster``: one Nanny per GPU id.
 
     Each worker sees exactly one GPU (``CUDA_VISIBLE_DEVICES`` = its id, so it is ``cuda:0``
-    inside the worker) and runs ``threads_per_worker`` threads.
+    inside the worker) and runs ``threads_per_worker`` threads (one more with ``prefetch``).
     """
     if not config.gpu_ids:
         raise ConfigError("executor kind 'gpu' needs gpu_ids = [0, 1, ...]; list the GPUs to use")
+    extra = {"resources": {COMPUTE_RESOURCE: config.threads_per_worker}} if prefetch else {}
     return {
         f"gpu-{gpu}": {
             "cls": "distributed.Nanny",
             "options": {
-                "nthreads": config.threads_per_worker,
+                **extra,
+                "nthreads": config.threads_per_worker + (1 if prefetch else 0),
                 "memory_limit": config.memory_limit,
                 "host": config.host or "127.0.0.1",
                 "env": {"CUDA_VISIBLE_DEVICES": str(gpu)},

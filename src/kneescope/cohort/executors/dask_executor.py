@@ -18,11 +18,18 @@ from typing import Any
 
 from kneescope.cohort.executors.base import Executor, Finished
 from kneescope.cohort.executors.cluster_specs import (
+    COMPUTE_RESOURCE,
     gpu_worker_specs,
     jobqueue_kwargs,
     local_cluster_kwargs,
 )
-from kneescope.cohort.item_task import TaskOutcome, TaskPayload, run_item_task
+from kneescope.cohort.item_task import (
+    TaskOutcome,
+    TaskPayload,
+    compute_stage,
+    read_stage,
+    run_item_task,
+)
 from kneescope.cohort.pipeline_config import ExecutorConfig
 from kneescope.errors import RunError
 
@@ -47,20 +54,23 @@ def _import_jobqueue() -> Any:
             signal.signal(signal.SIGINT, previous)
 
 
-def make_cluster(config: ExecutorConfig) -> Any:
-    """Start the cluster the config names (None for ``address``). Caller closes it."""
+def make_cluster(config: ExecutorConfig, prefetch: bool = False) -> Any:
+    """Start the cluster the config names (None for ``address``). Caller closes it.
+
+    ``prefetch`` (LocalCluster and GPU clusters only) gives each worker a reader thread.
+    """
     import dask
     import distributed
 
     with dask.config.set({"distributed.scheduler.allowed-failures": config.allowed_failures}):
         if config.kind == "dask":
-            return distributed.LocalCluster(**local_cluster_kwargs(config))  # type: ignore[no-untyped-call]
+            return distributed.LocalCluster(**local_cluster_kwargs(config, prefetch))  # type: ignore[no-untyped-call]
         if config.kind == "gpu":
             scheduler = {
                 "cls": distributed.Scheduler,
                 "options": {"host": config.host or "127.0.0.1", "dashboard_address": ":0"},
             }
-            workers = gpu_worker_specs(config)
+            workers = gpu_worker_specs(config, prefetch)
             for spec in workers.values():
                 spec["cls"] = distributed.Nanny
             return distributed.SpecCluster(workers=workers, scheduler=scheduler)  # type: ignore[no-untyped-call]
@@ -86,9 +96,12 @@ class DaskExecutor(Executor):
 
     isolates_workers = True
 
-    def __init__(self, config: ExecutorConfig) -> None:
+    def __init__(self, config: ExecutorConfig, prefetch: bool = False) -> None:
         self.config = config
         self.kind = config.kind  # type: ignore[misc]
+        # Workers we start get a reader thread; joined clusters and batch jobs do not.
+        self.prefetch = prefetch and config.kind in ("dask", "gpu")
+        self._reads: dict[str, Any] = {}
         self._cluster: Any = None
         self._client: Any = None
         self._completed: Any = None
@@ -98,7 +111,7 @@ class DaskExecutor(Executor):
         import distributed
 
         try:
-            self._cluster = make_cluster(self.config)
+            self._cluster = make_cluster(self.config, self.prefetch)
             address = self.config.address if self._cluster is None else self._cluster
             self._client = distributed.Client(  # type: ignore[no-untyped-call]
                 address, timeout=self.config.worker_timeout_s
@@ -120,8 +133,23 @@ class DaskExecutor(Executor):
         return dict(self._client.scheduler_info(n_workers=-1).get("workers", {}))
 
     def submit(self, payload: TaskPayload) -> None:
-        key = f"kneescope-item-{uuid.uuid4().hex}"
-        future = self._client.submit(run_item_task, payload, key=key, pure=False)
+        uid = uuid.uuid4().hex
+        if self.prefetch:
+            # Read on the worker's reader thread, compute holding a compute slot: the next
+            # item's read overlaps this item's compute (Dask keeps both on one worker).
+            read = self._client.submit(read_stage, payload, key=f"kneescope-read-{uid}", pure=False)
+            future = self._client.submit(
+                compute_stage,
+                read,
+                key=f"kneescope-item-{uid}",
+                pure=False,
+                resources={COMPUTE_RESOURCE: 1},
+            )
+            self._reads[future.key] = read
+        else:
+            future = self._client.submit(
+                run_item_task, payload, key=f"kneescope-item-{uid}", pure=False
+            )
         self._futures[future.key] = payload
         self._completed.add(future)
 
@@ -144,6 +172,9 @@ class DaskExecutor(Executor):
             )
         finally:
             future.release()
+            read = self._reads.pop(future.key, None)
+            if read is not None:
+                read.release()
         return Finished(payload, outcome)
 
     def cancel_all(self) -> None:
@@ -151,8 +182,11 @@ class DaskExecutor(Executor):
             futures = list(self._completed.futures)
             with contextlib.suppress(Exception):
                 self._client.cancel(futures, force=True)
+            with contextlib.suppress(Exception):
+                self._client.cancel(list(self._reads.values()), force=True)
             self._completed.clear()
         self._futures.clear()
+        self._reads.clear()
 
     def close(self) -> None:
         if self._client is not None:
@@ -165,7 +199,7 @@ class DaskExecutor(Executor):
             self._cluster = None
 
     def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"kind": self.kind}
+        info: dict[str, Any] = {"kind": self.kind, "prefetch": self.prefetch}
         if self._client is not None:
             workers = self._workers()
             info["workers"] = len(workers)
