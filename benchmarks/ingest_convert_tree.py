@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -80,10 +82,22 @@ def build_tree(root: Path, *, subjects: int, visits: int, size: str, extra: int)
     return n
 
 
+_CPU = {"s": 0.0}
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(*args: str) -> tuple[float, dict[str, Any]]:
+    """Run the console script; returns wall seconds and its JSON; CPU seconds in _CPU["s"]
+    (the command and its worker processes, user + system)."""
     exe = Path(sys.executable).with_name("kneescope")
+    cpu0 = _children_cpu_s()
     t0 = time.perf_counter()
     out = subprocess.run([str(exe), *args, "--json"], capture_output=True, text=True, check=True)
+    _CPU["s"] = _children_cpu_s() - cpu0
     return time.perf_counter() - t0, json.loads(out.stdout)
 
 
@@ -118,14 +132,19 @@ def main() -> None:
         )
         wall, again = run("ingest", str(root), "-w", str(ws))
         print(
-            f"ingest (unchanged): {wall:6.2f} s wall, {again['seconds']:.3f} s in ingest; "
-            f"added {again['added']}, unchanged {again['unchanged']}"
+            f"ingest (unchanged): {wall:6.2f} s wall, {again['seconds']:.3f} s in ingest, "
+            f"{_CPU['s']:.2f} s CPU; added {again['added']}, unchanged {again['unchanged']}"
         )
         wall, conv = run("convert", "-w", str(ws), "--jobs", str(args.jobs))
         print(
             f"convert (--jobs {args.jobs}): {wall:6.2f} s wall; converted {conv['converted']}, "
             f"{conv['bytes_in'] / 1e6:.1f} MB in -> {conv['bytes_out'] / 1e6:.1f} MB out, "
             f"ratio {conv['ratio']:.3f}x, {conv['mb_per_s']:.1f} MB/s (in-command wall)"
+        )
+        print(
+            f"convert CPU:        {_CPU['s']:6.2f} s (all processes) -> "
+            f"{conv['bytes_in'] / 1e6 / _CPU['s']:.1f} MB per CPU-second; load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
         wall, skip = run("convert", "-w", str(ws), "--jobs", str(args.jobs))
         print(
