@@ -1,5 +1,9 @@
 """Training patches: class-weighted crops and MONAI augmentation, replayable per iteration.
 
+Crops follow MONAI's ``RandCropByLabelClasses`` rule (class drawn by weight, then a voxel of
+that class as the patch centre) but slice the prepared arrays directly, so a full-size case
+is never copied or wrapped per sample; augmentation is MONAI's, on the patch only.
+
 Each iteration's randomness comes from a seed derived from ``(seed, iteration)`` only, so a run
 resumed from a checkpoint draws exactly the patches the uninterrupted run would have drawn.
 """
@@ -77,22 +81,12 @@ class PatchSampler:
 
     def __post_init__(self) -> None:
         from monai.transforms.compose import Compose
-        from monai.transforms.croppad.dictionary import RandCropByLabelClassesd, SpatialPadd
 
         rng = np.random.default_rng(self.seed)
-        self._centres = [class_centres(lab, self.classes, rng) for lab in self.labels]
-        keys = ["image", "label"]
-        self._pad = SpatialPadd(keys=keys, spatial_size=self.patch_size_vox, mode="constant")
-        self._crop = RandCropByLabelClassesd(
-            keys=keys,
-            label_key="label",
-            spatial_size=self.patch_size_vox,
-            ratios=list(self.class_weights),
-            num_classes=self.classes,
-            num_samples=1,
-            indices_key="centres",
-            warn=False,
-        )
+        # pad once, so every crop is a plain slice of an array at least the patch size
+        self._images = [_pad_to(img, self.patch_size_vox) for img in self.images]
+        self._labels = [_pad_to(lab, self.patch_size_vox) for lab in self.labels]
+        self._centres = [class_centres(lab, self.classes, rng) for lab in self._labels]
         self._augment = Compose(_augmentations(self.mode, self.flip_axis)) if self.augment else None
 
     def batch(self, iteration: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +99,7 @@ class PatchSampler:
         rng = np.random.default_rng(iteration_seed(self.seed, iteration))
         imgs, labs = [], []
         for n in range(batch_size):
-            case = int(rng.integers(len(self.images)))
+            case = int(rng.integers(len(self._images)))
             item = self._sample(case, iteration_seed(self.seed, iteration, n + 1))
             imgs.append(torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32))
             labs.append(torch.as_tensor(np.asarray(item["label"])).to(torch.int64))
@@ -115,23 +109,45 @@ class PatchSampler:
             image, label = image[:, :, 0], label[:, :, 0]
         return image, label
 
+    def crop_box(self, case: int, rng: np.random.Generator) -> tuple[slice, slice, slice]:
+        """A patch box around a voxel of a class drawn with ``class_weights`` (MONAI's
+        RandCropByLabelClasses rule: pick the class, then a voxel of it, centre the patch on
+        it, shift the patch inside the volume)."""
+        centres = self._centres[case]
+        weights = np.array(
+            [w if len(c) else 0.0 for w, c in zip(self.class_weights, centres, strict=True)]
+        )
+        if weights.sum() <= 0:
+            weights = np.array([1.0 if len(c) else 0.0 for c in centres])
+        cls = int(rng.choice(len(weights), p=weights / weights.sum()))
+        flat = int(centres[cls][int(rng.integers(len(centres[cls])))])
+        shape = self._labels[case].shape
+        centre = np.unravel_index(flat, shape)
+        box = []
+        for c, n, p in zip(centre, shape, self.patch_size_vox, strict=True):
+            lo = min(max(0, int(c) - p // 2), n - p)
+            box.append(slice(lo, lo + p))
+        return (box[0], box[1], box[2])
+
     def _sample(self, case: int, seed: int) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "image": self.images[case][None],
-            "label": self.labels[case][None],
+        rng = np.random.default_rng(seed)
+        box = self.crop_box(case, rng)
+        item: dict[str, Any] = {
+            "image": np.ascontiguousarray(self._images[case][box])[None],
+            "label": np.ascontiguousarray(self._labels[case][box])[None],
         }
-        padded: dict[Any, Any] = dict(self._pad(data))  # type: ignore[arg-type]
-        centres: list[npt.NDArray[np.int64]] | None = self._centres[case]
-        if padded["image"].shape[1:] != data["image"].shape[1:]:
-            centres = None  # padding moved the voxels: let MONAI recompute the centres
-        padded["centres"] = centres
-        self._crop.set_random_state(seed=seed)
-        item = self._crop(padded)[0]
-        item.pop("centres", None)
         if self._augment is not None:
             self._augment.set_random_state(seed=(seed + 1) % (2**32))
             item = self._augment(item)
         return {"image": _plain(item["image"]), "label": _plain(item["label"])}
+
+
+def _pad_to(array: npt.NDArray[Any], patch: tuple[int, int, int]) -> npt.NDArray[Any]:
+    """Zero-pad ``array`` at the far end of each axis up to ``patch`` (no copy if not needed)."""
+    missing = [max(0, p - n) for p, n in zip(patch, array.shape, strict=True)]
+    if not any(missing):
+        return array
+    return np.pad(array, [(0, m) for m in missing])
 
 
 def _plain(x: Any) -> npt.NDArray[Any]:
