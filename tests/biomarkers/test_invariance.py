@@ -121,7 +121,7 @@ def test_resampled_in_another_pose(
     toy_measured: KneeMeasurements, angles: tuple[float, float, float]
 ) -> None:
     # a new voxelisation of the same knee in another oblique pose agrees within the stated
-    # tolerance: thickness 0.1 mm, volumes 2 %, extrusion 0.3 mm, coverage 3 points
+    # tolerance: thickness 0.1 mm, volumes 2 %, extrusion 0.5 mm, coverage 3 points
     other = measure_knee(
         render_compact_toy_knee(rotation=rotation_from_euler_deg(*angles)).labels,
         with_maps=False,
@@ -133,6 +133,6 @@ def test_resampled_in_another_pose(
         assert abs(toy_measured.values[key] / other.values[key] - 1.0) <= 0.02, key
     for side in ("medial", "lateral"):
         key = f"{side}_meniscus_extrusion_mm"
-        assert abs(toy_measured.values[key] - other.values[key]) <= 0.3, key
+        assert abs(toy_measured.values[key] - other.values[key]) <= 0.5, key
         key = f"{side}_tibial_coverage_pct"
         assert abs(toy_measured.values[key] - other.values[key]) <= 3.0, key

@@ -27,7 +27,7 @@ from kneescope.biomarkers.footprint import covered_fraction, denuded_mask
 from kneescope.biomarkers.frame import KneeFrame, knee_frame, with_superior
 from kneescope.biomarkers.maps import ThicknessMap, thickness_map
 from kneescope.biomarkers.measure_config import MeasureConfig
-from kneescope.biomarkers.menisci import outermost_in_slab
+from kneescope.biomarkers.menisci import outermost_in_slab, tibial_rim
 from kneescope.biomarkers.qc import component_count, qc_flags
 from kneescope.biomarkers.subregions import (
     FEMORAL_REGIONS,
@@ -375,15 +375,14 @@ def _measure_meniscus(
         plate_label = CARTILAGE_PLATES[plate][0]
         around = union_box(boxes[men_label], boxes[plate_label])
         rim_box = expand_box(around, 3.0 * cfg.crop_margin_mm, spacing, arr.shape)
-        top = summary.plateau_superior_mm
-        rim = outermost_in_slab(
+        rim = tibial_rim(
             arr[rim_box] == tib_label,
             cropped_affine(affine, rim_box),
             frame,
             outward_sign=outward,
             anterior_mm=float(summary.centre_knee[1]),
             half_width_mm=cfg.extrusion_slab_mm,
-            superior_range_mm=(top - cfg.rim_depth_mm, top + 1.0),
+            depth_mm=cfg.rim_depth_mm,
             sigma_vox=cfg.sigma_vox,
         )
         values[f"{name}_meniscus_extrusion_mm"] = men_ext - rim

@@ -43,7 +43,7 @@ class MeasureConfig(BaseModel):
         map_pixel_mm: pixel of the 2D thickness maps.
         extrusion_slab_mm: half-width of the coronal slab through the plateau centre.
         rim_depth_mm: the tibial rim is the outermost tibial bone within this depth below
-            the plateau.
+            the plateau's edge (see :mod:`kneescope.biomarkers.menisci`).
         min_component_voxels: smaller connected components are ignored by QC.
         thickness_mean_range_mm: plausible plate mean thickness.
         thickness_max_mm: plausible maximum thickness.
@@ -60,7 +60,7 @@ class MeasureConfig(BaseModel):
     footprint_pixel_mm: float = Field(0.25, gt=0.0)
     map_pixel_mm: float = Field(1.0, gt=0.0)
     extrusion_slab_mm: float = Field(1.0, gt=0.0)
-    rim_depth_mm: float = Field(5.0, gt=0.0)
+    rim_depth_mm: float = Field(1.5, gt=0.0)
     min_component_voxels: int = Field(50, ge=1)
     thickness_mean_range_mm: PlausibleRange = PlausibleRange(low=0.5, high=5.0)
     thickness_max_mm: float = 10.0

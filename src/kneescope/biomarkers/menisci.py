@@ -2,9 +2,11 @@
 
 Extrusion (mm, positive = beyond the rim): in the coronal slab (``half_width_mm`` either side)
 through the centre of the compartment's tibial plate, the outermost point of the meniscus
-minus the outermost point of the tibia within ``rim_depth_mm`` below the plateau; "outer" is
-medial for the medial meniscus and lateral for the lateral one. Both come from sub-voxel
-surfaces (see :mod:`kneescope.biomarkers.surfaces`), not voxel centres.
+minus the tibial plateau rim; "outer" is medial for the medial meniscus and lateral for the
+lateral one. The rim is the outermost tibial bone within ``rim_depth_mm`` below the top of the
+plateau *at its edge* (the highest tibia point among the outermost 3 mm of the slab), so a
+metaphysis that flares below the plateau, and the plateau's own slope, do not move it. Both
+come from sub-voxel surfaces (see :mod:`kneescope.biomarkers.surfaces`), not voxel centres.
 
 Coverage (%): the share of the tibial plate's projected area (interface and denuded bone,
 seen from above, weighted by projected area) that the meniscus covers.
@@ -47,3 +49,43 @@ def outermost_in_slab(
     if not sel.any():
         return float("nan")
     return float(np.max(outward_sign * pts[sel, 0]))
+
+
+def tibial_rim(
+    mask: npt.NDArray[np.bool_],
+    affine: npt.NDArray[np.float64],
+    frame: KneeFrame,
+    *,
+    outward_sign: float,
+    anterior_mm: float,
+    half_width_mm: float,
+    depth_mm: float,
+    sigma_vox: float,
+    edge_band_mm: float = 3.0,
+) -> float:
+    """Outward coordinate (mm) of the tibial plateau rim in the coronal slab; NaN if none.
+
+    Args:
+        mask: bool (I, J, K) tibia voxels of a crop around the compartment.
+        affine: 4x4 voxel -> RAS+ mm of the crop.
+        frame: knee frame.
+        outward_sign: +1 medial compartment, -1 lateral.
+        anterior_mm: anterior coordinate of the slab centre.
+        half_width_mm: slab half-width.
+        depth_mm: the rim is sought this far below the plateau's edge height.
+        sigma_vox: blur for the sub-voxel surface.
+        edge_band_mm: width of the outermost band whose highest point gives the edge height.
+    """
+    if not mask.any():
+        return float("nan")
+    mesh = iso_surface(smoothed_indicator(mask, sigma_vox), affine)
+    if len(mesh.vertices_mm) == 0:
+        return float("nan")
+    pts = frame.to_knee(mesh.vertices_mm)
+    pts = pts[np.abs(pts[:, 1] - anterior_mm) <= half_width_mm]
+    if len(pts) == 0:
+        return float("nan")
+    out = outward_sign * pts[:, 0]
+    edge_top = float(pts[out >= out.max() - edge_band_mm, 2].max())
+    band = (pts[:, 2] >= edge_top - depth_mm) & (pts[:, 2] <= edge_top + 0.5)
+    return float(out[band].max())
