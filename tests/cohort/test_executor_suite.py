@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from cohort_helpers import pipeline, write_cohort
 
+from kneescope.cohort.item_sources import iter_items
 from kneescope.cohort.pipeline_config import ExecutorConfig
 from kneescope.cohort.runner import Progress, run_pipeline
 from kneescope.workspace import Workspace
@@ -165,3 +166,40 @@ def test_setup_runs_once_per_worker_process(
     assert (per_pid == table.groupby("pid")["setup_calls"].min()).all()  # no re-setup mid-run
     if executor_config.kind != "local":
         assert (per_pid == 1).all()
+
+
+def test_items_whose_workers_keep_dying_are_retried_then_failed(tmp_path: Path) -> None:
+    """Past Dask's allowed failures (0 here) the runner counts an attempt and resubmits, up to
+    max_attempts; an item that always kills its worker ends failed with the reason."""
+    import dask
+    import distributed
+
+    data = tmp_path / "data"
+    write_cohort(data, 2)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
+        )
+    try:
+        executor = ExecutorConfig(kind="address", address=cluster.scheduler_address)
+        ws = Workspace.resolve(tmp_path / "ws")
+        outcomes = {}
+        for item_id, times in (("S000-V00-R", 1), ("S001-V00-R", 99)):
+            steps = [
+                {"name": "load_array"},
+                {"name": "crash_once", "options": {"marker_dir": str(markers), "times": times}},
+                {"name": "array_stats"},
+            ]
+            config = pipeline(f"dying-{times}", data, executor, steps=steps, max_attempts=2)
+            items = [i for i in iter_items(config.items, tmp_path) if i.item_id == item_id]
+            result = run_pipeline(config, ws, items=items)
+            outcomes[item_id] = _states(result.run_dir)[item_id]
+    finally:
+        cluster.close()
+    assert outcomes["S000-V00-R"][:2] == ("done", 2)  # died once, retried by the runner
+    state, attempts, reason = outcomes["S001-V00-R"]
+    assert (state, attempts) == ("failed", 2)
+    assert reason is not None and reason.startswith("worker died")
+    assert len((markers / "S001-V00-R.crashed").read_text().split()) == 2

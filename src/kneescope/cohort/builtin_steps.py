@@ -174,27 +174,38 @@ class Sleep(BaseStep):
 
 
 class CrashOnce(BaseStep):
-    """Kill the worker process the first time an item is seen (marker file in ``marker_dir``).
+    """Kill the worker process the first ``times`` times an item runs (counted in a marker
+    file in ``marker_dir``).
 
     Options:
         marker_dir: folder shared by all workers.
         item_ids: only these items crash (all when empty).
         how: "exit" (os._exit) or "kill" (SIGKILL to itself).
+        times: how many attempts of an item crash before one succeeds.
     """
 
     name = "crash_once"
 
-    def __init__(self, marker_dir: str, item_ids: list[str] | None = None, how: str = "exit"):
+    def __init__(
+        self,
+        marker_dir: str,
+        item_ids: list[str] | None = None,
+        how: str = "exit",
+        times: int = 1,
+    ) -> None:
         self.marker_dir = Path(marker_dir)
         self.item_ids = set(item_ids or [])
         self.how = how
+        self.times = times
 
     def run(self, item: Item, context: StepContext) -> StepResult:
         marker = self.marker_dir / f"{item.item_id}.crashed"
-        if (not self.item_ids or item.item_id in self.item_ids) and not marker.exists():
-            marker.write_text(str(os.getpid()))
+        pids = marker.read_text().split() if marker.exists() else []
+        if (not self.item_ids or item.item_id in self.item_ids) and len(pids) < self.times:
+            with marker.open("a") as handle:
+                handle.write(f"{os.getpid()}\n")
             if self.how == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             os._exit(17)
-        crashed_pid = int(marker.read_text()) if marker.exists() else 0
+        crashed_pid = int(pids[-1]) if pids else 0
         return StepResult(values={"crashed_pid": crashed_pid, "ran_pid": os.getpid()})
