@@ -136,7 +136,7 @@ class KneeShape:
         radius = _f(15.0 * s) + _f(17.0 * s) * t
         cy = _f(-4.0 * s) * (1.0 - t)
         shaft = np.sqrt(x * x + (y - cy) ** 2) - radius
-        shaft = np.maximum(shaft, z + _f(8.0 * s))
+        shaft = np.maximum(shaft, z + _f(14.0 * s))  # blend stays clear of the rim
         return smooth_union(head, shaft, 10.0 * s)
 
     def fibula_sdf(self, x: F32, y: F32, z: F32) -> F32:
