@@ -3,7 +3,8 @@
 The network is built and the step run inside ``FakeTensorMode``: every aten op computes
 output shapes and dtypes only, while :class:`~kneescope.memory.tracker.AllocationTracker`
 accounts storages exactly as a real run would and ``FlopCounterMode`` counts FLOPs
-(recomputation by checkpointing included). Results are cached per (network, step).
+(recomputation by checkpointing included). Results are cached per (network, step) in
+memory and on disk (:func:`cache_dir`).
 
 Safety margin: :data:`MARGIN_FRACTION` of the peak plus :data:`MARGIN_RESERVE_BYTES`
 for what the tracker cannot see (convolution workspaces, allocator rounding and
