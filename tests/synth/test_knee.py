@@ -201,3 +201,26 @@ def test_any_sampled_knee_is_seated_without_bone_contact(seed: int, klg: int) ->
     cart = params.cart_femoral + min(params.cart_medial_tibial, params.cart_lateral_tibial)
     assert 0.0 < gaps["medial"] < 2.0 * cart + 1.0
     assert 0.0 < gaps["lateral"] < 2.0 * cart + 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_extrusion_truth_matches_geometry(seed: int) -> None:
+    """In the coronal plane through each compartment centre, the meniscus edge lies the
+    extrusion beyond the tibial rim (rim taken 3 mm below the plateau surface)."""
+    from kneescope.synth.anatomy import KneeShape
+
+    params = sample_knee_params(np.random.default_rng(seed), klg=seed)
+    shape = KneeShape.from_params(params)
+    xs = np.linspace(-60, 60, 24001, dtype=np.float32)
+    zs = np.linspace(-3, 12, 301, dtype=np.float32)
+    for medial, truth in ((True, params.extrusion_medial), (False, params.extrusion_lateral)):
+        cy = shape.cym if medial else shape.cyl
+        ys = np.full_like(xs, cy)
+        tib = shape.tibia_sdf(xs, ys, shape.plateau_height(xs, ys) - 3.0) <= 0
+        gx, gz = np.meshgrid(xs, zs, indexing="ij")
+        men = (shape.meniscus_sdf(gx, np.full_like(gx, cy), gz, medial) <= 0).any(axis=1)
+        if medial:
+            extrusion = float(xs[tib].min() - xs[men].min())
+        else:
+            extrusion = float(xs[men].max() - xs[tib].max())
+        assert extrusion == pytest.approx(truth, abs=0.05)
