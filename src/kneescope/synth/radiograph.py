@@ -74,17 +74,33 @@ def _radiograph_affine(origin_ras: tuple[float, float, float], pixel_mm: float) 
 def _projected_bone(
     shape: KneeShape, xs: npt.NDArray[np.float32], zs: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float32]:
-    """Cortex-weighted bone path length (mm) along y on the (x, z) grid, shape (Z, X)."""
+    """Cortex-weighted bone path length (mm) along y on the (x, z) grid, shape (Z, X).
+
+    Each bone is evaluated only in the rows (z) it can occupy.
+    """
     ys = np.arange(-45.0, 80.0, 1.0, dtype=np.float32)
-    z3, x3 = np.meshgrid(zs, xs, indexing="ij")
-    out = np.zeros(z3.shape, dtype=np.float32)
-    for fn in (shape.femur_sdf, shape.tibia_sdf, shape.patella_sdf, shape.fibula_sdf):
+    out = np.zeros((zs.size, xs.size), dtype=np.float32)
+    zb = min(shape.zb_med, shape.zb_lat)
+    pz, prz = shape.pc[2], shape.pr[2]
+    bones = (
+        (shape.femur_sdf, zb - 2.0, np.inf),
+        (shape.tibia_sdf, -np.inf, shape.p.spine_height * shape.s + 4.0),
+        (shape.patella_sdf, pz - prz - 2.0, pz + prz + 2.0),
+        (shape.fibula_sdf, -np.inf, -5.0),
+    )
+    for fn, z_lo, z_hi in bones:
+        rows = np.flatnonzero((zs >= z_lo) & (zs <= z_hi))
+        if rows.size == 0:
+            continue
+        z3, x3 = np.meshgrid(zs[rows], xs, indexing="ij")
+        acc = np.zeros(z3.shape, dtype=np.float32)
         for y0 in range(0, ys.size, 25):
             yy = ys[y0 : y0 + 25]
             d = fn(x3[:, :, None], np.broadcast_to(yy, (*z3.shape, yy.size)), z3[:, :, None])
             occ = np.clip(0.5 - d, 0.0, 1.0)
             cortex = occ - np.clip(0.5 - (d + 1.5), 0.0, 1.0)
-            out += (occ + 1.2 * cortex).sum(axis=2)
+            acc += (occ + 1.2 * cortex).sum(axis=2)
+        out[rows] += acc
     return out
 
 
@@ -99,9 +115,9 @@ def _column_profiles(
         cx, ax, cy, ay = shape.cxl, shape.axl, shape.cyl, shape.ayl
     xs = np.linspace(cx - 0.6 * ax, cx + 0.6 * ax, 48, dtype=np.float32)
     xs = xs[(xs >= xr[0] + 2 * s) & (xs <= xr[1] - 2 * s)]
-    ys = np.linspace(shape.yd - 25 * s, shape.yd + 25 * s, 51, dtype=np.float32)
+    ys = np.linspace(shape.yd - 25 * s, shape.yd + 25 * s, 41, dtype=np.float32)
     zb = min(shape.zb_med, shape.zb_lat)
-    zs = np.arange(zb - 6.0, zb + 14.0, 0.05, dtype=np.float32)
+    zs = np.arange(zb - 4.0, max(shape.zb_med, shape.zb_lat) + 8.0, 0.05, dtype=np.float32)
     gx, gy, gz = np.meshgrid(xs, ys, zs, indexing="ij")
     inside: npt.NDArray[np.bool_] = np.asarray(shape.femur_sdf(gx, gy, gz) <= 0, dtype=bool)
     col: npt.NDArray[np.bool_] = np.any(inside, axis=1)  # (x, z)
