@@ -91,29 +91,24 @@ def plan(
             f"{_gb(budget_bytes)} GB, {mode}, {dev} kernels, {optimizer}"
             f"{' foreach' if result.foreach else ''}; planned in {result.seconds:.1f} s"
         )
-        table = Table(title="Feasible configurations, best first (GB = 1e9 bytes)")
-        for col in (
-            "rank", "patch", "batch", "accum", "precision", "checkpointing", "offload",
-            "peak GB", "need GB", "weights+opt GB", "activations GB", "TFLOP/step", "Mvox/s",
-        ):  # fmt: skip
-            table.add_column(col, justify="right")
+        table = Table(title="Feasible configurations, best first (GB = 1e9 B)")
+        for col in ("#", "patch", "batch", "prec", "ckpt", "offload", "need GB", "peak GB",
+                    "act GB", "Mvox/s"):  # fmt: skip
+            table.add_column(col, justify="right", no_wrap=True)
         for i, c in enumerate(result.candidates, 1):
-            b = c.breakdown_bytes
             table.add_row(
                 str(i),
                 "x".join(map(str, c.patch_size)),
-                str(c.batch_size),
-                str(c.accumulation),
+                f"{c.batch_size}x{c.accumulation}" if c.accumulation > 1 else str(c.batch_size),
                 c.precision,
                 c.checkpointing,
-                "yes" if c.offload else "no",
-                _gb(c.peak_bytes),
+                "host" if c.offload else "no",
                 _gb(c.required_bytes),
-                _gb(b["weights"] + b["gradients"] + b["optimizer_state"]),
-                _gb(b["activations"]),
-                f"{c.flops / 1e12:.2f}",
+                _gb(c.peak_bytes),
+                _gb(c.breakdown_bytes["activations"]),
                 f"{c.throughput_vox_per_s / 1e6:.1f}",
             )
+        console.width = max(console.width, 104)  # the table needs ~100 columns
         console.print(table)
         full = result.full_volume
         if full is None:
@@ -130,8 +125,9 @@ def plan(
                 + (f", {_gb(full.host_offload_bytes)} GB host RAM per step" if full.offload else "")
             )
         console.print(
-            "need = predicted peak + 10 % + 0.54 GB safety margin (allocator, workspaces, "
-            "CUDA context)."
+            "need = predicted peak + 10 % + 0.54 GB margin (allocator, workspaces, CUDA "
+            "context); batch AxB = A per step, B accumulation steps; Mvox/s from FLOPs at "
+            "nominal speed (ranking only)."
         )
 
     emit(payload, as_json, render)
