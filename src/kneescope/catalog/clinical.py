@@ -167,11 +167,11 @@ def import_clinical_table(catalog: Catalog, path: Path) -> ClinicalImport:
     source = str(path.absolute())
     with catalog.session() as session:
         writer = RowWriter(session, cohort=cohort)
-        subject_ids = {code: writer.subject(code).id for code in {c.subject for c in cells}}
+        subject_ids = writer.subject_ids({c.subject for c in cells})
         existing: dict[str, tuple[int, str | None, float | None]] = {}
         keys = [c.key for c in cells]
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
+        for start in range(0, len(keys), 2000):
+            chunk = keys[start : start + 2000]
             for row_id, key, text, num in session.execute(
                 select(
                     ClinicalValue.id,

@@ -9,10 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from kneescope.catalog.schema import Knee, Series, Subject, Visit, utc_now
+
+_CHUNK = 2000
+"""Values per ``IN (...)`` query (well below SQLite's and PostgreSQL's parameter limits)."""
 
 
 @dataclass
@@ -36,6 +39,37 @@ class RowWriter:
                 self.session.flush()
             self._subjects[code] = row
         return row
+
+    def subject_ids(self, codes: set[str]) -> dict[str, int]:
+        """Ids of the subjects with ``codes``, creating the missing ones in bulk."""
+        ids: dict[str, int] = {}
+        ordered = sorted(codes)
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            ids.update(
+                {
+                    code: subject_id
+                    for code, subject_id in self.session.execute(
+                        select(Subject.code, Subject.id).where(Subject.code.in_(chunk))
+                    )
+                }
+            )
+        missing = [code for code in ordered if code not in ids]
+        if missing:
+            self.session.execute(
+                insert(Subject), [{"code": code, "cohort": self.cohort} for code in missing]
+            )
+            for start in range(0, len(missing), _CHUNK):
+                chunk = missing[start : start + _CHUNK]
+                ids.update(
+                    {
+                        code: subject_id
+                        for code, subject_id in self.session.execute(
+                            select(Subject.code, Subject.id).where(Subject.code.in_(chunk))
+                        )
+                    }
+                )
+        return ids
 
     def visit(self, subject: Subject, code: str, study_date: str | None = None) -> Visit:
         """The visit ``code`` of ``subject``, created when missing; fills a missing date."""
