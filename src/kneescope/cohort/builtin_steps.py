@@ -139,6 +139,18 @@ class Noop(BaseStep):
         )
 
 
+class PeakRss(BaseStep):
+    """Report the worker process's peak resident memory so far (MiB), e.g. last in a pipeline."""
+
+    name = "peak_rss"
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        import resource
+
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        return StepResult(values={"worker_peak_rss_mib": peak_kib / 1024.0})
+
+
 class BurnCpu(BaseStep):
     """CPU-bound pure-Python work holding the GIL: ``iterations`` multiply-adds."""
 

@@ -21,6 +21,7 @@ KNOWN_STEPS: dict[str, str] = {
     "array_stats": "kneescope.cohort.builtin_steps:ArrayStats",
     "noop": "kneescope.cohort.builtin_steps:Noop",
     "burn_cpu": "kneescope.cohort.builtin_steps:BurnCpu",
+    "peak_rss": "kneescope.cohort.builtin_steps:PeakRss",
     "sleep": "kneescope.cohort.builtin_steps:Sleep",
     "crash_once": "kneescope.cohort.builtin_steps:CrashOnce",
     "load_volume": "kneescope.cohort.knee_steps:LoadVolume",
