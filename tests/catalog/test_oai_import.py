@@ -232,3 +232,17 @@ def test_vanished_series_are_marked_failed(catalog: Catalog, oai_tree: OaiTree) 
     assert row.status == "failed"
     assert "no longer exists" in (row.reason or "")
     assert import_oai_tree(catalog, oai_tree.root).missing == 0
+
+
+def test_single_slice_localizer_is_a_2d_mri(catalog: Catalog, oai_tree: OaiTree) -> None:
+    from kneescope.catalog.volumes import read_series
+
+    folder = oai_tree.root / "0.C.2/9000099/20040909/10219301"
+    write_mr_series(
+        folder, patient="9000099", date="20040909", description="MP_LOCATOR_RIGHT", n_slices=1
+    )
+    import_oai_tree(catalog, oai_tree.root)
+    row = next(r for r in list_series(catalog) if r.path == str(folder))
+    assert (row.status, row.kind, row.sequence, row.side) == ("ok", "mri", "LOCATOR", "right")
+    assert row.shape == (24, 32)  # as displayed: rows x columns
+    assert read_series(row.path, row.kind).shape == (24, 32)

@@ -50,8 +50,7 @@ def scan_series_folder(folder: Path, hint: ContentsRow | None) -> dict[str, Any]
         KneescopeError: the folder cannot be read as a series or radiograph.
     """
     files = _image_files(folder)
-    hinted = parse_series_description(hint.series_description) if hint else None
-    if len(files) == 1 and (hinted is None or hinted.kind != KIND_MRI):
+    if len(files) == 1:  # a radiograph (or a single-slice localizer): one 2D image
         from kneescope.io.dicom_radiograph import scan_dicom_file
 
         info: Any = scan_dicom_file(files[0])

@@ -79,10 +79,23 @@ def read_series(path: str, kind: str) -> Volume:
 
             return read_dicom_radiograph(where)
         return read_image_file(where)
-    if kind == KIND_RADIOGRAPH:
+    if kind == KIND_RADIOGRAPH or _single_file(where):
         from kneescope.io.dicom_radiograph import read_dicom_radiograph
 
         return read_dicom_radiograph(radiograph_file(where))
     from kneescope.io.dicom_series import read_dicom_series
 
     return read_dicom_series(where)
+
+
+def _single_file(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            names = [
+                e.name
+                for e in entries
+                if not e.name.startswith(".") and not e.is_dir(follow_symlinks=True)
+            ]
+    except OSError:
+        return False
+    return len(names) == 1
