@@ -84,7 +84,6 @@ class KneeMeasurements:
 @dataclass
 class _PlateSummary:
     centre_knee: F64
-    plateau_superior_mm: float
     knee_pts: F64 = field(default_factory=lambda: np.zeros((0, 3)))
     proj_weights: F64 = field(default_factory=lambda: np.zeros(0))
 
@@ -335,7 +334,6 @@ def _measure_plate(
     proj = area[plate_pts] * np.abs(normals[plate_pts, 2])
     return _PlateSummary(
         centre_knee=centre,
-        plateau_superior_mm=float(centre[2]),
         knee_pts=pts[plate_pts],
         proj_weights=proj,
     )
@@ -367,7 +365,6 @@ def _measure_meniscus(
         outward_sign=outward,
         anterior_mm=float(summary.centre_knee[1]),
         half_width_mm=cfg.extrusion_slab_mm,
-        superior_range_mm=None,
         sigma_vox=cfg.sigma_vox,
     )
     tib_label = CARTILAGE_PLATES[plate][1]

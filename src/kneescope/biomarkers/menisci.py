@@ -31,12 +31,11 @@ def outermost_in_slab(
     outward_sign: float,
     anterior_mm: float,
     half_width_mm: float,
-    superior_range_mm: tuple[float, float] | None,
     sigma_vox: float,
 ) -> float:
     """Largest ``outward_sign * medial`` coordinate (mm) of the structure's sub-voxel surface
-    within the coronal slab |anterior - anterior_mm| <= half_width_mm (and, if given, with
-    the superior coordinate in ``superior_range_mm``); NaN when the slab misses it."""
+    within the coronal slab |anterior - anterior_mm| <= half_width_mm; NaN when the slab
+    misses it."""
     if not mask.any():
         return float("nan")
     mesh = iso_surface(smoothed_indicator(mask, sigma_vox), affine)
@@ -44,8 +43,6 @@ def outermost_in_slab(
         return float("nan")
     pts = frame.to_knee(mesh.vertices_mm)
     sel = np.abs(pts[:, 1] - anterior_mm) <= half_width_mm
-    if superior_range_mm is not None:
-        sel &= (pts[:, 2] >= superior_range_mm[0]) & (pts[:, 2] <= superior_range_mm[1])
     if not sel.any():
         return float("nan")
     return float(np.max(outward_sign * pts[sel, 0]))
