@@ -75,3 +75,13 @@ def oai_tree(oai_tree_template: OaiTree, tmp_path: Path) -> OaiTree:
         move(oai_tree_template.truncated),
         move(oai_tree_template.not_dicom),
     )
+
+
+@pytest.fixture
+def sqlite_catalog(tmp_path: Path) -> Iterator[Catalog]:
+    """A SQLite catalog, for checks that fail before any SQL is written (one backend is enough)."""
+    cat = Catalog.open(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+    try:
+        yield cat
+    finally:
+        cat.close()

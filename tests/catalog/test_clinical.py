@@ -120,12 +120,12 @@ def test_reimport_is_idempotent_and_updates_changes(catalog: Catalog, tmp_path: 
     ],
 )
 def test_bad_tables_write_nothing(
-    catalog: Catalog, tmp_path: Path, text: str, message: str
+    sqlite_catalog: Catalog, tmp_path: Path, text: str, message: str
 ) -> None:
     with pytest.raises(InputError, match=message):
-        import_clinical_table(catalog, _write(tmp_path, "bad.csv", text))
-    assert summarize(catalog).clinical_values == 0
-    assert summarize(catalog).subjects == 0
+        import_clinical_table(sqlite_catalog, _write(tmp_path, "bad.csv", text))
+    assert summarize(sqlite_catalog).clinical_values == 0
+    assert summarize(sqlite_catalog).subjects == 0
 
 
 def test_unreadable_and_binary_tables(catalog: Catalog, tmp_path: Path) -> None:

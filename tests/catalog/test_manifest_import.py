@@ -98,12 +98,12 @@ def test_manifest_ingest(catalog: Catalog, manifest_folder: Path) -> None:
     ],
 )
 def test_bad_manifest_writes_nothing(
-    catalog: Catalog, tmp_path: Path, text: str, message: str
+    sqlite_catalog: Catalog, tmp_path: Path, text: str, message: str
 ) -> None:
     (tmp_path / "manifest.csv").write_text(text, encoding="utf-8")
     with pytest.raises(InputError, match=message):
-        import_manifest(catalog, tmp_path)
-    assert summarize(catalog).series == 0
+        import_manifest(sqlite_catalog, tmp_path)
+    assert summarize(sqlite_catalog).series == 0
 
 
 def test_unknown_sources(tmp_path: Path) -> None:
