@@ -98,7 +98,3 @@ def read_status(workspace: Workspace, name: str | None = None, max_failures: int
             if k in meta
         },
     )
-
-
-def run_dir_of(workspace: Workspace, name: str) -> Path:
-    return workspace.runs_dir / name
