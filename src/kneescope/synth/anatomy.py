@@ -137,7 +137,24 @@ class KneeShape:
         cy = _f(-4.0 * s) * (1.0 - t)
         shaft = np.sqrt(x * x + (y - cy) ** 2) - radius
         shaft = np.maximum(shaft, z + _f(14.0 * s))  # blend stays clear of the rim
-        return smooth_union(head, shaft, 10.0 * s)
+        bone = smooth_union(head, shaft, 10.0 * s)
+        r = self.p.osteophyte_mm * s
+        if r > 0:
+            # marginal osteophytes at the outer rim corners, +-55 deg from the coronal plane
+            # through each compartment centre (so the extrusion rim stays the plateau edge)
+            for ccx, ccy, cax, cay, out in (
+                (self.cxm, self.cym, self.axm, self.aym, -1.0),
+                (self.cxl, self.cyl, self.axl, self.ayl, 1.0),
+            ):
+                for ang in (-0.96, 0.96):
+                    px = ccx + out * cax * float(np.cos(ang))
+                    py = ccy + cay * float(np.sin(ang))
+                    h = self.plateau_height(
+                        np.array([px], dtype=np.float32), np.array([py], dtype=np.float32)
+                    )
+                    spur = ellipsoid(x, y, z, (px, py, float(h[0]) - 1.0), (r, r, 0.8 * r))
+                    bone = smooth_union(bone, spur, 1.5 * s)
+        return bone
 
     def fibula_sdf(self, x: F32, y: F32, z: F32) -> F32:
         s = self.s
@@ -187,7 +204,16 @@ class KneeShape:
         lat = self._condyle(x, y, z, self.x_lat, self.zb_lat)
         bone = smooth_union(med, lat, 2.0 * s)
         bone = smooth_union(bone, self._trochlea(x, y, z), 4.0 * s)
-        return smooth_union(bone, self._shaft(x, y, z), 8.0 * s)
+        bone = smooth_union(bone, self._shaft(x, y, z), 8.0 * s)
+        r = self.p.osteophyte_mm * s
+        if r > 0:  # marginal osteophytes on the outer edges of both condyles
+            for xe, zb in (
+                (self.x_med[0] + 0.3 * r, self.zb_med),
+                (self.x_lat[1] - 0.3 * r, self.zb_lat),
+            ):
+                spur = ellipsoid(x, y, z, (xe, self.yd, zb + 8.0 * s), (0.9 * r, 1.6 * r, 1.2 * r))
+                bone = smooth_union(bone, spur, 1.5 * s)
+        return bone
 
     # ---- patella ----------------------------------------------------------------------------
     def patella_sdf(self, x: F32, y: F32, z: F32) -> F32:

@@ -240,6 +240,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
                     np.clip(0.5 * e0 + (0.2 * growth if medial else growth), -1.5, 7.5)
                 ),
                 "effusion": effusion,
+                "osteophyte_mm": 1.8 * float(np.clip(np.floor(d - 1.0), 0, 3)),
             }
             params = KneeParams.model_validate(fields)
             drift = max(d - 1.0, 0.0)

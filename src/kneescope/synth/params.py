@@ -60,6 +60,8 @@ class KneeParams(BaseModel):
         extrusion_medial / extrusion_lateral: meniscal extrusion beyond the tibial rim.
         meniscus_height: meniscal wedge height at the periphery.
         meniscus_width: meniscal body width (rim to inner edge).
+        osteophyte_mm: radius of the marginal osteophytes (femoral condyle edges, tibial
+            rim corners); 0 = none (~1.8 mm per OARSI-like grade).
         effusion: joint fluid amount (0 none .. 1 large).
         joint_gap: fluid gap between opposing cartilage surfaces at contact.
         obliquity_deg: rotation of the slice stack about x, y, z (scan obliquity).
@@ -102,6 +104,7 @@ class KneeParams(BaseModel):
     extrusion_lateral: float = Field(default=0.5, ge=-2.0, le=8.0)
     meniscus_height: float = Field(default=6.0, ge=3.0, le=8.0)
     meniscus_width: float = Field(default=10.0, ge=6.0, le=13.0)
+    osteophyte_mm: float = Field(default=0.0, ge=0.0, le=8.0)
     effusion: float = Field(default=0.3, ge=0.0, le=1.0)
     joint_gap: float = Field(default=0.3, ge=0.0, le=2.0)
     obliquity_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -205,6 +208,7 @@ def sample_knee_params(
     fields["extrusion_medial"] = float(np.clip(rng.normal(1.0 + 6.0 * severity, 0.5), -1.0, 7.0))
     fields["extrusion_lateral"] = float(np.clip(rng.normal(0.5 + 2.0 * severity, 0.4), -1.0, 5.0))
     fields["effusion"] = float(np.clip(0.2 + severity + rng.normal(0, 0.1), 0.0, 1.0))
+    fields["osteophyte_mm"] = (0.0, 0.0, 1.8, 3.6, 5.4)[int(np.clip(klg, 0, 4))]
     if klg >= 3:
         fields["lesions"] = (
             Lesion(
