@@ -182,3 +182,23 @@ def test_ingest_and_catalog_on_postgresql(
     assert isinstance(summary, dict)
     assert (summary["series"], summary["subjects"]) == (4, 1)
     assert not (workspace_dir / "catalog.sqlite").exists()
+
+
+def test_clinical_folder_ingest_is_all_or_nothing(
+    tmp_path: Path, workspace_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "clinical"
+    folder.mkdir()
+    (folder / "kxr.txt").write_text("ID|SIDE|V00XRKL\n9000001|1|3: moderate\n", encoding="utf-8")
+    (folder / "most.csv").write_text("MOSTID,V0XLKL\nMB00001,2\n", encoding="utf-8")
+    (folder / "zz_bad.csv").write_text("ID,V00XRKL\n9000001,2,3\n", encoding="utf-8")
+    args = ["ingest", str(folder), "--kind", "clinical", "-w", str(workspace_dir)]
+    assert main(args) == 2
+    assert "zz_bad.csv, line 2" in capsys.readouterr().err
+    assert main(["catalog", "--summary", "--json", "-w", str(workspace_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["clinical_values"] == 0
+    (folder / "zz_bad.csv").unlink()
+    code, report = run_json(capsys, *args)
+    assert code == 0
+    assert isinstance(report, dict)
+    assert report["clinical_values"] == 2

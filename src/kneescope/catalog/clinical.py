@@ -161,8 +161,22 @@ def import_clinical_table(catalog: Catalog, path: Path) -> ClinicalImport:
     Raises:
         InputError: see :func:`read_table` and :func:`parse_clinical_table`.
     """
-    table = read_table(path)
-    cohort, cells = parse_clinical_table(table)
+    return import_clinical_tables(catalog, [path])[0]
+
+
+def import_clinical_tables(catalog: Catalog, paths: list[Path]) -> list[ClinicalImport]:
+    """Parse every table first (a bad one means nothing is written), then upsert each.
+
+    Raises:
+        InputError: see :func:`read_table` and :func:`parse_clinical_table`.
+    """
+    parsed = [(path, *parse_clinical_table(read_table(path))) for path in paths]
+    return [_write_cells(catalog, path, cohort, cells) for path, cohort, cells in parsed]
+
+
+def _write_cells(
+    catalog: Catalog, path: Path, cohort: str, cells: list[ClinicalCell]
+) -> ClinicalImport:
     added = updated = unchanged = 0
     source = str(path.absolute())
     with catalog.session() as session:

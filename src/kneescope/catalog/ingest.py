@@ -2,7 +2,7 @@
 
 ``auto`` picks: a table file with a ``path`` column -> manifest, any other table file ->
 clinical; a folder with OAI release folders (or itself one) -> oai; a folder with a
-``manifest.csv`` -> manifest.
+``manifest.csv`` -> manifest. ``--kind clinical`` also takes a folder of tables.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from kneescope.catalog.clinical import import_clinical_table
+from kneescope.catalog.clinical import import_clinical_tables
 from kneescope.catalog.database import Catalog
 from kneescope.catalog.manifest import MANIFEST_NAMES, PATH_COLUMNS, import_manifest
 from kneescope.catalog.naming import visit_from_release
@@ -80,13 +80,28 @@ def ingest(
     if chosen == "manifest":
         return import_manifest(catalog, source)
     start = time.perf_counter()
-    if source.is_dir():
-        raise InputError(f"{source}: a clinical import needs a .csv/.txt table, found a folder")
-    result = import_clinical_table(catalog, source)
+    tables = clinical_tables(source)
+    results = import_clinical_tables(catalog, tables)
     return IngestReport(
         kind="clinical",
-        source=result.path,
-        clinical_values=result.values_added + result.values_updated,
-        unchanged=result.values_unchanged,
+        source=str(source),
+        clinical_values=sum(r.values_added + r.values_updated for r in results),
+        unchanged=sum(r.values_unchanged for r in results),
         seconds=time.perf_counter() - start,
     )
+
+
+def clinical_tables(source: Path) -> list[Path]:
+    """``source`` itself, or every .csv/.txt/.tsv file directly inside the folder ``source``.
+
+    Raises:
+        InputError: a folder without table files.
+    """
+    if source.is_file():
+        return [source]
+    tables = sorted(
+        p for p in source.iterdir() if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES
+    )
+    if not tables:
+        raise InputError(f"{source}: no .csv/.txt/.tsv tables in this folder for --kind clinical")
+    return tables
