@@ -246,3 +246,40 @@ def test_single_slice_localizer_is_a_2d_mri(catalog: Catalog, oai_tree: OaiTree)
     assert (row.status, row.kind, row.sequence, row.side) == ("ok", "mri", "LOCATOR", "right")
     assert row.shape == (24, 32)  # as displayed: rows x columns
     assert read_series(row.path, row.kind).shape == (24, 32)
+
+
+def test_every_kind_of_bad_series_is_recorded_and_the_rest_ingested(
+    sqlite_catalog: Catalog, oai_tree: OaiTree
+) -> None:
+    import shutil
+
+    base = oai_tree.root / "5.C.1/9000099/20080101"
+    good = write_mr_series(base / "50000001", patient="9000099", date="20080101",
+                           description="SAG_3D_DESS_RIGHT", seed=6)  # fmt: skip
+    # mixed series: slices of another series copied in
+    mixed = base / "50000002"
+    shutil.copytree(good.folder, mixed)
+    other = write_mr_series(base / "tmp", patient="9000099", date="20080101",
+                            description="SAG_3D_DESS_RIGHT", seed=7)  # fmt: skip
+    shutil.copy(other.folder / "001", mixed / "101")
+    shutil.rmtree(other.folder)
+    # duplicate slice and missing slice
+    duplicate = base / "50000003"
+    shutil.copytree(good.folder, duplicate)
+    shutil.copy(duplicate / "003", duplicate / "103")
+    missing = base / "50000004"
+    shutil.copytree(good.folder, missing)
+    (missing / "004").unlink()
+    empty = base / "50000005"
+    empty.mkdir()
+
+    report = import_oai_tree(sqlite_catalog, oai_tree.root)
+    reasons = dict(report.failures)
+    assert "mixed series" in reasons[str(mixed)]
+    assert "duplicate slices" in reasons[str(duplicate)]
+    assert "missing slice" in reasons[str(missing)]
+    assert "no DICOM files" in reasons[str(empty)]
+    assert report.failed == 2 + 4
+    ok = {r.path for r in list_series(sqlite_catalog, SeriesFilter(status="ok"))}
+    assert str(good.folder) in ok
+    assert len(ok) == 5 + 1
