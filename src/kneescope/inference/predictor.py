@@ -59,6 +59,7 @@ def make_predictor(
     autocast_dtype: torch.dtype | None,
     tta_flip_axes: Sequence[int] = (),
     channels_last: bool = False,
+    cast_weights: bool = True,
 ) -> Predictor:
     """A :data:`~kneescope.inference.streaming.Predictor` for ``network``.
 
@@ -71,7 +72,17 @@ def make_predictor(
             augmentation; outputs are flipped back and averaged with the plain pass.
         channels_last: run in channels-last memory format (faster for some networks on some
             CPUs; slower for MONAI's UNet with instance norm on AVX-512, so off by default).
+        cast_weights: with a reduced ``autocast_dtype``, convert the weights and inputs to it
+            and run without autocast (on CPUs ~1.4x faster than autocast, whose
+            normalisation layers convert back and forth; accumulation stays fp32 in the
+            stitcher). ``False``: plain autocast.
     """
+    if autocast_dtype is not None and cast_weights:
+        network = network.to(autocast_dtype)
+        input_dtype: torch.dtype = autocast_dtype
+        autocast_dtype = None
+    else:
+        input_dtype = torch.float32
     use_channels_last = channels_last
     if use_channels_last:
         fmt = torch.channels_last if mode == "2d" else torch.channels_last_3d
@@ -83,11 +94,13 @@ def make_predictor(
         if mode == "2d":
             b, c, d, h, w = batch.shape
             flat = batch.permute(0, 2, 1, 3, 4).reshape(b * d, c, h, w)
-            out = _forward(network, flat, device, autocast_dtype, use_channels_last)
+            out = _forward(network, flat.to(input_dtype), device, autocast_dtype, use_channels_last)
             return out.reshape(b, d, -1, h, w).permute(0, 2, 1, 3, 4)
-        return _forward(network, batch, device, autocast_dtype, use_channels_last)
+        return _forward(network, batch.to(input_dtype), device, autocast_dtype, use_channels_last)
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
+        if not tta_flip_axes:
+            return run(batch)  # bf16 under autocast: the stitcher accumulates it in fp32
         out = run(batch).float()
         for axis in tta_flip_axes:
             dim = 2 + int(axis)

@@ -156,7 +156,7 @@ class Segmenter:
         if spec.mode == "2d":
             target[0] = spacing[0]
         grid = plan_resampling(arr.shape, spacing, target)
-        work = arr if grid.is_identity else grid.image_to_target(arr)
+        work = arr if grid.is_identity else _compact(grid.image_to_target(arr), arr.dtype)
         stats = intensity_stats(work, spec.normalisation)
         seconds["prepare"] = time.perf_counter() - t0
 
@@ -213,6 +213,7 @@ class Segmenter:
             prepare=stats.apply_torch,
             device=self.device,
             sigma_scale=self.config.sigma_scale,
+            track_weight=want_probs,
         )
         if want_probs:
             lab, prob = labels_and_probabilities_from_slabs(slabs, region.shape, spec.num_classes)
@@ -232,3 +233,14 @@ class Segmenter:
         if box is None:
             log.warning("cascade: the coarse pass found no knee; segmenting the whole volume")
         return box
+
+
+def _compact(resampled: npt.NDArray[np.float32], source_dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """Store a resampled integer image in its source dtype again (rounded): half the memory
+    of float32 while windows are cut from it; float sources stay float32."""
+    if source_dtype.kind not in "iu" or source_dtype.itemsize > 2:
+        return resampled
+    info = np.iinfo(source_dtype)
+    out = np.rint(resampled, out=resampled)
+    np.clip(out, info.min, info.max, out=out)
+    return out.astype(source_dtype)

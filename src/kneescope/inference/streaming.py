@@ -39,25 +39,36 @@ class Slab:
     Attributes:
         start: first index along axis i.
         weighted_sum: float32 (C_out, n_i, J, K), Gaussian-weighted sum of window outputs.
-        weight: float32 (n_i, J, K), the sum of the weights (> 0 everywhere).
+        weight: float32 (n_i, J, K), the sum of the weights (> 0 everywhere), or ``None``
+            when the stream was asked not to track it (labels only).
     """
 
     start: int
     weighted_sum: torch.Tensor
-    weight: torch.Tensor
+    weight: torch.Tensor | None
 
     @property
     def size(self) -> int:
-        return int(self.weight.shape[0])
+        return int(self.weighted_sum.shape[1])
 
     @property
     def values(self) -> torch.Tensor:
         """The weighted mean (C_out, n_i, J, K), a new tensor."""
+        if self.weight is None:
+            raise InputError("this stream did not track weights; use track_weight=True")
         return self.weighted_sum / self.weight
 
-    def labels(self) -> torch.Tensor:
-        """Argmax over channels, uint8 (n_i, J, K); the weight is positive, so no division."""
-        return torch.argmax(self.weighted_sum, dim=0).to(torch.uint8)
+    def labels(self, chunk: int = 8) -> torch.Tensor:
+        """Argmax over channels, uint8 (n_i, J, K); the weight is positive, so no division.
+
+        Done ``chunk`` slices at a time to keep torch's int64 argmax output small.
+        """
+        out = torch.empty(
+            self.weighted_sum.shape[1:], dtype=torch.uint8, device=self.weighted_sum.device
+        )
+        for a in range(0, self.size, chunk):
+            out[a : a + chunk] = torch.argmax(self.weighted_sum[:, a : a + chunk], dim=0)
+        return out
 
 
 def _default_prepare(window: npt.NDArray[Any]) -> torch.Tensor:
@@ -75,6 +86,7 @@ def stream_slabs(
     prepare: Prepare | None = None,
     device: torch.device | str = "cpu",
     sigma_scale: float = 0.125,
+    track_weight: bool = True,
 ) -> Iterator[Slab]:
     """Run ``predictor`` over sliding windows of ``image`` and yield finished slabs in order.
 
@@ -90,6 +102,8 @@ def stream_slabs(
         prepare: raw window -> float32 tensor (e.g. intensity normalisation); default cast.
         device: where windows run and where the slab accumulator lives.
         sigma_scale: Gaussian sigma as a fraction of the window size.
+        track_weight: keep the weight sum (needed for :attr:`Slab.values`); labels alone do
+            not need it.
 
     Yields:
         :class:`Slab` objects covering axis i exactly once, in increasing order.
@@ -109,7 +123,8 @@ def stream_slabs(
     weights = gaussian_weights(roi, sigma_scale=sigma_scale, device=dev)
     depth = min(roi[0], size[0])
     acc = torch.zeros((out_channels, depth, size[1], size[2]), dtype=torch.float32, device=dev)
-    wsum = torch.zeros((depth, size[1], size[2]), dtype=torch.float32, device=dev)
+    wdepth = depth if track_weight else 0
+    wsum = torch.zeros((wdepth, size[1], size[2]), dtype=torch.float32, device=dev)
     lo = 0  # array index i of acc[:, 0]
     inner = list(product(starts[1], starts[2]))
     for row, si in enumerate(starts[0]):
@@ -127,7 +142,7 @@ def stream_slabs(
                     f"network returned shape {tuple(out.shape)}; expected "
                     f"(B, {out_channels}, {roi[0]}, {roi[1]}, {roi[2]})"
                 )
-            out = out.to(device=dev, dtype=torch.float32)
+            out = out.to(device=dev)  # bf16 or fp32; accumulated in place into fp32
             for n, box in enumerate(boxes):
                 ext = [min(s.stop, L) - s.start for s, L in zip(box, size, strict=True)]
                 w = weights[: ext[0], : ext[1], : ext[2]]
@@ -136,18 +151,23 @@ def stream_slabs(
                 rows = slice(target[0].start, target[0].stop)
                 js = slice(target[1], target[1] + ext[1])
                 ks = slice(target[2], target[2] + ext[2])
-                acc[:, rows, js, ks] += out[n, :, : ext[0], : ext[1], : ext[2]] * w
-                wsum[rows, js, ks] += w
+                acc[:, rows, js, ks].addcmul_(out[n, :, : ext[0], : ext[1], : ext[2]], w)
+                if track_weight:
+                    wsum[rows, js, ks] += w
         done = starts[0][row + 1] if row + 1 < len(starts[0]) else size[0]
         count = done - lo
-        yield Slab(start=lo, weighted_sum=acc[:, :count], weight=wsum[:count])
+        yield Slab(
+            start=lo, weighted_sum=acc[:, :count], weight=wsum[:count] if track_weight else None
+        )
         keep = depth - count
         for a in range(0, keep, count):  # shift forward in non-overlapping chunks, no copy
             b = min(a + count, keep)
             acc[:, a:b] = acc[:, a + count : b + count]
-            wsum[a:b] = wsum[a + count : b + count]
+            if track_weight:
+                wsum[a:b] = wsum[a + count : b + count]
         acc[:, keep:] = 0.0
-        wsum[keep:] = 0.0
+        if track_weight:
+            wsum[keep:] = 0.0
         lo = done
 
 
