@@ -57,9 +57,11 @@ def render_series(console: Any, rows: list[Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(
-        "id", "subject", "visit", "side", "sequence", "kind", "shape", "spacing mm", "status"
-    )
+    table = Table()
+    for name in ("id", "subject", "visit", "side", "sequence"):
+        table.add_column(name, no_wrap=True)
+    for name in ("shape", "spacing mm", "status"):
+        table.add_column(name, overflow="fold")  # wrap long values, never cut them
     for r in rows:
         shape = "x".join(str(n) for n in r.shape) if r.shape else "-"
         spacing = "x".join(f"{s:.3g}" for s in r.spacing_mm) if r.spacing_mm else "-"
@@ -69,8 +71,7 @@ def render_series(console: Any, rows: list[Any]) -> None:
             r.subject or "-",
             r.visit or "-",
             r.side or "-",
-            r.sequence or "-",
-            r.kind,
+            r.sequence or r.kind,
             shape,
             spacing,
             status,
