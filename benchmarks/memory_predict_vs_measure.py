@@ -45,10 +45,10 @@ def grid() -> list[tuple[str, NetworkConfig, StepConfig]]:
         for precision, ck in variants:
             if name == "unet3d-nnunet" and precision == "fp32":
                 continue  # slow on 2 shared cores; its bf16 rows stand for it
-                step = StepConfig(
-                    input_shape_vox=shape, batch_size=batch, precision=precision, checkpointing=ck
-                )
-                cases.append((name, net, step))
+            step = StepConfig(
+                input_shape_vox=shape, batch_size=batch, precision=precision, checkpointing=ck
+            )
+            cases.append((name, net, step))
     return cases
 
 
