@@ -143,3 +143,19 @@ def test_open_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="cannot open catalog") as info:
         Catalog.open("postgresql+psycopg://nobody@127.0.0.1:1/none")
     assert "\n" not in str(info.value)
+
+
+def test_database_errors_become_one_line_catalog_errors(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    catalog = Catalog.open(url)
+    with catalog.engine.begin() as conn:
+        conn.execute(text("DROP TABLE store_entries"))
+    with pytest.raises(CatalogError, match="no such table") as info:
+        list_series(catalog)
+    assert "\n" not in str(info.value)
+    catalog.close()
+    (tmp_path / "junk.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CatalogError, match="cannot open catalog"):
+        Catalog.open(f"sqlite:///{tmp_path / 'junk.sqlite'}")

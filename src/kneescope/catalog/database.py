@@ -32,6 +32,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _first_line(exc: SQLAlchemyError) -> str:
+    """The driver's message (or SQLAlchemy's) as one line."""
+    orig = getattr(exc, "orig", None)
+    lines = str(orig if orig is not None else exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _safe_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -96,13 +103,12 @@ class Catalog:
                 catalog._create_schema()
             else:
                 catalog._check_version()
+        except CatalogError:
+            engine.dispose()
+            raise
         except SQLAlchemyError as exc:
             engine.dispose()
-            orig = getattr(exc, "orig", None)
-            reason = str(orig if orig is not None else exc).strip().splitlines()
-            raise CatalogError(
-                f"cannot open catalog {shown}: {reason[0] if reason else type(exc).__name__}"
-            ) from None
+            raise CatalogError(f"cannot open catalog {shown}: {_first_line(exc)}") from None
         return catalog
 
     @classmethod
@@ -151,6 +157,9 @@ class Catalog:
         try:
             yield session
             session.commit()
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise CatalogError(f"catalog {self.url}: {_first_line(exc)}") from exc
         except BaseException:
             session.rollback()
             raise

@@ -67,7 +67,7 @@ class Subject(Base):
     __tablename__ = "subjects"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    code: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    code: Mapped[str] = mapped_column(Text, unique=True, index=True)
     cohort: Mapped[str | None] = mapped_column(String(32), default=None)
 
     visits: Mapped[list[Visit]] = relationship(back_populates="subject")
@@ -114,7 +114,7 @@ class Series(Base):
     __tablename__ = "series"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(String(1024), unique=True, index=True)
+    path: Mapped[str] = mapped_column(Text, unique=True, index=True)
     """Absolute path of the series folder (DICOM) or file (radiograph, NIfTI, MHA)."""
     source: Mapped[str] = mapped_column(String(16))
     """Importer that wrote the row: ``oai`` or ``manifest``."""
@@ -128,12 +128,12 @@ class Series(Base):
         ForeignKey("knees.id", ondelete="SET NULL"), index=True
     )
     kind: Mapped[str] = mapped_column(String(16), default=KIND_UNKNOWN)
-    modality: Mapped[str | None] = mapped_column(String(16), default=None)
-    sequence: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    modality: Mapped[str | None] = mapped_column(Text, default=None)
+    sequence: Mapped[str | None] = mapped_column(Text, default=None, index=True)
     plane: Mapped[str | None] = mapped_column(String(8), default=None)
-    description: Mapped[str | None] = mapped_column(String(256), default=None)
-    series_uid: Mapped[str | None] = mapped_column(String(128), default=None, index=True)
-    study_uid: Mapped[str | None] = mapped_column(String(128), default=None)
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    series_uid: Mapped[str | None] = mapped_column(Text, default=None, index=True)
+    study_uid: Mapped[str | None] = mapped_column(Text, default=None)
     n_files: Mapped[int] = mapped_column(Integer, default=0)
     shape: Mapped[list[Any] | None] = mapped_column(default=None)
     spacing_mm: Mapped[list[Any] | None] = mapped_column(default=None)
@@ -164,7 +164,7 @@ class LabelMap(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
-    path: Mapped[str] = mapped_column(String(1024), unique=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
     scheme: Mapped[str] = mapped_column(String(32), default="kneescope")
     files_checksum: Mapped[str] = mapped_column(String(64))
     ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
@@ -184,17 +184,17 @@ class ClinicalValue(Base):
     __table_args__ = (UniqueConstraint("key", name="uq_clinical_key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(256))
+    key: Mapped[str] = mapped_column(Text)
     """``subject|visit|side|variable``: makes re-imports idempotent (NULLs never collide)."""
     subject_id: Mapped[int] = mapped_column(
         ForeignKey("subjects.id", ondelete="CASCADE"), index=True
     )
     visit: Mapped[str | None] = mapped_column(String(16), default=None, index=True)
     side: Mapped[str | None] = mapped_column(String(8), default=None)
-    variable: Mapped[str] = mapped_column(String(64), index=True)
+    variable: Mapped[str] = mapped_column(Text, index=True)
     value_text: Mapped[str | None] = mapped_column(Text, default=None)
     value_num: Mapped[float | None] = mapped_column(Float, default=None)
-    source: Mapped[str | None] = mapped_column(String(1024), default=None)
+    source: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class StoreEntry(Base):
@@ -204,7 +204,7 @@ class StoreEntry(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), unique=True)
-    store_key: Mapped[str] = mapped_column(String(256), unique=True)
+    store_key: Mapped[str] = mapped_column(Text, unique=True)
     checksum: Mapped[str] = mapped_column(String(64))
     """The series' ``files_checksum`` at conversion time: a changed series is converted again."""
     bytes_in: Mapped[int] = mapped_column(BigInteger)
