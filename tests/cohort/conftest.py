@@ -8,6 +8,7 @@ must pass the same tests.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import subprocess
 from collections.abc import Iterator
 
@@ -33,7 +34,9 @@ def dask_scheduler_address() -> Iterator[str]:
 def cancel_slurm_jobs() -> None:
     """Cancel every Slurm job this user still has queued (dask-worker leftovers)."""
     with contextlib.suppress(OSError):
-        subprocess.run(["scancel", "--user", "root", "--name", "dask-worker"], check=False)
+        subprocess.run(
+            ["scancel", "--user", getpass.getuser(), "--name", "dask-worker"], check=False
+        )
 
 
 EXECUTOR_KINDS = [
