@@ -2,8 +2,9 @@
 
 Measures (1) the manifest's own cost per item (sync + mark running + record, on the real
 SQLite file, no executor), (2) the whole driver's overhead per item in a real run with the
-``noop`` step (in-process executor unless --executor dask), (3) a re-run where every item is
-skipped, and (4) the driver's RSS sampled during the run (flat = no growth with items done).
+``noop`` step (in-process executor; ``--executor dask`` a LocalCluster whose scheduler lives
+in the driver process; ``address`` a LocalCluster in another process), (3) a re-run where
+every item is skipped, and (4) the driver's RSS sampled during the run (flat = no growth).
 
     .venv/bin/python benchmarks/cohort_bookkeeping.py [--items 20000] [--executor local]
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -66,17 +69,54 @@ def manifest_only(folder: Path, n: int) -> dict[str, float]:
     }
 
 
+_CLUSTER_PROCESS = """
+import sys, time, distributed
+cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                                   dashboard_address=":0")
+print(cluster.scheduler_address, flush=True)
+sys.stdin.read()
+cluster.close()
+"""
+
+
+def start_external_cluster() -> tuple[subprocess.Popen[str], str]:
+    """A LocalCluster in another process (so the driver's RSS excludes the scheduler)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CLUSTER_PROCESS],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
 def full_run(folder: Path, n: int, executor: str) -> dict[str, object]:
+    external = None
+    if executor == "local":
+        exec_config: dict[str, object] = {"kind": "local"}
+    elif executor == "dask":
+        exec_config = {"kind": "dask", "workers": 2, "max_in_flight": 64}
+    else:
+        external, address = start_external_cluster()
+        exec_config = {"kind": "address", "address": address, "max_in_flight": 64}
     config = PipelineConfig.model_validate(
         {
             "name": "bookkeeping",
             "items": {"rows": [{"item_id": "unused"}]},
             "steps": [{"name": "noop"}],
-            "executor": {"kind": executor, "workers": 2, "max_in_flight": 64}
-            if executor != "local"
-            else {"kind": "local"},
+            "executor": exec_config,
         }
     )
+    try:
+        return _timed_runs(folder, n, executor, config)
+    finally:
+        if external is not None:
+            external.communicate("", timeout=60)
+
+
+def _timed_runs(folder: Path, n: int, executor: str, config: PipelineConfig) -> dict[str, object]:
     ws = Workspace.resolve(folder / "ws")
     process = psutil.Process()
     samples: list[tuple[int, float]] = []
@@ -115,7 +155,7 @@ def full_run(folder: Path, n: int, executor: str) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=20_000)
-    parser.add_argument("--executor", default="local", choices=["local", "dask"])
+    parser.add_argument("--executor", default="local", choices=["local", "dask", "address"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         report: dict[str, object] = {"items": args.items}
