@@ -283,3 +283,17 @@ def test_every_kind_of_bad_series_is_recorded_and_the_rest_ingested(
     ok = {r.path for r in list_series(sqlite_catalog, SeriesFilter(status="ok"))}
     assert str(good.folder) in ok
     assert len(ok) == 5 + 1
+
+
+def test_labels_found_when_one_release_is_ingested(
+    sqlite_catalog: Catalog, oai_tree: OaiTree
+) -> None:
+    from kneescope.core import Volume
+    from kneescope.io.nifti import write_nifti
+
+    truth = oai_tree.good["dess_v01"]
+    (oai_tree.root / "labels").mkdir()
+    label = oai_tree.root / "labels" / "1.C.2_9000099_20050915_11000001.nii.gz"
+    write_nifti(Volume((truth.array > 9).astype(np.uint8), truth.affine_ras), label)
+    report = import_oai_tree(sqlite_catalog, oai_tree.root / "1.C.2")
+    assert report.labels == 1

@@ -185,7 +185,8 @@ def import_oai_tree(
     report.ignored = len(ignored)
     for path in ignored:
         log.info("ignored %s: not part of the OAI layout", path)
-    labels = index_label_folder(root / LABELS_FOLDER)
+    tree_root = root.parent if visit_from_release(root.name) else root  # labels/ lives here
+    labels = index_label_folder(tree_root / LABELS_FOLDER)
     with catalog.session() as session:
         known: dict[str, tuple[int, str, str, str | None]] = {
             path: (series_id, checksum, status, uid)
@@ -214,7 +215,7 @@ def import_oai_tree(
                 continue
             report.unchanged += 1
             series_id, _, status, uid = old
-            label = find_label(str(folder.path), uid, root, labels) if labels else None
+            label = find_label(str(folder.path), uid, tree_root, labels) if labels else None
             if (
                 status == STATUS_OK
                 and label is not None
@@ -238,7 +239,7 @@ def import_oai_tree(
             else:
                 report.added += 1
             if row.status == STATUS_OK and labels:
-                label = find_label(row.path, row.series_uid, root, labels)
+                label = find_label(row.path, row.series_uid, tree_root, labels)
                 if label is not None:
                     _attach(session, row, label, report)
             if done % _COMMIT_EVERY == 0:
