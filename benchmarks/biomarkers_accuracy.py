@@ -5,7 +5,8 @@
    (0.7 x 0.3646 x 0.3646 mm) in uniformly random rigid orientations and sub-voxel offsets:
    bias and mean absolute error (MAE) over interface points >= 2.5 mm from the field's edge.
 2. Synthetic knees (kneescope.synth, issue 3) on the full DESS grid: plate mean thickness,
-   volumes, denuded area and meniscal extrusion against the synth truth.
+   volumes, denuded area and meniscal extrusion against the synth truth; meniscal coverage
+   against kneescope.biomarkers.validation (computed from the continuous phantom).
 
     .venv/bin/python benchmarks/biomarkers_accuracy.py [--poses 8] [--knees 3] [--size full]
 
@@ -54,6 +55,7 @@ def analytic_table(poses: int, seed: int = 2026) -> None:
 
 
 def synth_table(knees: int, size_name: str) -> None:
+    from kneescope.biomarkers.validation import synth_tibial_coverage_pct
     from kneescope.synth.knee import render_knee
     from kneescope.synth.params import sample_knee_params, size_spec
 
@@ -96,18 +98,20 @@ def synth_table(knees: int, size_name: str) -> None:
                     v[f"{men}_meniscus_extrusion_mm"],
                     sample.truth.meniscus_volume_mm3[men],
                     v[f"{men}_meniscus_volume_mm3"],
+                    synth_tibial_coverage_pct(sample.shape, medial=men == "medial"),
                     v[f"{men}_tibial_coverage_pct"],
                 )
             )
     print(
         "\n| knee | meniscus | extrusion truth mm | measured | error mm | volume error % "
-        "| coverage % (no truth) |"
+        "| coverage truth % | measured | error points |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for name, men, ext_t, ext_m, vol_t, vol_m, cov in extrusion_rows:
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, men, ext_t, ext_m, vol_t, vol_m, cov_t, cov_m in extrusion_rows:
         print(
             f"| {name} | {men} | {ext_t:.2f} | {ext_m:.2f} | {ext_m - ext_t:+.2f} "
-            f"| {100 * (vol_m / vol_t - 1):+.1f} | {cov:.1f} |"
+            f"| {100 * (vol_m / vol_t - 1):+.1f} | {cov_t:.1f} | {cov_m:.1f} "
+            f"| {cov_m - cov_t:+.1f} |"
         )
 
 

@@ -3,7 +3,8 @@
 Truth definitions (docs/synth.md): plate mean thickness = area-weighted imposed thickness
 (along the bone normal) over the bone surface where it exceeds 0.15 mm; volumes of the
 continuous shapes; extrusion = the phantom's extrusion parameter (meniscus outer edge beyond
-the compartment's plateau outline in the coronal plane through its centre).
+the compartment's plateau outline in the coronal plane through its centre). Coverage has no
+synth truth: kneescope.biomarkers.validation computes it from the continuous phantom.
 
 The full-size (OAI DESS grid) tests take ~1 min per knee to render and are marked slow;
 the small grid (2.3 x 1.1 x 1.1 mm voxels) is only a smoke test: cartilage there is one or
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from kneescope.biomarkers import KneeMeasurements, measure_knee
+from kneescope.biomarkers.validation import synth_tibial_coverage_pct
 from kneescope.synth.knee import KneeSample, render_knee
 from kneescope.synth.params import FULL, SMALL, sample_knee_params
 
@@ -90,6 +92,21 @@ def test_extrusion_within_half_a_millimetre(
     for men in ("medial", "lateral"):
         truth = sample.truth.extrusion_mm[men]
         assert m.values[f"{men}_meniscus_extrusion_mm"] == pytest.approx(truth, abs=0.5), men
+
+
+@pytest.mark.slow
+def test_coverage_within_5_points(full_knee: tuple[KneeSample, KneeMeasurements]) -> None:
+    sample, m = full_knee
+    for men in ("lateral", "medial"):
+        truth = synth_tibial_coverage_pct(sample.shape, medial=men == "medial")
+        measured = m.values[f"{men}_tibial_coverage_pct"]
+        if men == "medial" and sample.shape.p.loss_medial > 0.3 and abs(measured - truth) > 5:
+            pytest.xfail(
+                f"medial coverage {measured:.1f} vs {truth:.1f} %: in advanced OA the plate's "
+                "thin periphery and the meniscus's thin inner edge (under half a voxel) are "
+                "absent from the label map, which lowers measured coverage (docs/biomarkers.md)"
+            )
+        assert measured == pytest.approx(truth, abs=5.0), men
 
 
 @pytest.mark.slow
