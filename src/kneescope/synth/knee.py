@@ -223,7 +223,7 @@ def render_knee(params: KneeParams, size: SizeSpec) -> KneeSample:
     pixels = np.clip(np.rint(image * np.float32(INTENSITY_SCALE)), 0, 65535).astype(np.uint16)
 
     meta = {"side": params.side, "size": size.name, "synthetic": True}
-    truth = knee_truth(shape, label_volumes)
+    truth = knee_truth(shape, label_volumes, visible_threshold_mm=0.5 * max(size.spacing_mm))
     return KneeSample(
         image=Volume(pixels, affine, meta),
         labels=Volume(labels, affine.copy(), meta),

@@ -141,6 +141,7 @@ def write_subject(spec: CohortSpec, plan: SubjectPlan, out: Path) -> SubjectRows
                 for plate, pt in t.plates.items():
                     truth_row[f"{plate}_ThMean_mm"] = fmt(pt.thickness_mean_mm)
                     truth_row[f"{plate}_ThMeanAB_mm"] = fmt(pt.thickness_mean_ab_mm)
+                    truth_row[f"{plate}_ThMeanVisible_mm"] = fmt(pt.thickness_mean_visible_mm)
                     truth_row[f"{plate}_Vol_mm3"] = fmt(pt.volume_mm3, 2)
                     truth_row[f"{plate}_Area_mm2"] = fmt(pt.area_mm2, 2)
                     truth_row[f"{plate}_Denuded_mm2"] = fmt(pt.denuded_area_mm2, 2)

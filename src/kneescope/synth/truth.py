@@ -33,7 +33,12 @@ TRUTH_STEP_MM = 0.5
 
 
 class PlateTruth(BaseModel):
-    """Truth of one cartilage plate (mm, mm^2, mm^3)."""
+    """Truth of one cartilage plate (mm, mm^2, mm^3).
+
+    ``*_visible_*``: the same mean and area restricted to bone where the imposed thickness is
+    at least ``visible_threshold_mm`` (half the largest voxel spacing of the rendered grid):
+    thinner cartilage is mostly absent from a label map of that grid.
+    """
 
     model_config = FROZEN
 
@@ -45,6 +50,9 @@ class PlateTruth(BaseModel):
     footprint_area_mm2: float
     denuded_area_mm2: float
     volume_mm3: float
+    visible_threshold_mm: float = 0.0
+    thickness_mean_visible_mm: float = 0.0
+    area_visible_mm2: float = 0.0
 
 
 class KneeTruth(BaseModel):
@@ -117,7 +125,11 @@ def _bone_sdf(plate: str, shape: KneeShape, x: F32, y: F32, z: F32) -> F32:
 
 
 def plate_surface_truth(
-    plate: str, shape: KneeShape, volume_mm3: float, step_mm: float = TRUTH_STEP_MM
+    plate: str,
+    shape: KneeShape,
+    volume_mm3: float,
+    step_mm: float = TRUTH_STEP_MM,
+    visible_threshold_mm: float = 0.0,
 ) -> PlateTruth:
     """Integrate the imposed thickness of ``plate`` over its bone surface (marching cubes)."""
     box = _bbox(plate, shape)
@@ -142,7 +154,12 @@ def plate_surface_truth(
     for name, mask in _regions(plate, shape, c).items():
         m = covered & mask
         regional[name] = float((area * t)[m].sum() / max(float(area[m].sum()), 1e-9))
+    visible = foot & (t >= max(visible_threshold_mm, THIN_MM))
+    a_vis = float(area[visible].sum())
     return PlateTruth(
+        visible_threshold_mm=visible_threshold_mm,
+        thickness_mean_visible_mm=float((area * t)[visible].sum() / max(a_vis, 1e-9)),
+        area_visible_mm2=a_vis,
         thickness_mean_mm=mean,
         thickness_mean_ab_mm=float((area * t)[foot].sum() / max(a_foot, 1e-9)),
         thickness_max_mm=float(t.max(initial=0.0)),
@@ -163,11 +180,18 @@ def bone_gap(shape: KneeShape) -> dict[str, float]:
     return out
 
 
-def knee_truth(shape: KneeShape, label_volumes_mm3: dict[int, float]) -> KneeTruth:
+def knee_truth(
+    shape: KneeShape, label_volumes_mm3: dict[int, float], visible_threshold_mm: float = 0.0
+) -> KneeTruth:
     """Assemble :class:`KneeTruth` from the shape and the rendered label volumes."""
     plate_label = {"femoral": 2, "medial_tibial": 4, "lateral_tibial": 5, "patellar": 7}
     plates = {
-        plate: plate_surface_truth(plate, shape, label_volumes_mm3[plate_label[plate]])
+        plate: plate_surface_truth(
+            plate,
+            shape,
+            label_volumes_mm3[plate_label[plate]],
+            visible_threshold_mm=visible_threshold_mm,
+        )
         for plate in PLATES
     }
     return KneeTruth(
