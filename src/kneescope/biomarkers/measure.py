@@ -14,7 +14,6 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from kneescope.biomarkers.crop import Box, cropped_affine, expand_box, union_box
 from kneescope.biomarkers.flattening import (
@@ -33,7 +32,7 @@ from kneescope.biomarkers.subregions import (
     FEMORAL_REGIONS,
     TIBIAL_REGIONS,
     femoral_regions,
-    tibial_regions,
+    fit_tibial_regions,
 )
 from kneescope.biomarkers.thickness import PlateSurfaces, plate_surfaces
 from kneescope.core import Volume
@@ -311,15 +310,16 @@ def _measure_plate(
 
     regions = _region_names(plate)
     if regions:
+        vox = np.argwhere(cart).astype(np.float64)
+        vox_knee = frame.to_knee(vox @ crop_affine[:3, :3].T + crop_affine[:3, 3])
         if circle is not None:
             codes = femoral_regions(pts[covered], circle)
+            vox_region = femoral_regions(vox_knee, circle)
         else:
-            codes = tibial_regions(pts[covered], w, medial_plate=plate == "medial_tibial")
-        # cartilage voxels take the region of their nearest interface point
-        vox = np.argwhere(cart).astype(np.float64)
-        vox_world = vox @ crop_affine[:3, :3].T + crop_affine[:3, 3]
-        _, nearest = cKDTree(surf.bone.vertices_mm[covered]).query(vox_world, k=1)
-        vox_codes = np.bincount(codes[nearest], minlength=len(regions))
+            model = fit_tibial_regions(pts[covered], w, medial_plate=plate == "medial_tibial")
+            codes = model.classify(pts[covered])
+            vox_region = model.classify(vox_knee)
+        vox_codes = np.bincount(vox_region, minlength=len(regions))
         voxel_mm3 = float(abs(np.linalg.det(crop_affine[:3, :3])))
         for i, region in enumerate(regions):
             sel = codes == i

@@ -5,7 +5,7 @@ blurred bone indicator; the articular surface is the 0.5 level of the blurred (b
 cartilage) indicator, restricted to where cartilage rather than bone lies beneath it. Both
 regions are thick, so blurring does not shrink thin cartilage (blurring the cartilage mask
 itself would). Thickness at each BCI vertex is the Euclidean distance in mm to the nearest
-articular-surface point (mesh vertices and triangle centroids), found with a k-d tree.
+articular-surface vertex, found with a k-d tree.
 
 Nearest-surface distance agrees with surface-normal methods on real knees and, unlike ray
 casting, does not overestimate where the two surfaces are not parallel. Measuring between
@@ -198,16 +198,13 @@ def _articular_points(
     bone_field: npt.NDArray[np.float32],
     affine: Affine,
 ) -> tuple[F64, F64]:
-    """Points (vertices and triangle centroids) of the outer surface that bound cartilage,
-    (N, 3) mm, with their unit outward normals (N, 3)."""
+    """Vertices of the outer surface that bound cartilage, (N, 3) mm, with their unit
+    outward normals (N, 3). (Vertices lie ~0.2-0.35 mm apart, so the nearest vertex
+    overestimates the distance to the surface by ~0.01 mm at 2 mm.)"""
     if len(outer.vertices_mm) == 0:
         return np.zeros((0, 3)), np.zeros((0, 3))
-    pts = np.concatenate([outer.vertices_mm, outer.face_centres_mm()])
-    face_normals = outer.normals[outer.faces].sum(axis=1)
-    face_normals /= np.maximum(np.linalg.norm(face_normals, axis=1, keepdims=True), 1e-12)
-    nrm = np.concatenate([outer.normals, face_normals])
-    keep = _is_cartilage_side(pts, cart_field, bone_field, affine)
-    return pts[keep], nrm[keep]
+    keep = _is_cartilage_side(outer.vertices_mm, cart_field, bone_field, affine)
+    return outer.vertices_mm[keep], outer.normals[keep]
 
 
 def _articular_area(
