@@ -96,7 +96,10 @@ def _check_complete(tmp_path: Path, config_path: Path, done_before: dict[str, fl
         assert after[item_id] == finished_at
 
 
-def test_kill_9_of_the_driver_then_resume(tmp_path: Path, executor_config: ExecutorConfig) -> None:
+def test_kill_9_of_the_driver_then_resume(
+    tmp_path: Path, multi_run_executor_config: ExecutorConfig
+) -> None:
+    executor_config = multi_run_executor_config
     proc, config = _start_driver(tmp_path, executor_config)
     manifest = tmp_path / "ws" / "runs" / "faults" / "manifest.sqlite"
     children: list[psutil.Process] = []
@@ -120,7 +123,10 @@ def test_kill_9_of_the_driver_then_resume(tmp_path: Path, executor_config: Execu
     _check_complete(tmp_path, config, done_before)
 
 
-def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path, executor_config: ExecutorConfig) -> None:
+def test_ctrl_c_stops_cleanly_and_resumes(
+    tmp_path: Path, multi_run_executor_config: ExecutorConfig
+) -> None:
+    executor_config = multi_run_executor_config
     proc, config = _start_driver(tmp_path, executor_config)
     manifest = tmp_path / "ws" / "runs" / "faults" / "manifest.sqlite"
     try:
