@@ -153,3 +153,19 @@ def test_implausible_thickness_flagged(toy_knee: ToyKnee) -> None:
     assert m.qc["qc_implausible_thickness_patellar"] is True  # 3 mm
     assert m.qc["qc_implausible_thickness_femoral"] is False  # 2 mm
     assert not m.maps
+
+
+def test_without_patella_the_side_must_be_given(
+    toy_knee: ToyKnee, toy_measured: KneeMeasurements
+) -> None:
+    arr = toy_knee.labels.array.copy()
+    arr[(arr == 6) | (arr == 7)] = 0
+    with pytest.raises(InputError, match="right from left"):
+        measure_knee((arr, toy_knee.labels.affine_ras), "auto")
+    m = measure_knee((arr, toy_knee.labels.affine_ras), "right", with_maps=False)
+    assert m.side == "right" and m.side_from_anatomy is None
+    assert m.qc["qc_side_unverified"] is True
+    # the frame from the declared side matches the anatomical one: same tibial subregions
+    for region in ("anterior", "posterior", "internal", "external"):
+        key = f"medial_tibial_cartilage_{region}_volume_mm3"
+        assert m.values[key] == pytest.approx(toy_measured.values[key], rel=0.01)
