@@ -6,9 +6,10 @@ batch size, precision, activation checkpointing, activation offload to host, and
 accumulation (to reach an effective batch). Each (precision, checkpointing, offload)
 combination is traced twice in fake mode (at the target size, exact, and at a small size);
 their :class:`~kneescope.memory.predict.PeakModel` then prices every patch and batch in
-microseconds. Candidates are ranked by predicted throughput (voxels per second from FLOPs,
-recomputation included, and host-link time of offloaded activations); the top ones are
-re-predicted exactly and only those whose exact prediction (plus margin) fits are proposed.
+microseconds (exactly without checkpointing: both traces run the same ops). Candidates are
+ranked by predicted throughput (voxels per second from FLOPs, recomputation included, and
+host-link time of offloaded activations); checkpointed ones are re-predicted exactly, and
+only those whose prediction (plus margin) fits are proposed.
 """
 
 from __future__ import annotations
@@ -158,6 +159,51 @@ def _grad_bytes(estimate: MemoryEstimate) -> int:
     return estimate.breakdown_bytes["weights"]
 
 
+def _model_candidate(
+    exact: MemoryEstimate,
+    step: StepConfig,
+    peak: int,
+    flops: int,
+    off_bytes: int,
+    accumulation: int,
+    extra: int,
+    speed: DeviceSpeed,
+) -> PlanCandidate:
+    """A candidate priced by the :class:`PeakModel` (exact for checkpointing off).
+
+    The breakdown is approximate: size-independent parts (weights, gradients, optimizer
+    state) from the exact trace at the target size, inputs and activations scaled by voxels,
+    temporaries the rest of the peak.
+    """
+    ratio = (step.batch_size * math.prod(step.input_shape_vox)) / (
+        exact.step.batch_size * math.prod(exact.step.input_shape_vox)
+    )
+    b = dict(exact.breakdown_bytes)
+    b["inputs"] = int(b["inputs"] * ratio)
+    b["activations"] = int(b["activations"] * ratio)
+    fixed = sum(v for k, v in b.items() if k != "temporaries")
+    b["temporaries"] = max(0, peak - fixed)
+    voxels = step.batch_size * math.prod(step.input_shape_vox)
+    return PlanCandidate(
+        patch_size=step.input_shape_vox,
+        batch_size=step.batch_size,
+        precision=step.precision,
+        checkpointing=step.checkpointing,
+        offload=step.offload,
+        accumulation=accumulation,
+        peak_bytes=peak,
+        required_bytes=peak + margin_for(peak) + extra,
+        breakdown_bytes=b,
+        flops=flops,
+        host_offload_bytes=off_bytes,
+        throughput_vox_per_s=_score(flops, off_bytes, voxels, step.precision, speed),
+        exact=False,
+    )
+
+
+_PoolItem = tuple[float, int, StepConfig, int, PlanCandidate | None]
+
+
 def _search_combo(
     network: NetworkConfig,
     base: StepConfig,
@@ -170,15 +216,20 @@ def _search_combo(
     effective_batch: int,
     limit_bytes: int,
     speed: DeviceSpeed,
-) -> list[tuple[float, int, StepConfig, int]]:
-    """For each batch size, the largest patch of ``ladder`` whose predicted need fits."""
+) -> list[_PoolItem]:
+    """For each batch size, the largest patch of ``ladder`` whose predicted need fits.
+
+    Without checkpointing the model is exact (both traces run the same ops, every live
+    tensor scales with the patch), so its figures are the candidate's; with checkpointing
+    the candidate is left to be re-predicted exactly (``None``).
+    """
     model: PeakModel | None = None
     if not classifier:
         try:
             model = peak_model(network, base, min_vox)
         except ValueError:
             model = None
-    found: list[tuple[float, int, StepConfig, int]] = []
+    found: list[_PoolItem] = []
     for batch in batch_sizes:
         accumulation = max(1, math.ceil(effective_batch / batch)) if mode == "train" else 1
         extra = _grad_bytes(exact) if accumulation > 1 else 0
@@ -194,7 +245,12 @@ def _search_combo(
             if peak + margin_for(peak) + extra <= limit_bytes:
                 voxels = batch * math.prod(shape)
                 score = _score(flops, off_bytes, voxels, base.precision, speed)
-                found.append((-score, -voxels, step, accumulation))
+                ready = None
+                if model is not None and base.checkpointing == "off":
+                    ready = _model_candidate(
+                        exact, step, peak, flops, off_bytes, accumulation, extra, speed
+                    )
+                found.append((-score, -voxels, step, accumulation, ready))
                 break  # the largest fitting patch for this batch
     return found
 
@@ -215,7 +271,8 @@ def plan_training(
     effective_batch: int = 2,
     min_patch_vox: tuple[int, ...] | None = None,
     verify_top: int = 2,
-    search_combos: int = 2,
+    search_combos: int = 1,
+    max_candidates: int = 6,
     foreach: bool | None = None,
     speed: DeviceSpeed | None = None,
 ) -> Plan:
@@ -225,11 +282,12 @@ def plan_training(
     searched only when no earlier one fits. (checkpointing, offload) combinations are traced
     at the full (padded) volume cheapest first, stopping at the first that fits (the
     ``full_volume`` answer); patches and batches are then searched in the first
-    ``search_combos`` traced combinations (more when none of them fits anything), and the
-    ``verify_top`` best are re-predicted exactly. ``foreach`` (default: on for cuda, as
-    torch does) is the optimizer implementation assumed. Candidates whose exact prediction
-    plus margin exceeds ``budget_bytes`` are never proposed. With ``accumulation > 1`` the gradients
-    live through every micro-step, so their bytes are added to the requirement.
+    ``search_combos`` traced combinations (more when none of them fits anything). At most
+    ``max_candidates`` are proposed: those without checkpointing priced by the (exact)
+    linear model, the ``verify_top`` best with checkpointing re-predicted exactly; none
+    whose prediction plus margin exceeds ``budget_bytes``. ``foreach`` (default: on for
+    cuda, as torch does) is the optimizer implementation assumed. With ``accumulation > 1``
+    the gradients live through every micro-step, so their bytes are added to the need.
 
     Raises:
         InputError: shapes of the wrong length, or a classifier asked for another size.
@@ -262,7 +320,7 @@ def plan_training(
     combos = [(ck, off) for off in offload for ck in checkpointing]  # cheapest first
     if mode == "infer":
         combos = [("off", False)]
-    pool: list[tuple[float, int, StepConfig, int]] = []  # (-score, -voxels, step, accumulation)
+    pool: list[_PoolItem] = []  # (-score, -voxels, step, accumulation, model candidate)
     full: list[PlanCandidate] = []
     for precision in precisions:
         if pool or full:
@@ -302,9 +360,17 @@ def plan_training(
             )
     pool.sort(key=lambda item: (item[0], item[1]))
     proposed: list[PlanCandidate] = []
-    for _, _, step, accumulation in pool:
-        if len(proposed) >= verify_top:
+    n_verified = 0
+    for _, _, step, accumulation, ready in pool:
+        if len(proposed) >= max_candidates:
             break
+        if ready is not None:
+            if ready.required_bytes <= budget_bytes:
+                proposed.append(ready)
+            continue
+        if n_verified >= verify_top:
+            continue
+        n_verified += 1
         exact = predict_step(network, step)
         extra = _grad_bytes(exact) if accumulation > 1 else 0
         if exact.required_bytes + extra <= budget_bytes:
