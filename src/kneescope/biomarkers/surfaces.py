@@ -50,6 +50,13 @@ class Mesh:
     def empty() -> Mesh:
         return Mesh(np.zeros((0, 3)), np.zeros((0, 3), np.int64), np.zeros((0, 3)), np.zeros((0,)))
 
+    def median_edge_mm(self) -> float:
+        """Median triangle edge length in mm (0 for an empty mesh)."""
+        if self.faces.size == 0:
+            return 0.0
+        tri = self.vertices_mm[self.faces]
+        return float(np.median(np.linalg.norm(tri[:, 1] - tri[:, 0], axis=1)))
+
     def face_centres_mm(self) -> F64:
         """float64 (F, 3) triangle centroids in mm."""
         if self.faces.size == 0:
