@@ -26,7 +26,7 @@ from kneescope.biomarkers.footprint import covered_fraction, denuded_mask
 from kneescope.biomarkers.frame import KneeFrame, knee_frame, with_superior
 from kneescope.biomarkers.maps import ThicknessMap, thickness_map
 from kneescope.biomarkers.measure_config import MeasureConfig
-from kneescope.biomarkers.menisci import outermost_in_slab, tibial_rim
+from kneescope.biomarkers.menisci import outermost_in_slab, surface_points_knee, tibial_rim
 from kneescope.biomarkers.qc import component_count, qc_flags
 from kneescope.biomarkers.subregions import (
     FEMORAL_REGIONS,
@@ -358,14 +358,14 @@ def _measure_meniscus(
     spacing = spacing_from_affine(affine)
     outward = 1.0 if name == "medial" else -1.0
     men_box = expand_box(boxes[men_label], cfg.crop_margin_mm, spacing, arr.shape)
+    men_mask = arr[men_box] == men_label
+    men_crop_affine = cropped_affine(affine, men_box)
+    men_surface = surface_points_knee(men_mask, men_crop_affine, frame, cfg.sigma_vox)
     men_ext = outermost_in_slab(
-        arr[men_box] == men_label,
-        cropped_affine(affine, men_box),
-        frame,
+        men_surface,
         outward_sign=outward,
         anterior_mm=float(summary.centre_knee[1]),
         half_width_mm=cfg.extrusion_slab_mm,
-        sigma_vox=cfg.sigma_vox,
     )
     tib_label = CARTILAGE_PLATES[plate][1]
     if tib_label in boxes:
@@ -383,11 +383,10 @@ def _measure_meniscus(
             sigma_vox=cfg.sigma_vox,
         )
         values[f"{name}_meniscus_extrusion_mm"] = men_ext - rim
-    box = boxes[men_label]
-    vox = np.argwhere(arr[box] == men_label).astype(np.float64)
-    start = np.array([sl.start for sl in box], dtype=np.float64)
-    world = (vox + start) @ affine[:3, :3].T + affine[:3, 3]
-    men_pts = frame.to_knee(world)
+    vox = np.argwhere(men_mask).astype(np.float64)
+    men_pts = np.concatenate(
+        [frame.to_knee(vox @ men_crop_affine[:3, :3].T + men_crop_affine[:3, 3]), men_surface]
+    )
     frac = covered_fraction(
         summary.knee_pts[:, 0],
         summary.knee_pts[:, 1],

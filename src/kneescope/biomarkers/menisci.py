@@ -9,7 +9,9 @@ metaphysis that flares below the plateau, and the plateau's own slope, do not mo
 come from sub-voxel surfaces (see :mod:`kneescope.biomarkers.surfaces`), not voxel centres.
 
 Coverage (%): the share of the tibial plate's projected area (interface and denuded bone,
-seen from above, weighted by projected area) that the meniscus covers.
+seen from above, weighted by projected area) that the meniscus covers; the meniscus is
+projected as its voxel centres plus its sub-voxel surface, so that its outline is not pulled
+half a voxel inwards.
 """
 
 from __future__ import annotations
@@ -23,29 +25,26 @@ from kneescope.biomarkers.surfaces import iso_surface, smoothed_indicator
 F64 = npt.NDArray[np.float64]
 
 
-def outermost_in_slab(
-    mask: npt.NDArray[np.bool_],
-    affine: npt.NDArray[np.float64],
-    frame: KneeFrame,
-    *,
-    outward_sign: float,
-    anterior_mm: float,
-    half_width_mm: float,
-    sigma_vox: float,
-) -> float:
-    """Largest ``outward_sign * medial`` coordinate (mm) of the structure's sub-voxel surface
-    within the coronal slab |anterior - anterior_mm| <= half_width_mm; NaN when the slab
-    misses it."""
+def surface_points_knee(
+    mask: npt.NDArray[np.bool_], affine: npt.NDArray[np.float64], frame: KneeFrame, sigma_vox: float
+) -> F64:
+    """Vertices (N, 3) of the structure's sub-voxel surface in knee coordinates (mm)."""
     if not mask.any():
-        return float("nan")
+        return np.zeros((0, 3))
     mesh = iso_surface(smoothed_indicator(mask, sigma_vox), affine)
-    if len(mesh.vertices_mm) == 0:
-        return float("nan")
-    pts = frame.to_knee(mesh.vertices_mm)
-    sel = np.abs(pts[:, 1] - anterior_mm) <= half_width_mm
+    return frame.to_knee(mesh.vertices_mm) if len(mesh.vertices_mm) else np.zeros((0, 3))
+
+
+def outermost_in_slab(
+    knee_pts: F64, *, outward_sign: float, anterior_mm: float, half_width_mm: float
+) -> float:
+    """Largest ``outward_sign * medial`` coordinate (mm) of surface points (N, 3, knee
+    coordinates) within the coronal slab |anterior - anterior_mm| <= half_width_mm; NaN when
+    the slab misses them."""
+    sel = np.abs(knee_pts[:, 1] - anterior_mm) <= half_width_mm
     if not sel.any():
         return float("nan")
-    return float(np.max(outward_sign * pts[sel, 0]))
+    return float(np.max(outward_sign * knee_pts[sel, 0]))
 
 
 def tibial_rim(
