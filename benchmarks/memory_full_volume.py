@@ -28,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="64x128x128,96x192x192")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-measure", action="store_true", help="predictions only")
     args = parser.parse_args()
     net = preset("unet3d-nnunet")
     print(f"unet3d-nnunet: {count_parameters(net):,d} parameters, features {net.features}")
@@ -68,6 +69,8 @@ def main() -> None:
                 f" GB, need {e.required_bytes / GB:6.2f} GB"
             )
 
+    if args.no_measure:
+        return
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     steps = [StepConfig(input_shape_vox=s, precision="bf16") for s in sizes]  # cpu kernels
     print(f"\nCPU, bf16, no checkpointing, no offload, {args.threads} threads (real steps):")

@@ -2,7 +2,7 @@
 
 The network is built and the step run inside ``FakeTensorMode``: every aten op computes
 output shapes and dtypes only, while :class:`~kneescope.memory.tracker.AllocationTracker`
-accounts storages exactly as a real run would and ``FlopCounterMode`` counts FLOPs
+accounts storages exactly as a real run would and counts FLOPs with torch's flop formulas
 (recomputation by checkpointing included). Results are cached per (network, step) in
 memory and on disk (:func:`cache_dir`).
 
@@ -33,7 +33,7 @@ from kneescope.models import NetworkConfig, build_network, count_parameters, mod
 
 logger = logging.getLogger(__name__)
 
-_MODEL_VERSION = 1
+_MODEL_VERSION = 2
 """Bump when the tracker or step changes what a prediction returns (invalidates the cache)."""
 
 MARGIN_FRACTION = 0.10

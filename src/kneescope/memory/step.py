@@ -137,8 +137,6 @@ def _run(
     n_steps: int,
     count_flops: bool,
 ) -> StepCounters:
-    from torch.utils.flop_counter import FlopCounterMode
-
     classifier, out_channels, in_channels = shape_info
     counters = StepCounters()
     params = [p for p in net.parameters() if p.requires_grad]
@@ -171,11 +169,12 @@ def _run(
         tracker.label([x, y], "inputs")
         tracker.reset_peak()
         for i in range(n_steps):
-            flop_mode = FlopCounterMode(display=False) if count_flops and i == 0 else None
-            with flop_mode if flop_mode is not None else contextlib.nullcontext():
-                _one_step(net, step, optimizer, x, y, tracker, counters, device, offload)
-            if flop_mode is not None:
-                counters.flops = int(flop_mode.get_total_flops())
+            tracker.count_flops = count_flops and i == 0
+            tracker.flops = 0
+            _one_step(net, step, optimizer, x, y, tracker, counters, device, offload)
+            if tracker.count_flops:
+                counters.flops = tracker.flops
+            tracker.count_flops = False
     return counters
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import flop_registry
 
 CATEGORIES = (
     "weights",
@@ -76,6 +77,10 @@ class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self._labels: dict[int, str] = {}  # serial -> category
         self.weight_tensors: list[torch.Tensor] = []
         self.workspace = workspace
+        self.count_flops = False
+        self.flops = 0
+        """FLOPs of the ops run while ``count_flops`` (torch's flop formulas; no module hooks,
+        which would keep tensors alive and distort the memory being measured)."""
         self.timeline: list[int] = []
         """Live bytes after every allocation (and inside every modelled workspace)."""
 
@@ -148,6 +153,10 @@ class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
         for leaf in tree_leaves(out):
             if isinstance(leaf, torch.Tensor):
                 self._add(leaf)
+        if self.count_flops:
+            packet = func._overloadpacket
+            if packet in flop_registry:
+                self.flops += int(flop_registry[packet](*args, **(kwargs or {}), out_val=out))
         if self.workspace and func in _CONV_OPS:
             self._transient(_conv_workspace_bytes(args, out))
         return out
