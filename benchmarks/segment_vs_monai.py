@@ -74,7 +74,8 @@ def child(args: argparse.Namespace) -> None:
     spec = model.spec
     baseline_mb = _rss_mb()
     if args.child == "ours":
-        seg = Segmenter(model, SegmentConfig(device="cpu", precision=args.precision))
+        del model  # as `kneescope segment` does: the Segmenter loads the file itself
+        seg = Segmenter(args.model, SegmentConfig(device="cpu", precision=args.precision))
         net_for_flops = seg.network
         t0 = time.perf_counter()
         result = seg.segment(image)

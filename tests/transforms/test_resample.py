@@ -49,3 +49,31 @@ def test_image_resampling_preserves_constant_and_dtype() -> None:
     out = grid.image_to_target(image)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, 321.0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    shape=st.tuples(*[st.integers(3, 20)] * 3),
+    factor=st.sampled_from([0.5, 0.8, 2.0, 2.5]),
+    chunk=st.integers(1, 7),
+)
+def test_chunked_resampling_equals_whole_volume(
+    shape: tuple[int, int, int], factor: float, chunk: int
+) -> None:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(sum(shape))
+    image = rng.integers(0, 4000, size=shape).astype(np.uint16)
+    grid = plan_resampling(shape, (1.0, 1.0, 1.0), (factor, 1.0, factor))
+    whole = ndimage.affine_transform(
+        image.astype(np.float32),
+        np.asarray(grid.scale),
+        offset=[(f - 1.0) / 2.0 for f in grid.scale],
+        output_shape=grid.target_shape,
+        order=1,
+        mode="nearest",
+    )
+    np.testing.assert_allclose(grid.image_to_target(image, chunk=chunk), whole, atol=1e-3)
+    as_int = grid.image_to_target(image, dtype=np.uint16, chunk=chunk)
+    assert as_int.dtype == np.uint16
+    np.testing.assert_array_equal(as_int, np.clip(np.rint(whole), 0, 65535).astype(np.uint16))

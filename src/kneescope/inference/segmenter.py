@@ -105,12 +105,14 @@ class Segmenter:
     def __init__(self, model: SegmentationModel | Path, config: SegmentConfig | None = None):
         import torch
 
-        self.model = load_model(model) if isinstance(model, Path) else model
+        loaded = load_model(model) if isinstance(model, Path) else model
         self.config = config or SegmentConfig()
-        spec = self.model.spec
+        spec = loaded.spec
         self.device = resolve_device(self.config.device)
         self.autocast_dtype = resolve_precision(self.config.precision, self.device)
-        self.network = self.model.build(self.device)
+        self.network = loaded.build(self.device)
+        # keep the description, not a second (fp32) copy of the weights
+        self.model = SegmentationModel(spec=spec, state_dict={})
         tta_axes = spec.flip_axes if self.config.tta else ()
         if self.config.tta and not tta_axes:
             log.warning("--tta: this model was trained without flips; segmenting without TTA")
@@ -156,7 +158,7 @@ class Segmenter:
         if spec.mode == "2d":
             target[0] = spacing[0]
         grid = plan_resampling(arr.shape, spacing, target)
-        work = arr if grid.is_identity else _compact(grid.image_to_target(arr), arr.dtype)
+        work = arr if grid.is_identity else grid.image_to_target(arr, dtype=_work_dtype(arr.dtype))
         stats = intensity_stats(work, spec.normalisation)
         seconds["prepare"] = time.perf_counter() - t0
 
@@ -166,19 +168,17 @@ class Segmenter:
             box = self._coarse_box(work, stats, target)
         region = work if box is None else work[box]
         want_probs = self.config.probabilities
-        labels_t = np.zeros(grid.target_shape, dtype=np.uint8)
-        probs_t = (
-            np.zeros((*grid.target_shape, spec.num_classes), dtype=np.uint8) if want_probs else None
-        )
         lab, prob = self._run(region, stats, want_probs)
-        dest = box if box is not None else (slice(None),) * 3
-        labels_t[dest] = lab
-        if probs_t is not None and prob is not None:
-            probs_t[dest] = prob
-            if box is not None:  # outside the box: background with certainty
-                outside = np.ones(grid.target_shape, dtype=bool)
-                outside[box] = False
-                probs_t[outside, 0] = 255
+        probs_t = prob
+        if box is None:
+            labels_t = lab  # the whole grid: no second array
+        else:
+            labels_t = np.zeros(grid.target_shape, dtype=np.uint8)
+            labels_t[box] = lab
+            if prob is not None:
+                probs_t = np.zeros((*grid.target_shape, spec.num_classes), dtype=np.uint8)
+                probs_t[..., 0] = 255  # outside the box: background with certainty
+                probs_t[box] = prob
         seconds["infer"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
@@ -235,12 +235,9 @@ class Segmenter:
         return box
 
 
-def _compact(resampled: npt.NDArray[np.float32], source_dtype: np.dtype[Any]) -> npt.NDArray[Any]:
-    """Store a resampled integer image in its source dtype again (rounded): half the memory
-    of float32 while windows are cut from it; float sources stay float32."""
-    if source_dtype.kind not in "iu" or source_dtype.itemsize > 2:
-        return resampled
-    info = np.iinfo(source_dtype)
-    out = np.rint(resampled, out=resampled)
-    np.clip(out, info.min, info.max, out=out)
-    return out.astype(source_dtype)
+def _work_dtype(source_dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """Resampled images keep a small integer source dtype (rounded: half the memory of
+    float32 while windows are cut from them); other sources become float32."""
+    if source_dtype.kind in "iu" and source_dtype.itemsize <= 2:
+        return source_dtype
+    return np.dtype(np.float32)

@@ -54,7 +54,7 @@ class IntensityStats:
 
 
 def intensity_stats(
-    array: npt.NDArray[Any], config: NormalisationConfig, *, max_samples: int = 2_000_000
+    array: npt.NDArray[Any], config: NormalisationConfig, *, max_samples: int = 500_000
 ) -> IntensityStats:
     """Compute the normalisation of one volume from a strided subsample of its voxels."""
     flat = np.asarray(array).reshape(-1)

@@ -48,21 +48,42 @@ class GridChange:
             m[axis, 3] = (f - 1.0) / 2.0
         return np.asarray(source_affine, dtype=np.float64) @ m
 
-    def image_to_target(self, image: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-        """Linear resampling of an image (I, J, K) to the target grid, float32."""
+    def image_to_target(
+        self, image: npt.NDArray[Any], *, dtype: npt.DTypeLike = np.float32, chunk: int = 16
+    ) -> npt.NDArray[Any]:
+        """Linear resampling of an image (I, J, K) to the target grid.
+
+        Args:
+            image: source array, any numeric dtype (not copied to float).
+            dtype: output dtype; integer outputs are rounded and clipped to the dtype's range.
+            chunk: target slices resampled at a time (bounds the float temporaries).
+        """
+        out_dtype = np.dtype(dtype)
         if self.is_identity:
-            return np.asarray(image, dtype=np.float32)
-        offset = [(f - 1.0) / 2.0 for f in self.scale]
-        # the source keeps its dtype (no float copy of a full-size volume); output is float32
-        return ndimage.affine_transform(
-            np.asarray(image),
-            np.asarray(self.scale),
-            offset=offset,
-            output_shape=self.target_shape,
-            output=np.float32,
-            order=1,
-            mode="nearest",
-        )
+            return np.asarray(image, dtype=out_dtype)
+        src = np.asarray(image)
+        out = np.empty(self.target_shape, dtype=out_dtype)
+        offset = np.array([(f - 1.0) / 2.0 for f in self.scale])
+        scale = np.asarray(self.scale)
+        for a in range(0, self.target_shape[0], chunk):
+            b = min(a + chunk, self.target_shape[0])
+            # source slices this chunk reads (linear interpolation: +-1 voxel)
+            lo = max(0, int(np.floor(a * scale[0] + offset[0])) - 1)
+            hi = min(src.shape[0], int(np.ceil((b - 1) * scale[0] + offset[0])) + 2)
+            part = ndimage.affine_transform(
+                src[lo:hi],
+                scale,
+                offset=offset + np.array([a * scale[0] - lo, 0.0, 0.0]),
+                output_shape=(b - a, *self.target_shape[1:]),
+                output=np.float32,
+                order=1,
+                mode="nearest",
+            )
+            if out_dtype.kind in "iu":
+                info = np.iinfo(out_dtype)
+                np.clip(np.rint(part, out=part), info.min, info.max, out=part)
+            out[a:b] = part
+        return out
 
     def labels_to_source(self, labels: npt.NDArray[np.integer]) -> npt.NDArray[np.integer]:
         """Nearest-neighbour resampling of a target-grid label map back to the source grid."""
