@@ -82,6 +82,7 @@ def train_config(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         },
         "patch_size_vox": [1, *args.patch[1:]],
         "batch_size": args.batch,
+        "roi_size_vox": [8, *args.patch[1:]],  # inference: 8 slices per network call
     }
 
 

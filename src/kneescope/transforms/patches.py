@@ -29,13 +29,18 @@ def iteration_seed(seed: int, iteration: int, salt: int = 0) -> int:
 
 
 def default_class_weights(labels: Sequence[npt.NDArray[np.uint8]], classes: int) -> list[float]:
-    """Sampling weights per class, favouring small structures (~ 1 / sqrt(voxel fraction))."""
+    """Sampling weights per class: half ~ 1 / sqrt(voxel fraction) (favours small structures),
+    half uniform (bones and far background still get context), background at least 15 %."""
     counts = np.zeros(classes, dtype=np.float64)
     for lab in labels:
         counts += np.bincount(lab.reshape(-1), minlength=classes)[:classes]
+    present = counts > 0
     frac = counts / max(counts.sum(), 1.0)
-    weights = np.where(frac > 0, 1.0 / np.sqrt(np.maximum(frac, 1e-12)), 0.0)
-    weights[0] = min(weights[0], weights[1:].mean() if classes > 1 else 1.0) * 0.5
+    skewed = np.where(present, 1.0 / np.sqrt(np.maximum(frac, 1e-12)), 0.0)
+    skewed /= max(skewed.sum(), 1e-12)
+    weights = 0.5 * skewed + 0.5 * present / max(int(present.sum()), 1)
+    if classes > 1 and present[0]:
+        weights[0] = max(weights[0], 0.15 * weights[1:].sum() / 0.85)
     return [float(w) for w in weights / weights.sum()]
 
 
