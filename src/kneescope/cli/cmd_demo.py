@@ -2,7 +2,8 @@
 
 Stages (each skipped when its result is already in the workspace, so a second demo is fast):
 synthesise an OAI-style cohort -> ingest the tree and its clinical tables into the catalog ->
-convert the volumes to the Zarr store -> report where everything is.
+convert the volumes to the Zarr store -> train a small 3D U-Net on the cataloged DESS/label
+pairs (cached) -> run every DESS series through segment -> measure -> results table.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ def demo(
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the main job on a synthetic cohort: synth -> ingest -> convert, in WORKSPACE."""
-    from kneescope.errors import InputError
+    """Run the main job on a synthetic cohort: synth -> ingest -> convert -> train a small
+    model (cached) -> run segment + measure on every DESS series -> results table."""
+    from kneescope.errors import InputError, RunError
 
     if subjects < 1:
         raise InputError(f"--subjects must be at least 1, got {subjects}")
@@ -59,8 +61,27 @@ def demo(
         _since(t0),
     )
 
+    t0 = time.perf_counter()
+    model_path, trained = _train(ws, quiet=as_json)
+    stage("train", f"{'trained' if trained else 'cached'} model {model_path}", _since(t0))
+
+    t0 = time.perf_counter()
+    result, _status = _run(ws, model_path, quiet=as_json)
+    stage(
+        "run",
+        f"{result.done} knees done ({result.skipped} unchanged, {result.failed} failed)",
+        _since(t0),
+    )
+    if result.failed:
+        raise RunError(
+            f"{result.failed} items failed in {result.run_dir}; see `kneescope status -w {ws.root}`"
+        )
+
     payload = {
         "workspace": str(ws.root),
+        "model": str(model_path),
+        "results": str(result.results_path),
+        "preview": _preview(result.results_path),
         "cohort": str(cohort_dir),
         "catalog": ws.catalog_url,
         "store": str(ws.store_dir),
@@ -134,10 +155,112 @@ def _convert(ws: Any) -> Any:
         cat.close()
 
 
+DEMO_MODEL = "demo-knee"
+"""Name of the demo's model (WS/models/demo-knee.pt)."""
+
+DEMO_TRAINING: dict[str, Any] = {
+    "name": DEMO_MODEL,
+    "mode": "3d",
+    "network": "unet3d-small",
+    "iterations": 200,
+    "validate_every": 100,
+    "checkpoint_every": 50,
+    "val_fraction": 0.2,
+    "patch_size_vox": (32, 64, 64),
+    "batch_size": 2,
+    "lr": 0.01,
+    "max_minutes": 5.0,
+    "seed": 0,
+}
+"""A small 3D U-Net trained in a few minutes on 2 CPU cores: enough to see anatomy, not to
+reach the accuracy targets of docs/segmentation.md (train longer for that)."""
+
+
+def _train(ws: Any, *, quiet: bool) -> tuple[Path, bool]:
+    """Train the demo model unless the same one is cached; return (model path, trained)."""
+    from kneescope.training.config import TrainConfig
+
+    config = TrainConfig.model_validate(DEMO_TRAINING)
+    model_path = ws.models_dir / f"{DEMO_MODEL}.pt"
+    marker = ws.models_dir / f"{DEMO_MODEL}.config.json"
+    wanted = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    if model_path.is_file() and marker.is_file() and marker.read_text() == wanted:
+        return model_path, False
+    if quiet:
+        from kneescope.training.run import run_training
+
+        run_training(config, ws)
+    else:
+        from kneescope.cli.cmd_train import train_with_progress
+
+        train_with_progress(config, ws, None)
+    from kneescope.io import atomic_write_path
+
+    with atomic_write_path(marker) as tmp:
+        tmp.write_text(wanted)
+    return model_path, True
+
+
+def _run(ws: Any, model_path: Path, *, quiet: bool) -> tuple[Any, Any]:
+    from kneescope.cli.cmd_run import run_with_progress
+    from kneescope.cohort.pipeline_config import PipelineConfig
+
+    pipeline = PipelineConfig.model_validate(
+        {
+            "name": "demo",
+            "items": {"catalog": {"sequence": "DESS"}},
+            "steps": [
+                {"name": "load_volume"},
+                {"name": "segment", "options": {"model": str(model_path)}},
+                {"name": "measure"},
+            ],
+            "executor": {"kind": "local"},
+        }
+    )
+    return run_with_progress(pipeline, ws, ws.root, quiet=quiet)
+
+
+_PREVIEW_COLUMNS = (
+    "subject",
+    "visit",
+    "side",
+    "femoral_cartilage_thickness_mean_mm",
+    "medial_tibial_cartilage_thickness_mean_mm",
+    "lateral_tibial_cartilage_thickness_mean_mm",
+    "medial_meniscus_extrusion_mm",
+)
+
+
+def _preview(results: Path) -> list[dict[str, Any]]:
+    """The first rows of the results table, a few columns (for the summary)."""
+    import pandas as pd
+
+    table = pd.read_parquet(results) if results.suffix == ".parquet" else pd.read_csv(results)
+    columns = [c for c in _PREVIEW_COLUMNS if c in table.columns]
+    return [
+        {str(k): v for k, v in row.items()}
+        for row in table[columns].head(8).to_dict(orient="records")
+    ]
+
+
 def _render(console: Any, payload: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    if payload["preview"]:
+        table = Table(title="results (first rows, a few columns)")
+        for column in payload["preview"][0]:
+            table.add_column(column.replace("_", " "), overflow="fold")
+        for row in payload["preview"]:
+            table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+        console.print(table)
     console.print("\n[bold]kneescope demo finished.[/] Where to look:")
     console.print(f"  cohort (OAI layout, DICOM) {payload['cohort']}", highlight=False)
     console.print(f"  catalog                    {payload['catalog']}", highlight=False)
     console.print(f"  Zarr store                 {payload['store']}", highlight=False)
+    console.print(f"  model                      {payload['model']}", highlight=False)
+    console.print(f"  results table              {payload['results']}", highlight=False)
     ws = payload["workspace"]
-    console.print(f"\nNext: kneescope catalog -w {ws} --summary", highlight=False)
+    console.print(
+        f"\nNext: kneescope catalog -w {ws} --summary; kneescope status -w {ws}",
+        highlight=False,
+    )

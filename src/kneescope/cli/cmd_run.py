@@ -86,7 +86,12 @@ def _dry_run(pipeline: Any, ws: Any, base_dir: Path, as_json: bool) -> None:
     emit(payload, as_json, render)
 
 
-def _run(pipeline: Any, ws: Any, base_dir: Path, as_json: bool) -> None:
+def run_with_progress(pipeline: Any, ws: Any, base_dir: Path, *, quiet: bool) -> tuple[Any, Any]:
+    """Run ``pipeline`` with a live progress bar on stderr (none when ``quiet``).
+
+    Returns the runner's result and the run's status as read back from its manifest. Ctrl-C
+    leaves in-flight items pending and exits 130.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from kneescope.cohort.run_status import read_status
@@ -101,7 +106,7 @@ def _run(pipeline: Any, ws: Any, base_dir: Path, as_json: bool) -> None:
         TextColumn("{task.fields[detail]}"),
         console=console,
         transient=False,
-        disable=as_json,
+        disable=quiet,
     ) as bar:
         task = bar.add_task(pipeline.name, total=None, detail="starting")
 
@@ -126,7 +131,11 @@ def _run(pipeline: Any, ws: Any, base_dir: Path, as_json: bool) -> None:
                 "run the same command to resume"
             )
             raise typer.Exit(code=130) from None
-    status = read_status(ws, pipeline.name)
+    return result, read_status(ws, pipeline.name)
+
+
+def _run(pipeline: Any, ws: Any, base_dir: Path, as_json: bool) -> None:
+    result, status = run_with_progress(pipeline, ws, base_dir, quiet=as_json)
     payload = {
         "name": result.name,
         "run_dir": str(result.run_dir),

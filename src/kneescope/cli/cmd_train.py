@@ -53,7 +53,7 @@ def train(
     if as_json:
         result = run_training(config, ws, stop_after=stop_after)
     else:
-        result = _with_progress(config, ws, stop_after)
+        result = train_with_progress(config, ws, stop_after)
     payload = {
         "model": str(result.model_path) if result.model_path else None,
         "iterations_run": result.iterations_run,
@@ -67,7 +67,8 @@ def train(
     emit(payload, as_json, lambda console: _render(console, payload, result.model.spec.labels))
 
 
-def _with_progress(config: Any, ws: Any, stop_after: int | None) -> Any:
+def train_with_progress(config: Any, ws: Any, stop_after: int | None) -> Any:
+    """Train with a rich progress bar (loss, Dice, ETA) on stderr; return the result."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from kneescope.training.loop import TrainProgress
