@@ -6,7 +6,8 @@ predicts the peak of a steady-state training step (``kneescope.memory.predict_st
 ``device="cuda"``: fake tensors, nothing allocated) and measures it: one warm-up step, then
 ``torch.cuda.reset_peak_memory_stats()`` and the same step, ``max_memory_allocated()``.
 Offloaded steps use ``torch.autograd.graph.save_on_cpu(pin_memory=True)``. Prints a table
-and writes JSON. Should finish in under 3 minutes on an H100/H200. Usage::
+and writes JSON after every case (the 11 GB plan's cases first). Should finish in under 2
+minutes on an H100/H200; no new case starts after ``--max-seconds`` (115 s). Usage::
 
     python benchmarks/memory_gpu.py results.json          # on a CUDA machine
     python benchmarks/memory_gpu.py out.json --smoke      # tiny configs, any device (test)
@@ -47,7 +48,31 @@ def cases(smoke: bool) -> list[Case]:
         ]  # fmt: skip
     nnunet = preset("unet3d-nnunet")
     plan = plan_training(nnunet, (160, 384, 384), NNUNET_SPACING_MM, 11 * 10**9)
-    out: list[Case] = [
+    planned: list[Case] = []
+    if plan.candidates:
+        c = plan.best
+        planned.append(
+            (
+                f"11GB plan best patch {'x'.join(map(str, c.patch_size))} b{c.batch_size}",
+                nnunet,
+                _step(c.patch_size, batch_size=c.batch_size, precision=c.precision,
+                      checkpointing=c.checkpointing, offload=c.offload),
+            )
+        )  # fmt: skip
+    full = plan.full_volume
+    if full is not None:
+        planned.append(
+            (
+                f"11GB plan FULL 160x384x384 {full.precision} ckpt={full.checkpointing} "
+                f"offload={full.offload}",
+                nnunet,
+                _step(full.patch_size, precision=full.precision,
+                      checkpointing=full.checkpointing, offload=full.offload),
+            )
+        )  # fmt: skip
+    planned.append(("nnunet FULL 160x384x384 bf16 no offload", nnunet,
+                _step((160, 384, 384), precision="bf16")))  # fmt: skip
+    others: list[Case] = [
         ("unet3d-small 128^3 fp32", preset("unet3d-small"), _step((128, 128, 128))),
         ("nnunet 128^3 fp32", nnunet, _step((128, 128, 128))),
         ("nnunet 128^3 bf16", nnunet, _step((128, 128, 128), precision="bf16")),
@@ -62,30 +87,10 @@ def cases(smoke: bool) -> list[Case]:
         ("vgg19-3d 128^3 fp32 (seed 8 GB)", preset("vgg19-3d", (128, 128, 128)),
          _step((128, 128, 128))),
     ]  # fmt: skip
-    if plan.candidates:
-        c = plan.best
-        out.append(
-            (
-                f"11GB plan best patch {'x'.join(map(str, c.patch_size))} b{c.batch_size}",
-                nnunet,
-                _step(c.patch_size, batch_size=c.batch_size, precision=c.precision,
-                      checkpointing=c.checkpointing, offload=c.offload),
-            )
-        )  # fmt: skip
-    full = plan.full_volume
-    if full is not None:
-        out.append(
-            (
-                f"11GB plan FULL 160x384x384 {full.precision} ckpt={full.checkpointing} "
-                f"offload={full.offload}",
-                nnunet,
-                _step(full.patch_size, precision=full.precision,
-                      checkpointing=full.checkpointing, offload=full.offload),
-            )
-        )  # fmt: skip
-    out.append(("nnunet FULL 160x384x384 bf16 no offload", nnunet,
-                _step((160, 384, 384), precision="bf16")))  # fmt: skip
-    return out
+    # The 11 GB plan first: if a time limit stops the run, its rows are already written.
+    order = {"11GB plan FULL": 0, "11GB plan best": 1}
+    planned.sort(key=lambda case: min([v for k, v in order.items() if k in case[0]] or [2]))
+    return [*planned, *others]
 
 
 def measure(network: NetworkConfig, step: StepConfig, device: torch.device) -> dict[str, Any]:
@@ -127,6 +132,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out_json", help="where to write the results")
     parser.add_argument("--smoke", action="store_true", help="tiny configs; CPU allowed")
+    parser.add_argument(
+        "--max-seconds", type=float, default=115.0, help="start no new case after this"
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available() and not args.smoke:
         sys.exit("no CUDA device: this benchmark measures torch.cuda.max_memory_allocated")
@@ -135,7 +143,16 @@ def main() -> None:
     rows = []
     print(f"{'case':58} {'pred GB':>8} {'need GB':>8} {'meas GB':>8} {'ratio':>6} "
           f"{'reserved':>8} {'tracked':>8} {'step s':>7}")  # fmt: skip
+    info: dict[str, Any] = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor(),
+        "torch": torch.__version__,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "rows": rows,
+    }
     for name, network, step in cases(args.smoke):
+        if time.perf_counter() - started > args.max_seconds:
+            print(f"time limit: skipped {name}", flush=True)
+            continue
         est = predict_step(network, step)
         row: dict[str, Any] = {
             "case": name,
@@ -165,13 +182,10 @@ def main() -> None:
             + (f"  {row['error']}" if "error" in row else ""),
             flush=True,
         )
-    info = {
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor(),
-        "torch": torch.__version__,
-        "cudnn_benchmark": torch.backends.cudnn.benchmark,
-        "seconds": time.perf_counter() - started,
-        "rows": rows,
-    }
+        info["seconds"] = time.perf_counter() - started
+        with open(args.out_json, "w", encoding="utf-8") as fh:  # after every row
+            json.dump(info, fh, indent=2)
+    info["seconds"] = time.perf_counter() - started
     with open(args.out_json, "w", encoding="utf-8") as fh:
         json.dump(info, fh, indent=2)
     print(f"total {info['seconds']:.0f} s; wrote {args.out_json}")
