@@ -1,12 +1,20 @@
 """Biomarkers of synthetic knees (kneescope.synth) against the synth truth.
 
-Truth definitions (docs/synth.md): plate mean thickness = area-weighted imposed thickness
-(along the bone normal) over the bone surface where it exceeds 0.15 mm; volumes of the
-continuous shapes; extrusion = the phantom's extrusion parameter (meniscus outer edge beyond
-the compartment's plateau outline in the coronal plane through its centre). Coverage has no
-synth truth: kneescope.biomarkers.validation computes it from the continuous phantom.
+Reference definitions (docs/synth.md, docs/biomarkers.md "Synthetic knees"): plate mean
+thickness is compared with the synth's *visible-cartilage* mean ``thickness_mean_visible_mm``
+(area-weighted imposed thickness, along the bone normal, over bone where it is at least half
+the largest voxel spacing, 0.35 mm on the full DESS grid), not with the plain
+``thickness_mean_mm`` (over bone where it exceeds 0.15 mm): cartilage thinner than ~half a
+voxel is absent from the label map, whatever measures it
+(kneescope.biomarkers.validation.label_visibility_by_thickness: on the full grid 2-30 % of
+the truth bone under 0.15-0.25 mm cartilage is shown covered, 92-100 % of it under
+0.45-0.6 mm for the tibial and patellar plates). The plain-mean errors are reported next to
+the visible ones by benchmarks/biomarkers_accuracy.py. Meniscal coverage likewise uses the
+same half-voxel rule (kneescope.biomarkers.validation.synth_tibial_coverage_pct with the
+truth's ``visible_threshold_mm``). Volumes: continuous shapes; extrusion: the phantom's
+parameter.
 
-The full-size (OAI DESS grid) tests take ~1 min per knee to render and are marked slow;
+The full-size (OAI DESS grid) tests take ~10-60 s per knee to render and are marked slow;
 the small grid (2.3 x 1.1 x 1.1 mm voxels) is only a smoke test: cartilage there is one or
 two voxels thick.
 """
@@ -47,30 +55,16 @@ def full_knee(request: pytest.FixtureRequest) -> tuple[KneeSample, KneeMeasureme
     return _render(seed, klg, side, FULL)
 
 
-_THIN_RIM = (
-    "synth truth averages over bone where the imposed thickness exceeds 0.15 mm; cartilage "
-    "thinner than ~half a voxel is absent from the label map (the patella's broad taper), so "
-    "the visible cartilage is thicker on average: +5 to +10 % "
-    "(docs/biomarkers.md)"
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "plate",
-    [
-        "femoral",
-        "lateral_tibial",
-        "medial_tibial",
-        pytest.param("patellar", marks=pytest.mark.xfail(strict=False, reason=_THIN_RIM)),
-    ],
-)
+@pytest.mark.parametrize("plate", PLATES)
 def test_plate_mean_thickness_within_5_percent(
     full_knee: tuple[KneeSample, KneeMeasurements], plate: str
 ) -> None:
     sample, m = full_knee
-    truth = sample.truth.plates[plate].thickness_mean_mm
-    assert m.values[f"{plate}_cartilage_thickness_mean_mm"] == pytest.approx(truth, rel=0.05)
+    truth = sample.truth.plates[plate]
+    assert truth.visible_threshold_mm == pytest.approx(0.35)  # half of the 0.7 mm slices
+    measured = m.values[f"{plate}_cartilage_thickness_mean_mm"]
+    assert measured == pytest.approx(truth.thickness_mean_visible_mm, rel=0.05)
 
 
 @pytest.mark.slow
@@ -97,16 +91,10 @@ def test_extrusion_within_half_a_millimetre(
 @pytest.mark.slow
 def test_coverage_within_5_points(full_knee: tuple[KneeSample, KneeMeasurements]) -> None:
     sample, m = full_knee
+    threshold_mm = sample.truth.plates["medial_tibial"].visible_threshold_mm
     for men in ("lateral", "medial"):
-        truth = synth_tibial_coverage_pct(sample.shape, medial=men == "medial")
-        measured = m.values[f"{men}_tibial_coverage_pct"]
-        if men == "medial" and sample.shape.p.loss_medial > 0.3 and abs(measured - truth) > 5:
-            pytest.xfail(
-                f"medial coverage {measured:.1f} vs {truth:.1f} %: in advanced OA the plate's "
-                "thin periphery and the meniscus's thin inner edge (under half a voxel) are "
-                "absent from the label map, which lowers measured coverage (docs/biomarkers.md)"
-            )
-        assert measured == pytest.approx(truth, abs=5.0), men
+        truth = synth_tibial_coverage_pct(sample.shape, men == "medial", threshold_mm)
+        assert m.values[f"{men}_tibial_coverage_pct"] == pytest.approx(truth, abs=5.0), men
 
 
 @pytest.mark.slow

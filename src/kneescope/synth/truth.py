@@ -22,6 +22,7 @@ The bone surface is extracted by marching cubes on a :data:`TRUTH_STEP_MM` canon
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel
 from skimage.measure import marching_cubes
 
@@ -124,14 +125,14 @@ def _bone_sdf(plate: str, shape: KneeShape, x: F32, y: F32, z: F32) -> F32:
     return shape.tibia_sdf(x, y, z)
 
 
-def plate_surface_truth(
-    plate: str,
-    shape: KneeShape,
-    volume_mm3: float,
-    step_mm: float = TRUTH_STEP_MM,
-    visible_threshold_mm: float = 0.0,
-) -> PlateTruth:
-    """Integrate the imposed thickness of ``plate`` over its bone surface (marching cubes)."""
+def plate_bone_triangles(
+    plate: str, shape: KneeShape, step_mm: float = TRUTH_STEP_MM
+) -> npt.NDArray[np.float64]:
+    """Triangles (T, 3 corners, xyz canonical mm; float64) of the bone surface under ``plate``.
+
+    Marching cubes on the bone's distance field on a ``step_mm`` grid over the plate's box:
+    the surface that the truth integrates over (also used by kneescope.biomarkers.validation).
+    """
     box = _bbox(plate, shape)
     axes = [np.arange(lo, hi + step_mm, step_mm, dtype=np.float32) for lo, hi in box]
     x, y, z = np.meshgrid(*axes, indexing="ij")
@@ -140,7 +141,23 @@ def plate_surface_truth(
         sdf, level=0.0, spacing=(step_mm,) * 3
     )
     verts = verts + np.array([a[0] for a in axes], dtype=np.float64)
-    tri = verts[faces]
+    return np.asarray(verts[faces], dtype=np.float64)
+
+
+def plate_bone_sdf(plate: str, shape: KneeShape, x: F32, y: F32, z: F32) -> F32:
+    """Signed distance-like field (mm, < 0 inside) of the bone under ``plate``."""
+    return _bone_sdf(plate, shape, x, y, z)
+
+
+def plate_surface_truth(
+    plate: str,
+    shape: KneeShape,
+    volume_mm3: float,
+    step_mm: float = TRUTH_STEP_MM,
+    visible_threshold_mm: float = 0.0,
+) -> PlateTruth:
+    """Integrate the imposed thickness of ``plate`` over its bone surface (marching cubes)."""
+    tri = plate_bone_triangles(plate, shape, step_mm)
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     c = tri.mean(axis=1).astype(np.float32)
     t0 = shape.thickness(plate, c[:, 0], c[:, 1], c[:, 2], lesions=False)
