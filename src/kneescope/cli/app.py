@@ -47,17 +47,17 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     # (command name, module under kneescope.cli); the module defines a function of the
     # command's name (with "-" as "_"). Keep the order: it is the order of `--help`.
     ("demo", "cmd_demo"),
+    ("synth", "cmd_synth"),
     ("ingest", "cmd_ingest"),
     ("catalog", "cmd_catalog"),
     ("export", "cmd_export"),
     ("convert", "cmd_convert"),
-    ("run", "cmd_run"),
-    ("status", "cmd_status"),
     ("plan", "cmd_plan"),
     ("train", "cmd_train"),
     ("segment", "cmd_segment"),
     ("measure", "cmd_measure"),
-    ("synth", "cmd_synth"),
+    ("run", "cmd_run"),
+    ("status", "cmd_status"),
 )
 
 
