@@ -25,7 +25,10 @@ import numpy as np
 import pytest
 
 from kneescope.biomarkers import KneeMeasurements, measure_knee
-from kneescope.biomarkers.validation import synth_tibial_coverage_pct
+from kneescope.biomarkers.validation import (
+    label_visibility_by_thickness,
+    synth_tibial_coverage_pct,
+)
 from kneescope.synth.knee import KneeSample, render_knee
 from kneescope.synth.params import FULL, SMALL, sample_knee_params
 
@@ -111,3 +114,22 @@ def test_denuded_area_detected_where_truth_has_it(
             assert found < 20.0, plate
     assert m.side == sample.truth.side
     assert m.qc["qc_ok"] is True
+
+
+@pytest.mark.slow
+def test_label_map_hides_cartilage_under_half_a_voxel_full_grid(
+    full_knee: tuple[KneeSample, KneeMeasurements],
+) -> None:
+    # the premise of the visible-cartilage reference, on the full DESS grid (0.35 mm rule)
+    sample, _ = full_knee
+    for plate in PLATES:
+        bands = label_visibility_by_thickness(
+            plate,
+            sample.shape,
+            sample.labels.array,
+            sample.to_canonical,
+            edges_mm=(0.15, 0.25, 0.6, 10.0),
+        )
+        (_, _, _, thin_share), _, (_, _, _, thick_share) = bands
+        assert thin_share < 0.4, plate
+        assert thick_share > 0.9, plate
