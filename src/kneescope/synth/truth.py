@@ -15,8 +15,13 @@ Definitions (also in docs/synth.md):
   :mod:`kneescope.synth.render`): the volume of the continuous shapes.
 - Extrusion: the distance (mm) the meniscus' outer edge reaches beyond the tibial plateau rim
   in the coronal plane through the compartment centre (negative: inside the rim).
+- *Visible* mean thickness and area (``thickness_mean_visible_mm``, ``area_visible_mm2``): the
+  same over bone where the imposed thickness is at least ``visible_threshold_mm`` (half the
+  largest voxel spacing of the rendered grid): the reference for label-map measurements
+  (evidence in docs/biomarkers.md, Synthetic knees).
 
-The bone surface is extracted by marching cubes on a :data:`TRUTH_STEP_MM` canonical grid.
+The bone surface is extracted by marching cubes on a :data:`TRUTH_STEP_MM` canonical grid
+(:func:`plate_bone_triangles`).
 """
 
 from __future__ import annotations
