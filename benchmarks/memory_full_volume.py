@@ -17,11 +17,41 @@ import argparse
 import math
 
 from kneescope.memory import StepConfig, measure_cpu, predict_step
-from kneescope.memory.planner import plan_training
-from kneescope.models import count_parameters, preset
+from kneescope.memory.planner import patch_ladder, plan_training
+from kneescope.models import NetworkConfig, count_parameters, divisor, preset
 
 FULL = (160, 384, 384)
 GB = 1e9
+
+
+def largest_fitting(
+    net: NetworkConfig, checkpointing: str, offload: bool, budget: int = 11 * 10**9
+) -> tuple[tuple[int, ...], int]:
+    """Largest rung of the planner's patch ladder from FULL whose exact need fits ``budget``
+    (bisection over the ladder; need grows with the rung's voxels). ``((), 0)`` if none."""
+    ladder = patch_ladder(FULL, (0.7, 0.365, 0.365), divisor(net), (64, 64, 64))
+
+    def need(shape: tuple[int, ...]) -> int:
+        step = StepConfig(
+            input_shape_vox=shape,
+            precision="bf16",
+            checkpointing=checkpointing,  # type: ignore[arg-type]
+            offload=offload,
+            device="cuda",
+            foreach=True,
+        )
+        return predict_step(net, step).required_bytes
+
+    lo, hi = 0, len(ladder) - 1  # find the first (largest) rung that fits
+    if need(ladder[hi]) > budget:
+        return (), 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if need(ladder[mid]) <= budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    return ladder[lo], need(ladder[lo])
 
 
 def main() -> None:
@@ -67,6 +97,16 @@ def main() -> None:
             print(
                 f"  full volume bf16 ckpt={ck:9} offload={off!s:5}: peak {e.peak_bytes / GB:6.2f}"
                 f" GB, need {e.required_bytes / GB:6.2f} GB"
+            )
+
+    print("largest volume (batch 1, bf16) whose need fits 11 GB, shrinking the longest mm axis:")
+    for ck in ("off", "selective", "per_block"):
+        for off in (False, True):
+            shape, need = largest_fitting(net, ck, off)
+            share = math.prod(shape) / math.prod(FULL) if shape else 0.0
+            print(
+                f"  ckpt={ck:9} offload={off!s:5}: {'x'.join(map(str, shape)) or 'none':12} "
+                f"({share:.0%} of the volume), need {need / GB:.2f} GB"
             )
 
     if args.no_measure:

@@ -7,8 +7,8 @@ accounts storages exactly as a real run would and counts FLOPs with torch's flop
 memory and on disk (:func:`cache_dir`).
 
 Safety margin: :data:`MARGIN_FRACTION` of the peak plus :data:`MARGIN_RESERVE_BYTES`
-for what the tracker cannot see (convolution workspaces, allocator rounding and
-fragmentation, the CUDA context).
+for what the tracker cannot see (workspaces beyond the modelled convolution copies,
+allocator rounding and fragmentation, the CUDA context).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from kneescope.models import NetworkConfig, build_network, count_parameters, mod
 
 logger = logging.getLogger(__name__)
 
-_MODEL_VERSION = 2
+_MODEL_VERSION = 3
 """Bump when the tracker or step changes what a prediction returns (invalidates the cache)."""
 
 MARGIN_FRACTION = 0.10
@@ -132,7 +132,7 @@ def _trace_uncached(
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     start = time.perf_counter()
-    tracker = AllocationTracker(workspace=step.device == "cpu")
+    tracker = AllocationTracker(workspace=True)
     with FakeTensorMode():
         torch.manual_seed(0)
         net = build_network(network)

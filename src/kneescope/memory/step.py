@@ -42,9 +42,9 @@ class StepConfig(BaseModel):
     offload: bool = False
     mode: Mode = "train"
     device: Literal["cpu", "cuda"] = "cpu"
-    """Which kernels' internal buffers to model: ``cpu`` adds oneDNN's reorder copies around
-    each convolution (measured); ``cuda`` adds none (cuDNN workspaces fall in the margin's
-    fixed reserve; checked by benchmarks/memory_gpu.py)."""
+    """Which kernels the step runs on. Both model convolution workspaces the same way (one
+    copy of a convolution's input and output inside the op): fitted to oneDNN on CPU and
+    confirmed for cuDNN on an H200 (docs/memory.md §6)."""
 
 
 class StepCounters:
@@ -66,27 +66,50 @@ def make_optimizer(step: StepConfig, params: list[nn.Parameter]) -> torch.optim.
 
 @contextlib.contextmanager
 def simulated_offload(tracker: AllocationTracker, counters: StepCounters) -> Iterator[None]:
-    """Saved tensors leave the device at save time and come back (a new copy) at use time.
+    """``torch.autograd.graph.save_on_cpu`` with the "host" on the untracked side of ``tracker``.
 
-    Models ``torch.autograd.graph.save_on_cpu`` without copying: pack keeps only the
-    metadata, unpack allocates an empty tensor of the same size. Parameters stay on device.
+    The same pack/unpack as ``save_on_cpu``, for fake or real tensors on one device: pack
+    copies every saved tensor (parameters included) into a new contiguous tensor created
+    while ``tracker.untracked`` (host bytes: counted in ``counters.host_offload_bytes``,
+    never as device bytes); unpack makes a new tracked contiguous copy (``save_on_cpu``'s
+    ``tensor.to(device)``), alive while the node that saved it runs its backward. A tensor
+    saved by several nodes is packed, and unpacked, once per node, as by ``save_on_cpu``.
     """
-    weights = {id(t) for t in tracker.weight_tensors}
 
-    def pack(t: torch.Tensor) -> Any:
-        if id(t) in weights:
-            return t
-        counters.host_offload_bytes += t.untyped_storage().nbytes()
-        return (tuple(t.shape), t.stride(), t.dtype, t.device)
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        counters.host_offload_bytes += t.numel() * t.element_size()
+        was = tracker.untracked
+        tracker.untracked = True
+        try:
+            host = torch.empty(t.size(), dtype=t.dtype, layout=t.layout, device=t.device)
+            host.copy_(t)
+        finally:
+            tracker.untracked = was
+        return host
 
-    def unpack(packed: Any) -> torch.Tensor:
-        if isinstance(packed, torch.Tensor):
-            return packed
-        shape, stride, dtype, device = packed
-        return torch.empty_strided(shape, stride, dtype=dtype, device=device)
+    def unpack(host: torch.Tensor) -> torch.Tensor:
+        return host.clone(memory_format=torch.contiguous_format)
 
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         yield
+
+
+def _untracked_save_on_cpu(tracker: AllocationTracker) -> torch.autograd.graph.save_on_cpu:
+    """``save_on_cpu(pin_memory=True)`` whose pinned host copies the tracker does not count
+    (so the tracked figure of a real CUDA step is device bytes, unpacked copies included)."""
+    ctx = torch.autograd.graph.save_on_cpu(pin_memory=True)
+    pack = ctx.pack_hook
+
+    def untracked_pack(t: torch.Tensor) -> Any:
+        was = tracker.untracked
+        tracker.untracked = True
+        try:
+            return pack(t)
+        finally:
+            tracker.untracked = was
+
+    ctx.pack_hook = untracked_pack
+    return ctx
 
 
 def run_steps(
@@ -105,8 +128,9 @@ def run_steps(
 
     Steady state: before the tracked steps, the optimizer state is created (one optimizer
     step on zero gradients), so the peak includes it, as in every step after the first.
-    ``offload`` (used when ``step.offload``): ``"simulate"`` (prediction), ``"save_on_cpu"``
-    (a real device), ``"none"`` (ignore: host and device are one). Frees are tracked with
+    ``offload`` (used when ``step.offload``): ``"simulate"`` (:func:`simulated_offload`:
+    prediction, or a real CPU check of it), ``"save_on_cpu"`` (a real CUDA device), ``"none"``
+    (ignore: host and device are one). Frees are tracked with
     the garbage collector paused (refcount frees only: deterministic, the worst case).
     """
     gc_was_enabled = gc.isenabled()
@@ -203,7 +227,7 @@ def _one_step(
     offload_ctx: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if step.offload and offload != "none":
         offload_ctx = (
-            torch.autograd.graph.save_on_cpu(pin_memory=True)
+            _untracked_save_on_cpu(tracker)
             if offload == "save_on_cpu"
             else simulated_offload(tracker, counters)
         )

@@ -46,7 +46,8 @@ def _conv_workspace_bytes(args: tuple[Any, ...], out: Any) -> int:
     Convolution kernels reorder their input and output into blocked layouts or use
     workspaces (oneDNN on CPU, cuDNN on GPU); one extra copy of the first input and the
     first output (for backward: of the output gradient and the forward input) bounds this
-    in the measured steps (docs/memory.md). Both scale with the patch, never the weights.
+    in the measured steps, on CPU (oneDNN) and on an H200 (cuDNN, torch 2.11: docs/memory.md
+    §6). Both scale with the patch, never the weights.
     """
     first_out = tree_leaves(out)[0]
     sizes = [
@@ -83,6 +84,9 @@ class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
         which would keep tensors alive and distort the memory being measured)."""
         self.timeline: list[int] = []
         """Live bytes after every allocation (and inside every modelled workspace)."""
+        self.untracked = False
+        """While true, ops run without being counted (host-side copies of offloaded tensors:
+        their storages never enter the live set, so they are never device bytes)."""
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _add(self, tensor: torch.Tensor) -> int | None:
@@ -150,6 +154,8 @@ class AllocationTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         out = func(*args, **(kwargs or {}))
+        if self.untracked:
+            return out
         for leaf in tree_leaves(out):
             if isinstance(leaf, torch.Tensor):
                 self._add(leaf)
