@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit, stderr, workspace
+from kneescope.cli.common import (
+    CatalogOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    counting_progress,
+    emit,
+    workspace,
+)
 
 
 def convert(
@@ -38,34 +45,11 @@ def convert(
     n_jobs = jobs or min(8, os.cpu_count() or 1)
     cat = Catalog.for_workspace(ws, create=False)
     try:
-        if sys.stderr.isatty() and not as_json:
-            report = _with_progress(cat, ws.store_dir, n_jobs, force)
-        else:
-            report = convert_catalog(cat, ws.store_dir, jobs=n_jobs, force=force)
+        with counting_progress("convert", show=sys.stderr.isatty() and not as_json) as progress:
+            report = convert_catalog(cat, ws.store_dir, jobs=n_jobs, force=force, progress=progress)
     finally:
         cat.close()
     emit(report.to_json(), as_json, lambda console: render_convert(console, report))
-
-
-def _with_progress(cat: Any, store_dir: Any, jobs: int, force: bool) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from kneescope.catalog.convert import convert_catalog
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("convert", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        return convert_catalog(cat, store_dir, jobs=jobs, force=force, progress=progress)
 
 
 def render_convert(console: Any, r: Any) -> None:

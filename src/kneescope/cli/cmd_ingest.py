@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit, stderr, workspace
+from kneescope.cli.common import (
+    CatalogOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    counting_progress,
+    emit,
+    workspace,
+)
 
 _KINDS = ("auto", "oai", "manifest", "clinical")
 
@@ -58,34 +65,11 @@ def ingest(
     ws = workspace(workspace_dir, catalog)
     cat = Catalog.for_workspace(ws, create=True)
     try:
-        if sys.stderr.isatty() and not as_json:
-            report = _with_progress(cat, source, kind, n_jobs)
-        else:
-            report = run_ingest(cat, source, kind, jobs=n_jobs)  # type: ignore[arg-type]
+        with counting_progress("ingest", show=sys.stderr.isatty() and not as_json) as progress:
+            report = run_ingest(cat, source, kind, jobs=n_jobs, progress=progress)  # type: ignore[arg-type]
     finally:
         cat.close()
     emit(report.to_json(), as_json, lambda console: render_report(console, report))
-
-
-def _with_progress(cat: Any, source: Path, kind: str, jobs: int) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from kneescope.catalog.ingest import ingest as run_ingest
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("ingest", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        return run_ingest(cat, source, kind, jobs=jobs, progress=progress)  # type: ignore[arg-type]
 
 
 def render_report(console: Any, report: Any) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,3 +60,30 @@ def emit(payload: Any, as_json: bool, render: Callable[[Console], None]) -> None
         sys.stdout.flush()
     else:
         render(stdout())
+
+
+@contextmanager
+def counting_progress(description: str, *, show: bool) -> Iterator[Callable[[int, int], None]]:
+    """A transient rich progress bar on stderr; yields a ``progress(done, total)`` callback.
+
+    With ``show`` false (JSON output, or stderr not a terminal) the callback does nothing.
+    """
+    if not show:
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield progress
