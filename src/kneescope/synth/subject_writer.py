@@ -16,6 +16,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kneescope.core import Volume
 from kneescope.io import DicomWriteMeta, write_dicom_radiograph, write_dicom_series, write_nifti
 from kneescope.synth.cohort import CohortSpec, KneeVisit, SubjectPlan, klg_text
 from kneescope.synth.knee import render_knee
@@ -58,6 +59,22 @@ def barcode(seed: int, pid: str, visit: str) -> str:
     """Deterministic 12-digit OAI-like barcode."""
     digest = hashlib.sha256(f"barcode|{seed}|{pid}|{visit}".encode()).digest()
     return f"0166{int.from_bytes(digest[:8], 'little') % 10**8:08d}"
+
+
+def _write_radiograph(
+    image: Volume, folder: Path, release_dir: Path, meta: DicomWriteMeta, code: str
+) -> Row:
+    """Write one single-file CR series (MONOCHROME1) and return its contents.csv row."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_dicom_radiograph(image, folder / "001", meta=meta, photometric="MONOCHROME1")
+    return {
+        "Folder": folder.relative_to(release_dir).as_posix(),
+        "ParticipantID": meta.patient_id,
+        "StudyDate": meta.study_date,
+        "Barcode": code,
+        "StudyDescription": meta.study_description,
+        "SeriesDescription": meta.series_description,
+    }
 
 
 def write_subject(spec: CohortSpec, plan: SubjectPlan, out: Path) -> SubjectRows:
@@ -171,27 +188,22 @@ def write_subject(spec: CohortSpec, plan: SubjectPlan, out: Path) -> SubjectRows
             }
             seed = int(series_folder_name(spec.seed, pid, visit, "noise"))
             image, truths = render_knee_radiograph(knees, seed=seed)
-            xr_description = f"OAI^XR^{VISIT_NAME[visit]}"
-            meta = DicomWriteMeta(
-                patient_id=pid,
-                study_date=study_date,
-                study_description=xr_description,
-                series_description=XR_KNEE_DESCRIPTION,
-                series_number=1,
-                modality="CR",
-                uid_seed=f"{spec.seed}|{pid}|{visit}|{kind}",
-            )
-            folder.mkdir(parents=True, exist_ok=True)
-            write_dicom_radiograph(image, folder / "001", meta=meta, photometric="MONOCHROME1")
             contents.append(
-                {
-                    "Folder": folder.relative_to(out / release).as_posix(),
-                    "ParticipantID": pid,
-                    "StudyDate": study_date,
-                    "Barcode": code,
-                    "StudyDescription": xr_description,
-                    "SeriesDescription": XR_KNEE_DESCRIPTION,
-                }
+                _write_radiograph(
+                    image,
+                    folder,
+                    out / release,
+                    DicomWriteMeta(
+                        patient_id=pid,
+                        study_date=study_date,
+                        study_description=f"OAI^XR^{VISIT_NAME[visit]}",
+                        series_description=XR_KNEE_DESCRIPTION,
+                        series_number=1,
+                        modality="CR",
+                        uid_seed=f"{spec.seed}|{pid}|{visit}|{kind}",
+                    ),
+                    code,
+                )
             )
             for tr in truths:
                 rows.xray_truth.append(
@@ -212,28 +224,23 @@ def write_subject(spec: CohortSpec, plan: SubjectPlan, out: Path) -> SubjectRows
             legs = {side: (s.hka_deg, scale) for side, s in states.items()}
             seed = int(series_folder_name(spec.seed, pid, visit, "leg-noise"))
             image, legs_truth = render_full_leg(legs, seed=seed)
-            xr_description = f"OAI^XR^{VISIT_NAME[visit]}"
-            meta = DicomWriteMeta(
-                patient_id=pid,
-                study_date=study_date,
-                study_description=xr_description,
-                series_description=XR_LEG_DESCRIPTION,
-                series_number=2,
-                modality="CR",
-                body_part="LEG",
-                uid_seed=f"{spec.seed}|{pid}|{visit}|{kind}",
-            )
-            folder.mkdir(parents=True, exist_ok=True)
-            write_dicom_radiograph(image, folder / "001", meta=meta, photometric="MONOCHROME1")
             contents.append(
-                {
-                    "Folder": folder.relative_to(out / release).as_posix(),
-                    "ParticipantID": pid,
-                    "StudyDate": study_date,
-                    "Barcode": code,
-                    "StudyDescription": xr_description,
-                    "SeriesDescription": XR_LEG_DESCRIPTION,
-                }
+                _write_radiograph(
+                    image,
+                    folder,
+                    out / release,
+                    DicomWriteMeta(
+                        patient_id=pid,
+                        study_date=study_date,
+                        study_description=f"OAI^XR^{VISIT_NAME[visit]}",
+                        series_description=XR_LEG_DESCRIPTION,
+                        series_number=2,
+                        modality="CR",
+                        body_part="LEG",
+                        uid_seed=f"{spec.seed}|{pid}|{visit}|{kind}",
+                    ),
+                    code,
+                )
             )
             for lt in legs_truth:
                 rows.leg_truth.append(
