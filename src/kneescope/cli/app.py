@@ -74,8 +74,13 @@ _register()
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, mapping kneescope errors to one line and an exit code."""
+    import warnings
+
     from kneescope.errors import KneescopeError
 
+    # MONAI warns about its own deprecated arguments when its metrics call each other; that
+    # is noise for a user of kneescope.
+    warnings.filterwarnings("ignore", message=r"monai\..*deprecated", category=FutureWarning)
     try:
         app(args=argv, prog_name="kneescope", standalone_mode=True)
     except SystemExit as exc:
