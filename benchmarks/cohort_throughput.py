@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--render-jobs", type=int, default=1)
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()
+    args.data = args.data.absolute()  # the run config resolves paths from elsewhere
     images, labels = render(args.data, args.n, args.size, args.render_jobs)
     if args.render_only:
         return
