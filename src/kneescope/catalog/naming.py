@@ -9,38 +9,7 @@ import re
 from dataclasses import dataclass
 
 from kneescope.catalog.schema import KIND_MRI, KIND_RADIOGRAPH, KIND_UNKNOWN
-
-RELEASE_TO_VISIT: dict[str, str] = {
-    "0.C.2": "V00",
-    "0.E.1": "V00",
-    "1.C.2": "V01",
-    "1.E.1": "V01",
-    "2.D.2": "V02",
-    "3.C.2": "V03",
-    "3.E.1": "V03",
-    "4.G.1": "V04",
-    "5.C.1": "V05",
-    "5.E.1": "V05",
-    "6.C.1": "V06",
-    "6.E.1": "V06",
-    "8.C.1": "V08",
-    "8.E.1": "V08",
-    "10.C.1": "V10",
-    "10.E.1": "V10",
-}
-"""OAI image release folder -> visit code (V00 baseline, V01 12 m, V02 18 m, ... V10 96 m)."""
-
-VISIT_MONTHS: dict[str, int] = {
-    "V00": 0,
-    "V01": 12,
-    "V02": 18,
-    "V03": 24,
-    "V04": 30,
-    "V05": 36,
-    "V06": 48,
-    "V08": 72,
-    "V10": 96,
-}
+from kneescope.core.oai_layout import RELEASE_TO_VISIT
 
 PARTICIPANT_RE = re.compile(r"^9\d{6}$")
 STUDY_DATE_RE = re.compile(r"^\d{8}$")

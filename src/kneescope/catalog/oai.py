@@ -2,7 +2,7 @@
 
 Layout: ``<root>/<release>/<ParticipantID>/<StudyDate>/<series>/<slice files>``, e.g.
 ``0.C.2/9000099/20040909/10219306/001``; ``root`` may also be one release folder. Release
-folders give the visit (:data:`~kneescope.catalog.naming.RELEASE_TO_VISIT`), each release's
+folders give the visit (:data:`~kneescope.core.oai_layout.RELEASE_TO_VISIT`), each release's
 ``contents.csv`` (when present) the SeriesDescription; headers fill in the rest. A series
 folder with one file is a radiograph.
 
@@ -35,7 +35,6 @@ from kneescope.catalog.labels import (
 )
 from kneescope.catalog.naming import (
     PARTICIPANT_RE,
-    RELEASE_TO_VISIT,
     STUDY_DATE_RE,
     parse_series_description,
     visit_from_release,
@@ -49,6 +48,7 @@ from kneescope.catalog.schema import (
 )
 from kneescope.catalog.series_scan import ContentsRow, one_line, scan_many
 from kneescope.catalog.tables import read_table
+from kneescope.core.oai_layout import RELEASE_TO_VISIT
 from kneescope.errors import InputError, KneescopeError
 
 log = logging.getLogger(__name__)

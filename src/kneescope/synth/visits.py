@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
+from kneescope.core.oai_layout import VISIT_MONTHS as OAI_VISIT_MONTHS
+from kneescope.core.oai_layout import latest_release
 from kneescope.errors import InputError
 
 VISIT_MONTHS: dict[str, int] = {
-    "V00": 0,
-    "V01": 12,
-    "V03": 24,
-    "V05": 36,
-    "V06": 48,
-    "V08": 72,
-    "V10": 96,
+    visit: OAI_VISIT_MONTHS[visit] for visit in ("V00", "V01", "V03", "V05", "V06", "V08", "V10")
 }
-"""Visit code -> months since baseline (the OAI imaging visits)."""
+"""Visit code -> months since baseline, for the MRI visits the generator writes."""
 
-VISIT_RELEASE: dict[str, str] = {
-    "V00": "0.E.1",
-    "V01": "1.E.1",
-    "V03": "3.E.1",
-    "V05": "5.E.1",
-    "V06": "6.E.1",
-    "V08": "8.E.1",
-    "V10": "10.E.1",
-}
+VISIT_RELEASE: dict[str, str] = {visit: latest_release(visit) for visit in VISIT_MONTHS}
 """Visit code -> image release folder name."""
 
 VISIT_NAME: dict[str, str] = {
