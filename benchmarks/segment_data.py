@@ -4,7 +4,8 @@ Training knees and held-out knees differ in seed, noise level and scan orientati
 (obliquity and field-of-view offset): training draws the synth module's default scan
 settings; held-out knees use other seeds, noise sigma 0.025-0.07 (training: 0.03-0.06) and
 obliquity up to 12 degrees (training: up to 8). Each knee is written as a NIfTI pair
-``images/<name>.nii`` + ``labels/<name>.nii`` and reused when it exists.
+``images/<name>.nii`` + ``labels/<name>.nii`` and reused when it exists; ``sides.csv``
+(columns name,side) records each knee's side (even indices right, odd left).
 
 Run alone to make data: .venv/bin/python benchmarks/segment_data.py --out DIR --train 16 --test 4
 """
@@ -22,11 +23,16 @@ from kneescope.synth.knee import render_knee
 from kneescope.synth.params import FULL, KneeParams, SizeSpec, sample_knee_params
 
 
+def knee_side(index: int) -> str:
+    """The side of knee ``index`` (both sets alternate right, left, ...)."""
+    return "right" if index % 2 == 0 else "left"
+
+
 def knee_params(index: int, held_out: bool) -> KneeParams:
     """Parameters of knee ``index`` of the training (or held-out) set."""
     seed = (100_000 if held_out else 0) + index
     rng = np.random.default_rng(seed)
-    side = "right" if index % 2 == 0 else "left"
+    side = knee_side(index)
     klg = int(rng.integers(0, 5))
     params = sample_knee_params(rng, side=side, klg=klg)
     if held_out:
@@ -59,6 +65,8 @@ def make_set(
         write_nifti(sample.image, img_path)
         if verbose:
             print(f"{name}: {size.shape} in {time.perf_counter() - t0:.1f} s", flush=True)
+    rows = "".join(f"{name},{knee_side(n)}\n" for n, name in enumerate(names))
+    (out / "sides.csv").write_text("name,side\n" + rows)
     return names
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from segment_data import make_set
+from segment_data import knee_side, make_set
 
 STRUCTURES = {
     1: "femur",
@@ -95,11 +95,11 @@ def evaluate(model_path: Path, test_dir: Path, names: list[str], threads: int) -
 
     seg = Segmenter(model_path, SegmentConfig(device="cpu"))
     rows = []
-    for name in names:
+    for n, name in enumerate(names):
         image = read_volume(test_dir / "images" / f"{name}.nii")
         truth = read_volume(test_dir / "labels" / f"{name}.nii").array
         t0 = time.perf_counter()
-        pred = seg.segment(image).labels.array
+        pred = seg.segment(image, side=knee_side(n)).labels.array
         seconds = time.perf_counter() - t0
         dice = {}
         for c in STRUCTURES:
@@ -124,9 +124,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--spacing", type=float, nargs=3, default=(0.7, 0.7292, 0.7292))
+    parser.add_argument("--spacing", type=float, nargs=3, default=(0.7, 0.36458333, 0.36458333))
     parser.add_argument("--features", type=int, nargs="+", default=(16, 32, 64, 128))
-    parser.add_argument("--patch", type=int, nargs=3, default=(48, 96, 96))
+    parser.add_argument("--patch", type=int, nargs=3, default=(32, 128, 128))
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--skip-train", action="store_true")
     args = parser.parse_args()

@@ -39,6 +39,7 @@ def test_train_then_segment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     (data / "labels").mkdir()
     for n in range(4):
         _pair(data, f"k{n}", n, "right" if n % 2 else "left")
+    (data / "sides.csv").write_text("name,side\nk0,L\nk1,right\nk2,left\nk3,R\n")
     config = tmp_path / "train.toml"
     config.write_text(
         'name = "tiny"\nmode = "3d"\ndata_dir = "data"\niterations = 12\n'
@@ -52,6 +53,10 @@ def test_train_then_segment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     model = Path(report["model"])
     assert model == ws / "models" / "tiny.pt" and model.is_file()
     assert report["iterations_run"] == 12
+    from kneescope.transforms.model_file import load_model
+
+    spec = load_model(model).spec
+    assert spec.side_canonical and spec.flip_axes == ()  # every side known: mirrored
 
     new = tmp_path / "new"
     (new / "images").mkdir(parents=True)
@@ -59,8 +64,14 @@ def test_train_then_segment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     path, image = _pair(new, "held", 99, "left")
     out = tmp_path / "out"
     argv = ["segment", str(path), "--model", "tiny", "-w", str(ws), "--out", str(out)]
-    assert main([*argv, "--probabilities", "--tta", "--json"]) == 0
+    assert main(argv) != 0  # NIfTI records no side
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--side" in errors[0] and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
+    assert main([*argv, "--side", "left", "--probabilities", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
+    assert result["outputs"][0]["side"] == "left"
     seg = nib.load(result["outputs"][0]["labels"])
     assert seg.shape == image.shape
     np.testing.assert_allclose(seg.affine, image.affine_ras, atol=1e-5)

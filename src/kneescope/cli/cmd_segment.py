@@ -28,7 +28,15 @@ def segment(
         str | None, typer.Option("--subject", help="Segment the catalog's series of a subject.")
     ] = None,
     visit: Annotated[str | None, typer.Option("--visit", help="... of a visit.")] = None,
-    side: Annotated[str | None, typer.Option("--side", help="... of a side.")] = None,
+    side: Annotated[
+        str | None,
+        typer.Option(
+            "--side",
+            help="Knee side (right/left): of the input files (side-canonical models need it "
+            "when DICOM Laterality is absent); alone or with --subject/--visit it selects "
+            "the catalog's knees of that side.",
+        ),
+    ] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Flip test-time augmentation.")] = False,
     cascade: Annotated[
         bool, typer.Option("--cascade", help="Coarse pass finds the knee, fine pass inside it.")
@@ -76,10 +84,10 @@ def segment(
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     console = stderr()
-    for n, (name, source) in enumerate(items, start=1):
+    for n, (name, source, knee_side) in enumerate(items, start=1):
         if not as_json:
             console.print(f"[{n}/{len(items)}] {name}", highlight=False)
-        rows.append(_segment_one(segmenter, name, source, out))
+        rows.append(_segment_one(segmenter, name, source, knee_side, out))
     payload = {
         "model": str(model_path),
         "precision": segmenter.precision_name,
@@ -89,16 +97,19 @@ def segment(
     emit(payload, as_json, lambda c: _render(c, rows))
 
 
-def _segment_one(segmenter: Any, name: str, source: Path, out: Path) -> dict[str, Any]:
+def _segment_one(
+    segmenter: Any, name: str, source: Path, side: str | None, out: Path
+) -> dict[str, Any]:
     from kneescope.inference.output import write_labels, write_probabilities
     from kneescope.io import read_volume
 
     image = read_volume(source)
-    result = segmenter.segment(image)
+    result = segmenter.segment(image, side=side)
     labels_path = write_labels(result.labels, out / f"{name}_seg.nii.gz", description="kneescope")
     row: dict[str, Any] = {
         "input": str(source),
         "labels": str(labels_path),
+        "side": result.side,
         "seconds": round(result.seconds["total"], 2),
         "voxels_per_label": {
             int(v): int(c) for v, c in enumerate(_counts(result.labels.array)) if c and v
@@ -124,17 +135,18 @@ def _inputs(
     visit: str | None,
     side: str | None,
     ws: Any,
-) -> list[tuple[str, Path]]:
+) -> list[tuple[str, Path, str | None]]:
+    """(output name, path, knee side) of every input: files first, then catalog series."""
     from kneescope.errors import InputError
     from kneescope.inference.output import output_stem
 
-    items: list[tuple[str, Path]] = []
+    items: list[tuple[str, Path, str | None]] = []
     for p in paths:
         p = p.expanduser().absolute()
         if not p.exists():
             raise InputError(f"{p}: no such file or folder; check the path")
-        items.append((output_stem(p), p))
-    if series or subject or visit or side:
+        items.append((output_stem(p), p, side))
+    if series or subject or visit or (side and not paths):
         from kneescope.catalog.database import Catalog
         from kneescope.catalog.queries import SeriesFilter, get_series, list_series
 
@@ -148,7 +160,7 @@ def _inputs(
             cat.close()
         for r in records:
             parts = [r.subject or "series", r.visit or "", r.side or "", str(r.id)]
-            items.append(("_".join(x for x in parts if x), Path(r.path)))
+            items.append(("_".join(x for x in parts if x), Path(r.path), r.side))
     return items
 
 

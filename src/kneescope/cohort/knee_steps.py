@@ -110,7 +110,8 @@ class Segment(BaseStep):
 
         if self._segmenter is None:
             self.setup()
-        result = self._segmenter.segment(context.data["image"])
+        side = item.side if item.side in ("right", "left") else None
+        result = self._segmenter.segment(context.data["image"], side=side)
         for source, phase in (
             ("prepare", "preprocess"),
             ("infer", "infer"),

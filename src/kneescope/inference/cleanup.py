@@ -1,8 +1,9 @@
-"""Label-map clean-up: keep the largest connected component of each structure."""
+"""Label-map clean-up: medial/lateral assignment by position, and the largest connected
+component of each structure."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -38,3 +39,76 @@ def keep_largest_components(
         largest = int(np.argmax(sizes))
         region[mask & (components != largest)] = 0
     return labels
+
+
+def medial_lateral_pairs(labels: Mapping[int, str]) -> list[tuple[int, int]]:
+    """``(medial, lateral)`` label values whose names differ only by the prefix, e.g.
+    ``medial_meniscus``/``lateral_meniscus``."""
+    by_name = {name: value for value, name in labels.items()}
+    return [
+        (value, by_name["lateral_" + name[len("medial_") :]])
+        for value, name in sorted(labels.items())
+        if name.startswith("medial_") and "lateral_" + name[len("medial_") :] in by_name
+    ]
+
+
+def split_medial_lateral(
+    labels: npt.NDArray[np.integer],
+    pairs: Sequence[tuple[int, int]],
+    *,
+    axis: int,
+    medial_low: bool,
+    reference: int,
+) -> npt.NDArray[np.integer]:
+    """Give each connected piece of a medial/lateral pair the label of the side it lies on.
+
+    A network may label part of a medial structure lateral (or the whole of it: the two
+    compartments look alike locally). Anatomy settles it: the medial menisci and tibial
+    plateau lie on the medial side of the tibia's centre. Each 26-connected component of the
+    union of a pair is relabelled by where its centroid lies along ``axis`` relative to the
+    centroid of ``reference`` (the tibia).
+
+    Args:
+        labels: label map (I, J, K), integer; modified in place and returned.
+        pairs: ``(medial, lateral)`` label values.
+        axis: the array axis that runs left-right.
+        medial_low: medial lies at lower indices along ``axis`` than lateral.
+        reference: label whose centroid splits the two sides; with none present, nothing
+            changes.
+
+    Returns:
+        ``labels`` itself.
+    """
+    positions = np.nonzero(labels == reference)[axis]
+    if not pairs or positions.size == 0:
+        return labels
+    plane = float(positions.mean())
+    structure = np.ones((3, 3, 3), dtype=bool)
+    for medial, lateral in pairs:
+        box = _box_of(np.isin(labels, (medial, lateral)))
+        if box is None:
+            continue
+        region = labels[box]
+        union = (region == medial) | (region == lateral)
+        components, count = ndimage.label(union, structure=structure)
+        index = np.arange(1, count + 1)
+        coords = np.broadcast_to(
+            np.indices(region.shape, sparse=True)[axis] + box[axis].start, region.shape
+        )
+        centres = ndimage.mean(coords, components, index)
+        is_medial = (np.asarray(centres) < plane) == medial_low
+        lut = np.zeros(count + 1, dtype=labels.dtype)
+        lut[1:] = np.where(is_medial, medial, lateral)
+        region[union] = lut[components[union]]
+    return labels
+
+
+def _box_of(mask: npt.NDArray[np.bool_]) -> tuple[slice, ...] | None:
+    """The bounding box of a 3D mask, or ``None`` when it is empty."""
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.nonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))[0]
+        if hit.size == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)

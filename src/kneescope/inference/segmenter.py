@@ -1,9 +1,11 @@
 """The :class:`Segmenter`: load a model once, then segment many volumes with bounded memory.
 
-For each input volume: reorient to the model's axis code (permutation and flips only), resample
-to the model's spacing if it differs, normalise intensities window by window, run the streaming
-sliding window (optionally inside the box a coarse pass found), clean up each structure, and
-map the label map back onto the input's exact grid (nearest neighbour, integer labels).
+For each input volume: reorient to the model's axis code (permutation and flips only), mirror a
+left knee onto right-knee anatomy when the model was trained that way, resample to the model's
+spacing if it differs, normalise intensities window by window, run the streaming sliding window
+(optionally inside the box a coarse pass found), clean up (medial/lateral pieces by position,
+then the largest component of each structure), and map the label map back onto the input's
+exact grid (nearest neighbour, integer labels).
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from kneescope.config import FROZEN
 from kneescope.core import Volume
 from kneescope.errors import InputError
 from kneescope.inference.cascade import coarse_view, foreground_box
-from kneescope.inference.cleanup import keep_largest_components
+from kneescope.inference.cleanup import (
+    keep_largest_components,
+    medial_lateral_pairs,
+    split_medial_lateral,
+)
 from kneescope.inference.predictor import (
     make_predictor,
     resolve_device,
@@ -37,7 +43,12 @@ from kneescope.inference.streaming import (
 from kneescope.models import divisor
 from kneescope.transforms.intensity import IntensityStats, intensity_stats
 from kneescope.transforms.model_file import SegmentationModel, load_model
-from kneescope.transforms.orientation import plan_reorientation
+from kneescope.transforms.orientation import (
+    left_right_axis,
+    medial_is_low,
+    mirror_to_right,
+    plan_reorientation,
+)
 from kneescope.transforms.resample import plan_resampling
 
 log = logging.getLogger(__name__)
@@ -55,7 +66,9 @@ class SegmentConfig(BaseModel):
         cascade: coarse pass at ``cascade_factor`` x the spacing finds the knee first.
         cascade_factor: down-sampling of the coarse pass (integer).
         cascade_margin_mm: margin around the coarse foreground box, mm.
-        cleanup: keep only the largest connected component of each structure.
+        cleanup: when the knee's side is known, relabel each piece of a medial/lateral pair
+            by the side of the tibia it lies on; then keep only the largest connected
+            component of each structure.
         probabilities: also return softmax probabilities (uint8, scaled by 255).
         roi_size_vox: inference window (i, j, k); default the model's.
         sigma_scale: Gaussian blending sigma as a fraction of the window.
@@ -86,12 +99,14 @@ class Segmentation:
         probabilities: uint8 (I, J, K, C) softmax x 255 on the input grid, or ``None``.
         seconds: wall time per stage.
         box: region of the model grid the fine pass covered (cascade), else ``None``.
+        side: the knee's side used (``"right"``/``"left"``), or ``None`` when unknown.
     """
 
     labels: Volume
     probabilities: npt.NDArray[np.uint8] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     box: tuple[slice, slice, slice] | None = None
+    side: str | None = None
 
 
 class Segmenter:
@@ -144,15 +159,23 @@ class Segmenter:
     def precision_name(self) -> str:
         return "bf16" if self.autocast_dtype is not None else "fp32"
 
-    def segment(self, image: Volume) -> Segmentation:
-        """Segment one 3D image; the label map has the image's exact shape and affine."""
+    def segment(self, image: Volume, side: str | None = None) -> Segmentation:
+        """Segment one 3D image; the label map has the image's exact shape and affine.
+
+        Args:
+            image: the knee image (any orientation; integer or float voxels).
+            side: ``"right"``/``"left"`` (also R/L, 1/2); ``None``: the image's DICOM
+                Laterality when it has one. Models trained side-canonical need it.
+        """
         if image.ndim != 3:
             raise InputError(f"segmentation needs a 3D image, got shape {image.shape}")
         spec = self.model.spec
+        side = self._side_of(image, side)
+        mirror = side if spec.side_canonical else None
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         reo = plan_reorientation(image.affine_ras, image.shape, spec.orientation)
-        arr = reo.apply(image.array)
+        arr = mirror_to_right(reo.apply(image.array), spec.orientation, mirror)
         spacing = [image.spacing_mm[q] for q in reo.permutation]
         target = list(spec.spacing_mm)
         if spec.mode == "2d":
@@ -183,18 +206,53 @@ class Segmenter:
 
         t2 = time.perf_counter()
         if self.config.cleanup:
+            self._split_sides(labels_t, side)
             keep_largest_components(labels_t)
-        labels_src = reo.undo(grid.labels_to_source(labels_t))
-        labels = image.with_array(np.ascontiguousarray(labels_src, dtype=np.uint8))
+
+        def to_source(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            on_grid = grid.labels_to_source(array)
+            return reo.undo(mirror_to_right(on_grid, spec.orientation, mirror))
+
+        labels = image.with_array(np.ascontiguousarray(to_source(labels_t), dtype=np.uint8))
         probs_src = None
         if probs_t is not None:
-            channels = [
-                reo.undo(grid.labels_to_source(probs_t[..., c])) for c in range(probs_t.shape[-1])
-            ]
+            channels = [to_source(probs_t[..., c]) for c in range(probs_t.shape[-1])]
             probs_src = np.ascontiguousarray(np.stack(channels, axis=-1))
         seconds["finish"] = time.perf_counter() - t2
         seconds["total"] = time.perf_counter() - t0
-        return Segmentation(labels=labels, probabilities=probs_src, seconds=seconds, box=box)
+        return Segmentation(
+            labels=labels, probabilities=probs_src, seconds=seconds, box=box, side=side
+        )
+
+    def _side_of(self, image: Volume, side: str | None) -> str | None:
+        """The knee's side from the argument or the image's DICOM Laterality."""
+        from kneescope.catalog.naming import side_from_text
+
+        given = side if side is not None else image.metadata.get("laterality")
+        resolved = side_from_text(str(given)) if given is not None else None
+        if side is not None and resolved is None:
+            raise InputError(f"side {side!r} is not right or left (R/L, 1/2 also work)")
+        if resolved is None and self.model.spec.side_canonical:
+            source = image.metadata.get("source_path", "the image")
+            raise InputError(
+                f"{source}: this model mirrors left knees onto right ones and needs each "
+                "knee's side, which the image does not record; pass --side right|left"
+            )
+        return resolved
+
+    def _split_sides(self, labels_t: npt.NDArray[np.uint8], side: str | None) -> None:
+        """Medial/lateral pieces by position (on the model grid, after any mirroring)."""
+        spec = self.model.spec
+        axis = left_right_axis(spec.orientation)
+        names = spec.labels
+        reference = next((v for v, n in names.items() if n == "tibia"), None)
+        pairs = medial_lateral_pairs(names)
+        if side is None or axis is None or reference is None or not pairs:
+            return
+        low = medial_is_low(spec.orientation)
+        if side == "left" and not spec.side_canonical:
+            low = not low
+        split_medial_lateral(labels_t, pairs, axis=axis, medial_low=low, reference=reference)
 
     def _run(
         self, region: npt.NDArray[Any], stats: IntensityStats, want_probs: bool

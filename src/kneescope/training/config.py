@@ -28,6 +28,11 @@ class TrainConfig(BaseModel):
             takes image/label pairs from the workspace catalog.
         spacing_mm: working spacing (i, j, k); ``None``: the median of the training data.
         orientation: axis code arrays are reoriented to; ``None``: the commonest in the data.
+        side_canonical: mirror left knees onto right-knee anatomy before the network (and
+            drop left-right flips from the augmentation), so medial and lateral structures keep
+            their place; needs every case's side (catalog, DICOM Laterality, or
+            ``data_dir/sides.csv`` with columns ``name,side``). ``None``: on when every side is
+            known.
         patch_size_vox: training patch (i, j, k); 2D uses ``(1, h, w)``; ``None``: planner.
         batch_size: patches per step; ``None``: planner.
         iterations: optimiser steps in total.
@@ -60,6 +65,7 @@ class TrainConfig(BaseModel):
     data_dir: Path | None = None
     spacing_mm: tuple[float, float, float] | None = None
     orientation: str | None = None
+    side_canonical: bool | None = None
     patch_size_vox: tuple[int, int, int] | None = None
     batch_size: int | None = Field(None, ge=1)
     iterations: int = Field(200, ge=1)

@@ -16,7 +16,7 @@ from kneescope.core import KNEE_LABELS, LabelScheme, Volume
 from kneescope.core.labels import KNEESCOPE_TO_OAI_ZIB, OAI_ZIB_LABELS
 from kneescope.errors import InputError
 from kneescope.transforms.intensity import NormalisationConfig, intensity_stats
-from kneescope.transforms.orientation import plan_reorientation
+from kneescope.transforms.orientation import mirror_to_right, plan_reorientation
 from kneescope.transforms.resample import plan_resampling
 
 log = logging.getLogger(__name__)
@@ -30,11 +30,15 @@ class Case:
         name: identifier (file stem or catalog id).
         image: float32 (I, J, K), normalised, on the working grid.
         labels: uint8 (I, J, K), training label values.
+        side: ``"right"``/``"left"`` when known, else ``None``.
+        mirrored: the arrays were mirrored onto right-knee anatomy (a left knee).
     """
 
     name: str
     image: npt.NDArray[np.float32]
     labels: npt.NDArray[np.uint8]
+    side: str | None = None
+    mirrored: bool = False
 
 
 def scheme_for(name: str) -> LabelScheme:
@@ -87,6 +91,31 @@ def pairs_in_folder(folder: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def sides_in_folder(folder: Path) -> dict[str, str]:
+    """Knee sides of a pair folder from ``folder/sides.csv`` (columns ``name,side``; side is
+    right/left/R/L/1/2); an empty dict when the file does not exist."""
+    import csv
+
+    from kneescope.catalog.naming import side_from_text
+
+    path = folder / "sides.csv"
+    if not path.exists():
+        return {}
+    sides: dict[str, str] = {}
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or not {"name", "side"} <= set(reader.fieldnames):
+            raise InputError(f"{path}: needs a header with columns name,side")
+        for n, row in enumerate(reader, start=2):
+            side = side_from_text(row["side"])
+            if side is None:
+                raise InputError(
+                    f"{path} line {n}: side {row['side']!r} is not right/left (R/L, 1/2)"
+                )
+            sides[row["name"].strip()] = side
+    return sides
+
+
 def common_orientation(volumes: Sequence[Volume]) -> str:
     return Counter(v.orientation for v in volumes).most_common(1)[0][0]
 
@@ -110,16 +139,23 @@ def prepare_case(
     normalisation: NormalisationConfig,
     table: Mapping[int, int] | None,
     classes: int,
+    side: str | None = None,
+    side_canonical: bool = False,
 ) -> Case:
-    """Reorient, resample (image linear, labels nearest), remap and normalise one pair."""
+    """Reorient, resample (image linear, labels nearest), remap and normalise one pair.
+
+    With ``side_canonical`` a left knee (``side == "left"``) is also mirrored along the
+    left-right axis, so every case shows right-knee anatomy.
+    """
     if image.shape != labels.shape:
         raise InputError(
             f"{name}: image shape {image.shape} and label shape {labels.shape} differ; "
             "the label map must be on the image grid"
         )
     reo = plan_reorientation(image.affine_ras, image.shape, orientation)
-    img = reo.apply(image.array)
-    lab = reo.apply(labels.array)
+    mirror_side = side if side_canonical else None
+    img = mirror_to_right(reo.apply(image.array), orientation, mirror_side)
+    lab = mirror_to_right(reo.apply(labels.array), orientation, mirror_side)
     spacing = [image.spacing_mm[q] for q in reo.permutation]
     grid = plan_resampling(img.shape, spacing, spacing_mm)
     img_t = grid.image_to_target(img)
@@ -129,13 +165,16 @@ def prepare_case(
         name=name,
         image=np.ascontiguousarray(stats.apply_numpy(img_t)),
         labels=apply_remap(np.ascontiguousarray(lab_t), table, classes),
+        side=side,
+        mirrored=mirror_side == "left",
     )
 
 
 def fingerprint(cases: Sequence[Case]) -> str:
-    """A 16-hex-digit hash of case names, shapes and per-class voxel counts."""
+    """A 16-hex-digit hash of case names, shapes, per-class voxel counts and mirroring."""
     h = hashlib.sha256()
     for c in cases:
         counts = np.bincount(c.labels.reshape(-1), minlength=1)
-        h.update(f"{c.name}:{c.image.shape}:{counts.tolist()};".encode())
+        mirrored = ":mirrored" if c.mirrored else ""
+        h.update(f"{c.name}:{c.image.shape}:{counts.tolist()}{mirrored};".encode())
     return h.hexdigest()[:16]

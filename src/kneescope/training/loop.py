@@ -24,6 +24,7 @@ from kneescope.training.config import TrainConfig
 from kneescope.training.data import Case, fingerprint, scheme_for
 from kneescope.training.validation import validate
 from kneescope.transforms.model_file import ModelSpec, SegmentationModel, save_model
+from kneescope.transforms.orientation import left_right_axis
 from kneescope.transforms.patches import PatchSampler, default_class_weights
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,7 @@ def train(
     spacing_mm: tuple[float, float, float],
     orientation: str,
     run_dir: Path,
+    side_canonical: bool = False,
     model_path: Path | None = None,
     progress: ProgressCallback | None = None,
     stop_after: int | None = None,
@@ -197,6 +199,8 @@ def train(
         config: the training configuration.
         train_cases, val_cases: prepared cases (same grid conventions).
         spacing_mm, orientation: the working grid, recorded in the model file.
+        side_canonical: the cases show right-knee anatomy (left knees mirrored); no
+            left-right flips are then used, and the model file records it.
         run_dir: where checkpoints go.
         model_path: where the model file is written at the end (``None``: not written).
         progress: called after every iteration.
@@ -240,7 +244,7 @@ def train(
         mode=config.mode,
         augment=config.augment,
         seed=config.seed,
-        flip_axis=_left_right_axis(orientation),
+        flip_axis=None if side_canonical else left_right_axis(orientation),
     )
     roi = config.roi_size_vox or plan.patch_size_vox
 
@@ -340,7 +344,8 @@ def train(
         orientation=orientation,
         normalisation=config.normalisation,
         roi_size_vox=roi,
-        flip_axes=_trained_flips(config, orientation),
+        flip_axes=() if side_canonical else _trained_flips(config, orientation),
+        side_canonical=side_canonical,
         data_fingerprint=data_fp,
         training={
             "config": config.model_dump(mode="json"),
@@ -373,13 +378,8 @@ def train(
     )
 
 
-def _left_right_axis(orientation: str) -> int | None:
-    """The array axis that runs left-right in ``orientation`` (e.g. 0 for ``"RIA"``)."""
-    return next((i for i, c in enumerate(orientation.upper()) if c in "RL"), None)
-
-
 def _trained_flips(config: TrainConfig, orientation: str) -> tuple[int, ...]:
-    axis = _left_right_axis(orientation)
+    axis = left_right_axis(orientation)
     if config.augment and config.mode == "3d" and axis is not None:
         return (axis,)
     return ()

@@ -22,6 +22,7 @@ from kneescope.training.data import (
     prepare_case,
     remap_table,
     scheme_for,
+    sides_in_folder,
 )
 from kneescope.training.loop import ProgressCallback, TrainResult, train
 from kneescope.workspace import Workspace
@@ -31,11 +32,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Pair:
-    """One training pair: a name, an image path and a label-map path."""
+    """One training pair: a name, an image path, a label-map path and the knee's side."""
 
     name: str
     image: Path
     labels: Path
+    side: str | None = None
 
 
 def find_pairs(config: TrainConfig, workspace: Workspace) -> list[Pair]:
@@ -44,8 +46,10 @@ def find_pairs(config: TrainConfig, workspace: Workspace) -> list[Pair]:
         folder = config.data_dir
         if not folder.is_absolute():
             folder = workspace.root / folder
+        sides = sides_in_folder(folder)
         return [
-            Pair(name=_stem(img), image=img, labels=lab) for img, lab in pairs_in_folder(folder)
+            Pair(name=_stem(img), image=img, labels=lab, side=sides.get(_stem(img)))
+            for img, lab in pairs_in_folder(folder)
         ]
     from kneescope.catalog.database import Catalog
     from kneescope.catalog.queries import SeriesFilter, list_series
@@ -56,7 +60,12 @@ def find_pairs(config: TrainConfig, workspace: Workspace) -> list[Pair]:
     finally:
         catalog.close()
     pairs = [
-        Pair(name=f"series-{r.id}", image=Path(r.path), labels=Path(r.label_paths[0]))
+        Pair(
+            name=f"series-{r.id}",
+            image=Path(r.path),
+            labels=Path(r.label_paths[0]),
+            side=r.side if r.side in ("right", "left") else None,
+        )
         for r in records
         if r.label_paths
     ]
@@ -87,8 +96,27 @@ def split_pairs(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list
     return tr, val
 
 
+def resolve_side_canonical(config: TrainConfig, sides: list[str | None]) -> bool:
+    """Whether left knees are mirrored: the config's choice, or (``None``) whether every
+    case's side is known. Raises ``InputError`` when asked for but a side is missing."""
+    known = all(s in ("right", "left") for s in sides)
+    if config.side_canonical is None:
+        if not known:
+            log.warning(
+                "some training cases have no known side: left knees are not mirrored, so "
+                "medial and lateral structures are told apart by shape alone"
+            )
+        return known
+    if config.side_canonical and not known:
+        raise InputError(
+            f"side_canonical needs every case's side; {sides.count(None)} of {len(sides)} have "
+            "none: add data_dir/sides.csv (columns name,side) or set side_canonical = false"
+        )
+    return config.side_canonical
+
+
 def load_cases(
-    pairs: list[Pair], config: TrainConfig
+    pairs: list[Pair], config: TrainConfig, *, side_canonical: bool = False
 ) -> tuple[list[Case], tuple[float, float, float], str]:
     """Read and prepare every pair; returns the cases, the working spacing and orientation."""
     from kneescope.io import read_volume
@@ -109,10 +137,17 @@ def load_cases(
             normalisation=config.normalisation,
             table=table,
             classes=classes,
+            side=p.side or _side_of(img),
+            side_canonical=side_canonical,
         )
         for p, img, lab in volumes
     ]
     return cases, spacing, orientation
+
+
+def _side_of(image: object) -> str | None:
+    side = getattr(image, "metadata", {}).get("laterality")
+    return side if side in ("right", "left") else None
 
 
 def run_training(
@@ -126,7 +161,8 @@ def run_training(
     pairs = find_pairs(config, workspace)
     tr, val = split_pairs(pairs, config.val_fraction, config.seed)
     log.info("training on %d pairs, validating on %d", len(tr), len(val))
-    cases, spacing, orientation = load_cases([*tr, *val], config)
+    canonical = resolve_side_canonical(config, [p.side for p in [*tr, *val]])
+    cases, spacing, orientation = load_cases([*tr, *val], config, side_canonical=canonical)
     train_cases, val_cases = cases[: len(tr)], cases[len(tr) :]
     return train(
         config,
@@ -134,6 +170,7 @@ def run_training(
         val_cases,
         spacing_mm=spacing,
         orientation=orientation,
+        side_canonical=canonical,
         run_dir=workspace.runs_dir / f"train-{config.name}",
         model_path=workspace.models_dir / f"{config.name}.pt",
         progress=progress,

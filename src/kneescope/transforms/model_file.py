@@ -46,6 +46,9 @@ class ModelSpec(BaseModel):
         roi_size_vox: inference window (i, j, k); 2D models use ``(1, h, w)``.
         flip_axes: reoriented array axes the training augmentation flipped (the only flips
             test-time augmentation may use; 3D models flip left-right, axis i).
+        side_canonical: left knees are mirrored along the left-right axis before the network
+            and back after, so the network only ever sees right-knee anatomy; segmenting with
+            it needs each knee's side.
         data_fingerprint: hash of the training data (file names, sizes, label counts).
         training: free-form record of the training run (config, epochs, validation scores).
     """
@@ -61,6 +64,7 @@ class ModelSpec(BaseModel):
     normalisation: NormalisationConfig = Field(default_factory=NormalisationConfig)
     roi_size_vox: tuple[int, int, int]
     flip_axes: tuple[int, ...] = ()
+    side_canonical: bool = False
     data_fingerprint: str = ""
     training: dict[str, Any] = Field(default_factory=dict)
 

@@ -86,6 +86,33 @@ def plan_reorientation(
     return Reorientation(permutation=perm, flips=tuple(flips), source_shape=src)
 
 
+def left_right_axis(code: str) -> int | None:
+    """The array axis that runs left-right in axis code ``code`` (e.g. 0 for ``"RIA"``)."""
+    return next((i for i, c in enumerate(code.upper()) if c in "RL"), None)
+
+
+def mirror_to_right(array: npt.NDArray[Any], code: str, side: str | None) -> npt.NDArray[Any]:
+    """Mirror a left knee along the left-right axis so it shows right-knee anatomy.
+
+    ``array`` is on a grid with axis code ``code`` (3D, or 4D with trailing channels); right
+    knees (and arrays with no left-right axis) come back unchanged. The mirror is its own
+    inverse, so the same call maps a result on the mirrored grid back. Returns a view.
+    """
+    axis = left_right_axis(code)
+    if side != "left" or axis is None:
+        return array
+    return np.flip(array, axis)
+
+
+def medial_is_low(code: str) -> bool:
+    """Whether, on a right knee in axis code ``code``, medial lies at low indices of the
+    left-right axis (medial on a right knee points to the patient's left, the midline)."""
+    axis = left_right_axis(code)
+    if axis is None:
+        raise GeometryError(f"axis code {code!r} has no left-right axis")
+    return code.upper()[axis] == "R"
+
+
 def _axis_of(letter: str) -> int:
     for axis, pair in enumerate(("RL", "AP", "SI")):
         if letter in pair:
@@ -93,4 +120,10 @@ def _axis_of(letter: str) -> int:
     raise GeometryError(f"unknown orientation letter {letter!r}; use R, L, A, P, S or I")
 
 
-__all__ = ["Reorientation", "plan_reorientation"]
+__all__ = [
+    "Reorientation",
+    "left_right_axis",
+    "medial_is_low",
+    "mirror_to_right",
+    "plan_reorientation",
+]
