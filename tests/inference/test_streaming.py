@@ -86,3 +86,33 @@ def test_wrong_output_channels_is_a_clear_error() -> None:
 def test_bad_overlap_rejected() -> None:
     with pytest.raises(InputError, match="overlap"):
         window_starts(10, 4, 1.0)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    shape=st.tuples(st.integers(8, 20), st.integers(8, 20), st.integers(8, 20)),
+    overlap=st.sampled_from([0.25, 0.5]),
+)
+def test_constant_blending_matches_monai_sliding_window(
+    shape: tuple[int, int, int], overlap: float
+) -> None:
+    """With MONAI's default (constant) weighting, the streamed mean equals
+    ``monai.inferers.sliding_window_inference`` for a real (random) network, voxel for voxel."""
+    from monai.inferers import sliding_window_inference
+    from monai.networks.nets import UNet
+
+    torch.manual_seed(sum(shape))
+    net = UNet(spatial_dims=3, in_channels=1, out_channels=3, channels=(4, 8), strides=(2,))
+    net.eval()
+    image = np.random.default_rng(1).normal(size=(1, *shape)).astype(np.float32)
+    roi = (8, 8, 8)
+    with torch.inference_mode():
+        want = sliding_window_inference(torch.from_numpy(image)[None], roi, 1, net, overlap)
+    slabs = [
+        dataclasses.replace(s, weighted_sum=s.weighted_sum.clone(), weight=s.weight.clone())
+        for s in stream_slabs(
+            image, net, roi_size_vox=roi, out_channels=3, overlap=overlap, blend="constant"
+        )
+    ]
+    got = stitch_dense(iter(slabs), shape, 3)
+    np.testing.assert_allclose(got.numpy(), want[0].numpy(), rtol=1e-4, atol=1e-5)

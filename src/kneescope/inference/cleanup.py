@@ -9,6 +9,39 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from kneescope.transforms.orientation import left_right_axis, medial_is_low
+
+
+def clean_up_knee(
+    labels: npt.NDArray[np.integer],
+    *,
+    names: Mapping[int, str],
+    orientation: str,
+    side: str | None,
+    side_canonical: bool,
+) -> npt.NDArray[np.integer]:
+    """The segmenter's clean-up on the model grid: medial/lateral pieces by position (when
+    the side is known), then the largest connected component of each structure.
+
+    Args:
+        labels: label map (I, J, K) on a grid with axis code ``orientation``; modified in
+            place and returned.
+        names: label value -> structure name (pairs ``medial_X``/``lateral_X``, and
+            ``tibia`` as the reference, are found by name).
+        orientation: axis code of the grid.
+        side: the knee's side, or ``None``.
+        side_canonical: the grid shows right-knee anatomy (left knees were mirrored).
+    """
+    axis = left_right_axis(orientation)
+    reference = next((v for v, n in names.items() if n == "tibia"), None)
+    pairs = medial_lateral_pairs(names)
+    if side is not None and axis is not None and reference is not None and pairs:
+        low = medial_is_low(orientation)
+        if side == "left" and not side_canonical:
+            low = not low
+        split_medial_lateral(labels, pairs, axis=axis, medial_low=low, reference=reference)
+    return keep_largest_components(labels)
+
 
 def keep_largest_components(
     labels: npt.NDArray[np.integer], structures: Iterable[int] | None = None
@@ -79,10 +112,11 @@ def split_medial_lateral(
     Returns:
         ``labels`` itself.
     """
-    positions = np.nonzero(labels == reference)[axis]
-    if not pairs or positions.size == 0:
+    others = tuple(a for a in range(labels.ndim) if a != axis)
+    profile = np.count_nonzero(labels == reference, axis=others)  # voxels per index of axis
+    if not pairs or profile.sum() == 0:
         return labels
-    plane = float(positions.mean())
+    plane = float(np.dot(profile, np.arange(profile.size)) / profile.sum())
     structure = np.ones((3, 3, 3), dtype=bool)
     for medial, lateral in pairs:
         box = _box_of(np.isin(labels, (medial, lateral)))
@@ -91,15 +125,15 @@ def split_medial_lateral(
         region = labels[box]
         union = (region == medial) | (region == lateral)
         components, count = ndimage.label(union, structure=structure)
-        index = np.arange(1, count + 1)
-        coords = np.broadcast_to(
-            np.indices(region.shape, sparse=True)[axis] + box[axis].start, region.shape
-        )
-        centres = ndimage.mean(coords, components, index)
-        is_medial = (np.asarray(centres) < plane) == medial_low
+        where = np.nonzero(union)
+        pieces = components[where]
+        sizes = np.bincount(pieces, minlength=count + 1)[1:]
+        sums = np.bincount(pieces, weights=where[axis], minlength=count + 1)[1:]
+        centres = sums / np.maximum(sizes, 1) + box[axis].start
+        is_medial = (centres < plane) == medial_low
         lut = np.zeros(count + 1, dtype=labels.dtype)
         lut[1:] = np.where(is_medial, medial, lateral)
-        region[union] = lut[components[union]]
+        region[where] = lut[pieces]
     return labels
 
 

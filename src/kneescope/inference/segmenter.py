@@ -25,11 +25,7 @@ from kneescope.config import FROZEN
 from kneescope.core import Volume
 from kneescope.errors import InputError
 from kneescope.inference.cascade import coarse_view, foreground_box
-from kneescope.inference.cleanup import (
-    keep_largest_components,
-    medial_lateral_pairs,
-    split_medial_lateral,
-)
+from kneescope.inference.cleanup import clean_up_knee
 from kneescope.inference.predictor import (
     make_predictor,
     resolve_device,
@@ -43,12 +39,7 @@ from kneescope.inference.streaming import (
 from kneescope.models import divisor
 from kneescope.transforms.intensity import IntensityStats, intensity_stats
 from kneescope.transforms.model_file import SegmentationModel, load_model
-from kneescope.transforms.orientation import (
-    left_right_axis,
-    medial_is_low,
-    mirror_to_right,
-    plan_reorientation,
-)
+from kneescope.transforms.orientation import mirror_to_right, plan_reorientation
 from kneescope.transforms.resample import plan_resampling
 
 log = logging.getLogger(__name__)
@@ -72,6 +63,9 @@ class SegmentConfig(BaseModel):
         probabilities: also return softmax probabilities (uint8, scaled by 255).
         roi_size_vox: inference window (i, j, k); default the model's.
         sigma_scale: Gaussian blending sigma as a fraction of the window.
+        blend: window weighting: ``"gaussian"`` (centre-weighted; window borders, where the
+            network sees least context, count least) or ``"constant"`` (a plain mean, MONAI's
+            default).
     """
 
     model_config = FROZEN
@@ -88,6 +82,7 @@ class SegmentConfig(BaseModel):
     probabilities: bool = False
     roi_size_vox: tuple[int, int, int] | None = None
     sigma_scale: float = Field(0.125, gt=0.0)
+    blend: Literal["gaussian", "constant"] = "gaussian"
 
 
 @dataclass(frozen=True)
@@ -206,8 +201,13 @@ class Segmenter:
 
         t2 = time.perf_counter()
         if self.config.cleanup:
-            self._split_sides(labels_t, side)
-            keep_largest_components(labels_t)
+            clean_up_knee(
+                labels_t,
+                names=spec.labels,
+                orientation=spec.orientation,
+                side=side,
+                side_canonical=spec.side_canonical,
+            )
 
         def to_source(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
             on_grid = grid.labels_to_source(array)
@@ -240,20 +240,6 @@ class Segmenter:
             )
         return resolved
 
-    def _split_sides(self, labels_t: npt.NDArray[np.uint8], side: str | None) -> None:
-        """Medial/lateral pieces by position (on the model grid, after any mirroring)."""
-        spec = self.model.spec
-        axis = left_right_axis(spec.orientation)
-        names = spec.labels
-        reference = next((v for v, n in names.items() if n == "tibia"), None)
-        pairs = medial_lateral_pairs(names)
-        if side is None or axis is None or reference is None or not pairs:
-            return
-        low = medial_is_low(spec.orientation)
-        if side == "left" and not spec.side_canonical:
-            low = not low
-        split_medial_lateral(labels_t, pairs, axis=axis, medial_low=low, reference=reference)
-
     def _run(
         self, region: npt.NDArray[Any], stats: IntensityStats, want_probs: bool
     ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8] | None]:
@@ -272,6 +258,7 @@ class Segmenter:
             device=self.device,
             sigma_scale=self.config.sigma_scale,
             track_weight=want_probs,
+            blend=self.config.blend,
         )
         if want_probs:
             lab, prob = labels_and_probabilities_from_slabs(slabs, region.shape, spec.num_classes)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import product
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +20,7 @@ import torch
 from torch.nn import functional
 
 from kneescope.errors import InputError
-from kneescope.inference.windows import check_roi, gaussian_weights, window_starts
+from kneescope.inference.windows import check_roi, window_starts, window_weights
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 """Maps a float32 batch (B, C_in, ri, rj, rk) to outputs (B, C_out, ri, rj, rk)."""
@@ -87,6 +87,7 @@ def stream_slabs(
     device: torch.device | str = "cpu",
     sigma_scale: float = 0.125,
     track_weight: bool = True,
+    blend: Literal["gaussian", "constant"] = "gaussian",
 ) -> Iterator[Slab]:
     """Run ``predictor`` over sliding windows of ``image`` and yield finished slabs in order.
 
@@ -102,6 +103,8 @@ def stream_slabs(
         prepare: raw window -> float32 tensor (e.g. intensity normalisation); default cast.
         device: where windows run and where the slab accumulator lives.
         sigma_scale: Gaussian sigma as a fraction of the window size.
+        blend: window weighting, ``"gaussian"`` (centre-weighted) or ``"constant"`` (a plain
+            mean, as MONAI's default).
         track_weight: keep the weight sum (needed for :attr:`Slab.values`); labels alone do
             not need it.
 
@@ -120,7 +123,7 @@ def stream_slabs(
     if len(overlaps) != 3:
         raise InputError(f"give one overlap or three (i, j, k), got {overlap}")
     starts = [window_starts(n, r, float(o)) for n, r, o in zip(size, roi, overlaps, strict=True)]
-    weights = gaussian_weights(roi, sigma_scale=sigma_scale, device=dev)
+    weights = window_weights(roi, sigma_scale=sigma_scale, device=dev, mode=blend)
     depth = min(roi[0], size[0])
     acc = torch.zeros((out_channels, depth, size[1], size[2]), dtype=torch.float32, device=dev)
     wdepth = depth if track_weight else 0

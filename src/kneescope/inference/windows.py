@@ -47,10 +47,15 @@ def check_roi(roi_size_vox: Sequence[int], ndim: int) -> tuple[int, ...]:
     return roi
 
 
-def gaussian_weights(
-    roi_size_vox: Sequence[int], *, sigma_scale: float = 0.125, device: torch.device | str = "cpu"
+def window_weights(
+    roi_size_vox: Sequence[int],
+    *,
+    sigma_scale: float = 0.125,
+    device: torch.device | str = "cpu",
+    mode: str = "gaussian",
 ) -> torch.Tensor:
-    """Blending weights of one window: a Gaussian centred on it, float32 of shape ``roi``.
+    """Blending weights of one window: a Gaussian centred on it, float32 of shape ``roi``
+    (``mode="constant"``: all ones, MONAI's default blending).
 
     Weights are strictly positive (MONAI's importance map clamps its minimum), so every covered
     voxel has a positive weight sum and argmax of the weighted sum equals argmax of the mean.
@@ -59,7 +64,7 @@ def gaussian_weights(
 
     weights = compute_importance_map(
         tuple(int(r) for r in roi_size_vox),
-        mode="gaussian",
+        mode=mode,
         sigma_scale=sigma_scale,
         device=device,
         dtype=torch.float32,
