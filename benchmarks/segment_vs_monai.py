@@ -11,6 +11,10 @@ One run compares, on one full-size 160x384x384 synthetic knee and one trained mo
   overlap 0.25, constant blending, sw_batch_size 1) on the whole volume, argmax, and
   nearest-neighbour resampling back.
 
+A third run, ``ours-constant-fp32``, is our engine with MONAI's weighting and precision
+(constant blending, fp32): its map should equal MONAI's up to clean-up, which separates what
+the streaming engine changes (nothing) from what bf16 and Gaussian blending change.
+
 Each runs in a fresh subprocess with the same thread count; we report wall time of the
 segmentation call (volume in memory -> label map on the input grid), peak RSS of the process
 (``ru_maxrss``, which includes the Python/torch baseline, reported too), achieved GFLOP/s
@@ -76,9 +80,15 @@ def child(args: argparse.Namespace) -> None:
     model = load_model(args.model)
     spec = model.spec
     baseline_mb = _rss_mb()
-    if args.child == "ours":
+    if args.child in ("ours", "ours-constant-fp32"):
         del model  # as `kneescope segment` does: the Segmenter loads the file itself
-        seg = Segmenter(args.model, SegmentConfig(device="cpu", precision=args.precision))
+        plain = args.child == "ours-constant-fp32"
+        config = SegmentConfig(
+            device="cpu",
+            precision="fp32" if plain else args.precision,
+            blend="constant" if plain else "gaussian",
+        )
+        seg = Segmenter(args.model, config)
         net_for_flops = seg.network
         t0 = time.perf_counter()
         result = seg.segment(image, side=args.side)
@@ -199,7 +209,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--side", choices=["right", "left"], default="right")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--child", choices=["ours", "monai"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=["ours", "monai", "ours-constant-fp32"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -214,7 +226,7 @@ def main() -> None:
         make_set(tmp / "data", 1, held_out=True)
         volume = tmp / "data" / "images" / "test000.nii"
     results: dict[str, Any] = {}
-    for engine in ("monai", "ours"):
+    for engine in ("monai", "ours", "ours-constant-fp32"):
         out = tmp / f"{engine}.npy"
         cmd = [
             sys.executable,
@@ -247,6 +259,8 @@ def main() -> None:
     dice = dice_table(a, b, spec.num_classes)
     cleaned = np.load(results["monai"]["labels"].with_name("monai_cleaned.npy"))
     dice_same_cleanup = dice_table(a, cleaned, spec.num_classes)
+    plain = np.load(results["ours-constant-fp32"]["labels"])
+    dice_plain = dice_table(plain, cleaned, spec.num_classes)
     finite = [d for d in dice.values() if not math.isnan(d)]
     ours, monai = results["ours"], results["monai"]
     summary = {
@@ -263,6 +277,12 @@ def main() -> None:
         "dice_vs_monai_with_same_cleanup": {
             spec.labels[c]: d for c, d in dice_same_cleanup.items()
         },
+        "ours_constant_fp32": {
+            k: v for k, v in results["ours-constant-fp32"].items() if k != "labels"
+        },
+        "dice_ours_constant_fp32_vs_monai_same_cleanup": {
+            spec.labels[c]: d for c, d in dice_plain.items()
+        },
         "dice_all_foreground": dice_table((a > 0).astype(np.uint8), (b > 0).astype(np.uint8), 2)[1],
     }
     print(
@@ -270,13 +290,13 @@ def main() -> None:
         f"{args.threads} threads"
     )
     print(
-        f"{'':10s} {'wall s':>8s} {'peak RSS MB':>12s} {'baseline MB':>12s} "
+        f"{'':18s} {'wall s':>8s} {'peak RSS MB':>12s} {'baseline MB':>12s} "
         f"{'GFLOP/s':>8s} {'precision':>9s}"
     )
-    for name in ("monai", "ours"):
+    for name in ("monai", "ours", "ours-constant-fp32"):
         r = results[name]
         print(
-            f"{name:10s} {r['wall_s']:8.2f} {r['peak_rss_mb']:12.0f} "
+            f"{name:18s} {r['wall_s']:8.2f} {r['peak_rss_mb']:12.0f} "
             f"{r['baseline_rss_mb']:12.0f} {r['gflops_per_s']:8.1f} {r['precision']:>9s}"
         )
     print(
@@ -290,6 +310,10 @@ def main() -> None:
     print(
         "Dice with MONAI's map given the same clean-up: "
         + ", ".join(f"{spec.labels[c]} {v:.4f}" for c, v in dice_same_cleanup.items())
+    )
+    print(
+        "Dice, ours with constant blending in fp32 vs MONAI (same clean-up): "
+        + ", ".join(f"{spec.labels[c]} {v:.4f}" for c, v in dice_plain.items())
     )
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))

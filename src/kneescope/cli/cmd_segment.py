@@ -49,6 +49,10 @@ def segment(
         str, typer.Option("--precision", help="auto (bf16 where native), bf16 or fp32.")
     ] = "auto",
     overlap: Annotated[float, typer.Option("--overlap", help="Window overlap in [0, 1).")] = 0.25,
+    blend: Annotated[
+        str,
+        typer.Option("--blend", help="Window weighting: gaussian, or constant (MONAI's default)."),
+    ] = "gaussian",
     no_cleanup: Annotated[
         bool, typer.Option("--no-cleanup", help="Keep every connected component.")
     ] = False,
@@ -75,6 +79,7 @@ def segment(
             "device": device,
             "precision": precision,
             "overlap": overlap,
+            "blend": blend,
             "cleanup": not no_cleanup,
         },
         "segment options",
