@@ -30,9 +30,9 @@ class TrainConfig(BaseModel):
         orientation: axis code arrays are reoriented to; ``None``: the commonest in the data.
         side_canonical: mirror left knees onto right-knee anatomy before the network (and
             drop left-right flips from the augmentation), so medial and lateral structures keep
-            their place; needs every case's side (catalog, DICOM Laterality, or
-            ``data_dir/sides.csv`` with columns ``name,side``). ``None``: on when every side is
-            known.
+            their place; needs every case's side (the catalog's, which ingest takes from OAI
+            names or DICOM Laterality, or ``data_dir/sides.csv`` with columns ``name,side``).
+            ``None``: on when every side is known.
         patch_size_vox: training patch (i, j, k); 2D uses ``(1, h, w)``; ``None``: planner.
         batch_size: patches per step; ``None``: planner.
         iterations: optimiser steps in total.

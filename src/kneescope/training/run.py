@@ -137,17 +137,12 @@ def load_cases(
             normalisation=config.normalisation,
             table=table,
             classes=classes,
-            side=p.side or _side_of(img),
+            side=p.side,
             side_canonical=side_canonical,
         )
         for p, img, lab in volumes
     ]
     return cases, spacing, orientation
-
-
-def _side_of(image: object) -> str | None:
-    side = getattr(image, "metadata", {}).get("laterality")
-    return side if side in ("right", "left") else None
 
 
 def run_training(
