@@ -29,7 +29,13 @@ from kneescope.workspace import Workspace
 N_ITEMS = 12
 
 
-def _start_driver(tmp_path: Path, executor: ExecutorConfig) -> tuple[subprocess.Popen[str], Path]:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start_driver(
+    tmp_path: Path, executor: ExecutorConfig, *, sigint_ignored: bool = False
+) -> tuple[subprocess.Popen[str], Path]:
     data = tmp_path / "data"
     write_cohort(data, N_ITEMS)
     config = write_toml_config(
@@ -42,7 +48,13 @@ def _start_driver(tmp_path: Path, executor: ExecutorConfig) -> tuple[subprocess.
     command = [sys.executable, "-m", "kneescope", "run", "-w", str(tmp_path / "ws")]
     command += ["--config", str(config), "--json"]
     with (tmp_path / "driver.err").open("w") as err:
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        proc = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
+        )
     return proc, config
 
 
@@ -127,7 +139,8 @@ def test_ctrl_c_stops_cleanly_and_resumes(
     tmp_path: Path, multi_run_executor_config: ExecutorConfig
 ) -> None:
     executor_config = multi_run_executor_config
-    proc, config = _start_driver(tmp_path, executor_config)
+    # started as a non-interactive shell starts a background job: SIGINT inherited as ignored
+    proc, config = _start_driver(tmp_path, executor_config, sigint_ignored=True)
     manifest = tmp_path / "ws" / "runs" / "faults" / "manifest.sqlite"
     try:
         _wait_for_done(proc, manifest, 1)

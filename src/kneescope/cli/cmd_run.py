@@ -98,6 +98,7 @@ def run_with_progress(pipeline: Any, ws: Any, base_dir: Path, *, quiet: bool) ->
     from kneescope.cohort.runner import Progress as RunProgress
     from kneescope.cohort.runner import run_pipeline
 
+    _stop_on_sigint()
     console = stderr()
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -132,6 +133,16 @@ def run_with_progress(pipeline: Any, ws: Any, base_dir: Path, *, quiet: bool) ->
             )
             raise typer.Exit(code=130) from None
     return result, read_status(ws, pipeline.name)
+
+
+def _stop_on_sigint() -> None:
+    """Make SIGINT stop the run cleanly even when it was inherited as ignored (a driver started
+    in the background by a non-interactive shell), so ``kill -INT`` always works."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _run(pipeline: Any, ws: Any, base_dir: Path, as_json: bool) -> None:
