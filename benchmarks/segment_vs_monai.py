@@ -11,9 +11,10 @@ One run compares, on one full-size 160x384x384 synthetic knee and one trained mo
   overlap 0.25, constant blending, sw_batch_size 1) on the whole volume, argmax, and
   nearest-neighbour resampling back.
 
-A third run, ``ours-constant-fp32``, is our engine with MONAI's weighting and precision
-(constant blending, fp32): its map should equal MONAI's up to clean-up, which separates what
-the streaming engine changes (nothing) from what bf16 and Gaussian blending change.
+Two more runs separate what the streaming engine changes from what its defaults change:
+``ours-constant`` (bf16, MONAI's constant weighting, i.e. ``kneescope segment --blend
+constant``) and ``ours-constant-fp32`` (MONAI's weighting and precision: its map should equal
+MONAI's up to clean-up).
 
 Each runs in a fresh subprocess with the same thread count; we report wall time of the
 segmentation call (volume in memory -> label map on the input grid), peak RSS of the process
@@ -43,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+ENGINES = ("monai", "ours", "ours-constant", "ours-constant-fp32")
 
 
 def _rss_mb() -> float:
@@ -81,13 +84,12 @@ def child(args: argparse.Namespace) -> None:
     model = load_model(args.model)
     spec = model.spec
     baseline_mb = _rss_mb()
-    if args.child in ("ours", "ours-constant-fp32"):
+    if args.child in ENGINES[1:]:
         del model  # as `kneescope segment` does: the Segmenter loads the file itself
-        plain = args.child == "ours-constant-fp32"
         config = SegmentConfig(
             device="cpu",
-            precision="fp32" if plain else args.precision,
-            blend="constant" if plain else "gaussian",
+            precision="fp32" if args.child.endswith("fp32") else args.precision,
+            blend="constant" if "constant" in args.child else "gaussian",
         )
         seg = Segmenter(args.model, config)
         net_for_flops = seg.network
@@ -211,9 +213,7 @@ def main() -> None:
     parser.add_argument("--side", choices=["right", "left"], default="right")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--truth", type=Path, help="label map of --volume: Dice vs truth too")
-    parser.add_argument(
-        "--child", choices=["ours", "monai", "ours-constant-fp32"], help=argparse.SUPPRESS
-    )
+    parser.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -228,7 +228,7 @@ def main() -> None:
         make_set(tmp / "data", 1, held_out=True)
         volume = tmp / "data" / "images" / "test000.nii"
     results: dict[str, Any] = {}
-    for engine in ("monai", "ours", "ours-constant-fp32"):
+    for engine in ENGINES:
         out = tmp / f"{engine}.npy"
         cmd = [
             sys.executable,
@@ -263,6 +263,8 @@ def main() -> None:
     dice_same_cleanup = dice_table(a, cleaned, spec.num_classes)
     plain = np.load(results["ours-constant-fp32"]["labels"])
     dice_plain = dice_table(plain, cleaned, spec.num_classes)
+    constant = np.load(results["ours-constant"]["labels"])
+    dice_constant = dice_table(constant, cleaned, spec.num_classes)
     finite = [d for d in dice.values() if not math.isnan(d)]
     ours, monai = results["ours"], results["monai"]
     summary = {
@@ -278,6 +280,12 @@ def main() -> None:
         "dice_min": min(finite) if finite else float("nan"),
         "dice_vs_monai_with_same_cleanup": {
             spec.labels[c]: d for c, d in dice_same_cleanup.items()
+        },
+        "ours_constant": {k: v for k, v in results["ours-constant"].items() if k != "labels"},
+        "wall_ratio_constant": results["ours-constant"]["wall_s"] / monai["wall_s"],
+        "peak_rss_ratio_constant": results["ours-constant"]["peak_rss_mb"] / monai["peak_rss_mb"],
+        "dice_ours_constant_vs_monai_same_cleanup": {
+            spec.labels[c]: d for c, d in dice_constant.items()
         },
         "ours_constant_fp32": {
             k: v for k, v in results["ours-constant-fp32"].items() if k != "labels"
@@ -295,7 +303,7 @@ def main() -> None:
         f"{'':18s} {'wall s':>8s} {'peak RSS MB':>12s} {'baseline MB':>12s} "
         f"{'GFLOP/s':>8s} {'precision':>9s}"
     )
-    for name in ("monai", "ours", "ours-constant-fp32"):
+    for name in ENGINES:
         r = results[name]
         print(
             f"{name:18s} {r['wall_s']:8.2f} {r['peak_rss_mb']:12.0f} "
@@ -314,6 +322,14 @@ def main() -> None:
         + ", ".join(f"{spec.labels[c]} {v:.4f}" for c, v in dice_same_cleanup.items())
     )
     print(
+        f"ratio ours-constant/monai: wall {summary['wall_ratio_constant']:.2f}, "
+        f"peak RSS {summary['peak_rss_ratio_constant']:.2f}"
+    )
+    print(
+        "Dice, ours with constant blending (bf16) vs MONAI (same clean-up): "
+        + ", ".join(f"{spec.labels[c]} {v:.4f}" for c, v in dice_constant.items())
+    )
+    print(
         "Dice, ours with constant blending in fp32 vs MONAI (same clean-up): "
         + ", ".join(f"{spec.labels[c]} {v:.4f}" for c, v in dice_plain.items())
     )
@@ -321,7 +337,13 @@ def main() -> None:
         from kneescope.io import read_volume
 
         truth = read_volume(args.truth).array
-        maps = {"monai": b, "monai+cleanup": cleaned, "ours": a, "ours-constant-fp32": plain}
+        maps = {
+            "monai": b,
+            "monai+cleanup": cleaned,
+            "ours": a,
+            "ours-constant": constant,
+            "ours-constant-fp32": plain,
+        }
         summary["dice_vs_truth"] = {}
         for name, m in maps.items():
             table = dice_table(m, truth, spec.num_classes)
