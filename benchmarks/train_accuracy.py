@@ -25,19 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from kneescope.core import KNEE_LABELS
 from segment_data import knee_side, make_set
 
-STRUCTURES = {
-    1: "femur",
-    2: "femoral_cartilage",
-    3: "tibia",
-    4: "medial_tibial_cartilage",
-    5: "lateral_tibial_cartilage",
-    6: "patella",
-    7: "patellar_cartilage",
-    8: "medial_meniscus",
-    9: "lateral_meniscus",
-}
+STRUCTURES = dict(KNEE_LABELS.labels)  # label value -> structure name
 TARGETS = {1: 0.95, 3: 0.95, 6: 0.95, 2: 0.85, 4: 0.85, 5: 0.85, 7: 0.85, 8: 0.80, 9: 0.80}
 
 
