@@ -76,6 +76,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from kneescope.inference.model_grid import plan_model_grid
     from kneescope.inference.segmenter import SegmentConfig, Segmenter
     from kneescope.io import read_volume
     from kneescope.transforms.model_file import load_model
@@ -98,7 +99,7 @@ def child(args: argparse.Namespace) -> None:
         wall = time.perf_counter() - t0
         labels = result.labels.array
         precision = seg.precision_name
-        grid_shape = _model_grid(image, spec)
+        grid_shape = plan_model_grid(image, spec, args.side).grid.target_shape
         overlap = (0.0, 0.25, 0.25) if spec.mode == "2d" else (0.25,) * 3
         roi = spec.roi_size_vox
     else:
@@ -130,19 +131,6 @@ def child(args: argparse.Namespace) -> None:
     )
 
 
-def _model_grid(image: Any, spec: Any) -> tuple[int, int, int]:
-    from kneescope.transforms.orientation import plan_reorientation
-    from kneescope.transforms.resample import plan_resampling
-
-    reo = plan_reorientation(image.affine_ras, image.shape, spec.orientation)
-    spacing = [image.spacing_mm[q] for q in reo.permutation]
-    target = list(spec.spacing_mm)
-    if spec.mode == "2d":
-        target[0] = spacing[0]
-    shape = tuple(image.shape[q] for q in reo.permutation)
-    return plan_resampling(shape, spacing, target).target_shape
-
-
 def _monai(
     image: Any, model: Any, side: str, cleaned_out: Path
 ) -> tuple[Any, float, tuple[int, int, int]]:
@@ -151,22 +139,15 @@ def _monai(
     from monai.inferers import sliding_window_inference
 
     from kneescope.inference.cleanup import clean_up_knee
+    from kneescope.inference.model_grid import plan_model_grid
     from kneescope.transforms.intensity import intensity_stats
-    from kneescope.transforms.orientation import mirror_to_right, plan_reorientation
-    from kneescope.transforms.resample import plan_resampling
 
     spec = model.spec
     net = model.build()
-    mirror = side if spec.side_canonical else None
     t0 = time.perf_counter()
-    reo = plan_reorientation(image.affine_ras, image.shape, spec.orientation)
-    arr = mirror_to_right(reo.apply(image.array), spec.orientation, mirror)
-    spacing = [image.spacing_mm[q] for q in reo.permutation]
-    target = list(spec.spacing_mm)
-    if spec.mode == "2d":
-        target[0] = spacing[0]
-    grid = plan_resampling(arr.shape, spacing, target)
-    work = grid.image_to_target(arr)
+    frame = plan_model_grid(image, spec, side)
+    grid = frame.grid
+    work = grid.image_to_target(frame.to_model_axes(image.array))
     x = intensity_stats(work, spec.normalisation).apply_numpy(work)
     with torch.inference_mode():
         if spec.mode == "3d":
@@ -180,8 +161,7 @@ def _monai(
             )
             labels_t = torch.argmax(logits, dim=1).to(torch.uint8).numpy()
     wall = time.perf_counter() - t0
-    on_grid = mirror_to_right(grid.labels_to_source(labels_t), spec.orientation, mirror)
-    labels = np.array(reo.undo(on_grid), order="C", copy=True)  # the clean-up below edits labels_t
+    labels = np.array(frame.labels_to_source(labels_t), order="C", copy=True)  # clean-up edits it
     # outside the timing: MONAI's map given kneescope's clean-up, for a like-for-like Dice
     clean_up_knee(
         labels_t,
@@ -190,8 +170,7 @@ def _monai(
         side=side,
         side_canonical=spec.side_canonical,
     )
-    on_grid = mirror_to_right(grid.labels_to_source(labels_t), spec.orientation, mirror)
-    np.save(str(cleaned_out), np.ascontiguousarray(reo.undo(on_grid)))
+    np.save(str(cleaned_out), np.ascontiguousarray(frame.labels_to_source(labels_t)))
     return labels, wall, grid.target_shape
 
 

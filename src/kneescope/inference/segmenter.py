@@ -26,6 +26,7 @@ from kneescope.core import Volume
 from kneescope.errors import InputError
 from kneescope.inference.cascade import coarse_view, foreground_box
 from kneescope.inference.cleanup import clean_up_knee
+from kneescope.inference.model_grid import plan_model_grid
 from kneescope.inference.predictor import (
     make_predictor,
     resolve_device,
@@ -39,8 +40,6 @@ from kneescope.inference.streaming import (
 from kneescope.models import divisor
 from kneescope.transforms.intensity import IntensityStats, intensity_stats
 from kneescope.transforms.model_file import SegmentationModel, load_model
-from kneescope.transforms.orientation import mirror_to_right, plan_reorientation
-from kneescope.transforms.resample import plan_resampling
 
 log = logging.getLogger(__name__)
 
@@ -168,16 +167,11 @@ class Segmenter:
             raise InputError(f"segmentation needs a 3D image, got shape {image.shape}")
         spec = self.model.spec
         side = self._side_of(image, side)
-        mirror = side if spec.side_canonical else None
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
-        reo = plan_reorientation(image.affine_ras, image.shape, spec.orientation)
-        arr = mirror_to_right(reo.apply(image.array), spec.orientation, mirror)
-        spacing = [image.spacing_mm[q] for q in reo.permutation]
-        target = list(spec.spacing_mm)
-        if spec.mode == "2d":
-            target[0] = spacing[0]
-        grid = plan_resampling(arr.shape, spacing, target)
+        frame = plan_model_grid(image, spec, side)
+        grid = frame.grid
+        arr = frame.to_model_axes(image.array)
         work = arr if grid.is_identity else grid.image_to_target(arr, dtype=_work_dtype(arr.dtype))
         stats = intensity_stats(work, spec.normalisation)
         seconds["prepare"] = time.perf_counter() - t0
@@ -185,7 +179,7 @@ class Segmenter:
         t1 = time.perf_counter()
         box = None
         if self.config.cascade:
-            box = self._coarse_box(work, stats, target)
+            box = self._coarse_box(work, stats, frame.spacing_mm)
         region = work if box is None else work[box]
         want_probs = self.config.probabilities
         lab, prob = self._run(region, stats, want_probs)
@@ -211,10 +205,7 @@ class Segmenter:
                 side_canonical=spec.side_canonical,
             )
 
-        def to_source(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
-            on_grid = grid.labels_to_source(array)
-            return reo.undo(mirror_to_right(on_grid, spec.orientation, mirror))
-
+        to_source = frame.labels_to_source
         labels = image.with_array(np.ascontiguousarray(to_source(labels_t), dtype=np.uint8))
         probs_src = None
         if probs_t is not None:
@@ -268,7 +259,10 @@ class Segmenter:
         return labels_from_slabs(slabs, region.shape), None
 
     def _coarse_box(
-        self, work: npt.NDArray[Any], stats: IntensityStats, spacing_mm: list[float]
+        self,
+        work: npt.NDArray[Any],
+        stats: IntensityStats,
+        spacing_mm: tuple[float, float, float],
     ) -> tuple[slice, slice, slice] | None:
         f = self.config.cascade_factor
         coarse = coarse_view(work, f)
