@@ -30,14 +30,12 @@ class Case:
         name: identifier (file stem or catalog id).
         image: float32 (I, J, K), normalised, on the working grid.
         labels: uint8 (I, J, K), training label values.
-        side: ``"right"``/``"left"`` when known, else ``None``.
         mirrored: the arrays were mirrored onto right-knee anatomy (a left knee).
     """
 
     name: str
     image: npt.NDArray[np.float32]
     labels: npt.NDArray[np.uint8]
-    side: str | None = None
     mirrored: bool = False
 
 
@@ -165,7 +163,6 @@ def prepare_case(
         name=name,
         image=np.ascontiguousarray(stats.apply_numpy(img_t)),
         labels=apply_remap(np.ascontiguousarray(lab_t), table, classes),
-        side=side,
         mirrored=mirror_side == "left",
     )
 
