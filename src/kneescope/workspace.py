@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from kneescope.errors import InputError
+from kneescope.errors import InputError, ModelError
 
 WORKSPACE_ENV = "KNEESCOPE_WORKSPACE"
 CATALOG_ENV = "KNEESCOPE_CATALOG"
@@ -69,6 +69,28 @@ class Workspace:
     @property
     def exports_dir(self) -> Path:
         return self.root / "exports"
+
+    def resolve_model(self, model: str | Path, base_dir: Path | None = None) -> Path:
+        """The model file a user means by ``model``: one rule for ``segment --model`` and the
+        ``model`` option of a run config's steps.
+
+        Tried in order: ``model`` as a file path (relative to ``base_dir``: the current folder
+        on the command line, the config file's folder in a run config), then
+        ``WS/models/<model>`` and ``WS/models/<model>.pt``. Returns an absolute path.
+
+        Raises:
+            ModelError: none of these is a file.
+        """
+        given = Path(model).expanduser()
+        first = given if given.is_absolute() or base_dir is None else base_dir / given
+        for candidate in (first, self.models_dir / given, self.models_dir / f"{given}.pt"):
+            if candidate.is_file():
+                return candidate.absolute()
+        where = "the current folder" if base_dir is None else str(base_dir)
+        raise ModelError(
+            f"model {model} not found (looked in {where} and {self.models_dir}); "
+            "train one with `kneescope train` or give the model file's path"
+        )
 
     def ensure(self) -> Workspace:
         """Create the workspace root if needed and return self."""
