@@ -99,3 +99,50 @@ def remap_labels(
         if unknown:
             raise InputError(f"label values {unknown} are not in the remapping table")
     return lut[labels]
+
+
+STRUCTURE_COLOURS_RGB: Mapping[str, tuple[int, int, int]] = MappingProxyType(
+    {
+        "femur": (241, 214, 145),
+        "tibia": (204, 163, 102),
+        "patella": (250, 234, 190),
+        "femoral_cartilage": (111, 184, 210),
+        "medial_tibial_cartilage": (64, 120, 230),
+        "lateral_tibial_cartilage": (150, 98, 224),
+        "tibial_cartilage": (90, 140, 228),
+        "patellar_cartilage": (72, 196, 160),
+        "medial_meniscus": (222, 60, 60),
+        "lateral_meniscus": (244, 150, 40),
+    }
+)
+"""Fixed display colours (R, G, B in 0..255) of knee structures for viewers' colour tables.
+
+Bones in the bone hue of 3D Slicer's generic anatomy colours (femur exactly its "bone"),
+cartilage in its cartilage blue family, menisci in warm red/orange: every structure is told
+apart at a glance and each keeps its colour in every file kneescope writes.
+"""
+
+_FALLBACK_RGB: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+)
+
+
+def label_colour(value: int, name: str) -> tuple[int, int, int]:
+    """The display colour (R, G, B in 0..255) of label ``value`` named ``name``.
+
+    Known knee structures get :data:`STRUCTURE_COLOURS_RGB`; any other name a fixed colour of
+    a distinct palette chosen by ``value`` (the same every time).
+    """
+    known = STRUCTURE_COLOURS_RGB.get(name)
+    if known is not None:
+        return known
+    return _FALLBACK_RGB[value % len(_FALLBACK_RGB)]

@@ -1,7 +1,17 @@
-"""Write segmentation results: NIfTI label maps and (on request) probability maps."""
+"""Write segmentation results: NIfTI label maps and (on request) probability maps, and plan
+their file names so that no output lands outside its folder or replaces another.
+
+``kneescope segment`` writes, per input named ``NAME`` (see :func:`file_output_names` and
+:func:`kneescope.catalog.output_names.series_stem`), into the output folder:
+``NAME_seg.nii.gz`` (label map), ``NAME_seg.json`` (side, provenance, label names),
+``NAME_seg.ctbl`` (3D Slicer colour table), ``NAME_seg.itksnap.txt`` (ITK-SNAP label
+descriptions) and, with probabilities, ``NAME_prob.nii.gz``.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +21,112 @@ import numpy.typing as npt
 from kneescope.core import Volume
 from kneescope.errors import InputError
 from kneescope.io import atomic_write_path, write_nifti
+from kneescope.io.colour_table import colour_table_paths
+from kneescope.io.sidecar import sidecar_path
 
 
 def output_stem(path: Path) -> str:
     """File name without .nii.gz/.nii/.mha/... (a folder keeps its name)."""
     name = path.name
-    for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".zarr"):
+    for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".zarr"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def file_output_names(paths: Sequence[Path]) -> list[str]:
+    """A file-name-safe output name per input path: its stem (``a/image.nii.gz`` ->
+    ``image``), prefixed by as many parent folders as it takes to tell apart inputs that
+    share a stem (``a/image.nii.gz``, ``b/image.nii.gz`` -> ``a_image``, ``b_image``).
+
+    Names are :func:`~kneescope.catalog.output_names.safe_token` s joined by ``_``; compared
+    case-insensitively (macOS and Windows file systems). Names that still clash (inputs
+    whose folders differ only in characters a file name cannot hold) are left equal for
+    :func:`check_output_plan` to refuse.
+    """
+    from kneescope.catalog.output_names import safe_token
+
+    bases = [safe_token(output_stem(p)) for p in paths]
+    names = list(bases)
+    groups: dict[str, list[int]] = {}
+    for i, base in enumerate(bases):
+        groups.setdefault(base.casefold(), []).append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        parents = [[safe_token(q) for q in paths[i].parent.parts[1:]] for i in members]
+        deepest = max(len(p) for p in parents)
+        names_here = {i: bases[i] for i in members}
+        for depth in range(1, deepest + 1):
+            trial = [
+                "_".join([*p[len(p) - min(depth, len(p)) :], bases[i]])
+                for p, i in zip(parents, members, strict=True)
+            ]
+            names_here = dict(zip(members, trial, strict=True))
+            if len({t.casefold() for t in trial}) == len(trial):
+                break
+        for i in members:
+            names[i] = names_here[i]
+    return names
+
+
+def segment_output_paths(out_dir: Path, name: str, *, probabilities: bool) -> dict[str, Path]:
+    """Every file ``kneescope segment`` writes for the input named ``name``, by role:
+    ``labels``, ``sidecar``, ``colours_slicer``, ``colours_itksnap`` (and ``probabilities``).
+    """
+    labels = out_dir / f"{name}_seg.nii.gz"
+    slicer, itksnap = colour_table_paths(labels)
+    paths = {
+        "labels": labels,
+        "sidecar": sidecar_path(labels),
+        "colours_slicer": slicer,
+        "colours_itksnap": itksnap,
+    }
+    if probabilities:
+        paths["probabilities"] = out_dir / f"{name}_prob.nii.gz"
+    return paths
+
+
+def check_output_plan(
+    out_dir: Path, plan: Sequence[tuple[str, Mapping[str, Path]]], *, overwrite: bool
+) -> None:
+    """Refuse, before anything is written, an output plan that would lose data.
+
+    Args:
+        out_dir: the output folder.
+        plan: ``(input description, role -> output path)`` per input.
+        overwrite: existing outputs may be replaced.
+
+    Raises:
+        InputError: an output path outside ``out_dir``; two inputs that would write the same
+            file (compared case-insensitively); without ``overwrite``, an output that exists
+            (the message names the first and how many more).
+    """
+    root = out_dir.resolve()
+    owner: dict[str, str] = {}
+    existing: list[Path] = []
+    for source, paths in plan:
+        for path in paths.values():
+            if path.name in ("", ".", "..") or path.parent.resolve() != root:
+                raise InputError(
+                    f"output {path} of {source} would lie outside the output folder {out_dir}; "
+                    "rename the input"
+                )
+            key = path.name.casefold()
+            if key in owner and owner[key] != source:
+                raise InputError(
+                    f"inputs {owner[key]} and {source} would both write {path.name}; "
+                    "segment them in separate calls or rename one"
+                )
+            owner[key] = source
+            if os.path.lexists(path):
+                existing.append(path)
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise InputError(
+            f"output {existing[0]} already exists{more}; nothing was written: pass "
+            "--overwrite to replace, or choose another --output folder"
+        )
 
 
 def write_labels(labels: Volume, path: Path, *, description: str = "") -> Path:

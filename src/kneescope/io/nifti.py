@@ -17,6 +17,7 @@ import numpy.typing as npt
 from kneescope.core.volume import Volume, check_voxel_count
 from kneescope.errors import GeometryError, InputError, UnsupportedFormatError
 from kneescope.io.atomic import atomic_write_path
+from kneescope.io.sidecar import recorded_side
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,9 @@ def read_nifti(path: Path) -> Volume:
     Returns:
         Volume whose array keeps the stored dtype when there is no scaling (label maps stay
         integer); scaled data (scl_slope/inter) comes back as float32. A trailing singleton
-        4th axis is dropped. Metadata: ``source_path``, ``description``.
+        4th axis is dropped. Metadata: ``source_path``, ``description``; ``side`` and
+        ``side_source`` when kneescope recorded the knee's side (``descrip`` or the JSON
+        sidecar, see :mod:`kneescope.io.sidecar`).
 
     Raises:
         InputError: missing/unreadable file, not 2D/3D, NaN values.
@@ -93,15 +96,13 @@ def read_nifti(path: Path) -> Volume:
     affine = img.get_sform() if int(header["sform_code"]) > 0 else img.get_qform()
     if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
         affine = img.affine
+    description = header["descrip"].tobytes().rstrip(b"\0").decode("latin-1")
+    metadata: dict[str, Any] = {"source_path": str(path), "description": description}
+    recorded = recorded_side(path, description)
+    if recorded is not None:
+        metadata["side"], metadata["side_source"] = recorded
     try:
-        volume = Volume(
-            array,
-            np.asarray(affine, dtype=np.float64),
-            {
-                "source_path": str(path),
-                "description": header["descrip"].tobytes().rstrip(b"\0").decode("latin-1"),
-            },
-        )
+        volume = Volume(array, np.asarray(affine, dtype=np.float64), metadata)
     except GeometryError as exc:
         raise GeometryError(f"{path}: {exc}") from None
     return volume
