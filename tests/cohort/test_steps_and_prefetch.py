@@ -2,63 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
-from typing import ClassVar
 
 import pandas as pd
 import pytest
 from cohort_helpers import pipeline, write_cohort
+from kneescope_test_steps import COMPUTE_S, READ_S
 
-from kneescope.cohort.builtin_steps import BaseStep
-from kneescope.cohort.item import Item
 from kneescope.cohort.pipeline_config import ExecutorConfig, StepConfig
 from kneescope.cohort.runner import run_pipeline
-from kneescope.cohort.step import StepContext, StepResult
 from kneescope.cohort.step_registry import build_steps, steps_fingerprint
 from kneescope.errors import ConfigError
 from kneescope.workspace import Workspace
 
-READ_S = 0.15
-COMPUTE_S = 0.15
-
-
-class SlowRead(BaseStep):
-    """An I/O step: waits READ_S, then hands the item id on as ``token``."""
-
-    name = "slow_read"
-    writes: ClassVar[tuple[str, ...]] = ("token",)
-    prefetchable = True
-
-    def run(self, item: Item, context: StepContext) -> StepResult:
-        with context.phase("read"):
-            time.sleep(READ_S)
-        return StepResult(data={"token": item.item_id})
-
-
-class SlowCompute(BaseStep):
-    """A compute step reading ``token``; version and model hash come from options."""
-
-    name = "slow_compute"
-    reads: ClassVar[tuple[str, ...]] = ("token",)
-
-    def __init__(self, model: str = "weights-a") -> None:
-        self.model = model
-
-    @property
-    def model_hash(self) -> str:
-        return self.model
-
-    def run(self, item: Item, context: StepContext) -> StepResult:
-        with context.phase("infer"):
-            time.sleep(COMPUTE_S)
-        return StepResult(values={"echo": context.data["token"]})
-
-
+# Test-only steps of the plug-in distribution tests/plugin_pkg (installed in the test
+# environment): they plug in by name through the kneescope.steps entry points.
 STEPS = [
-    {"name": "test_steps_and_prefetch:SlowRead"},
-    {"name": "test_steps_and_prefetch:SlowCompute"},
+    {"name": "test_slow_read"},
+    {"name": "test_slow_compute"},
 ]
 
 
@@ -108,18 +70,14 @@ def test_step_order_and_names_are_checked() -> None:
         build_steps([StepConfig(name="segmentt")])
     with pytest.raises(ConfigError, match="bad options"):
         build_steps([StepConfig(name="array_stats", options={"nope": 1})])
-    with pytest.raises(ConfigError, match="cannot import"):
+    with pytest.raises(ConfigError, match="unknown step 'no_such_module_xyz:Step'"):
         build_steps([StepConfig(name="no_such_module_xyz:Step")])
 
 
-def test_dask_workers_read_the_next_item_while_computing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_dask_workers_read_the_next_item_while_computing(tmp_path: Path) -> None:
     """One single-thread worker: with prefetch its reader thread overlaps reads with compute."""
     import sqlite3
 
-    here = str(Path(__file__).parent)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
     n = 6
     data = tmp_path / "data"
     write_cohort(data, n)

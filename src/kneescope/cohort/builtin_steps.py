@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,9 +31,13 @@ class BaseStep:
     reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
     prefetchable: ClassVar[bool] = False
+    model_options: ClassVar[tuple[str, ...]] = ()
+    path_options: ClassVar[tuple[str, ...]] = ()
 
-    @property
-    def model_hash(self) -> str:
+    @classmethod
+    def model_hash_for(cls, options: Mapping[str, Any]) -> str:
+        """Hash of the model used with ``options`` ("": none)."""
+        del options
         return ""
 
     def setup(self) -> None:
@@ -171,6 +176,7 @@ class Sleep(BaseStep):
     """Wait ``seconds``; with ``trace_dir`` first write ``<item_id>.<pid>.<job>`` there."""
 
     name = "sleep"
+    path_options = ("trace_dir",)
 
     def __init__(self, seconds: float = 0.1, trace_dir: str | None = None) -> None:
         self.seconds = seconds
@@ -197,6 +203,7 @@ class CrashOnce(BaseStep):
     """
 
     name = "crash_once"
+    path_options = ("marker_dir",)
 
     def __init__(
         self,

@@ -27,6 +27,10 @@ class Item:
         series: series id or description ("" when unknown).
         path: input file or folder, absolute; None for items without a file.
         input_checksum: fingerprint of the input (sha256 hex prefix); "" when not yet computed.
+        labels_path: the label map attached to the item (catalog items: the series' label map
+            in the catalog), absolute; None when it has none.
+        from_catalog: the item is a catalog series: ``path`` is its image, and its label map
+            (if any) is ``labels_path``. For items from files, ``path`` is the one input.
     """
 
     item_id: str
@@ -36,6 +40,8 @@ class Item:
     series: str = ""
     path: str | None = None
     input_checksum: str = ""
+    labels_path: str | None = None
+    from_catalog: bool = False
 
 
 def file_checksum(path: Path) -> str:

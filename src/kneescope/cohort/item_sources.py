@@ -8,6 +8,7 @@ import hashlib
 import os
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from kneescope.cohort.item import Item, file_checksum
@@ -19,16 +20,20 @@ _CSV_FIELDS = ("item_id", "subject", "visit", "side", "series", "path")
 
 
 def iter_items(
-    config: ItemsConfig, base_dir: Path, catalog_url: str | None = None
+    config: ItemsConfig,
+    base_dir: Path,
+    catalog_url: str | None = None,
+    catalog_root: Path | None = None,
 ) -> Iterator[Item]:
     """Items of the selection, in order; relative paths resolved against ``base_dir``;
-    ``catalog_url`` is the catalog a ``catalog`` selection reads.
+    ``catalog_url`` is the catalog a ``catalog`` selection reads and ``catalog_root`` its
+    workspace folder (what the catalog's relative paths are relative to).
 
     Raises:
         InputError: a missing list file, a row without item_id and path, a duplicate id.
     """
     seen: set[str] = set()
-    for item in _raw_items(config, base_dir, catalog_url):
+    for item in _raw_items(config, base_dir, catalog_url, catalog_root):
         if item.item_id in seen:
             raise InputError(f"item id {item.item_id!r} appears twice; item ids must be unique")
         seen.add(item.item_id)
@@ -42,7 +47,9 @@ def _resolve(path: str | None, base_dir: Path) -> str | None:
     return str(p if p.is_absolute() else (base_dir / p).absolute())
 
 
-def _raw_items(config: ItemsConfig, base_dir: Path, catalog_url: str | None) -> Iterator[Item]:
+def _raw_items(
+    config: ItemsConfig, base_dir: Path, catalog_url: str | None, catalog_root: Path | None
+) -> Iterator[Item]:
     if config.rows:
         for row in config.rows:
             yield Item(
@@ -62,24 +69,39 @@ def _raw_items(config: ItemsConfig, base_dir: Path, catalog_url: str | None) -> 
     elif config.list:
         yield from _csv_items(Path(_resolve(config.list, base_dir) or config.list), base_dir)
     else:
-        yield from catalog_items(config.catalog or {}, catalog_url)
+        yield from catalog_items(config.catalog or {}, catalog_url, catalog_root)
 
 
-def catalog_items(selection: dict[str, str], catalog_url: str | None) -> Iterator[Item]:
+def catalog_items(
+    selection: dict[str, str], catalog_url: str | None, root: Path | None = None
+) -> Iterator[Item]:
     """Series of the catalog matching ``selection`` (fields of the catalog's SeriesFilter:
     subject, visit, side, sequence, status, modality, kind, limit). Only series with status
     ``ok`` unless ``status`` is given; radiographs only when ``kind`` asks for them. The
-    catalog's own file checksum is the item's input checksum."""
+    catalog's own file checksum is the item's input checksum. ``root`` is the catalog's
+    workspace folder (default: a SQLite catalog's folder); item paths are real paths in it."""
+    from sqlalchemy import select
+
     from kneescope.catalog.database import Catalog
     from kneescope.catalog.queries import SeriesFilter, list_series
+    from kneescope.catalog.schema import LabelMap
     from kneescope.config import validate_config
 
     if catalog_url is None:
         raise ConfigError("a catalog selection needs a workspace catalog; pass -w or --catalog")
     where = validate_config(SeriesFilter, {"status": "ok", **selection}, "items.catalog")
-    catalog = Catalog.open(catalog_url, create=False)
+    catalog = Catalog.open(catalog_url, create=False, root=root)
     try:
         records = list_series(catalog, where)
+        with catalog.session() as session:
+            # real path -> (stored path, checksum): the stored one (workspace-relative) goes
+            # into the input checksum, so a moved workspace does not re-run every item
+            label_checksums = {
+                str(catalog.resolve(path)): (path, checksum)
+                for path, checksum in session.execute(
+                    select(LabelMap.path, LabelMap.files_checksum)
+                ).tuples()
+            }
     finally:
         catalog.close()
     if not records:
@@ -90,6 +112,13 @@ def catalog_items(selection: dict[str, str], catalog_url: str | None) -> Iterato
     for r in records:
         if r.kind == "radiograph" and not where.kind:
             continue
+        labels = r.label_paths[0] if r.label_paths else None
+        checksum = r.files_checksum
+        if labels is not None:
+            # The attached label map is part of the input: a new label map re-runs the item.
+            stored, label_sum = label_checksums.get(labels, (labels, ""))
+            text = f"{r.files_checksum}|{stored}|{label_sum}"
+            checksum = hashlib.sha256(text.encode()).hexdigest()[:32]
         yield Item(
             item_id=f"series-{r.id}",
             subject=r.subject or "",
@@ -97,7 +126,9 @@ def catalog_items(selection: dict[str, str], catalog_url: str | None) -> Iterato
             side=r.side or "",
             series=r.series_uid or r.description or str(r.id),
             path=r.path,
-            input_checksum=r.files_checksum,
+            input_checksum=checksum,
+            labels_path=labels,
+            from_catalog=True,
         )
 
 
@@ -144,9 +175,7 @@ def checksum_from_cache(item: Item, db: sqlite3.Connection | None) -> Item:
     ).fetchone()
     if row is None:
         return with_checksum(item, None)
-    return Item(
-        item.item_id, item.subject, item.visit, item.side, item.series, item.path, str(row[0])
-    )
+    return replace(item, input_checksum=str(row[0]))
 
 
 def with_checksum(item: Item, manifest: Manifest | None) -> Item:
@@ -177,4 +206,4 @@ def with_checksum(item: Item, manifest: Manifest | None) -> Item:
                     if manifest is not None:
                         manifest.store_checksum(item.path, st.st_size, st.st_mtime_ns, cached)
             checksum = cached
-    return Item(item.item_id, item.subject, item.visit, item.side, item.series, item.path, checksum)
+    return replace(item, input_checksum=checksum)

@@ -11,6 +11,7 @@ items on a reader thread while the current item computes.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kneescope.cohort.item import Item
+from kneescope.cohort.outputs import digest_file
 from kneescope.cohort.pipeline_config import StepConfig
 from kneescope.cohort.step import Scalar, Step, StepContext
 from kneescope.cohort.step_registry import build_steps
@@ -53,6 +55,7 @@ class TaskOutcome:
         step_s: wall seconds per step.
         phase_s: seconds per phase (read, preprocess, infer, postprocess, measure, write).
         worker: pid, host, SLURM_JOB_ID and CUDA_VISIBLE_DEVICES of the worker process.
+        outputs: size, mtime and sha256 of every output file, by the same names as ``files``.
     """
 
     item_id: str
@@ -65,6 +68,7 @@ class TaskOutcome:
     worker: dict[str, str] = field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float = 0.0
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -95,8 +99,16 @@ def worker_steps(configs: tuple[StepConfig, ...]) -> list[Step]:
 
 
 def item_output_dir(run_dir: Path, item_id: str) -> Path:
-    """Folder of one item's output files: RUN/outputs/<item id, made file-name safe>."""
-    return run_dir / "outputs" / re.sub(r"[^A-Za-z0-9._-]", "_", item_id)
+    """Folder of one item's output files: RUN/outputs/<item id, made file-name safe>.
+
+    An id that is not already a safe name (``a/b``, ``..``, a leading dot) gets a short hash
+    of the id appended, so two ids never share a folder (``a/b`` and ``a_b`` differ) and no id
+    leaves ``RUN/outputs/``.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", item_id)
+    if safe != item_id or not safe or safe.startswith("."):
+        safe = f"{safe.lstrip('.')}-{hashlib.sha256(item_id.encode()).hexdigest()[:8]}"
+    return run_dir / "outputs" / safe
 
 
 def _worker_info() -> dict[str, str]:
@@ -150,6 +162,12 @@ def compute_stage(staged: StagedItem) -> TaskOutcome:
     steps = worker_steps(staged.payload.steps)
     _run_steps(staged, steps, stop_before_compute=False)
     outcome = staged.outcome
+    if outcome.ok:
+        try:
+            outcome.outputs = {k: digest_file(Path(v)) for k, v in outcome.files.items()}
+        except OSError as exc:
+            outcome.ok = False
+            outcome.reason = f"output file vanished after it was written: {exc}"
     outcome.phase_s = dict(staged.context.phase_s)
     outcome.worker = _worker_info()
     outcome.finished_at = time.time()

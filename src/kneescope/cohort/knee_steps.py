@@ -9,6 +9,7 @@ columns. Pipelines: ``load_volume -> segment -> measure`` (images), or
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -47,21 +48,41 @@ class LoadVolume(BaseStep):
 
 
 class LoadLabels(BaseStep):
-    """Read the item's file as a label map into ``labels`` (to measure existing segmentations)."""
+    """Read the item's label map into ``labels`` (to measure existing segmentations).
+
+    For a catalog item that is the label map attached to the series in the catalog (never
+    the series' image); an item without one fails with the reason. For an item from a file
+    list or pattern, the item's file is the label map.
+    """
 
     name = "load_labels"
+    version = "2"
     writes: ClassVar[tuple[str, ...]] = ("labels",)
     prefetchable = True
 
     def run(self, item: Item, context: StepContext) -> StepResult:
+        from kneescope.io import read_volume
+
+        if item.from_catalog:
+            if not item.labels_path:
+                raise InputError(
+                    f"series {item.item_id} ({item.path}) has no label map in the catalog; "
+                    "attach one at ingest (a label_path column or a labels/ folder) or use "
+                    "load_volume -> segment -> measure"
+                )
+            source = Path(item.labels_path)
+        elif item.path is None:
+            raise InputError(f"item {item.item_id} has no input path; give one in the item list")
+        else:
+            source = Path(item.path)
         with context.phase("read"):
-            labels = _read_volume(item)
+            labels = read_volume(source)
         if labels.array.dtype.kind not in "biu":
             raise InputError(
-                f"{item.path}: expected an integer label map, found {labels.array.dtype}; "
+                f"{source}: expected an integer label map, found {labels.array.dtype}; "
                 "use load_volume for images"
             )
-        return StepResult(data={"labels": labels})
+        return StepResult(data={"labels": labels}, values={"labels_path": str(source)})
 
 
 class Segment(BaseStep):
@@ -78,20 +99,19 @@ class Segment(BaseStep):
     version = "1"
     reads: ClassVar[tuple[str, ...]] = ("image",)
     writes: ClassVar[tuple[str, ...]] = ("labels",)
+    model_options: ClassVar[tuple[str, ...]] = ("model",)
+
+    @classmethod
+    def model_hash_for(cls, options: Mapping[str, Any]) -> str:
+        """sha256 (16 hex) of the model file named by ``options["model"]``."""
+        return _model_file_hash(Path(str(options.get("model", ""))).expanduser().absolute())
 
     def __init__(self, model: str, write_labels: bool = True, **options: Any) -> None:
         from kneescope.config import validate_config
         from kneescope.inference.segmenter import SegmentConfig
 
         self.model_path = Path(model).expanduser().absolute()
-        try:
-            data = self.model_path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(
-                f"segment: cannot read model {self.model_path} ({exc.strerror}); "
-                "give the file written by `kneescope train`"
-            ) from None
-        self._model_hash = hashlib.sha256(data).hexdigest()[:16]
+        self._model_hash = _model_file_hash(self.model_path)
         self.config = validate_config(SegmentConfig, options, "segment options")
         self.write_labels = write_labels
         self._segmenter: Any = None
@@ -134,6 +154,20 @@ class Segment(BaseStep):
             values={"labels_present": present, "segment_device": str(self._segmenter.device)},
             files=files,
         )
+
+
+def _model_file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        raise ConfigError(
+            f"segment: cannot read model {path} ({exc.strerror}); "
+            "give the file written by `kneescope train`"
+        ) from None
+    return digest.hexdigest()[:16]
 
 
 def _write(writer: Any, volume: Any, path: Path) -> None:

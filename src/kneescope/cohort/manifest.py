@@ -14,6 +14,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,9 @@ CREATE TABLE IF NOT EXISTS items (
     worker TEXT,
     slurm_job_id TEXT,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    labels_path TEXT,
+    from_catalog INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS items_seq ON items(seq);
 CREATE INDEX IF NOT EXISTS items_state ON items(state);
@@ -51,11 +54,13 @@ CREATE TABLE IF NOT EXISTS checksums (
 """
 
 _UPSERT = """
-INSERT INTO items (item_id, seq, subject, visit, side, series, path, input_checksum, key_hash)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO items (item_id, seq, subject, visit, side, series, path, input_checksum, key_hash,
+                   labels_path, from_catalog)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(item_id) DO UPDATE SET
     seq = excluded.seq, subject = excluded.subject, visit = excluded.visit,
     side = excluded.side, series = excluded.series, path = excluded.path, selected = 1,
+    labels_path = excluded.labels_path, from_catalog = excluded.from_catalog,
     state = CASE WHEN items.key_hash != excluded.key_hash OR items.state = 'running'
                  THEN 'pending' ELSE items.state END,
     attempts = CASE WHEN items.key_hash != excluded.key_hash THEN 0 ELSE items.attempts END,
@@ -66,6 +71,26 @@ ON CONFLICT(item_id) DO UPDATE SET
 """
 
 STATES = ("pending", "running", "done", "failed")
+
+_ADDED_COLUMNS = {"labels_path": "TEXT", "from_catalog": "INTEGER NOT NULL DEFAULT 0"}
+"""Columns added since the first manifest version (added to older manifests on open)."""
+
+
+def _unreadable(path: Path, exc: sqlite3.Error) -> RunError:
+    return RunError(
+        f"cannot open manifest {path} ({exc}): it is damaged or not a kneescope run manifest; "
+        "move it aside (the outputs and results next to it are kept) and run the same "
+        "command again to rebuild the run"
+    )
+
+
+@contextmanager
+def manifest_errors(path: Path) -> Iterator[None]:
+    """Turn an SQLite error while using the manifest at ``path`` into one RunError line."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise _unreadable(path, exc) from None
 
 
 @dataclass(frozen=True)
@@ -82,20 +107,35 @@ class Manifest:
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
+        if readonly and not path.exists():
+            raise RunError(f"no manifest at {path}; start the run with `kneescope run`")
+        if not readonly:
+            path.parent.mkdir(parents=True, exist_ok=True)
         try:
             if readonly:
-                if not path.exists():
-                    raise RunError(f"no manifest at {path}; start the run with `kneescope run`")
                 self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
             else:
-                path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _unreadable(path, exc) from None
+        try:
+            self._db.execute("PRAGMA busy_timeout=30000")
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+            if tables and not {"meta", "items"} <= tables:
+                raise sqlite3.DatabaseError("it holds no kneescope run tables")
+            if not readonly:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
+                have = {r[1] for r in self._db.execute("PRAGMA table_info(items)")}
+                for column, decl in _ADDED_COLUMNS.items():
+                    if column not in have:
+                        self._db.execute(f"ALTER TABLE items ADD COLUMN {column} {decl}")
+            elif not tables:
+                raise sqlite3.DatabaseError("it is empty")
         except sqlite3.Error as exc:
-            raise RunError(f"cannot open manifest {path}: {exc}; is it a kneescope run?") from None
-        self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.close()
+            raise _unreadable(path, exc) from None
 
     def __enter__(self) -> Manifest:
         return self
@@ -105,6 +145,11 @@ class Manifest:
 
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The SQLite connection (read-only callers such as dry runs query it directly)."""
+        return self._db
 
     # -- meta -------------------------------------------------------------------------------
     def set_meta(self, **values: Any) -> None:
@@ -154,6 +199,8 @@ class Manifest:
                         item.path,
                         item.input_checksum,
                         key,
+                        item.labels_path,
+                        int(item.from_catalog),
                     )
                 )
                 count += 1
@@ -168,13 +215,18 @@ class Manifest:
     def queued(self, after_seq: int, limit: int, max_attempts: int) -> list[QueuedItem]:
         """Next selected items to run (pending, or failed with attempts left), by seq."""
         rows = self._db.execute(
-            "SELECT seq, item_id, subject, visit, side, series, path, input_checksum, attempts "
+            "SELECT seq, item_id, subject, visit, side, series, path, input_checksum, attempts, "
+            "labels_path, from_catalog "
             "FROM items WHERE selected = 1 AND seq > ? AND "
             "(state = 'pending' OR (state = 'failed' AND attempts < ?)) ORDER BY seq LIMIT ?",
             (after_seq, max_attempts, limit),
         ).fetchall()
         return [
-            QueuedItem(seq=r[0], item=Item(r[1], r[2], r[3], r[4], r[5], r[6], r[7]), attempts=r[8])
+            QueuedItem(
+                seq=r[0],
+                item=Item(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[9], bool(r[10])),
+                attempts=r[8],
+            )
             for r in rows
         ]
 
@@ -185,9 +237,21 @@ class Manifest:
             (time.time(), item_id),
         )
 
-    def record(self, outcome: TaskOutcome, provenance: dict[str, str]) -> None:
-        """Store a finished attempt: done with its results, or failed with its reason."""
-        result = {"values": outcome.values, "files": outcome.files, "provenance": provenance}
+    def record(
+        self, outcome: TaskOutcome, provenance: dict[str, str], run_dir: Path | None = None
+    ) -> None:
+        """Store a finished attempt: done with its results, or failed with its reason.
+
+        Output files are stored relative to ``run_dir`` (when inside it) with their size,
+        mtime and sha256 (``outputs``), so that a resume can tell a deleted or changed
+        output from an intact one and a moved workspace keeps its outputs.
+        """
+        result = {
+            "values": outcome.values,
+            "files": {k: relative_to_run(v, run_dir) for k, v in outcome.files.items()},
+            "outputs": outcome.outputs,
+            "provenance": provenance,
+        }
         timings = {"steps": outcome.step_s, "phases": outcome.phase_s}
         extra = worker_values(outcome)
         self._db.execute(
@@ -219,6 +283,27 @@ class Manifest:
             (reason, "running" if retry else "failed", time.time(), item_id),
         )
         return retry
+
+    def invalidate(self, item_id: str, reason: str) -> None:
+        """Send a done item back to pending (its outputs were deleted or changed)."""
+        self._db.execute(
+            "UPDATE items SET state = 'pending', result_json = NULL, reason = ? "
+            "WHERE item_id = ? AND state = 'done'",
+            (reason, item_id),
+        )
+
+    def update_outputs(self, item_id: str, outputs: dict[str, Any]) -> None:
+        """Store re-verified output digests (same content, a new mtime) of a done item."""
+        row = self._db.execute(
+            "SELECT result_json FROM items WHERE item_id = ? AND state = 'done'", (item_id,)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return
+        result = json.loads(row[0])
+        result["outputs"] = outputs
+        self._db.execute(
+            "UPDATE items SET result_json = ? WHERE item_id = ?", (json.dumps(result), item_id)
+        )
 
     def release(self, item_ids: Iterable[str]) -> None:
         """Return running items to pending (Ctrl-C or a stopped driver)."""
@@ -266,6 +351,16 @@ class Manifest:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+def relative_to_run(path: str, run_dir: Path | None) -> str:
+    """``path`` relative to ``run_dir`` when it lies inside it (else unchanged)."""
+    if run_dir is None:
+        return path
+    try:
+        return str(Path(path).relative_to(run_dir))
+    except ValueError:
+        return path
 
 
 class _Transaction:

@@ -24,9 +24,10 @@ Loaded from TOML with :func:`kneescope.config.load_config`::
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from kneescope.config import FROZEN
 
@@ -79,7 +80,7 @@ class ItemsConfig(BaseModel):
 
 
 class StepConfig(BaseModel):
-    """One step: a registered short name or ``"package.module:Class"``, plus its options."""
+    """One step: a name registered under the ``kneescope.steps`` entry points, plus options."""
 
     model_config = FROZEN
 
@@ -134,15 +135,35 @@ class ExecutorConfig(BaseModel):
         return 2 * self.workers * self.threads_per_worker + 2
 
 
+RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+"""A run name is one safe folder name: letters, digits, ``.``, ``_``, ``-``, starting with a
+letter or digit (so never ``.``, ``..`` or a hidden folder), at most 100 characters."""
+
+
+def is_run_name(name: str) -> bool:
+    """True when ``name`` is a valid run name (see :data:`RUN_NAME_PATTERN`)."""
+    return re.fullmatch(RUN_NAME_PATTERN, name) is not None
+
+
 class PipelineConfig(BaseModel):
-    """A whole cohort run."""
+    """A whole cohort run. ``name`` is the run's folder under WS/runs/ (a safe name)."""
 
     model_config = FROZEN
 
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    name: str
     items: ItemsConfig
     steps: tuple[StepConfig, ...] = Field(min_length=1)
     executor: ExecutorConfig = ExecutorConfig()
     max_attempts: int = Field(default=3, ge=1)
     output_format: Literal["parquet", "csv"] = "parquet"
     prefetch: int = Field(default=2, ge=0, description="items read ahead (local executor)")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not is_run_name(name):
+            raise ValueError(
+                f"{name!r} is not a run name: use a folder name of letters, digits, '.', '_' "
+                "and '-' that starts with a letter or digit (at most 100 characters)"
+            )
+        return name

@@ -1,6 +1,7 @@
 """The tidy results table, rebuilt from the manifest's stored results.
 
-One row per done item, keyed by subject, visit, side and series (plus item_id), with every
+One row per done item - never two for one item - keyed by subject, visit, side and series
+(plus item_id), with every
 step's values, output file paths, and provenance on every row: kneescope version, model hash,
 config hash, input checksum, attempts, worker, Slurm job id and per-step / per-phase seconds.
 Written atomically (temp + rename), so a reader never sees half a table.
@@ -8,60 +9,105 @@ Written atomically (temp + rename), so a reader never sees half a table.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 from kneescope.cohort.manifest import Manifest
+from kneescope.cohort.outputs import output_path
 from kneescope.cohort.step import PHASES
 
 KEY_COLUMNS = ("item_id", "subject", "visit", "side", "series")
 
+log = logging.getLogger(__name__)
 
-def table_rows(manifest: Manifest) -> list[dict[str, Any]]:
-    """Flat result rows of every done item, in selection order."""
-    rows = []
+
+def row_key(rec: dict[str, Any]) -> tuple[str, ...]:
+    """What makes two results the same item: subject, visit, side and series when the item
+    names its series (catalog items always do), else the item id."""
+    if rec.get("series"):
+        return ("series", rec["subject"], rec["visit"], rec["side"], rec["series"])
+    return ("item", rec["item_id"])
+
+
+def table_rows(manifest: Manifest, run_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Flat result rows of the done items, in selection order: one row per item.
+
+    Two done records of one item (see :func:`row_key`; e.g. the same series cataloged twice
+    after a workspace was copied) give one row: the latest finished attempt's. Output paths
+    stored relative to the run are given absolute (under ``run_dir``).
+    """
+    latest: dict[tuple[str, ...], dict[str, Any]] = {}
+    order: list[tuple[str, ...]] = []
+    dropped: list[str] = []
     for rec in manifest.rows(("done",)):
-        result = rec["result"]
-        prov = result.get("provenance", {})
-        row: dict[str, Any] = {k: rec[k] for k in KEY_COLUMNS}
-        for name, value in result.get("values", {}).items():
-            row[f"value_{name}" if name in KEY_COLUMNS else name] = value
-        row.update({f"file_{k}": v for k, v in result.get("files", {}).items()})
-        row.update(
-            {
-                "kneescope_version": prov.get("kneescope_version", ""),
-                "model_hash": prov.get("model_hash", ""),
-                "config_hash": prov.get("config_hash", ""),
-                "input_checksum": rec["input_checksum"],
-                "input_path": rec["path"],
-                "attempts": rec["attempts"],
-                "worker": rec["worker"],
-                "slurm_job_id": rec["slurm_job_id"] or "",
-            }
+        key = row_key(rec)
+        previous = latest.get(key)
+        if previous is None:
+            order.append(key)
+            latest[key] = rec
+            continue
+        if (rec["finished_at"] or 0.0) >= (previous["finished_at"] or 0.0):
+            latest[key] = rec
+            rec = previous
+        dropped.append(rec["item_id"])
+    if dropped:
+        log.warning(
+            "results: %d older records of items already in the table left out: %s",
+            len(dropped),
+            ", ".join(dropped[:10]),
         )
-        timings = rec["timings"]
-        for name, seconds in timings.get("steps", {}).items():
-            row[f"time_step_{name}_s"] = seconds
-        for phase in PHASES:
-            row[f"time_{phase}_s"] = timings.get("phases", {}).get(phase, 0.0)
-        row["time_total_s"] = sum(timings.get("steps", {}).values())
-        rows.append(row)
-    return rows
+    return [_flat_row(latest[key], run_dir) for key in order]
+
+
+def _flat_row(rec: dict[str, Any], run_dir: Path | None) -> dict[str, Any]:
+    result = rec["result"]
+    prov = result.get("provenance", {})
+    row: dict[str, Any] = {k: rec[k] for k in KEY_COLUMNS}
+    for name, value in result.get("values", {}).items():
+        row[f"value_{name}" if name in KEY_COLUMNS else name] = value
+    row.update(
+        {
+            f"file_{k}": v if run_dir is None else str(output_path(v, run_dir))
+            for k, v in result.get("files", {}).items()
+        }
+    )
+    row.update(
+        {
+            "kneescope_version": prov.get("kneescope_version", ""),
+            "model_hash": prov.get("model_hash", ""),
+            "config_hash": prov.get("config_hash", ""),
+            "input_checksum": rec["input_checksum"],
+            "input_path": rec["path"],
+            "attempts": rec["attempts"],
+            "worker": rec["worker"],
+            "slurm_job_id": rec["slurm_job_id"] or "",
+        }
+    )
+    timings = rec["timings"]
+    for name, seconds in timings.get("steps", {}).items():
+        row[f"time_step_{name}_s"] = seconds
+    for phase in PHASES:
+        row[f"time_{phase}_s"] = timings.get("phases", {}).get(phase, 0.0)
+    row["time_total_s"] = sum(timings.get("steps", {}).values())
+    return row
 
 
 def write_results(manifest: Manifest, run_dir: Path, fmt: Literal["parquet", "csv"]) -> Path:
     """Write RUN/results.parquet (or .csv) from the manifest; returns its path."""
+    rows = table_rows(manifest, run_dir)
+    final = run_dir / f"results.{fmt}"
+    if fmt == "csv":
+        from kneescope.io.csv_table import table_columns, write_csv_table
+
+        return write_csv_table(final, rows, table_columns(rows) or list(KEY_COLUMNS))
     import pandas as pd
 
-    frame = pd.DataFrame(table_rows(manifest))
+    frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame(columns=list(KEY_COLUMNS))
-    final = run_dir / f"results.{fmt}"
     tmp = run_dir / f".tmp-{os.getpid()}-results.{fmt}"
-    if fmt == "parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
+    frame.to_parquet(tmp, index=False)
     os.replace(tmp, final)
     return final

@@ -1,13 +1,13 @@
 """What a run would do, without doing it (``kneescope run --dry-run``).
 
 Reads the existing manifest (if any) read-only and classifies every selected item as new,
-changed (key differs: re-run), done (skipped), failed with attempts left (retried) or failed
-for good. Nothing is written.
+changed (key differs, or its outputs were deleted or changed: re-run), done (skipped), failed
+with attempts left (retried) or failed for good. Nothing is written and no step is built.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,11 @@ from typing import Any
 from kneescope import __version__
 from kneescope.cohort.item import Item
 from kneescope.cohort.item_sources import iter_items
+from kneescope.cohort.manifest import Manifest, manifest_errors
+from kneescope.cohort.outputs import check_outputs
 from kneescope.cohort.pipeline_config import PipelineConfig
 from kneescope.cohort.runner import item_key, run_dir_for
-from kneescope.cohort.step_registry import build_steps, steps_fingerprint
+from kneescope.cohort.step_registry import prepare_steps
 from kneescope.workspace import Workspace
 
 
@@ -45,46 +47,53 @@ class RunPlan:
 
 def plan_run(config: PipelineConfig, workspace: Workspace, base_dir: Path | None = None) -> RunPlan:
     """Classify the selection against the run's manifest. Input checksums are recomputed
-    only for files whose size or mtime changed (as a real run would)."""
+    only for files whose size or mtime changed (as a real run would); done items whose
+    output files were deleted or changed count as ``changed``.
+
+    Instantiates no step: step names are checked against the registered entry points
+    before any step module is imported, and the hashes come from the step classes.
+    """
     from kneescope.cohort.item_sources import checksum_from_cache
 
-    steps = build_steps(config.steps)
-    hashes = steps_fingerprint(config.steps, steps)
+    prepared = prepare_steps(config.steps, workspace, base_dir or workspace.root)
+    hashes = prepared.hashes
     run_dir = run_dir_for(workspace, config)
     manifest_path = run_dir / "manifest.sqlite"
-    db = (
-        sqlite3.connect(f"file:{manifest_path}?mode=ro", uri=True)
-        if manifest_path.exists()
-        else None
-    )
+    manifest = Manifest(manifest_path, readonly=True) if manifest_path.exists() else None
     counts = dict.fromkeys(("new", "changed", "done", "retry", "failed_final", "interrupted"), 0)
     total = 0
+    db = None if manifest is None else manifest.connection
     try:
-        for raw in iter_items(config.items, base_dir or workspace.root, workspace.catalog_url):
-            item: Item = checksum_from_cache(raw, db)
-            total += 1
-            key = item_key(item, hashes["config_hash"], hashes["model_hash"])
-            row = (
-                None
-                if db is None
-                else db.execute(
-                    "SELECT key_hash, state, attempts FROM items WHERE item_id = ?",
-                    (item.item_id,),
-                ).fetchone()
-            )
-            if row is None:
-                counts["new"] += 1
-            elif row[0] != key:
-                counts["changed"] += 1
-            elif row[1] == "done":
-                counts["done"] += 1
-            elif row[1] == "failed":
-                counts["retry" if row[2] < config.max_attempts else "failed_final"] += 1
-            else:
-                counts["interrupted"] += 1
+        with manifest_errors(manifest_path):
+            for raw in iter_items(
+                config.items, base_dir or workspace.root, workspace.catalog_url, workspace.root
+            ):
+                item: Item = checksum_from_cache(raw, db)
+                total += 1
+                key = item_key(item, hashes["config_hash"], hashes["model_hash"])
+                row = (
+                    None
+                    if db is None
+                    else db.execute(
+                        "SELECT key_hash, state, attempts, result_json FROM items "
+                        "WHERE item_id = ?",
+                        (item.item_id,),
+                    ).fetchone()
+                )
+                if row is None:
+                    counts["new"] += 1
+                elif row[0] != key:
+                    counts["changed"] += 1
+                elif row[1] == "done":
+                    reason, _ = check_outputs(json.loads(row[3] or "{}"), run_dir)
+                    counts["done" if reason is None else "changed"] += 1
+                elif row[1] == "failed":
+                    counts["retry" if row[2] < config.max_attempts else "failed_final"] += 1
+                else:
+                    counts["interrupted"] += 1
     finally:
-        if db is not None:
-            db.close()
+        if manifest is not None:
+            manifest.close()
     to_run = counts["new"] + counts["changed"] + counts["retry"] + counts["interrupted"]
     return RunPlan(
         name=config.name,

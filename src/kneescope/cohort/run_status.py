@@ -9,25 +9,34 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kneescope.cohort.manifest import Manifest
+from kneescope.cohort.manifest import Manifest, manifest_errors
+from kneescope.cohort.pipeline_config import is_run_name
 from kneescope.cohort.run_lock import RunLock
 from kneescope.cohort.step import PHASES
-from kneescope.errors import NotFoundError
+from kneescope.errors import InputError, NotFoundError
 from kneescope.workspace import Workspace
 
 
 @dataclass
 class RunStatus:
-    """Summary of one run. Times in seconds; throughput in items per hour."""
+    """Summary of one run. Times in seconds; throughput in items per hour.
+
+    While a driver runs, ``elapsed_s`` and ``throughput_per_h`` describe its session so far
+    (throughput None until its first item finishes). Otherwise they describe the last
+    session that ran items (a later re-run with nothing to do does not replace it), and are
+    None when no session ever ran one. ``last_session_ran`` is how many items the most
+    recent session ran (0: it found nothing to do).
+    """
 
     name: str
     state: str
     driver_running: bool
     counts: dict[str, int]
     total: int
-    elapsed_s: float
-    throughput_per_h: float
+    elapsed_s: float | None
+    throughput_per_h: float | None
     eta_s: float | None
+    last_session_ran: int | None = None
     mean_step_s: dict[str, float] = field(default_factory=dict)
     mean_phase_s: dict[str, float] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -45,6 +54,11 @@ def run_names(workspace: Workspace) -> list[str]:
 
 def read_status(workspace: Workspace, name: str | None = None, max_failures: int = 20) -> RunStatus:
     """Status of run ``name`` (default: the most recent run)."""
+    if name is not None and not is_run_name(name):
+        raise InputError(
+            f"{name!r} is not a run name (a folder name under {workspace.runs_dir}); "
+            "see the runs with `kneescope status`"
+        )
     names = run_names(workspace)
     if name is None:
         if not names:
@@ -53,7 +67,8 @@ def read_status(workspace: Workspace, name: str | None = None, max_failures: int
     run_dir = workspace.runs_dir / name
     if not (run_dir / "manifest.sqlite").exists():
         raise NotFoundError(f"no run named {name!r}; runs here: {', '.join(names) or 'none'}")
-    with Manifest(run_dir / "manifest.sqlite", readonly=True) as manifest:
+    path = run_dir / "manifest.sqlite"
+    with manifest_errors(path), Manifest(path, readonly=True) as manifest:
         meta = manifest.meta()
         counts = manifest.counts()
         step_sum: dict[str, float] = {}
@@ -74,11 +89,23 @@ def read_status(workspace: Workspace, name: str | None = None, max_failures: int
             for r, _ in zip(manifest.rows(("failed",)), range(max_failures), strict=False)
         ]
     running = RunLock.is_held(run_dir)
-    end = time.time() if running else last_finish
-    elapsed = max(end - session_start, 1e-9) if session_start else 0.0
-    rate_per_s = done_since_start / elapsed if elapsed > 0 else 0.0
+    elapsed: float | None = None
+    rate_per_s: float | None = None
+    if running and session_start:
+        elapsed = max(time.time() - session_start, 0.0)
+        if done_since_start and elapsed > 0:
+            rate_per_s = done_since_start / elapsed
+    elif "work_started_at" in meta:
+        elapsed = float(meta["work_finished_at"]) - float(meta["work_started_at"])
+        work_done = int(meta.get("work_done", 0))
+        rate_per_s = work_done / elapsed if work_done and elapsed > 0 else None
+    elif session_start and done_since_start and last_finish > session_start:
+        # A manifest written before sessions recorded their work: this session's items.
+        elapsed = last_finish - session_start
+        rate_per_s = done_since_start / elapsed
     remaining = counts["pending"] + counts["running"]
     done = max(counts["done"], 1)
+    last_ran = meta.get("last_session_ran")
     return RunStatus(
         name=name,
         state="running" if running else str(meta.get("state", "unknown")),
@@ -86,8 +113,9 @@ def read_status(workspace: Workspace, name: str | None = None, max_failures: int
         counts=counts,
         total=sum(counts.values()),
         elapsed_s=elapsed,
-        throughput_per_h=rate_per_s * 3600.0,
-        eta_s=(remaining / rate_per_s) if rate_per_s > 0 else None,
+        throughput_per_h=None if rate_per_s is None else rate_per_s * 3600.0,
+        eta_s=(remaining / rate_per_s) if rate_per_s and remaining else None,
+        last_session_ran=None if running or last_ran is None else int(last_ran),
         mean_step_s={k: v / done for k, v in step_sum.items()},
         mean_phase_s={k: v / done for k, v in phase_sum.items()},
         failures=failures,

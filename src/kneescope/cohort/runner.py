@@ -24,11 +24,13 @@ from kneescope.cohort.executors import Executor, make_executor
 from kneescope.cohort.item import Item
 from kneescope.cohort.item_sources import iter_items, with_checksum
 from kneescope.cohort.item_task import TaskPayload
-from kneescope.cohort.manifest import Manifest
-from kneescope.cohort.pipeline_config import PipelineConfig
+from kneescope.cohort.manifest import Manifest, manifest_errors
+from kneescope.cohort.outputs import check_outputs
+from kneescope.cohort.pipeline_config import PipelineConfig, StepConfig, is_run_name
 from kneescope.cohort.results_table import write_results
 from kneescope.cohort.run_lock import RunLock
-from kneescope.cohort.step_registry import build_steps, steps_fingerprint
+from kneescope.cohort.step_registry import build_steps, prepare_steps
+from kneescope.errors import ConfigError
 from kneescope.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,16 @@ def item_key(item: Item, config_hash: str, model_hash: str) -> str:
 
 
 def run_dir_for(workspace: Workspace, config: PipelineConfig) -> Path:
+    """WS/runs/<name>/ (the name is a safe folder name, checked again here).
+
+    Raises:
+        ConfigError: the name is not a safe folder name (``..``, a path, a hidden folder).
+    """
+    if not is_run_name(config.name):
+        raise ConfigError(
+            f"run name {config.name!r} is not a folder name; use letters, digits, '.', '_' "
+            "and '-', starting with a letter or digit"
+        )
     return workspace.runs_dir / config.name
 
 
@@ -99,30 +111,36 @@ def run_pipeline(
         on_progress: called with a :class:`Progress` at most every ``progress_interval_s``.
 
     Raises:
-        RunError: another driver holds the run, or the executor cannot start.
-        ConfigError: a step cannot be built.
+        RunError: another driver holds the run, the executor cannot start, or the manifest
+            is unreadable.
+        ConfigError: a step is not registered or cannot be built; a bad run name.
+        ModelError: a step's model names no model file.
         KeyboardInterrupt: after stopping cleanly (in-flight items back to pending).
     """
     workspace.ensure()
     run_dir = run_dir_for(workspace, config)
-    steps = build_steps(config.steps)
-    hashes = steps_fingerprint(config.steps, steps)
+    prepared = prepare_steps(config.steps, workspace, base_dir or workspace.root)
+    build_steps(prepared.configs)  # built once here so that bad options fail before any work
+    hashes = prepared.hashes
     provenance = {"kneescope_version": __version__, **hashes}
-    prefetch = config.prefetch if any(s.prefetchable for s in steps) else 0
-    del steps
+    prefetch = config.prefetch if prepared.prefetchable else 0
     started = time.time()
-    with RunLock(run_dir), Manifest(run_dir / "manifest.sqlite") as manifest:
+    manifest_path = run_dir / "manifest.sqlite"
+    with RunLock(run_dir), manifest_errors(manifest_path), Manifest(manifest_path) as manifest:
         source: Iterator[Item] = (
             iter(items)
             if items is not None
-            else iter_items(config.items, base_dir or workspace.root, workspace.catalog_url)
+            else iter_items(
+                config.items, base_dir or workspace.root, workspace.catalog_url, workspace.root
+            )
         )
         keyed = (
             (it, item_key(it, hashes["config_hash"], hashes["model_hash"]))
             for it in (with_checksum(i, manifest) for i in source)
         )
         total = manifest.sync(keyed)
-        _write_resolved_config(run_dir, config)
+        recheck = verify_outputs(manifest, run_dir)
+        _write_resolved_config(run_dir, config, prepared.configs)
         counts = manifest.counts()
         skipped = counts["done"] + manifest.exhausted_failures(config.max_attempts)
         manifest.set_meta(
@@ -133,7 +151,17 @@ def run_pipeline(
             **provenance,
         )
         executor = executor or make_executor(config.executor, prefetch=prefetch)
-        loop = _Loop(config, manifest, executor, run_dir, provenance, total, skipped, started)
+        loop = _Loop(
+            config,
+            prepared.configs,
+            manifest,
+            executor,
+            run_dir,
+            provenance,
+            total,
+            skipped,
+            started,
+        )
         try:
             executor.start()
             loop.run(on_progress, progress_interval_s)
@@ -141,12 +169,23 @@ def run_pipeline(
             executor.cancel_all()
             manifest.release(loop.in_flight)
             manifest.set_meta(state="interrupted")
+            if loop.finished:
+                _record_work(manifest, started, loop)
             raise
         finally:
             executor.close()
         results_path = write_results(manifest, run_dir, config.output_format)
         counts = manifest.counts()
-        manifest.set_meta(state="finished", finished_at=time.time(), results_path=str(results_path))
+        if loop.finished:
+            _record_work(manifest, started, loop)
+        manifest.set_meta(
+            state="finished",
+            finished_at=time.time(),
+            results_path=str(results_path),
+            last_session_ran=loop.finished,
+        )
+    if recheck:
+        log.warning("run %s: %d done items had missing or changed outputs", config.name, recheck)
     elapsed = time.time() - started
     log.info(
         "run %s: %d done, %d failed in %.1f s",
@@ -170,8 +209,45 @@ def run_pipeline(
     )
 
 
-def _write_resolved_config(run_dir: Path, config: PipelineConfig) -> None:
-    payload = {"kneescope_version": __version__, "config": config.model_dump(mode="json")}
+def _record_work(manifest: Manifest, started: float, loop: _Loop) -> None:
+    """Remember the last driver session that ran items (``kneescope status`` reports its
+    throughput; a later session with nothing to do leaves it in place)."""
+    manifest.set_meta(
+        work_started_at=started,
+        work_finished_at=time.time(),
+        work_ran=loop.finished,
+        work_done=loop.done,
+        work_failed=loop.failed,
+    )
+
+
+def verify_outputs(manifest: Manifest, run_dir: Path) -> int:
+    """Send done items whose output files were deleted or changed back to pending.
+
+    Returns how many were sent back. Outputs whose mtime changed but whose content did not
+    get their stored digest refreshed (so the next resume does not hash them again).
+    """
+    bad: list[tuple[str, str]] = []
+    refreshed: list[tuple[str, dict[str, object]]] = []
+    for row in manifest.rows(("done",)):
+        reason, digests = check_outputs(row["result"], run_dir)
+        if reason is not None:
+            bad.append((row["item_id"], reason))
+        elif digests is not None:
+            refreshed.append((row["item_id"], digests))
+    for item_id, reason in bad:
+        log.warning("item %s: %s", item_id, reason)
+        manifest.invalidate(item_id, reason)
+    for item_id, digests in refreshed:
+        manifest.update_outputs(item_id, digests)
+    return len(bad)
+
+
+def _write_resolved_config(
+    run_dir: Path, config: PipelineConfig, steps: tuple[StepConfig, ...]
+) -> None:
+    resolved = config.model_copy(update={"steps": steps})
+    payload = {"kneescope_version": __version__, "config": resolved.model_dump(mode="json")}
     tmp = run_dir / f".tmp-{os.getpid()}-config.json"
     tmp.write_text(json.dumps(payload, indent=2))
     os.replace(tmp, run_dir / "config.json")
@@ -183,6 +259,7 @@ class _Loop:
     def __init__(
         self,
         config: PipelineConfig,
+        steps: tuple[StepConfig, ...],
         manifest: Manifest,
         executor: Executor,
         run_dir: Path,
@@ -192,6 +269,7 @@ class _Loop:
         started: float,
     ) -> None:
         self.config = config
+        self.steps = steps
         self.manifest = manifest
         self.executor = executor
         self.run_dir = str(run_dir)
@@ -214,9 +292,7 @@ class _Loop:
                 self._exhausted = True
             else:
                 self._last_seq = queued[-1].seq
-                self._page.extend(
-                    TaskPayload(self.run_dir, self.config.steps, q.item) for q in queued
-                )
+                self._page.extend(TaskPayload(self.run_dir, self.steps, q.item) for q in queued)
         return self._page.popleft() if self._page else None
 
     def _submit(self, payload: TaskPayload) -> None:
@@ -245,7 +321,7 @@ class _Loop:
                     continue
                 self.failed += 1
             else:
-                self.manifest.record(finished.outcome, self.provenance)
+                self.manifest.record(finished.outcome, self.provenance, Path(self.run_dir))
                 if finished.outcome.ok:
                     self.done += 1
                 else:

@@ -7,8 +7,9 @@ one item), its version and, if it uses one, the hash of its model. The runner ca
 for the results table, in-memory data for later steps, and the per-item output files it wrote
 (always through :meth:`StepContext.write_output`, which writes atomically).
 
-Plugging in a new step needs no change to the runner: name it in the pipeline config as
-``"package.module:ClassName"`` (or add a short name to :mod:`kneescope.cohort.step_registry`).
+Plugging in a new step needs no change to the runner: register the class under a short name
+in the ``kneescope.steps`` entry-point group of an installed package and name it in the
+pipeline config (see :mod:`kneescope.cohort.step_registry`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ class Step(Protocol):
         writes: names of data this step produces for later steps.
         prefetchable: True for pure-I/O steps that read only the item's input (they run ahead
             of compute on a reader thread).
+
+    Optional class attributes (read without instantiating the step):
+        model_options: names of options that name a model file; the runner resolves them as
+            ``kneescope segment --model`` does (a path relative to the config file's folder,
+            else a name in ``WS/models/``) before the step is built.
+        path_options: names of options holding paths; relative ones are resolved against the
+            config file's folder.
+        model_hash_for(options): classmethod; hash of the model the step would use with these
+            (resolved) options, "" when it uses none. Part of every item's key.
     """
 
     name: ClassVar[str]
@@ -63,11 +73,6 @@ class Step(Protocol):
     reads: ClassVar[tuple[str, ...]]
     writes: ClassVar[tuple[str, ...]]
     prefetchable: ClassVar[bool]
-
-    @property
-    def model_hash(self) -> str:
-        """Hash of the model weights the step uses ("" when it uses none)."""
-        ...
 
     def setup(self) -> None:
         """Prepare once per worker process (load a model, warm a cache)."""

@@ -1,54 +1,110 @@
-"""Build steps from config: short names for known steps, or any ``"module:Class"``.
+"""Steps by name, from the ``kneescope.steps`` entry-point group only.
 
-The registry maps names to import paths, so a step module is imported only when a pipeline
-uses it (the segmentation step pulls in torch; the bookkeeping benchmark must not).
+A step is a class registered under a short name by an installed distribution::
+
+    [project.entry-points."kneescope.steps"]
+    my_step = "mypackage.steps:MyStep"
+
+kneescope registers its own steps the same way (pyproject.toml). A config names steps by
+these names only: a ``"module:Class"`` string is refused, so a config file can never import
+or instantiate arbitrary code. Names are checked against the entry points' metadata without
+importing anything; a step's module is imported only when a pipeline uses it (the
+segmentation step pulls in torch; the bookkeeping benchmark must not).
+
+:func:`prepare_steps` turns a pipeline's step configs into what a run (or a dry run) needs
+without instantiating a step: names checked, classes loaded, the reads/writes chain checked,
+model names and relative paths in options resolved, and the fingerprint (config and model
+hashes) that keys every item. :func:`build_steps` instantiates them (driver: to check
+options before anything runs; workers: to run them).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any
 
 from kneescope.cohort.pipeline_config import StepConfig
 from kneescope.cohort.step import Step
 from kneescope.errors import ConfigError
+from kneescope.workspace import Workspace
 
-KNOWN_STEPS: dict[str, str] = {
-    "load_array": "kneescope.cohort.builtin_steps:LoadArray",
-    "array_stats": "kneescope.cohort.builtin_steps:ArrayStats",
-    "noop": "kneescope.cohort.builtin_steps:Noop",
-    "burn_cpu": "kneescope.cohort.builtin_steps:BurnCpu",
-    "peak_rss": "kneescope.cohort.builtin_steps:PeakRss",
-    "sleep": "kneescope.cohort.builtin_steps:Sleep",
-    "crash_once": "kneescope.cohort.builtin_steps:CrashOnce",
-    "load_volume": "kneescope.cohort.knee_steps:LoadVolume",
-    "load_labels": "kneescope.cohort.knee_steps:LoadLabels",
-    "segment": "kneescope.cohort.knee_steps:Segment",
-    "measure": "kneescope.cohort.knee_steps:Measure",
-}
-"""Short step names -> ``module:Class`` (imported only when a pipeline names them)."""
+STEP_GROUP = "kneescope.steps"
+"""The entry-point group steps are registered under."""
+
+_CLASS_CACHE: dict[str, type[Any]] = {}
 
 
-def _step_class(name: str) -> Any:
-    target = KNOWN_STEPS.get(name, name)
-    module_name, sep, attr = target.partition(":")
-    if not sep:
-        raise ConfigError(
-            f"unknown step {name!r}; use one of {sorted(KNOWN_STEPS)} or 'package.module:Class'"
-        )
+def registered_steps() -> dict[str, EntryPoint]:
+    """Registered step names -> entry points (metadata only: nothing is imported).
+
+    Raises:
+        ConfigError: two installed distributions register one name for different classes.
+    """
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=STEP_GROUP):
+        previous = found.get(ep.name)
+        if previous is not None and previous.value != ep.value:
+            raise ConfigError(
+                f"step name {ep.name!r} is registered twice ({previous.value} and {ep.value}); "
+                "uninstall one of the packages that register it"
+            )
+        found[ep.name] = ep
+    return found
+
+
+def _unknown(name: str, known: Mapping[str, EntryPoint]) -> ConfigError:
+    hint = (
+        f"steps are named, not imported: register {name} under the {STEP_GROUP!r} entry-point "
+        "group of an installed package (see docs/cohort.md)"
+        if ":" in name
+        else f'a step from another package must be registered under the "{STEP_GROUP}" '
+        "entry-point group"
+    )
+    return ConfigError(
+        f"unknown step {name!r}; registered steps: {', '.join(sorted(known)) or 'none'}; {hint}"
+    )
+
+
+def check_step_names(configs: Sequence[StepConfig]) -> None:
+    """Refuse any step name that no installed distribution registers (imports nothing)."""
+    known = registered_steps()
+    for config in configs:
+        if config.name not in known:
+            raise _unknown(config.name, known)
+
+
+def step_class(name: str) -> type[Any]:
+    """The class registered as ``name`` (its module is imported on first use)."""
+    cached = _CLASS_CACHE.get(name)
+    if cached is not None:
+        return cached
+    known = registered_steps()
+    ep = known.get(name)
+    if ep is None:
+        raise _unknown(name, known)
     try:
-        module = importlib.import_module(module_name)
-        return getattr(module, attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"step {name!r}: cannot import {target} ({exc})") from None
+        cls = ep.load()
+    except Exception as exc:
+        raise ConfigError(
+            f"step {name!r}: cannot load {ep.value} ({type(exc).__name__}: {exc}); "
+            "reinstall the package that registers it"
+        ) from None
+    if not isinstance(cls, type) or not all(
+        hasattr(cls, a) for a in ("name", "version", "reads", "writes", "run", "setup")
+    ):
+        raise ConfigError(f"step {name!r}: {ep.value} is not a step class (see docs/cohort.md)")
+    _CLASS_CACHE[name] = cls
+    return cls
 
 
 def build_step(config: StepConfig) -> Step:
-    """Instantiate one step with its options."""
-    cls = _step_class(config.name)
+    """Instantiate one registered step with its options."""
+    cls = step_class(config.name)
     try:
         step = cls(**config.options)
     except TypeError as exc:
@@ -58,33 +114,117 @@ def build_step(config: StepConfig) -> Step:
     return step
 
 
-def build_steps(configs: Sequence[StepConfig]) -> list[Step]:
-    """Instantiate every step and check that each step's reads are written by earlier ones."""
-    steps = [build_step(c) for c in configs]
+def _check_chain(configs: Sequence[StepConfig], classes: Sequence[type[Any]]) -> None:
     available: set[str] = set()
-    for step in steps:
-        missing = [r for r in step.reads if r not in available]
+    for config, cls in zip(configs, classes, strict=True):
+        missing = [r for r in cls.reads if r not in available]
         if missing:
             raise ConfigError(
-                f"step {step.name!r} reads {missing} but no earlier step writes them; "
+                f"step {config.name!r} reads {missing} but no earlier step writes them; "
                 f"reorder the steps or add a loader (available: {sorted(available) or 'none'})"
             )
-        available.update(step.writes)
-    return steps
+        available.update(cls.writes)
 
 
-def steps_fingerprint(configs: Sequence[StepConfig], steps: Sequence[Step]) -> dict[str, str]:
+def build_steps(configs: Sequence[StepConfig]) -> list[Step]:
+    """Instantiate every step and check that each step's reads are written by earlier ones."""
+    check_step_names(configs)
+    _check_chain(configs, [step_class(c.name) for c in configs])
+    return [build_step(c) for c in configs]
+
+
+@dataclass(frozen=True)
+class PreparedSteps:
+    """A pipeline's steps ready to run, built without instantiating a step.
+
+    Attributes:
+        configs: the step configs with model names and relative paths in options resolved
+            (absolute paths): what workers build their steps from.
+        config_hash: hash of step names, versions and options (model files excluded).
+        model_hash: hash of every model file the steps use ("" when none).
+        prefetchable: some step is a pure-I/O step that may run ahead of compute.
+    """
+
+    configs: tuple[StepConfig, ...]
+    config_hash: str
+    model_hash: str
+    prefetchable: bool
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        return {"config_hash": self.config_hash, "model_hash": self.model_hash}
+
+
+def _resolve_options(
+    config: StepConfig, cls: type[Any], workspace: Workspace, base_dir: Path
+) -> StepConfig:
+    options = dict(config.options)
+    for key in getattr(cls, "model_options", ()):
+        value = options.get(key)
+        if isinstance(value, str) and value:
+            options[key] = str(workspace.resolve_model(value, base_dir))
+    for key in getattr(cls, "path_options", ()):
+        value = options.get(key)
+        if isinstance(value, str) and value:
+            path = Path(value).expanduser()
+            options[key] = str(path if path.is_absolute() else (base_dir / path).absolute())
+    return StepConfig(name=config.name, options=options)
+
+
+def prepare_steps(
+    configs: Sequence[StepConfig], workspace: Workspace, base_dir: Path
+) -> PreparedSteps:
+    """Check, resolve and fingerprint a pipeline's steps; instantiates nothing.
+
+    Args:
+        configs: the steps as written in the config.
+        workspace: where model names are looked up (``WS/models/``).
+        base_dir: folder relative paths in options are resolved against (the config file's
+            folder; the workspace when the config is built in code).
+
+    Raises:
+        ConfigError: an unregistered step, a step reading what no earlier step writes.
+        ModelError: a model option that names no model file.
+    """
+    check_step_names(configs)
+    classes = [step_class(c.name) for c in configs]
+    _check_chain(configs, classes)
+    resolved = tuple(
+        _resolve_options(c, cls, workspace, base_dir)
+        for c, cls in zip(configs, classes, strict=True)
+    )
+    hashes = steps_fingerprint(resolved, classes)
+    return PreparedSteps(
+        configs=resolved,
+        config_hash=hashes["config_hash"],
+        model_hash=hashes["model_hash"],
+        prefetchable=any(getattr(cls, "prefetchable", False) for cls in classes),
+    )
+
+
+def steps_fingerprint(
+    configs: Sequence[StepConfig], classes: Sequence[type[Any]] | None = None
+) -> dict[str, str]:
     """Hashes that decide whether an item's result is still valid.
 
     Returns ``{"config_hash": ..., "model_hash": ...}``: the config hash covers step names,
-    versions and options (not executor or output settings, which do not change results);
-    the model hash covers every step's model weights.
+    versions and options (not executor or output settings, which do not change results,
+    and not the paths of model files, whose contents the model hash covers); the model hash
+    covers every step's model (``cls.model_hash_for(options)``). Computed from the classes,
+    so a dry run gets the same hashes as the run without instantiating a step.
     """
-    spec = [
-        {"name": c.name, "version": s.version, "options": c.options}
-        for c, s in zip(configs, steps, strict=True)
-    ]
+    if classes is None:
+        classes = [step_class(c.name) for c in configs]
+    spec = []
+    models = []
+    for config, cls in zip(configs, classes, strict=True):
+        model_keys = set(getattr(cls, "model_options", ()))
+        options = {k: v for k, v in config.options.items() if k not in model_keys}
+        spec.append({"name": config.name, "version": cls.version, "options": options})
+        hook = getattr(cls, "model_hash_for", None)
+        model = str(hook(config.options)) if hook is not None else ""
+        if model:
+            models.append(model)
     config_hash = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
-    models = [s.model_hash for s in steps if s.model_hash]
     model_hash = hashlib.sha256("|".join(models).encode()).hexdigest()[:16] if models else ""
     return {"config_hash": config_hash.hexdigest()[:16], "model_hash": model_hash}
