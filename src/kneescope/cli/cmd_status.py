@@ -31,11 +31,17 @@ def render_status(console: Any, state: Any) -> None:
 
     c = state.counts
     eta = "-" if state.eta_s is None else f"{state.eta_s:,.0f} s"
+    if state.throughput_per_h is None:
+        rate = "no items run yet" if state.driver_running else "no items ever run"
+    else:
+        which = "so far" if state.driver_running else "in the last run that ran items"
+        rate = f"{state.throughput_per_h:,.0f} items/h {which} ({state.elapsed_s:,.1f} s)"
     console.print(
         f"run [bold]{state.name}[/] ({state.state}): {c['done']} done, {c['failed']} failed, "
-        f"{c['pending'] + c['running']} remaining of {state.total}; "
-        f"{state.throughput_per_h:,.0f} items/h; ETA {eta}"
+        f"{c['pending'] + c['running']} remaining of {state.total}; {rate}; ETA {eta}"
     )
+    if state.last_session_ran == 0:
+        console.print("the last run of it found nothing to do (every item done or failed)")
     table = Table("step / phase", "mean s per item")
     for name, seconds in state.mean_step_s.items():
         table.add_row(f"step {name}", f"{seconds:.4f}")
