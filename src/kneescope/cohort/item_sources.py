@@ -100,7 +100,7 @@ def catalog_items(
                 str(catalog.resolve(path)): (path, checksum)
                 for path, checksum in session.execute(
                     select(LabelMap.path, LabelMap.files_checksum)
-                ).tuples()
+                )
             }
     finally:
         catalog.close()

@@ -129,8 +129,9 @@ def _check_chain(configs: Sequence[StepConfig], classes: Sequence[type[Any]]) ->
 def build_steps(configs: Sequence[StepConfig]) -> list[Step]:
     """Instantiate every step and check that each step's reads are written by earlier ones."""
     check_step_names(configs)
-    _check_chain(configs, [step_class(c.name) for c in configs])
-    return [build_step(c) for c in configs]
+    steps = [build_step(c) for c in configs]
+    _check_chain(configs, [type(s) for s in steps])
+    return steps
 
 
 @dataclass(frozen=True)
