@@ -136,7 +136,7 @@ def test_bad_filters_raise_input_errors(catalog: Catalog) -> None:
 
 
 def test_open_errors_are_one_line(tmp_path: Path) -> None:
-    with pytest.raises(CatalogError, match="not a database URL"):
+    with pytest.raises(InputError, match="not a database URL"):
         Catalog.open("not a url")
     with pytest.raises(CatalogError, match="does not exist"):
         Catalog.open(f"sqlite:///{tmp_path / 'missing' / 'c.sqlite'}")
@@ -159,3 +159,36 @@ def test_database_errors_become_one_line_catalog_errors(tmp_path: Path) -> None:
     (tmp_path / "junk.sqlite").write_bytes(b"this is not a database" * 100)
     with pytest.raises(CatalogError, match="cannot open catalog"):
         Catalog.open(f"sqlite:///{tmp_path / 'junk.sqlite'}")
+
+
+def test_foreign_database_with_a_series_table_is_refused_untouched(catalog_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(catalog_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE series (id INTEGER PRIMARY KEY, title TEXT)"))
+        conn.execute(text("INSERT INTO series (id, title) VALUES (1, 'season 1')"))
+    try:
+        for create in (True, False):
+            with pytest.raises(CatalogError, match="not a kneescope catalog") as info:
+                Catalog.open(catalog_url, create=create)
+            assert "series" in str(info.value)
+        assert inspect(engine).get_table_names() == ["series"]
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT title FROM series")).all() == [("season 1",)]
+    finally:
+        engine.dispose()
+
+
+def test_catalog_without_its_marker_row_still_opens(catalog_url: str) -> None:
+    from sqlalchemy import delete, select
+
+    from kneescope.catalog.schema import CatalogMeta
+
+    with Catalog.open(catalog_url) as catalog, catalog.session() as session:
+        RowWriter(session, cohort="oai").subject_ids({"9000001"})
+        session.execute(delete(CatalogMeta))
+    with Catalog.open(catalog_url) as catalog:
+        assert summarize(catalog).subjects == 1
+        with catalog.session() as session:
+            assert session.scalar(select(CatalogMeta.value)) is not None

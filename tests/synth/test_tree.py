@@ -173,6 +173,14 @@ def test_catalog_ingests_the_tree_completely(
     assert report["failed"] == 0 and report["failures"] == []
     assert report["added"] == 2 * 4 + 2 * 3  # every DESS series and radiograph
     assert report["labels"] == 2 * 2 * 2  # every label map attached to its series
-    for table in ("AllClinical.csv", "kXR.csv"):
+    # the clinical/ tables come with the tree: every cell but the ID (and SIDE) columns
+    allc, kxr = (_rows(tree.out / "clinical" / t) for t in ("AllClinical.csv", "kXR.csv"))
+    counts = {
+        "AllClinical.csv": len(allc) * (len(allc[0]) - 1),
+        "kXR.csv": len(kxr) * (len(kxr[0]) - 2),
+    }
+    assert (report["clinical_tables"], report["clinical_values"]) == (2, sum(counts.values()))
+    for table, cells in counts.items():  # importing them again changes nothing
         assert main(["ingest", str(tree.out / "clinical" / table), "-w", str(ws), "--json"]) == 0
-        assert json.loads(capsys.readouterr().out)["clinical_values"] > 0
+        again = json.loads(capsys.readouterr().out)
+        assert (again["clinical_values"], again["unchanged"]) == (0, cells)

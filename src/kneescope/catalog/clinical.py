@@ -12,10 +12,16 @@ Recognised layouts:
 Values keep their text; ``value_num`` holds the leading code or number (``"2: definite
 osteophytes"`` -> 2.0, ``"1.5"`` -> 1.5). Missing codes (empty, ``"."``, ``".: Missing"``,
 ``".A: ..."``) are skipped. A table is parsed completely before anything is written.
+
+Refused with one line naming the file and line (nothing written): a quoting error (see
+:func:`~kneescope.catalog.tables.read_table`), two values for one (subject, visit, side,
+variable) in one table, or in two tables of one import with different text, and ``nan``,
+``inf`` or a number beyond the float range (``-1e400``): never stored as NaN or infinity.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,17 +43,36 @@ _MOST_VAR = re.compile(r"^V(\d)X([LR])([A-Z][A-Z0-9_]*)$")
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?::.*)?$", re.DOTALL)
 
 
+_NON_FINITE = frozenset(
+    sign + word for sign in ("", "+", "-") for word in ("nan", "inf", "infinity")
+)
+
+
 def parse_value(text: str) -> tuple[str, float | None] | None:
     """``(text, number)`` for a cell, or None when the cell is empty or a missing code.
 
     ``"2: definite osteophytes"`` -> ("2: definite osteophytes", 2.0); ``"abc"`` ->
     ("abc", None); ``""``, ``"."``, ``".: Missing Form"`` -> None.
+
+    Raises:
+        ValueError: the cell is ``nan``/``inf`` text or a number beyond the float range
+            (``-1e400``): never stored as NaN or infinity.
     """
     value = text.strip()
+    if value.lower() in _NON_FINITE:
+        raise ValueError(
+            f"{value!r} is not a finite number; leave the cell empty (or '.') for a missing value"
+        )
     match = _NUMBER.match(value)
     if not value or (value.startswith(".") and match is None):
         return None
-    return value, (float(match.group(1)) if match else None)
+    number = float(match.group(1)) if match else None
+    if number is not None and not math.isfinite(number):
+        raise ValueError(
+            f"{value!r} is beyond the range of a 64-bit float; write it in range or leave "
+            "the cell empty"
+        )
+    return value, number
 
 
 def parse_side(text: str) -> str | None:
@@ -117,6 +142,7 @@ def parse_clinical_table(table: Table) -> tuple[str, list[ClinicalCell]]:
     if not variables:
         raise InputError(f"{table.path}: no variable columns besides the subject and side")
     cells: dict[str, ClinicalCell] = {}
+    first_line: dict[str, int] = {}
     for line, row in enumerate(table.rows, start=2):
         subject = row[subject_col]
         if not subject:
@@ -128,7 +154,12 @@ def parse_clinical_table(table: Table) -> tuple[str, list[ClinicalCell]]:
             except ValueError as exc:
                 raise InputError(f"{table.path}, line {line}: {exc}") from None
         for index, visit, name_side, variable in variables:
-            parsed = parse_value(row[index])
+            try:
+                parsed = parse_value(row[index])
+            except ValueError as exc:
+                raise InputError(
+                    f"{table.path}, line {line}, column {table.columns[index]}: {exc}"
+                ) from None
             if parsed is None:
                 continue
             cell = ClinicalCell(
@@ -139,8 +170,26 @@ def parse_clinical_table(table: Table) -> tuple[str, list[ClinicalCell]]:
                 value_text=parsed[0],
                 value_num=parsed[1],
             )
+            if cell.key in cells:
+                raise InputError(
+                    f"{table.path}, line {line}: a second value of {_describe(cell)} (the "
+                    f"first is on line {first_line[cell.key]}); keep one row per subject"
+                    + (" and side" if side_col is not None else "")
+                )
             cells[cell.key] = cell
+            first_line[cell.key] = line
     return cohort, list(cells.values())
+
+
+def _describe(cell: ClinicalCell) -> str:
+    """``subject 9000099, visit V00, side right, variable XRKL`` (visit/side when present)."""
+    parts = [f"subject {cell.subject}"]
+    if cell.visit:
+        parts.append(f"visit {cell.visit}")
+    if cell.side:
+        parts.append(f"side {cell.side}")
+    parts.append(f"variable {cell.variable}")
+    return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -164,14 +213,47 @@ def import_clinical_table(catalog: Catalog, path: Path) -> ClinicalImport:
     return import_clinical_tables(catalog, [path])[0]
 
 
+@dataclass(frozen=True)
+class ParsedTable:
+    """A clinical table parsed and checked, ready to write: its path, style and values."""
+
+    path: Path
+    cohort: str
+    cells: list[ClinicalCell]
+
+
+def parse_clinical_tables(paths: list[Path]) -> list[ParsedTable]:
+    """Parse and check every table without writing anything.
+
+    Raises:
+        InputError: see :func:`read_table` and :func:`parse_clinical_table`; or two tables
+            give different values for one (subject, visit, side, variable).
+    """
+    parsed = [ParsedTable(path, *parse_clinical_table(read_table(path))) for path in paths]
+    seen: dict[str, tuple[Path, ClinicalCell]] = {}
+    for table in parsed:
+        for cell in table.cells:
+            other = seen.setdefault(cell.key, (table.path, cell))
+            if other[0] != table.path and other[1].value_text != cell.value_text:
+                raise InputError(
+                    f"{table.path} and {other[0]} give different values of {_describe(cell)} "
+                    f"({cell.value_text!r}, {other[1].value_text!r}); import one of them"
+                )
+    return parsed
+
+
 def import_clinical_tables(catalog: Catalog, paths: list[Path]) -> list[ClinicalImport]:
     """Parse every table first (a bad one means nothing is written), then upsert each.
 
     Raises:
-        InputError: see :func:`read_table` and :func:`parse_clinical_table`.
+        InputError: see :func:`parse_clinical_tables`.
     """
-    parsed = [(path, *parse_clinical_table(read_table(path))) for path in paths]
-    return [_write_cells(catalog, path, cohort, cells) for path, cohort, cells in parsed]
+    return write_clinical_tables(catalog, parse_clinical_tables(paths))
+
+
+def write_clinical_tables(catalog: Catalog, tables: list[ParsedTable]) -> list[ClinicalImport]:
+    """Upsert the values of tables from :func:`parse_clinical_tables`, one transaction each."""
+    return [_write_cells(catalog, t.path, t.cohort, t.cells) for t in tables]
 
 
 def _write_cells(

@@ -8,18 +8,19 @@ touches existing rows.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kneescope.catalog.schema import SCHEMA_VERSION, Base, CatalogMeta
-from kneescope.errors import CatalogError, NotFoundError
+from kneescope.errors import CatalogError, InputError, NotFoundError
 from kneescope.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _first_arg(exc: Exception) -> str:
+    """The first line of an exception's message, passwords masked."""
+    lines = str(exc).strip().splitlines()
+    return _mask_password(lines[0]) if lines else type(exc).__name__
+
+
 def _first_line(exc: SQLAlchemyError) -> str:
     """The driver's message (or SQLAlchemy's) as one line."""
     orig = getattr(exc, "orig", None)
@@ -39,11 +46,26 @@ def _first_line(exc: SQLAlchemyError) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def _mask_password(url: str) -> str:
+    """``url`` with the password of ``scheme://user:password@host`` (and ``password=``) as ***.
+
+    For text that SQLAlchemy cannot parse; masks generously (up to the last ``@``).
+    """
+    url = re.sub(r"(?i)(password=)[^&]*", r"\1***", url)
+    if "@" not in url:
+        return url
+    head, _, tail = url.rpartition("@")
+    scheme, sep, userinfo = head.partition("://") if "://" in head else ("", "", head)
+    if ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    return f"{scheme}{sep}{userinfo}@{tail}"
+
+
 def _safe_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    except (ArgumentError, ValueError, TypeError):
+        return _mask_password(url)
 
 
 class Catalog:
@@ -71,16 +93,18 @@ class Catalog:
         """Open the catalog at ``url``, creating the schema when ``create`` (idempotent).
 
         Raises:
-            CatalogError: the URL is malformed, its driver is missing, the database cannot be
-                reached, or it holds a catalog of another schema version.
+            InputError: the URL is malformed (the message hides its password).
+            CatalogError: its driver is missing, the database cannot be reached, it holds a
+                catalog of another schema version, or it is not a kneescope catalog (a
+                database with tables of its own, e.g. a foreign ``series`` table).
         """
         shown = _safe_url(url)
         try:
             parsed = make_url(url)
-        except ArgumentError:
-            raise CatalogError(
-                f"catalog URL {url!r} is not a database URL; expected e.g. "
-                "sqlite:///catalog.sqlite or postgresql+psycopg://user@host/db"
+        except (ArgumentError, ValueError, TypeError) as exc:
+            raise InputError(
+                f"catalog URL {shown!r} is not a database URL ({_first_arg(exc)}); expected "
+                "e.g. sqlite:///catalog.sqlite or postgresql+psycopg://user@host/db"
             ) from None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             parent = Path(str(parsed.database)).expanduser().absolute().parent
@@ -94,6 +118,11 @@ class Catalog:
             raise CatalogError(
                 f"cannot open catalog {shown}: database driver missing ({exc}); "
                 "install it, e.g. pip install 'kneescope[postgres]'"
+            ) from None
+        except (ArgumentError, ValueError, TypeError) as exc:
+            raise InputError(
+                f"catalog URL {shown!r} is not a usable database URL ({_first_arg(exc)}); "
+                "check its options"
             ) from None
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
@@ -128,7 +157,45 @@ class Catalog:
             )
         return cls.open(ws.catalog_url, create=True)
 
+    def _refuse_foreign(self) -> None:
+        """Raise unless the database is empty or holds a kneescope catalog.
+
+        A kneescope catalog has a ``catalog_meta`` row ``schema_version`` (written with the
+        schema). Without it (a catalog whose creation was interrupted), every table named like
+        one of ours must have all our columns and, in a SQLite file, no other table may exist.
+        Anything else (a foreign ``series`` table) is refused before anything is written.
+
+        Raises:
+            CatalogError: the database holds tables of something else.
+        """
+        present = set(inspect(self.engine).get_table_names())
+        if not present:
+            return
+        if CatalogMeta.__tablename__ in present:
+            try:
+                with self.engine.connect() as conn:
+                    version = conn.execute(
+                        select(CatalogMeta.value).where(CatalogMeta.key == "schema_version")
+                    ).scalar()
+            except SQLAlchemyError:
+                version = None
+            if version is not None:
+                return
+        inspector = inspect(self.engine)
+        foreign = sorted(present - set(Base.metadata.tables)) if self.is_sqlite else []
+        for name in sorted(present & set(Base.metadata.tables)):
+            have = {column["name"] for column in inspector.get_columns(name)}
+            if not set(Base.metadata.tables[name].columns.keys()) <= have:
+                foreign.append(name)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise CatalogError(
+                f"{self.url} is not a kneescope catalog (it holds other tables: {shown}); "
+                "nothing was written to it; give a new catalog file or --catalog URL"
+            )
+
     def _create_schema(self) -> None:
+        self._refuse_foreign()
         Base.metadata.create_all(self.engine, checkfirst=True)
         with self.session() as session:
             row = session.get(CatalogMeta, "schema_version")
@@ -141,6 +208,7 @@ class Catalog:
                 )
 
     def _check_version(self) -> None:
+        self._refuse_foreign()
         with self.session() as session:
             value = session.scalar(
                 select(CatalogMeta.value).where(CatalogMeta.key == "schema_version")

@@ -3,6 +3,10 @@
 ``auto`` picks: a table file with a ``path`` column -> manifest, any other table file ->
 clinical; a folder with OAI release folders (or itself one) -> oai; a folder with a
 ``manifest.csv`` -> manifest. ``--kind clinical`` also takes a folder of tables.
+
+An OAI-style tree with a ``clinical/`` folder of tables (as ``kneescope synth`` writes) also
+imports those tables; they are parsed before anything is written, so a malformed one stops
+the ingest with nothing written.
 """
 
 from __future__ import annotations
@@ -11,7 +15,12 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from kneescope.catalog.clinical import import_clinical_tables
+from kneescope.catalog.clinical import (
+    ClinicalImport,
+    ParsedTable,
+    parse_clinical_tables,
+    write_clinical_tables,
+)
 from kneescope.catalog.database import Catalog
 from kneescope.catalog.manifest import MANIFEST_NAMES, PATH_COLUMNS, import_manifest
 from kneescope.catalog.naming import visit_from_release
@@ -61,10 +70,13 @@ def ingest(
     *,
     jobs: int = 1,
     progress: ProgressFn | None = None,
+    clinical: list[ParsedTable] | None = None,
 ) -> IngestReport:
     """Ingest ``source`` into ``catalog`` incrementally and report what happened.
 
-    ``jobs`` worker processes read the headers of new or changed OAI series.
+    ``jobs`` worker processes read the headers of new or changed OAI series. ``clinical``:
+    the clinical tables of ``source`` already parsed by :func:`parse_clinical_source` (so that
+    a caller can check them before it creates the catalog); parsed here when None.
 
     Raises:
         InputError: unreadable source or malformed table (nothing written then).
@@ -75,20 +87,54 @@ def ingest(
     chosen = detect_kind(source) if kind == "auto" else kind
     if not source.exists():
         raise InputError(f"{source}: no such file or folder; check the path")
+    if clinical is None and chosen != "manifest":
+        clinical = parse_clinical_source(source, chosen)
     if chosen == "oai":
-        return import_oai_tree(catalog, source, jobs=jobs, progress=progress)
+        report = import_oai_tree(catalog, source, jobs=jobs, progress=progress)
+        if clinical:
+            start = time.perf_counter()
+            _add_clinical(report, write_clinical_tables(catalog, clinical))
+            report.seconds += time.perf_counter() - start
+        return report
     if chosen == "manifest":
         return import_manifest(catalog, source)
     start = time.perf_counter()
-    tables = clinical_tables(source)
-    results = import_clinical_tables(catalog, tables)
-    return IngestReport(
-        kind="clinical",
-        source=str(source),
-        clinical_values=sum(r.values_added + r.values_updated for r in results),
-        unchanged=sum(r.values_unchanged for r in results),
-        seconds=time.perf_counter() - start,
-    )
+    report = IngestReport(kind="clinical", source=str(source))
+    _add_clinical(report, write_clinical_tables(catalog, clinical or []))
+    report.unchanged = report.clinical_unchanged
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _add_clinical(report: IngestReport, results: list[ClinicalImport]) -> None:
+    report.clinical_tables += len(results)
+    report.clinical_values += sum(r.values_added + r.values_updated for r in results)
+    report.clinical_unchanged += sum(r.values_unchanged for r in results)
+
+
+def tree_clinical_tables(source: Path) -> list[Path]:
+    """The tables in the ``clinical/`` folder of the OAI-style tree ``source`` (may be [])."""
+    folder = source / "clinical"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES)
+
+
+def parse_clinical_source(source: Path, kind: str) -> list[ParsedTable]:
+    """Parse the clinical tables that ingesting ``source`` as ``kind`` imports; write nothing.
+
+    ``clinical``: ``source`` itself or the tables in the folder ``source``; ``oai``: the
+    tables in the tree's ``clinical/`` folder; otherwise none.
+
+    Raises:
+        InputError: a malformed table (see :func:`parse_clinical_tables`), or a ``clinical``
+            folder without tables.
+    """
+    if kind == "clinical":
+        return parse_clinical_tables(clinical_tables(source))
+    if kind == "oai":
+        return parse_clinical_tables(tree_clinical_tables(source))
+    return []
 
 
 def clinical_tables(source: Path) -> list[Path]:

@@ -21,6 +21,9 @@ class IngestReport:
         missing: cataloged series whose folder has disappeared (now marked failed).
         labels: label maps added or updated.
         clinical_values: clinical values added or updated.
+        clinical_unchanged: clinical values already in the catalog with the same value.
+        clinical_tables: clinical tables imported (a clinical source, or the ``clinical/``
+            folder of an OAI-style tree such as ``kneescope synth`` writes).
         failures: ``(path, one-line reason)`` of every failed series or label map.
         warnings: one-line notes (e.g. an unreadable contents.csv).
         seconds: wall time of the run.
@@ -36,6 +39,8 @@ class IngestReport:
     missing: int = 0
     labels: int = 0
     clinical_values: int = 0
+    clinical_unchanged: int = 0
+    clinical_tables: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0

@@ -31,12 +31,49 @@ class Table:
         return None
 
 
+def _split_records(path: Path, lines: list[str], delimiter: str) -> list[list[str]]:
+    """One list of fields per line; a record may not span lines.
+
+    A quoted field that runs past the end of its line is almost always an unbalanced quote
+    (it would swallow the following rows into one cell), so it is an error naming the line,
+    as is text after a closing quote (``"a"b``).
+
+    Raises:
+        InputError: a quoting error, with the file and line.
+    """
+    records: list[list[str]] = []
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    line = 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return records
+        except csv.Error as exc:
+            if reader.line_num > line or "end of data" in str(exc):
+                raise InputError(
+                    f"{path}, line {line}: a quoted field is never closed (unbalanced quote); "
+                    "fix its quoting"
+                ) from None
+            raise InputError(
+                f"{path}, line {line}: not a valid table row ({exc}); fix its quoting"
+            ) from None
+        if reader.line_num != line:
+            raise InputError(
+                f"{path}, line {line}: a quoted field runs on to line {reader.line_num} "
+                "(unbalanced quote?); close the quote on its own line"
+            )
+        records.append(record)
+        line += 1
+
+
 def read_table(path: Path) -> Table:
     """Read a delimited text table; the delimiter is the most frequent one in the header.
 
     Raises:
         InputError: the file is unreadable, empty, not text, has duplicate or empty column
-            names, or a row whose field count differs from the header's.
+            names, a row whose field count differs from the header's, or a quoting error
+            (an unbalanced quote, a quoted field spanning lines); each names the line.
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -59,11 +96,7 @@ def read_table(path: Path) -> Table:
             f"{path}: header {header[:60]!r} has one column; expected columns separated "
             "by ',', '|', ';' or tabs"
         )
-    reader = csv.reader(lines, delimiter=delimiter)
-    try:
-        raw_rows = list(reader)
-    except csv.Error as exc:
-        raise InputError(f"{path}: not a valid table: {exc}") from None
+    raw_rows = _split_records(path, lines, delimiter)
     columns = tuple(c.strip() for c in raw_rows[0])
     if any(not c for c in columns):
         raise InputError(f"{path}: the header has an empty column name; name every column")

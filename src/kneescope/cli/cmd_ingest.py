@@ -47,9 +47,11 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Add SOURCE to the catalog. Incremental: unchanged series are skipped; bad series are
-    recorded as failed with a reason and the ingest carries on."""
+    recorded as failed with a reason and the ingest carries on. The tables in an OAI-style
+    tree's clinical/ folder (as `kneescope synth` writes) are imported too; see them with
+    `kneescope catalog --clinical`."""
     from kneescope.catalog.database import Catalog
-    from kneescope.catalog.ingest import detect_kind
+    from kneescope.catalog.ingest import detect_kind, parse_clinical_source
     from kneescope.catalog.ingest import ingest as run_ingest
     from kneescope.catalog.series_scan import default_jobs
     from kneescope.errors import InputError
@@ -61,12 +63,22 @@ def ingest(
         raise InputError(f"{source}: no such file or folder; check the path")
     if kind == "auto":
         kind = detect_kind(source)  # before the catalog is created: bad input writes nothing
+    # clinical tables (SOURCE itself, or a tree's clinical/ folder) are checked before the
+    # catalog is created, too
+    clinical = parse_clinical_source(source, kind)
     n_jobs = jobs or default_jobs()
     ws = workspace(workspace_dir, catalog)
     cat = Catalog.for_workspace(ws, create=True)
     try:
         with counting_progress("ingest", show=sys.stderr.isatty() and not as_json) as progress:
-            report = run_ingest(cat, source, kind, jobs=n_jobs, progress=progress)  # type: ignore[arg-type]
+            report = run_ingest(
+                cat,
+                source,
+                kind,  # type: ignore[arg-type]
+                jobs=n_jobs,
+                progress=progress,
+                clinical=clinical,
+            )
     finally:
         cat.close()
     emit(report.to_json(), as_json, lambda console: render_report(console, report))
@@ -88,6 +100,12 @@ def render_report(console: Any, report: Any) -> None:
         f"({report.seconds:.2f} s)",
         markup=False,
     )
+    if report.clinical_tables:
+        console.print(
+            f"clinical: {report.clinical_tables} tables, {report.clinical_values} values added "
+            f"or updated, {report.clinical_unchanged} unchanged",
+            markup=False,
+        )
     for path, reason in report.failures:
         console.print(f"failed {path}: {reason}", markup=False)
     for warning in report.warnings:
