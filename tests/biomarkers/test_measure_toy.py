@@ -171,17 +171,18 @@ def test_without_patella_the_side_must_be_given(
         assert m.values[key] == pytest.approx(toy_measured.values[key], rel=0.01)
 
 
-def test_implausible_volume_and_unknown_labels_flagged(toy_knee: ToyKnee) -> None:
-    arr = toy_knee.labels.array.copy()
-    arr[0:3, 0:3, 0:3] = 12  # a label kneescope does not define
+def test_implausible_volume_flagged_and_unknown_labels_refused(toy_knee: ToyKnee) -> None:
     narrow = {"medial_meniscus": PlausibleRange(low=500.0, high=1000.0)}
     m = measure_knee(
-        Volume(arr, toy_knee.labels.affine_ras, {"side": "right"}),
+        Volume(toy_knee.labels.array, toy_knee.labels.affine_ras, {"side": "right"}),
         config=MeasureConfig(volume_ranges_mm3=narrow),
         with_maps=False,
     )
     assert m.values["medial_meniscus_volume_mm3"] > 1000.0
     assert m.qc["qc_implausible_volume_medial_meniscus"] is True
     assert "qc_implausible_volume_femoral_cartilage" not in m.qc  # not configured
-    assert m.qc["qc_unknown_labels"] is True
     assert m.qc["qc_ok"] is False
+    arr = toy_knee.labels.array.copy()
+    arr[0:3, 0:3, 0:3] = 12  # a label kneescope does not define: not a kneescope label map
+    with pytest.raises(InputError, match=r"0\.\.12.*0\.\.9"):
+        measure_knee(Volume(arr, toy_knee.labels.affine_ras), "right", with_maps=False)

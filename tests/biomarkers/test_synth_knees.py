@@ -21,6 +21,8 @@ two voxels thick.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -44,7 +46,14 @@ def _render(seed: int, klg: int, side: str, size: object) -> tuple[KneeSample, K
 def test_small_synthetic_knee_smoke() -> None:
     sample, m = _render(0, 2, "left", SMALL)
     assert m.side == "left" and m.side_from_anatomy == "left"
-    assert m.qc["qc_ok"] is True
+    # the small grid (2.33 mm across the menisci) is too coarse for extrusion: refused, the
+    # only QC failure (issue 11 item 6)
+    raised = {k for k, v in m.qc.items() if v and k != "qc_ok"}
+    assert raised == {"qc_extrusion_grid_too_coarse", "qc_unmeasured_values"}
+    assert m.qc["qc_unmeasured_values"] == 2
+    assert math.isnan(m.values["medial_meniscus_extrusion_mm"])
+    assert math.isnan(m.values["lateral_meniscus_extrusion_mm"])
+    assert m.qc["qc_ok"] is False
     for plate in PLATES:
         truth = sample.truth.plates[plate]
         # two-voxel-thick cartilage: only gross agreement is possible here

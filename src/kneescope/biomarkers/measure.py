@@ -27,7 +27,13 @@ from kneescope.biomarkers.frame import KneeFrame, knee_frame, with_superior
 from kneescope.biomarkers.maps import ThicknessMap, thickness_map
 from kneescope.biomarkers.measure_config import MeasureConfig
 from kneescope.biomarkers.menisci import outermost_in_slab, surface_points_knee, tibial_rim
-from kneescope.biomarkers.qc import component_count, qc_flags
+from kneescope.biomarkers.qc import (
+    cartilage_contacts,
+    component_count,
+    finish_qc,
+    qc_flags,
+    unmeasured,
+)
 from kneescope.biomarkers.subregions import (
     FEMORAL_REGIONS,
     TIBIAL_REGIONS,
@@ -38,6 +44,7 @@ from kneescope.biomarkers.thickness import PlateSurfaces, plate_surfaces
 from kneescope.core import Volume
 from kneescope.core.geometry import spacing_from_affine, validate_affine
 from kneescope.core.labels import CARTILAGE_PLATES, KNEE_LABELS
+from kneescope.core.volume import label_map_problem
 from kneescope.errors import InputError
 from kneescope.types import Affine, Side
 
@@ -56,12 +63,18 @@ MENISCI = {"medial": (8, "medial_tibial"), "lateral": (9, "lateral_tibial")}
 class KneeMeasurements:
     """Biomarkers of one knee.
 
+    ``qc["qc_unmeasured_values"]`` and ``qc["qc_ok"]`` are (re)computed from ``values`` when
+    the object is made (:func:`~kneescope.biomarkers.qc.finish_qc`), so a NaN biomarker always
+    fails ``qc_ok``, whichever code produced it.
+
     Attributes:
-        values: biomarker name -> value (float; NaN when the structure is missing).
+        values: biomarker name -> value (float; NaN when it could not be measured).
         qc: QC flag name -> bool or count.
         side: the side the knee was measured as.
-        side_from_anatomy: the side the anatomy tells (None without a patella).
+        side_from_anatomy: the side the anatomy tells (None without a patella, or when the
+            file does not state its geometry).
         maps: plate -> :class:`ThicknessMap` (empty when maps were not asked for).
+        reasons: raised QC flag -> why, in words (also the row's ``qc_reasons`` text).
     """
 
     values: dict[str, float]
@@ -69,14 +82,26 @@ class KneeMeasurements:
     side: Side
     side_from_anatomy: Side | None
     maps: dict[str, ThicknessMap] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        qc = finish_qc(self.values, self.qc)
+        reasons = dict(self.reasons)
+        missing = unmeasured(self.values)
+        if missing:
+            reasons["qc_unmeasured_values"] = "not measured: " + ", ".join(missing)
+        object.__setattr__(self, "qc", qc)
+        object.__setattr__(self, "reasons", reasons)
 
     def as_row(self) -> dict[str, Any]:
-        """One flat row: side, every biomarker, every QC flag."""
+        """One flat row: side, every biomarker, every QC flag, and ``qc_reasons`` (the raised
+        flags' reasons in words, "; "-separated; empty when there are none)."""
         return {
             "side": self.side,
             "side_from_anatomy": self.side_from_anatomy or "",
             **self.values,
             **self.qc,
+            "qc_reasons": "; ".join(f"{k[3:]}: {v}" for k, v in self.reasons.items()),
         }
 
 
@@ -131,28 +156,27 @@ def measure_knee(
         :class:`KneeMeasurements`.
 
     Raises:
-        InputError: the label map is not a 3D integer array, or lacks what is needed to
+        InputError: the label map is not a 3D array of kneescope labels (0..9; see
+            :func:`kneescope.core.volume.label_map_problem`), or lacks what is needed to
             orient the knee (femur, tibia, a medial/lateral pair, and a patella or a side).
     """
     cfg = config or MeasureConfig()
     declared = _resolve_side(labels, side)
+    geometry_unknown = isinstance(labels, Volume) and _geometry_unknown(labels)
     if isinstance(labels, Volume):
         arr, affine = labels.array, labels.affine_ras
     else:
         arr, affine = np.asarray(labels[0]), validate_affine(labels[1])
-    if arr.ndim != 3 or arr.dtype.kind not in "biu":
+    problem = label_map_problem(arr)
+    if arr.ndim != 3 or problem is not None:
         raise InputError(
-            f"a label map must be a 3D integer array, got {arr.ndim}D {arr.dtype}; "
-            "pass a segmentation, not an image"
+            f"a label map must be a 3D array of integer labels, got a {arr.ndim}D {arr.dtype} "
+            f"array that {problem or 'is not 3D'}; pass a segmentation, not an image"
         )
-    if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:
-        raise InputError("label maps hold non-negative integers; found negative values")
     if arr.dtype.kind == "b":
         arr = arr.astype(np.uint8)
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
 
-    top = int(arr.max())
-    unknown = [int(v) for v in np.unique(arr) if int(v) > 9] if top > 9 else []
     objects = ndimage.find_objects(arr, max_label=9)
     boxes: dict[int, Box] = {}
     counts: dict[int, int] = {}
@@ -173,6 +197,8 @@ def measure_knee(
         centroids[value] = affine[:3, :3] @ centre_ijk + affine[:3, 3]
         components[value] = component_count(mask, cfg.min_component_voxels)
 
+    reasons: dict[str, str] = {}
+    anatomy = _anatomy_flags(arr, boxes, centroids, counts, geometry_unknown, reasons)
     found = {plate: _plate_surfaces(plate, arr, affine, boxes, cfg) for plate in PLATES}
     frame = knee_frame(centroids, declared)
     plateau_up = _plateau_normal([found["medial_tibial"], found["lateral_tibial"]])
@@ -188,15 +214,100 @@ def measure_knee(
         if summary is not None:
             plates[plate] = summary
 
+    extrusion_grid = _extrusion_grid_problem(affine, frame, cfg)
     for name, (men_label, plate) in MENISCI.items():
         values[f"{name}_meniscus_volume_mm3"] = counts[men_label] * voxel_mm3
         _measure_meniscus(
             name, men_label, plate, arr, affine, boxes, frame, plates.get(plate), cfg, values
         )
+        if extrusion_grid is not None:
+            values[f"{name}_meniscus_extrusion_mm"] = NAN  # refused: see the flag's reason
 
-    flags = qc_flags(counts, components, values, declared, frame.side_from_anatomy, unknown, cfg)
+    side_from_anatomy = None if geometry_unknown else frame.side_from_anatomy
+    flags = qc_flags(counts, components, values, declared, side_from_anatomy, cfg)
+    flags.update(anatomy)
+    flags["qc_geometry_unknown"] = geometry_unknown
+    if geometry_unknown:
+        reasons["qc_geometry_unknown"] = (
+            "the file states no voxel size or orientation; sizes and the side are guesses"
+        )
+    flags["qc_extrusion_grid_too_coarse"] = extrusion_grid is not None
+    if extrusion_grid is not None:
+        reasons["qc_extrusion_grid_too_coarse"] = extrusion_grid
     log.debug("measured knee: side=%s, %d values", frame.side, len(values))
-    return KneeMeasurements(values, flags, frame.side, frame.side_from_anatomy, maps)
+    return KneeMeasurements(values, flags, frame.side, side_from_anatomy, maps, reasons)
+
+
+def _geometry_unknown(volume: Volume) -> bool:
+    """True when the reader says the file states no trustworthy voxel size/orientation."""
+    return bool(volume.metadata.get("geometry_unknown", False))
+
+
+def voxel_extent_mm(affine: Affine, direction: F64) -> float:
+    """Extent (mm) of one voxel along a world unit ``direction``: the sum over the voxel's
+    edge vectors of their length along it (the spacing itself for an axis-aligned grid)."""
+    return float(np.abs(direction @ affine[:3, :3]).sum())
+
+
+def _extrusion_grid_problem(affine: Affine, frame: KneeFrame, cfg: MeasureConfig) -> str | None:
+    """Why meniscal extrusion cannot be measured on this grid, or None when it can.
+
+    Limits (``cfg.extrusion_max_spacing_mm`` along the knee's medial-lateral axis,
+    ``cfg.extrusion_max_inplane_mm`` along its superior and anterior axes) come from
+    benchmarks/extrusion_grids.py; see docs/biomarkers.md.
+    """
+    across = voxel_extent_mm(affine, frame.medial)
+    inplane = max(voxel_extent_mm(affine, frame.superior), voxel_extent_mm(affine, frame.anterior))
+    if across <= cfg.extrusion_max_spacing_mm and inplane <= cfg.extrusion_max_inplane_mm:
+        return None
+    return (
+        f"voxels of {across:.2f} mm medial-lateral x {inplane:.2f} mm in the sagittal plane; "
+        f"extrusion needs at most {cfg.extrusion_max_spacing_mm:g} x "
+        f"{cfg.extrusion_max_inplane_mm:g} mm"
+    )
+
+
+_BONES = (1, 3, 6)  # femur, tibia, patella
+
+
+def _anatomy_flags(
+    arr: npt.NDArray[Any],
+    boxes: dict[int, Box],
+    centroids: dict[int, F64],
+    counts: dict[int, int],
+    geometry_unknown: bool,
+    reasons: dict[str, str],
+) -> dict[str, bool | int]:
+    """Flags of anatomy that cannot be right: a cartilage plate that does not lie on its own
+    bone (most of its faces that touch bone touch another bone, e.g. femur and tibia labels
+    swapped), and the femur not above the tibia along the patient's superior axis (world S;
+    only checked when the file states its orientation)."""
+    flags: dict[str, bool | int] = {}
+    for plate, (cart_label, bone_label) in CARTILAGE_PLATES.items():
+        off = False
+        if counts[cart_label] > 0:
+            contacts = cartilage_contacts(arr, boxes[cart_label], cart_label, _BONES)
+            total = sum(contacts.values())
+            off = contacts[bone_label] * 2 <= total
+            if off:
+                named = ", ".join(f"{KNEE_LABELS.labels[b]} {n}" for b, n in contacts.items() if n)
+                reasons[f"qc_cartilage_off_bone_{plate}"] = (
+                    f"{KNEE_LABELS.labels[cart_label]} touches "
+                    f"{KNEE_LABELS.labels[bone_label]} on {contacts[bone_label]} of "
+                    f"{total} bone voxel faces ({named or 'no bone'})"
+                )
+        flags[f"qc_cartilage_off_bone_{plate}"] = off
+    below = False
+    if not geometry_unknown and 1 in centroids and 3 in centroids:
+        rise = float(centroids[1][2] - centroids[3][2])
+        below = rise <= 0.0
+        if below:
+            reasons["qc_femur_below_tibia"] = (
+                f"the femur's centre lies {-rise:.1f} mm below the tibia's along the patient's "
+                "superior axis: labels swapped or a wrong orientation in the header"
+            )
+    flags["qc_femur_below_tibia"] = below
+    return flags
 
 
 _STATS = ("mean", "median", "p5", "p95", "max")

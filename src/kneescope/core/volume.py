@@ -23,8 +23,12 @@ from kneescope.core.geometry import (
     spacing_from_affine,
     validate_affine,
 )
+from kneescope.core.labels import KNEE_LABELS, OAI_ZIB_LABELS
 from kneescope.errors import GeometryError, InputError
 from kneescope.types import Affine
+
+MAX_LABEL_VALUE = max(max(KNEE_LABELS.labels), max(OAI_ZIB_LABELS.labels))
+"""Largest label value of the schemes kneescope knows (9: kneescope's own)."""
 
 MAX_VOXELS = 2_000_000_000
 """Largest voxel count kneescope accepts for one volume (refused before any allocation)."""
@@ -83,8 +87,8 @@ class Volume:
 
     @property
     def is_label(self) -> bool:
-        """True for integer or boolean arrays (treated as label maps)."""
-        return self.array.dtype.kind in "biu"
+        """True for a label map of a scheme kneescope knows (see :func:`label_map_problem`)."""
+        return label_map_problem(self.array) is None
 
     @property
     def voxel_volume_mm3(self) -> float:
@@ -115,6 +119,31 @@ class Volume:
             f"Volume(shape={self.shape}, dtype={self.array.dtype}, spacing_mm={spacing}, "
             f"orientation={self.orientation})"
         )
+
+
+def label_map_problem(array: npt.NDArray[Any]) -> str | None:
+    """Why ``array`` is not a label map of a scheme kneescope knows, or None when it is one.
+
+    A label map is boolean, or integer with every value a label of
+    :data:`~kneescope.core.labels.KNEE_LABELS` or
+    :data:`~kneescope.core.labels.OAI_ZIB_LABELS` (0 = background up to
+    :data:`MAX_LABEL_VALUE`), so at most ``MAX_LABEL_VALUE + 1`` distinct values. An MR image
+    stored as integers fails this: its intensities reach far beyond the label values.
+    """
+    kind = array.dtype.kind
+    if kind == "b":
+        return None
+    if kind not in "iu":
+        return f"holds {array.dtype} values, not integer labels"
+    if array.size == 0:
+        return None
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high > MAX_LABEL_VALUE:
+        return (
+            f"holds values {low}..{high}; a label map holds only the labels "
+            f"0..{MAX_LABEL_VALUE} ({KNEE_LABELS.name} or {OAI_ZIB_LABELS.name} scheme)"
+        )
+    return None
 
 
 def check_voxel_count(shape: tuple[int, ...], *, what: str) -> None:
