@@ -9,7 +9,12 @@ Layout (created on demand)::
     WS/exports/           files written for viewers
 
 The workspace folder is ``--workspace/-w``, else ``$KNEESCOPE_WORKSPACE``, else the
-current directory.
+current directory. It stays the workspace root also when ``--catalog URL`` names a database
+elsewhere (e.g. PostgreSQL).
+
+Paths in the catalog of files inside the workspace are stored relative to its root
+(:func:`to_stored`), so a workspace copied or moved elsewhere keeps working; paths outside it
+stay absolute. Readers turn a stored path back into a real one with :func:`from_stored`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,43 @@ from kneescope.errors import InputError, ModelError
 
 WORKSPACE_ENV = "KNEESCOPE_WORKSPACE"
 CATALOG_ENV = "KNEESCOPE_CATALOG"
+
+
+def _lexical(path: Path) -> Path:
+    """``path`` made absolute and normalised (``..`` folded) without following symlinks."""
+    return Path(os.path.normpath(path.expanduser().absolute()))
+
+
+def to_stored(path: Path, root: Path | None) -> str:
+    """How the catalog stores ``path``: relative to the workspace ``root`` (POSIX ``/``) when
+    the path lies inside it, else absolute; always absolute when ``root`` is None."""
+    full = _lexical(path)
+    if root is not None:
+        try:
+            rel = full.relative_to(_lexical(root))
+        except ValueError:
+            pass
+        else:
+            return rel.as_posix() if rel.parts else "."
+    return str(full)
+
+
+def from_stored(stored: str, root: Path | None) -> Path:
+    """The real path of a stored catalog path: absolute ones as they are, relative ones
+    resolved against the workspace ``root``.
+
+    Raises:
+        InputError: a relative path but no workspace root to resolve it against.
+    """
+    path = Path(stored)
+    if path.is_absolute():
+        return path
+    if root is None:
+        raise InputError(
+            f"catalog path {stored!r} is relative to its workspace, but no workspace was given; "
+            "open the catalog with -w WORKSPACE"
+        )
+    return _lexical(root / path)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,13 @@ resumes where it stopped. A series that fails to convert is reported and the run
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -27,7 +31,7 @@ from sqlalchemy import select
 from kneescope import __version__
 from kneescope.catalog.database import Catalog
 from kneescope.catalog.schema import STATUS_OK, Knee, Series, StoreEntry, Subject, Visit, utc_now
-from kneescope.errors import InputError, KneescopeError
+from kneescope.errors import InputError, KneescopeError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ _RECORD_EVERY_S = 2.0
 
 @dataclass(frozen=True)
 class ConvertTask:
-    """One series to convert (plain values, picklable)."""
+    """One series to convert (plain values, picklable); ``path`` is the real absolute path."""
 
     series_id: int
     path: str
@@ -147,8 +151,9 @@ def plan_conversion(catalog: Catalog, store_root: Path, *, force: bool = False) 
             ):
                 skipped += 1
                 continue
+            source = str(catalog.resolve(series.path))
             attrs = {
-                "source_path": series.path,
+                "source_path": source,
                 "series_id": series.id,
                 "series_uid": series.series_uid,
                 "subject": subject,
@@ -162,7 +167,7 @@ def plan_conversion(catalog: Catalog, store_root: Path, *, force: bool = False) 
                 "kneescope_version": __version__,
                 "converted_at": utc_now().isoformat(),
             }
-            tasks.append(ConvertTask(series.id, series.path, series.kind, key, attrs))
+            tasks.append(ConvertTask(series.id, source, series.kind, key, attrs))
     return tasks, skipped
 
 
@@ -203,19 +208,61 @@ def convert_one(task: ConvertTask, store_root: str) -> ConvertOutcome:
     )
 
 
+def check_store_writable(store_root: Path) -> None:
+    """Create the store folder if needed, prove that a file can be written in it, and remove
+    temporaries that killed writers left there (:func:`~kneescope.io.atomic.remove_stale_temps`).
+
+    Raises:
+        StoreError: the folder cannot be created or written, with the system's reason.
+    """
+    from kneescope.io.atomic import remove_stale_temps
+
+    probe = store_root / f".write-probe-{os.getpid()}"
+    try:
+        store_root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        cause = exc.strerror or type(exc).__name__
+        raise StoreError(
+            f"cannot write the store {store_root} ({cause}); nothing was converted: check that "
+            "the disk is mounted writable, has free space and that the path is a folder"
+        ) from None
+    removed = remove_stale_temps(store_root)
+    if removed:
+        log.info("removed %d stale temporaries from %s", removed, store_root)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while worker processes are started, so that they inherit "ignored" (a
+    spawned Python keeps it) and a Ctrl-C reaches only the parent, which stops the pool and
+    reports once, instead of every worker printing a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _outcomes(tasks: list[ConvertTask], store_root: Path, jobs: int) -> Iterator[ConvertOutcome]:
     if jobs <= 1 or len(tasks) <= 1:
         for task in tasks:
             yield convert_one(task, str(store_root))
         return
     context = multiprocessing.get_context("spawn")  # no forked locks from threads or the DB
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context)
+    try:
         pending: set[Future[ConvertOutcome]] = set()
         queue = iter(tasks)
-        for task in queue:
-            pending.add(pool.submit(convert_one, task, str(store_root)))
-            if len(pending) >= 2 * jobs:
-                break
+        with _sigint_ignored():  # the workers spawned now ignore Ctrl-C: the parent handles it
+            for task in queue:
+                pending.add(pool.submit(convert_one, task, str(store_root)))
+                if len(pending) >= 2 * jobs:
+                    break
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -223,6 +270,11 @@ def _outcomes(tasks: list[ConvertTask], store_root: Path, jobs: int) -> Iterator
                 nxt = next(queue, None)
                 if nxt is not None:
                     pending.add(pool.submit(convert_one, nxt, str(store_root)))
+    except BaseException:
+        # Ctrl-C or an error: start nothing more, do not wait for queued series
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def convert_catalog(
@@ -235,13 +287,17 @@ def convert_catalog(
 ) -> ConvertReport:
     """Convert every ok series not yet in the store; record store entries in the catalog.
 
+    Temporaries left in the store by a killed earlier run are removed first.
+
     Raises:
         InputError: ``jobs`` < 1.
+        StoreError: the store folder cannot be created or written (nothing is converted).
     """
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {jobs}")
     start = time.perf_counter()
     store_root = store_root.absolute()
+    check_store_writable(store_root)
     tasks, skipped = plan_conversion(catalog, store_root, force=force)
     report = ConvertReport(store=str(store_root), jobs=jobs, skipped=skipped)
     paths = {t.series_id: t.path for t in tasks}

@@ -19,9 +19,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from kneescope.catalog.schema import SCHEMA_VERSION, Base, CatalogMeta
+from kneescope.catalog.schema import SCHEMA_VERSION, UPGRADABLE_VERSIONS, Base, CatalogMeta
 from kneescope.errors import CatalogError, InputError, NotFoundError
-from kneescope.workspace import Workspace
+from kneescope.workspace import Workspace, from_stored, to_stored
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,29 @@ class Catalog:
 
     Use :meth:`open`; then :meth:`session` for a unit of work (commits on success, rolls back
     on error). Query helpers live in :mod:`kneescope.catalog.queries`.
+
+    ``root`` is the workspace folder: paths of files inside it are stored relative to it
+    (:meth:`stored`) and resolved against it when read (:meth:`resolve`), so a copied or moved
+    workspace keeps its catalog. None (a database opened without a workspace, other than a
+    SQLite file) stores absolute paths.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, root: Path | None = None) -> None:
         self.engine = engine
+        self.root = root
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def stored(self, path: Path) -> str:
+        """``path`` as the catalog stores it (workspace-relative when inside the workspace)."""
+        return to_stored(path, self.root)
+
+    def resolve(self, stored: str) -> Path:
+        """The real path of a stored path (relative ones resolved against the workspace).
+
+        Raises:
+            InputError: a relative path in a catalog opened without a workspace root.
+        """
+        return from_stored(stored, self.root)
 
     @property
     def url(self) -> str:
@@ -89,8 +107,11 @@ class Catalog:
         return self.engine.dialect.name == "sqlite"
 
     @classmethod
-    def open(cls, url: str, *, create: bool = True) -> Catalog:
+    def open(cls, url: str, *, create: bool = True, root: Path | None = None) -> Catalog:
         """Open the catalog at ``url``, creating the schema when ``create`` (idempotent).
+
+        ``root`` is the workspace folder that stored paths are relative to; for a SQLite file
+        it defaults to the file's folder (``WORKSPACE/catalog.sqlite``), otherwise to None.
 
         Raises:
             InputError: the URL is malformed (the message hides its password).
@@ -108,6 +129,8 @@ class Catalog:
             ) from None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             parent = Path(str(parsed.database)).expanduser().absolute().parent
+            if root is None:
+                root = parent
             if not parent.is_dir():
                 raise CatalogError(
                     f"catalog folder {parent} does not exist; create the workspace first"
@@ -126,7 +149,7 @@ class Catalog:
             ) from None
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
-        catalog = cls(engine)
+        catalog = cls(engine, root.absolute() if root is not None else None)
         try:
             if create:
                 catalog._create_schema()
@@ -155,7 +178,7 @@ class Catalog:
                 f"no catalog in workspace {ws.root}; run `kneescope ingest SOURCE -w {ws.root}` "
                 "first (or give --catalog URL)"
             )
-        return cls.open(ws.catalog_url, create=True)
+        return cls.open(ws.catalog_url, create=True, root=ws.root)
 
     def _refuse_foreign(self) -> None:
         """Raise unless the database is empty or holds a kneescope catalog.
@@ -201,6 +224,8 @@ class Catalog:
             row = session.get(CatalogMeta, "schema_version")
             if row is None:
                 session.add(CatalogMeta(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif row.value in UPGRADABLE_VERSIONS:
+                row.value = str(SCHEMA_VERSION)  # same tables; paths may now be relative
             elif row.value != str(SCHEMA_VERSION):
                 raise CatalogError(
                     f"catalog {self.url} has schema version {row.value}, this kneescope "
@@ -213,7 +238,7 @@ class Catalog:
             value = session.scalar(
                 select(CatalogMeta.value).where(CatalogMeta.key == "schema_version")
             )
-        if value != str(SCHEMA_VERSION):
+        if value != str(SCHEMA_VERSION) and value not in UPGRADABLE_VERSIONS:
             raise CatalogError(
                 f"catalog {self.url} has schema version {value}, expected {SCHEMA_VERSION}"
             )

@@ -15,6 +15,7 @@ grid (shape and affine within 1e-3 mm).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kneescope.catalog.fingerprint import files_fingerprint
+from kneescope.catalog.identity import moved_from
 from kneescope.catalog.schema import LabelMap, Series
 from kneescope.catalog.volumes import read_image_file
 from kneescope.errors import InputError, KneescopeError
+from kneescope.workspace import from_stored, to_stored
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +89,20 @@ def find_label(
     return None
 
 
-def recorded_labels(session: Session) -> dict[str, tuple[int, str]]:
-    """Every recorded label map: absolute path -> (series id, files checksum)."""
-    return {
-        path: (series_id, checksum)
-        for path, series_id, checksum in session.execute(
-            select(LabelMap.path, LabelMap.series_id, LabelMap.files_checksum)
-        )
-    }
+def recorded_labels(session: Session, root: Path | None) -> dict[str, tuple[int, str]]:
+    """Every recorded label map: real absolute path -> (series id, files checksum).
+
+    ``root`` is the workspace that relative label paths are resolved against.
+    """
+    out: dict[str, tuple[int, str]] = {}
+    for path, series_id, checksum in session.execute(
+        select(LabelMap.path, LabelMap.series_id, LabelMap.files_checksum)
+    ):
+        try:
+            out[str(from_stored(path, root))] = (series_id, checksum)
+        except InputError:
+            continue
+    return out
 
 
 def check_label_grid(label_path: Path, series: Series) -> None:
@@ -121,15 +130,30 @@ def check_label_grid(label_path: Path, series: Series) -> None:
         )
 
 
-def attach_label(session: Session, series: Series, label_path: Path, scheme: str) -> bool:
+def attach_label(
+    session: Session, series: Series, label_path: Path, scheme: str, *, root: Path | None
+) -> bool:
     """Record ``label_path`` as a label map of ``series``; False when already recorded as is.
+
+    The path is stored relative to the workspace ``root`` when inside it (an old absolute
+    entry of the same file is rewritten). A label map of ``series`` with the same fingerprint
+    (name, size, mtime) whose file is gone - a moved workspace or tree - is moved to the new
+    path instead of recording the same label map twice.
 
     Raises:
         InputError: the label map does not fit the series (see :func:`check_label_grid`).
     """
-    label_path = label_path.absolute()
+    label_path = Path(os.path.normpath(label_path.absolute()))
     fingerprint = files_fingerprint(label_path)
-    row = session.scalar(select(LabelMap).where(LabelMap.path == str(label_path)))
+    stored = to_stored(label_path, root)
+    row = session.scalar(
+        select(LabelMap).where(LabelMap.path.in_({stored, str(label_path)})).order_by(LabelMap.id)
+    )
+    if row is None:
+        row = _moved_label(session, series.id, fingerprint, label_path, root)
+    if row is not None and row.path != stored:
+        row.path = stored
+        session.flush()
     if row is not None and row.series_id == series.id and row.files_checksum == fingerprint:
         return False
     try:
@@ -142,7 +166,7 @@ def attach_label(session: Session, series: Series, label_path: Path, scheme: str
         session.add(
             LabelMap(
                 series_id=series.id,
-                path=str(label_path),
+                path=stored,
                 scheme=scheme,
                 files_checksum=fingerprint,
             )
@@ -154,3 +178,25 @@ def attach_label(session: Session, series: Series, label_path: Path, scheme: str
     session.flush()
     log.debug("label map %s -> series %s", label_path, series.id)
     return True
+
+
+def _moved_label(
+    session: Session, series_id: int, fingerprint: str, label_path: Path, root: Path | None
+) -> LabelMap | None:
+    """A label map of the series that moved to ``label_path`` (see
+    :func:`~kneescope.catalog.identity.moved_from`): one with the same fingerprint, else one
+    with the same file name (its file was touched on the way)."""
+    moved = [
+        row
+        for row in session.scalars(
+            select(LabelMap).where(LabelMap.series_id == series_id).order_by(LabelMap.id)
+        )
+        if moved_from(row.path, label_path, root)
+    ]
+    for row in moved:
+        if row.files_checksum == fingerprint:
+            return row
+    for row in moved:
+        if Path(row.path).name == label_path.name:
+            return row
+    return None

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from kneescope.catalog.database import Catalog
 from kneescope.catalog.fingerprint import files_fingerprint, header_fingerprint
+from kneescope.catalog.identity import MovedSeries, relativize_paths
 from kneescope.catalog.labels import LABELS_FOLDER, attach_label, find_label, index_label_folder
 from kneescope.catalog.naming import kind_of, normalize_visit, side_from_text
 from kneescope.catalog.report import IngestReport
@@ -209,10 +210,16 @@ def import_manifest(catalog: Catalog, source: Path) -> IngestReport:
     rows = parse_manifest(read_table(manifest))
     report = IngestReport(kind="manifest", source=str(manifest))
     conventional = index_label_folder(manifest.parent / LABELS_FOLDER)
+    keys = {row.path: catalog.stored(row.path) for row in rows}
     with catalog.session() as session:
+        relativize_paths(session, catalog.root)
         writer = RowWriter(session, cohort=None)
+        moved = MovedSeries(session, catalog.root, set(keys.values()))
         for row in rows:
-            _ingest_row(session, writer, row, manifest.parent, conventional, report)
+            _ingest_row(
+                session, writer, row, keys[row.path], catalog.root, moved, manifest.parent,
+                conventional, report,
+            )  # fmt: skip
     report.seconds = time.perf_counter() - start
     return report
 
@@ -221,19 +228,33 @@ def _ingest_row(
     session: Session,
     writer: RowWriter,
     row: ManifestRow,
+    key: str,
+    workspace: Path | None,
+    moved: MovedSeries,
     root: Path,
     conventional: dict[str, Path],
     report: IngestReport,
 ) -> None:
+    """Ingest one manifest row; ``key`` is its stored path, ``workspace`` the catalog's root."""
     reason = row.problem
     try:
         fingerprint = files_fingerprint(row.path)
     except InputError as exc:
         fingerprint = "unreadable"
         reason = reason or _one_line(exc)
-    existing = session.scalar(select(Series).where(Series.path == str(row.path)))
+    existing = session.scalar(select(Series).where(Series.path == key))
+    was_moved = False
+    if existing is None and reason is None:
+        moved_id = moved.match(row.path, fingerprint=fingerprint)
+        existing = session.get(Series, moved_id) if moved_id is not None else None
+        if existing is not None:
+            log.info("moved %s -> %s (series %s)", existing.path, key, existing.id)
+            existing.path = key
+            session.flush()
+            report.moved += 1
+            was_moved = True
     if existing is not None and existing.files_checksum == fingerprint and reason is None:
-        report.unchanged += 1
+        report.unchanged += 0 if was_moved else 1
         series = existing
     else:
         values: dict[str, Any] = {}
@@ -257,8 +278,12 @@ def _ingest_row(
         values.pop("sequence", None)
         values.pop("modality", None)
         values.pop("kind", None)
+        row_id = None
+        if existing is None and values.get("series_uid"):
+            row_id = moved.match(row.path, uid=str(values["series_uid"]))
         series = writer.upsert_series(
-            str(row.path),
+            key,
+            row_id=row_id,
             source="manifest",
             subject_id=subject.id,
             visit_id=visit.id if visit else None,
@@ -269,7 +294,9 @@ def _ingest_row(
             files_checksum=fingerprint,
             **values,
         )
-        if existing is None:
+        if row_id is not None:
+            report.moved += 1
+        elif existing is None:
             report.added += 1
         else:
             report.updated += 1
@@ -277,11 +304,11 @@ def _ingest_row(
         return
     label_path = row.label_path
     if label_path is None:
-        label_path = find_label(series.path, series.series_uid, root, conventional)
+        label_path = find_label(str(row.path), series.series_uid, root, conventional)
     if label_path is None:
         return
     try:
-        if attach_label(session, series, label_path, scheme="kneescope"):
+        if attach_label(session, series, label_path, scheme="kneescope", root=workspace):
             report.labels += 1
     except KneescopeError as exc:
         report.failures.append((str(label_path), _one_line(exc)))

@@ -7,7 +7,9 @@ folders give the visit (:data:`~kneescope.core.oai_layout.RELEASE_TO_VISIT`), ea
 folder with one file is a radiograph.
 
 A re-run skips every series whose files (names, sizes, mtimes) are unchanged, so an
-unchanged tree costs one ``stat`` per file. A series that cannot be read is recorded as
+unchanged tree costs one ``stat`` per file. Series are keyed by their workspace-relative path
+(see :mod:`kneescope.catalog.identity`), so a moved workspace re-ingests nothing, and a series
+moved elsewhere keeps its id. A series that cannot be read is recorded as
 failed with a one-line reason and the import carries on.
 """
 
@@ -21,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from kneescope.catalog.database import Catalog
 from kneescope.catalog.fingerprint import files_fingerprint
+from kneescope.catalog.identity import MovedSeries, relativize_paths
 from kneescope.catalog.labels import (
     LABELS_FOLDER,
     attach_label,
@@ -179,7 +182,7 @@ def import_oai_tree(
         InputError: ``root`` is not an OAI-style tree (see :func:`release_folders`).
     """
     start = time.perf_counter()
-    root = root.absolute()
+    root = Path(os.path.normpath(root.absolute()))
     report = IngestReport(kind="oai", source=str(root))
     folders, ignored = discover_series(root)
     report.ignored = len(ignored)
@@ -187,33 +190,42 @@ def import_oai_tree(
         log.info("ignored %s: not part of the OAI layout", path)
     tree_root = root.parent if visit_from_release(root.name) else root  # labels/ lives here
     labels = index_label_folder(tree_root / LABELS_FOLDER)
+    keys = {folder.path: catalog.stored(folder.path) for folder in folders}
     with catalog.session() as session:
+        relativize_paths(session, catalog.root)
         known: dict[str, tuple[int, str, str, str | None]] = {
             path: (series_id, checksum, status, uid)
             for path, series_id, checksum, status, uid in session.execute(
                 select(
                     Series.path, Series.id, Series.files_checksum, Series.status, Series.series_uid
-                ).where(Series.path.startswith(str(root), autoescape=True))
+                ).where(_below(catalog.stored(root)))
             )
         }
-        recorded = recorded_labels(session) if labels else {}
+        recorded = recorded_labels(session, catalog.root) if labels else {}
     contents: dict[str, dict[tuple[str, str, str], ContentsRow]] = {}
     todo: list[_Pending] = []
     with catalog.session() as session:
+        moved = MovedSeries(session, catalog.root, set(keys.values()))
         for folder in folders:
             try:
                 fingerprint = files_fingerprint(folder.path)
                 reason: str | None = None
             except InputError as exc:
                 fingerprint, reason = "unreadable", one_line(exc)
-            old = known.get(str(folder.path))
+            key = keys[folder.path]
+            old = known.get(key)
+            if old is None and reason is None:
+                old = _adopt_moved(session, moved, folder.path, key, fingerprint, known)
+                if old is not None:
+                    report.moved += 1
+            elif old is not None and old[1] == fingerprint:
+                report.unchanged += 1
             if old is None or old[1] != fingerprint:
                 if folder.release not in contents:
                     contents[folder.release] = read_contents(folder.path.parents[2], report)
                 hint = contents[folder.release].get(folder.key)
                 todo.append(_Pending(folder, hint, fingerprint, reason, old is not None))
                 continue
-            report.unchanged += 1
             series_id, _, status, uid = old
             label = find_label(str(folder.path), uid, tree_root, labels) if labels else None
             if (
@@ -223,49 +235,90 @@ def import_oai_tree(
             ):
                 row = session.get(Series, series_id)
                 if row is not None:
-                    _attach(session, row, label, report)
-    _mark_missing(catalog, known, {str(f.path) for f in folders}, root, report)
+                    _attach(session, row, label, catalog.root, report)
     if progress:
-        progress(report.unchanged, len(folders))
+        progress(report.unchanged + report.moved, len(folders))
     readable = [(p.folder.path, p.hint) for p in todo if p.reason is None]
     scans = scan_many(readable, jobs)
+    skipped = report.unchanged + report.moved
     with catalog.session() as session:
         writer = RowWriter(session, cohort="oai")
+        moved = MovedSeries(session, catalog.root, set(keys.values()))
         for done, pending in enumerate(todo, start=1):
             values, reason = (None, pending.reason) if pending.reason else next(scans)
-            row = _write_series(writer, pending, values, reason, report)
+            row_id = None
+            if not pending.existed and values is not None and values.get("series_uid"):
+                row_id = moved.match(pending.folder.path, uid=str(values["series_uid"]))
+                adopted = session.get(Series, row_id) if row_id is not None else None
+                if adopted is not None:
+                    known.pop(adopted.path, None)  # moved, not missing
+            row = _write_series(
+                writer, keys[pending.folder.path], pending, values, reason, report, row_id
+            )
             if pending.existed:
                 report.updated += 1
+            elif row_id is not None:
+                report.moved += 1
             else:
                 report.added += 1
             if row.status == STATUS_OK and labels:
-                label = find_label(row.path, row.series_uid, tree_root, labels)
+                label = find_label(str(pending.folder.path), row.series_uid, tree_root, labels)
                 if label is not None:
-                    _attach(session, row, label, report)
+                    _attach(session, row, label, catalog.root, report)
             if done % _COMMIT_EVERY == 0:
                 session.commit()
             if progress:
-                progress(report.unchanged + done, len(folders))
+                progress(skipped + done, len(folders))
+    _mark_missing(catalog, known, set(keys.values()), report)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _below(stored_root: str) -> ColumnElement[bool]:
+    """SQL condition: a stored series path lies strictly below the stored path ``stored_root``
+    (``.``: the workspace root itself, i.e. any relative path)."""
+    if stored_root == ".":
+        return ~Series.path.startswith("/")
+    return Series.path.startswith(stored_root.rstrip("/") + "/", autoescape=True)
+
+
+def _adopt_moved(
+    session: Session,
+    moved: MovedSeries,
+    path: Path,
+    key: str,
+    fingerprint: str,
+    known: dict[str, tuple[int, str, str, str | None]],
+) -> tuple[int, str, str, str | None] | None:
+    """The catalog entry of a known series whose files (same fingerprint) moved to ``path``,
+    now recorded at ``key``; None when ``path`` holds a series new to the catalog."""
+    row_id = moved.match(path, fingerprint=fingerprint)
+    row = session.get(Series, row_id) if row_id is not None else None
+    if row is None:
+        return None
+    known.pop(row.path, None)  # its old path is not missing: it moved
+    log.info("moved %s -> %s (series %s)", row.path, key, row.id)
+    row.path = key
+    session.flush()
+    entry = (row.id, row.files_checksum, row.status, row.series_uid)
+    known[key] = entry
+    return entry
 
 
 def _mark_missing(
     catalog: Catalog,
     known: dict[str, tuple[int, str, str, str | None]],
     found: set[str],
-    root: Path,
     report: IngestReport,
 ) -> None:
-    """Mark ok series below ``root`` whose folder no longer exists as failed."""
-    prefix = str(root).rstrip("/") + "/"
+    """Mark ok series below the ingested root whose folder no longer exists as failed.
+
+    ``known`` holds the stored paths below the root, ``found`` those seen by this ingest.
+    """
     gone = [
         (path, entry[0])
         for path, entry in known.items()
-        if path.startswith(prefix)
-        and path not in found
-        and entry[2] == STATUS_OK
-        and not Path(path).exists()
+        if path not in found and entry[2] == STATUS_OK and not _exists(catalog, path)
     ]
     if not gone:
         return
@@ -278,7 +331,19 @@ def _mark_missing(
             row.reason = "series folder no longer exists; restore it and re-run the ingest"
             row.files_checksum = "missing"
             report.missing += 1
-            report.failures.append((path, row.reason))
+            report.failures.append((str(_real(catalog, path)), row.reason))
+
+
+def _real(catalog: Catalog, stored: str) -> Path:
+    """The real path of a stored one (the stored text itself when it cannot be resolved)."""
+    try:
+        return catalog.resolve(stored)
+    except InputError:
+        return Path(stored)
+
+
+def _exists(catalog: Catalog, stored: str) -> bool:
+    return os.path.lexists(_real(catalog, stored))
 
 
 @dataclass(frozen=True)
@@ -294,7 +359,7 @@ class _Pending:
 
 def _label_recorded(label: Path, series_id: int, recorded: dict[str, tuple[int, str]]) -> bool:
     """True when ``label`` is recorded for ``series_id`` with its current fingerprint."""
-    entry = recorded.get(str(label.absolute()))
+    entry = recorded.get(os.path.normpath(label.absolute()))
     if entry is None or entry[0] != series_id:
         return False
     try:
@@ -305,10 +370,12 @@ def _label_recorded(label: Path, series_id: int, recorded: dict[str, tuple[int, 
 
 def _write_series(
     writer: RowWriter,
+    key: str,
     pending: _Pending,
     values: dict[str, Any] | None,
     reason: str | None,
     report: IngestReport,
+    row_id: int | None,
 ) -> Series:
     folder, hint = pending.folder, pending.hint
     if values is None:
@@ -331,7 +398,8 @@ def _write_series(
     visit = writer.visit(subject, folder.visit, folder.study_date)
     side = values.pop("side")
     return writer.upsert_series(
-        str(folder.path),
+        key,
+        row_id=row_id,
         source="oai",
         subject_id=subject.id,
         visit_id=visit.id,
@@ -341,9 +409,11 @@ def _write_series(
     )
 
 
-def _attach(session: Session, row: Series, label: Path, report: IngestReport) -> None:
+def _attach(
+    session: Session, row: Series, label: Path, root: Path | None, report: IngestReport
+) -> None:
     try:
-        if attach_label(session, row, label, scheme="kneescope"):
+        if attach_label(session, row, label, scheme="kneescope", root=root):
             report.labels += 1
     except KneescopeError as exc:
         report.failures.append((str(label), one_line(exc)))

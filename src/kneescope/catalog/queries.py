@@ -46,7 +46,11 @@ class SeriesFilter(BaseModel):
 
 @dataclass(frozen=True)
 class SeriesRecord:
-    """One catalog series as plain values (see :class:`~kneescope.catalog.schema.Series`)."""
+    """One catalog series as plain values (see :class:`~kneescope.catalog.schema.Series`).
+
+    ``path`` and ``label_paths`` are real absolute paths: workspace-relative ones are resolved
+    against the workspace of the catalog they were read from.
+    """
 
     id: int
     path: str
@@ -93,7 +97,7 @@ def _select_series() -> _SeriesSelect:
     )
 
 
-def _records(session: Session, stmt: _SeriesSelect) -> list[SeriesRecord]:
+def _records(catalog: Catalog, session: Session, stmt: _SeriesSelect) -> list[SeriesRecord]:
     rows = session.execute(stmt).all()
     ids = [row[0].id for row in rows]
     labels: dict[int, list[str]] = {}
@@ -103,13 +107,13 @@ def _records(session: Session, stmt: _SeriesSelect) -> list[SeriesRecord]:
             .where(LabelMap.series_id.in_(ids))
             .order_by(LabelMap.id)
         ):
-            labels.setdefault(series_id, []).append(path)
+            labels.setdefault(series_id, []).append(str(catalog.resolve(path)))
     out = []
     for series, subject, visit, side, store_key in rows:
         out.append(
             SeriesRecord(
                 id=series.id,
-                path=series.path,
+                path=str(catalog.resolve(series.path)),
                 source=series.source,
                 subject=subject,
                 visit=visit,
@@ -171,7 +175,7 @@ def list_series(catalog: Catalog, where: SeriesFilter | None = None) -> list[Ser
     if where.limit is not None:
         stmt = stmt.limit(where.limit)
     with catalog.session() as session:
-        return _records(session, stmt)
+        return _records(catalog, session, stmt)
 
 
 def get_series(catalog: Catalog, ref: str | int) -> SeriesRecord:
@@ -187,7 +191,7 @@ def get_series(catalog: Catalog, ref: str | int) -> SeriesRecord:
     else:
         stmt = stmt.where(Series.series_uid == text)
     with catalog.session() as session:
-        found = _records(session, stmt)
+        found = _records(catalog, session, stmt)
     if not found:
         raise NotFoundError(
             f"no series {text!r} in the catalog; list ids and UIDs with `kneescope catalog`"

@@ -16,6 +16,8 @@ class IngestReport:
         added: series new to the catalog.
         updated: series whose files changed since the last ingest (re-read).
         unchanged: series skipped because their files are unchanged.
+        moved: known series found at a new path (same files or SeriesInstanceUID; the
+            catalog entry and its id are kept, only the path changes).
         failed: series recorded as failed in this run (a subset of added + updated).
         ignored: folders or files that fit no expected layout (logged, not cataloged).
         missing: cataloged series whose folder has disappeared (now marked failed).
@@ -34,6 +36,7 @@ class IngestReport:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    moved: int = 0
     failed: int = 0
     ignored: int = 0
     missing: int = 0

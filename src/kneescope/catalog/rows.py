@@ -103,13 +103,19 @@ class RowWriter:
             self._knees[key] = row
         return row
 
-    def upsert_series(self, path: str, **values: Any) -> Series:
+    def upsert_series(self, path: str, *, row_id: int | None = None, **values: Any) -> Series:
         """Insert the series at ``path`` or overwrite every given column of the existing row.
 
+        ``path`` is the stored form (workspace-relative inside the workspace). ``row_id``
+        names the existing row of a series that moved to ``path`` (its id is kept).
         Columns not given are reset to their defaults, so a re-ingested series never keeps
         stale facts (e.g. a failure reason after it was fixed).
         """
-        row = self.session.scalar(select(Series).where(Series.path == path))
+        row = (
+            self.session.get(Series, row_id)
+            if row_id is not None
+            else self.session.scalar(select(Series).where(Series.path == path))
+        )
         defaults: dict[str, Any] = {
             "subject_id": None,
             "visit_id": None,
@@ -129,9 +135,9 @@ class RowWriter:
             "header_checksum": None,
             "reason": None,
         }
-        merged = {**defaults, **values, "ingested_at": utc_now()}
+        merged = {**defaults, **values, "path": path, "ingested_at": utc_now()}
         if row is None:
-            row = Series(path=path, **merged)
+            row = Series(**merged)
             self.session.add(row)
         else:
             for key, value in merged.items():

@@ -30,8 +30,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
-"""Bumped whenever a table or column changes meaning."""
+SCHEMA_VERSION = 2
+"""Bumped whenever a table or column changes meaning (2: paths relative to the workspace)."""
+
+UPGRADABLE_VERSIONS = ("1",)
+"""Versions that open as they are and are marked current on the next write: version 1 holds
+only absolute paths, which version 2 still reads."""
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -115,7 +119,9 @@ class Series(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(Text, unique=True, index=True)
-    """Absolute path of the series folder (DICOM) or file (radiograph, NIfTI, MHA)."""
+    """Path of the series folder (DICOM) or file (radiograph, NIfTI, MHA): relative to the
+    workspace root (POSIX ``/``) when inside it, else absolute; see
+    :func:`kneescope.workspace.to_stored`. Read it through ``Catalog.resolve``."""
     source: Mapped[str] = mapped_column(String(16))
     """Importer that wrote the row: ``oai`` or ``manifest``."""
     subject_id: Mapped[int | None] = mapped_column(
@@ -165,6 +171,7 @@ class LabelMap(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
     path: Mapped[str] = mapped_column(Text, unique=True)
+    """Workspace-relative when inside the workspace, else absolute (as ``Series.path``)."""
     scheme: Mapped[str] = mapped_column(String(32), default="kneescope")
     files_checksum: Mapped[str] = mapped_column(String(64))
     ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

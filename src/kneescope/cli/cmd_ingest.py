@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -30,8 +30,13 @@ def ingest(
         ),
     ],
     kind: Annotated[
-        str,
-        typer.Option("--kind", help="What SOURCE is: auto, oai, manifest or clinical."),
+        Literal["auto", "oai", "manifest", "clinical"],
+        typer.Option(
+            "--kind",
+            help="What SOURCE is: an OAI-style tree (oai), a manifest CSV or folder with "
+            "manifest.csv (manifest), a clinical table (clinical), or auto to tell from SOURCE.",
+            case_sensitive=False,
+        ),
     ] = "auto",
     jobs: Annotated[
         int,
@@ -95,7 +100,9 @@ def render_report(console: Any, report: Any) -> None:
         return
     console.print(
         f"ingested {report.source} ({report.kind}): {report.added} added, "
-        f"{report.updated} updated, {report.unchanged} unchanged, {report.failed} failed, "
+        f"{report.updated} updated, {report.unchanged} unchanged, "
+        + (f"{report.moved} moved, " if report.moved else "")
+        + f"{report.failed} failed, "
         f"{report.labels} label maps, {report.ignored} ignored, {report.missing} missing "
         f"({report.seconds:.2f} s)",
         markup=False,
