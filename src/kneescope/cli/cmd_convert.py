@@ -50,6 +50,15 @@ def convert(
     finally:
         cat.close()
     emit(report.to_json(), as_json, lambda console: render_convert(console, report))
+    if report.failed:
+        from kneescope.errors import KneescopeError
+
+        path, reason = report.failures[0]
+        raise KneescopeError(
+            f"{report.failed} of {report.failed + report.converted} series failed to convert, "
+            f"the first {path}: {reason}; fix it and rerun `kneescope convert` (what was "
+            "converted is kept)"
+        )
 
 
 def render_convert(console: Any, r: Any) -> None:

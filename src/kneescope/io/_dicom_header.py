@@ -14,6 +14,7 @@ from pydicom.errors import InvalidDicomError
 
 from kneescope.core.volume import check_voxel_count
 from kneescope.errors import DicomError, InputError
+from kneescope.io.guards import check_image_bytes, require_regular_file
 
 DICOM_MAGIC = b"DICM"
 """Bytes 128..131 of a DICOM Part 10 file."""
@@ -41,6 +42,7 @@ def read_header(path: Path) -> tuple[Dataset, int]:
         InputError: the file cannot be opened (permissions).
         DicomError: not a DICOM file, unreadable, truncated, absurd size, or not an image.
     """
+    require_regular_file(path, what="DICOM file")
     try:
         with open(path, "rb") as fh:
             fh.seek(128)
@@ -66,15 +68,67 @@ def read_header(path: Path) -> tuple[Dataset, int]:
             f"{path}: DICOM header lacks {', '.join(missing)}; the file is truncated or is not "
             "an image"
         )
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    rows, cols = int_tag(ds, "Rows", path), int_tag(ds, "Columns", path)
+    frames = int_tag(ds, "NumberOfFrames", path, default=1)
+    bits = int_tag(ds, "BitsAllocated", path)
+    int_tag(ds, "PixelRepresentation", path)
+    samples = int_tag(ds, "SamplesPerPixel", path, default=1)
+    rescale_of(ds, path)
+    if bits not in (1, 8, 16, 32, 64):
+        raise DicomError(f"{path}: BitsAllocated {bits} is not 1, 8, 16, 32 or 64; corrupt header")
+    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     try:
-        check_voxel_count((int(ds.Rows), int(ds.Columns), frames), what=str(path))
+        check_voxel_count((rows, cols, frames), what=str(path))
+        check_image_bytes(
+            (rows, cols, frames * samples),
+            max(1, bits // 8),
+            what=str(path),
+            compressed=ts is not None and ts.is_compressed,
+        )
     except DicomError:
         raise
     except InputError as exc:
         raise DicomError(str(exc)) from None
     _check_pixel_bytes(path, ds, pixel_offset)
     return ds, pixel_offset
+
+
+def int_tag(ds: Dataset, tag: str, path: Path, *, default: int | None = None) -> int:
+    """An integer header value; ``default`` when absent or empty.
+
+    Raises:
+        DicomError: the value is not an integer (or absent without a default).
+    """
+    value = ds.get(tag, None)
+    if value is None or value == "":
+        if default is None:
+            raise DicomError(f"{path}: DICOM header lacks {tag}; the file is not an image")
+        return default
+    try:
+        number = float(str(value).strip())
+        if not number.is_integer():
+            raise ValueError
+        return int(number)
+    except (TypeError, ValueError):
+        raise DicomError(
+            f"{path}: DICOM {tag} is {str(value)[:40]!r}, not an integer; the header is corrupt"
+        ) from None
+
+
+def _float_tag(ds: Dataset, tag: str, path: Path | None, default: float) -> float:
+    value = ds.get(tag, None)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(str(value).strip())
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number):
+        where = f"{path}: " if path is not None else ""
+        raise DicomError(
+            f"{where}DICOM {tag} is {str(value)[:40]!r}, not a finite number; the header is corrupt"
+        )
+    return number
 
 
 def _check_pixel_bytes(path: Path, ds: Dataset, pixel_offset: int) -> None:
@@ -86,9 +140,10 @@ def _check_pixel_bytes(path: Path, ds: Dataset, pixel_offset: int) -> None:
         return  # encapsulated: the length is not known from the header
     implicit = ts is not None and ts.is_implicit_VR
     element_header = 8 if implicit else 12
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    expected = int(ds.Rows) * int(ds.Columns) * frames * samples * int(ds.BitsAllocated) // 8
+    frames = int_tag(ds, "NumberOfFrames", path, default=1)
+    samples = int_tag(ds, "SamplesPerPixel", path, default=1)
+    rows, cols, bits = (int_tag(ds, t, path) for t in ("Rows", "Columns", "BitsAllocated"))
+    expected = rows * cols * frames * samples * bits // 8
     found = size - pixel_offset - element_header
     if found < expected:
         raise DicomError(
@@ -134,13 +189,15 @@ def stored_dtype(ds: Dataset, path: Path) -> np.dtype[Any]:
     return np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
 
 
-def rescale_of(ds: Dataset) -> tuple[float, float]:
-    """(RescaleSlope, RescaleIntercept), defaulting to (1, 0)."""
-    slope = ds.get("RescaleSlope", None)
-    intercept = ds.get("RescaleIntercept", None)
+def rescale_of(ds: Dataset, path: Path | None = None) -> tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept), defaulting to (1, 0).
+
+    Raises:
+        DicomError: a value that is not a finite number.
+    """
     return (
-        float(slope) if slope not in (None, "") else 1.0,
-        float(intercept) if intercept not in (None, "") else 0.0,
+        _float_tag(ds, "RescaleSlope", path, 1.0),
+        _float_tag(ds, "RescaleIntercept", path, 0.0),
     )
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,64 @@ logger = logging.getLogger(__name__)
 
 def _temp_sibling(final: Path, suffix: str) -> Path:
     return final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+_TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}")
+"""Names of the temporaries above (and of ``itk_formats``' staging folders): the pid of the
+process that made them follows ``.tmp-``."""
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists but belongs to someone else
+        return True
+    return True
+
+
+def _process_start_time() -> float:
+    """When this process started (seconds since the epoch); now if unknown."""
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:  # pragma: no cover - psutil missing or /proc unreadable
+        return time.time()
+
+
+def remove_stale_temps(root: Path) -> int:
+    """Delete temporaries left below ``root`` by writers that died (``kill -9``, power loss).
+
+    A temporary is stale when the process named in it is no longer running on this machine
+    and it is older than the calling process; temporaries of a live process (a concurrent
+    writer) are left alone. Returns the number removed. Never raises for a missing ``root``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return 0
+    started = _process_start_time()
+    removed = 0
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            match = _TEMP_NAME.match(name)
+            if match is None:
+                continue
+            path = Path(folder) / name
+            try:
+                mtime = path.lstat().st_mtime
+            except OSError:
+                continue
+            if mtime >= started or _pid_alive(int(match.group(1))):
+                continue
+            _remove(path)
+            removed += 1
+            logger.info("removed stale temporary %s", path)
+        dirs[:] = [d for d in dirs if not _TEMP_NAME.match(d)]
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

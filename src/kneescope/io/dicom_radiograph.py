@@ -25,6 +25,7 @@ from kneescope.core.volume import Volume
 from kneescope.errors import DicomError, GeometryError, InputError
 from kneescope.io._dicom_header import (
     apply_rescale,
+    int_tag,
     laterality_of,
     read_header,
     read_pixels,
@@ -41,6 +42,7 @@ from kneescope.io.dicom_write import (
     make_uid,
     set_pixels,
 )
+from kneescope.io.guards import require_regular_file
 from kneescope.types import Affine
 
 logger = logging.getLogger(__name__)
@@ -135,8 +137,8 @@ def scan_dicom_file(path: Path) -> DicomFileInfo:
         study_date=text_of(ds, "StudyDate"),
         photometric=text_of(ds, "PhotometricInterpretation"),
         laterality=laterality_of(ds),
-        n_frames=int(ds.get("NumberOfFrames", 1) or 1),
-        bits_stored=int(ds.get("BitsStored", ds.BitsAllocated)),
+        n_frames=int_tag(ds, "NumberOfFrames", path, default=1),
+        bits_stored=int_tag(ds, "BitsStored", path, default=int_tag(ds, "BitsAllocated", path)),
         stored_dtype=stored_dtype(ds, path).name,
     )
 
@@ -146,6 +148,7 @@ def _check_file(path: Path) -> None:
         raise InputError(f"{path}: no such file; check the path")
     if path.is_dir():
         raise InputError(f"{path}: expected a DICOM file, found a folder (a series?)")
+    require_regular_file(path, what="DICOM file")
     try:
         with open(path, "rb"):
             pass

@@ -35,6 +35,7 @@ from kneescope.core.volume import Volume, check_voxel_count
 from kneescope.errors import DicomError, InputError
 from kneescope.io._dicom_header import (
     apply_rescale,
+    int_tag,
     laterality_of,
     read_header,
     read_pixels,
@@ -43,6 +44,7 @@ from kneescope.io._dicom_header import (
     text_of,
 )
 from kneescope.io.dicom_write import DicomWriteMeta, write_dicom_series
+from kneescope.io.guards import require_regular_file
 from kneescope.types import Affine
 
 logger = logging.getLogger(__name__)
@@ -122,6 +124,8 @@ def _list_slice_files(folder: Path) -> list[Path]:
             continue  # hidden files (including kneescope's own temporaries)
         if entry.is_dir(follow_symlinks=True):
             continue  # OAI quirk: stray sub-folders inside series folders
+        # never open a FIFO, socket or device: a reader would block or stream for ever
+        require_regular_file(Path(entry.path), what="DICOM file")
         files.append(Path(entry.path))
     if not files:
         raise DicomError(f"{folder}: no DICOM files found; expected one file per slice")
@@ -298,7 +302,7 @@ def scan_dicom_series(folder: Path) -> DicomSeriesInfo:
         study_date=text_of(first, "StudyDate"),
         laterality=laterality_of(first),
         bits_allocated=int(first.BitsAllocated),
-        bits_stored=int(first.get("BitsStored", first.BitsAllocated)),
+        bits_stored=int_tag(first, "BitsStored", files[0], default=int(first.BitsAllocated)),
         stored_dtype=stored_dtype(first, files[0]).name,
         n_slices=n,
         rescale_slope=slope,

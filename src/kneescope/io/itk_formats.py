@@ -21,6 +21,7 @@ from kneescope.core.geometry import lps_to_ras
 from kneescope.core.volume import Volume, check_voxel_count
 from kneescope.errors import GeometryError, InputError, UnsupportedFormatError
 from kneescope.io.atomic import atomic_write_path
+from kneescope.io.guards import check_image_bytes, require_regular_file
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +43,22 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
-def read_itk(path: Path) -> Volume:
+def read_itk(path: Path, *, allow_outside_data: bool | None = None) -> Volume:
     """Read a ``.mha``/``.mhd``/``.nrrd``/``.nhdr`` image as a 2D or 3D Volume.
+
+    A detached header (``.mhd``, ``.nhdr``) names its data file(s); they must lie in the
+    header's folder or below it, unless ``allow_outside_data`` is true (default: the
+    environment variable ``KNEESCOPE_ALLOW_OUTSIDE_DATA_FILES=1``), so that a header cannot
+    make kneescope read any file on the machine. Only regular files are read, and the size
+    the header claims is checked in bytes against the data file(s) (uncompressed) or the
+    decoded-image budget (compressed; :mod:`kneescope.io.guards`) before voxels are read.
 
     Returns:
         Volume with the stored dtype (label maps stay integer). Metadata: ``source_path``.
 
     Raises:
-        InputError: missing/unreadable file, not 2D/3D or multi-component, NaN values.
+        InputError: missing/unreadable/non-regular file, a data file outside the header's
+            folder, a size the file cannot hold, not 2D/3D or multi-component, NaN values.
         UnsupportedFormatError: SimpleITK cannot read it.
     """
     path = Path(path)
@@ -57,8 +66,8 @@ def read_itk(path: Path) -> Volume:
         raise UnsupportedFormatError(
             f"{path}: expected one of {', '.join(ITK_SUFFIXES)}, got {path.suffix or 'no suffix'!r}"
         )
-    if not path.is_file():
-        raise InputError(f"{path}: no such file; check the path")
+    require_regular_file(path)
+    data_files, compressed = _data_files(path, allow_outside_data)
     sitk = _sitk()
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -74,6 +83,14 @@ def read_itk(path: Path) -> Volume:
         raise InputError(
             f"{path}: {reader.GetNumberOfComponents()} components per voxel; expected 1"
         )
+    itemsize = _itemsizes().get(int(reader.GetPixelID()), 8)
+    check_image_bytes(
+        size,
+        itemsize,
+        what=str(path),
+        file_bytes=sum(require_regular_file(f, what="data file").st_size for f in data_files),
+        compressed=compressed,
+    )
     try:
         image = reader.Execute()
     except RuntimeError as exc:
@@ -96,6 +113,101 @@ def read_itk(path: Path) -> Volume:
         return Volume(array, lps_to_ras(affine_lps), {"source_path": str(path)})
     except GeometryError as exc:
         raise GeometryError(f"{path}: {exc}") from None
+
+
+ALLOW_OUTSIDE_DATA_ENV = "KNEESCOPE_ALLOW_OUTSIDE_DATA_FILES"
+"""Set to ``1`` to let ``.mhd``/``.nhdr`` headers name data files outside their folder."""
+
+_HEADER_READ_BYTES = 1 << 16
+_TEXT_ENCODINGS = ("ascii", "text", "txt", "hex")
+_COMPRESSED_ENCODINGS = ("gzip", "gz", "bzip2", "bz2")
+
+
+def _itemsizes() -> dict[int, int]:
+    sitk = _sitk()
+    names = {
+        "sitkUInt8": 1, "sitkInt8": 1, "sitkUInt16": 2, "sitkInt16": 2, "sitkUInt32": 4,
+        "sitkInt32": 4, "sitkUInt64": 8, "sitkInt64": 8, "sitkFloat32": 4, "sitkFloat64": 8,
+    }  # fmt: skip
+    return {int(getattr(sitk, n)): size for n, size in names.items() if hasattr(sitk, n)}
+
+
+def _header_lines(path: Path) -> list[str]:
+    """The text lines of an ITK header (up to the data of an attached file)."""
+    with open(path, "rb") as fh:
+        block = fh.read(_HEADER_READ_BYTES)
+    text = block.decode("latin-1")
+    if path.suffix.lower() in (".nrrd", ".nhdr"):
+        end = text.find("\n\n")
+        text = text if end < 0 else text[:end]
+    else:
+        end = text.find("ElementDataFile")
+        stop = text.find("\n", end) if end >= 0 else -1
+        text = text if stop < 0 else text[:stop]
+    return text.splitlines()
+
+
+def _data_files(path: Path, allow_outside: bool | None) -> tuple[list[Path], bool]:
+    """The files holding the voxel data of ``path`` and whether the data is compressed.
+
+    Raises:
+        InputError: a data file outside the header's folder (not allowed), or not a regular
+            file.
+    """
+    if allow_outside is None:
+        allow_outside = os.environ.get(ALLOW_OUTSIDE_DATA_ENV, "").strip() in ("1", "true", "yes")
+    lines = _header_lines(path)
+    names: list[str] = []
+    compressed = False
+    if path.suffix.lower() in (".nrrd", ".nhdr"):
+        for n, line in enumerate(lines):
+            key, sep, value = line.partition(":")
+            if not sep or line.startswith("#"):
+                continue
+            key, value = key.strip().lower(), value.strip()
+            if key == "encoding":
+                compressed = value.lower() in _COMPRESSED_ENCODINGS + _TEXT_ENCODINGS
+            elif key in ("data file", "datafile"):
+                names = _listed_names(value, lines[n + 1 :])
+    else:
+        for n, line in enumerate(lines):
+            key, sep, value = line.partition("=")
+            key, value = key.strip(), value.strip()
+            if key == "CompressedData":
+                compressed = value.lower() == "true"
+            elif key == "BinaryData" and value.lower() == "false":
+                compressed = True  # ASCII voxels: the file size bounds nothing useful
+            elif key == "ElementDataFile" and value.upper() != "LOCAL":
+                names = _listed_names(value, lines[n + 1 :])
+    if not names:
+        return [path], compressed
+    folder = path.parent.resolve()
+    files = []
+    for name in names:
+        target = (path.parent / name).resolve()
+        if not allow_outside and not target.is_relative_to(folder):
+            raise InputError(
+                f"{path}: its data file {name!r} lies outside the header's folder; move the "
+                f"data next to the header, or set {ALLOW_OUTSIDE_DATA_ENV}=1 if you trust it"
+            )
+        files.append(target)
+    return files, compressed
+
+
+def _listed_names(value: str, rest: list[str]) -> list[str]:
+    """Data file names of a header's data-file field (one name, ``LIST``, or a pattern)."""
+    words = value.split()
+    if not words:
+        return []
+    if words[0].upper() == "LIST":
+        return [ln.strip() for ln in rest if ln.strip()]
+    if "%" in words[0] and len(words) >= 4:
+        try:
+            lo, hi, step = int(words[1]), int(words[2]), int(words[3])
+            return [words[0] % i for i in range(lo, hi + (1 if step > 0 else -1), step or 1)]
+        except (ValueError, TypeError):
+            return [words[0]]
+    return [value]
 
 
 def _first_line(exc: Exception) -> str:

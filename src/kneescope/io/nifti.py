@@ -7,7 +7,10 @@ The array axes are NIfTI's ``i, j, k`` directly.
 
 from __future__ import annotations
 
+import gzip
 import logging
+import math
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import numpy.typing as npt
 from kneescope.core.volume import Volume, check_voxel_count
 from kneescope.errors import GeometryError, InputError, UnsupportedFormatError
 from kneescope.io.atomic import atomic_write_path
+from kneescope.io.guards import check_image_bytes, require_regular_file
 from kneescope.io.sidecar import recorded_side
 
 logger = logging.getLogger(__name__)
@@ -36,16 +40,123 @@ _INT_DTYPES = tuple(
 )
 
 
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise InputError(f"{path}: no such file; check the path")
-    if path.is_dir():
-        raise InputError(f"{path}: expected a file, found a folder")
+def _check_readable(path: Path) -> int:
+    """The file's size in bytes; only a readable regular file passes (never a FIFO)."""
+    size = require_regular_file(path).st_size
     try:
         with open(path, "rb"):
             pass
     except OSError as exc:
         raise InputError(f"{path}: cannot open ({exc.strerror})") from None
+    return int(size)
+
+
+_HEADER_BYTES = {348: "Nifti1Header", 540: "Nifti2Header"}
+_GZIP_CHUNK = 1 << 24
+
+
+def _open_raw(path: Path) -> Any:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _raw_header(path: Path) -> Any:
+    """The header as stored (nibabel's load-time fixes not applied; see :func:`_check_header`).
+
+    Raises:
+        UnsupportedFormatError: no NIfTI-1/NIfTI-2 header.
+    """
+    nib = _nibabel()
+    try:
+        with _open_raw(path) as fh:
+            block = fh.read(540)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UnsupportedFormatError(f"{path}: not a readable NIfTI file ({exc})") from None
+    for order in ("<", ">"):
+        size = int(np.frombuffer(block[:4], dtype=f"{order}i4")[0]) if len(block) >= 4 else 0
+        name = _HEADER_BYTES.get(size)
+        if name is not None and len(block) >= size:
+            try:
+                return getattr(nib, name)(binaryblock=block[:size], check=False)
+            except Exception as exc:  # nibabel raises assorted errors on corrupt blocks
+                raise UnsupportedFormatError(
+                    f"{path}: corrupt NIfTI header ({_one_line(exc)})"
+                ) from None
+    raise UnsupportedFormatError(f"{path}: not a readable NIfTI file (no NIfTI-1/NIfTI-2 header)")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_header(path: Path, header: Any, file_size: int) -> None:
+    """Refuse a header that cannot describe a measurable image, before any voxel is read.
+
+    Checks the datatype code, the scaling (scl_slope/scl_inter), the voxel spacing when no
+    sform gives it (pixdim must be positive: nibabel would silently make 0 into 1 mm), and
+    the claimed data size in bytes against the file (uncompressed) or the decoded-image
+    budget (``.nii.gz``; see :mod:`kneescope.io.guards`).
+    """
+    try:
+        dtype = np.dtype(header.get_data_dtype())
+    except Exception:  # unknown datatype codes raise KeyError or HeaderDataError
+        raise UnsupportedFormatError(
+            f"{path}: NIfTI datatype code {int(header['datatype'])} is not a known type; "
+            "the header is corrupt"
+        ) from None
+    if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+        raise UnsupportedFormatError(
+            f"{path}: NIfTI datatype {dtype} is not a scalar number type kneescope reads"
+        )
+    slope, inter = float(header["scl_slope"]), float(header["scl_inter"])
+    if np.isfinite(slope) and slope != 0.0 and not np.isfinite(inter):
+        raise InputError(f"{path}: scl_inter is {inter} (scl_slope {slope}); the header is corrupt")
+    if np.isinf(slope):
+        raise InputError(f"{path}: scl_slope is {slope}; the header is corrupt")
+    try:
+        shape = tuple(int(n) for n in header.get_data_shape())
+    except Exception as exc:
+        raise UnsupportedFormatError(
+            f"{path}: corrupt NIfTI dimensions ({_one_line(exc)})"
+        ) from None
+    if not shape:
+        raise InputError(f"{path}: the header claims no image dimensions")
+    if int(header["sform_code"]) <= 0:
+        pixdim = [float(v) for v in header["pixdim"][1 : min(len(shape), 3) + 1]]
+        if not all(np.isfinite(v) and v > 0 for v in pixdim):
+            raise GeometryError(
+                f"{path}: voxel spacing unknown: pixdim {pixdim} is not positive and there is "
+                "no sform; fix the header (e.g. in 3D Slicer) before measuring or segmenting"
+            )
+    offset = int(header.get_data_offset()) if "vox_offset" in header else header.sizeof_hdr
+    check_image_bytes(
+        shape,
+        dtype.itemsize,
+        what=str(path),
+        file_bytes=file_size - offset,
+        compressed=path.name.lower().endswith(".gz"),
+    )
+    if path.name.lower().endswith(".gz"):
+        _check_gzip_holds(path, offset + math.prod(shape) * dtype.itemsize)
+
+
+def _check_gzip_holds(path: Path, needed: int) -> None:
+    """Decompress (streaming, discarding) until ``needed`` bytes; refuse a shorter stream, so
+    that a tiny file never makes nibabel allocate what its header claims."""
+    got = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while got < needed:
+                chunk = fh.read(min(_GZIP_CHUNK, needed - got))
+                if not chunk:
+                    break
+                got += len(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: corrupt gzip data ({_one_line(exc)})") from None
+    if got < needed:
+        raise InputError(
+            f"{path}: header claims {needed:,} bytes but the gzip stream holds only {got:,}; "
+            "the file is truncated or its header is corrupt"
+        )
 
 
 def read_nifti(path: Path) -> Volume:
@@ -63,12 +174,22 @@ def read_nifti(path: Path) -> Volume:
         UnsupportedFormatError: not a NIfTI file.
     """
     path = Path(path)
-    _check_readable(path)
+    file_size = _check_readable(path)
+    _check_header(path, _raw_header(path), file_size)
     nib = _nibabel()
     try:
         img = nib.load(path)
-    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError) as exc:
-        raise UnsupportedFormatError(f"{path}: not a readable NIfTI file ({exc})") from None
+    except (
+        nib.filebasedimages.ImageFileError,
+        nib.spatialimages.HeaderDataError,
+        OSError,
+        EOFError,
+        ValueError,
+        KeyError,
+    ) as exc:
+        raise UnsupportedFormatError(
+            f"{path}: not a readable NIfTI file ({_one_line(exc)})"
+        ) from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise UnsupportedFormatError(f"{path}: nibabel reads it as {type(img).__name__}, not NIfTI")
     shape = tuple(int(n) for n in img.shape)
@@ -86,9 +207,9 @@ def read_nifti(path: Path) -> Volume:
             array: npt.NDArray[Any] = np.asanyarray(img.dataobj.get_unscaled())
         else:
             array = np.asarray(img.get_fdata(dtype=np.float32))
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, nib.spatialimages.HeaderDataError) as exc:
         raise InputError(
-            f"{path}: cannot read voxel data ({exc}); the file may be truncated"
+            f"{path}: cannot read voxel data ({_one_line(exc)}); the file may be truncated"
         ) from None
     array = np.asarray(array).reshape(shape)
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):

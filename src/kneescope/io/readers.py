@@ -16,6 +16,7 @@ from pathlib import Path
 from kneescope.core.volume import Volume
 from kneescope.errors import InputError, UnsupportedFormatError
 from kneescope.io._dicom_header import has_dicom_magic
+from kneescope.io.guards import require_regular_file
 
 _NIFTI = (".nii", ".nii.gz")
 _ITK = (".mha", ".mhd", ".nrrd", ".nhdr")
@@ -55,6 +56,7 @@ def read_volume(path: Path) -> Volume:
         from kneescope.io.dicom_series import read_dicom_series
 
         return read_dicom_series(path)
+    require_regular_file(path)  # never open a FIFO, socket or device
     if name.endswith(_NIFTI):
         from kneescope.io.nifti import read_nifti
 
