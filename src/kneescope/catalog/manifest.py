@@ -48,6 +48,7 @@ from kneescope.catalog.series_scan import scan_series_folder
 from kneescope.catalog.tables import Table, read_table
 from kneescope.catalog.volumes import read_image_file
 from kneescope.errors import InputError, KneescopeError
+from kneescope.io.guards import require_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,12 @@ def find_manifest(source: Path) -> Path:
     Raises:
         InputError: no manifest found.
     """
-    if source.is_file():
+    if source.exists() and not source.is_dir():
+        require_regular_file(source, what="manifest")  # never block on a FIFO
         return source
     for name in MANIFEST_NAMES:
-        if (source / name).is_file():
+        if (source / name).exists():
+            require_regular_file(source / name, what="manifest")
             return source / name
     raise InputError(
         f"{source}: no manifest ({', '.join(MANIFEST_NAMES)}) found; give the CSV file "
@@ -308,7 +311,12 @@ def _ingest_row(
     if label_path is None:
         return
     try:
-        if attach_label(session, series, label_path, scheme="kneescope", root=workspace):
+        # a savepoint: a label map that cannot be read (corrupt, huge, a FIFO, any error)
+        # fails only itself; the image row and the rest of the ingest are kept
+        with session.begin_nested():
+            attached = attach_label(session, series, label_path, scheme="kneescope", root=workspace)
+        if attached:
             report.labels += 1
-    except KneescopeError as exc:
+    except Exception as exc:
+        log.info("label map failed %s: %s", label_path, _one_line(exc))
         report.failures.append((str(label_path), _one_line(exc)))

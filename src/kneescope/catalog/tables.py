@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kneescope.errors import InputError
+from kneescope.io.guards import require_regular_file
 
 _DELIMITERS = ("|", "\t", ",", ";")
 
@@ -73,8 +74,10 @@ def read_table(path: Path) -> Table:
     Raises:
         InputError: the file is unreadable, empty, not text, has duplicate or empty column
             names, a row whose field count differs from the header's, or a quoting error
-            (an unbalanced quote, a quoted field spanning lines); each names the line.
+            (an unbalanced quote, a quoted field spanning lines); each names the line; not
+            a regular file (a FIFO would block the read for ever).
     """
+    require_regular_file(path, what="table")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
