@@ -97,6 +97,7 @@ def run_with_progress(pipeline: Any, ws: Any, base_dir: Path, *, quiet: bool) ->
     from kneescope.cohort.run_status import read_status
     from kneescope.cohort.runner import Progress as RunProgress
     from kneescope.cohort.runner import run_pipeline
+    from kneescope.errors import KneescopeError
 
     _stop_on_sigint()
     console = stderr()
@@ -125,6 +126,9 @@ def run_with_progress(pipeline: Any, ws: Any, base_dir: Path, *, quiet: bool) ->
 
         try:
             result = run_pipeline(pipeline, ws, base_dir=base_dir, on_progress=on_progress)
+        except KneescopeError:
+            bar.update(task, visible=False)  # the error is the one line the user sees
+            raise
         except KeyboardInterrupt:
             bar.stop()
             console.print(
