@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -41,15 +40,9 @@ class ExportResult:
 
 def default_name(record: SeriesRecord, fmt: ExportFormat, labels: bool) -> str:
     """A file name such as ``9000099_V00_right_DESS_s12.nii.gz`` (``_labels`` when labels)."""
-    parts = [
-        record.subject or "unknown",
-        record.visit or "",
-        record.side or "",
-        record.sequence or "",
-        f"s{record.id}",
-    ]
-    stem = "_".join(re.sub(r"[^A-Za-z0-9._-]", "-", p) for p in parts if p)
-    return stem + ("_labels" if labels else "") + SUFFIXES[fmt][0]
+    from kneescope.catalog.output_names import series_stem
+
+    return series_stem(record) + ("_labels" if labels else "") + SUFFIXES[fmt][0]
 
 
 def export_series(
@@ -99,10 +92,12 @@ def export_series(
             )
         volume = read_series(record.path, record.kind)
     out.parent.mkdir(parents=True, exist_ok=True)
+    _write_side_and_names(record, out, labels=labels)
     if fmt == "nifti":
         from kneescope.io.nifti import write_nifti
+        from kneescope.io.sidecar import describe
 
-        write_nifti(volume, out, description=f"kneescope series {record.id}")
+        write_nifti(volume, out, description=describe(record.side, f"series={record.id}"))
     else:
         from kneescope.io.itk_formats import write_itk
 
@@ -117,3 +112,27 @@ def export_series(
         orientation=volume.orientation,
         dtype=str(volume.array.dtype),
     )
+
+
+def _write_side_and_names(record: SeriesRecord, out: Path, *, labels: bool) -> None:
+    """Next to ``out``: the JSON sidecar (side, subject, visit, series) that
+    ``kneescope segment`` reads back, and for a label map its Slicer and ITK-SNAP colour
+    tables (kneescope's label names)."""
+    from kneescope.core.labels import KNEE_LABELS
+    from kneescope.io.colour_table import write_colour_tables
+    from kneescope.io.sidecar import write_sidecar
+
+    fields: dict[str, Any] = {
+        "kind": "labels" if labels else "image",
+        "side": record.side if record.side in ("right", "left") else None,
+        "subject": record.subject,
+        "visit": record.visit,
+        "sequence": record.sequence,
+        "series_id": record.id,
+        "series_uid": record.series_uid,
+    }
+    if labels:
+        fields["label_scheme"] = KNEE_LABELS.name
+        fields["labels"] = {str(v): n for v, n in KNEE_LABELS.labels.items()}
+        write_colour_tables(out, KNEE_LABELS.labels)
+    write_sidecar(out, fields)

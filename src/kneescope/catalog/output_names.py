@@ -18,19 +18,18 @@ if TYPE_CHECKING:
     from kneescope.catalog.database import Catalog
     from kneescope.catalog.queries import SeriesRecord
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_DOTS = re.compile(r"\.{2,}")
+_UNSAFE = re.compile(r"(?:[^A-Za-z0-9._-]|\.{2,})+")
 
 
 def safe_token(text: str, *, empty: str = "x") -> str:
-    """``text`` as one file-name token: runs of anything but letters, digits, ``.``, ``_``
-    and ``-`` become ``-``; ``..`` becomes ``-``; leading/trailing ``.``/``-``/``_`` are
+    """``text`` as one file-name token: each run of characters other than letters, digits,
+    ``.``, ``_`` and ``-`` (and of ``..``) becomes one ``-``; leading/trailing ``.``/``-``/``_`` are
     dropped; at most 100 characters.
 
     The result never holds a path separator or ``..`` and never starts with a dot; ``empty``
     when nothing is left.
     """
-    token = _DOTS.sub("-", _UNSAFE.sub("-", text)).strip("._-")
+    token = _UNSAFE.sub("-", text).strip("._-")
     return token[:100].strip("._-") or empty
 
 

@@ -9,7 +9,7 @@ columns. Pipelines: ``load_volume -> segment -> measure`` (images), or
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -143,8 +143,9 @@ class Segment(BaseStep):
         files: dict[str, str] = {}
         if self.write_labels:
             files["labels"] = context.write_output(
-                "labels.nii.gz", lambda p: _write(write_labels, result.labels, p)
+                "labels.nii.gz", lambda p: _write(write_labels, result.labels, p, result.side)
             )
+            _label_companions(context, item, result.side, self._segmenter)
         counts = result.labels.array.reshape(-1)
         import numpy as np
 
@@ -170,8 +171,49 @@ def _model_file_hash(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _write(writer: Any, volume: Any, path: Path) -> None:
-    writer(volume, path, description="kneescope")
+def _write(writer: Any, volume: Any, path: Path, side: str | None) -> None:
+    from kneescope.io.sidecar import describe
+
+    writer(volume, path, description=describe(side))
+
+
+def _label_companions(context: StepContext, item: Item, side: str | None, segmenter: Any) -> None:
+    """Next to ``labels.nii.gz``: ``labels.ctbl`` (3D Slicer) and ``labels.itksnap.txt``
+    (ITK-SNAP) colour tables naming every label, and ``labels.json`` (side, item, labels).
+    Derived from the label map, they are not listed among the step's files (no columns in
+    the results table)."""
+    from kneescope.io.colour_table import itksnap_label_description, slicer_colour_table
+    from kneescope.io.sidecar import sidecar_text
+
+    spec = segmenter.model.spec
+    names = {int(v): str(n) for v, n in spec.labels.items()}
+    sidecar = sidecar_text(
+        {
+            "kind": "labels",
+            "side": side,
+            "item_id": item.item_id,
+            "subject": item.subject or None,
+            "visit": item.visit or None,
+            "series": item.series or None,
+            "source": item.path,
+            "label_scheme": spec.label_scheme,
+            "labels": {str(v): n for v, n in sorted(names.items())},
+        }
+    )
+    texts = {
+        "labels.ctbl": slicer_colour_table(names, title="labels"),
+        "labels.itksnap.txt": itksnap_label_description(names),
+        "labels.json": sidecar,
+    }
+    for name, text in texts.items():
+        context.write_output(name, _text_writer(text))
+
+
+def _text_writer(text: str) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8", newline="\n")
+
+    return write
 
 
 class Measure(BaseStep):

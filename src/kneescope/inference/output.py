@@ -54,17 +54,18 @@ def file_output_names(paths: Sequence[Path]) -> list[str]:
     for members in groups.values():
         if len(members) < 2:
             continue
-        parents = [[safe_token(q) for q in paths[i].parent.parts[1:]] for i in members]
+        parents = [list(paths[i].parent.parts[1:]) for i in members]
         deepest = max(len(p) for p in parents)
-        names_here = {i: bases[i] for i in members}
-        for depth in range(1, deepest + 1):
-            trial = [
-                "_".join([*p[len(p) - min(depth, len(p)) :], bases[i]])
-                for p, i in zip(parents, members, strict=True)
-            ]
-            names_here = dict(zip(members, trial, strict=True))
-            if len({t.casefold() for t in trial}) == len(trial):
+        depth = 1
+        while depth < deepest:  # fewest folders whose (raw) names tell the inputs apart
+            tails = {tuple(q.casefold() for q in p[len(p) - min(depth, len(p)) :]) for p in parents}
+            if len(tails) == len(members):
                 break
+            depth += 1
+        names_here = {
+            i: "_".join([*(safe_token(q) for q in p[len(p) - min(depth, len(p)) :]), bases[i]])
+            for p, i in zip(parents, members, strict=True)
+        }
         for i in members:
             names[i] = names_here[i]
     return names

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import stat
 from collections.abc import Mapping
@@ -70,10 +71,18 @@ def side_from_description(text: str) -> str | None:
 def write_sidecar(image_path: Path, fields: Mapping[str, Any]) -> Path:
     """Write ``NAME.json`` next to ``image_path`` atomically (``written_by`` added).
 
+    An earlier kneescope sidecar is replaced; any other file of that name is refused
+    (:class:`InputError`), never overwritten.
+
     ``fields``: JSON-serialisable values (``None`` kept as null), e.g. ``side``, ``subject``,
     ``visit``, ``series_id``, ``series_uid``, ``labels`` (value -> name).
     """
     path = sidecar_path(image_path)
+    if os.path.lexists(path) and read_sidecar(image_path) is None:
+        raise InputError(
+            f"{path} exists and was not written by kneescope (a BIDS sidecar?); "
+            "move it or write elsewhere"
+        )
     text = sidecar_text(fields)
     with atomic_write_path(path, suffix=".json") as tmp:
         tmp.write_text(text, encoding="utf-8", newline="\n")
