@@ -51,7 +51,7 @@ def test_measure_table_and_clean_errors(
     out = capsys.readouterr().out
     assert "knee.nii.gz" in out and "side_mismatch" in out
     assert main(["measure", str(path), "--side", "up"]) == 2
-    assert "--side must be" in capsys.readouterr().err
+    assert "--side 'up' is not one of" in capsys.readouterr().err
     image = write_volume(
         toy_knee.labels.with_array(toy_knee.labels.array.astype(np.float32)),
         tmp_path / "image.nii.gz",

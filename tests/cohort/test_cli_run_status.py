@@ -90,4 +90,4 @@ def test_bad_input_is_one_line_and_an_exit_code(
         )
         == 2
     )
-    assert "--executor kubernetes" in capsys.readouterr().err
+    assert "--executor 'kubernetes' is not one of" in capsys.readouterr().err

@@ -8,6 +8,7 @@ non-zero exit code, never a traceback.
 
 from __future__ import annotations
 
+import re
 import sys
 
 import typer
@@ -81,11 +82,26 @@ def main(argv: list[str] | None = None) -> int:
     # MONAI warns about its own deprecated arguments when its metrics call each other; that
     # is noise for a user of kneescope.
     warnings.filterwarnings("ignore", message=r"monai\..*deprecated", category=FutureWarning)
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
     try:
-        app(args=argv, prog_name="kneescope", standalone_mode=True)
+        result = app(args=argv, prog_name="kneescope", standalone_mode=False)
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except NoArgsIsHelpError as exc:
+        exc.show()  # `kneescope` or `kneescope CMD` alone: the help, exit 2
+        return exc.exit_code
+    except ClickException as exc:
+        # A bad option or value: one line, like every other error.
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "kneescope"
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        # "Invalid value for '--side': Value error, 'x' is not one of ..." -> "--side 'x' is ..."
+        message = re.sub(r"^Invalid value for '([^']+)': (Value error, )?'", r"\1 '", message)
+        message = re.sub(r"^Invalid value for '([^']+)': ", r"\1: ", message)
+        sys.stderr.write(f"error: {message}; see `{where} --help`\n")
+        return exc.exit_code
     except KneescopeError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return exc.exit_code
@@ -95,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -10,14 +10,50 @@ from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit, worksp
 
 
 def catalog(
-    visit: Annotated[str | None, typer.Option(help="Visit code, e.g. V00 or 1.")] = None,
-    side: Annotated[str | None, typer.Option(help="Knee side: right or left.")] = None,
-    sequence: Annotated[str | None, typer.Option(help="Sequence: DESS, IW_TSE, XR_PA...")] = None,
-    status: Annotated[str | None, typer.Option(help="Series status: ok or failed.")] = None,
-    modality: Annotated[str | None, typer.Option(help="DICOM modality, e.g. MR, CR.")] = None,
-    kind: Annotated[str | None, typer.Option(help="mri or radiograph.")] = None,
-    subject: Annotated[str | None, typer.Option(help="Subject code.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Show at most this many series.", min=1)] = None,
+    visit: Annotated[str | None, typer.Option("--visit", help="Visit code, e.g. V00 or 1.")] = None,
+    side: Annotated[
+        Literal["right", "left"] | None,
+        typer.Option(
+            "--side",
+            help="Knee side.",
+            case_sensitive=False,
+        ),
+    ] = None,
+    sequence: Annotated[
+        str | None,
+        typer.Option(
+            "--sequence",
+            help="Sequence as cataloged: DESS, IW_TSE, T2_MAP, MPR, T1, FLASH, XR_PA, "
+            "XR_FULL_LEG, ... (a manifest may add its own names; see `catalog --summary`).",
+        ),
+    ] = None,
+    status: Annotated[
+        Literal["ok", "failed"] | None,
+        typer.Option(
+            "--status",
+            help="Series status: ok (readable) or failed (recorded with a reason).",
+            case_sensitive=False,
+        ),
+    ] = None,
+    modality: Annotated[
+        str | None,
+        typer.Option(
+            "--modality",
+            help="DICOM modality as cataloged: MR, CR, DX, ... (see `catalog --summary`).",
+        ),
+    ] = None,
+    kind: Annotated[
+        Literal["mri", "radiograph", "unknown"] | None,
+        typer.Option(
+            "--kind",
+            help="Kind of series: mri, radiograph or unknown.",
+            case_sensitive=False,
+        ),
+    ] = None,
+    subject: Annotated[str | None, typer.Option("--subject", help="Subject code.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Show at most this many series.", min=1)
+    ] = None,
     summary: Annotated[
         bool, typer.Option("--summary", help="Counts by status, kind, sequence and visit.")
     ] = False,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -22,7 +22,12 @@ def demo(
     subjects: Annotated[int, typer.Option("--subjects", "-n", help="Synthetic participants.")] = 3,
     visits: Annotated[str, typer.Option("--visits", help="OAI visit codes.")] = "V00,V01",
     size: Annotated[
-        str, typer.Option("--size", help="MRI grid: small (fast) or full (160x384x384).")
+        Literal["small", "full"],
+        typer.Option(
+            "--size",
+            help="MRI grid: small (48x128x128 voxels, fast) or full (160x384x384, OAI DESS).",
+            case_sensitive=False,
+        ),
     ] = "small",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic cohort.")] = 7,
     workspace_dir: WorkspaceOpt = None,

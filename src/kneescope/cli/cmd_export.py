@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -18,13 +18,19 @@ def export(
         ),
     ],
     fmt: Annotated[
-        str, typer.Option("--format", help="nifti (.nii/.nii.gz) or nrrd (.nrrd).")
+        Literal["nifti", "nrrd"],
+        typer.Option(
+            "--format",
+            help="File format: nifti (.nii/.nii.gz) or nrrd (.nrrd).",
+            case_sensitive=False,
+        ),
     ] = "nifti",
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out",
+            "--output",
             "-o",
+            "--out",
             help="Output file (default: WORKSPACE/exports/).",
             show_default=False,
         ),

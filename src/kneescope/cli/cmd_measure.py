@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -22,22 +22,40 @@ _SUMMARY_COLUMNS = (
 
 
 def measure(
-    labelmaps: Annotated[
-        list[Path],
+    labelmap_args: Annotated[
+        list[Path] | None,
         typer.Argument(
             help="Label maps (NIfTI, MHA/NRRD, DICOM folder or Zarr) with kneescope labels.",
             show_default=False,
+            metavar="[LABELMAP]...",
         ),
-    ],
-    side: Annotated[
-        str,
+    ] = None,
+    input_opt: Annotated[
+        list[Path] | None,
         typer.Option(
-            "--side", help="Knee side: right, left, or auto (header metadata, else anatomy)."
+            "--input",
+            "-i",
+            help="A label map to measure (repeat for several); adds to the LABELMAP arguments.",
+            show_default=False,
+        ),
+    ] = None,
+    side: Annotated[
+        Literal["right", "left", "auto"],
+        typer.Option(
+            "--side",
+            help="Knee side: right, left, or auto (from the file's header, else from the anatomy).",
+            case_sensitive=False,
         ),
     ] = "auto",
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Write all biomarkers as a CSV table (one row per knee)."),
+        typer.Option(
+            "--output",
+            "-o",
+            "--out",
+            help="Write all biomarkers as a CSV table (one row per knee).",
+            show_default=False,
+        ),
     ] = None,
     maps_dir: Annotated[
         Path | None,
@@ -48,6 +66,9 @@ def measure(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure cartilage thickness/volume/areas, menisci and QC flags of each label map."""
+    labelmaps = [*(labelmap_args or []), *(input_opt or [])]
+    if not labelmaps:
+        raise InputError("nothing to measure: give label map files (LABELMAP... or -i FILE)")
     from kneescope.biomarkers import measure_knee
     from kneescope.io.readers import read_volume
 

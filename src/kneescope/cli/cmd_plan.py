@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import math
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit
-from kneescope.errors import InputError
+from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit, stderr
+from kneescope.errors import InputError, KneescopeError, NotFoundError, ResourceError
 
 
 def _parse_shape(text: str, what: str, kind: type = int) -> tuple[Any, ...]:
@@ -26,52 +29,218 @@ def _gb(nbytes: float) -> str:
     return f"{nbytes / 1e9:.2f}"
 
 
+def _network(
+    model: str | None,
+    network_name: str | None,
+    shape: tuple[int, ...],
+    workspace_dir: Any,
+    catalog: str | None,
+) -> tuple[str, Any, tuple[float, ...] | None]:
+    """(label, network config, spacing of a trained model) from --model or --network."""
+    from kneescope.models import PRESETS, preset
+
+    if (model is None) == (network_name is None):
+        raise InputError(
+            "give either --network PRESET (one of " + ", ".join(NETWORKS) + ") or "
+            "--model TRAINED_MODEL, not both or neither"
+        )
+    if network_name is not None:
+        return network_name.lower(), preset(network_name.lower(), shape), None
+    assert model is not None
+    path = _trained_model_path(model, workspace_dir, catalog)
+    if path is None:
+        if model in PRESETS:
+            stderr().print(
+                f"note: {model} is a network preset; write --network {model} "
+                "(--model now names a trained model)",
+                markup=False,
+                highlight=False,
+            )
+            return model, preset(model, shape), None
+        raise NotFoundError(
+            f"no network preset {model!r} and no trained model {model!r} (looked for the file "
+            "and in WORKSPACE/models/); give --network one of " + ", ".join(NETWORKS) + " or "
+            "--model MODEL_FILE"
+        )
+    from kneescope.transforms.model_file import load_model
+
+    spec = load_model(path).spec
+    return str(path), spec.network, tuple(float(v) for v in spec.spacing_mm)
+
+
+def _trained_model_path(model: str, workspace_dir: Any, catalog: str | None) -> Path | None:
+    """The model file ``model`` names (a path, or a name in WORKSPACE/models/), or None."""
+    from kneescope.cli.common import workspace as resolve_workspace
+
+    given = Path(model).expanduser()
+    candidates = [given]
+    try:
+        models_dir = resolve_workspace(workspace_dir, catalog).models_dir
+    except KneescopeError:
+        models_dir = None
+    if models_dir is not None and not given.is_absolute():
+        candidates += [models_dir / model, models_dir / f"{model}.pt"]
+    return next((c.absolute() for c in candidates if c.is_file()), None)
+
+
+def _smallest_need(
+    network: Any,
+    shape: tuple[int, ...],
+    mode: str,
+    optimizer: str,
+    device: str,
+    precisions: tuple[str, ...],
+) -> tuple[tuple[int, ...], str, int]:
+    """(patch, precision, bytes with margin) of the cheapest step the planner could propose."""
+    from kneescope.memory import StepConfig, predict_step
+    from kneescope.models import divisor
+
+    if network.name == "vgg_classifier":
+        patch = tuple(shape)
+    else:
+        patch = tuple(2 * d for d in divisor(network))
+    precision = next((p for p in ("bf16", "fp16") if p in precisions), precisions[-1])
+    step = StepConfig(
+        input_shape_vox=patch,
+        batch_size=1,
+        precision=precision,  # type: ignore[arg-type]
+        optimizer=optimizer,  # type: ignore[arg-type]
+        checkpointing="off" if mode == "infer" else "per_block",
+        offload=mode != "infer",
+        mode=mode,  # type: ignore[arg-type]
+        device=device,  # type: ignore[arg-type]
+        foreach=device == "cuda",
+    )
+    return patch, precision, predict_step(network, step).required_bytes
+
+
+class PrecisionName(StrEnum):
+    """Number formats the planner tries (``--precision``)."""
+
+    bf16 = "bf16"
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
+# The network presets of kneescope.models.PRESETS, listed here so that `--help` needs no torch
+# import (tests/cli/test_grammar.py checks that the two lists agree).
+NETWORKS = ("basic-unet3d", "unet2d-small", "unet3d-nnunet", "unet3d-small", "vgg19-2d", "vgg19-3d")
+
+
 def plan(
-    model: Annotated[str, typer.Option("--model", "-m", help="Network preset name.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Trained model (a file written by `kneescope train`, or its name in "
+            "WORKSPACE/models/): plan for its network and spacing. A network preset name "
+            "here still works (with a note); prefer --network.",
+            show_default=False,
+        ),
+    ] = None,
+    network_name: Annotated[
+        Literal[
+            "basic-unet3d", "unet2d-small", "unet3d-nnunet", "unet3d-small", "vgg19-2d", "vgg19-3d"
+        ]
+        | None,
+        typer.Option(
+            "--network",
+            help="Network preset to plan for (instead of --model): unet3d-nnunet "
+            "(nnU-Net-size 3D U-Net), unet3d-small, basic-unet3d, unet2d-small (slice-wise), "
+            "vgg19-2d / vgg19-3d (grade classifiers).",
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
     input_shape: Annotated[
-        str, typer.Option("--input", "-i", help="Target volume in voxels, e.g. 160x384x384.")
-    ],
+        str,
+        typer.Option(
+            "--shape",
+            "-i",
+            "--input",
+            help="Size of the whole image in voxels, e.g. 160x384x384 (--input is the old name).",
+            show_default=False,
+        ),
+    ] = "",
     budget: Annotated[
-        str, typer.Option("--budget", "-b", help="11GB, 80GB, 10GiB, or host (free RAM).")
+        str,
+        typer.Option(
+            "--budget",
+            "-b",
+            help="Memory to fit in, with a unit: 11GB, 80GB (decimal), 10GiB (binary), 512MB, "
+            "or host (the free RAM of this machine).",
+        ),
     ] = "11GB",
     spacing: Annotated[
-        str | None, typer.Option("--spacing", help="Voxel spacing in mm, e.g. 0.7x0.365x0.365.")
-    ] = None,
-    mode: Annotated[str, typer.Option("--mode", help="train or infer.")] = "train",
-    optimizer: Annotated[str, typer.Option("--optimizer", help="sgd, adam or adamw.")] = "adam",
-    device: Annotated[
         str | None,
-        typer.Option("--device", help="cuda or cpu kernels (default: cpu for host, else cuda)."),
+        typer.Option(
+            "--spacing",
+            help="Voxel spacing in mm, e.g. 0.7x0.365x0.365 (default: the model's, else 1 mm); "
+            "patches are kept roughly cubic in mm.",
+            show_default=False,
+        ),
+    ] = None,
+    mode: Annotated[
+        Literal["train", "infer"],
+        typer.Option(
+            "--mode",
+            help="Plan a training step (train) or a prediction step (infer).",
+            case_sensitive=False,
+        ),
+    ] = "train",
+    optimizer: Annotated[
+        Literal["sgd", "adam", "adamw"],
+        typer.Option(
+            "--optimizer",
+            help="Training optimizer (adam and adamw keep two extra copies of the weights).",
+            case_sensitive=False,
+        ),
+    ] = "adam",
+    device: Annotated[
+        Literal["cuda", "cpu"] | None,
+        typer.Option(
+            "--device",
+            help="Kernels the memory is predicted for (default: cpu for a host budget, else cuda).",
+            case_sensitive=False,
+            show_default=False,
+        ),
     ] = None,
     precision: Annotated[
-        list[str] | None,
-        typer.Option("--precision", help="Precisions to try, in order (default bf16 then fp32)."),
+        list[PrecisionName] | None,
+        typer.Option(
+            "--precision",
+            help="Number formats to try, in order (repeat; default bf16 then fp32). bf16 and "
+            "fp16 need half the memory of fp32.",
+            case_sensitive=False,
+            show_default=False,
+        ),
     ] = None,
     workspace: WorkspaceOpt = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Rank configurations (patch, batch, precision, checkpointing, offload, accumulation)
-    that fit the budget, and say whether the whole volume fits."""
+    """Rank configurations that fit a memory budget: patch (the part of the image one step
+    sees), batch, precision, checkpointing (recompute activations instead of keeping them),
+    offload (park activations in host RAM) and accumulation (several small batches per
+    update); and say whether the whole volume fits.
+
+    Exit codes: 0 a plan, 1 nothing fits the budget, 2 bad option, 3 model not found.
+    """
     from kneescope.memory.budget import parse_budget
     from kneescope.memory.planner import plan_training
-    from kneescope.models import preset
 
-    if mode not in ("train", "infer"):
-        raise InputError(f"--mode {mode!r}: expected train or infer")
-    if optimizer not in ("sgd", "adam", "adamw"):
-        raise InputError(f"--optimizer {optimizer!r}: expected sgd, adam or adamw")
-    precisions = tuple(precision or ("bf16", "fp32"))
-    for p in precisions:
-        if p not in ("fp32", "bf16", "fp16"):
-            raise InputError(f"--precision {p!r}: expected fp32, bf16 or fp16")
-    dev = device or ("cpu" if budget.strip().lower() == "host" else "cuda")
-    if dev not in ("cpu", "cuda"):
-        raise InputError(f"--device {dev!r}: expected cuda or cpu")
-    shape = _parse_shape(input_shape, "--input")
+    if not input_shape:
+        raise InputError("give the image size with --shape, e.g. --shape 160x384x384")
+    mode, optimizer = mode.lower(), optimizer.lower()
+    precisions = tuple(p.value for p in precision) if precision else ("bf16", "fp32")
+    dev = (device or ("cpu" if budget.strip().lower() == "host" else "cuda")).lower()
+    shape = _parse_shape(input_shape, "--shape")
     spacing_mm = _parse_shape(spacing, "--spacing", float) if spacing else None
     budget_bytes = parse_budget(budget)
-    network = preset(model, shape)
+    label, network, model_spacing = _network(model, network_name, shape, workspace, catalog)
+    if spacing_mm is None and model_spacing is not None and len(model_spacing) == len(shape):
+        spacing_mm = model_spacing
     result = plan_training(
         network,
         shape,
@@ -82,7 +251,16 @@ def plan(
         device=dev,  # type: ignore[arg-type]
         precisions=precisions,  # type: ignore[arg-type]
     )
-    payload = {"model": model, **result.model_dump(mode="json")}
+    if not result.candidates and result.full_volume is None:
+        need = _smallest_need(network, shape, mode, optimizer, dev, precisions)
+        raise ResourceError(
+            f"nothing fits {_gb(budget_bytes)} GB: the smallest configuration of {label} "
+            f"(patch {'x'.join(map(str, need[0]))}, batch 1, {need[1]}, all memory savers on) "
+            f"needs {_gb(need[2])} GB with margin; raise --budget (e.g. -b "
+            f"{max(1, math.ceil(need[2] / 1e9))}GB) or choose a smaller --network"
+        )
+    payload = {"model": label, **result.model_dump(mode="json")}
+    model = label
 
     def render(console: Console) -> None:
         console.print(

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit, stderr, workspace
 
 ExecutorOpt = Annotated[
-    str | None,
+    Literal["local", "dask", "address", "slurm", "pbs", "gpu"] | None,
     typer.Option(
         "--executor",
-        help="Override the config's executor: local, dask, address, slurm, pbs or gpu.",
+        help="Override the config's executor (where items run): local (this process), dask "
+        "(worker processes on this machine), address (a running Dask scheduler), slurm or pbs "
+        "(batch jobs on a cluster; needs pip install 'kneescope[cluster]'), gpu (one worker "
+        "per GPU).",
         show_default=False,
+        case_sensitive=False,
     ),
 ]
 

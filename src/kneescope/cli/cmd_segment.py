@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -11,15 +11,35 @@ from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit, stderr
 
 
 def segment(
-    inputs: Annotated[
+    input_args: Annotated[
         list[Path] | None,
-        typer.Argument(help="Image files or DICOM series folders.", show_default=False),
+        typer.Argument(
+            help="Image files or DICOM series folders.", show_default=False, metavar="[INPUT]..."
+        ),
+    ] = None,
+    input_opt: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="An image file or DICOM series folder (repeat for several); adds to the "
+            "INPUT arguments.",
+            show_default=False,
+        ),
     ] = None,
     model: Annotated[
         Path,
-        typer.Option("--model", help="Model file, or a name in WS/models/."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="Trained model: a file written by `kneescope train`, or its name in "
+            "WORKSPACE/models/ (with or without .pt).",
+        ),
     ] = Path("knee-seg"),
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("segmentations"),
+    out: Annotated[
+        Path,
+        typer.Option("--output", "-o", "--out", help="Output folder for the label maps (created)."),
+    ] = Path("segmentations"),
     series: Annotated[
         list[str] | None,
         typer.Option("--series", help="Catalog series id or UID (repeat for several)."),
@@ -29,29 +49,68 @@ def segment(
     ] = None,
     visit: Annotated[str | None, typer.Option("--visit", help="... of a visit.")] = None,
     side: Annotated[
-        str | None,
+        Literal["right", "left"] | None,
         typer.Option(
             "--side",
-            help="Knee side (right/left): of the input files (side-canonical models need it "
-            "when DICOM Laterality is absent); alone or with --subject/--visit it selects "
-            "the catalog's knees of that side.",
+            help="Knee side of the input files. Models trained side-canonical (left knees "
+            "mirrored to look like right knees) need it when the file does not record the "
+            "side (DICOM Laterality). Alone or with --subject/--visit it selects the "
+            "catalog's knees of that side.",
+            case_sensitive=False,
         ),
     ] = None,
-    tta: Annotated[bool, typer.Option("--tta", help="Flip test-time augmentation.")] = False,
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta",
+            help="Test-time augmentation: also segment the mirrored image and average the "
+            "two answers (slower, slightly smoother).",
+        ),
+    ] = False,
     cascade: Annotated[
-        bool, typer.Option("--cascade", help="Coarse pass finds the knee, fine pass inside it.")
+        bool,
+        typer.Option(
+            "--cascade",
+            help="Two passes: a coarse pass on a downsampled image finds the knee, then a "
+            "full-resolution pass segments only the box around it.",
+        ),
     ] = False,
     probabilities: Annotated[
         bool, typer.Option("--probabilities", help="Also write class probabilities (4D NIfTI).")
     ] = False,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
-    precision: Annotated[
-        str, typer.Option("--precision", help="auto (bf16 where native), bf16 or fp32.")
-    ] = "auto",
-    overlap: Annotated[float, typer.Option("--overlap", help="Window overlap in [0, 1).")] = 0.25,
-    blend: Annotated[
+    device: Annotated[
         str,
-        typer.Option("--blend", help="Window weighting: gaussian, or constant (MONAI's default)."),
+        typer.Option(
+            "--device",
+            help="Where to compute: auto (a GPU if there is one), cpu, cuda, or cuda:N for "
+            "GPU number N.",
+        ),
+    ] = "auto",
+    precision: Annotated[
+        Literal["auto", "bf16", "fp32"],
+        typer.Option(
+            "--precision",
+            help="Number format: auto (bf16 where the device runs it natively, else fp32), "
+            "bf16 (half the memory) or fp32.",
+            case_sensitive=False,
+        ),
+    ] = "auto",
+    overlap: Annotated[
+        float,
+        typer.Option(
+            "--overlap",
+            help="The image is segmented in overlapping windows (the model's window size); "
+            "the fraction, in [0, 1), by which neighbouring windows overlap.",
+        ),
+    ] = 0.25,
+    blend: Annotated[
+        Literal["gaussian", "constant"],
+        typer.Option(
+            "--blend",
+            help="How overlapping windows are averaged: gaussian (centre of each window "
+            "counts most) or constant (all equal, MONAI's default).",
+            case_sensitive=False,
+        ),
     ] = "gaussian",
     no_cleanup: Annotated[
         bool, typer.Option("--no-cleanup", help="Keep every connected component.")
@@ -60,7 +119,8 @@ def segment(
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Segment knee MR images: NIfTI label maps on each input's exact grid, written to --out."""
+    """Segment knee MR images: NIfTI label maps on each input's exact grid, written to --output."""
+    inputs = [*(input_args or []), *(input_opt or [])]
     from kneescope.config import validate_config
     from kneescope.errors import InputError
     from kneescope.inference.segmenter import SegmentConfig, Segmenter

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -13,14 +13,22 @@ from kneescope.cli.common import JsonOpt, emit, stderr
 
 def synth(
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output folder (created).", show_default=False)
+        Path,
+        typer.Option(
+            "--output", "-o", "--out", help="Output folder (created).", show_default=False
+        ),
     ],
     subjects: Annotated[int, typer.Option("--subjects", "-n", help="Participants.")] = 4,
     visits: Annotated[
         str, typer.Option("--visits", help="OAI visit codes, e.g. V00,V01,V03.")
     ] = "V00,V01",
     size: Annotated[
-        str, typer.Option("--size", help="MRI grid: small (48x128x128) or full (160x384x384).")
+        Literal["small", "full"],
+        typer.Option(
+            "--size",
+            help="MRI grid: small (48x128x128 voxels, fast) or full (160x384x384, OAI DESS).",
+            case_sensitive=False,
+        ),
     ] = "small",
     seed: Annotated[int, typer.Option("--seed", help="Master seed (same seed, same bytes).")] = 0,
     treatment_effect: Annotated[

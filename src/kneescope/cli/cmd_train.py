@@ -14,7 +14,11 @@ from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit, stderr
 def train(
     config_file: Annotated[
         Path,
-        typer.Option("--config", help="Training config (TOML or JSON), see docs/segmentation.md."),
+        typer.Option(
+            "--config",
+            "-c",
+            help="Training config (TOML or JSON), see docs/segmentation.md.",
+        ),
     ],
     iterations: Annotated[
         int | None, typer.Option("--iterations", help="Override the config's iterations.")

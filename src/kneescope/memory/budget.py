@@ -7,7 +7,6 @@ import re
 from kneescope.errors import InputError
 
 _UNITS = {
-    "": 1,
     "B": 1,
     "KB": 10**3,
     "MB": 10**6,
@@ -38,6 +37,11 @@ def parse_budget(text: str) -> int:
         return host_available_bytes()
     match = _PATTERN.match(text)
     unit = match.group(2).upper() if match else ""
+    if match is not None and not unit:
+        raise InputError(
+            f"budget {text!r} has no unit (it would be {text.strip()} bytes); write e.g. "
+            f"{text.strip()}GB (decimal) or {text.strip()}GiB (binary)"
+        )
     if match is None or unit not in _UNITS:
         raise InputError(
             f"budget {text!r} is not a size; expected e.g. 11GB, 80GB, 10GiB, 512MB or host"
