@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-from kneescope.catalog.output_names import safe_token
 from kneescope.cli.app import main
 from kneescope.core import Volume
 from kneescope.core.labels import KNEE_LABELS
@@ -68,6 +67,8 @@ def _files_under(root: Path) -> set[Path]:
     ],
 )
 def test_safe_token_never_leaves_a_folder(text: str, token: str) -> None:
+    from kneescope.catalog.output_names import safe_token
+
     assert safe_token(text) == token
     assert "/" not in token and "\\" not in token and ".." not in token
     assert not token.startswith(".")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -115,6 +116,15 @@ def segment(
     no_cleanup: Annotated[
         bool, typer.Option("--no-cleanup", help="Keep every connected component.")
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace label maps (and their .json, .ctbl, .itksnap.txt files) that an "
+            "earlier run left in the output folder; without it such a run stops before "
+            "segmenting anything.",
+        ),
+    ] = False,
     workspace_dir: WorkspaceOpt = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
@@ -123,6 +133,7 @@ def segment(
     inputs = [*(input_args or []), *(input_opt or [])]
     from kneescope.config import validate_config
     from kneescope.errors import InputError
+    from kneescope.inference.output import check_output_plan, segment_output_paths
     from kneescope.inference.segmenter import SegmentConfig, Segmenter
 
     ws = workspace(workspace_dir, catalog)
@@ -144,15 +155,20 @@ def segment(
         },
         "segment options",
     )
-    segmenter = Segmenter(model_path, config)
     out = out.expanduser().absolute()
+    plan = [
+        (str(item.path), segment_output_paths(out, item.name, probabilities=probabilities))
+        for item in items
+    ]
+    check_output_plan(out, plan, overwrite=overwrite)  # before any work: nothing replaced
+    segmenter = Segmenter(model_path, config)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     console = stderr()
-    for n, (name, source, knee_side) in enumerate(items, start=1):
+    for n, (item, (_, paths)) in enumerate(zip(items, plan, strict=True), start=1):
         if not as_json:
-            console.print(f"[{n}/{len(items)}] {name}", highlight=False)
-        rows.append(_segment_one(segmenter, name, source, knee_side, out))
+            console.print(f"[{n}/{len(items)}] {item.name}", highlight=False)
+        rows.append(_segment_one(segmenter, model_path, item, paths))
     payload = {
         "model": str(model_path),
         "precision": segmenter.precision_name,
@@ -162,18 +178,51 @@ def segment(
     emit(payload, as_json, lambda c: _render(c, rows))
 
 
+@dataclass(frozen=True)
+class _Input:
+    """One thing to segment: its output name, path, the --side given for it, and its
+    catalog record when the catalog knows it."""
+
+    name: str
+    path: Path
+    given_side: str | None
+    record: Any = None
+
+
 def _segment_one(
-    segmenter: Any, name: str, source: Path, side: str | None, out: Path
+    segmenter: Any, model_path: Path, item: _Input, paths: dict[str, Path]
 ) -> dict[str, Any]:
     from kneescope.inference.output import write_labels, write_probabilities
     from kneescope.io import read_volume
+    from kneescope.io.colour_table import write_colour_tables
+    from kneescope.io.sidecar import describe, read_sidecar, write_sidecar
 
-    image = read_volume(source)
+    image = read_volume(item.path)
+    side = _knee_side(item, image)
     result = segmenter.segment(image, side=side)
-    labels_path = write_labels(result.labels, out / f"{name}_seg.nii.gz", description="kneescope")
+    spec = segmenter.model.spec
+    names = {int(v): str(n) for v, n in spec.labels.items()}
+    write_colour_tables(paths["labels"], names)
+    provenance = _provenance(item, read_sidecar(item.path) if item.path.is_file() else None)
+    write_sidecar(
+        paths["labels"],
+        {
+            "kind": "labels",
+            "side": result.side,
+            **provenance,
+            "source": str(item.path),
+            "model": str(model_path),
+            "label_scheme": spec.label_scheme,
+            "labels": {str(v): n for v, n in sorted(names.items())},
+        },
+    )
+    labels_path = write_labels(result.labels, paths["labels"], description=describe(result.side))
     row: dict[str, Any] = {
-        "input": str(source),
+        "input": str(item.path),
+        "name": item.name,
         "labels": str(labels_path),
+        "sidecar": str(paths["sidecar"]),
+        "colour_tables": [str(paths["colours_slicer"]), str(paths["colours_itksnap"])],
         "side": result.side,
         "seconds": round(result.seconds["total"], 2),
         "voxels_per_label": {
@@ -182,9 +231,59 @@ def _segment_one(
     }
     if result.probabilities is not None:
         row["probabilities"] = str(
-            write_probabilities(result.probabilities, image, out / f"{name}_prob.nii.gz")
+            write_probabilities(result.probabilities, image, paths["probabilities"])
         )
     return row
+
+
+def _provenance(item: _Input, sidecar: dict[str, Any] | None) -> dict[str, Any]:
+    """Subject, visit and series of the input: from its catalog record, else from the
+    sidecar kneescope wrote with it (an exported image), else unknown (null)."""
+    keys = ("subject", "visit", "series_id", "series_uid")
+    if item.record is not None:
+        r = item.record
+        return dict(zip(keys, (r.subject, r.visit, r.id, r.series_uid), strict=True))
+    found = sidecar or {}
+    return {k: found.get(k) for k in keys}
+
+
+def _knee_side(item: _Input, image: Any) -> str | None:
+    """The knee's side from every source that states one; they must agree.
+
+    Sources, in order of precedence: --side, the catalog, what kneescope recorded in the
+    file (NIfTI header ``descrip`` or the JSON sidecar), DICOM Laterality. The first one
+    present gives the side; two that disagree are an error (a knee segmented as the wrong
+    side is mirrored and mislabelled medial/lateral without any sign).
+    """
+    from kneescope.catalog.naming import side_from_text
+    from kneescope.errors import InputError
+    from kneescope.io.sidecar import SIDES, recorded_side
+
+    claims: list[tuple[str, str]] = []
+    if item.given_side is not None:
+        claims.append((item.given_side.lower(), "--side"))
+    if item.record is not None and item.record.side in SIDES:
+        claims.append((item.record.side, f"the catalog (series {item.record.id})"))
+    if image.metadata.get("side") in SIDES:
+        claims.append((image.metadata["side"], str(image.metadata.get("side_source", "the file"))))
+    elif item.path.is_file():  # formats whose reader does not look at the sidecar
+        recorded = recorded_side(item.path, None)
+        if recorded is not None:
+            claims.append(recorded)
+    laterality = image.metadata.get("laterality")
+    dicom = side_from_text(str(laterality)) if laterality is not None else None
+    if dicom is not None:
+        claims.append((dicom, "its DICOM Laterality"))
+    if not claims:
+        return None
+    side, where = claims[0]
+    for other, other_where in claims[1:]:
+        if other != side:
+            raise InputError(
+                f"{item.path}: {where} says side {side} but {other_where} says {other}; "
+                "correct the wrong one (or leave out --side) so the knee's side is certain"
+            )
+    return side
 
 
 def _counts(array: Any) -> list[int]:
@@ -200,32 +299,57 @@ def _inputs(
     visit: str | None,
     side: str | None,
     ws: Any,
-) -> list[tuple[str, Path, str | None]]:
-    """(output name, path, knee side) of every input: files first, then catalog series."""
-    from kneescope.errors import InputError
-    from kneescope.inference.output import output_stem
+) -> list[_Input]:
+    """Every input, files first, then catalog series, each once, with its output name.
 
-    items: list[tuple[str, Path, str | None]] = []
+    A file or folder the workspace catalog knows is named like a catalog selection of that
+    series (:func:`~kneescope.catalog.output_names.series_stem`); other files by their stem,
+    with parent folders added where two inputs share a stem (:func:`file_output_names`).
+    """
+    from kneescope.catalog.output_names import records_by_path, series_stem
+    from kneescope.errors import InputError
+    from kneescope.inference.output import file_output_names
+
+    files: list[Path] = []
+    seen: set[Path] = set()
     for p in paths:
         p = p.expanduser().absolute()
         if not p.exists():
             raise InputError(f"{p}: no such file or folder; check the path")
-        items.append((output_stem(p), p, side))
-    if series or subject or visit or (side and not paths):
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            files.append(p)
+    select = bool(series or subject or visit or (side and not paths))
+    has_catalog = ws.catalog_url_override is not None or ws.catalog_path.is_file()
+    records: list[Any] = []
+    known: dict[Path, Any] = {}
+    if select or (files and has_catalog):
         from kneescope.catalog.database import Catalog
         from kneescope.catalog.queries import SeriesFilter, get_series, list_series
 
         cat = Catalog.for_workspace(ws, create=False)
         try:
-            records = [get_series(cat, s) for s in series]
-            if subject or visit or side:
-                where = SeriesFilter(subject=subject, visit=visit, side=side, status="ok")
-                records += [r for r in list_series(cat, where) if r.kind != "radiograph"]
+            if files:
+                known = records_by_path(cat, files)
+            if select:
+                records = [get_series(cat, s) for s in series]
+                if subject or visit or side:
+                    where = SeriesFilter(subject=subject, visit=visit, side=side, status="ok")
+                    records += [r for r in list_series(cat, where) if r.kind != "radiograph"]
         finally:
             cat.close()
-        for r in records:
-            parts = [r.subject or "series", r.visit or "", r.side or "", str(r.id)]
-            items.append(("_".join(x for x in parts if x), Path(r.path), r.side))
+    unknown = [p for p in files if p.resolve() not in known]
+    stems = dict(zip(unknown, file_output_names(unknown), strict=True))
+    items: list[_Input] = []
+    for p in files:
+        record = known.get(p.resolve())
+        name = series_stem(record) if record is not None else stems[p]
+        items.append(_Input(name, p, side, record))
+    taken = {r.id for r in known.values()}
+    for r in records:
+        if r.id not in taken:  # a series given as a file and selected: segmented once
+            taken.add(r.id)
+            items.append(_Input(series_stem(r), Path(r.path), None, r))
     return items
 
 
