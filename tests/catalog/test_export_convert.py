@@ -36,6 +36,7 @@ def test_export_nifti_and_nrrd_geometry_exact(
     assert report.labels == 1
     series_id = _dess(catalog, oai_tree)
 
+    (tmp_path / "out").mkdir()  # export creates no folder for a given file
     nii = export_series(catalog, str(series_id), "nifti", tmp_path / "out" / "dess.nii.gz")
     img = nib.load(nii.path)
     assert np.allclose(img.affine, truth.affine_ras, atol=1e-5)

@@ -88,6 +88,7 @@ def test_moved_workspace_keeps_ids_and_reads_moved_files(
         forced = convert_catalog(catalog, b / "store", force=True)  # reads B's files: A is gone
         assert (forced.converted, forced.failed) == (5, 0)
 
+        (tmp_path / "out").mkdir()  # export creates no folder for a given file
         image = export_series(catalog, str(dess), "nifti", tmp_path / "out" / "dess.nii.gz")
         truth = oai_tree_template.good["dess_v00"]
         assert np.array_equal(np.asarray(nib.load(image.path).dataobj), truth.array)

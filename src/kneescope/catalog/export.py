@@ -53,18 +53,24 @@ def export_series(
     *,
     labels: bool = False,
     default_dir: Path | None = None,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Write series ``ref`` (catalog id or SeriesInstanceUID), or its label map, to ``out``.
 
-    ``out`` defaults to ``default_dir / default_name(...)``. The write is atomic.
+    ``out`` defaults to ``default_dir / default_name(...)`` (``default_dir`` is created when
+    missing). A given ``out`` must be in an existing folder (nothing is created for it, as
+    ``cp`` does), and an existing file is replaced only with ``overwrite``. The write is
+    atomic.
 
     Raises:
-        InputError: unknown format, a suffix that does not match it, a failed series.
+        InputError: unknown format, a suffix that does not match it, a failed series, a
+            missing output folder, an existing output without ``overwrite``.
         NotFoundError: unknown series, or no label map with ``labels``.
     """
     if fmt not in SUFFIXES:
         raise InputError(f"--format {fmt!r} is not one of {', '.join(SUFFIXES)}")
     record = get_series(catalog, ref)
+    create_folder = out is None
     if out is None:
         if default_dir is None:
             raise InputError("give --out FILE")
@@ -77,6 +83,10 @@ def export_series(
         )
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give a file name")
+    if not create_folder and not out.parent.is_dir():
+        raise InputError(f"--out {out}: folder {out.parent} does not exist; create it first")
+    if out.exists() and not overwrite:
+        raise InputError(f"--out {out} exists; pass --overwrite to replace it")
     if labels:
         if not record.label_paths:
             raise NotFoundError(
@@ -91,7 +101,8 @@ def export_series(
                 "re-run `kneescope ingest`"
             )
         volume = read_series(record.path, record.kind)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if create_folder:
+        out.parent.mkdir(parents=True, exist_ok=True)
     _write_side_and_names(record, out, labels=labels)
     if fmt == "nifti":
         from kneescope.io.nifti import write_nifti

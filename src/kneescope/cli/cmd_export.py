@@ -38,6 +38,9 @@ def export(
     labels: Annotated[
         bool, typer.Option("--labels", help="Export the series' label map instead.")
     ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the output file if it exists.")
+    ] = False,
     workspace_dir: WorkspaceOpt = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
@@ -61,6 +64,7 @@ def export(
             out,
             labels=labels,
             default_dir=ws.exports_dir,
+            overwrite=overwrite,
         )
     finally:
         cat.close()
