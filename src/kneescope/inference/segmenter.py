@@ -39,7 +39,7 @@ from kneescope.inference.streaming import (
 )
 from kneescope.models import divisor
 from kneescope.transforms.intensity import IntensityStats, intensity_stats
-from kneescope.transforms.model_file import SegmentationModel, load_model
+from kneescope.transforms.model_file import SegmentationModel, load_model, window_problem
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,9 @@ class Segmenter:
         loaded = load_model(model) if isinstance(model, Path) else model
         self.config = config or SegmentConfig()
         spec = loaded.spec
+        problem = window_problem(self.config.roi_size_vox or spec.roi_size_vox)
+        if problem:  # checked before anything is allocated for it
+            raise InputError(f"{problem}; choose a smaller --roi")
         self.device = resolve_device(self.config.device)
         self.autocast_dtype = resolve_precision(self.config.precision, self.device)
         self.network = loaded.build(self.device)
@@ -169,8 +172,16 @@ class Segmenter:
         side = self._side_of(image, side)
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
-        frame = plan_model_grid(image, spec, side)
+        frame = plan_model_grid(image, spec, side)  # refuses a grid beyond the memory limit
         grid = frame.grid
+        plane = grid.target_shape[1:] if spec.mode == "2d" else grid.target_shape
+        if min(plane) < 2:
+            source = image.metadata.get("source_path", "the image")
+            raise InputError(
+                f"{source}: a {'x'.join(map(str, image.shape))} image is too small to segment "
+                f"(on the model's grid {'x'.join(map(str, grid.target_shape))}; at least 2 "
+                "voxels along each axis); check the file"
+            )
         arr = frame.to_model_axes(image.array)
         work = arr if grid.is_identity else grid.image_to_target(arr, dtype=_work_dtype(arr.dtype))
         stats = intensity_stats(work, spec.normalisation)
@@ -265,6 +276,9 @@ class Segmenter:
         spacing_mm: tuple[float, float, float],
     ) -> tuple[slice, slice, slice] | None:
         f = self.config.cascade_factor
+        if min(work.shape) < 2 * f:
+            log.warning("cascade: the image is too small for a coarse pass; segmenting it whole")
+            return None
         coarse = coarse_view(work, f)
         labels, _ = self._run(coarse, stats, False)
         margin = [math.ceil(self.config.cascade_margin_mm / s) for s in spacing_mm]

@@ -12,6 +12,7 @@ and those two layers may not import each other.
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from kneescope.config import FROZEN
 from kneescope.errors import ModelError
@@ -30,6 +31,28 @@ log = logging.getLogger(__name__)
 
 FORMAT = "kneescope-segmentation-model"
 FORMAT_VERSION = 1
+
+MAX_FEATURES = 4096
+"""Widest layer a model file may describe (nnU-Net-class networks stop at 320-512)."""
+MAX_CLASSES = 255
+"""Most output channels: label maps are uint8."""
+MAX_WINDOW_SIDE = 1024
+"""Longest side of an inference window, voxels."""
+MAX_WINDOW_VOXELS = 2**26
+"""Most voxels in one inference window (64 Mi, e.g. 400^3): the window's logits, blending
+weights and their sums are allocated per window."""
+
+
+def window_problem(roi_size_vox: tuple[int, ...]) -> str | None:
+    """Why an inference window cannot be used (too small, too large), or None when it can."""
+    if len(roi_size_vox) != 3 or any(int(n) < 1 for n in roi_size_vox):
+        return f"window {tuple(roi_size_vox)} needs three positive sizes"
+    if max(roi_size_vox) > MAX_WINDOW_SIDE or math.prod(roi_size_vox) > MAX_WINDOW_VOXELS:
+        return (
+            f"window {tuple(roi_size_vox)} is larger than kneescope allows (at most "
+            f"{MAX_WINDOW_SIDE} voxels a side and {MAX_WINDOW_VOXELS:,} voxels)"
+        )
+    return None
 
 
 class ModelSpec(BaseModel):
@@ -67,6 +90,26 @@ class ModelSpec(BaseModel):
     side_canonical: bool = False
     data_fingerprint: str = ""
     training: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> ModelSpec:
+        """Refuse values that would allocate absurd memory before anything is allocated."""
+        net = self.network
+        if max(net.features, default=0) > MAX_FEATURES:
+            raise ValueError(
+                f"network features {net.features} exceed {MAX_FEATURES}; the file is corrupt"
+            )
+        if net.out_channels > MAX_CLASSES + 1 or net.in_channels > 16:
+            raise ValueError(
+                f"{net.in_channels} input / {net.out_channels} output channels is more than "
+                f"kneescope allows (16 / {MAX_CLASSES + 1})"
+            )
+        problem = window_problem(self.roi_size_vox)
+        if problem:
+            raise ValueError(problem)
+        if not all(math.isfinite(s) and 0 < s <= 100 for s in self.spacing_mm):
+            raise ValueError(f"spacing_mm {self.spacing_mm} must be positive mm (at most 100)")
+        return self
 
     @property
     def num_classes(self) -> int:
@@ -151,8 +194,38 @@ def load_model(path: Path) -> SegmentationModel:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ModelError(f"{path}: model description invalid at {where}: {first['msg']}") from None
+        at = f" at {where}" if where else ""
+        raise ModelError(f"{path}: model description invalid{at}: {first['msg']}") from None
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: model weights missing or malformed; retrain the model")
+    _check_weight_shapes(path, spec, state)
     return SegmentationModel(spec=spec, state_dict=state)
+
+
+def _check_weight_shapes(path: Path, spec: ModelSpec, state: dict[str, torch.Tensor]) -> None:
+    """The weights must have exactly the shapes the network config describes; checked on
+    torch's ``meta`` device, so a config claiming huge layers allocates nothing.
+
+    Raises:
+        ModelError: a missing, extra or differently shaped weight.
+    """
+    try:
+        with torch.device("meta"):
+            net = build_network(spec.network)
+    except Exception as exc:  # MONAI raises assorted errors on inconsistent configs
+        raise ModelError(
+            f"{path}: the recorded network config cannot be built ({str(exc)[:120]}); "
+            "the file is corrupt: retrain or use another model file"
+        ) from None
+    wanted = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if wanted == found:
+        return
+    names = sorted(set(wanted) ^ set(found)) or sorted(k for k in wanted if wanted[k] != found[k])
+    name = names[0]
+    raise ModelError(
+        f"{path}: model weights do not fit the recorded network config ({name}: config "
+        f"{wanted.get(name, 'none')}, file {found.get(name, 'none')}); the file is corrupt or "
+        "was edited: retrain or use another model file"
+    )

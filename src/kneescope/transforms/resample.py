@@ -8,6 +8,7 @@ only, and keep their integer dtype (never a float rescale of labels).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from kneescope.errors import GeometryError
+from kneescope.io.guards import MAX_IMAGE_BYTES_ENV, format_bytes, max_image_bytes
 from kneescope.types import Affine
 
 
@@ -115,6 +117,25 @@ class GridChange:
         )
 
 
+def _check_grid_size(
+    shape: Sequence[int], spacing_mm: Sequence[float], target_spacing_mm: Sequence[float]
+) -> None:
+    """Refuse a target grid whose float32 image would exceed the decoded-image budget
+    (:func:`~kneescope.io.guards.max_image_bytes`), before anything is allocated: a wrong
+    spacing in a header (x100) would otherwise ask for terabytes."""
+    needed = math.prod(int(n) for n in shape) * 4
+    limit = max_image_bytes()
+    if needed > limit:
+        source = "x".join(f"{s:.4g}" for s in spacing_mm)
+        target = "x".join(f"{t:.4g}" for t in target_spacing_mm)
+        raise GeometryError(
+            f"resampling from {source} mm to {target} mm voxels makes a "
+            f"{'x'.join(str(int(n)) for n in shape)} grid of {format_bytes(needed)}, more than "
+            f"the {format_bytes(limit)} allowed ({MAX_IMAGE_BYTES_ENV}); check the image's "
+            "voxel spacing"
+        )
+
+
 def plan_resampling(
     shape: Sequence[int],
     spacing_mm: Sequence[float],
@@ -132,7 +153,7 @@ def plan_resampling(
     """
     if len(shape) != 3 or len(spacing_mm) != 3 or len(target_spacing_mm) != 3:
         raise GeometryError("resampling needs 3 axes of shape, spacing and target spacing")
-    if any(s <= 0 for s in (*spacing_mm, *target_spacing_mm)):
+    if not all(math.isfinite(s) and s > 0 for s in (*spacing_mm, *target_spacing_mm)):
         raise GeometryError(f"spacings must be positive, got {spacing_mm} -> {target_spacing_mm}")
     new_shape: list[int] = []
     scale: list[float] = []
@@ -144,6 +165,7 @@ def plan_resampling(
             m = max(1, round(n * s / t))
             new_shape.append(m)
             scale.append(n / m)  # exact edge-to-edge fit of the field of view
+    _check_grid_size(new_shape, spacing_mm, target_spacing_mm)
     return GridChange(
         source_shape=(int(shape[0]), int(shape[1]), int(shape[2])),
         target_shape=(new_shape[0], new_shape[1], new_shape[2]),
