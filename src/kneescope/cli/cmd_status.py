@@ -32,7 +32,7 @@ def render_status(console: Any, state: Any) -> None:
     c = state.counts
     eta = "-" if state.eta_s is None else f"{state.eta_s:,.0f} s"
     if state.throughput_per_h is None:
-        rate = "no items run yet" if state.driver_running else "no items ever run"
+        rate = "no item done yet" if state.driver_running else "no item done"
     else:
         which = "so far" if state.driver_running else "in the last run that ran items"
         rate = f"{state.throughput_per_h:,.0f} items/h {which} ({state.elapsed_s:,.1f} s)"
