@@ -13,6 +13,8 @@ fi
 # The CPU build of torch first (see README: GPU users install a CUDA build instead).
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e '.[dev]'
+# Test-only cohort steps, plugged in through the kneescope.steps entry points (tests/plugin_pkg).
+.venv/bin/python -m pip install -q -e tests/plugin_pkg
 
 export PATH="$PWD/.venv/bin:$PATH"
 
