@@ -51,6 +51,21 @@ def test_volume_keeps_label_dtype_and_mirrors() -> None:
     assert m.array is v.array
 
 
+def test_is_label_only_for_label_values_of_a_known_scheme() -> None:
+    # issue 11 item 7: an integer MR image is not a label map
+    rng = np.random.default_rng(0)
+    affine = np.eye(4)
+    image = rng.integers(0, 1200, size=(6, 7, 8)).astype(np.int16)
+    assert not Volume(image, affine).is_label
+    assert not Volume(image.astype(np.uint16), affine).is_label
+    assert not Volume(np.full((2, 2, 2), -1, np.int32), affine).is_label
+    assert not Volume(np.full((2, 2, 2), 10, np.uint8), affine).is_label  # beyond 0..9
+    assert not Volume(image.astype(np.float32) % 10, affine).is_label
+    assert Volume(rng.integers(0, 10, size=(6, 7, 8)).astype(np.int64), affine).is_label
+    assert Volume(rng.integers(0, 5, size=(6, 7, 8)).astype(np.uint16), affine).is_label
+    assert Volume(np.zeros((3, 3, 3), bool), affine).is_label
+
+
 def test_volume_rejects_bad_input() -> None:
     with pytest.raises(InputError):
         Volume(np.zeros((2, 2, 2, 2)), np.eye(4))

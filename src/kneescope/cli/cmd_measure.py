@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit, stderr
-from kneescope.errors import InputError
+from kneescope.errors import InputError, KneescopeError
 
 _SUMMARY_COLUMNS = (
     ("femoral_cartilage_thickness_mean_mm", "FC"),
@@ -69,31 +69,73 @@ def measure(
     labelmaps = [*(labelmap_args or []), *(input_opt or [])]
     if not labelmaps:
         raise InputError("nothing to measure: give label map files (LABELMAP... or -i FILE)")
-    from kneescope.biomarkers import measure_knee
-    from kneescope.io.readers import read_volume
-
     side_l = side.lower()
     if side_l not in ("right", "left", "auto"):
         raise InputError(f"--side must be right, left or auto, got {side!r}")
-    rows: list[dict[str, Any]] = []
-    for path in labelmaps:
-        volume = read_volume(path)
-        if not volume.is_label or volume.ndim != 3:
-            raise InputError(
-                f"{path}: expected a 3D integer label map, got {volume.ndim}D "
-                f"{volume.array.dtype}; pass a segmentation, not an image"
-            )
-        result = measure_knee(volume, side_l, with_maps=maps_dir is not None)  # type: ignore[arg-type]
-        rows.append({"labelmap": str(path), **result.as_row()})
-        if maps_dir is not None:
-            stem = _stem(path)
-            for plate_map in result.maps.values():
-                plate_map.save(maps_dir, stem)
-        stderr().print(f"measured {path} ({result.side} knee)", markup=False, highlight=False)
     if out is not None:
-        _write_csv(out, rows)
+        _table_format(out)  # refuse an unknown format before measuring anything
+    if maps_dir is not None:
+        _check_unique_stems(labelmaps)
+    rows: list[dict[str, Any]] = []
+    failures: list[tuple[Path, KneescopeError]] = []
+    for path in labelmaps:
+        try:
+            row = _measure_one(path, side_l, maps_dir)
+        except KneescopeError as exc:
+            if len(labelmaps) == 1:
+                raise
+            failures.append((path, exc))
+            stderr().print(f"failed {path}: {exc}", markup=False, highlight=False)
+            continue
+        rows.append(row)
+    if out is not None and rows:
+        _write_table(out, rows)
     clean = [{k: _json_value(v) for k, v in row.items()} for row in rows]
     emit(clean, as_json, lambda console: _render(console, rows))
+    if failures:
+        names = ", ".join(str(path) for path, _ in failures)
+        kept = f"; {out} holds the {len(rows)} measured" if out is not None and rows else ""
+        raise KneescopeError(
+            f"{len(failures)} of {len(labelmaps)} label maps could not be measured ({names})"
+            f"{kept}; fix or leave out those files and rerun"
+        )
+
+
+def _measure_one(path: Path, side: str, maps_dir: Path | None) -> dict[str, Any]:
+    """Read, check and measure one label map; its table row. Raises kneescope errors."""
+    from kneescope.biomarkers import measure_knee
+    from kneescope.core.volume import label_map_problem
+    from kneescope.io.readers import read_volume
+
+    volume = read_volume(path)
+    problem = label_map_problem(volume.array)
+    if problem is not None or volume.ndim != 3:
+        raise InputError(
+            f"{path} is not a 3D label map: it {problem or f'is {volume.ndim}D'}; "
+            "pass a segmentation (kneescope labels 0..9), not an image"
+        )
+    result = measure_knee(volume, side, with_maps=maps_dir is not None)  # type: ignore[arg-type]
+    if maps_dir is not None:
+        stem = _stem(path)
+        for plate_map in result.maps.values():
+            plate_map.save(maps_dir, stem)
+    told = "side unverified" if result.qc.get("qc_geometry_unknown") else "knee"
+    qc = "QC ok" if result.qc["qc_ok"] else "QC flags raised"
+    stderr().print(f"measured {path} ({result.side} {told}, {qc})", markup=False, highlight=False)
+    return {"labelmap": str(path), **result.as_row()}
+
+
+def _check_unique_stems(paths: list[Path]) -> None:
+    """Refuse inputs whose thickness maps would overwrite each other (same file stem)."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        stem = _stem(path)
+        if stem in seen and seen[stem] != path:
+            raise InputError(
+                f"{seen[stem]} and {path} would write the same thickness maps ({stem}_*); "
+                "rename one, or measure them with separate --maps folders"
+            )
+        seen[stem] = path
 
 
 def _stem(path: Path) -> str:
@@ -110,26 +152,50 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    import csv
+_TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".json": "json"}
+
+
+def _table_format(path: Path) -> str:
+    """The table format that ``path``'s suffix names; refuses any other suffix."""
+    fmt = _TABLE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        shown = path.suffix or "no suffix"
+        raise InputError(
+            f"--output {path}: cannot write a {shown} table; name it .csv (opens in any "
+            "spreadsheet), .parquet or .json"
+        )
+    return fmt
+
+
+def _write_table(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` atomically as CSV (spreadsheet-safe, LF, NaN empty), Parquet (NaN
+    null) or JSON (a list of objects, NaN null), by ``path``'s suffix."""
+    import json
 
     from kneescope.io.atomic import atomic_write_path
+    from kneescope.io.csv_table import table_columns, write_csv_table
 
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
+    fmt = _table_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if _json_value(v) is None else v for k, v in row.items()})
+    if fmt == "csv":
+        write_csv_table(path, rows)
+    elif fmt == "parquet":
+        import pandas as pd
+
+        frame = pd.DataFrame.from_records(rows, columns=table_columns(rows))
+        with atomic_write_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
+    else:
+        clean = [{k: _json_value(v) for k, v in row.items()} for row in rows]
+        text = json.dumps(clean, indent=1, allow_nan=False) + "\n"
+        with atomic_write_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
 
 
 def _render(console: Any, rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
-    table = Table(title="thickness mean (mm) per plate, meniscal extrusion (mm); all in --out")
+    table = Table(title="thickness mean (mm) per plate, meniscal extrusion (mm); all in --output")
     table.add_column("label map", overflow="fold")
     table.add_column("side")
     for _, title in _SUMMARY_COLUMNS:
@@ -140,7 +206,11 @@ def _render(console: Any, rows: list[dict[str, Any]]) -> None:
         for key, _ in _SUMMARY_COLUMNS:
             value = row.get(key, float("nan"))
             cells.append("-" if not math.isfinite(value) else f"{value:,.2f}")
-        raised = [k[3:] for k, v in row.items() if k.startswith("qc_") and k != "qc_ok" and v]
+        raised = [
+            k[3:]
+            for k, v in row.items()
+            if k.startswith("qc_") and k not in ("qc_ok", "qc_reasons") and v
+        ]
         qc = "ok" if row.get("qc_ok") else ", ".join(raised) or "check"
         table.add_row(Path(row["labelmap"]).name, row["side"], *cells, qc)
     console.print(table)

@@ -1,0 +1,102 @@
+"""`kneescope measure`: one bad input does not lose the others (issue 11 item 4), the table
+format follows the output's name or is refused (item 5), an MR image is refused (item 7)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kneescope.biomarkers.knee_phantom import ToyKnee, render_compact_toy_knee
+from kneescope.cli.app import main
+from kneescope.io import write_volume
+
+
+@pytest.fixture(scope="module")
+def toy() -> ToyKnee:
+    return render_compact_toy_knee()
+
+
+@pytest.fixture(scope="module")
+def knees(toy: ToyKnee, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two readable label maps, a corrupt file and an integer MR-like image."""
+    folder = tmp_path_factory.mktemp("measure_inputs")
+    a = write_volume(toy.labels, folder / "a.nii.gz")
+    c = write_volume(toy.labels, folder / "c.nii.gz")
+    bad = folder / "b.nii.gz"
+    bad.write_bytes(b"\x1f\x8b this is not a gzip stream" * 10)
+    rng = np.random.default_rng(0)
+    intensity = np.array([0, 900, 300, 850, 320, 330, 880, 310, 150, 160], dtype=np.int16)
+    image = intensity[toy.labels.array] + rng.integers(0, 40, toy.labels.shape).astype(np.int16)
+    mr = write_volume(toy.labels.with_array(image), folder / "mr.nii.gz")
+    return {"a": a, "b": bad, "c": c, "mr": mr}
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def test_one_unreadable_input_keeps_the_others(
+    knees: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "meas.csv"
+    args = [str(knees[k]) for k in ("a", "b", "mr", "c")]
+    code = main(["measure", *args, "--out", str(table), "--json"])
+    captured = capsys.readouterr()
+    assert code == 1
+    rows = json.loads(captured.out)
+    assert [Path(r["labelmap"]).name for r in rows] == ["a.nii.gz", "c.nii.gz"]
+    with table.open(encoding="utf-8", newline="") as fh:
+        written = list(csv.DictReader(fh))
+    assert [Path(r["labelmap"]).name for r in written] == ["a.nii.gz", "c.nii.gz"]
+    # each failure named once with its reason, then one summary line
+    assert any("b.nii.gz" in line for line in captured.err.splitlines() if "failed" in line)
+    assert any("mr.nii.gz" in line and "label map" in line for line in captured.err.splitlines())
+    (summary,) = _error_lines(captured.err)
+    assert "2 of 4" in summary and "b.nii.gz" in summary and "mr.nii.gz" in summary
+
+
+def test_mr_image_is_refused(knees: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["measure", str(knees["mr"])]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "mr.nii.gz" in line and "not a 3D label map" in line and "0..9" in line
+
+
+def test_unknown_table_format_is_refused_before_measuring(
+    knees: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "meas.xlsx"
+    assert main(["measure", str(knees["a"]), "--out", str(target)]) == 2
+    captured = capsys.readouterr()
+    (line,) = _error_lines(captured.err)
+    assert ".xlsx" in line and ".csv" in line and ".parquet" in line and ".json" in line
+    assert "measured" not in captured.err  # refused before any work
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tables_follow_the_output_name(
+    knees: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    assert main(["measure", str(knees["a"]), "--json", "--out", str(tmp_path / "m.csv")]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    raw = (tmp_path / "m.csv").read_bytes()
+    assert b"\r\n" not in raw and raw.count(b"\n") == 2  # header and one row, LF endings
+    assert main(["measure", str(knees["a"]), "--out", str(tmp_path / "m.parquet")]) == 0
+    frame = pd.read_parquet(tmp_path / "m.parquet")
+    assert len(frame) == 1
+    key = "femoral_cartilage_thickness_mean_mm"
+    assert frame[key].iloc[0] == pytest.approx(row[key])
+    assert bool(frame["qc_ok"].iloc[0]) is row["qc_ok"]
+    assert main(["measure", str(knees["a"]), "--out", str(tmp_path / "m.json")]) == 0
+
+    def strict(text: str) -> None:
+        raise ValueError(f"not JSON: {text}")
+
+    rows = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"), parse_constant=strict)
+    assert rows[0][key] == pytest.approx(row[key])
