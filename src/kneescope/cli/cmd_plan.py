@@ -232,7 +232,6 @@ def plan(
 
     if not input_shape:
         raise InputError("give the image size with --shape, e.g. --shape 160x384x384")
-    mode, optimizer = mode.lower(), optimizer.lower()
     precisions = tuple(p.value for p in precision) if precision else ("bf16", "fp32")
     dev = (device or ("cpu" if budget.strip().lower() == "host" else "cuda")).lower()
     shape = _parse_shape(input_shape, "--shape")
@@ -246,8 +245,8 @@ def plan(
         shape,
         spacing_mm,
         budget_bytes,
-        optimizer=optimizer,  # type: ignore[arg-type]
-        mode=mode,  # type: ignore[arg-type]
+        optimizer=optimizer,
+        mode=mode,
         device=dev,  # type: ignore[arg-type]
         precisions=precisions,  # type: ignore[arg-type]
     )
