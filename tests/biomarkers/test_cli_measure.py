@@ -19,6 +19,7 @@ def test_measure_writes_json_csv_and_maps(
 ) -> None:
     path = write_volume(toy_knee.labels, tmp_path / "knee_R.nii.gz")
     table = tmp_path / "out" / "biomarkers.csv"
+    table.parent.mkdir()
     maps = tmp_path / "maps"
     code = main(["measure", str(path), "--json", "--out", str(table), "--maps", str(maps)])
     assert code == 0

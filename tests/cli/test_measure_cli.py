@@ -100,3 +100,27 @@ def test_tables_follow_the_output_name(
 
     rows = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"), parse_constant=strict)
     assert rows[0][key] == pytest.approx(row[key])
+
+
+def test_outputs_never_replaced_or_folders_invented(
+    knees: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nonexistent" / "meas.csv"
+    assert main(["measure", str(knees["a"]), "-o", str(missing)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not missing.parent.exists()
+    table = tmp_path / "meas.csv"
+    table.write_text("earlier results\n", encoding="utf-8")
+    assert main(["measure", str(knees["a"]), "-o", str(table)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert table.read_text(encoding="utf-8") == "earlier results\n"
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    (maps / "a_femoral_thickness.png").write_bytes(b"earlier map")
+    assert main(["measure", str(knees["a"]), "--maps", str(maps)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (maps / "a_femoral_thickness.png").read_bytes() == b"earlier map"
+    args = ["measure", str(knees["a"]), "-o", str(table), "--maps", str(maps), "--overwrite"]
+    assert main(args) == 0
+    assert table.read_text(encoding="utf-8").startswith("labelmap,")
+    assert (maps / "a_femoral_thickness.png").read_bytes()[:4] == b"\x89PNG"

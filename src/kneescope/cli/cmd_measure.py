@@ -53,7 +53,8 @@ def measure(
             "--output",
             "-o",
             "--out",
-            help="Write all biomarkers as a CSV table (one row per knee).",
+            help="Write all biomarkers as a table, one row per knee; the file name says the "
+            "format: .csv, .parquet or .json. Its folder must exist.",
             show_default=False,
         ),
     ] = None,
@@ -61,6 +62,10 @@ def measure(
         Path | None,
         typer.Option("--maps", help="Folder for 2D thickness maps (.npy and .png per plate)."),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace an existing output table and thickness maps."),
+    ] = False,
     workspace_dir: WorkspaceOpt = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
@@ -72,10 +77,11 @@ def measure(
     side_l = side.lower()
     if side_l not in ("right", "left", "auto"):
         raise InputError(f"--side must be right, left or auto, got {side!r}")
+    # every output checked before any work: format, folder, nothing replaced unasked
     if out is not None:
-        _table_format(out)  # refuse an unknown format before measuring anything
+        _check_table_output(out, overwrite)
     if maps_dir is not None:
-        _check_unique_stems(labelmaps)
+        _check_maps_output(labelmaps, maps_dir, overwrite)
     rows: list[dict[str, Any]] = []
     failures: list[tuple[Path, KneescopeError]] = []
     for path in labelmaps:
@@ -125,8 +131,23 @@ def _measure_one(path: Path, side: str, maps_dir: Path | None) -> dict[str, Any]
     return {"labelmap": str(path), **result.as_row()}
 
 
-def _check_unique_stems(paths: list[Path]) -> None:
-    """Refuse inputs whose thickness maps would overwrite each other (same file stem)."""
+def _check_table_output(out: Path, overwrite: bool) -> None:
+    """Refuse an unknown table format, a missing folder, an existing file without
+    ``overwrite``."""
+    _table_format(out)
+    if out.is_dir():
+        raise InputError(f"--output {out} is a folder; give a file name such as {out}/meas.csv")
+    if not out.parent.is_dir():
+        raise InputError(f"--output {out}: folder {out.parent} does not exist; create it first")
+    if out.exists() and not overwrite:
+        raise InputError(f"--output {out} exists; pass --overwrite to replace it")
+
+
+def _check_maps_output(paths: list[Path], maps_dir: Path, overwrite: bool) -> None:
+    """Refuse inputs whose thickness maps would overwrite each other (same file stem), and
+    maps already in ``maps_dir`` without ``overwrite``."""
+    from kneescope.core.labels import CARTILAGE_PLATES
+
     seen: dict[str, Path] = {}
     for path in paths:
         stem = _stem(path)
@@ -136,6 +157,16 @@ def _check_unique_stems(paths: list[Path]) -> None:
                 "rename one, or measure them with separate --maps folders"
             )
         seen[stem] = path
+        if overwrite:
+            continue
+        for plate in CARTILAGE_PLATES:
+            for suffix in (".npy", ".png"):
+                existing = maps_dir / f"{stem}_{plate}_thickness{suffix}"
+                if existing.exists():
+                    raise InputError(
+                        f"--maps {maps_dir} already holds {existing.name}; pass --overwrite "
+                        "to replace the maps, or choose another folder"
+                    )
 
 
 def _stem(path: Path) -> str:
@@ -176,7 +207,6 @@ def _write_table(path: Path, rows: list[dict[str, Any]]) -> None:
     from kneescope.io.csv_table import table_columns, write_csv_table
 
     fmt = _table_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         write_csv_table(path, rows)
     elif fmt == "parquet":
