@@ -43,13 +43,31 @@ def synth(
     no_xray: Annotated[
         bool, typer.Option("--no-xray", help="Skip knee and full-leg radiographs.")
     ] = False,
+    append: Annotated[
+        bool,
+        typer.Option(
+            "--append",
+            help="Add the new subjects to the synthetic cohort already in the output folder; "
+            "its truth, clinical and contents tables keep every old row. Subjects of the "
+            "same --seed continue its numbering (-n 2, then -n 3 --append = -n 5).",
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace the synthetic cohort in the output folder (swapped in only once "
+            "the new one is complete).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate N synthetic subjects (DESS MRI, PA knee and full-leg radiographs, label maps,
-    clinical and truth tables) in the OAI folder layout."""
+    clinical and truth tables) in the OAI folder layout. A folder that is not empty is refused
+    unless --append or --overwrite is given; nothing already there is ever lost."""
     from kneescope.errors import InputError
     from kneescope.synth.cohort import CohortSpec
-    from kneescope.synth.generate import generate_cohort
+    from kneescope.synth.generate import SynthMode, generate_cohort
     from kneescope.synth.params import size_spec
     from kneescope.synth.visits import parse_visits
 
@@ -60,6 +78,8 @@ def synth(
         raise InputError(f"--subjects must be at least 1, got {subjects}")
     if not 0.0 <= treatment_effect <= 1.0:
         raise InputError(f"--treatment-effect must lie in 0..1, got {treatment_effect}")
+    if append and overwrite:
+        raise InputError("--append and --overwrite exclude each other; give one of them")
     spec = CohortSpec(
         subjects=subjects,
         visits=parse_visits(visits),
@@ -78,10 +98,14 @@ def synth(
             elapsed = time.perf_counter() - start
             err.print(f"subject {done}/{total} ({elapsed:.1f} s)", highlight=False)
 
-    summary = generate_cohort(spec, out, jobs=jobs, progress=progress)
+    mode: SynthMode = "append" if append else "overwrite" if overwrite else "new"
+    summary = generate_cohort(spec, out, jobs=jobs, progress=progress, mode=mode)
     payload = {
         "out": str(summary.out),
+        "mode": mode,
         "subjects": summary.subjects,
+        "cohort_subjects": summary.cohort_subjects,
+        "first_index": summary.first_index,
         "visits": list(summary.visits),
         "mri_series": summary.mri_series,
         "knee_radiographs": summary.radiographs,
@@ -92,9 +116,12 @@ def synth(
 
 
 def _render(console: Any, payload: dict[str, Any]) -> None:
+    added = " added" if payload["mode"] == "append" else ""
     console.print(
-        f"wrote {payload['subjects']} subjects x {len(payload['visits'])} visits to "
+        f"wrote {payload['subjects']} subjects{added} x {len(payload['visits'])} visits to "
         f"{payload['out']}: {payload['mri_series']} MRI series, {payload['knee_radiographs']} "
         f"knee and {payload['full_leg_radiographs']} full-leg radiographs "
-        f"({payload['seconds']} s)"
+        f"({payload['seconds']} s); the cohort has {payload['cohort_subjects']} subjects",
+        markup=False,
+        highlight=False,
     )
