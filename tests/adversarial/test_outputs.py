@@ -171,8 +171,12 @@ def test_export_never_overwrites_a_foreign_sidecar(
     bids = tmp_path / "exp" / "knee.json"
     bids.parent.mkdir()
     bids.write_text('{"EchoTime": 0.005}')
-    code = main(["export", "1", "-o", str(tmp_path / "exp" / "knee.nii.gz"), "-w", str(ws)])
+    argv = ["export", "1", "-o", str(tmp_path / "exp" / "knee.nii.gz"), "-w", str(ws)]
+    assert main(argv) == 2
     err = capsys.readouterr().err
-    assert code == 2 and "not written by kneescope" in err and err.count("\n") == 1
+    assert "knee.json exists" in err and "--overwrite" in err and err.count("\n") == 1
+    assert main([*argv, "--overwrite"]) == 2  # not even with --overwrite: it is not ours
+    err = capsys.readouterr().err
+    assert "not written by kneescope" in err and err.count("\n") == 1
     assert bids.read_text() == '{"EchoTime": 0.005}'
     assert not (tmp_path / "exp" / "knee.nii.gz").exists()

@@ -245,6 +245,7 @@ def test_exported_knee_segments_without_side_and_export_labels_has_colours(
     ws = _manifest_workspace(tmp_path, [("k", "9000001", "V01", "left")])
     model = save_tiny_model(tmp_path / "canonical.pt", side_canonical=True)
     exported = tmp_path / "exp" / "knee.nii.gz"
+    exported.parent.mkdir()
     assert main(["export", "1", "-o", str(exported), "-w", str(ws)]) == 0
     capsys.readouterr()
     assert read_volume(exported).metadata["side"] == "left"

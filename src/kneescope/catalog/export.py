@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -103,7 +104,7 @@ def export_series(
         volume = read_series(record.path, record.kind)
     if create_folder:
         out.parent.mkdir(parents=True, exist_ok=True)
-    _write_side_and_names(record, out, labels=labels)
+    _write_side_and_names(record, out, labels=labels, overwrite=overwrite)
     if fmt == "nifti":
         from kneescope.io.nifti import write_nifti
         from kneescope.io.sidecar import describe
@@ -125,13 +126,21 @@ def export_series(
     )
 
 
-def _write_side_and_names(record: SeriesRecord, out: Path, *, labels: bool) -> None:
+def _write_side_and_names(
+    record: SeriesRecord, out: Path, *, labels: bool, overwrite: bool
+) -> None:
     """Next to ``out``: the JSON sidecar (side, subject, visit, series) that
     ``kneescope segment`` reads back, and for a label map its Slicer and ITK-SNAP colour
-    tables (kneescope's label names)."""
+    tables (kneescope's label names). Like ``out``, an existing one is replaced only with
+    ``overwrite`` (checked before anything is written)."""
     from kneescope.core.labels import KNEE_LABELS
-    from kneescope.io.colour_table import write_colour_tables
-    from kneescope.io.sidecar import write_sidecar
+    from kneescope.io.colour_table import colour_table_paths, write_colour_tables
+    from kneescope.io.sidecar import sidecar_path, write_sidecar
+
+    companions = [sidecar_path(out), *(colour_table_paths(out) if labels else ())]
+    for path in companions:
+        if not overwrite and os.path.lexists(path):
+            raise InputError(f"{path} exists; pass --overwrite to replace it")
 
     fields: dict[str, Any] = {
         "kind": "labels" if labels else "image",
