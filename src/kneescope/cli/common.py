@@ -7,6 +7,7 @@ takes ``--json``. Output goes to stdout (tables or JSON); progress and messages 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,12 +55,41 @@ def stderr() -> Console:
 
 
 def emit(payload: Any, as_json: bool, render: Callable[[Console], None]) -> None:
-    """Print ``payload`` as JSON when ``as_json``, else call ``render`` with a console."""
+    """Print ``payload`` as JSON when ``as_json``, else call ``render`` with a console.
+
+    The JSON is strict (RFC 8259): NaN and +-Infinity, which no JSON parser but Python's
+    accepts, become ``null`` (see :func:`json_safe`).
+    """
     if as_json:
-        sys.stdout.write(json.dumps(payload, indent=2, default=str, sort_keys=False) + "\n")
+        sys.stdout.write(to_json(payload) + "\n")
         sys.stdout.flush()
     else:
         render(stdout())
+
+
+def to_json(payload: Any) -> str:
+    """``payload`` as strict, indented JSON (non-finite numbers as null, paths as text)."""
+    return json.dumps(json_safe(payload), indent=2, default=str, allow_nan=False)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, +-Inf) replaced by None, recursively.
+
+    Dicts, lists and tuples are walked; numpy scalars and arrays become Python numbers and
+    lists first. Anything else is returned as is (``json.dumps(default=str)`` prints it).
+    """
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):  # also numpy.float64, a float subclass
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(item) for item in value]
+    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays
+    if callable(tolist) and hasattr(value, "dtype"):
+        return json_safe(tolist())
+    return value
 
 
 @contextmanager
