@@ -95,10 +95,7 @@ def test_a_dry_run_imports_and_builds_no_step(
     _cohort(tmp_path / "data")
     ws = str(tmp_path / "ws")
     pwned = tmp_path / "PWNED"
-    popen = (
-        '[[steps]]\nname = "subprocess:Popen"\n'
-        f'options = {{ args = ["touch", "{pwned}"] }}\n'
-    )
+    popen = f'[[steps]]\nname = "subprocess:Popen"\noptions = {{ args = ["touch", "{pwned}"] }}\n'
     config = _config(tmp_path, "evil", popen)
     for argv in (["--dry-run"], []):
         assert main(["run", "-w", ws, "-c", str(config), *argv]) == 2
@@ -130,7 +127,9 @@ def test_deleted_or_corrupted_outputs_do_not_count_as_done(
     Path(files["S0-V00"]).unlink()  # deleted
     same_size = bytearray(original["S1-V00"])  # corrupted, same size, new mtime
     same_size[3] ^= 0x01
+    written_ns = os.stat(files["S1-V00"]).st_mtime_ns
     Path(files["S1-V00"]).write_bytes(bytes(same_size))
+    os.utime(files["S1-V00"], ns=(written_ns + 10**9, written_ns + 10**9))
     Path(files["S2-V00"]).write_text("{}")  # truncated
     os.utime(files["S3-V00"], ns=(1, 1))  # only touched: content intact
 
