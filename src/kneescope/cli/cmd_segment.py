@@ -54,9 +54,10 @@ def segment(
         typer.Option(
             "--side",
             help="Knee side of the input files. Models trained side-canonical (left knees "
-            "mirrored to look like right knees) need it when the file does not record the "
-            "side (DICOM Laterality). Alone or with --subject/--visit it selects the "
-            "catalog's knees of that side.",
+            "mirrored to look like right knees) need it when neither the catalog nor the "
+            "file records the side (DICOM Laterality, or the header/.json of a NIfTI that "
+            "kneescope wrote); a side that contradicts them is refused. Alone or with "
+            "--subject/--visit it selects the catalog's knees of that side.",
             case_sensitive=False,
         ),
     ] = None,
