@@ -10,7 +10,8 @@ Two small text files are written beside a label map ``NAME.nii.gz`` (or ``.nii``
 - ``NAME.itksnap.txt``: an ITK-SNAP label description file (``value R G B A VIS MSH "name"``,
   alpha 0..1). In ITK-SNAP: Segmentation -> Import Label Descriptions.
 
-Both are written atomically; names are the label scheme's names verbatim (no spaces).
+Both are written atomically; names are the label scheme's names (kneescope's are written
+verbatim; a character other than letters, digits, ``_``, ``.``, ``-`` becomes ``_``).
 """
 
 from __future__ import annotations
@@ -54,11 +55,8 @@ def _checked(labels: Mapping[int, str]) -> list[tuple[int, str]]:
     for value, name in sorted(labels.items()):
         if not 1 <= int(value) <= 65535:
             raise InputError(f"label value {value} is not in 1..65535 (0 is background)")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise InputError(
-                f"label name {name!r} must be letters, digits, '_', '.' or '-' (no spaces)"
-            )
-        rows.append((int(value), name))
+        # Slicer splits a line at spaces and ITK-SNAP quotes names: anything else becomes '_'
+        rows.append((int(value), re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or f"label_{value}"))
     return rows
 
 
