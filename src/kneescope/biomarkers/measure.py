@@ -72,7 +72,7 @@ class KneeMeasurements:
         qc: QC flag name -> bool or count.
         side: the side the knee was measured as.
         side_from_anatomy: the side the anatomy tells (None without a patella, or when the
-            file does not state its geometry).
+            file does not state its orientation).
         maps: plate -> :class:`ThicknessMap` (empty when maps were not asked for).
         reasons: raised QC flag -> why, in words (also the row's ``qc_reasons`` text).
     """
@@ -162,7 +162,7 @@ def measure_knee(
     """
     cfg = config or MeasureConfig()
     declared = _resolve_side(labels, side)
-    geometry_unknown = isinstance(labels, Volume) and _geometry_unknown(labels)
+    orientation_unknown = isinstance(labels, Volume) and _orientation_unknown(labels)
     if isinstance(labels, Volume):
         arr, affine = labels.array, labels.affine_ras
     else:
@@ -198,7 +198,7 @@ def measure_knee(
         components[value] = component_count(mask, cfg.min_component_voxels)
 
     reasons: dict[str, str] = {}
-    anatomy = _anatomy_flags(arr, boxes, centroids, counts, geometry_unknown, reasons)
+    anatomy = _anatomy_flags(arr, boxes, centroids, counts, orientation_unknown, reasons)
     found = {plate: _plate_surfaces(plate, arr, affine, boxes, cfg) for plate in PLATES}
     frame = knee_frame(centroids, declared)
     plateau_up = _plateau_normal([found["medial_tibial"], found["lateral_tibial"]])
@@ -223,13 +223,14 @@ def measure_knee(
         if extrusion_grid is not None:
             values[f"{name}_meniscus_extrusion_mm"] = NAN  # refused: see the flag's reason
 
-    side_from_anatomy = None if geometry_unknown else frame.side_from_anatomy
+    side_from_anatomy = None if orientation_unknown else frame.side_from_anatomy
     flags = qc_flags(counts, components, values, declared, side_from_anatomy, cfg)
     flags.update(anatomy)
-    flags["qc_geometry_unknown"] = geometry_unknown
-    if geometry_unknown:
-        reasons["qc_geometry_unknown"] = (
-            "the file states no voxel size or orientation; sizes and the side are guesses"
+    flags["qc_orientation_unknown"] = orientation_unknown
+    if orientation_unknown:
+        reasons["qc_orientation_unknown"] = (
+            "the file states no orientation (e.g. a NIfTI without sform and qform): the "
+            "side and the superior direction cannot be checked"
         )
     flags["qc_extrusion_grid_too_coarse"] = extrusion_grid is not None
     if extrusion_grid is not None:
@@ -238,9 +239,11 @@ def measure_knee(
     return KneeMeasurements(values, flags, frame.side, side_from_anatomy, maps, reasons)
 
 
-def _geometry_unknown(volume: Volume) -> bool:
-    """True when the reader says the file states no trustworthy voxel size/orientation."""
-    return bool(volume.metadata.get("geometry_unknown", False))
+def _orientation_unknown(volume: Volume) -> bool:
+    """True when the reader says the file states no orientation (``metadata
+    ["orientation_unknown"]``, e.g. a NIfTI without sform and qform): its left-right could
+    be mirrored, so the anatomy cannot tell the side."""
+    return bool(volume.metadata.get("orientation_unknown", False))
 
 
 def voxel_extent_mm(affine: Affine, direction: F64) -> float:
@@ -275,7 +278,7 @@ def _anatomy_flags(
     boxes: dict[int, Box],
     centroids: dict[int, F64],
     counts: dict[int, int],
-    geometry_unknown: bool,
+    orientation_unknown: bool,
     reasons: dict[str, str],
 ) -> dict[str, bool | int]:
     """Flags of anatomy that cannot be right: a cartilage plate that does not lie on its own
@@ -298,7 +301,7 @@ def _anatomy_flags(
                 )
         flags[f"qc_cartilage_off_bone_{plate}"] = off
     below = False
-    if not geometry_unknown and 1 in centroids and 3 in centroids:
+    if not orientation_unknown and 1 in centroids and 3 in centroids:
         rise = float(centroids[1][2] - centroids[3][2])
         below = rise <= 0.0
         if below:

@@ -125,7 +125,7 @@ def _measure_one(path: Path, side: str, maps_dir: Path | None) -> dict[str, Any]
         stem = _stem(path)
         for plate_map in result.maps.values():
             plate_map.save(maps_dir, stem)
-    told = "side unverified" if result.qc.get("qc_geometry_unknown") else "knee"
+    told = "side unverified" if result.qc.get("qc_orientation_unknown") else "knee"
     qc = "QC ok" if result.qc["qc_ok"] else "QC flags raised"
     stderr().print(f"measured {path} ({result.side} {told}, {qc})", markup=False, highlight=False)
     return {"labelmap": str(path), **result.as_row()}

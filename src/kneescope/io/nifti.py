@@ -167,7 +167,8 @@ def read_nifti(path: Path) -> Volume:
         integer); scaled data (scl_slope/inter) comes back as float32. A trailing singleton
         4th axis is dropped. Metadata: ``source_path``, ``description``; ``side`` and
         ``side_source`` when kneescope recorded the knee's side (``descrip`` or the JSON
-        sidecar, see :mod:`kneescope.io.sidecar`).
+        sidecar, see :mod:`kneescope.io.sidecar`); ``orientation_unknown`` (True) when the
+        header has neither sform nor qform, so the affine is nibabel's guess from pixdim.
 
     Raises:
         InputError: missing/unreadable file, not 2D/3D, NaN values.
@@ -215,10 +216,14 @@ def read_nifti(path: Path) -> Volume:
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise InputError(f"{path}: voxel values hold NaN or infinity")
     affine = img.get_sform() if int(header["sform_code"]) > 0 else img.get_qform()
-    if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+    no_orientation = int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0
+    if no_orientation:
         affine = img.affine
     description = header["descrip"].tobytes().rstrip(b"\0").decode("latin-1")
     metadata: dict[str, Any] = {"source_path": str(path), "description": description}
+    if no_orientation:
+        # pixdim alone: spacing known, orientation not (measure flags it, see biomarkers)
+        metadata["orientation_unknown"] = True
     recorded = recorded_side(path, description)
     if recorded is not None:
         metadata["side"], metadata["side_source"] = recorded
