@@ -29,23 +29,26 @@ WORKSPACE_ENV = "KNEESCOPE_WORKSPACE"
 CATALOG_ENV = "KNEESCOPE_CATALOG"
 
 
-def _lexical(path: Path) -> Path:
+def _lexical(path: Path | str) -> str:
     """``path`` made absolute and normalised (``..`` folded) without following symlinks."""
-    return Path(os.path.normpath(path.expanduser().absolute()))
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def to_stored(path: Path, root: Path | None) -> str:
     """How the catalog stores ``path``: relative to the workspace ``root`` (POSIX ``/``) when
-    the path lies inside it, else absolute; always absolute when ``root`` is None."""
+    the path lies inside it, else absolute; always absolute when ``root`` is None.
+
+    Pure string work (no file system access): an ingest calls it once per series.
+    """
     full = _lexical(path)
     if root is not None:
-        try:
-            rel = full.relative_to(_lexical(root))
-        except ValueError:
-            pass
-        else:
-            return rel.as_posix() if rel.parts else "."
-    return str(full)
+        base = _lexical(root)
+        if full == base:
+            return "."
+        prefix = base if base.endswith(os.sep) else base + os.sep
+        if full.startswith(prefix):
+            return full[len(prefix) :].replace(os.sep, "/")
+    return full
 
 
 def from_stored(stored: str, root: Path | None) -> Path:
@@ -55,15 +58,14 @@ def from_stored(stored: str, root: Path | None) -> Path:
     Raises:
         InputError: a relative path but no workspace root to resolve it against.
     """
-    path = Path(stored)
-    if path.is_absolute():
-        return path
+    if os.path.isabs(stored):
+        return Path(stored)
     if root is None:
         raise InputError(
             f"catalog path {stored!r} is relative to its workspace, but no workspace was given; "
             "open the catalog with -w WORKSPACE"
         )
-    return _lexical(root / path)
+    return Path(_lexical(os.path.join(root, stored)))
 
 
 @dataclass(frozen=True)
