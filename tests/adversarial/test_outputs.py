@@ -180,3 +180,24 @@ def test_export_never_overwrites_a_foreign_sidecar(
     assert "not written by kneescope" in err and err.count("\n") == 1
     assert bids.read_text() == '{"EchoTime": 0.005}'
     assert not (tmp_path / "exp" / "knee.nii.gz").exists()
+
+
+def test_a_foreign_json_or_a_file_as_output_folder_is_refused_even_with_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = _image(tmp_path / "k.nii.gz")
+    model = _model(tmp_path / "m.pt")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "k_seg.json").write_text('{"EchoTime": 0.005}')
+    assert _segment(str(image), "-m", str(model), "-o", str(out), "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert "not written by kneescope" in err and err.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["k_seg.json"]
+    assert (out / "k_seg.json").read_text() == '{"EchoTime": 0.005}'
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert _segment(str(image), "-m", str(model), "-o", str(a_file)) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err and err.count("\n") == 1 and "Traceback" not in err

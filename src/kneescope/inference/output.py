@@ -22,7 +22,7 @@ from kneescope.core import Volume
 from kneescope.errors import InputError
 from kneescope.io import atomic_write_path, write_nifti
 from kneescope.io.colour_table import colour_table_paths
-from kneescope.io.sidecar import sidecar_path
+from kneescope.io.sidecar import read_sidecar, sidecar_path
 
 
 def output_stem(path: Path) -> str:
@@ -99,15 +99,19 @@ def check_output_plan(
         overwrite: existing outputs may be replaced.
 
     Raises:
-        InputError: an output path outside ``out_dir``; two inputs that would write the same
-            file (compared case-insensitively); without ``overwrite``, an output that exists
-            (the message names the first and how many more).
+        InputError: ``out_dir`` is a file; an output path outside ``out_dir``; two inputs
+            that would write the same file (compared case-insensitively); a ``sidecar`` role
+            path that holds a file kneescope did not write (never replaced); without
+            ``overwrite``, an output that exists (the message names the first and how many
+            more).
     """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output folder {out_dir} is a file; give a folder")
     root = out_dir.resolve()
     owner: dict[str, str] = {}
     existing: list[Path] = []
     for source, paths in plan:
-        for path in paths.values():
+        for role, path in paths.items():
             if path.name in ("", ".", "..") or path.parent.resolve() != root:
                 raise InputError(
                     f"output {path} of {source} would lie outside the output folder {out_dir}; "
@@ -122,6 +126,11 @@ def check_output_plan(
             owner[key] = source
             if os.path.lexists(path):
                 existing.append(path)
+                if role == "sidecar" and read_sidecar(paths["labels"]) is None:
+                    raise InputError(
+                        f"{path} exists and was not written by kneescope; move it or choose "
+                        "another --output folder (--overwrite does not replace it)"
+                    )
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise InputError(
