@@ -257,6 +257,14 @@ def test_exported_knee_segments_without_side_and_export_labels_has_colours(
     row = json.loads(stdout)["outputs"][0]
     assert row["side"] == "left"
     assert json.loads(Path(row["sidecar"]).read_text())["subject"] == "9000001"
+    nrrd = tmp_path / "exp" / "knee2.nrrd"  # NRRD has no descrip: the sidecar alone
+    assert main(["export", "1", "--format", "nrrd", "-o", str(nrrd), "-w", str(ws)]) == 0
+    capsys.readouterr()
+    code, stdout, err = _segment(
+        capsys, str(nrrd), "-m", str(model), "-o", str(tmp_path / "out2"), "--json"
+    )
+    assert code == 0, err
+    assert json.loads(stdout)["outputs"][0]["side"] == "left"
 
     labels = tmp_path / "exp" / "labels.nii.gz"
     assert main(["export", "1", "--labels", "-o", str(labels), "-w", str(ws)]) == 0
