@@ -103,6 +103,45 @@ def test_filters_and_summary(catalog: Catalog) -> None:
     assert (s.label_maps, s.store_entries) == (1, 1)
 
 
+@pytest.mark.parametrize(
+    ("where", "listed"),
+    [
+        (SeriesFilter(status="broken"), "is not one of ok, failed"),
+        (SeriesFilter(kind="mr"), "is not one of mri, radiograph, unknown"),
+        (SeriesFilter(sequence="DES"), "it holds DESS, XR_PA (also valid: FLASH, IW_TSE"),
+        (SeriesFilter(modality="MRI"), "it holds CR, MR (also valid: CT, DR, DX, OT, RG)"),
+    ],
+)
+def test_filter_values_that_are_no_values_are_refused(
+    catalog: Catalog, where: SeriesFilter, listed: str
+) -> None:
+    """A typo is an error listing the valid values, never an empty answer (issue 11, 9)."""
+    _fill(catalog)
+    with pytest.raises(InputError, match="is not") as info:
+        list_series(catalog, where)
+    assert listed in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_known_or_cataloged_filter_values_are_accepted(catalog: Catalog) -> None:
+    _fill(catalog)
+    # known to kneescope but absent here: a true empty answer
+    assert list_series(catalog, SeriesFilter(sequence="T2_MAP", modality="DX")) == []
+    assert len(list_series(catalog, SeriesFilter(sequence="xr_pa", status="FAILED"))) == 1
+    with catalog.session() as session:  # a manifest may bring its own sequence names
+        RowWriter(session, cohort="oai").upsert_series(
+            "/data/x/cube",
+            source="manifest",
+            sequence="CUBE_3D",
+            modality="MR",
+            files_checksum="w" * 64,
+            status=STATUS_OK,
+        )
+    assert [r.path for r in list_series(catalog, SeriesFilter(sequence="cube_3d"))] == [
+        "/data/x/cube"
+    ]
+
+
 def test_get_series_by_id_and_uid(catalog: Catalog) -> None:
     _fill(catalog)
     rec = list_series(catalog, SeriesFilter(visit="V00", side="left", subject="9000002"))[0]

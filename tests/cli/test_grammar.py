@@ -52,6 +52,7 @@ FREE_TEXT: dict[tuple[str, str], str] = {
     ("synth", "--visits"): "a comma list of visit codes (V00,V01,...)",
     ("catalog", "--visit"): "a visit code, V00 or 1 (normalised)",
     ("catalog", "--subject"): "a subject code",
+    ("catalog", "--variable"): "a clinical variable name or * ? pattern",
     ("catalog", "--sequence"): "sequence names are open: a manifest may bring its own",
     ("catalog", "--modality"): "DICOM modality codes are open (MR, CR, DX, OT, ...)",
     ("export", "series"): "a catalog id or SeriesInstanceUID",

@@ -6,6 +6,7 @@ can be printed, sent to worker processes or turned into JSON.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -15,8 +16,18 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from kneescope.catalog.database import Catalog
-from kneescope.catalog.naming import normalize_visit, side_from_text
+from kneescope.catalog.naming import (
+    MRI_SEQUENCES,
+    RADIOGRAPH_SEQUENCES,
+    normalize_visit,
+    side_from_text,
+)
 from kneescope.catalog.schema import (
+    KIND_MRI,
+    KIND_RADIOGRAPH,
+    KIND_UNKNOWN,
+    STATUS_FAILED,
+    STATUS_OK,
     ClinicalValue,
     Knee,
     LabelMap,
@@ -27,6 +38,15 @@ from kneescope.catalog.schema import (
 )
 from kneescope.config import FROZEN
 from kneescope.errors import InputError, NotFoundError
+
+STATUSES = (STATUS_OK, STATUS_FAILED)
+"""Every series status the catalog records."""
+KINDS = (KIND_MRI, KIND_RADIOGRAPH, KIND_UNKNOWN)
+"""Every series kind the catalog records."""
+KNOWN_SEQUENCES = tuple(sorted(MRI_SEQUENCES | RADIOGRAPH_SEQUENCES))
+"""Sequence names the OAI importer assigns (a manifest may add its own)."""
+KNOWN_MODALITIES = ("CR", "CT", "DR", "DX", "MR", "OT", "RG")
+"""DICOM modalities of knee imaging (others are valid when the catalog holds them)."""
 
 
 class SeriesFilter(BaseModel):
@@ -143,13 +163,65 @@ def _records(catalog: Catalog, session: Session, stmt: _SeriesSelect) -> list[Se
     return out
 
 
+def _check_choice(option: str, value: str, valid: tuple[str, ...]) -> None:
+    if value.lower() not in {v.lower() for v in valid}:
+        raise InputError(f"{option} {value!r} is not one of {', '.join(valid)}")
+
+
+def _check_open_vocabulary(
+    session: Session, option: str, value: str, column: Any, known: tuple[str, ...]
+) -> None:
+    """Refuse a value that is neither known nor in the catalog (a typo gives no silent empty
+    table); a known value absent from the catalog is fine (an empty answer is true then)."""
+    if value.upper() in {k.upper() for k in known}:
+        return
+    present = sorted(
+        str(v) for v in session.scalars(select(column).where(column.is_not(None)).distinct())
+    )
+    if value.upper() in {v.upper() for v in present}:
+        return
+    others = sorted(set(known) - set(present))
+    raise InputError(
+        f"{option} {value!r} is not in the catalog; it holds {', '.join(present) or 'none'}"
+        + (f" (also valid: {', '.join(others)})" if others else "")
+    )
+
+
+def check_series_filter(catalog: Catalog, where: SeriesFilter) -> None:
+    """Refuse filter values that can match nothing because they are not values at all.
+
+    ``status`` and ``kind`` must be one of :data:`STATUSES`/:data:`KINDS`; ``sequence`` and
+    ``modality`` a known name (:data:`KNOWN_SEQUENCES`, :data:`KNOWN_MODALITIES`) or one that
+    the catalog holds.
+
+    Raises:
+        InputError: one line naming the valid values.
+    """
+    if where.status:
+        _check_choice("--status", where.status, STATUSES)
+    if where.kind:
+        _check_choice("--kind", where.kind, KINDS)
+    if where.sequence or where.modality:
+        with catalog.session() as session:
+            if where.sequence:
+                _check_open_vocabulary(
+                    session, "--sequence", where.sequence, Series.sequence, KNOWN_SEQUENCES
+                )
+            if where.modality:
+                _check_open_vocabulary(
+                    session, "--modality", where.modality, Series.modality, KNOWN_MODALITIES
+                )
+
+
 def list_series(catalog: Catalog, where: SeriesFilter | None = None) -> list[SeriesRecord]:
     """Series matching every given filter, ordered by subject, visit, sequence, id.
 
     Raises:
-        InputError: a visit or side filter is not a valid code.
+        InputError: a visit or side filter is not a valid code, or a status, kind, sequence
+            or modality that is no value (see :func:`check_series_filter`).
     """
     where = where or SeriesFilter()
+    check_series_filter(catalog, where)
     stmt = _select_series()
     if where.subject:
         stmt = stmt.where(Subject.code == where.subject)
@@ -254,10 +326,55 @@ def summarize(catalog: Catalog) -> CatalogSummary:
         )
 
 
+class ClinicalFilter(BaseModel):
+    """Filters for :func:`clinical_values`; ``None`` means any.
+
+    ``variable`` is a name (``XRKL``) or a pattern with ``*`` and ``?`` (``WOMKP*``), case
+    ignored; ``visit`` a visit code (``V00`` or ``0``; subject-level values have none);
+    ``side`` right or left.
+    """
+
+    model_config = FROZEN
+
+    subject: str | None = None
+    visit: str | None = None
+    side: str | None = None
+    variable: str | None = None
+    limit: int | None = None
+
+
+def _like_pattern(glob: str) -> str:
+    """SQL LIKE pattern (escape ``\\``) of a ``*``/``?`` glob, upper-cased."""
+    out = []
+    for char in glob.upper():
+        if char in "%_\\":
+            out.append("\\" + char)
+        elif char == "*":
+            out.append("%")
+        elif char == "?":
+            out.append("_")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def clinical_values(
-    catalog: Catalog, *, subject: str | None = None, variable: str | None = None
+    catalog: Catalog,
+    where: ClinicalFilter | None = None,
+    *,
+    subject: str | None = None,
+    variable: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Clinical values in long format as dicts (subject, visit, side, variable, text, num)."""
+    """Clinical values in long format as dicts (subject, visit, side, variable, value_text,
+    value_num), ordered by subject, visit, side, variable.
+
+    ``subject``/``variable`` keywords are shorthands for a :class:`ClinicalFilter`. A
+    ``value_num`` that is not finite (written by an older kneescope) comes back as None.
+
+    Raises:
+        InputError: a visit or side filter is not a valid code.
+    """
+    where = where or ClinicalFilter(subject=subject, variable=variable)
     stmt = select(
         Subject.code,
         ClinicalValue.visit,
@@ -266,11 +383,34 @@ def clinical_values(
         ClinicalValue.value_text,
         ClinicalValue.value_num,
     ).join(Subject, ClinicalValue.subject_id == Subject.id)
-    if subject:
-        stmt = stmt.where(Subject.code == subject)
-    if variable:
-        stmt = stmt.where(ClinicalValue.variable == variable.upper())
-    stmt = stmt.order_by(Subject.code, ClinicalValue.visit, ClinicalValue.variable)
+    if where.subject:
+        stmt = stmt.where(Subject.code == where.subject)
+    if where.visit:
+        try:
+            stmt = stmt.where(ClinicalValue.visit == normalize_visit(where.visit))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    if where.side:
+        side = side_from_text(where.side)
+        if side is None:
+            raise InputError(f"side {where.side!r} is not right or left")
+        stmt = stmt.where(ClinicalValue.side == side)
+    if where.variable:
+        if any(c in where.variable for c in "*?"):
+            pattern = _like_pattern(where.variable)
+            stmt = stmt.where(func.upper(ClinicalValue.variable).like(pattern, escape="\\"))
+        else:
+            stmt = stmt.where(func.upper(ClinicalValue.variable) == where.variable.upper())
+    stmt = stmt.order_by(
+        Subject.code, ClinicalValue.visit, ClinicalValue.side, ClinicalValue.variable
+    )
+    if where.limit is not None:
+        stmt = stmt.limit(where.limit)
     keys = ("subject", "visit", "side", "variable", "value_text", "value_num")
     with catalog.session() as session:
-        return [dict(zip(keys, row, strict=True)) for row in session.execute(stmt).all()]
+        result = session.execute(stmt).all()
+    rows: list[dict[str, Any]] = []
+    for *values, number in result:
+        finite = number if number is None or math.isfinite(number) else None
+        rows.append(dict(zip(keys, (*values, finite), strict=True)))
+    return rows

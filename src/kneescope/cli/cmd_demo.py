@@ -136,16 +136,14 @@ def _ingest(ws: Any, cohort_dir: Path) -> str:
 
     cat = Catalog.for_workspace(ws, create=True)
     try:
-        tree = ingest(cat, cohort_dir, "oai")
-        values = 0
-        for table in sorted((cohort_dir / "clinical").glob("*.csv")):
-            values += ingest(cat, table, "clinical").clinical_values
+        tree = ingest(cat, cohort_dir, "oai")  # with the tables of its clinical/ folder
     finally:
         cat.close()
     t = tree.to_json()
     return (
         f"{t.get('added', 0)} series added, {t.get('unchanged', 0)} unchanged, "
-        f"{t.get('failed', 0)} failed; {values} clinical values"
+        f"{t.get('failed', 0)} failed; {tree.clinical_values} clinical values added "
+        f"({tree.clinical_unchanged} unchanged)"
     )
 
 
