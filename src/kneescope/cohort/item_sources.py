@@ -8,7 +8,6 @@ import hashlib
 import os
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 from kneescope.cohort.item import Item, file_checksum
@@ -175,7 +174,7 @@ def checksum_from_cache(item: Item, db: sqlite3.Connection | None) -> Item:
     ).fetchone()
     if row is None:
         return with_checksum(item, None)
-    return replace(item, input_checksum=str(row[0]))
+    return _with(item, str(row[0]))
 
 
 def with_checksum(item: Item, manifest: Manifest | None) -> Item:
@@ -206,4 +205,19 @@ def with_checksum(item: Item, manifest: Manifest | None) -> Item:
                     if manifest is not None:
                         manifest.store_checksum(item.path, st.st_size, st.st_mtime_ns, cached)
             checksum = cached
-    return replace(item, input_checksum=checksum)
+    return _with(item, checksum)
+
+
+def _with(item: Item, checksum: str) -> Item:
+    """``item`` with ``input_checksum`` set (a direct copy: dataclasses.replace is slow)."""
+    return Item(
+        item.item_id,
+        item.subject,
+        item.visit,
+        item.side,
+        item.series,
+        item.path,
+        checksum,
+        item.labels_path,
+        item.from_catalog,
+    )

@@ -349,6 +349,16 @@ class Manifest:
                 row["timings"] = json.loads(row.pop("timings_json") or "{}")
                 yield row
 
+    def done_with_outputs(self, batch: int = 5000) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(item id, stored result) of every selected done item that has output files."""
+        cursor = self._db.execute(
+            "SELECT item_id, result_json FROM items WHERE selected = 1 AND state = 'done' "
+            "AND json_extract(result_json, '$.files') NOT IN ('{}', '[]') ORDER BY seq"
+        )
+        while chunk := cursor.fetchmany(batch):
+            for item_id, result_json in chunk:
+                yield str(item_id), json.loads(result_json)
+
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 

@@ -229,12 +229,12 @@ def verify_outputs(manifest: Manifest, run_dir: Path) -> int:
     """
     bad: list[tuple[str, str]] = []
     refreshed: list[tuple[str, dict[str, object]]] = []
-    for row in manifest.rows(("done",)):
-        reason, digests = check_outputs(row["result"], run_dir)
+    for item_id, result in manifest.done_with_outputs():
+        reason, digests = check_outputs(result, run_dir)
         if reason is not None:
-            bad.append((row["item_id"], reason))
+            bad.append((item_id, reason))
         elif digests is not None:
-            refreshed.append((row["item_id"], digests))
+            refreshed.append((item_id, digests))
     for item_id, reason in bad:
         log.warning("item %s: %s", item_id, reason)
         manifest.invalidate(item_id, reason)
