@@ -1,0 +1,166 @@
+"""Every ``--json`` output parses with a strict JSON parser (issue 11, item 10).
+
+Python's ``json`` accepts ``NaN`` and ``Infinity``; no other parser does (JavaScript, jq,
+PostgreSQL, Go, ...). ``train --json`` printed ``NaN`` for structures absent from the
+validation case; any metric can be NaN. Here each command's JSON is parsed with
+``parse_constant`` raising, on a tiny synthetic cohort and tiny NIfTI phantoms.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import typer.main
+
+from kneescope.cli.app import app, main
+from kneescope.core import Volume, affine_from_axes
+from kneescope.io import write_nifti
+
+# The commands whose --json this module checks (the last test checks it is all of them).
+COVERED = {
+    "synth", "ingest", "catalog", "export", "convert", "plan", "train", "segment", "measure",
+    "run", "status", "demo",
+}  # fmt: skip
+
+
+def _reject(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON (RFC 8259)")
+
+
+def strict(text: str) -> Any:
+    """``text`` parsed as strict JSON: NaN, Infinity and -Infinity are errors."""
+    return json.loads(text, parse_constant=_reject)
+
+
+def run_json(*argv: str, expect: int = 0) -> Any:
+    """Run ``kneescope ARGV --json``; its stdout parsed strictly."""
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        code = main([*argv, "--json"])
+    assert code == expect, (argv, code)
+    return strict(buffer.getvalue())
+
+
+def test_strict_parser_rejects_nan() -> None:
+    """The check below is real: Python's default parser would accept these."""
+    for text in ("NaN", "[Infinity]", '{"a": -Infinity}'):
+        assert json.loads(text) is not None
+        with pytest.raises(ValueError, match="is not JSON"):
+            strict(text)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A one-subject synthetic cohort (2 knees, DESS + label maps), ingested."""
+    root = tmp_path_factory.mktemp("json")
+    out = {"root": root, "ws": str(root / "ws")}
+    out["synth"] = run_json(
+        "synth", "-o", str(root / "cohort"), "--size", "small", "--subjects", "1",
+        "--visits", "V00", "--no-xray",
+    )  # fmt: skip
+    out["ingest"] = run_json("ingest", str(root / "cohort"), "-w", out["ws"])
+    return out
+
+
+def test_synth_ingest_catalog_convert_export(cohort: dict[str, Any]) -> None:
+    ws, root = cohort["ws"], cohort["root"]
+    assert cohort["synth"]["mri_series"] == 2
+    assert cohort["ingest"]["added"] == 2
+    series = run_json("catalog", "-w", ws)
+    assert len(series) == 2
+    assert run_json("catalog", "--summary", "-w", ws)["series"] == 2
+    assert run_json("convert", "-w", ws)["converted"] == 2
+    exported = run_json("export", str(series[0]["id"]), "-o", str(root / "x.nii.gz"), "-w", ws)
+    assert Path(exported["path"]).is_file()
+    # label maps of a small grid: extrusion cannot be measured there (NaN inside, null here)
+    labelmaps = sorted(str(p) for p in (root / "cohort" / "labels").glob("*.nii.gz"))
+    rows = run_json("measure", *labelmaps, "-w", ws)
+    assert [row["labelmap"] for row in rows] == labelmaps
+
+
+def test_run_dry_run_and_status(cohort: dict[str, Any]) -> None:
+    ws, root = cohort["ws"], cohort["root"]
+    config = root / "run.toml"
+    config.write_text(
+        'name = "js"\n[items.catalog]\nsequence = "DESS"\n'
+        '[[steps]]\nname = "load_labels"\n[[steps]]\nname = "measure"\n'
+        '[executor]\nkind = "local"\n'
+    )
+    plan = run_json("run", "-c", str(config), "--dry-run", "-w", ws)
+    assert plan["plan"]["to_run"] == 2
+    ran = run_json("run", "-c", str(config), "-w", ws)
+    assert (ran["done"], ran["failed"]) == (2, 0)
+    status = run_json("status", "-w", ws)
+    assert status["counts"]["done"] == 2
+
+
+def test_plan() -> None:
+    payload = run_json("plan", "--network", "unet3d-small", "--shape", "32x32x32", "-b", "2GB")
+    assert payload["candidates"]
+
+
+def _pair(folder: Path, name: str, seed: int) -> Path:
+    """A 16x24x24 right-knee phantom with 3 of the 9 knee structures (the others absent, so
+    their Dice and surface distance are undefined: NaN inside, null in JSON)."""
+    rng = np.random.default_rng(seed)
+    shape = (16, 24, 24)
+    grid = np.indices(shape).astype(np.float32)
+    c = np.array([8.0, 10.0, 12.0]) + rng.uniform(-1, 1, 3)
+    r = np.sqrt(((grid - c[:, None, None, None]) ** 2).sum(0))
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[r < 7] = 2
+    labels[r < 5] = 1
+    labels[2:-2, 19:23, 4:-4] = 3
+    image = (np.array([20.0, 100.0, 250.0, 5.0])[labels] + rng.normal(0, 8, shape)).clip(0)
+    affine = affine_from_axes([0.0, 0.0, 0.0], np.eye(3), (1.0, 1.0, 1.0))
+    write_nifti(Volume(labels, affine), folder / "labels" / f"{name}.nii.gz")
+    return write_nifti(
+        Volume(image.astype(np.uint16), affine), folder / "images" / f"{name}.nii.gz"
+    )
+
+
+def test_train_and_segment(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    images = [_pair(data, f"k{n}", n) for n in range(3)]
+    (data / "sides.csv").write_text("name,side\nk0,R\nk1,R\nk2,R\n")
+    config = tmp_path / "train.toml"
+    config.write_text(
+        'name = "tiny"\nmode = "3d"\ndata_dir = "data"\niterations = 2\n'
+        "patch_size_vox = [16, 16, 16]\nbatch_size = 1\nval_fraction = 0.34\n"
+        'precision = "fp32"\nvalidate_every = 2\nthreads = 1\naugment = false\n'
+        '[network]\nname = "unet"\nspatial_dims = 3\nfeatures = [4, 8]\nstrides = [2]\n'
+    )
+    ws = str(tmp_path / "ws")
+    trained = run_json("train", "-c", str(config), "-w", ws)
+    dice = trained["validation"]["dice"]
+    assert len(dice) == 9 and dice.count(None) == 6  # 6 structures absent: undefined, null
+    assert all(isinstance(d, float) for d in dice if d is not None)
+
+    seg = run_json(
+        "segment", str(images[0]), "-m", "tiny", "--side", "right",
+        "-o", str(tmp_path / "seg"), "-w", ws,
+    )  # fmt: skip
+    assert Path(seg["outputs"][0]["labels"]).is_file()
+
+
+@pytest.mark.slow
+def test_demo(tmp_path: Path) -> None:
+    payload = run_json("demo", "--subjects", "1", "--visits", "V00", "-w", str(tmp_path))
+    assert payload["stages"]
+
+
+def test_every_json_command_is_covered() -> None:
+    group: Any = typer.main.get_command(app)
+    with_json = {
+        name for name, cmd in group.commands.items() if any("--json" in p.opts for p in cmd.params)
+    }
+    assert with_json == COVERED, sys.modules[__name__].__doc__
