@@ -178,3 +178,28 @@ def test_an_error_halfway_leaves_the_cohort_as_it_was(
     assert failed.endswith(expected)
     assert _snapshot(cohort) == before
     assert _leftovers(cohort) == []
+
+
+def test_leftovers_of_a_killed_run_are_cleaned_and_a_moved_cohort_put_back(
+    cohort: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kill -9 between the two renames of --overwrite: the old cohort lies aside, DIR is gone."""
+    import subprocess
+    import sys
+
+    before = _snapshot(cohort)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    cohort.rename(cohort.parent / f".cohort.synth-old-{dead}-0badc0de")
+    half = cohort.parent / f".cohort.synth-tmp-{dead}-0badf00d"
+    (half / "truth").mkdir(parents=True)
+    (half / "truth" / "subjects.csv").write_text("ParticipantID\n")
+    capsys.readouterr()
+    assert _synth(cohort, *FAST, "--seed", "1") == 2  # the cohort is back: not empty
+    assert "is not empty" in capsys.readouterr().err
+    assert _snapshot(cohort) == before
+    assert _leftovers(cohort) == []

@@ -241,9 +241,10 @@ def generate_cohort(
             participant id is already in ``out``. Nothing is written then, and on any other
             error ``out`` is left as it was.
     """
-    out = Path(out).expanduser().absolute()
+    out = Path(out).expanduser().resolve()  # a symlinked folder: work where it points
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file; give a folder for the synthetic cohort")
+    _clean_stale(out)  # first: it may put back a cohort that an interrupted run moved aside
     entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     if entries and mode == "new":
         shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
@@ -251,7 +252,7 @@ def generate_cohort(
             f"{out} is not empty ({shown}); add subjects to its cohort with --append, replace "
             "it with --overwrite, or give a new folder"
         )
-    if entries and (out / SPEC_NAME).is_file() is False:
+    if entries and not (out / SPEC_NAME).is_file():
         raise InputError(
             f"{out} is not empty and holds no synthetic cohort (no {SPEC_NAME}); refusing to "
             f"{'add to' if mode == 'append' else 'replace'} it; give a new or empty folder"
@@ -269,7 +270,6 @@ def generate_cohort(
                 f"participant {clash[0]} (seed {spec.seed}) is already in {out}; append with "
                 "another --seed"
             )
-    _clean_stale(out)
     stage = _sibling(out, "synth-tmp")
     try:
         summary = _render_cohort(spec, stage, first, jobs=jobs, progress=progress)
