@@ -47,7 +47,9 @@ def _import_jobqueue() -> Any:
         return importlib.import_module("dask_jobqueue")
     except ImportError:
         raise RunError(
-            "Slurm/PBS executors need dask-jobqueue: pip install 'kneescope[cluster]'"
+            "the slurm and pbs executors need dask-jobqueue, which is not installed; install "
+            "kneescope's cluster extra: pip install 'kneescope[cluster]' (in a source checkout: "
+            "pip install -e '.[cluster]')"
         ) from None
     finally:
         if previous is not None and threading.current_thread() is threading.main_thread():
