@@ -69,18 +69,14 @@ def _network(
 
 
 def _trained_model_path(model: str, workspace_dir: Any, catalog: str | None) -> Path | None:
-    """The model file ``model`` names (a path, or a name in WORKSPACE/models/), or None."""
+    """The model file ``model`` names, resolved as ``segment --model`` does (a file, else
+    ``WORKSPACE/models/NAME`` or ``NAME.pt``); None when there is none."""
     from kneescope.cli.common import workspace as resolve_workspace
 
-    given = Path(model).expanduser()
-    candidates = [given]
     try:
-        models_dir = resolve_workspace(workspace_dir, catalog).models_dir
+        return resolve_workspace(workspace_dir, catalog).resolve_model(model)
     except KneescopeError:
-        models_dir = None
-    if models_dir is not None and not given.is_absolute():
-        candidates += [models_dir / model, models_dir / f"{model}.pt"]
-    return next((c.absolute() for c in candidates if c.is_file()), None)
+        return None
 
 
 def _smallest_need(
