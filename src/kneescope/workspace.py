@@ -19,6 +19,7 @@ stay absolute. Readers turn a stored path back into a real one with :func:`from_
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,17 +39,35 @@ def to_stored(path: Path, root: Path | None) -> str:
     """How the catalog stores ``path``: relative to the workspace ``root`` (POSIX ``/``) when
     the path lies inside it, else absolute; always absolute when ``root`` is None.
 
-    Pure string work (no file system access): an ingest calls it once per series.
+    Inside means inside by name (a symlink in the workspace stays a relative path), or inside
+    the real folder of a workspace given through a symlink. String work plus one cached
+    ``realpath`` of the root: an ingest calls it once per series.
     """
     full = _lexical(path)
-    if root is not None:
-        base = _lexical(root)
-        if full == base:
-            return "."
-        prefix = base if base.endswith(os.sep) else base + os.sep
-        if full.startswith(prefix):
-            return full[len(prefix) :].replace(os.sep, "/")
-    return full
+    if root is None:
+        return full
+    base = _lexical(root)
+    rel = _inside(full, base)
+    if rel is None:
+        real = _realpath(base)
+        if real != base:
+            rel = _inside(full, real)
+    return full if rel is None else rel
+
+
+@functools.lru_cache(maxsize=64)
+def _realpath(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def _inside(full: str, base: str) -> str | None:
+    """``full`` relative to ``base`` (POSIX ``/``, ``.`` for itself), None when outside it."""
+    if full == base:
+        return "."
+    prefix = base if base.endswith(os.sep) else base + os.sep
+    if full.startswith(prefix):
+        return full[len(prefix) :].replace(os.sep, "/")
+    return None
 
 
 def from_stored(stored: str, root: Path | None) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pytest
 from oai_dicom_tree import OaiTree
 
 from kneescope.catalog.convert import convert_catalog
@@ -28,8 +29,9 @@ from kneescope.catalog.queries import SeriesFilter, list_series
 from kneescope.cohort.pipeline_config import ExecutorConfig, PipelineConfig
 from kneescope.cohort.runner import run_pipeline
 from kneescope.core import Volume
+from kneescope.errors import InputError
 from kneescope.io.nifti import write_nifti
-from kneescope.workspace import Workspace
+from kneescope.workspace import Workspace, from_stored, to_stored
 
 
 def _tree_in(template: OaiTree, dest: Path) -> OaiTree:
@@ -239,3 +241,44 @@ def test_catalog_with_absolute_paths_still_works_and_moves(
         assert report.added == 0
         assert report.moved == 7
         assert _snapshot(catalog, ws_b.root) == before
+
+
+def test_a_second_copy_that_still_exists_is_a_second_series(
+    oai_tree_template: OaiTree, tmp_path: Path
+) -> None:
+    """Only a vanished entry is taken over: two copies of a tree, both on disk, ingested into
+    one catalog are two sets of series, and re-ingesting either changes nothing."""
+    ws = Workspace.resolve(tmp_path / "ws").ensure()
+    _tree_in(oai_tree_template, tmp_path / "one" / "OAI")
+    shutil.copytree(tmp_path / "one", tmp_path / "two")
+    with Catalog.for_workspace(ws, create=True) as catalog:
+        assert import_oai_tree(catalog, tmp_path / "one" / "OAI").added == 7
+        second = import_oai_tree(catalog, tmp_path / "two" / "OAI")
+        assert (second.added, second.moved) == (7, 0)
+        for tree in ("one", "two"):
+            again = import_oai_tree(catalog, tmp_path / tree / "OAI")
+            assert (again.added, again.moved, again.unchanged) == (0, 0, 7)
+        records = list_series(catalog)
+        assert len(records) == 14
+        assert {Path(r.path).relative_to(tmp_path).parts[0] for r in records} == {"one", "two"}
+        for record in records:
+            assert all(
+                Path(p).is_relative_to(Path(record.path).parents[3]) for p in record.label_paths
+            )
+
+
+def test_stored_paths_are_relative_inside_the_workspace(tmp_path: Path) -> None:
+    """Inside the workspace (also through a symlinked -w folder): relative; outside: absolute."""
+    real = tmp_path / "real"
+    (real / "cohort").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(real)
+    assert to_stored(real / "cohort" / "x", real) == "cohort/x"
+    assert to_stored(real / "cohort" / ".." / "y", real) == "y"
+    assert to_stored(real, real) == "."
+    assert to_stored(real / "cohort", tmp_path / "link") == "cohort"
+    assert to_stored(tmp_path / "realx" / "z", real) == str(tmp_path / "realx" / "z")
+    assert to_stored(real / "cohort", None) == str(real / "cohort")
+    assert from_stored("cohort/x", tmp_path / "moved") == tmp_path / "moved" / "cohort" / "x"
+    assert from_stored("/data/x", tmp_path) == Path("/data/x")
+    with pytest.raises(InputError, match="-w WORKSPACE"):
+        from_stored("cohort/x", None)

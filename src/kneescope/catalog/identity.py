@@ -70,21 +70,26 @@ class MovedSeries:
         self._session = session
         self._root = root
         self._found = found
-        self._rows: list[_Known] | None = None
+        self._by_fingerprint: dict[str, list[_Known]] | None = None
+        self._by_uid: dict[str, list[_Known]] = {}
         self._taken: set[int] = set()
 
-    def _known(self) -> list[_Known]:
-        if self._rows is None:
-            self._rows = [
-                _Known(*row)
-                for row in self._session.execute(
-                    select(
-                        Series.id, Series.path, Series.files_checksum, Series.series_uid
-                    ).order_by(Series.id)
+    def _load(self) -> dict[str, list[_Known]]:
+        """Known series not seen by this ingest, by fingerprint (and by UID in ``_by_uid``)."""
+        if self._by_fingerprint is None:
+            self._by_fingerprint = {}
+            for row in self._session.execute(
+                select(Series.id, Series.path, Series.files_checksum, Series.series_uid).order_by(
+                    Series.id
                 )
-                if row[1] not in self._found
-            ]
-        return self._rows
+            ):
+                if row[1] in self._found:
+                    continue
+                known = _Known(*row)
+                self._by_fingerprint.setdefault(known.files_checksum, []).append(known)
+                if known.series_uid:
+                    self._by_uid.setdefault(known.series_uid, []).append(known)
+        return self._by_fingerprint
 
     def match(
         self, new_path: Path, *, fingerprint: str | None = None, uid: str | None = None
@@ -94,17 +99,14 @@ class MovedSeries:
         Matches by files fingerprint (when given and meaningful) or by SeriesInstanceUID.
         A matched row is not offered again in this ingest.
         """
-        if fingerprint in NO_IDENTITY:
-            fingerprint = None
-        if not fingerprint and not uid:
-            return None
-        for row in self._known():
-            if row.id in self._taken:
-                continue
-            same = (fingerprint is not None and row.files_checksum == fingerprint) or (
-                uid is not None and row.series_uid == uid
-            )
-            if same and moved_from(row.path, new_path, self._root):
+        by_fingerprint = self._load()
+        candidates: list[_Known] = []
+        if fingerprint and fingerprint not in NO_IDENTITY:
+            candidates += by_fingerprint.get(fingerprint, [])
+        if uid:
+            candidates += self._by_uid.get(uid, [])
+        for row in candidates:
+            if row.id not in self._taken and moved_from(row.path, new_path, self._root):
                 self._taken.add(row.id)
                 return row.id
         return None
