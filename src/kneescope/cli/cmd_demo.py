@@ -20,7 +20,9 @@ from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit, stderr
 
 def demo(
     subjects: Annotated[int, typer.Option("--subjects", "-n", help="Synthetic participants.")] = 3,
-    visits: Annotated[str, typer.Option("--visits", help="OAI visit codes.")] = "V00,V01",
+    visits: Annotated[
+        str, typer.Option("--visits", help="OAI visit codes, comma-separated (V00 = baseline).")
+    ] = "V00,V01",
     size: Annotated[
         Literal["small", "full"],
         typer.Option(

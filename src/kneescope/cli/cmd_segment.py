@@ -115,7 +115,13 @@ def segment(
         ),
     ] = "gaussian",
     no_cleanup: Annotated[
-        bool, typer.Option("--no-cleanup", help="Keep every connected component.")
+        bool,
+        typer.Option(
+            "--no-cleanup",
+            help="Keep the raw network output. By default each structure keeps only its "
+            "largest connected piece (stray specks are removed) and, when the side is known, "
+            "medial/lateral pieces are relabelled by their position.",
+        ),
     ] = False,
     overwrite: Annotated[
         bool,
