@@ -234,18 +234,28 @@ def check_store_writable(store_root: Path) -> None:
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT while worker processes are started, so that they inherit "ignored" (a
-    spawned Python keeps it) and a Ctrl-C reaches only the parent, which stops the pool and
-    reports once, instead of every worker printing a traceback."""
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back while worker processes are started.
+
+    SIGINT is blocked (the workers inherit the blocked mask, so a Ctrl-C sent to the whole
+    process group reaches only the parent, which stops the pool and reports once, instead of
+    every worker printing a traceback) and, should another thread take it, only noted (a
+    KeyboardInterrupt in the middle of starting a worker leaves it reading a closed pipe).
+    A Ctrl-C noted during the window is raised again when it ends: never lost.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    noted: list[int] = []
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, handler)
+        if noted:
+            signal.raise_signal(signal.SIGINT)  # through the handler that was in place
 
 
 def _outcomes(tasks: list[ConvertTask], store_root: Path, jobs: int) -> Iterator[ConvertOutcome]:
@@ -258,7 +268,7 @@ def _outcomes(tasks: list[ConvertTask], store_root: Path, jobs: int) -> Iterator
     try:
         pending: set[Future[ConvertOutcome]] = set()
         queue = iter(tasks)
-        with _sigint_ignored():  # the workers spawned now ignore Ctrl-C: the parent handles it
+        with _sigint_deferred():  # workers spawned now never see Ctrl-C: the parent does
             for task in queue:
                 pending.add(pool.submit(convert_one, task, str(store_root)))
                 if len(pending) >= 2 * jobs:
@@ -271,8 +281,9 @@ def _outcomes(tasks: list[ConvertTask], store_root: Path, jobs: int) -> Iterator
                 if nxt is not None:
                     pending.add(pool.submit(convert_one, nxt, str(store_root)))
     except BaseException:
-        # Ctrl-C or an error: start nothing more, do not wait for queued series
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Ctrl-C or an error: start nothing more; the series being written finish (their
+        # writes are atomic) and the workers exit quietly before the parent does
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
 
