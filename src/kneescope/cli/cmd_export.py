@@ -48,19 +48,15 @@ def export(
     """Write SERIES (or its label map) as NIfTI or NRRD with exact geometry, e.g. for
     3D Slicer or ITK-SNAP."""
     from kneescope.catalog.database import Catalog
-    from kneescope.catalog.export import SUFFIXES, export_series
-    from kneescope.errors import InputError
+    from kneescope.catalog.export import export_series
 
-    fmt = fmt.lower()
-    if fmt not in SUFFIXES:
-        raise InputError(f"--format {fmt!r} is not one of {', '.join(SUFFIXES)}")
     ws = workspace(workspace_dir, catalog)
     cat = Catalog.for_workspace(ws, create=False)
     try:
         result = export_series(
             cat,
             series,
-            fmt,  # type: ignore[arg-type]
+            fmt,  # --format is parsed case-insensitively to "nifti" or "nrrd"
             out,
             labels=labels,
             default_dir=ws.exports_dir,
