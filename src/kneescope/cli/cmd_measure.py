@@ -27,7 +27,7 @@ def measure(
         typer.Argument(
             help="Label maps (NIfTI, MHA/NRRD, DICOM folder or Zarr) with kneescope labels.",
             show_default=False,
-            metavar="[LABELMAP]...",
+            metavar="LABELMAP",
         ),
     ] = None,
     input_opt: Annotated[

@@ -15,7 +15,7 @@ def segment(
     input_args: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="Image files or DICOM series folders.", show_default=False, metavar="[INPUT]..."
+            help="Image files or DICOM series folders.", show_default=False, metavar="INPUT"
         ),
     ] = None,
     input_opt: Annotated[
