@@ -184,3 +184,29 @@ def test_catalog_ingests_the_tree_completely(
         assert main(["ingest", str(tree.out / "clinical" / table), "-w", str(ws), "--json"]) == 0
         again = json.loads(capsys.readouterr().out)
         assert (again["clinical_values"], again["unchanged"]) == (0, cells)
+
+
+def test_append_to_an_mri_cohort_merges_label_manifest_and_truth(
+    tree: CohortSummary, tmp_path: Path
+) -> None:
+    """A third subject appended (same spec and seed: subject index 2) to the MRI tree."""
+    import json
+
+    from kneescope.synth.cohort import participant_id
+
+    out = tmp_path / "cohort"
+    shutil.copytree(tree.out, out)
+    spec = SPEC.model_copy(update={"subjects": 1})
+    summary = generate_cohort(spec, out, mode="append")
+    assert (summary.first_index, summary.cohort_subjects) == (2, 3)
+    new_pid = participant_id(SPEC.seed, 2)
+    for table in ("labels/manifest.csv", "truth/knee_truth.csv", "truth/regional_thickness.csv"):
+        old, merged = _rows(tree.out / table), _rows(out / table)
+        assert merged[: len(old)] == old
+        assert {r["ParticipantID"] for r in merged[len(old) :]} == {new_pid}
+    labels = _rows(out / "labels" / "manifest.csv")[-4:]  # 2 visits x 2 knees
+    for row in labels:
+        assert read_nifti(out / row["LabelPath"]).array.max() > 0
+        assert (out / row["Folder"] / "001").is_file()
+    spec_doc = json.loads((out / "synth_spec.json").read_text())
+    assert spec_doc == SPEC.model_copy(update={"subjects": 3}).model_dump(mode="json")
