@@ -129,7 +129,7 @@ def test_bad_tables_write_nothing(
 
 
 def test_unreadable_and_binary_tables(catalog: Catalog, tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="no such table|cannot read"):
+    with pytest.raises(InputError, match=r"no such table|cannot read"):
         import_clinical_table(catalog, tmp_path / "missing.csv")
     binary = tmp_path / "x.csv"
     binary.write_bytes(b"ID,V\x00\x01\x02")
