@@ -7,7 +7,7 @@ truth) per grid. Axis 0 of the synth grid is the knee's medial-lateral axis (sag
 slices), axes 1-2 the sagittal plane. The validity limit of docs/biomarkers.md
 (``MeasureConfig.extrusion_max_spacing_mm``) comes from this table.
 
-    .venv/bin/python benchmarks/extrusion_grids.py [--knees 4]
+    .venv/bin/python benchmarks/extrusion_grids.py [--knees 4] [--grids 1.2x0.56,...]
 """
 
 from __future__ import annotations
@@ -39,8 +39,19 @@ def main() -> None:
     from kneescope.synth.params import SizeSpec, sample_knee_params
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--knees", type=int, default=4)
+    parser.add_argument("--knees", type=int, default=4, help="synthetic knees per grid (<= 5)")
+    parser.add_argument(
+        "--grids",
+        default="",
+        help="grids to measure instead of the default ones, e.g. 1.2x0.56,0.85x0.65 "
+        "(medial-lateral x in-plane spacing, mm)",
+    )
     args = parser.parse_args()
+    grids = (
+        [tuple(float(v) for v in g.split("x")) for g in args.grids.split(",")]
+        if args.grids
+        else list(GRIDS)
+    )
     # the grid limit off, so that the table shows what the method itself does on each grid
     cfg = MeasureConfig(extrusion_max_spacing_mm=math.inf, extrusion_max_inplane_mm=math.inf)
     print(
@@ -49,7 +60,7 @@ def main() -> None:
         "| max abs | not measured (NaN) | errors |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for ml, ip in GRIDS:
+    for ml, ip in grids:
         spacing = (ml, ip, ip)
         shape = tuple(round(f / s) for f, s in zip(FOV_MM, spacing, strict=True))
         size = SizeSpec(name="sweep", shape=shape, spacing_mm=spacing)  # type: ignore[arg-type]

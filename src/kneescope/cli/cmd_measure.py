@@ -113,7 +113,10 @@ def _measure_one(path: Path, side: str, maps_dir: Path | None) -> dict[str, Any]
     from kneescope.core.volume import label_map_problem
     from kneescope.io.readers import read_volume
 
-    volume = read_volume(path)
+    try:
+        volume = read_volume(path)
+    except OSError as exc:  # a reader that let one through: still this input's failure only
+        raise InputError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     problem = label_map_problem(volume.array)
     if problem is not None or volume.ndim != 3:
         raise InputError(
