@@ -52,9 +52,11 @@ def test_one_unreadable_input_keeps_the_others(
     with table.open(encoding="utf-8", newline="") as fh:
         written = list(csv.DictReader(fh))
     assert [Path(r["labelmap"]).name for r in written] == ["a.nii.gz", "c.nii.gz"]
-    # each failure named once with its reason, then one summary line
-    assert any("b.nii.gz" in line for line in captured.err.splitlines() if "failed" in line)
-    assert any("mr.nii.gz" in line and "label map" in line for line in captured.err.splitlines())
+    # each failure on one line naming the file and why, then one summary line
+    failed = [line for line in captured.err.splitlines() if line.startswith("failed")]
+    assert len(failed) == 2
+    assert "b.nii.gz" in failed[0] and "not a readable NIfTI" in failed[0]
+    assert "mr.nii.gz" in failed[1] and "not a 3D label map" in failed[1]
     (summary,) = _error_lines(captured.err)
     assert "2 of 4" in summary and "b.nii.gz" in summary and "mr.nii.gz" in summary
 

@@ -91,7 +91,8 @@ def measure(
             if len(labelmaps) == 1:
                 raise
             failures.append((path, exc))
-            stderr().print(f"failed {path}: {exc}", markup=False, highlight=False)
+            said = f"failed: {exc}" if str(path) in str(exc) else f"failed {path}: {exc}"
+            stderr().print(said, markup=False, highlight=False, soft_wrap=True)
             continue
         rows.append(row)
     if out is not None and rows:
@@ -130,7 +131,12 @@ def _measure_one(path: Path, side: str, maps_dir: Path | None) -> dict[str, Any]
             plate_map.save(maps_dir, stem)
     told = "side unverified" if result.qc.get("qc_orientation_unknown") else "knee"
     qc = "QC ok" if result.qc["qc_ok"] else "QC flags raised"
-    stderr().print(f"measured {path} ({result.side} {told}, {qc})", markup=False, highlight=False)
+    stderr().print(
+        f"measured {path} ({result.side} {told}, {qc})",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     return {"labelmap": str(path), **result.as_row()}
 
 
