@@ -281,7 +281,11 @@ def generate_cohort(
         else:
             cohort_parts = [new_part]
             _write_spec(stage, cohort_parts)
-            _replace_folder(stage, out)
+            if entries:
+                _replace_folder(stage, out)
+            else:  # missing or empty: an existing folder (maybe the shell's) stays itself
+                out.mkdir(parents=True, exist_ok=True)
+                _move_into(stage, out)
     finally:
         _remove_tree(stage)
     summary = CohortSummary(
