@@ -73,8 +73,54 @@ def _register() -> None:
 _register()
 
 
+class _CtrlC:
+    """Notes whether SIGINT (Ctrl-C) arrived while a command ran.
+
+    Typer turns a KeyboardInterrupt into a silent exit 130; with this handler installed
+    :func:`main` knows that 130 came from Ctrl-C and says so. Installed only in the main
+    thread and only where SIGINT has Python's default handler (a command that installs its
+    own, like ``run``, reports the interruption itself).
+    """
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.fired = False
+        self._previous: object = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.fired = True
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, mapping kneescope errors to one line and an exit code."""
+    """Entry point: run the app; Ctrl-C exits 130 with ``interrupted; rerun to resume``."""
+    ctrl_c = _CtrlC()
+    try:
+        code = _main(argv)
+    except KeyboardInterrupt:
+        ctrl_c.fired, code = True, 130
+    finally:
+        ctrl_c.restore()
+    if code == 130 and ctrl_c.fired:
+        sys.stderr.write("interrupted; rerun to resume\n")
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
+    """Run the app, mapping kneescope errors to one line and an exit code."""
     import warnings
 
     from kneescope.errors import KneescopeError
@@ -106,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return exc.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted: stopped cleanly; run the command again to resume\n")
-        return 130
+        raise  # main() reports it
     except OSError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
