@@ -184,3 +184,20 @@ def test_sqlite_file_of_another_program_is_refused(
     empty.touch()
     assert main(["catalog", "--json", "--catalog", f"sqlite:///{empty}"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_duplicate_from_two_reading_projects_names_them_and_the_true_lines(
+    tmp_path: Path, workspace_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OAI kXR tables hold one row per knee and reading project (READPRJ): the catalog keeps
+    one value per key, so two projects' rows are refused, naming both and the file's lines."""
+    table = tmp_path / "kxr_sq_bu00.txt"
+    table.write_text(
+        "ID|SIDE|READPRJ|V00XRKL\n9000001|1|15|2\n\n9000001|2|15|0\n9000001|1|37|3\n",
+        encoding="utf-8",
+    )
+    assert _ingest(table, workspace_dir) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert "line 5: a second value of subject 9000001, visit V00, side right" in err
+    assert "(the first is on line 2)" in err
+    assert "READPRJ '37' and '15'" in err

@@ -143,7 +143,9 @@ def parse_clinical_table(table: Table) -> tuple[str, list[ClinicalCell]]:
         raise InputError(f"{table.path}: no variable columns besides the subject and side")
     cells: dict[str, ClinicalCell] = {}
     first_line: dict[str, int] = {}
-    for line, row in enumerate(table.rows, start=2):
+    first_row: dict[str, tuple[str, ...]] = {}
+    for row_index, row in enumerate(table.rows):
+        line = table.line_of(row_index)
         subject = row[subject_col]
         if not subject:
             raise InputError(f"{table.path}, line {line}: empty subject id")
@@ -171,13 +173,22 @@ def parse_clinical_table(table: Table) -> tuple[str, list[ClinicalCell]]:
                 value_num=parsed[1],
             )
             if cell.key in cells:
+                project = table.column("READPRJ")
                 raise InputError(
                     f"{table.path}, line {line}: a second value of {_describe(cell)} (the "
                     f"first is on line {first_line[cell.key]}); keep one row per subject"
                     + (" and side" if side_col is not None else "")
+                    + (
+                        f" (READPRJ {row[project]!r} and "
+                        f"{first_row[cell.key][project]!r}: import one "
+                        "reading project's rows)"
+                        if project is not None
+                        else ""
+                    )
                 )
             cells[cell.key] = cell
             first_line[cell.key] = line
+            first_row[cell.key] = row
     return cohort, list(cells.values())
 
 

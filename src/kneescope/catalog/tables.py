@@ -22,6 +22,12 @@ class Table:
     path: Path
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    lines: tuple[int, ...] = ()
+    """The file's line number of each row (blank lines are skipped, so not always i + 2)."""
+
+    def line_of(self, index: int) -> int:
+        """The line number of row ``index`` in the file (1 = the header)."""
+        return self.lines[index] if self.lines else index + 2
 
     def column(self, *names: str) -> int | None:
         """Index of the first column whose name equals one of ``names`` (case-insensitive)."""
@@ -108,6 +114,7 @@ def read_table(path: Path) -> Table:
     if dupes:
         raise InputError(f"{path}: duplicate column names {dupes}; make them unique")
     rows = []
+    numbers = []
     for number, raw in enumerate(raw_rows[1:], start=2):
         if not raw or all(not f.strip() for f in raw):
             continue
@@ -117,4 +124,5 @@ def read_table(path: Path) -> Table:
                 f"(as in the header); fix the row or its quoting"
             )
         rows.append(tuple(f.strip() for f in raw))
-    return Table(path=path, columns=columns, rows=tuple(rows))
+        numbers.append(number)
+    return Table(path=path, columns=columns, rows=tuple(rows), lines=tuple(numbers))
