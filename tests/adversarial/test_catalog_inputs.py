@@ -201,3 +201,21 @@ def test_duplicate_from_two_reading_projects_names_them_and_the_true_lines(
     assert "line 5: a second value of subject 9000001, visit V00, side right" in err
     assert "(the first is on line 2)" in err
     assert "READPRJ '37' and '15'" in err
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://alice:s3cret@db/cohort", "postgresql+psycopg://alice:***@db/cohort"),
+        ("postgresql://alice:s3cret@db:port/cohort", "postgresql://alice:***@db:port/cohort"),
+        (
+            "postgresql://alice@db/cohort?password=s3cret",
+            "postgresql://alice@db/cohort?password=***",
+        ),
+        (f"sqlite:///{Path('/data/catalog.sqlite')}", "sqlite:////data/catalog.sqlite"),
+    ],
+)
+def test_printed_catalog_urls_hide_the_password(url: str, shown: str) -> None:
+    from kneescope.catalog.database import display_url
+
+    assert display_url(url) == shown

@@ -62,10 +62,15 @@ def _mask_password(url: str) -> str:
 
 
 def _safe_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
+    try:  # a password in the query string (?password=...) is masked too
+        return _mask_password(make_url(url).render_as_string(hide_password=True))
     except (ArgumentError, ValueError, TypeError):
         return _mask_password(url)
+
+
+def display_url(url: str) -> str:
+    """``url`` safe to print: its password (parsed or not) shown as ``***``."""
+    return _safe_url(url)
 
 
 class Catalog:
@@ -100,7 +105,7 @@ class Catalog:
     @property
     def url(self) -> str:
         """The database URL with any password hidden."""
-        return self.engine.url.render_as_string(hide_password=True)
+        return _mask_password(self.engine.url.render_as_string(hide_password=True))
 
     @property
     def is_sqlite(self) -> bool:

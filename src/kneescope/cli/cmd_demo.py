@@ -38,6 +38,7 @@ def demo(
 ) -> None:
     """Run the main job on a synthetic cohort: synth -> ingest -> convert -> train a small
     model (cached) -> run segment + measure on every DESS series -> results table."""
+    from kneescope.catalog.database import display_url
     from kneescope.errors import InputError, RunError
 
     if subjects < 1:
@@ -90,7 +91,7 @@ def demo(
         "results": str(result.results_path),
         "preview": _preview(result.results_path),
         "cohort": str(cohort_dir),
-        "catalog": ws.catalog_url,
+        "catalog": display_url(ws.catalog_url),
         "store": str(ws.store_dir),
         "synth_spec": json.loads(spec_text),
         "stages": steps,
