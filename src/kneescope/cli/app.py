@@ -19,8 +19,12 @@ app = typer.Typer(
     name="kneescope",
     help=(
         "Knee-OA imaging cohorts -> catalog, store, segmentations, biomarkers and scores.\n\n"
-        "Start with `kneescope demo`. Every command takes --workspace/-w "
-        "(default: $KNEESCOPE_WORKSPACE or the current folder)."
+        "Start with `kneescope demo`. Commands that use a workspace take --workspace/-w "
+        "(default: $KNEESCOPE_WORKSPACE or the current folder).\n\n"
+        "One option grammar: -i/--input inputs, -o/--output outputs, -m/--model a trained "
+        "model, -c/--config a config file, -j/--jobs worker processes, --overwrite to replace "
+        "an output, --json for JSON. Exit codes: 0 ok, 1 failed, 2 bad input, 3 not found, "
+        "130 interrupted. Every command on one page: docs/cli.md."
     ),
     no_args_is_help=True,
     add_completion=False,
