@@ -89,8 +89,9 @@ def _read_outcome(path: Path, *, limit_memory: bool = True, timeout: float = 60)
 
 
 def _kneescope(
-    args: list[str], *, timeout: float = 120, cwd: Path | None = None
+    cwd: Path, args: list[str], *, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
+    """``kneescope ARGS`` in a subprocess started in ``cwd`` (the default workspace)."""
     try:
         return subprocess.run(
             [sys.executable, "-m", "kneescope", *args],
@@ -185,6 +186,25 @@ def test_itk_header_claiming_gigabytes_is_refused_from_its_header(
     assert outcome.startswith("InputError:") and "header claims" in outcome, outcome
 
 
+def test_compressed_dicom_claiming_gigabytes_is_refused_from_its_header(tmp_path: Path) -> None:
+    """Encapsulated (JPEG) pixel data has no length in the header: the claimed Rows x Columns
+    x frames x BitsAllocated must fit the decoded-image budget before decoding."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    path = _radiograph(tmp_path / "xr.dcm")
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored = 40000, 40000, 32, 32
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xd9" * 8])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    assert path.stat().st_size < 2000
+    outcome = _read_outcome(path)
+    assert outcome.startswith("DicomError:") and "header claims" in outcome, outcome
+
+
 def test_manifest_label_that_claims_gigabytes_fails_only_its_row(tmp_path: Path) -> None:
     source = tmp_path / "cohort"
     source.mkdir()
@@ -256,7 +276,9 @@ def test_ingest_and_measure_do_not_hang_on_fifos(tmp_path: Path) -> None:
     os.mkfifo(source / "series" / "zz_fifo")
     _small_nifti(source / "good.nii.gz")
     (source / "manifest.csv").write_text("path,subject\nseries,s1\ngood.nii.gz,s2\n")
-    done = _kneescope(["ingest", str(source), "-w", str(tmp_path / "ws"), "--json"], timeout=90)
+    done = _kneescope(
+        tmp_path, ["ingest", str(source), "-w", str(tmp_path / "ws"), "--json"], timeout=90
+    )
     with sqlite3.connect(tmp_path / "ws" / "catalog.sqlite") as db:
         rows = dict(db.execute("SELECT path, status FROM series").fetchall())
         reasons = [r for (r,) in db.execute("SELECT reason FROM series WHERE reason IS NOT NULL")]
@@ -264,12 +286,14 @@ def test_ingest_and_measure_do_not_hang_on_fifos(tmp_path: Path) -> None:
     assert len(reasons) == 1 and "named pipe" in reasons[0]
     fifo_label = tmp_path / "labels.nii.gz"
     os.mkfifo(fifo_label)
-    measured = _kneescope(["measure", str(fifo_label)], timeout=90)
+    measured = _kneescope(tmp_path, ["measure", str(fifo_label)], timeout=90)
     assert measured.returncode == 2
     assert "named pipe" in _one_error_line(measured.stderr)
     manifest_fifo = tmp_path / "manifest.csv"
     os.mkfifo(manifest_fifo)
-    ingested = _kneescope(["ingest", str(manifest_fifo), "-w", str(tmp_path / "ws2")], timeout=90)
+    ingested = _kneescope(
+        tmp_path, ["ingest", str(manifest_fifo), "-w", str(tmp_path / "ws2")], timeout=90
+    )
     assert ingested.returncode == 2
     _one_error_line(ingested.stderr)
 
@@ -405,7 +429,7 @@ def test_corrupt_nifti_headers_are_refused_with_one_line(tmp_path: Path) -> None
     nan_inter = _patched_nifti(tmp_path, "nan_inter.nii", 112, scl)
     with pytest.raises(InputError, match="scl_inter is nan"):
         read_volume(nan_inter)
-    measured = _kneescope(["measure", str(datatype), "-o", str(tmp_path / "m.csv")])
+    measured = _kneescope(tmp_path, ["measure", str(datatype), "-o", str(tmp_path / "m.csv")])
     assert measured.returncode == 2
     assert "datatype code 1234" in _one_error_line(measured.stderr)
     assert not (tmp_path / "m.csv").exists()
@@ -434,7 +458,7 @@ def test_one_voxel_image_is_refused_by_segment_and_writes_nothing(tmp_path: Path
     model = save_model(_tiny_model(), tmp_path / "tiny.pt")
     out = tmp_path / "out"
     args = ["segment", str(one), "-m", str(model), "-o", str(out), "--side", "right"]
-    done = _kneescope([*args, "--cascade", "-w", str(tmp_path / "ws")])
+    done = _kneescope(tmp_path, [*args, "--cascade", "-w", str(tmp_path / "ws")])
     assert done.returncode == 2
     assert "too small to segment" in _one_error_line(done.stderr)
     assert not out.exists() or not any(out.iterdir())
@@ -463,7 +487,7 @@ def _workspace_with_series(tmp_path: Path, n: int = 2) -> Workspace:
 def test_convert_into_an_unwritable_store_exits_nonzero_with_one_line(tmp_path: Path) -> None:
     ws = _workspace_with_series(tmp_path)
     ws.store_dir.write_text("a file where the store folder belongs (works as root too)")
-    done = _kneescope(["convert", "-w", str(ws.root), "-j", "1"])
+    done = _kneescope(tmp_path, ["convert", "-w", str(ws.root), "-j", "1"])
     assert done.returncode != 0
     line = _one_error_line(done.stderr)
     assert str(ws.store_dir) in line and "File exists" in line and "nothing was converted" in line
@@ -472,7 +496,7 @@ def test_convert_into_an_unwritable_store_exits_nonzero_with_one_line(tmp_path: 
 def test_convert_with_a_failed_series_exits_nonzero_naming_it(tmp_path: Path) -> None:
     ws = _workspace_with_series(tmp_path)
     (tmp_path / "cohort" / "img1.nii.gz").write_bytes(b"not a nifti any more")
-    done = _kneescope(["convert", "-w", str(ws.root), "-j", "1"])
+    done = _kneescope(tmp_path, ["convert", "-w", str(ws.root), "-j", "1"])
     assert done.returncode == 1
     line = _one_error_line(done.stderr)
     assert "1 of 2 series failed to convert" in line and "img1.nii.gz" in line
@@ -516,6 +540,7 @@ def test_ctrl_c_during_convert_says_interrupted(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        cwd=tmp_path,
     )
     try:
         deadline = time.monotonic() + 120
@@ -536,16 +561,53 @@ def test_ctrl_c_during_convert_says_interrupted(tmp_path: Path) -> None:
 def test_export_to_a_missing_folder_or_an_existing_file_is_refused(tmp_path: Path) -> None:
     ws = _workspace_with_series(tmp_path, n=1)
     target = tmp_path / "nonexistent" / "dir" / "x.nii.gz"
-    done = _kneescope(["export", "1", "-w", str(ws.root), "-o", str(target)])
+    done = _kneescope(tmp_path, ["export", "1", "-w", str(ws.root), "-o", str(target)])
     assert done.returncode == 2
     assert "create it first" in _one_error_line(done.stderr)
     assert not (tmp_path / "nonexistent").exists()
     existing = tmp_path / "x.nii.gz"
     existing.write_bytes(b"keep me")
-    done = _kneescope(["export", "1", "-w", str(ws.root), "-o", str(existing)])
+    done = _kneescope(tmp_path, ["export", "1", "-w", str(ws.root), "-o", str(existing)])
     assert done.returncode == 2
     assert "--overwrite" in _one_error_line(done.stderr)
     assert existing.read_bytes() == b"keep me"
-    done = _kneescope(["export", "1", "-w", str(ws.root), "-o", str(existing), "--overwrite"])
+    done = _kneescope(
+        tmp_path, ["export", "1", "-w", str(ws.root), "-o", str(existing), "--overwrite"]
+    )
     assert done.returncode == 0, done.stderr
     assert nib.load(existing).shape == (8, 9, 10)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_segment_says_interrupted(tmp_path: Path) -> None:
+    model = save_model(_tiny_model(), tmp_path / "tiny.pt")
+    rng = np.random.default_rng(0)
+    inputs = []
+    for i in range(6):
+        array = (rng.random((40, 40, 40)) * 100).astype(np.float32)
+        inputs.append(str(write_nifti(Volume(array, AFFINE), tmp_path / f"knee{i}.nii.gz")))
+    out = tmp_path / "out"
+    options = ["--model", str(model), "--out", str(out), "--side", "right", "--device", "cpu"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kneescope", "segment", *inputs, *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not list(out.glob("*.nii.gz")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "segment wrote nothing"
+            time.sleep(0.05)
+        assert proc.poll() is None, "segment finished before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == "interrupted; rerun to resume", stderr[-2000:]
+    assert "Traceback" not in stderr
