@@ -20,6 +20,7 @@ import re
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int], None]
 
 _STORE_ATTEMPTS = 4
+_KEY_DEPTH = 4
+"""Segments of a store key (``subject/visit/side/sequence-sID``): where temporaries can be."""
 _RECORD_EVERY_S = 2.0
 """Store entries are committed at least this often (and at the end)."""
 
@@ -217,7 +220,8 @@ def check_store_writable(store_root: Path) -> None:
     """
     from kneescope.io.atomic import remove_stale_temps
 
-    probe = store_root / f".write-probe-{os.getpid()}"
+    # named like io.atomic's temporaries, so that a run killed right here leaves nothing
+    probe = store_root / f".write-probe.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         store_root.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
@@ -228,7 +232,7 @@ def check_store_writable(store_root: Path) -> None:
             f"cannot write the store {store_root} ({cause}); nothing was converted: check that "
             "the disk is mounted writable, has free space and that the path is a folder"
         ) from None
-    removed = remove_stale_temps(store_root)
+    removed = remove_stale_temps(store_root, max_depth=_KEY_DEPTH + 1)
     if removed:
         log.info("removed %d stale temporaries from %s", removed, store_root)
 

@@ -42,20 +42,23 @@ def _pid_alive(pid: int) -> bool:
 
 def _process_start_time() -> float:
     """When this process started (seconds since the epoch); now if unknown."""
-    try:
-        import psutil
+    import psutil
 
+    try:
         return float(psutil.Process().create_time())
-    except Exception:  # pragma: no cover - psutil missing or /proc unreadable
+    except psutil.Error:  # pragma: no cover - /proc unreadable
         return time.time()
 
 
-def remove_stale_temps(root: Path) -> int:
+def remove_stale_temps(root: Path, *, max_depth: int | None = None) -> int:
     """Delete temporaries left below ``root`` by writers that died (``kill -9``, power loss).
 
     A temporary is stale when the process named in it is no longer running on this machine
     and it is older than the calling process; temporaries of a live process (a concurrent
-    writer) are left alone. Returns the number removed. Never raises for a missing ``root``.
+    writer) are left alone. ``max_depth`` limits how many folder levels below ``root`` are
+    searched (temporaries are siblings of what is written, so a store needs only the levels
+    of its keys, not its chunk folders). Returns the number removed. Never raises for a
+    missing ``root``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -63,6 +66,8 @@ def remove_stale_temps(root: Path) -> int:
     started = _process_start_time()
     removed = 0
     for folder, dirs, files in os.walk(root):
+        if max_depth is not None and len(Path(folder).relative_to(root).parts) >= max_depth:
+            dirs[:] = []
         for name in [*dirs, *files]:
             match = _TEMP_NAME.match(name)
             if match is None:

@@ -133,14 +133,16 @@ def _itemsizes() -> dict[int, int]:
 
 
 def _header_lines(path: Path) -> list[str]:
-    """The text lines of an ITK header (up to the data of an attached file)."""
+    """The text lines of an ITK header (up to the data of an attached file; a detached
+    header's file lists after ``LIST`` included)."""
     with open(path, "rb") as fh:
         block = fh.read(_HEADER_READ_BYTES)
     text = block.decode("latin-1")
-    if path.suffix.lower() in (".nrrd", ".nhdr"):
-        end = text.find("\n\n")
-        text = text if end < 0 else text[:end]
-    else:
+    suffix = path.suffix.lower()
+    if suffix == ".nrrd":  # attached data follows the first blank line
+        ends = [i for i in (text.find("\n\n"), text.find("\r\n\r\n")) if i >= 0]
+        text = text[: min(ends)] if ends else text
+    elif suffix == ".mha":  # attached data follows the ElementDataFile line
         end = text.find("ElementDataFile")
         stop = text.find("\n", end) if end >= 0 else -1
         text = text if stop < 0 else text[:stop]
