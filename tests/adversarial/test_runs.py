@@ -172,3 +172,24 @@ def test_a_results_table_never_holds_two_rows_for_one_item(
     assert len(table) == 2  # ... one row per knee-visit series
     assert not table.duplicated(["subject", "visit", "side", "series"]).any()
     assert sorted(table["item_id"]) == ["S0-V00-again", "S1-V00-again"]  # the later records
+
+
+def test_a_rerun_of_items_with_nan_results_and_output_files_works(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Results holding NaN (an unmeasurable biomarker) are stored as JSON with ``NaN``; the
+    resume check of output files must still read them (SQLite's json_extract rejects NaN,
+    which broke every second `kneescope demo`)."""
+    data = tmp_path / "data"
+    _cohort(data, 2)
+    np.save(data / "v1.npy", np.full((4, 5, 6), np.nan, dtype=np.float32))
+    ws = str(tmp_path / "ws")
+    config = _config(tmp_path, "nan", STATS_STEPS)
+    assert main(["run", "-w", ws, "-c", str(config), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["ran"] == 2
+    table = pd.read_csv(first["results"]).set_index("item_id")
+    assert np.isnan(table.loc["S1-V00"].filter(like="mean").astype(float)).any()
+    assert main(["run", "-w", ws, "-c", str(config), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["ran"], again["done"]) == (0, 2)

@@ -351,13 +351,17 @@ class Manifest:
 
     def done_with_outputs(self, batch: int = 5000) -> Iterator[tuple[str, dict[str, Any]]]:
         """(item id, stored result) of every selected done item that has output files."""
+        # Filtered in Python, not with SQLite's json_extract: results hold NaN biomarkers,
+        # which Python's json writes as `NaN` and SQLite's JSON functions reject.
         cursor = self._db.execute(
             "SELECT item_id, result_json FROM items WHERE selected = 1 AND state = 'done' "
-            "AND json_extract(result_json, '$.files') NOT IN ('{}', '[]') ORDER BY seq"
+            "AND result_json IS NOT NULL ORDER BY seq"
         )
         while chunk := cursor.fetchmany(batch):
             for item_id, result_json in chunk:
-                yield str(item_id), json.loads(result_json)
+                result = json.loads(result_json)
+                if result.get("files"):
+                    yield str(item_id), result
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
