@@ -147,7 +147,7 @@ def segment(
     items = _inputs(inputs or [], series or [], subject, visit, side, ws)
     if not items:
         raise InputError("nothing to segment: give image files, --series or --subject/--visit")
-    model_path = _model_path(model, ws)
+    model_path = ws.resolve_model(model)
     config = validate_config(
         SegmentConfig,
         {
@@ -358,19 +358,6 @@ def _inputs(
             taken.add(r.id)
             items.append(_Input(series_stem(r), Path(r.path), None, r))
     return items
-
-
-def _model_path(model: Path, ws: Any) -> Path:
-    from kneescope.errors import ModelError
-
-    candidates = [model.expanduser(), ws.models_dir / model, ws.models_dir / f"{model}.pt"]
-    for c in candidates:
-        if c.is_file():
-            return c.absolute()
-    raise ModelError(
-        f"model {model} not found (looked in the current folder and {ws.models_dir}); "
-        "train one with `kneescope train` or give --model FILE"
-    )
 
 
 def _render(console: Any, rows: list[dict[str, Any]]) -> None:
