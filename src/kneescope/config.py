@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +31,8 @@ def read_mapping(path: Path) -> dict[str, Any]:
         ConfigError: the file is missing, unreadable or not a mapping.
     """
     try:
+        if path.exists() and not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block
+            raise ConfigError(f"config file {path} is not a regular file; give a TOML/JSON file")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None

@@ -298,6 +298,29 @@ def test_ingest_and_measure_do_not_hang_on_fifos(tmp_path: Path) -> None:
     _one_error_line(ingested.stderr)
 
 
+def test_fifo_as_a_config_file_or_a_table_is_refused_not_read(tmp_path: Path) -> None:
+    config, table = tmp_path / "run.toml", tmp_path / "clinical.csv"
+    os.mkfifo(config)
+    os.mkfifo(table)
+    outcome = _python(
+        f"""
+        from pathlib import Path
+        from kneescope.catalog.tables import read_table
+        from kneescope.config import read_mapping
+        for read, path in ((read_mapping, {str(config)!r}), (read_table, {str(table)!r})):
+            try:
+                read(Path(path))
+                print("OK")
+            except BaseException as exc:
+                print(f"{{type(exc).__name__}}: {{exc}}")
+        """,
+        timeout=60,
+    )
+    config_line, table_line = outcome.splitlines()[:2]
+    assert config_line.startswith("ConfigError:") and "not a regular file" in config_line
+    assert table_line.startswith("InputError:") and "named pipe" in table_line
+
+
 # -- item 19: segment and model files check sizes before allocating ---------------------------
 
 
