@@ -170,9 +170,14 @@ def read_nifti(path: Path) -> Volume:
         sidecar, see :mod:`kneescope.io.sidecar`); ``orientation_unknown`` (True) when the
         header has neither sform nor qform, so the affine is nibabel's guess from pixdim.
 
+    Nothing is allocated before the header's claimed data size has been checked in bytes
+    (see :func:`_check_header`); only a regular file is opened (never a FIFO).
+
     Raises:
-        InputError: missing/unreadable file, not 2D/3D, NaN values.
-        UnsupportedFormatError: not a NIfTI file.
+        InputError: missing/unreadable/non-regular file, a claimed size the file does not hold
+            (or over the decoded-image budget), a NaN scl_inter, not 2D/3D, NaN values.
+        GeometryError: the voxel spacing is unknown (pixdim <= 0 or NaN, no sform).
+        UnsupportedFormatError: not a NIfTI file, an unknown or non-scalar datatype.
     """
     path = Path(path)
     file_size = _check_readable(path)
