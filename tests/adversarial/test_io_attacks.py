@@ -186,6 +186,25 @@ def test_itk_header_claiming_gigabytes_is_refused_from_its_header(
     assert outcome.startswith("InputError:") and "header claims" in outcome, outcome
 
 
+@pytest.mark.parametrize("suffix", [".mha", ".nrrd", ".mhd", ".nhdr"])
+def test_compressed_itk_image_claiming_a_gigabyte_is_refused_before_decoding(
+    tmp_path: Path, suffix: str
+) -> None:
+    """Within the byte budget, but the compressed stream holds 48 kB of the 1 GB claimed:
+    the stream is counted (nothing kept) before SimpleITK allocates the claim."""
+    import SimpleITK
+
+    path = tmp_path / f"z{suffix}"
+    array = np.arange(20 * 30 * 40, dtype=np.int16).reshape(20, 30, 40)
+    SimpleITK.WriteImage(SimpleITK.GetImageFromArray(array), str(path), True)
+    assert read_volume(path).shape == (40, 30, 20)
+    old = b"DimSize = 40 30 20" if suffix in (".mha", ".mhd") else b"sizes: 40 30 20"
+    new = b"DimSize = 1000 1000 500" if suffix in (".mha", ".mhd") else b"sizes: 1000 1000 500"
+    path.write_bytes(path.read_bytes().replace(old, new))
+    outcome = _read_outcome(path)
+    assert outcome.startswith("InputError:") and "compressed data holds only" in outcome, outcome
+
+
 def test_compressed_dicom_claiming_gigabytes_is_refused_from_its_header(tmp_path: Path) -> None:
     """Encapsulated (JPEG) pixel data has no length in the header: the claimed Rows x Columns
     x frames x BitsAllocated must fit the decoded-image budget before decoding."""

@@ -14,12 +14,15 @@ suffix, e.g. ``16G``). It bounds every decoded image and every resampled working
 
 from __future__ import annotations
 
+import bz2
 import math
 import os
 import re
 import stat
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from kneescope.core.volume import check_voxel_count
 from kneescope.errors import ConfigError, InputError
@@ -133,3 +136,58 @@ def check_image_bytes(
             f"the header is likely corrupt (set {MAX_IMAGE_BYTES_ENV} to allow larger images)"
         )
     return needed
+
+
+_CHUNK = 1 << 20
+
+
+def check_stream_holds(
+    files: Sequence[Path], codec: str, needed: int, *, what: str, offset: int = 0
+) -> None:
+    """Decompress ``files`` (streaming, output discarded, never more than ``needed`` bytes)
+    and refuse data that holds fewer than ``needed`` bytes: a tiny file whose header claims
+    gigabytes is then refused before a reader allocates what it claims.
+
+    Args:
+        files: the data files in order (their decompressed bytes are summed).
+        codec: ``"zlib"`` (zlib or gzip framing) or ``"bz2"``.
+        needed: the voxel bytes the header claims.
+        what: the file, for messages.
+        offset: where the compressed data starts in the first file (attached data).
+
+    Raises:
+        InputError: corrupt compressed data, or fewer bytes than claimed.
+    """
+    got = 0
+    try:
+        for index, path in enumerate(files):
+            with open(path, "rb") as fh:
+                fh.seek(offset if index == 0 else 0)
+                got += _decoded_bytes(fh, codec, needed - got)
+            if got >= needed:
+                return
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        raise InputError(f"{what}: corrupt compressed data ({exc})") from None
+    raise InputError(
+        f"{what}: header claims {needed:,} bytes of voxel data but its compressed data holds "
+        f"only {got:,}; the file is truncated or its header is corrupt"
+    )
+
+
+def _decoded_bytes(fh: BinaryIO, codec: str, cap: int) -> int:
+    got = 0
+    if codec == "bz2":
+        bz = bz2.BZ2Decompressor()
+        while got < cap and not bz.eof:
+            data = fh.read(_CHUNK) if bz.needs_input else b""
+            if bz.needs_input and not data:
+                break
+            got += len(bz.decompress(data, min(_CHUNK * 16, cap - got)))
+        return got
+    z = zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip header
+    while got < cap and not z.eof:
+        data = z.unconsumed_tail or fh.read(_CHUNK)
+        if not data:
+            break
+        got += len(z.decompress(data, min(_CHUNK * 16, cap - got)))
+    return got

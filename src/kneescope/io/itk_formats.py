@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from kneescope.core.geometry import lps_to_ras
 from kneescope.core.volume import Volume, check_voxel_count
 from kneescope.errors import GeometryError, InputError, UnsupportedFormatError
 from kneescope.io.atomic import atomic_write_path
-from kneescope.io.guards import check_image_bytes, require_regular_file
+from kneescope.io.guards import check_image_bytes, check_stream_holds, require_regular_file
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def read_itk(path: Path, *, allow_outside_data: bool | None = None) -> Volume:
             f"{path}: expected one of {', '.join(ITK_SUFFIXES)}, got {path.suffix or 'no suffix'!r}"
         )
     require_regular_file(path)
-    data_files, compressed = _data_files(path, allow_outside_data)
+    layout = _data_files(path, allow_outside_data)
     sitk = _sitk()
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -84,13 +85,15 @@ def read_itk(path: Path, *, allow_outside_data: bool | None = None) -> Volume:
             f"{path}: {reader.GetNumberOfComponents()} components per voxel; expected 1"
         )
     itemsize = _itemsizes().get(int(reader.GetPixelID()), 8)
-    check_image_bytes(
+    needed = check_image_bytes(
         size,
         itemsize,
         what=str(path),
-        file_bytes=sum(require_regular_file(f, what="data file").st_size for f in data_files),
-        compressed=compressed,
+        file_bytes=sum(require_regular_file(f, what="data file").st_size for f in layout.files),
+        compressed=layout.compressed,
     )
+    if layout.codec is not None and layout.offset is not None:
+        check_stream_holds(layout.files, layout.codec, needed, what=str(path), offset=layout.offset)
     try:
         image = reader.Execute()
     except RuntimeError as exc:
@@ -132,25 +135,42 @@ def _itemsizes() -> dict[int, int]:
     return {int(getattr(sitk, n)): size for n, size in names.items() if hasattr(sitk, n)}
 
 
-def _header_lines(path: Path) -> list[str]:
+def _header_lines(path: Path) -> tuple[list[str], int | None]:
     """The text lines of an ITK header (up to the data of an attached file; a detached
-    header's file lists after ``LIST`` included)."""
+    header's file lists after ``LIST`` included), and the byte offset where attached data
+    starts (None when not found in the first 64 KiB)."""
     with open(path, "rb") as fh:
         block = fh.read(_HEADER_READ_BYTES)
-    text = block.decode("latin-1")
+    text = block.decode("latin-1")  # one character per byte: offsets are byte offsets
     suffix = path.suffix.lower()
+    offset: int | None = None
     if suffix == ".nrrd":  # attached data follows the first blank line
-        ends = [i for i in (text.find("\n\n"), text.find("\r\n\r\n")) if i >= 0]
-        text = text[: min(ends)] if ends else text
+        ends = [(i, len(sep)) for sep in ("\n\n", "\r\n\r\n") if (i := text.find(sep)) >= 0]
+        if ends:
+            end, width = min(ends)
+            text, offset = text[:end], end + width
     elif suffix == ".mha":  # attached data follows the ElementDataFile line
         end = text.find("ElementDataFile")
         stop = text.find("\n", end) if end >= 0 else -1
-        text = text if stop < 0 else text[:stop]
-    return text.splitlines()
+        if stop >= 0:
+            text, offset = text[:stop], stop + 1
+    return text.splitlines(), offset
 
 
-def _data_files(path: Path, allow_outside: bool | None) -> tuple[list[Path], bool]:
-    """The files holding the voxel data of ``path`` and whether the data is compressed.
+@dataclass(frozen=True)
+class _DataLayout:
+    """Where an ITK image's voxel data lies: the files, whether compressed (so that their
+    size bounds nothing), the codec when a stream can be checked (``"zlib"``, ``"bz2"``),
+    and the byte offset of attached data in the header file (None when unknown)."""
+
+    files: list[Path]
+    compressed: bool
+    codec: str | None
+    offset: int | None
+
+
+def _data_files(path: Path, allow_outside: bool | None) -> _DataLayout:
+    """The files holding the voxel data of ``path`` and how they are encoded.
 
     Raises:
         InputError: a data file outside the header's folder (not allowed), or not a regular
@@ -158,9 +178,10 @@ def _data_files(path: Path, allow_outside: bool | None) -> tuple[list[Path], boo
     """
     if allow_outside is None:
         allow_outside = os.environ.get(ALLOW_OUTSIDE_DATA_ENV, "").strip() in ("1", "true", "yes")
-    lines = _header_lines(path)
+    lines, offset = _header_lines(path)
     names: list[str] = []
     compressed = False
+    codec: str | None = None
     if path.suffix.lower() in (".nrrd", ".nhdr"):
         for n, line in enumerate(lines):
             key, sep, value = line.partition(":")
@@ -169,20 +190,26 @@ def _data_files(path: Path, allow_outside: bool | None) -> tuple[list[Path], boo
             key, value = key.strip().lower(), value.strip()
             if key == "encoding":
                 compressed = value.lower() in _COMPRESSED_ENCODINGS + _TEXT_ENCODINGS
+                codec = {"gzip": "zlib", "gz": "zlib", "bzip2": "bz2", "bz2": "bz2"}.get(
+                    value.lower()
+                )
             elif key in ("data file", "datafile"):
                 names = _listed_names(value, lines[n + 1 :])
     else:
+        text = False
         for n, line in enumerate(lines):
             key, sep, value = line.partition("=")
             key, value = key.strip(), value.strip()
             if key == "CompressedData":
-                compressed = value.lower() == "true"
+                compressed = compressed or value.lower() == "true"
+                codec = "zlib" if value.lower() == "true" else None
             elif key == "BinaryData" and value.lower() == "false":
-                compressed = True  # ASCII voxels: the file size bounds nothing useful
+                compressed = text = True  # ASCII voxels: the file size bounds nothing useful
             elif key == "ElementDataFile" and value.upper() != "LOCAL":
                 names = _listed_names(value, lines[n + 1 :])
+        codec = None if text else codec
     if not names:
-        return [path], compressed
+        return _DataLayout([path], compressed, codec, offset)
     folder = path.parent.resolve()
     files = []
     for name in names:
@@ -193,7 +220,7 @@ def _data_files(path: Path, allow_outside: bool | None) -> tuple[list[Path], boo
                 f"data next to the header, or set {ALLOW_OUTSIDE_DATA_ENV}=1 if you trust it"
             )
         files.append(target)
-    return files, compressed
+    return _DataLayout(files, compressed, codec, 0)
 
 
 def _listed_names(value: str, rest: list[str]) -> list[str]:
