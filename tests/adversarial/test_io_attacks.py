@@ -653,3 +653,42 @@ def test_ctrl_c_during_segment_says_interrupted(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == "interrupted; rerun to resume", stderr[-2000:]
     assert "Traceback" not in stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_parallel_ingest_says_interrupted(tmp_path: Path) -> None:
+    cohort = tmp_path / "cohort"
+    synth = ["synth", "--out", str(cohort), "-n", "3", "--visits", "V00", "--size", "small"]
+    assert _kneescope(tmp_path, [*synth, "--no-xray"], timeout=300).returncode == 0
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kneescope",
+            "ingest",
+            str(cohort),
+            "-w",
+            str(tmp_path / "ws"),
+            "--jobs",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not psutil.Process(proc.pid).children() and proc.poll() is None:
+            assert time.monotonic() < deadline, "ingest started no workers"
+            time.sleep(0.02)
+        assert proc.poll() is None, "ingest finished before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert stderr.strip() == "interrupted; rerun to resume", stderr[-2000:]

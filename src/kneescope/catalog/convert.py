@@ -12,13 +12,10 @@ resumes where it stopped. A series that fails to convert is reported and the run
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
 import re
-import signal
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +29,7 @@ from sqlalchemy import select
 from kneescope import __version__
 from kneescope.catalog.database import Catalog
 from kneescope.catalog.schema import STATUS_OK, Knee, Series, StoreEntry, Subject, Visit, utc_now
+from kneescope.catalog.workers import sigint_deferred
 from kneescope.errors import InputError, KneescopeError, StoreError
 
 log = logging.getLogger(__name__)
@@ -237,31 +235,6 @@ def check_store_writable(store_root: Path) -> None:
         log.info("removed %d stale temporaries from %s", removed, store_root)
 
 
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C back while worker processes are started.
-
-    SIGINT is blocked (the workers inherit the blocked mask, so a Ctrl-C sent to the whole
-    process group reaches only the parent, which stops the pool and reports once, instead of
-    every worker printing a traceback) and, should another thread take it, only noted (a
-    KeyboardInterrupt in the middle of starting a worker leaves it reading a closed pipe).
-    A Ctrl-C noted during the window is raised again when it ends: never lost.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    noted: list[int] = []
-    handler = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        signal.signal(signal.SIGINT, handler)
-        if noted:
-            signal.raise_signal(signal.SIGINT)  # through the handler that was in place
-
-
 def _outcomes(tasks: list[ConvertTask], store_root: Path, jobs: int) -> Iterator[ConvertOutcome]:
     if jobs <= 1 or len(tasks) <= 1:
         for task in tasks:
@@ -272,7 +245,7 @@ def _outcomes(tasks: list[ConvertTask], store_root: Path, jobs: int) -> Iterator
     try:
         pending: set[Future[ConvertOutcome]] = set()
         queue = iter(tasks)
-        with _sigint_deferred():  # workers spawned now never see Ctrl-C: the parent does
+        with sigint_deferred():  # workers spawned now never see Ctrl-C: the parent does
             for task in queue:
                 pending.add(pool.submit(convert_one, task, str(store_root)))
                 if len(pending) >= 2 * jobs:

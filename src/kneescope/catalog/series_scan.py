@@ -19,6 +19,7 @@ from typing import Any
 from kneescope.catalog.fingerprint import header_fingerprint
 from kneescope.catalog.naming import kind_of, parse_series_description, side_from_text
 from kneescope.catalog.schema import KIND_MRI, KIND_RADIOGRAPH, STATUS_OK
+from kneescope.catalog.workers import sigint_deferred
 from kneescope.errors import KneescopeError
 
 ScanResult = tuple[dict[str, Any] | None, str | None]
@@ -128,8 +129,15 @@ def scan_many(items: Sequence[tuple[Path, ContentsRow | None]], jobs: int) -> It
         return
     context = multiprocessing.get_context("spawn")
     chunk = max(1, min(16, len(items) // (4 * jobs)))
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        yield from pool.map(_scan_pair, items, chunksize=chunk)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    try:
+        with sigint_deferred():  # workers started now never see Ctrl-C: the parent does
+            results = pool.map(_scan_pair, items, chunksize=chunk)
+        yield from results
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: scan nothing more
+        raise
+    pool.shutdown(wait=True)
 
 
 def default_jobs() -> int:
