@@ -340,6 +340,40 @@ def test_fifo_as_a_config_file_or_a_table_is_refused_not_read(tmp_path: Path) ->
     assert table_line.startswith("InputError:") and "named pipe" in table_line
 
 
+def test_cohort_steps_check_headers_and_fifos_before_reading(tmp_path: Path) -> None:
+    """``run``'s load_array step and its input checksums decode files themselves: they get
+    the readers' checks too (a NIfTI claiming 3.4 GB, a .npy claiming 8 GB, a FIFO)."""
+    nifti = tmp_path / "bomb.nii"
+    nifti.write_bytes(_nifti_header(HUGE) + b"\0" * 948)
+    npy = tmp_path / "bomb.npy"
+    with npy.open("wb") as fh:  # a header claiming 1000^3 float64 (8 GB), 64 bytes of data
+        header = {"descr": "<f8", "fortran_order": False, "shape": (1000, 1000, 1000)}
+        np.lib.format.write_array_header_1_0(fh, header)
+        fh.write(b"\0" * 64)
+    fifo = tmp_path / "item.nii.gz"
+    os.mkfifo(fifo)
+    outcome = _python(
+        f"""
+        from pathlib import Path
+        from kneescope.cohort.builtin_steps import read_array_file
+        from kneescope.cohort.item import file_checksum
+        for call, path in ((read_array_file, {str(nifti)!r}), (read_array_file, {str(npy)!r}),
+                           (file_checksum, {str(fifo)!r})):
+            try:
+                call(Path(path))
+                print("OK")
+            except BaseException as exc:
+                print(f"{{type(exc).__name__}}: {{exc}}")
+        """,
+        limit_memory=True,
+    )
+    lines = outcome.splitlines()
+    assert len(lines) >= 3, outcome
+    assert lines[0].startswith("InputError:") and "header claims" in lines[0], outcome
+    assert lines[1].startswith("InputError:") and "header claims" in lines[1], outcome
+    assert lines[2].startswith("InputError:") and "named pipe" in lines[2], outcome
+
+
 # -- item 19: segment and model files check sizes before allocating ---------------------------
 
 

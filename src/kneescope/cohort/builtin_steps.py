@@ -21,6 +21,7 @@ import numpy as np
 from kneescope.cohort.item import Item
 from kneescope.cohort.step import StepContext, StepResult
 from kneescope.errors import InputError
+from kneescope.io.readers import check_image_file
 
 
 class BaseStep:
@@ -51,6 +52,8 @@ def read_array_file(path: Path) -> np.ndarray[Any, Any]:
         InputError: missing, unreadable or corrupt file, or an unknown suffix.
     """
     name = path.name.lower()
+    if path.exists():  # a header claiming gigabytes, or a FIFO, is refused before decoding
+        check_image_file(path)
     try:
         if name.endswith(".npy"):
             return np.load(path, allow_pickle=False)

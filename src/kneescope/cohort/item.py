@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kneescope.errors import InputError
+from kneescope.io.guards import require_regular_file
 
 _CHUNK_BYTES = 1 << 20
 
@@ -66,6 +67,8 @@ def file_checksum(path: Path) -> str:
 
 
 def _update_from_file(digest: hashlib._Hash, path: Path) -> None:
+    if path.exists():  # a FIFO would block the run for ever (a missing file: OSError below)
+        require_regular_file(path, what="item input")
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK_BYTES):
             digest.update(chunk)

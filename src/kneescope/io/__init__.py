@@ -14,7 +14,7 @@ from kneescope.io.dicom_series import DicomSeriesInfo, read_dicom_series, scan_d
 from kneescope.io.dicom_write import DicomWriteMeta, write_dicom_series
 from kneescope.io.itk_formats import read_itk, write_itk
 from kneescope.io.nifti import read_nifti, write_nifti
-from kneescope.io.readers import read_volume, write_volume
+from kneescope.io.readers import check_image_file, read_volume, write_volume
 from kneescope.io.zarr_store import (
     StoreLayout,
     VolumeStore,
@@ -32,6 +32,7 @@ __all__ = [
     "WriteStats",
     "atomic_write_dir",
     "atomic_write_path",
+    "check_image_file",
     "read_dicom_radiograph",
     "read_dicom_series",
     "read_itk",

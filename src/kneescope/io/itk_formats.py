@@ -63,6 +63,41 @@ def read_itk(path: Path, *, allow_outside_data: bool | None = None) -> Volume:
         UnsupportedFormatError: SimpleITK cannot read it.
     """
     path = Path(path)
+    reader = checked_itk_reader(path, allow_outside_data=allow_outside_data)
+    sitk = _sitk()
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(
+            f"{path}: cannot read voxel data ({_first_line(exc)}); the file may be truncated"
+        ) from None
+    dim = image.GetDimension()
+    if dim not in (2, 3):
+        raise InputError(f"{path}: expected a 2D or 3D image, found {dim}D")
+    array = sitk.GetArrayFromImage(image).transpose()
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise InputError(f"{path}: voxel values hold NaN or infinity")
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(dim, dim)
+    spacing = np.asarray(image.GetSpacing(), dtype=np.float64)
+    origin = np.asarray(image.GetOrigin(), dtype=np.float64)
+    affine_lps = np.eye(4)
+    affine_lps[:dim, :dim] = direction * spacing[None, :]
+    affine_lps[:dim, 3] = origin
+    try:
+        return Volume(array, lps_to_ras(affine_lps), {"source_path": str(path)})
+    except GeometryError as exc:
+        raise GeometryError(f"{path}: {exc}") from None
+
+
+def checked_itk_reader(path: Path, *, allow_outside_data: bool | None = None) -> Any:
+    """A SimpleITK reader of ``path`` whose header passed every check of :func:`read_itk`
+    (regular files, data files confined, claimed bytes against the files or the budget,
+    compressed streams counted); nothing is decoded.
+
+    Raises:
+        InputError: see :func:`read_itk`.
+        UnsupportedFormatError: not an ITK suffix, or SimpleITK cannot read the header.
+    """
     if _suffix(path) not in ITK_SUFFIXES:
         raise UnsupportedFormatError(
             f"{path}: expected one of {', '.join(ITK_SUFFIXES)}, got {path.suffix or 'no suffix'!r}"
@@ -94,28 +129,7 @@ def read_itk(path: Path, *, allow_outside_data: bool | None = None) -> Volume:
     )
     if layout.codec is not None and layout.offset is not None:
         check_stream_holds(layout.files, layout.codec, needed, what=str(path), offset=layout.offset)
-    try:
-        image = reader.Execute()
-    except RuntimeError as exc:
-        raise InputError(
-            f"{path}: cannot read voxel data ({_first_line(exc)}); the file may be truncated"
-        ) from None
-    dim = image.GetDimension()
-    if dim not in (2, 3):
-        raise InputError(f"{path}: expected a 2D or 3D image, found {dim}D")
-    array = sitk.GetArrayFromImage(image).transpose()
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-        raise InputError(f"{path}: voxel values hold NaN or infinity")
-    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(dim, dim)
-    spacing = np.asarray(image.GetSpacing(), dtype=np.float64)
-    origin = np.asarray(image.GetOrigin(), dtype=np.float64)
-    affine_lps = np.eye(4)
-    affine_lps[:dim, :dim] = direction * spacing[None, :]
-    affine_lps[:dim, 3] = origin
-    try:
-        return Volume(array, lps_to_ras(affine_lps), {"source_path": str(path)})
-    except GeometryError as exc:
-        raise GeometryError(f"{path}: {exc}") from None
+    return reader
 
 
 ALLOW_OUTSIDE_DATA_ENV = "KNEESCOPE_ALLOW_OUTSIDE_DATA_FILES"

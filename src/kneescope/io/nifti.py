@@ -159,6 +159,18 @@ def _check_gzip_holds(path: Path, needed: int) -> None:
         )
 
 
+def check_nifti_file(path: Path) -> None:
+    """Every check :func:`read_nifti` makes before reading voxels (regular file, header
+    values, claimed bytes against the file or the budget); nothing is decoded.
+
+    Raises:
+        InputError, GeometryError, UnsupportedFormatError: see :func:`read_nifti`.
+    """
+    path = Path(path)
+    file_size = _check_readable(path)  # first: never open a missing file or a FIFO
+    _check_header(path, _raw_header(path), file_size)
+
+
 def read_nifti(path: Path) -> Volume:
     """Read a 3D (or 2D) NIfTI file.
 
@@ -180,8 +192,7 @@ def read_nifti(path: Path) -> Volume:
         UnsupportedFormatError: not a NIfTI file, an unknown or non-scalar datatype.
     """
     path = Path(path)
-    file_size = _check_readable(path)
-    _check_header(path, _raw_header(path), file_size)
+    check_nifti_file(path)
     nib = _nibabel()
     try:
         img = nib.load(path)

@@ -16,7 +16,7 @@ from pathlib import Path
 from kneescope.core.volume import Volume
 from kneescope.errors import InputError, UnsupportedFormatError
 from kneescope.io._dicom_header import has_dicom_magic
-from kneescope.io.guards import require_regular_file
+from kneescope.io.guards import check_image_bytes, require_regular_file
 
 _NIFTI = (".nii", ".nii.gz")
 _ITK = (".mha", ".mhd", ".nrrd", ".nhdr")
@@ -73,6 +73,52 @@ def read_volume(path: Path) -> Volume:
         f"{path}: unknown format (suffix {path.suffix or 'none'!r}, no DICOM marker); "
         f"kneescope reads {', '.join(_READABLE)}"
     )
+
+
+def check_image_file(path: Path) -> None:
+    """The checks :func:`read_volume` makes before decoding a file, for code that decodes it
+    by other means (cohort steps reading arrays): a regular file, sane header values, and the
+    claimed voxel bytes against the file (uncompressed) or the decoded-image budget
+    (:mod:`kneescope.io.guards`). ``.npy`` headers are checked the same way. Folders are not
+    checked here (their files are, when read). Nothing is decoded.
+
+    Raises:
+        InputError: see :func:`read_volume`.
+    """
+    path = Path(path)
+    _check_accessible(path)
+    if path.is_dir():
+        return
+    size = require_regular_file(path).st_size
+    name = _lower_name(path)
+    if name.endswith(_NIFTI):
+        from kneescope.io.nifti import check_nifti_file
+
+        check_nifti_file(path)
+    elif name.endswith(_ITK):
+        from kneescope.io.itk_formats import checked_itk_reader
+
+        checked_itk_reader(path)
+    elif name.endswith(".npy"):
+        _check_npy(path, size)
+    elif name.endswith(".dcm") or has_dicom_magic(path):
+        from kneescope.io._dicom_header import read_header
+
+        read_header(path)
+
+
+def _check_npy(path: Path, size: int) -> None:
+    from numpy.lib import format as npy
+
+    try:
+        with open(path, "rb") as fh:
+            version = npy.read_magic(fh)
+            read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, _, dtype = read(fh)
+            offset = fh.tell()
+    except Exception as exc:  # numpy raises assorted errors on corrupt headers
+        raise InputError(f"{path}: not a readable .npy file ({exc})") from None
+    check_image_bytes(shape or (1,), dtype.itemsize, what=str(path), file_bytes=size - offset)
 
 
 def write_volume(volume: Volume, path: Path) -> Path:
