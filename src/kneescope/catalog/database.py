@@ -132,6 +132,11 @@ class Catalog:
                 f"catalog URL {shown!r} is not a database URL ({_first_arg(exc)}); expected "
                 "e.g. sqlite:///catalog.sqlite or postgresql+psycopg://user@host/db"
             ) from None
+        if parsed.port is not None and not 0 < parsed.port < 65536:
+            raise InputError(
+                f"catalog URL {shown!r} is not a database URL (port {parsed.port} is outside "
+                "1-65535); check the URL"
+            )
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             parent = Path(str(parsed.database)).expanduser().absolute().parent
             if root is None:
