@@ -107,13 +107,19 @@ def test_same_stem_inputs_get_distinct_outputs_and_no_silent_overwrite(
     assert len(list(out.iterdir())) == 2 * 4  # label map, sidecar, two colour tables each
 
     before = _digest(out)
-    code, _, err = _segment(capsys, *argv)
+    # the same call again (a rerun after Ctrl-C): finished inputs are skipped, not rewritten
+    code, stdout, _ = _segment(capsys, *argv, "--json")
+    assert code == 0
+    assert [r.get("skipped") for r in json.loads(stdout)["outputs"]] == [True, True]
+    assert _digest(out) == before  # byte-identical, not even rewritten
+    # another result (other options) into the same names: refused before any work
+    code, _, err = _segment(capsys, *argv, "--blend", "constant")
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1 and "--overwrite" in err
     assert "a_image_seg" in err
     assert _digest(out) == before  # byte-identical, not even rewritten
 
-    code, _, _ = _segment(capsys, *argv, "--overwrite")
+    code, _, _ = _segment(capsys, *argv, "--overwrite", "--blend", "constant")
     assert code == 0
     after = _digest(out)
     assert after.keys() == before.keys()

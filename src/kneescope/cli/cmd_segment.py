@@ -140,7 +140,11 @@ def segment(
     inputs = [*(input_args or []), *(input_opt or [])]
     from kneescope.config import validate_config
     from kneescope.errors import InputError
-    from kneescope.inference.output import check_output_plan, segment_output_paths
+    from kneescope.inference.output import (
+        check_output_plan,
+        finished_outputs,
+        segment_output_paths,
+    )
     from kneescope.inference.segmenter import SegmentConfig, Segmenter
 
     ws = workspace(workspace_dir, catalog)
@@ -163,19 +167,37 @@ def segment(
         "segment options",
     )
     out = out.expanduser().absolute()
+    options = config.model_dump(mode="json")
+    model_sha256 = _sha256(model_path)
     plan = [
         (str(item.path), segment_output_paths(out, item.name, probabilities=probabilities))
         for item in items
     ]
-    check_output_plan(out, plan, overwrite=overwrite)  # before any work: nothing replaced
+    # A rerun (e.g. after Ctrl-C) skips inputs already finished with this model and these
+    # options; anything else that exists is replaced only with --overwrite.
+    done = [
+        not overwrite
+        and finished_outputs(
+            paths, {"source": src, "model_sha256": model_sha256, "options": options}
+        )
+        for src, paths in plan
+    ]
+    todo = [entry for entry, finished in zip(plan, done, strict=True) if not finished]
+    check_output_plan(out, todo, overwrite=overwrite)  # before any work: nothing replaced
     segmenter = Segmenter(model_path, config)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     console = stderr()
-    for n, (item, (_, paths)) in enumerate(zip(items, plan, strict=True), start=1):
+    for n, (item, (_, paths), finished) in enumerate(zip(items, plan, done, strict=True), 1):
+        if finished:
+            if not as_json:
+                console.print(f"[{n}/{len(items)}] {item.name}: done earlier", highlight=False)
+            rows.append(_skipped_row(item, paths))
+            continue
         if not as_json:
             console.print(f"[{n}/{len(items)}] {item.name}", highlight=False)
-        rows.append(_segment_one(segmenter, model_path, item, paths))
+        fingerprint = {"model_sha256": model_sha256, "options": options}
+        rows.append(_segment_one(segmenter, model_path, item, paths, fingerprint))
     payload = {
         "model": str(model_path),
         "precision": segmenter.precision_name,
@@ -196,9 +218,45 @@ class _Input:
     record: Any = None
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _skipped_row(item: _Input, paths: dict[str, Path]) -> dict[str, Any]:
+    """The output row of an input finished by an earlier run (nothing recomputed)."""
+    from kneescope.io.sidecar import read_sidecar
+
+    recorded = read_sidecar(paths["labels"]) or {}
+    row: dict[str, Any] = {
+        "input": str(item.path),
+        "name": item.name,
+        "labels": str(paths["labels"]),
+        "sidecar": str(paths["sidecar"]),
+        "colour_tables": [str(paths["colours_slicer"]), str(paths["colours_itksnap"])],
+        "side": recorded.get("side"),
+        "seconds": 0.0,
+        "skipped": True,
+    }
+    if "probabilities" in paths:
+        row["probabilities"] = str(paths["probabilities"])
+    return row
+
+
 def _segment_one(
-    segmenter: Any, model_path: Path, item: _Input, paths: dict[str, Path]
+    segmenter: Any,
+    model_path: Path,
+    item: _Input,
+    paths: dict[str, Path],
+    fingerprint: dict[str, Any],
 ) -> dict[str, Any]:
+    """Segment one input and write its outputs; the sidecar goes last (it marks the input
+    as finished for a rerun, see :func:`~kneescope.inference.output.finished_outputs`)."""
     from kneescope.inference.output import write_labels, write_probabilities
     from kneescope.io import read_volume
     from kneescope.io.colour_table import write_colour_tables
@@ -209,8 +267,11 @@ def _segment_one(
     result = segmenter.segment(image, side=side)
     spec = segmenter.model.spec
     names = {int(v): str(n) for v, n in spec.labels.items()}
-    write_colour_tables(paths["labels"], names)
     provenance = _provenance(item, read_sidecar(item.path) if item.path.is_file() else None)
+    labels_path = write_labels(result.labels, paths["labels"], description=describe(result.side))
+    write_colour_tables(paths["labels"], names)
+    if result.probabilities is not None:
+        write_probabilities(result.probabilities, image, paths["probabilities"])
     write_sidecar(
         paths["labels"],
         {
@@ -219,11 +280,11 @@ def _segment_one(
             **provenance,
             "source": str(item.path),
             "model": str(model_path),
+            **fingerprint,
             "label_scheme": spec.label_scheme,
             "labels": {str(v): n for v, n in sorted(names.items())},
         },
     )
-    labels_path = write_labels(result.labels, paths["labels"], description=describe(result.side))
     row: dict[str, Any] = {
         "input": str(item.path),
         "name": item.name,
@@ -237,9 +298,7 @@ def _segment_one(
         },
     }
     if result.probabilities is not None:
-        row["probabilities"] = str(
-            write_probabilities(result.probabilities, image, paths["probabilities"])
-        )
+        row["probabilities"] = str(paths["probabilities"])
     return row
 
 

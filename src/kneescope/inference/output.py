@@ -88,6 +88,23 @@ def segment_output_paths(out_dir: Path, name: str, *, probabilities: bool) -> di
     return paths
 
 
+def finished_outputs(paths: Mapping[str, Path], fingerprint: Mapping[str, Any]) -> bool:
+    """True when an earlier ``segment`` finished this input with the same model and options.
+
+    Args:
+        paths: role -> output path of one input (:func:`segment_output_paths`).
+        fingerprint: what the result depends on (``source`` path, ``model_sha256``,
+            ``options``), as recorded in the sidecar.
+
+    The sidecar is written last, so its presence with an equal ``fingerprint`` and every
+    other output present means the input is done: a rerun after Ctrl-C skips it.
+    """
+    recorded = read_sidecar(paths["labels"])
+    if recorded is None or any(recorded.get(k) != v for k, v in fingerprint.items()):
+        return False
+    return all(os.path.isfile(p) for p in paths.values())
+
+
 def check_output_plan(
     out_dir: Path, plan: Sequence[tuple[str, Mapping[str, Path]]], *, overwrite: bool
 ) -> None:
