@@ -726,3 +726,34 @@ def test_ctrl_c_during_parallel_ingest_says_interrupted(tmp_path: Path) -> None:
             proc.communicate()
     assert proc.returncode == 130, stderr[-2000:]
     assert stderr.strip() == "interrupted; rerun to resume", stderr[-2000:]
+
+
+def test_fifo_as_an_item_list_or_a_sides_table_is_refused_not_read(tmp_path: Path) -> None:
+    """A run's item list and training's ``sides.csv`` are user tables too."""
+    items = tmp_path / "items.csv"
+    os.mkfifo(items)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    os.mkfifo(folder / "sides.csv")
+    outcome = _python(
+        f"""
+        from pathlib import Path
+        from kneescope.cohort.item_sources import _csv_items
+        from kneescope.training.data import sides_in_folder
+        calls = (
+            lambda: list(_csv_items(Path({str(items)!r}), Path({str(tmp_path)!r}))),
+            lambda: sides_in_folder(Path({str(folder)!r})),
+        )
+        for call in calls:
+            try:
+                call()
+                print("OK")
+            except BaseException as exc:
+                print(f"{{type(exc).__name__}}: {{exc}}")
+        """,
+        timeout=60,
+    )
+    lines = outcome.splitlines()[:2]
+    assert len(lines) == 2, outcome
+    for line in lines:
+        assert line.startswith("InputError:") and "named pipe" in line, line

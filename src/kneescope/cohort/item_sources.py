@@ -132,6 +132,9 @@ def catalog_items(
 
 
 def _csv_items(path: Path, base_dir: Path) -> Iterator[Item]:
+    from kneescope.io.guards import require_regular_file
+
+    require_regular_file(path, what="item list")  # a FIFO would block for ever
     try:
         handle = path.open(newline="", encoding="utf-8")
     except OSError as exc:

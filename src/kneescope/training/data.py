@@ -99,6 +99,9 @@ def sides_in_folder(folder: Path) -> dict[str, str]:
     path = folder / "sides.csv"
     if not path.exists():
         return {}
+    from kneescope.io.guards import require_regular_file
+
+    require_regular_file(path, what="sides table")  # a FIFO would block for ever
     sides: dict[str, str] = {}
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
