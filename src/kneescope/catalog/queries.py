@@ -226,15 +226,9 @@ def list_series(catalog: Catalog, where: SeriesFilter | None = None) -> list[Ser
     if where.subject:
         stmt = stmt.where(Subject.code == where.subject)
     if where.visit:
-        try:
-            stmt = stmt.where(Visit.code == normalize_visit(where.visit))
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        stmt = stmt.where(Visit.code == _visit_code(where.visit))
     if where.side:
-        side = side_from_text(where.side)
-        if side is None:
-            raise InputError(f"side {where.side!r} is not right or left")
-        stmt = stmt.where(Knee.side == side)
+        stmt = stmt.where(Knee.side == _side_code(where.side))
     if where.sequence:
         stmt = stmt.where(func.upper(Series.sequence) == where.sequence.upper())
     if where.status:
@@ -386,15 +380,9 @@ def clinical_values(
     if where.subject:
         stmt = stmt.where(Subject.code == where.subject)
     if where.visit:
-        try:
-            stmt = stmt.where(ClinicalValue.visit == normalize_visit(where.visit))
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        stmt = stmt.where(ClinicalValue.visit == _visit_code(where.visit))
     if where.side:
-        side = side_from_text(where.side)
-        if side is None:
-            raise InputError(f"side {where.side!r} is not right or left")
-        stmt = stmt.where(ClinicalValue.side == side)
+        stmt = stmt.where(ClinicalValue.side == _side_code(where.side))
     if where.variable:
         if any(c in where.variable for c in "*?"):
             pattern = _like_pattern(where.variable)
@@ -414,3 +402,19 @@ def clinical_values(
         finite = number if number is None or math.isfinite(number) else None
         rows.append(dict(zip(keys, (*values, finite), strict=True)))
     return rows
+
+
+def _visit_code(text: str) -> str:
+    """A visit filter as the catalog stores it (``v0``, ``00`` -> ``V00``)."""
+    try:
+        return normalize_visit(text)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _side_code(text: str) -> str:
+    """A side filter as the catalog stores it (``R``, ``Right`` -> ``right``)."""
+    side = side_from_text(text)
+    if side is None:
+        raise InputError(f"side {text!r} is not right or left")
+    return side
