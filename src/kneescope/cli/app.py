@@ -132,6 +132,7 @@ def _main(argv: list[str] | None) -> int:
     # MONAI warns about its own deprecated arguments when its metrics call each other; that
     # is noise for a user of kneescope.
     warnings.filterwarnings("ignore", message=r"monai\..*deprecated", category=FutureWarning)
+    # typer >= 0.29 (pyproject) vendors click as typer._click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     try:
