@@ -48,7 +48,13 @@ def segment(
     subject: Annotated[
         str | None, typer.Option("--subject", help="Segment the catalog's series of a subject.")
     ] = None,
-    visit: Annotated[str | None, typer.Option("--visit", help="... of a visit.")] = None,
+    visit: Annotated[
+        str | None,
+        typer.Option(
+            "--visit",
+            help="Segment the catalog's series of a visit (V00 or 0), alone or with --subject.",
+        ),
+    ] = None,
     side: Annotated[
         Literal["right", "left"] | None,
         typer.Option(
