@@ -80,7 +80,7 @@ def test_item_list_errors(tmp_path: Path) -> None:
     (tmp_path / "cols.csv").write_text("item_id,knee\na,R\n")
     with pytest.raises(InputError, match="unknown columns"):
         list(iter_items(ItemsConfig(list="cols.csv"), tmp_path))
-    with pytest.raises(InputError, match="cannot read item list"):
+    with pytest.raises(InputError, match="no such item list"):
         list(iter_items(ItemsConfig(list="missing.csv"), tmp_path))
 
 
