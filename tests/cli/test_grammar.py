@@ -248,3 +248,14 @@ def test_plan_network_choices_are_the_presets() -> None:
 
 def _param(command: str, long: str) -> Any:
     return next(p for p in COMMANDS[command].params if long in _names(p))
+
+
+@pytest.mark.parametrize("command", sorted(typer.main.get_command(app).commands))  # type: ignore[attr-defined]
+def test_flags_show_no_value_in_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """An on/off flag takes no value: --help must not print ``--json <bool>``."""
+    from kneescope.cli.app import main
+
+    assert main([command, "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "--help" in text
+    assert "<bool>" not in text

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import sys
+from typing import Any
 
 import typer
+import typer.main
 
 from kneescope import __version__
 
@@ -77,6 +79,30 @@ def _register() -> None:
 _register()
 
 
+def command() -> Any:
+    """The click command of the app, with on/off flags shown without a value in --help
+    (typer would print ``--json <bool>``, as if the flag took one)."""
+    group = typer.main.get_command(app)
+    for cmd in (group, *getattr(group, "commands", {}).values()):
+        for param in cmd.params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+        cmd.get_help_option = _flag_help_option(cmd.get_help_option)
+    return group
+
+
+def _flag_help_option(make: Any) -> Any:
+    """``--help`` is a flag too (click makes it per call)."""
+
+    def get_help_option(ctx: Any) -> Any:
+        option = make(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    return get_help_option
+
+
 class _CtrlC:
     """Notes whether SIGINT (Ctrl-C) arrived while a command ran.
 
@@ -136,7 +162,7 @@ def _main(argv: list[str] | None) -> int:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     try:
-        result = app(args=argv, prog_name="kneescope", standalone_mode=False)
+        result = command().main(args=argv, prog_name="kneescope", standalone_mode=False)
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
