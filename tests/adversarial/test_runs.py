@@ -41,10 +41,10 @@ STATS_STEPS = (
 
 
 def _one_error_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    """The one line a failed command writes to stderr (no traceback, no empty lines)."""
     assert "Traceback" not in err
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
+    assert err.startswith("error: ") and err.endswith("\n") and err.count("\n") == 1, err
+    return err.rstrip("\n")
 
 
 def test_a_run_named_dotdot_writes_nothing_outside_its_run_folder(

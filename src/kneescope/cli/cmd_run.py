@@ -131,7 +131,11 @@ def run_with_progress(pipeline: Any, ws: Any, base_dir: Path, *, quiet: bool) ->
         try:
             result = run_pipeline(pipeline, ws, base_dir=base_dir, on_progress=on_progress)
         except KneescopeError:
-            bar.update(task, visible=False)  # the error is the one line the user sees
+            # the error is the one line the user sees: clear the bar, and keep rich from
+            # ending a non-interactive stderr with an empty line when the bar stops
+            bar.live.transient = True
+            bar.live.stop()
+            bar.disable = True
             raise
         except KeyboardInterrupt:
             bar.stop()
