@@ -65,6 +65,8 @@ def _unknown(name: str, known: Mapping[str, EntryPoint]) -> ConfigError:
         else f'a step from another package must be registered under the "{STEP_GROUP}" '
         "entry-point group"
     )
+    if "segment" not in known:  # kneescope's own entry points are not installed
+        hint = "kneescope's own steps are not registered: reinstall it (pip install -e .)"
     return ConfigError(
         f"unknown step {name!r}; registered steps: {', '.join(sorted(known)) or 'none'}; {hint}"
     )
