@@ -90,6 +90,7 @@ def demo(
         "model": str(model_path),
         "results": str(result.results_path),
         "preview": _preview(result.results_path),
+        **_qc_summary(result.results_path),
         "cohort": str(cohort_dir),
         "catalog": display_url(ws.catalog_url),
         "store": str(ws.store_dir),
@@ -243,10 +244,37 @@ def _preview(results: Path) -> list[dict[str, Any]]:
 
     table = pd.read_parquet(results) if results.suffix == ".parquet" else pd.read_csv(results)
     columns = [c for c in _PREVIEW_COLUMNS if c in table.columns]
-    return [
+    rows = [
         {str(k): v for k, v in row.items()}
         for row in table[columns].head(8).to_dict(orient="records")
     ]
+    if "qc_ok" in table.columns:  # a number is shown only with its QC verdict beside it
+        for row, ok in zip(rows, table["qc_ok"].head(8), strict=False):
+            row["qc"] = "ok" if bool(ok) else "failed"
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if value != value else f"{value:.2f}"  # NaN: not measured
+    return str(value)
+
+
+def _qc_summary(results: Path) -> dict[str, Any]:
+    """Knees, knees that failed QC, and how many knees raised each QC flag."""
+    import pandas as pd
+
+    table = pd.read_parquet(results) if results.suffix == ".parquet" else pd.read_csv(results)
+    summary: dict[str, Any] = {"knees": len(table), "qc_failed": 0, "qc_flags": {}}
+    if "qc_ok" not in table.columns:
+        return summary
+    summary["qc_failed"] = int((~table["qc_ok"].astype(bool)).sum())
+    for column in table.columns:
+        if column.startswith("qc_") and column not in ("qc_ok", "qc_reasons"):
+            raised = int((table[column].fillna(0).astype(float) > 0).sum())
+            if raised and column != "qc_side_unverified":
+                summary["qc_flags"][column[3:]] = raised
+    return summary
 
 
 def _render(console: Any, payload: dict[str, Any]) -> None:
@@ -257,8 +285,17 @@ def _render(console: Any, payload: dict[str, Any]) -> None:
         for column in payload["preview"][0]:
             table.add_column(column.replace("_", " "), overflow="fold")
         for row in payload["preview"]:
-            table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+            table.add_row(*(_cell(v) for v in row.values()))
         console.print(table)
+        failed = payload.get("qc_failed", 0)
+        flags = ", ".join(f"{k} {v}" for k, v in payload.get("qc_flags", {}).items())
+        if failed:
+            console.print(
+                f"[bold yellow]{failed} of {payload.get('knees', '?')} knees failed QC[/] "
+                f"(knees per flag: {flags}); see the qc_* and qc_reasons columns of the "
+                "results table. A value that could not be measured is shown as -.",
+                highlight=False,
+            )
     console.print("\n[bold]kneescope demo finished.[/] Where to look:")
     console.print(f"  cohort (OAI layout, DICOM) {payload['cohort']}", highlight=False)
     console.print(f"  catalog                    {payload['catalog']}", highlight=False)
