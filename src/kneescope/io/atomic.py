@@ -142,6 +142,32 @@ def atomic_write_path(final: Path, *, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def remove_path(path: Path) -> None:
+    """Delete a file, link or folder tree; a missing path is fine."""
+    _remove(path)
+
+
+def replace_folder(new: Path, final: Path, *, aside: Path | None = None) -> None:
+    """Rename the complete folder ``new`` onto ``final`` (same file system).
+
+    An existing ``final`` is first renamed to ``aside`` (default: a hidden temporary sibling),
+    and deleted only once ``new`` is in place; if that rename fails it is put back. So
+    ``final`` is always either the old folder or the new one, never a mix, and a caller that
+    names ``aside`` can recover the old folder after a kill between the two renames.
+    """
+    if not final.exists():
+        os.replace(new, final)
+        return
+    old = aside if aside is not None else _temp_sibling(final, ".old")
+    os.replace(final, old)
+    try:
+        os.replace(new, final)
+    except BaseException:
+        os.replace(old, final)
+        raise
+    _remove(old)
+
+
 @contextlib.contextmanager
 def atomic_write_dir(final_dir: Path) -> Iterator[Path]:
     """Yield an empty temporary folder next to ``final_dir``; on clean exit rename it.
@@ -159,17 +185,7 @@ def atomic_write_dir(final_dir: Path) -> Iterator[Path]:
         for path in tmp.rglob("*"):
             if path.is_file():
                 _fsync_file(path)
-        if final_dir.exists():
-            old = _temp_sibling(final_dir, ".old")
-            os.replace(final_dir, old)
-            try:
-                os.replace(tmp, final_dir)
-            except BaseException:
-                os.replace(old, final_dir)
-                raise
-            _remove(old)
-        else:
-            os.replace(tmp, final_dir)
+        replace_folder(tmp, final_dir)
         _fsync_dir(final_dir.parent)
     except BaseException:
         _remove(tmp)

@@ -33,7 +33,6 @@ An error at any point leaves the folder as it was (moves already made are undone
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import logging
@@ -50,6 +49,7 @@ from pydantic import ValidationError
 
 from kneescope.errors import InputError
 from kneescope.io import atomic_write_path
+from kneescope.io.atomic import remove_path, replace_folder
 from kneescope.synth.cohort import (
     CohortSpec,
     SubjectPlan,
@@ -287,7 +287,7 @@ def generate_cohort(
                 out.mkdir(parents=True, exist_ok=True)
                 _move_into(stage, out)
     finally:
-        _remove_tree(stage)
+        remove_path(stage)
     summary = CohortSummary(
         out=out,
         subjects=summary.subjects,
@@ -425,31 +425,14 @@ def _clean_stale(out: Path) -> None:
                 os.replace(path, out)
                 logger.warning("put back %s, moved aside by an interrupted run", out)
             else:
-                _remove_tree(path)
-
-
-def _remove_tree(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+                remove_path(path)
 
 
 def _replace_folder(stage: Path, out: Path) -> None:
-    """Put the complete folder ``stage`` at ``out``; an old ``out`` goes only afterwards."""
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(stage, out)
-        return
-    old = _sibling(out, "synth-old")
-    os.replace(out, old)
-    try:
-        os.replace(stage, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    _remove_tree(old)
+    """Put the complete folder ``stage`` at ``out``; an old ``out`` goes only afterwards (it
+    waits under a ``synth-old`` name that the next run puts back if this one is killed)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    replace_folder(stage, out, aside=_sibling(out, "synth-old"))
 
 
 def _plan_moves(stage: Path, out: Path) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
