@@ -152,6 +152,7 @@ def segment(
         segment_output_paths,
     )
     from kneescope.inference.segmenter import SegmentConfig, Segmenter
+    from kneescope.io.digest import file_sha256
 
     ws = workspace(workspace_dir, catalog)
     items = _inputs(inputs or [], series or [], subject, visit, side, ws)
@@ -174,7 +175,7 @@ def segment(
     )
     out = out.expanduser().absolute()
     options = config.model_dump(mode="json")
-    model_sha256 = _sha256(model_path)
+    model_sha256 = file_sha256(model_path)
     plan = [
         (str(item.path), segment_output_paths(out, item.name, probabilities=probabilities))
         for item in items
@@ -222,16 +223,6 @@ class _Input:
     path: Path
     given_side: str | None
     record: Any = None
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _skipped_row(item: _Input, paths: dict[str, Path]) -> dict[str, Any]:

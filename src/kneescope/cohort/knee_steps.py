@@ -8,7 +8,6 @@ columns. Pipelines: ``load_volume -> segment -> measure`` (images), or
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,6 +16,7 @@ from kneescope.cohort.builtin_steps import BaseStep
 from kneescope.cohort.item import Item
 from kneescope.cohort.step import Scalar, StepContext, StepResult
 from kneescope.errors import ConfigError, InputError
+from kneescope.io.digest import file_sha256
 
 
 def _read_volume(item: Item) -> Any:
@@ -158,17 +158,14 @@ class Segment(BaseStep):
 
 
 def _model_file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
+        digest = file_sha256(path)
     except OSError as exc:
         raise ConfigError(
             f"segment: cannot read model {path} ({exc.strerror}); "
             "give the file written by `kneescope train`"
         ) from None
-    return digest.hexdigest()[:16]
+    return digest[:16]
 
 
 def _write(writer: Any, volume: Any, path: Path, side: str | None) -> None:

@@ -9,22 +9,17 @@ size *and* mtime is not re-hashed (a resume stays cheap for 20,000 items).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
-_CHUNK_BYTES = 1 << 20
+from kneescope.io.digest import file_sha256
 
 
 def digest_file(path: Path) -> dict[str, Any]:
     """``{"size": bytes, "mtime_ns": int, "sha256": 64 hex}`` of one output file."""
     st = os.stat(path)
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest.hexdigest()}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(path)}
 
 
 def output_path(stored: str, run_dir: Path) -> Path:
