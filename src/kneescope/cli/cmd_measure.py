@@ -112,6 +112,7 @@ def _measure_one(path: Path, side: str, maps_dir: Path | None) -> dict[str, Any]
     """Read, check and measure one label map; its table row. Raises kneescope errors."""
     from kneescope.biomarkers import measure_knee
     from kneescope.core.volume import label_map_problem
+    from kneescope.io.colour_table import label_map_stem
     from kneescope.io.readers import read_volume
 
     try:
@@ -126,7 +127,7 @@ def _measure_one(path: Path, side: str, maps_dir: Path | None) -> dict[str, Any]
         )
     result = measure_knee(volume, side, with_maps=maps_dir is not None)  # type: ignore[arg-type]
     if maps_dir is not None:
-        stem = _stem(path)
+        stem = label_map_stem(path)
         for plate_map in result.maps.values():
             plate_map.save(maps_dir, stem)
     told = "side unverified" if result.qc.get("qc_orientation_unknown") else "knee"
@@ -156,10 +157,11 @@ def _check_maps_output(paths: list[Path], maps_dir: Path, overwrite: bool) -> No
     """Refuse inputs whose thickness maps would overwrite each other (same file stem), and
     maps already in ``maps_dir`` without ``overwrite``."""
     from kneescope.core.labels import CARTILAGE_PLATES
+    from kneescope.io.colour_table import label_map_stem
 
     seen: dict[str, Path] = {}
     for path in paths:
-        stem = _stem(path)
+        stem = label_map_stem(path)
         if stem in seen and seen[stem] != path:
             raise InputError(
                 f"{seen[stem]} and {path} would write the same thickness maps ({stem}_*); "
@@ -176,14 +178,6 @@ def _check_maps_output(paths: list[Path], maps_dir: Path, overwrite: bool) -> No
                         f"--maps {maps_dir} already holds {existing.name}; pass --overwrite "
                         "to replace the maps, or choose another folder"
                     )
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".zarr"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def _json_value(value: Any) -> Any:

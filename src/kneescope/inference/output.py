@@ -21,17 +21,13 @@ import numpy.typing as npt
 from kneescope.core import Volume
 from kneescope.errors import InputError
 from kneescope.io import atomic_write_path, write_nifti
-from kneescope.io.colour_table import colour_table_paths
+from kneescope.io.colour_table import colour_table_paths, label_map_stem
 from kneescope.io.sidecar import read_sidecar, sidecar_path
 
 
 def output_stem(path: Path) -> str:
     """File name without .nii.gz/.nii/.mha/... (a folder keeps its name)."""
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".zarr"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return label_map_stem(path)
 
 
 def file_output_names(paths: Sequence[Path]) -> list[str]:

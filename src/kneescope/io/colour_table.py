@@ -25,7 +25,7 @@ from kneescope.core.labels import label_colour
 from kneescope.errors import InputError
 from kneescope.io.atomic import atomic_write_path
 
-LABEL_MAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+LABEL_MAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".zarr")
 SLICER_SUFFIX = ".ctbl"
 ITKSNAP_SUFFIX = ".itksnap.txt"
 
@@ -33,7 +33,8 @@ RGBA = tuple[int, int, int, int]
 
 
 def label_map_stem(path: Path) -> str:
-    """The file name of a label map without its image suffix (``a_seg.nii.gz`` -> ``a_seg``)."""
+    """The file name of an image or label map without its image suffix (``a_seg.nii.gz`` ->
+    ``a_seg``); a name without one (a DICOM folder) is kept."""
     name = path.name
     for suffix in LABEL_MAP_SUFFIXES:
         if name.lower().endswith(suffix):
