@@ -50,6 +50,7 @@ from pydantic import ValidationError
 from kneescope.errors import InputError
 from kneescope.io import atomic_write_path
 from kneescope.io.atomic import remove_path, replace_folder
+from kneescope.io.csv_table import write_csv_table
 from kneescope.synth.cohort import (
     CohortSpec,
     SubjectPlan,
@@ -155,20 +156,10 @@ def _work(args: tuple[CohortSpec, int, str]) -> SubjectRows:
 
 
 def write_csv(path: Path, rows: Sequence[Row], columns: Sequence[str] | None = None) -> Path:
-    """Write ``rows`` (dicts of str) as CSV with ``columns`` (default: union, first-seen order)."""
-    if columns is None:
-        seen: dict[str, None] = {}
-        for row in rows:
-            for key in row:
-                seen.setdefault(key, None)
-        columns = list(seen)
+    """Write ``rows`` (dicts of str) as CSV with ``columns`` (default: union, first-seen order),
+    creating the folder (:func:`~kneescope.io.csv_table.write_csv_table`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(columns), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row.get(c, "") for c in columns})
-    return path
+    return write_csv_table(path, rows, columns)
 
 
 def clinical_rows(spec: CohortSpec, plans: Sequence[SubjectPlan]) -> tuple[list[Row], list[Row]]:
