@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kneescope.biomarkers.png import colourise, write_png
+from kneescope.io.atomic import atomic_write
 
 F64 = npt.NDArray[np.float64]
 
@@ -52,7 +53,7 @@ class ThicknessMap:
         folder.mkdir(parents=True, exist_ok=True)
         npy = folder / f"{stem}_{self.plate}_thickness.npy"
         png = folder / f"{stem}_{self.plate}_thickness.png"
-        np.save(npy, self.thickness_mm)
+        atomic_write(npy, lambda tmp: np.save(tmp, self.thickness_mm))
         write_png(png, colourise(self.thickness_mm[::-1], 0.0, vmax_mm, (255, 255, 255)))
         return npy, png
 

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kneescope.errors import InputError
+from kneescope.io.atomic import atomic_write_bytes
 
 # viridis-like anchors (dark blue -> teal -> green -> yellow), sRGB 0..1
 _ANCHORS = np.array(
@@ -58,4 +59,4 @@ def write_png(path: Path, rgb: npt.NDArray[np.uint8]) -> None:
     png += chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
     png += chunk(b"IDAT", zlib.compress(raw, 6))
     png += chunk(b"IEND", b"")
-    path.write_bytes(png)
+    atomic_write_bytes(path, png)

@@ -10,13 +10,13 @@ Written atomically (temp + rename), so a reader never sees half a table.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from kneescope.cohort.manifest import Manifest
 from kneescope.cohort.outputs import output_path
 from kneescope.cohort.step import PHASES
+from kneescope.io.atomic import atomic_write
 
 KEY_COLUMNS = ("item_id", "subject", "visit", "side", "series")
 
@@ -38,6 +38,12 @@ def table_rows(manifest: Manifest, run_dir: Path | None = None) -> list[dict[str
     after a workspace was copied) give one row: the latest finished attempt's. Output paths
     stored relative to the run are given absolute (under ``run_dir``).
     """
+    return [_flat_row(rec, run_dir) for rec in done_records(manifest)]
+
+
+def done_records(manifest: Manifest) -> list[dict[str, Any]]:
+    """The manifest records (:meth:`Manifest.rows`) of the done items, in selection order,
+    one per item (see :func:`table_rows`): what the results table and the catalog hold."""
     latest: dict[tuple[str, ...], dict[str, Any]] = {}
     order: list[tuple[str, ...]] = []
     dropped: list[str] = []
@@ -58,7 +64,7 @@ def table_rows(manifest: Manifest, run_dir: Path | None = None) -> list[dict[str
             len(dropped),
             ", ".join(dropped[:10]),
         )
-    return [_flat_row(latest[key], run_dir) for key in order]
+    return [latest[key] for key in order]
 
 
 def _flat_row(rec: dict[str, Any], run_dir: Path | None) -> dict[str, Any]:
@@ -107,7 +113,4 @@ def write_results(manifest: Manifest, run_dir: Path, fmt: Literal["parquet", "cs
     frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame(columns=list(KEY_COLUMNS))
-    tmp = run_dir / f".tmp-{os.getpid()}-results.{fmt}"
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, final)
-    return final
+    return atomic_write(final, lambda tmp: frame.to_parquet(tmp, index=False))

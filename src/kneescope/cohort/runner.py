@@ -31,6 +31,7 @@ from kneescope.cohort.results_table import write_results
 from kneescope.cohort.run_lock import RunLock
 from kneescope.cohort.step_registry import build_steps, prepare_steps
 from kneescope.errors import ConfigError
+from kneescope.io.atomic import atomic_write_text
 from kneescope.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -248,9 +249,7 @@ def _write_resolved_config(
 ) -> None:
     resolved = config.model_copy(update={"steps": steps})
     payload = {"kneescope_version": __version__, "config": resolved.model_dump(mode="json")}
-    tmp = run_dir / f".tmp-{os.getpid()}-config.json"
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, run_dir / "config.json")
+    atomic_write_text(run_dir / "config.json", json.dumps(payload, indent=2))
 
 
 class _Loop:

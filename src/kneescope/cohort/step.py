@@ -14,7 +14,6 @@ pipeline config (see :mod:`kneescope.cohort.step_registry`).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -108,13 +107,13 @@ class StepContext:
     def write_output(self, filename: str, write: Callable[[Path], None]) -> str:
         """Write one output file atomically: ``write(tmp_path)`` then rename into place.
 
-        A reader never sees a half-written file, and a killed worker leaves at most a
-        ``.tmp-*`` file that the next attempt overwrites. Returns the final absolute path.
+        A reader never sees a half-written file; if ``write`` raises, its temporary is
+        removed (:func:`kneescope.io.atomic.atomic_write`); a killed worker leaves at most a
+        hidden ``.<filename>.tmp-<pid>-*`` file. Returns the final absolute path.
         """
+        from kneescope.io.atomic import atomic_write
+
         with self.phase("write"):
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            final = self.output_dir / filename
-            tmp = self.output_dir / f".tmp-{os.getpid()}-{filename}"
-            write(tmp)
-            os.replace(tmp, final)
+            final = atomic_write(self.output_dir / filename, write)
         return str(final)

@@ -13,7 +13,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -140,6 +140,30 @@ def atomic_write_path(final: Path, *, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+def atomic_write(final: Path, write: Callable[[Path], object], *, suffix: str = "") -> Path:
+    """Call ``write(tmp)`` on a temporary sibling of ``final``, then move it onto ``final``.
+
+    The one helper for "write a complete file, then rename" (``write`` may be
+    ``frame.to_parquet``, ``np.save``, ``torch.save`` wrapped in a lambda, ...). If ``write``
+    raises, the temporary is deleted and ``final`` is left as it was. ``suffix`` as for
+    :func:`atomic_write_path`. Returns ``final``.
+    """
+    final = Path(final)
+    with atomic_write_path(final, suffix=suffix) as tmp:
+        write(tmp)
+    return final
+
+
+def atomic_write_text(final: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8, LF line ends) to ``final`` atomically; returns ``final``."""
+    return atomic_write(final, lambda tmp: tmp.write_text(text, encoding="utf-8", newline="\n"))
+
+
+def atomic_write_bytes(final: Path, data: bytes) -> Path:
+    """Write ``data`` to ``final`` atomically; returns ``final``."""
+    return atomic_write(final, lambda tmp: tmp.write_bytes(data))
 
 
 def remove_path(path: Path) -> None:

@@ -27,6 +27,7 @@ import torch
 from pydantic import BaseModel
 
 from kneescope.config import FROZEN
+from kneescope.io.atomic import atomic_write_text
 from kneescope.memory.step import StepConfig, run_steps
 from kneescope.memory.tracker import CATEGORIES, AllocationTracker
 from kneescope.models import NetworkConfig, build_network, count_parameters, model_fingerprint
@@ -117,10 +118,8 @@ def _trace(
     if folder is not None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f"{key}.{os.getpid()}.tmp"
             payload = {"estimate": result[0].model_dump(mode="json"), "timeline": result[1]}
-            tmp.write_text(json.dumps(payload))
-            tmp.replace(folder / f"{key}.json")
+            atomic_write_text(folder / f"{key}.json", json.dumps(payload))
         except OSError:
             logger.warning("cannot write the prediction cache in %s", folder)
     return result
