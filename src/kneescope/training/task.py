@@ -9,18 +9,35 @@ model file.
 
 Determinism contract: ``batch(index, size)`` must return the same tensors for the same
 arguments whenever it is called, in any process; the engine draws global batch ``index`` and
-slices it per rank, so one rank and N ranks see the same samples.
+slices it per rank, so one rank and N ranks see the same samples. With gradient accumulation
+``a`` the engine draws ``batch(iteration * a + micro, size)`` for ``micro`` in ``0..a-1`` and
+seeds torch (dropout) per micro-step from the run seed, iteration and micro-step alone.
+
+Optional members (checked with ``isinstance`` against the protocols below, not required):
+
+- :class:`PatchTask` (``patch_request()``, ``use_patch_size(patch)``): a task that trains on
+  patches whose size the engine picks with the memory planner (segmentation).
+- ``model_spec`` may return a ``"training"`` key: a JSON-serialisable dict the engine moves
+  into the model file's ``training`` record (e.g. the task's config and case names).
+- The engine calls ``evaluate`` inside its autocast context (bf16 where native); read
+  ``torch.is_autocast_enabled(device.type)`` rather than opening another one.
+
+Training files name their task with ``task = "<name>"``; the name is looked up in the
+``kneescope.tasks`` entry-point group, whose entries are :class:`TaskFactory` objects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+from pydantic import BaseModel
 
 from kneescope.models import NetworkConfig
+from kneescope.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -76,4 +93,58 @@ class TrainingTask(Protocol):
 
     def model_spec(self, metrics: Metrics | None) -> dict[str, Any]:
         """The task-specific part of the model file (labels or classes, grid, preprocessing)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PatchRequest:
+    """What a patch-trained task asks of the engine's memory planner.
+
+    Attributes:
+        case_shape_vox: spatial shape of a training case as the network sees it (a 2D network
+            trained on slices of (I, J, K) volumes: ``(J, K)``).
+        patch_size_vox: the task config's fixed patch (network dims), ``None``: the planner's.
+        default_patch_size_vox: the patch used when no planner is available.
+        default_batch_size: the batch used when neither the config nor a planner gives one.
+    """
+
+    case_shape_vox: tuple[int, ...]
+    patch_size_vox: tuple[int, ...] | None
+    default_patch_size_vox: tuple[int, ...]
+    default_batch_size: int
+
+
+@runtime_checkable
+class PatchTask(Protocol):
+    """Optional: a task whose patch size the engine chooses (memory planner or defaults).
+
+    The engine calls ``patch_request()`` once, then ``use_patch_size(patch)`` before the first
+    ``batch`` call, with a patch in network dims (2D: ``(h, w)``).
+    """
+
+    def patch_request(self) -> PatchRequest: ...
+
+    def use_patch_size(self, patch_size_vox: tuple[int, ...]) -> None: ...
+
+
+@runtime_checkable
+class TaskFactory(Protocol):
+    """What an entry point of the ``kneescope.tasks`` group names (a class or an instance).
+
+    Attributes:
+        config_type: the task's frozen pydantic config: every key of a training file that is
+            not an engine key (:class:`~kneescope.training.engine_config.EngineConfig`), not
+            ``task`` and not ``name`` (the model name, ``WS/models/<name>.pt``).
+    """
+
+    config_type: type[BaseModel]
+
+    def build(
+        self, config: Any, *, workspace: Workspace, seed: int, base_dir: Path
+    ) -> TrainingTask:
+        """The task for ``config`` (an instance of ``config_type``): data read and prepared.
+
+        ``seed`` is the run seed (splits, sampling); ``base_dir`` resolves relative paths
+        (the training file's folder).
+        """
         ...
