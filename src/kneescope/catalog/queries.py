@@ -244,6 +244,19 @@ def list_series(catalog: Catalog, where: SeriesFilter | None = None) -> list[Ser
         return _records(catalog, session, stmt)
 
 
+def label_map_checksums(catalog: Catalog) -> dict[str, tuple[str, str]]:
+    """Every cataloged label map: real path -> (path as stored, files checksum).
+
+    The stored path is workspace-relative where the catalog keeps it so, and goes into a
+    run's input checksum: a moved workspace then does not re-run every item.
+    """
+    with catalog.session() as session:
+        return {
+            str(catalog.resolve(path)): (path, checksum)
+            for path, checksum in session.execute(select(LabelMap.path, LabelMap.files_checksum))
+        }
+
+
 def get_series(catalog: Catalog, ref: str | int) -> SeriesRecord:
     """The series with catalog id ``ref`` (digits) or SeriesInstanceUID ``ref``.
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,22 +161,19 @@ def _csv_items(path: Path, base_dir: Path) -> Iterator[Item]:
     del base_dir
 
 
-def checksum_from_cache(item: Item, db: sqlite3.Connection | None) -> Item:
-    """Like :func:`with_checksum` but read-only: cached checksums from a manifest connection,
+def checksum_from_cache(item: Item, manifest: Manifest | None) -> Item:
+    """Like :func:`with_checksum` but read-only: cached checksums from a (read-only) manifest,
     computing (without storing) the rest."""
-    if item.input_checksum or item.path is None or db is None:
+    if item.input_checksum or item.path is None or manifest is None:
         return with_checksum(item, None)
     try:
         st = os.stat(item.path)
     except OSError:
         return with_checksum(item, None)
-    row = db.execute(
-        "SELECT checksum FROM checksums WHERE path = ? AND size = ? AND mtime_ns = ?",
-        (item.path, st.st_size, st.st_mtime_ns),
-    ).fetchone()
-    if row is None:
+    cached = manifest.cached_checksum(item.path, st.st_size, st.st_mtime_ns)
+    if cached is None:
         return with_checksum(item, None)
-    return _with(item, str(row[0]))
+    return _with(item, cached)
 
 
 def with_checksum(item: Item, manifest: Manifest | None) -> Item:

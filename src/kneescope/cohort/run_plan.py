@@ -68,7 +68,7 @@ def plan_run(config: PipelineConfig, workspace: Workspace, base_dir: Path | None
             for raw in iter_items(
                 config.items, base_dir or workspace.root, workspace.catalog_url, workspace.root
             ):
-                item: Item = checksum_from_cache(raw, db)
+                item: Item = checksum_from_cache(raw, manifest)
                 total += 1
                 key = item_key(item, hashes["config_hash"], hashes["model_hash"])
                 row = (
