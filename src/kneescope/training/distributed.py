@@ -20,22 +20,38 @@ The backend is NCCL when the process sees a CUDA device, gloo otherwise (CPU).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
 
-from kneescope.errors import ConfigError, InputError
+from kneescope.errors import ConfigError, InputError, RunError
 
 Backend = Literal["none", "gloo", "nccl"]
 
 #: How long a collective operation (or the rendezvous) may wait for the other ranks.
 DEFAULT_TIMEOUT_S = 600.0
+#: Exit code of a rank that stopped because another rank went away (not the cause itself).
+RANK_LOST_EXIT = 75
+#: Set by kneescope's local launcher in each rank's environment.
+LAUNCHER_ENV = "KNEESCOPE_LAUNCHER"
+_PEER_LOST = re.compile(
+    r"closed by peer|reset by peer|broken pipe|remote worker|connection refused|timed out"
+    r"|timeout|nccl.*(abort|error|remote)",
+    re.IGNORECASE,
+)
+
+
+class RankLostError(RunError):
+    """A collective operation failed because another rank stopped (crashed, killed, failed)."""
+
+    exit_code = RANK_LOST_EXIT
 
 
 @dataclass(frozen=True)
@@ -274,3 +290,24 @@ def shutdown(world: World) -> None:
     """Tear the process group down (no-op on one rank or when already down)."""
     if world.is_distributed and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def rank_guard(world: World) -> Iterator[None]:
+    """Around a rank's training: a collective that fails because another rank went away
+    becomes :class:`RankLostError` (one line, exit code ``RANK_LOST_EXIT``), not a torch
+    traceback; under kneescope's own launcher the rank exits with that code silently (the
+    launcher reports the rank that failed first)."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if not world.is_distributed or isinstance(exc, RunError):
+            raise
+        if not _PEER_LOST.search(str(exc)):
+            raise
+        if os.environ.get(LAUNCHER_ENV):
+            raise SystemExit(RANK_LOST_EXIT) from None
+        raise RankLostError(
+            f"rank {world.rank} of {world.size} lost contact with another rank, which "
+            "stopped first (its own error says why); fix that and run again to resume"
+        ) from None
