@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kneescope.catalog.view import CatalogView
 from kneescope.cohort.item import Item
 from kneescope.cohort.outputs import digest_file
 from kneescope.cohort.pipeline_config import StepConfig
@@ -36,11 +37,13 @@ _STEP_CACHE_LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class TaskPayload:
-    """Everything a worker needs for one item (small and picklable)."""
+    """Everything a worker needs for one item (small and picklable; the catalog view
+    pickles as its URL)."""
 
     run_dir: str
     steps: tuple[StepConfig, ...]
     item: Item
+    catalog: CatalogView | None = None
 
 
 @dataclass
@@ -151,7 +154,9 @@ def read_stage(payload: TaskPayload) -> StagedItem:
     """Run the leading prefetchable (I/O) steps of one item."""
     steps = worker_steps(payload.steps)
     outcome = TaskOutcome(item_id=payload.item.item_id, ok=True, started_at=time.time())
-    context = StepContext(item_output_dir(Path(payload.run_dir), payload.item.item_id))
+    context = StepContext(
+        item_output_dir(Path(payload.run_dir), payload.item.item_id), catalog=payload.catalog
+    )
     staged = StagedItem(payload=payload, outcome=outcome, context=context)
     _run_steps(staged, steps, stop_before_compute=True)
     return staged

@@ -10,6 +10,7 @@ rebuilt from the manifest and a killed driver neither loses nor duplicates a row
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kneescope.cohort.item import Item
+from kneescope.cohort.item import Item, ItemPart
 from kneescope.cohort.item_task import TaskOutcome, worker_values
 from kneescope.errors import RunError
 
@@ -43,7 +44,9 @@ CREATE TABLE IF NOT EXISTS items (
     started_at REAL,
     finished_at REAL,
     labels_path TEXT,
-    from_catalog INTEGER NOT NULL DEFAULT 0
+    from_catalog INTEGER NOT NULL DEFAULT 0,
+    unit TEXT NOT NULL DEFAULT 'series',
+    parts_json TEXT
 );
 CREATE INDEX IF NOT EXISTS items_seq ON items(seq);
 CREATE INDEX IF NOT EXISTS items_state ON items(state);
@@ -55,12 +58,13 @@ CREATE TABLE IF NOT EXISTS checksums (
 
 _UPSERT = """
 INSERT INTO items (item_id, seq, subject, visit, side, series, path, input_checksum, key_hash,
-                   labels_path, from_catalog)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   labels_path, from_catalog, unit, parts_json)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(item_id) DO UPDATE SET
     seq = excluded.seq, subject = excluded.subject, visit = excluded.visit,
     side = excluded.side, series = excluded.series, path = excluded.path, selected = 1,
     labels_path = excluded.labels_path, from_catalog = excluded.from_catalog,
+    unit = excluded.unit, parts_json = excluded.parts_json,
     state = CASE WHEN items.key_hash != excluded.key_hash OR items.state = 'running'
                  THEN 'pending' ELSE items.state END,
     attempts = CASE WHEN items.key_hash != excluded.key_hash THEN 0 ELSE items.attempts END,
@@ -72,7 +76,12 @@ ON CONFLICT(item_id) DO UPDATE SET
 
 STATES = ("pending", "running", "done", "failed")
 
-_ADDED_COLUMNS = {"labels_path": "TEXT", "from_catalog": "INTEGER NOT NULL DEFAULT 0"}
+_ADDED_COLUMNS = {
+    "labels_path": "TEXT",
+    "from_catalog": "INTEGER NOT NULL DEFAULT 0",
+    "unit": "TEXT NOT NULL DEFAULT 'series'",
+    "parts_json": "TEXT",
+}
 """Columns added since the first manifest version (added to older manifests on open)."""
 
 
@@ -91,6 +100,15 @@ def manifest_errors(path: Path) -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise _unreadable(path, exc) from None
+
+
+def _parts_json(parts: tuple[ItemPart, ...]) -> str | None:
+    """The series of a multi-series item as JSON (None for single-series items)."""
+    return json.dumps([dataclasses.astuple(p) for p in parts]) if parts else None
+
+
+def _parts(text: str | None) -> tuple[ItemPart, ...]:
+    return tuple(ItemPart(*fields) for fields in json.loads(text)) if text else ()
 
 
 @dataclass(frozen=True)
@@ -201,6 +219,8 @@ class Manifest:
                         key,
                         item.labels_path,
                         int(item.from_catalog),
+                        item.unit,
+                        _parts_json(item.parts),
                     )
                 )
                 count += 1
@@ -216,7 +236,7 @@ class Manifest:
         """Next selected items to run (pending, or failed with attempts left), by seq."""
         rows = self._db.execute(
             "SELECT seq, item_id, subject, visit, side, series, path, input_checksum, attempts, "
-            "labels_path, from_catalog "
+            "labels_path, from_catalog, unit, parts_json "
             "FROM items WHERE selected = 1 AND seq > ? AND "
             "(state = 'pending' OR (state = 'failed' AND attempts < ?)) ORDER BY seq LIMIT ?",
             (after_seq, max_attempts, limit),
@@ -224,7 +244,19 @@ class Manifest:
         return [
             QueuedItem(
                 seq=r[0],
-                item=Item(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[9], bool(r[10])),
+                item=Item(
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    r[6],
+                    r[7],
+                    r[9],
+                    bool(r[10]),
+                    r[11],
+                    _parts(r[12]),
+                ),
                 attempts=r[8],
             )
             for r in rows

@@ -10,12 +10,17 @@ Loaded from TOML with :func:`kneescope.config.load_config`::
     list = "items.csv"               # item_id,subject,visit,side,series,path
     # glob = "data/*.nii.gz"         # or every file matching a pattern (relative to the config)
     # catalog = { sequence = "DESS" }  # or a catalog selection
+    # unit = "series"                # catalog selections: series | radiograph_knee |
+    #                                # full_leg | subject_visit | knee_longitudinal
 
     [[steps]]
     name = "load_array"
     [[steps]]
     name = "array_stats"
     options = { write_json = true }
+
+    [[cohort_steps]]                 # after every item: see the whole results table
+    name = "visit_means"             # (registered under kneescope.cohort_steps)
 
     [executor]
     kind = "dask"                    # local | dask | address | slurm | pbs | gpu
@@ -58,6 +63,14 @@ class ItemsConfig(BaseModel):
     glob: str | None = Field(default=None, description="pattern of input files, one item each")
     rows: tuple[ItemRow, ...] = ()
     catalog: dict[str, str] | None = Field(default=None, description="catalog filter")
+    unit: Literal["series", "radiograph_knee", "full_leg", "subject_visit", "knee_longitudinal"] = (
+        Field(
+            default="series",
+            description="what one item is (catalog selections): a series; one knee of a "
+            "bilateral PA knee radiograph (two items per film); a full-leg film; all series of "
+            "a subject at a visit; one knee across visits",
+        )
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ItemsConfig:
@@ -75,6 +88,11 @@ class ItemsConfig(BaseModel):
             raise ValueError(
                 "give exactly one item source (list, glob, rows or catalog); "
                 f"found {given or 'none'}"
+            )
+        if self.unit != "series" and self.catalog is None:
+            raise ValueError(
+                f"unit {self.unit!r} needs a catalog selection (items.catalog = {{...}}); "
+                "lists, patterns and rows give one series per item"
             )
         return self
 
@@ -153,6 +171,11 @@ class PipelineConfig(BaseModel):
     name: str
     items: ItemsConfig
     steps: tuple[StepConfig, ...] = Field(min_length=1)
+    cohort_steps: tuple[StepConfig, ...] = Field(
+        default=(),
+        description="steps run once after every item, on the whole results table "
+        "(registered under the kneescope.cohort_steps entry points)",
+    )
     executor: ExecutorConfig = ExecutorConfig()
     max_attempts: int = Field(default=3, ge=1)
     output_format: Literal["parquet", "csv"] = "parquet"

@@ -19,9 +19,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from kneescope.cohort.item import Item
+
+if TYPE_CHECKING:
+    from kneescope.catalog.view import CatalogView
 
 Phase = Literal["read", "preprocess", "infer", "postprocess", "measure", "write"]
 PHASES: tuple[Phase, ...] = ("read", "preprocess", "infer", "postprocess", "measure", "write")
@@ -88,11 +91,21 @@ class StepContext:
     Args:
         output_dir: folder for this item's output files (created on first write).
         data: values produced by earlier steps, by name.
+        catalog: read access to the run's catalog (clinical variables, other visits, the
+            subject's series; see :class:`kneescope.catalog.view.CatalogView`); None when
+            the run has no catalog. What a step reads there is not part of the item's key:
+            a step whose values depend on it re-runs when its version or options change.
     """
 
-    def __init__(self, output_dir: Path, data: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        output_dir: Path,
+        data: dict[str, Any] | None = None,
+        catalog: CatalogView | None = None,
+    ) -> None:
         self.output_dir = output_dir
         self.data: dict[str, Any] = dict(data or {})
+        self.catalog = catalog
         self.phase_s: dict[str, float] = {}
 
     @contextmanager
