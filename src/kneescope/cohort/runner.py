@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kneescope import __version__
+from kneescope.catalog.view import CatalogView
+from kneescope.cohort.cohort_steps import RESULTS_FILE as COHORT_RESULTS_FILE
+from kneescope.cohort.cohort_steps import CohortOutcome, build_cohort_steps, run_cohort_steps
 from kneescope.cohort.executors import Executor, make_executor
 from kneescope.cohort.item import Item
 from kneescope.cohort.item_sources import iter_items, with_checksum
@@ -27,7 +30,7 @@ from kneescope.cohort.item_task import TaskPayload
 from kneescope.cohort.manifest import Manifest, manifest_errors
 from kneescope.cohort.outputs import check_outputs
 from kneescope.cohort.pipeline_config import PipelineConfig, StepConfig, is_run_name
-from kneescope.cohort.results_table import write_results
+from kneescope.cohort.results_table import table_rows, write_results
 from kneescope.cohort.run_lock import RunLock
 from kneescope.cohort.step_registry import build_steps, prepare_steps
 from kneescope.errors import ConfigError
@@ -69,6 +72,8 @@ class RunResult:
     elapsed_s: float
     config_hash: str
     model_hash: str
+    cohort: CohortOutcome | None = None
+    """What the cohort-level steps did (None when the run has none)."""
 
 
 def item_key(item: Item, config_hash: str, model_hash: str) -> str:
@@ -122,6 +127,7 @@ def run_pipeline(
     run_dir = run_dir_for(workspace, config)
     prepared = prepare_steps(config.steps, workspace, base_dir or workspace.root)
     build_steps(prepared.configs)  # built once here so that bad options fail before any work
+    build_cohort_steps(config.cohort_steps)  # and the cohort-level steps' names and options
     hashes = prepared.hashes
     provenance = {"kneescope_version": __version__, **hashes}
     prefetch = config.prefetch if prepared.prefetchable else 0
@@ -162,6 +168,7 @@ def run_pipeline(
             total,
             skipped,
             started,
+            catalog=CatalogView.for_workspace(workspace),
         )
         try:
             executor.start()
@@ -185,6 +192,14 @@ def run_pipeline(
             results_path=str(results_path),
             last_session_ran=loop.finished,
         )
+        cohort = None
+        if config.cohort_steps or (run_dir / COHORT_RESULTS_FILE).exists():
+            cohort = run_cohort_steps(
+                config.cohort_steps,
+                table_rows(manifest, run_dir),
+                run_dir,
+                CatalogView.for_workspace(workspace),
+            )
     if recheck:
         log.warning("run %s: %d done items had missing or changed outputs", config.name, recheck)
     elapsed = time.time() - started
@@ -207,6 +222,7 @@ def run_pipeline(
         elapsed_s=elapsed,
         config_hash=hashes["config_hash"],
         model_hash=hashes["model_hash"],
+        cohort=cohort,
     )
 
 
@@ -266,8 +282,10 @@ class _Loop:
         total: int,
         skipped: int,
         started: float,
+        catalog: CatalogView | None = None,
     ) -> None:
         self.config = config
+        self.catalog = catalog
         self.steps = steps
         self.manifest = manifest
         self.executor = executor
@@ -291,7 +309,9 @@ class _Loop:
                 self._exhausted = True
             else:
                 self._last_seq = queued[-1].seq
-                self._page.extend(TaskPayload(self.run_dir, self.steps, q.item) for q in queued)
+                self._page.extend(
+                    TaskPayload(self.run_dir, self.steps, q.item, self.catalog) for q in queued
+                )
         return self._page.popleft() if self._page else None
 
     def _submit(self, payload: TaskPayload) -> None:
