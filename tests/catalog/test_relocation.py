@@ -26,6 +26,7 @@ from kneescope.catalog.export import export_series
 from kneescope.catalog.manifest import import_manifest
 from kneescope.catalog.oai import import_oai_tree
 from kneescope.catalog.queries import SeriesFilter, list_series
+from kneescope.catalog.schema import SCHEMA_VERSION
 from kneescope.cohort.pipeline_config import ExecutorConfig, PipelineConfig
 from kneescope.cohort.runner import run_pipeline
 from kneescope.core import Volume
@@ -233,7 +234,7 @@ def test_catalog_with_absolute_paths_still_works_and_moves(
             p for (p,) in db.execute("SELECT path FROM series UNION SELECT path FROM label_maps")
         ]
         version = db.execute("SELECT value FROM catalog_meta WHERE key = 'schema_version'")
-        assert version.fetchone() == ("2",)
+        assert version.fetchone() == (str(SCHEMA_VERSION),)
     assert paths and not any(p.startswith("/") for p in paths)
 
     with Catalog.for_workspace(ws_b, create=False) as catalog:

@@ -65,6 +65,8 @@ FREE_TEXT: dict[tuple[str, str], str] = {
     ("segment", "--visit"): "a visit code",
     ("segment", "--device"): "auto, cpu, cuda or cuda:N (N is open)",
     ("status", "--run"): "a run name",
+    ("results", "--run"): "run names",
+    ("results", "--capability"): "capability names are open: a plug-in brings its own",
 }
 TEXT_METAVARS = ("<str>", "<list[str]>", "TEXT")
 

@@ -26,7 +26,7 @@ from kneescope.io import write_nifti
 # The commands whose --json this module checks (the last test checks it is all of them).
 COVERED = {
     "synth", "ingest", "catalog", "export", "convert", "plan", "train", "segment", "measure",
-    "run", "status", "demo",
+    "run", "status", "demo", "results",
 }  # fmt: skip
 
 
@@ -99,6 +99,10 @@ def test_run_dry_run_and_status(cohort: dict[str, Any]) -> None:
     assert (ran["done"], ran["failed"]) == (2, 0)
     status = run_json("status", "-w", ws)
     assert status["counts"]["done"] == 2
+    runs = run_json("results", "-w", ws)
+    assert [(r["name"], r["items_done"]) for r in runs] == [("js", 2)]
+    exported = run_json("results", "-w", ws, "-o", str(root / "js.csv"))
+    assert exported["runs"] == ["js"] and exported["rows"] == exported["values"] > 0
 
 
 def test_plan() -> None:

@@ -235,7 +235,12 @@ class Catalog:
             if row is None:
                 session.add(CatalogMeta(key="schema_version", value=str(SCHEMA_VERSION)))
             elif row.value in UPGRADABLE_VERSIONS:
-                row.value = str(SCHEMA_VERSION)  # same tables; paths may now be relative
+                # create_all above added the tables the older version lacked (run results);
+                # existing tables are unchanged, their paths may now be relative.
+                log.info(
+                    "catalog %s: schema %s upgraded to %s", self.url, row.value, SCHEMA_VERSION
+                )
+                row.value = str(SCHEMA_VERSION)
             elif row.value != str(SCHEMA_VERSION):
                 raise CatalogError(
                     f"catalog {self.url} has schema version {row.value}, this kneescope "

@@ -6,6 +6,7 @@ Entities::
                              series 1--n label_maps
                              series 1--1 store_entries
     subjects 1--n clinical_values (long format: visit, side nullable, variable, value)
+    result_runs 1--n result_values (one row per item and value of a ``kneescope run``)
 
 Shapes are stored as JSON lists of voxel counts ``[I, J, K]`` (or ``[I, J]`` for radiographs),
 spacings as JSON lists of mm per array axis. Sides are ``"right"``/``"left"`` (NULL when a
@@ -23,6 +24,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -30,12 +32,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2
-"""Bumped whenever a table or column changes meaning (2: paths relative to the workspace)."""
+SCHEMA_VERSION = 3
+"""Bumped whenever a table or column changes meaning (2: paths relative to the workspace;
+3: the run results tables ``result_runs`` and ``result_values``)."""
 
-UPGRADABLE_VERSIONS = ("1",)
-"""Versions that open as they are and are marked current on the next write: version 1 holds
-only absolute paths, which version 2 still reads."""
+UPGRADABLE_VERSIONS = ("1", "2")
+"""Versions that are upgraded in place when a catalog is opened: version 1 holds only absolute
+paths, which later versions still read; version 2 lacks the run results tables, which opening
+creates (empty). Nothing else changes, so the upgrade never touches an existing row."""
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -219,3 +223,77 @@ class StoreEntry(Base):
     converted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     series: Mapped[Series] = relationship(back_populates="store_entry")
+
+
+class ResultRun(Base):
+    """One cohort run (``kneescope run``) whose per-item values are in ``result_values``.
+
+    A run is known by its name (``WS/runs/<name>/``); storing a run again (a re-run, a resumed
+    run) replaces its row and all its values. ``config_hash`` and ``model_hash`` are the
+    fingerprints that key every item of the run; ``pipeline`` is the run's resolved pipeline
+    config as JSON (steps with their options, items, executor).
+    """
+
+    __tablename__ = "result_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True, index=True)
+    run_dir: Mapped[str] = mapped_column(Text)
+    """The run folder, stored like ``Series.path`` (workspace-relative when inside it)."""
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """When the driver session that stored the run started (UTC)."""
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    config_hash: Mapped[str] = mapped_column(String(64))
+    model_hash: Mapped[str] = mapped_column(String(64), default="")
+    kneescope_version: Mapped[str] = mapped_column(String(64))
+    pipeline: Mapped[dict[str, Any]] = mapped_column()
+    items_done: Mapped[int] = mapped_column(Integer, default=0)
+    items_failed: Mapped[int] = mapped_column(Integer, default=0)
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    values: Mapped[list[ResultValue]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ResultValue(Base):
+    """One value of one item of one run, in tidy long format.
+
+    ``subject``, ``visit``, ``side`` and ``series`` are the item's (``""`` when unknown, e.g.
+    for items from a file list). ``capability`` is the capability of the step that produced
+    the value, ``step`` its step name, ``name`` the column name as in the run's results table.
+    Numbers, flags (0/1) and missing numbers (NULL, for NaN) are in ``value_num``, text and
+    output file paths (stored like ``Series.path``) in ``value_text``; ``kind`` says which
+    (``float``, ``int``, ``bool``, ``str``, ``file``). ``unit`` is the declared unit (``mm``,
+    ``mm3``, ``1`` for counts and ratios, ``""`` for text or when the step declares none).
+    Provenance per item: the input's checksum, the kneescope version and the config and model
+    hashes it was computed with, and when it finished.
+    """
+
+    __tablename__ = "result_values"
+    __table_args__ = (
+        Index("ix_result_values_item", "subject", "visit", "side"),
+        Index("ix_result_values_run_capability", "run_id", "capability"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("result_runs.id", ondelete="CASCADE"))
+    item_id: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    visit: Mapped[str] = mapped_column(String(16), default="")
+    side: Mapped[str] = mapped_column(String(8), default="")
+    series: Mapped[str] = mapped_column(Text, default="")
+    capability: Mapped[str] = mapped_column(String(64), index=True)
+    step: Mapped[str] = mapped_column(String(64), default="")
+    name: Mapped[str] = mapped_column(Text, index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    value_num: Mapped[float | None] = mapped_column(Float(precision=53), default=None)
+    value_text: Mapped[str | None] = mapped_column(Text, default=None)
+    unit: Mapped[str] = mapped_column(String(32), default="")
+    input_checksum: Mapped[str] = mapped_column(String(64), default="")
+    kneescope_version: Mapped[str] = mapped_column(String(64), default="")
+    config_hash: Mapped[str] = mapped_column(String(64), default="")
+    model_hash: Mapped[str] = mapped_column(String(64), default="")
+    computed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+    run: Mapped[ResultRun] = relationship(back_populates="values")

@@ -65,6 +65,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("measure", "cmd_measure"),
     ("run", "cmd_run"),
     ("status", "cmd_status"),
+    ("results", "cmd_results"),
 )
 
 

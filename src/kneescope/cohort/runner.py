@@ -30,6 +30,7 @@ from kneescope.cohort.item_task import TaskPayload
 from kneescope.cohort.manifest import Manifest, manifest_errors
 from kneescope.cohort.outputs import check_outputs
 from kneescope.cohort.pipeline_config import PipelineConfig, StepConfig, is_run_name
+from kneescope.cohort.results_catalog import store_in_catalog
 from kneescope.cohort.results_table import table_rows, write_results
 from kneescope.cohort.run_lock import RunLock
 from kneescope.cohort.step_registry import build_steps, prepare_steps
@@ -191,6 +192,9 @@ def run_pipeline(
             finished_at=time.time(),
             results_path=str(results_path),
             last_session_ran=loop.finished,
+        )
+        store_in_catalog(
+            manifest, workspace, config, prepared.configs, run_dir, started=started, hashes=hashes
         )
         cohort = None
         if config.cohort_steps or (run_dir / COHORT_RESULTS_FILE).exists():
