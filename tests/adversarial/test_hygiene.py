@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kneescope.cohort.step import StepContext
@@ -52,3 +53,28 @@ def test_atomic_write_helper_removes_its_temporary_on_error(tmp_path: Path) -> N
     seen: list[str] = []
     atomic_write(tmp_path / "a.nii.gz", lambda p: (seen.append(p.name), p.write_bytes(b"x")))
     assert seen[0].endswith(".nii.gz") and seen[0].startswith(".a.nii.gz.tmp-")
+
+
+def test_one_reader_dispatch_gives_one_array_whatever_the_format(tmp_path: Path) -> None:
+    """The run's load_array step, the catalog and ``read_volume`` read one volume written as
+    NIfTI, MHA and NRRD (and a DICOM series) as the same ``[i, j, k]`` array (the step used to
+    read MHA through SimpleITK's ``[k, j, i]`` order and could not read DICOM at all)."""
+    from kneescope.catalog.volumes import read_image_file
+    from kneescope.cohort.builtin_steps import read_array_file
+    from kneescope.core.volume import Volume
+    from kneescope.io import read_volume, write_dicom_series, write_volume
+    from kneescope.io.dicom_write import DicomWriteMeta
+
+    rng = np.random.default_rng(3)
+    array = rng.integers(0, 1000, size=(5, 6, 7)).astype(np.int16)
+    affine = np.diag([0.5, 0.6, 0.7, 1.0])
+    volume = Volume(array, affine)
+    for name in ("knee.nii.gz", "knee.mha", "knee.nrrd"):
+        path = write_volume(volume, tmp_path / name)
+        assert np.array_equal(read_array_file(path), array), name
+        assert np.array_equal(read_image_file(path).array, array), name
+        assert np.array_equal(read_volume(path).array, array), name
+    series = tmp_path / "series"
+    write_dicom_series(volume, series, meta=DicomWriteMeta(patient_id="P1", study_date="20240102"))
+    assert np.array_equal(read_array_file(series), read_volume(series).array)
+    assert read_array_file(series).shape == read_volume(tmp_path / "knee.mha").shape

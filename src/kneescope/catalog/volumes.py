@@ -1,7 +1,7 @@
 """Read a cataloged series (or an image/label file) as a :class:`~kneescope.core.Volume`.
 
-Dispatches on what the catalog knows: DICOM series folders, single-file radiograph folders,
-and NIfTI/MHA/MHD/NRRD files. Readers come from :mod:`kneescope.io`.
+The catalog adds only what it knows (a radiograph series folder holds one file); the format
+is picked by :func:`kneescope.io.readers.read_volume`, the one reader dispatch.
 """
 
 from __future__ import annotations
@@ -11,31 +11,19 @@ from pathlib import Path
 
 from kneescope.catalog.schema import KIND_RADIOGRAPH
 from kneescope.core.volume import Volume
-from kneescope.errors import InputError, UnsupportedFormatError
-
-ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
+from kneescope.errors import InputError
+from kneescope.io.readers import read_volume
 
 
 def read_image_file(path: Path) -> Volume:
-    """Read a NIfTI (``.nii``/``.nii.gz``) or ITK (``.mha``/``.mhd``/``.nrrd``) file.
+    """Read an image or label-map file in any format kneescope reads (NIfTI, MHA/MHD/NRRD,
+    a Zarr array, DICOM: :func:`kneescope.io.readers.read_volume`).
 
     Raises:
-        InputError: the file is missing or unreadable.
-        UnsupportedFormatError: the suffix names no format kneescope reads.
+        InputError: the file is missing, unreadable or corrupt.
+        UnsupportedFormatError: no format kneescope reads.
     """
-    name = path.name.lower()
-    if name.endswith(NIFTI_SUFFIXES):
-        from kneescope.io.nifti import read_nifti
-
-        return read_nifti(path)
-    if name.endswith(ITK_SUFFIXES):
-        from kneescope.io.itk_formats import read_itk
-
-        return read_itk(path)
-    raise UnsupportedFormatError(
-        f"{path}: unknown image format; expected .nii, .nii.gz, .mha, .mhd or .nrrd"
-    )
+    return read_volume(path)
 
 
 def radiograph_file(folder: Path) -> Path:
@@ -71,21 +59,9 @@ def read_series(path: str, kind: str) -> Volume:
         raise InputError(
             f"series data {where} is gone; restore it or re-run `kneescope ingest` to refresh"
         )
-    if where.is_file():
-        if kind == KIND_RADIOGRAPH and not where.name.lower().endswith(
-            NIFTI_SUFFIXES + ITK_SUFFIXES
-        ):
-            from kneescope.io.dicom_radiograph import read_dicom_radiograph
-
-            return read_dicom_radiograph(where)
-        return read_image_file(where)
-    if kind == KIND_RADIOGRAPH or _single_file(where):
-        from kneescope.io.dicom_radiograph import read_dicom_radiograph
-
-        return read_dicom_radiograph(radiograph_file(where))
-    from kneescope.io.dicom_series import read_dicom_series
-
-    return read_dicom_series(where)
+    if where.is_dir() and (kind == KIND_RADIOGRAPH or _single_file(where)):
+        where = radiograph_file(where)
+    return read_volume(where)
 
 
 def _single_file(folder: Path) -> bool:

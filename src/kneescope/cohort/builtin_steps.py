@@ -21,7 +21,7 @@ import numpy as np
 from kneescope.cohort.item import Item
 from kneescope.cohort.step import StepContext, StepResult
 from kneescope.errors import InputError
-from kneescope.io.readers import check_image_file
+from kneescope.io.readers import read_array
 
 
 class BaseStep:
@@ -46,33 +46,15 @@ class BaseStep:
 
 
 def read_array_file(path: Path) -> np.ndarray[Any, Any]:
-    """Read a 3D image file into an array (.npy, .nii, .nii.gz, .mha, .mhd, .nrrd).
+    """Read an item's image file into an array: ``.npy`` or any format kneescope reads
+    (:func:`kneescope.io.readers.read_array`; indexed ``[i, j, k]`` whatever the format).
 
     Raises:
-        InputError: missing, unreadable or corrupt file, or an unknown suffix.
+        InputError: missing, unreadable or corrupt file, or an unknown format.
     """
-    name = path.name.lower()
-    if path.exists():  # a header claiming gigabytes, or a FIFO, is refused before decoding
-        check_image_file(path)
-    try:
-        if name.endswith(".npy"):
-            return np.load(path, allow_pickle=False)
-        if name.endswith((".nii", ".nii.gz")):
-            import nibabel as nib
-
-            return np.asarray(nib.load(path).dataobj)  # type: ignore[attr-defined]
-        if name.endswith((".mha", ".mhd", ".nrrd")):
-            import SimpleITK
-
-            return SimpleITK.GetArrayFromImage(SimpleITK.ReadImage(str(path)))
-    except FileNotFoundError:
-        raise InputError(f"item input {path} does not exist; fix the item list") from None
-    except Exception as exc:
-        raise InputError(
-            f"cannot decode {path} as an image ({type(exc).__name__}: {exc}); "
-            "re-export or drop the file"
-        ) from None
-    raise InputError(f"{path}: expected .npy, .nii(.gz), .mha/.mhd or .nrrd; convert it first")
+    if not os.path.lexists(path):
+        raise InputError(f"item input {path} does not exist; fix the item list")
+    return read_array(path)
 
 
 class LoadArray(BaseStep):

@@ -1,5 +1,8 @@
 """Read or write any supported volume format by looking at the path.
 
+This module is the one place that picks a reader for a path: the cohort steps
+(:func:`read_array`), the catalog (``catalog.volumes``) and the commands all come here.
+
 Reading: a folder is a DICOM series, or, with a ``zarr.json`` inside, a Zarr array written by
 kneescope (standalone or inside a :class:`~kneescope.io.zarr_store.VolumeStore`). A file is
 dispatched by suffix (``.nii``, ``.nii.gz``, ``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``,
@@ -12,6 +15,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from kneescope.core.volume import Volume
 from kneescope.errors import InputError, UnsupportedFormatError
@@ -73,6 +80,29 @@ def read_volume(path: Path) -> Volume:
         f"{path}: unknown format (suffix {path.suffix or 'none'!r}, no DICOM marker); "
         f"kneescope reads {', '.join(_READABLE)}"
     )
+
+
+def read_array(path: Path) -> npt.NDArray[Any]:
+    """The voxel values of an image file, or of a ``.npy`` array, without geometry.
+
+    Every format :func:`read_volume` reads gives its ``Volume.array`` (indexed ``[i, j, k]``,
+    the same for NIfTI, MHA and DICOM: one file in two formats gives one array); a ``.npy``
+    file is loaded as stored (``allow_pickle=False``), after its header was checked like the
+    image headers (:func:`check_image_file`).
+
+    Raises:
+        InputError: as :func:`read_volume`; a ``.npy`` file numpy cannot read.
+    """
+    path = Path(path)
+    _check_accessible(path)
+    if not path.is_dir() and _lower_name(path).endswith(".npy"):
+        size = require_regular_file(path).st_size
+        _check_npy(path, size)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputError(f"{path}: not a readable .npy file ({exc})") from None
+    return read_volume(path).array
 
 
 def check_image_file(path: Path) -> None:
