@@ -1,1 +1,0 @@
-"""Per-knee and per-cohort reports."""

@@ -1,1 +1,0 @@
-"""Holistic OA score, progression prediction and treatment evaluation."""
