@@ -154,3 +154,22 @@ def test_a_failing_cohort_step_is_recorded_and_stops_the_run(cat: SynthCatalog) 
     result = _run(cat)
     assert result.ran == 0 and result.cohort is not None
     assert result.cohort.ran == ("test_visit_means",)
+
+
+def test_kneescope_run_reports_its_cohort_steps(cat: SynthCatalog) -> None:
+    config = cat.workspace / "knees.toml"
+    config.write_text(
+        'name = "knees"\n\n[items]\nunit = "radiograph_knee"\n'
+        f'catalog = {{ subject = "{cat.subject}" }}\n\n'
+        '[[steps]]\nname = "test_item_fields"\n\n'
+        '[[cohort_steps]]\nname = "test_visit_means"\n'
+    )
+    ws = ["-w", str(cat.workspace)]
+    plan = json.loads(kneescope("run", "-c", str(config), "--dry-run", "--json", *ws).stdout)
+    assert plan["plan"]["cohort_steps"] == ["test_visit_means"]
+    assert plan["plan"]["to_run"] == 4  # two knees on each of two films
+    first = json.loads(kneescope("run", "-c", str(config), "--json", *ws).stdout)
+    assert (first["done"], first["cohort_steps_ran"]) == (4, ["test_visit_means"])
+    assert first["cohort_results"] == str(cat.workspace / "runs" / "knees" / RESULTS_FILE)
+    again = json.loads(kneescope("run", "-c", str(config), "--json", *ws).stdout)
+    assert (again["ran"], again["cohort_steps_skipped"]) == (0, ["test_visit_means"])

@@ -83,6 +83,8 @@ def _dry_run(pipeline: Any, ws: Any, base_dir: Path, as_json: bool) -> None:
             f"{plan['failed_final']} failed for good"
         )
         console.print(f"executor: {pipeline.executor.kind}; results in {plan['run_dir']}")
+        if plan["cohort_steps"]:
+            console.print(f"then cohort steps: {', '.join(plan['cohort_steps'])}")
         if script:
             console.print("job script:", style="bold")
             console.print(script, markup=False, highlight=False)
@@ -175,12 +177,22 @@ def _run(pipeline: Any, ws: Any, base_dir: Path, as_json: bool) -> None:
         "mean_phase_s": status.mean_phase_s,
         "failures": status.failures,
     }
+    cohort = result.cohort
+    if cohort is not None:
+        payload["cohort_results"] = str(cohort.path)
+        payload["cohort_steps_ran"] = list(cohort.ran)
+        payload["cohort_steps_skipped"] = list(cohort.skipped)
 
     def render(out: Any) -> None:
         from kneescope.cli.cmd_status import render_status
 
         render_status(out, status)
         out.print(f"results: {result.results_path}")
+        if cohort is not None:
+            out.print(
+                f"cohort steps: {len(cohort.ran)} ran, {len(cohort.skipped)} unchanged; "
+                f"values: {cohort.path}"
+            )
 
     emit(payload, as_json, render)
     if result.failed:

@@ -168,6 +168,28 @@ def registered_cohort_steps() -> dict[str, EntryPoint]:
     return found
 
 
+def _unknown(name: str, known: Mapping[str, EntryPoint]) -> ConfigError:
+    return ConfigError(
+        f"unknown cohort step {name!r}; registered cohort steps: "
+        f"{', '.join(sorted(known)) or 'none'}; a cohort step is registered under the "
+        f'"{COHORT_STEP_GROUP}" entry-point group of an installed package (item steps, '
+        "under kneescope.steps, go in [[steps]])"
+    )
+
+
+def check_cohort_step_names(configs: Sequence[StepConfig]) -> None:
+    """Refuse a cohort step name that no installed distribution registers (imports nothing:
+    what a dry run checks).
+
+    Raises:
+        ConfigError: an unregistered name.
+    """
+    known = registered_cohort_steps()
+    for config in configs:
+        if config.name not in known:
+            raise _unknown(config.name, known)
+
+
 def cohort_step_class(name: str) -> type[Any]:
     """The class registered as cohort-level step ``name`` (its module imported now).
 
@@ -177,12 +199,7 @@ def cohort_step_class(name: str) -> type[Any]:
     known = registered_cohort_steps()
     ep = known.get(name)
     if ep is None:
-        raise ConfigError(
-            f"unknown cohort step {name!r}; registered cohort steps: "
-            f"{', '.join(sorted(known)) or 'none'}; a cohort step is registered under the "
-            f'"{COHORT_STEP_GROUP}" entry-point group of an installed package (item steps, '
-            "under kneescope.steps, go in [[steps]])"
-        )
+        raise _unknown(name, known)
     try:
         cls = ep.load()
     except Exception as exc:

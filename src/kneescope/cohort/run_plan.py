@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kneescope import __version__
+from kneescope.cohort.cohort_steps import check_cohort_step_names
 from kneescope.cohort.item import Item
 from kneescope.cohort.item_sources import iter_items
 from kneescope.cohort.manifest import Manifest, manifest_errors
@@ -40,6 +41,9 @@ class RunPlan:
     config_hash: str
     model_hash: str
     kneescope_version: str
+    cohort_steps: tuple[str, ...] = ()
+    """The cohort-level steps that run after the items (each skipped when what it saw is
+    unchanged)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +60,7 @@ def plan_run(config: PipelineConfig, workspace: Workspace, base_dir: Path | None
     from kneescope.cohort.item_sources import checksum_from_cache
 
     prepared = prepare_steps(config.steps, workspace, base_dir or workspace.root)
+    check_cohort_step_names(config.cohort_steps)
     hashes = prepared.hashes
     run_dir = run_dir_for(workspace, config)
     manifest_path = run_dir / "manifest.sqlite"
@@ -109,4 +114,5 @@ def plan_run(config: PipelineConfig, workspace: Workspace, base_dir: Path | None
         interrupted=counts["interrupted"],
         config_hash=hashes["config_hash"],
         model_hash=hashes["model_hash"],
+        cohort_steps=tuple(c.name for c in config.cohort_steps),
     )
