@@ -2,7 +2,9 @@
 
 ``test_item_fields`` (a ``kneescope.steps`` step) reports what an item holds and what the
 catalog view says about it; ``test_visit_means`` (a ``kneescope.cohort_steps`` step) averages
-a results column per visit and joins a clinical variable read through the catalog view.
+a results column per visit and joins a clinical variable read through the catalog view;
+``test_column_sum`` (a cohort step without the catalog) sums a column and can write a file
+under a name it is given (to test the output-name checks).
 """
 
 from __future__ import annotations
@@ -94,3 +96,20 @@ class VisitMeans(_Base):
             },
             files={"visit_means": path},
         )
+
+
+class ColumnSum(_Base):
+    """Values: the sum of ``column`` and the row count; writes ``filename`` when given."""
+
+    name = "test_column_sum"
+
+    def __init__(self, column: str = "value", filename: str = "") -> None:
+        self.column = column
+        self.filename = filename
+
+    def run(self, results: Any, context: CohortContext) -> CohortStepResult:
+        total = float(results[self.column].sum()) if len(results) else 0.0
+        files = {}
+        if self.filename:
+            files["sum"] = context.write_output(self.filename, f"{total}\n")
+        return CohortStepResult(values={"sum": total, "rows": len(results)}, files=files)
