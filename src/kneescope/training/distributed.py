@@ -32,15 +32,12 @@ import torch
 import torch.distributed as dist
 
 from kneescope.errors import ConfigError, InputError, RunError
+from kneescope.training.launch import LAUNCHER_ENV, RANK_LOST_EXIT
 
 Backend = Literal["none", "gloo", "nccl"]
 
 #: How long a collective operation (or the rendezvous) may wait for the other ranks.
 DEFAULT_TIMEOUT_S = 600.0
-#: Exit code of a rank that stopped because another rank went away (not the cause itself).
-RANK_LOST_EXIT = 75
-#: Set by kneescope's local launcher in each rank's environment.
-LAUNCHER_ENV = "KNEESCOPE_LAUNCHER"
 _PEER_LOST = re.compile(
     r"closed by peer|reset by peer|broken pipe|remote worker|connection refused|timed out"
     r"|timeout|nccl.*(abort|error|remote)",

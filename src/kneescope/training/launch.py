@@ -33,8 +33,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import IO
 
 from kneescope.errors import ConfigError, InputError
-from kneescope.training.distributed import LAUNCHER_ENV, RANK_LOST_EXIT
 
+#: Exit code of a rank that stopped because another rank went away (not the cause itself).
+RANK_LOST_EXIT = 75
+#: Set by kneescope's local launcher in each rank's environment.
+LAUNCHER_ENV = "KNEESCOPE_LAUNCHER"
 #: Seconds a rank has to exit after SIGTERM before it is killed.
 TERMINATE_GRACE_S = 10.0
 #: Rank 0's output is held back this long so that, when another rank fails first, rank 0's
@@ -129,6 +132,12 @@ class _Rank:
         """Wait for the stream to close and write everything still held back."""
         self._reader.join(timeout=5)
         self.pump(hold_s=0.0)
+
+    def close(self) -> None:
+        """Close the pipe once the process is gone."""
+        self._reader.join(timeout=5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
 
     def last_line(self) -> str:
         """The last non-empty line this rank wrote to stderr ('' when none)."""
@@ -254,6 +263,8 @@ def launch_local(
         return 130
     finally:
         _stop(ranks)
+        for r in ranks:
+            r.close()
 
 
 def _watch(ranks: Sequence[_Rank], poll_s: float) -> int:
