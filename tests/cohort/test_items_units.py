@@ -69,6 +69,11 @@ def test_radiograph_knee_unit_gives_each_knee_of_every_bilateral_film(cat: Synth
     for item in items:
         by_film.setdefault(item.path, set()).add(item.side)
     assert list(by_film.values()) == [{"right", "left"}] * 2
+    # a side filter picks that knee of every bilateral film (the films have no side)
+    rights = _items(cat, "radiograph_knee", side="R")
+    assert [(i.item_id, i.side) for i in rights] == [
+        (i.item_id, i.side) for i in items if i.side == "right"
+    ]
     # through a run: the step sees the knee's side and reads its KL grade from the catalog
     table = _run(cat, "radiograph_knee")
     assert len(table) == 4
@@ -120,6 +125,8 @@ def test_knee_longitudinal_unit_orders_one_knee_across_visits(cat: SynthCatalog)
         ("V01", "XR_PA"),
     ]
     assert right.visits == left.visits == ("V00", "V01")
+    (only_left,) = _items(cat, "knee_longitudinal", side="left")
+    assert only_left == left
     assert {p.side for p in right.parts} == {"right", ""}
     table = _run(cat, "knee_longitudinal")
     assert sorted(table["item_visits"]) == ["V00,V01", "V00,V01"]

@@ -110,7 +110,8 @@ def catalog_items(
     visit (``subject-<subject>-<visit>``) holding its series, every kind. ``knee_longitudinal``:
     one item per subject and knee (``knee-<subject>-<side>``) holding the knee's series in
     visit order; a radiograph without a side (a bilateral or full-leg film) belongs to both
-    knees, other series without a side to none. ``limit`` counts series, not items.
+    knees, other series without a side to none. For these two units ``side`` picks the knee
+    (a bilateral film gives only that knee). ``limit`` counts series, not items.
 
     The input checksum is the catalog's file checksum of every series the item reads (and of
     their label maps), so a changed series re-runs exactly the items that read it. ``root`` is
@@ -126,21 +127,39 @@ def catalog_items(
 
     if catalog_url is None:
         raise ConfigError("a catalog selection needs a workspace catalog; pass -w or --catalog")
-    where = validate_config(
-        SeriesFilter,
-        {"status": "ok", **_UNIT_DEFAULTS.get(unit, {}), **selection},
-        "items.catalog",
-    )
+    query = {"status": "ok", **_UNIT_DEFAULTS.get(unit, {}), **selection}
+    knee_side = None
+    if unit in _KNEE_UNITS and query.get("side"):
+        # a bilateral film has no side of its own but shows this knee: pick knees, not series
+        knee_side = _side(query.pop("side"))
+    where = validate_config(SeriesFilter, query, "items.catalog")
     records, checksums = _catalog_records(where, catalog_url, root)
     if unit == "series":
         records = [r for r in records if r.kind != "radiograph" or where.kind]
-    items = list(_UNIT_BUILDERS[unit](records, checksums))
+    items = [
+        i
+        for i in _UNIT_BUILDERS[unit](records, checksums)
+        if knee_side is None or i.side == knee_side
+    ]
     if not items:
         raise InputError(
             f"the catalog selection {selection} matches no {_UNIT_NOUNS[unit]}; "
             "check it with `kneescope catalog`"
         )
     yield from items
+
+
+_KNEE_UNITS = frozenset({"radiograph_knee", "knee_longitudinal"})
+"""Units whose ``side`` filter picks knees (a bilateral film serves both)."""
+
+
+def _side(text: str) -> str:
+    from kneescope.catalog.naming import side_from_text
+
+    side = side_from_text(text)
+    if side is None:
+        raise InputError(f"items.catalog side {text!r} is not right or left")
+    return side
 
 
 def _catalog_records(
