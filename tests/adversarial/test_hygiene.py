@@ -7,11 +7,13 @@ temporary behind; the cohort array reader transposed MHA files against NIfTI; ..
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from kneescope.cohort.step import StepContext
+from kneescope.errors import InputError
 
 
 def test_failed_step_write_leaves_no_temporary(tmp_path: Path) -> None:
@@ -75,6 +77,83 @@ def test_one_reader_dispatch_gives_one_array_whatever_the_format(tmp_path: Path)
         assert np.array_equal(read_image_file(path).array, array), name
         assert np.array_equal(read_volume(path).array, array), name
     series = tmp_path / "series"
-    write_dicom_series(volume, series, meta=DicomWriteMeta(patient_id="P1", study_date="20240102"))
+    write_dicom_series(
+        volume,
+        series,
+        meta=DicomWriteMeta(patient_id="P1", study_date="20240102", uid_seed="hygiene"),
+    )
     assert np.array_equal(read_array_file(series), read_volume(series).array)
     assert read_array_file(series).shape == read_volume(tmp_path / "knee.mha").shape
+
+
+def _knee() -> tuple[Any, Any]:
+    from kneescope.synth.knee import render_knee
+    from kneescope.synth.params import SMALL, sample_knee_params
+
+    sample = render_knee(sample_knee_params(np.random.default_rng(0), side="left", klg=3), SMALL)
+    return sample.image, sample.labels
+
+
+def test_is_label_refuses_a_uint16_mr_image_and_accepts_a_uint16_label_map(tmp_path: Path) -> None:
+    """A DESS-like uint16 MR image whose intensities fit 0..9 (a low-signal scan) is no label
+    map, read from DICOM or from NIfTI; the knee's uint16 label map (as ITK-SNAP saves one) is."""
+    from kneescope.core.volume import Volume, label_map_problem
+    from kneescope.io import read_volume, write_dicom_series, write_volume
+    from kneescope.io.dicom_write import DicomWriteMeta
+
+    image, labels = _knee()
+    mr = image.array.astype(np.int64)
+    low = (mr * 9 // int(mr.max())).astype(np.uint16)  # the same MR image, values 0..9
+    assert int(low.max()) == 9 and len(np.unique(low)) == 10
+    low_mr = Volume(low, image.affine_ras)
+    assert not low_mr.is_label
+    assert "not a label map" in (label_map_problem(low) or "")
+    nifti = read_volume(write_volume(low_mr, tmp_path / "mr.nii.gz"))
+    assert nifti.array.dtype == np.uint16 and not nifti.is_label
+    series = tmp_path / "mr_dicom"
+    meta = DicomWriteMeta(
+        patient_id="P1", study_date="20240102", uid_seed="hygiene", laterality="left"
+    )
+    write_dicom_series(low_mr, series, meta=meta)
+    dicom = read_volume(series)
+    assert dicom.role == "image" and not dicom.is_label
+
+    label_map = Volume(labels.array.astype(np.uint16), labels.affine_ras)
+    assert label_map.is_label and Volume(labels.array, labels.affine_ras).is_label
+    read_back = read_volume(write_volume(label_map, tmp_path / "labels.nii.gz"))
+    assert read_back.array.dtype == np.uint16 and read_back.is_label
+    # a label map computed on the MR image's grid is no longer the image
+    assert dicom.with_array(labels.array).is_label
+
+
+def test_side_is_one_typed_key_whatever_the_reader(tmp_path: Path) -> None:
+    """The DICOM readers and the NIfTI reader give the knee's side under one key (``side``,
+    read through ``Volume.side``); the older ``laterality`` key is still read."""
+    from kneescope.biomarkers.measure import _resolve_side
+    from kneescope.core.volume import Volume
+    from kneescope.io import read_volume, write_dicom_series
+    from kneescope.io.dicom_write import DicomWriteMeta
+    from kneescope.io.nifti import write_nifti
+    from kneescope.io.sidecar import write_sidecar
+
+    image, labels = _knee()
+    series = tmp_path / "dicom"
+    meta = DicomWriteMeta(
+        patient_id="P1", study_date="20240102", uid_seed="hygiene", laterality="left"
+    )
+    write_dicom_series(image, series, meta=meta)
+    dicom = read_volume(series)
+    assert dicom.metadata["side"] == "left" and dicom.side == "left"
+    assert dicom.side_source == "its DICOM Laterality"
+    assert "laterality" not in dicom.metadata
+    # a label map read from DICOM: measure's side="auto" takes the DICOM side
+    assert _resolve_side(dicom.with_array(labels.array), "auto") == "left"
+
+    nifti_path = write_nifti(labels, tmp_path / "knee.nii.gz")
+    write_sidecar(nifti_path, {"side": "right"})
+    assert read_volume(nifti_path).side == "right"
+
+    legacy = Volume(labels.array, labels.affine_ras, {"laterality": "R"})
+    assert legacy.side == "right" and legacy.metadata["side"] == "right"
+    with pytest.raises(InputError, match="side"):
+        Volume(labels.array, labels.affine_ras, {"side": "middle"})

@@ -80,7 +80,8 @@ def test_monochrome1_is_inverted_so_bone_is_bright(tmp_path: Path) -> None:
     assert volume.array.dtype == np.uint16
     assert volume.metadata["inverted"] is True
     assert volume.metadata["photometric"] == "MONOCHROME1"
-    assert volume.metadata["laterality"] == "right"
+    assert volume.side == "right" and volume.side_source == "its DICOM Laterality"
+    assert volume.role == "image" and not volume.is_label
     assert volume.spacing_mm == pytest.approx((0.2, 0.25))
     assert volume.metadata["spacing_source"] == "ImagerPixelSpacing"
 

@@ -128,9 +128,7 @@ def _resolve_side(labels: Volume | tuple[Any, Any], side: SideArg | None) -> Sid
     if side not in (None, "auto"):
         raise InputError(f"side must be 'right', 'left' or 'auto', got {side!r}")
     if isinstance(labels, Volume):
-        meta = str(labels.metadata.get("side", "")).lower()
-        if meta in ("right", "left"):
-            return "right" if meta == "right" else "left"
+        return labels.side
     return None
 
 
@@ -147,7 +145,7 @@ def measure_knee(
         labels: a label-map :class:`Volume` (kneescope labels, see
             :data:`kneescope.core.labels.KNEE_LABELS`) or ``(array, affine_ras)`` with an
             integer (I, J, K) array and a 4x4 voxel -> RAS+ mm affine.
-        side: "right", "left", or "auto" (the Volume's ``metadata["side"]`` if present,
+        side: "right", "left", or "auto" (the Volume's :attr:`~Volume.side` if recorded,
             else the side the anatomy tells).
         config: measurement options; defaults when omitted.
         with_maps: also build the 2D thickness maps.

@@ -318,7 +318,7 @@ def _knee_side(item: _Input, image: Any) -> str | None:
     present gives the side; two that disagree are an error (a knee segmented as the wrong
     side is mirrored and mislabelled medial/lateral without any sign).
     """
-    from kneescope.catalog.naming import side_from_text
+    from kneescope.core.volume import DICOM_SIDE_SOURCE
     from kneescope.errors import InputError
     from kneescope.io.sidecar import SIDES, recorded_side
 
@@ -327,16 +327,14 @@ def _knee_side(item: _Input, image: Any) -> str | None:
         claims.append((item.given_side.lower(), "--side"))
     if item.record is not None and item.record.side in SIDES:
         claims.append((item.record.side, f"the catalog (series {item.record.id})"))
-    if image.metadata.get("side") in SIDES:
-        claims.append((image.metadata["side"], str(image.metadata.get("side_source", "the file"))))
+    if image.side is not None and image.side_source != DICOM_SIDE_SOURCE:
+        claims.append((image.side, image.side_source))  # kneescope's record in the file
     elif item.path.is_file():  # formats whose reader does not look at the sidecar
         recorded = recorded_side(item.path, None)
         if recorded is not None:
             claims.append(recorded)
-    laterality = image.metadata.get("laterality")
-    dicom = side_from_text(str(laterality)) if laterality is not None else None
-    if dicom is not None:
-        claims.append((dicom, "its DICOM Laterality"))
+    if image.side is not None and image.side_source == DICOM_SIDE_SOURCE:
+        claims.append((image.side, DICOM_SIDE_SOURCE))
     if not claims:
         return None
     side, where = claims[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,67 @@ MAX_LABEL_VALUE = max(max(KNEE_LABELS.labels), max(OAI_ZIB_LABELS.labels))
 MAX_VOXELS = 2_000_000_000
 """Largest voxel count kneescope accepts for one volume (refused before any allocation)."""
 
+Side = Literal["right", "left"]
+Role = Literal["image", "label_map"]
+
+
+class VolumeMetadata(TypedDict, total=False):
+    """The metadata keys kneescope's readers and writers use (others may be present).
+
+    Attributes:
+        source_path: the file or folder the volume was read from.
+        description: free text stored with the image (NIfTI ``descrip``).
+        side: the knee's side, ``"right"`` or ``"left"`` (the one key for it; a DICOM
+            reader's Laterality, a NIfTI description or sidecar all land here).
+        side_source: where ``side`` came from, in words (``"its DICOM Laterality"``).
+        role: ``"image"`` when the reader knows the voxels are intensities (a DICOM MR or
+            radiograph), ``"label_map"`` when it knows they are labels; absent if unknown.
+        orientation_unknown: True when the file recorded no orientation.
+    """
+
+    source_path: str
+    description: str
+    side: Side
+    side_source: str
+    role: Role
+    orientation_unknown: bool
+
+
+DICOM_SIDE_SOURCE = "its DICOM Laterality"
+"""``side_source`` of a side read from a DICOM file's Laterality."""
+
+LEGACY_SIDE_KEY = "laterality"
+"""Older name of ``side`` (DICOM readers used it): still read, normalised into ``side``."""
+
+
+def side_of_text(value: object) -> Side | None:
+    """``"right"``/``"left"`` from ``right``, ``R``, ``left``, ``L`` (any case); else None."""
+    text = str(value).strip().lower() if value is not None else ""
+    if text in ("right", "r"):
+        return "right"
+    if text in ("left", "l"):
+        return "left"
+    return None
+
+
+def _normalised_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    meta = dict(metadata)
+    if "side" in meta:
+        side = side_of_text(meta["side"])
+        if side is None and meta["side"] not in (None, ""):
+            raise InputError(f"a Volume's side is 'right' or 'left', got {meta['side']!r}")
+        meta["side"] = side
+        if side is None:
+            del meta["side"]
+    if "side" not in meta and meta.get(LEGACY_SIDE_KEY) is not None:
+        side = side_of_text(meta[LEGACY_SIDE_KEY])
+        if side is not None:
+            meta["side"] = side
+            meta.setdefault("side_source", DICOM_SIDE_SOURCE)
+    if meta.get("role") not in (None, "image", "label_map"):
+        raise InputError(f"a Volume's role is 'image' or 'label_map', got {meta['role']!r}")
+    return meta
+
 
 @dataclass(frozen=True, eq=False)
 class Volume:
@@ -42,7 +103,10 @@ class Volume:
         array: voxel values, shape (I, J, K) or (I, J); any numeric dtype. Integer arrays that
             hold labels stay integer.
         affine_ras: float64 (4, 4), voxel index -> RAS+ mm.
-        metadata: free-form provenance (source path, series UID, side, ...), read-only.
+        metadata: provenance, read-only; the keys kneescope uses are typed in
+            :class:`VolumeMetadata` and read through :attr:`side`, :attr:`side_source`,
+            :attr:`source_path`, :attr:`role`. A ``laterality`` key (older readers) is read
+            as ``side``.
     """
 
     array: npt.NDArray[Any]
@@ -59,7 +123,33 @@ class Volume:
             raise InputError(f"a Volume cannot be empty, got shape {arr.shape}")
         object.__setattr__(self, "array", arr)
         object.__setattr__(self, "affine_ras", validate_affine(self.affine_ras))
-        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+        object.__setattr__(self, "metadata", MappingProxyType(_normalised_metadata(self.metadata)))
+
+    # typed metadata -------------------------------------------------------------------------
+    @property
+    def side(self) -> Side | None:
+        """The knee's side as recorded with the image, or None when unknown."""
+        side = self.metadata.get("side")
+        return side if side in ("right", "left") else None
+
+    @property
+    def side_source(self) -> str | None:
+        """Where :attr:`side` came from, in words; None when the side is unknown."""
+        if self.side is None:
+            return None
+        return str(self.metadata.get("side_source", "the file"))
+
+    @property
+    def source_path(self) -> str | None:
+        """The file or folder this volume was read from, if known."""
+        path = self.metadata.get("source_path")
+        return None if path is None else str(path)
+
+    @property
+    def role(self) -> Role | None:
+        """``"image"`` or ``"label_map"`` when the reader knew it, else None."""
+        role = self.metadata.get("role")
+        return role if role in ("image", "label_map") else None
 
     # geometry -----------------------------------------------------------------------------
     @property
@@ -87,8 +177,10 @@ class Volume:
 
     @property
     def is_label(self) -> bool:
-        """True for a label map of a scheme kneescope knows (see :func:`label_map_problem`)."""
-        return label_map_problem(self.array) is None
+        """True for a label map of a scheme kneescope knows: never for a volume its reader
+        knew to be an image (:attr:`role`, e.g. a DICOM MR series), else by its values and
+        structure (see :func:`label_map_problem`)."""
+        return self.role != "image" and label_map_problem(self.array) is None
 
     @property
     def voxel_volume_mm3(self) -> float:
@@ -96,12 +188,19 @@ class Volume:
 
     # derived volumes ------------------------------------------------------------------------
     def with_array(self, array: npt.NDArray[Any], **metadata: Any) -> Volume:
-        """A new Volume on the same grid with another array (shape must match)."""
+        """A new Volume on the same grid with another array (shape must match).
+
+        Another array is other content: the reader's ``role`` is not carried over (a label
+        map made on an MR image's grid is no image).
+        """
         if tuple(array.shape) != self.shape:
             raise GeometryError(
                 f"array shape {tuple(array.shape)} does not match the grid {self.shape}"
             )
-        return Volume(array, self.affine_ras.copy(), {**self.metadata, **metadata})
+        kept = dict(self.metadata)
+        if array is not self.array:
+            kept.pop("role", None)
+        return Volume(array, self.affine_ras.copy(), {**kept, **metadata})
 
     def mirrored_lr(self) -> Volume:
         """The same voxels with the world mirrored left<->right (a left knee seen as a right)."""
@@ -129,6 +228,13 @@ def label_map_problem(array: npt.NDArray[Any]) -> str | None:
     :data:`~kneescope.core.labels.OAI_ZIB_LABELS` (0 = background up to
     :data:`MAX_LABEL_VALUE`), so at most ``MAX_LABEL_VALUE + 1`` distinct values. An MR image
     stored as integers fails this: its intensities reach far beyond the label values.
+
+    Wider integer arrays (16 bits and more, the dtypes of MR images; kneescope writes label
+    maps as uint8) must also look like one: regions, not noise. A label map changes value
+    between few neighbouring voxels (a knee's label map at 0.36-1.1 mm: 1-2 %), an MR image
+    even squeezed into 0..9 between many (15 % and more); above
+    :data:`MAX_LABEL_CHANGE_FRACTION` the array is refused. Arrays under 4,096 voxels are
+    too small to tell and judged by their values only.
     """
     kind = array.dtype.kind
     if kind == "b":
@@ -143,7 +249,33 @@ def label_map_problem(array: npt.NDArray[Any]) -> str | None:
             f"holds values {low}..{high}; a label map holds only the labels "
             f"0..{MAX_LABEL_VALUE} ({KNEE_LABELS.name} or {OAI_ZIB_LABELS.name} scheme)"
         )
+    if array.dtype.itemsize > 1 and array.size >= 4096:
+        changes = label_change_fraction(array)
+        if changes > MAX_LABEL_CHANGE_FRACTION:
+            return (
+                f"holds {array.dtype} values 0..{high} that change between {changes:.0%} of "
+                "neighbouring voxels: an image's intensities, not a label map's regions"
+            )
     return None
+
+
+MAX_LABEL_CHANGE_FRACTION = 0.08
+"""Largest share of neighbouring voxel pairs with different values in a 16-bit or wider label
+map (see :func:`label_map_problem`)."""
+
+
+def label_change_fraction(array: npt.NDArray[Any]) -> float:
+    """Share of neighbouring voxel pairs (along every axis) whose values differ, 0..1."""
+    pairs = 0
+    changes = 0
+    for axis in range(array.ndim):
+        if array.shape[axis] < 2:
+            continue
+        head = array[(slice(None),) * axis + (slice(1, None),)]
+        tail = array[(slice(None),) * axis + (slice(None, -1),)]
+        changes += int(np.count_nonzero(head != tail))
+        pairs += head.size
+    return changes / pairs if pairs else 0.0
 
 
 def check_voxel_count(shape: tuple[int, ...], *, what: str) -> None:

@@ -229,10 +229,11 @@ class Segmenter:
         )
 
     def _side_of(self, image: Volume, side: str | None) -> str | None:
-        """The knee's side from the argument or the image's DICOM Laterality."""
+        """The knee's side from the argument or the side recorded with the image (DICOM
+        Laterality, kneescope's record in a NIfTI file or its sidecar)."""
         from kneescope.catalog.naming import side_from_text
 
-        given = side if side is not None else image.metadata.get("laterality")
+        given = side if side is not None else image.side
         resolved = side_from_text(str(given)) if given is not None else None
         if side is not None and resolved is None:
             raise InputError(f"side {side!r} is not right or left (R/L, 1/2 also work)")

@@ -12,7 +12,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from kneescope.core.volume import check_voxel_count
+from kneescope.core.volume import DICOM_SIDE_SOURCE, check_voxel_count
 from kneescope.errors import DicomError, InputError
 from kneescope.io.guards import check_image_bytes, require_regular_file
 
@@ -199,6 +199,13 @@ def rescale_of(ds: Dataset, path: Path | None = None) -> tuple[float, float]:
         _float_tag(ds, "RescaleSlope", path, 1.0),
         _float_tag(ds, "RescaleIntercept", path, 0.0),
     )
+
+
+def side_metadata(laterality: str | None) -> dict[str, str]:
+    """Volume metadata for a DICOM Laterality (``side``, ``side_source``); none if empty."""
+    if laterality is None:
+        return {}
+    return {"side": laterality, "side_source": DICOM_SIDE_SOURCE}
 
 
 def laterality_of(ds: Dataset) -> str | None:

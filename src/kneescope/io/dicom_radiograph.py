@@ -30,6 +30,7 @@ from kneescope.io._dicom_header import (
     read_header,
     read_pixels,
     rescale_of,
+    side_metadata,
     stored_dtype,
     text_of,
 )
@@ -192,7 +193,8 @@ def read_dicom_radiograph(path: Path) -> Volume:
     Returns:
         Volume with array of shape (Rows, Columns): the stored integer dtype when there is no
         fractional rescale, else float32. Metadata: ``source_path``, ``photometric`` (as
-        stored), ``inverted`` (True for MONOCHROME1), ``laterality``, ``series_description``,
+        stored), ``inverted`` (True for MONOCHROME1), ``side`` and ``side_source`` (the DICOM
+        Laterality, when recorded), ``role`` (``"image"``), ``series_description``,
         ``study_description``, ``patient_id``, ``study_date``, ``series_uid``, ``modality``,
         ``spacing_source``.
 
@@ -220,7 +222,8 @@ def read_dicom_radiograph(path: Path) -> Volume:
         "source_path": str(path),
         "photometric": info.photometric,
         "inverted": inverted,
-        "laterality": info.laterality,
+        **side_metadata(info.laterality),
+        "role": "image",
         "series_description": info.series_description,
         "study_description": info.study_description,
         "patient_id": info.patient_id,

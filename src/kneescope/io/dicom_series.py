@@ -40,6 +40,7 @@ from kneescope.io._dicom_header import (
     read_header,
     read_pixels,
     rescale_of,
+    side_metadata,
     stored_dtype,
     text_of,
 )
@@ -319,7 +320,8 @@ def read_dicom_series(folder: Path) -> Volume:
 
     Returns:
         Volume with array of shape (Columns, Rows, slices) and metadata keys ``source_path``,
-        ``series_uid``, ``study_uid``, ``series_description``, ``laterality``, ``patient_id``,
+        ``series_uid``, ``study_uid``, ``series_description``, ``side`` and ``side_source``
+        (from the DICOM Laterality, when recorded), ``role`` (``"image"``), ``patient_id``,
         ``study_date``, ``modality``.
 
     Raises:
@@ -351,7 +353,8 @@ def read_dicom_series(folder: Path) -> Volume:
         "series_uid": info.series_uid,
         "study_uid": info.study_uid,
         "series_description": info.series_description,
-        "laterality": info.laterality,
+        **side_metadata(info.laterality),
+        "role": "image",
         "patient_id": info.patient_id,
         "study_date": info.study_date,
         "modality": info.modality,
