@@ -1,0 +1,44 @@
+"""The ``classification`` model-file kind: what a classifier's model file records besides weights.
+
+The generic envelope (network config, weights, data fingerprint, metrics, training record) is
+:mod:`kneescope.models.model_file`'s; this is the kind-specific ``spec`` part.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, model_validator
+
+from kneescope.config import FROZEN
+from kneescope.transforms.intensity import NormalisationConfig
+
+KIND = "classification"
+"""Model-file kind of a trained classifier."""
+
+MAX_CLASSES = 1000
+MAX_INPUT_SIDE = 4096
+
+
+class ClassificationSpec(BaseModel):
+    """A classifier's kind-specific model-file part.
+
+    Attributes:
+        classes: class names in output-channel order.
+        input_size_vox: image size (rows, columns) the network takes.
+        normalisation: per-image intensity normalisation applied before the network.
+    """
+
+    model_config = FROZEN
+
+    classes: tuple[str, ...] = Field(min_length=2, max_length=MAX_CLASSES)
+    input_size_vox: tuple[int, int]
+    normalisation: NormalisationConfig = Field(default_factory=NormalisationConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> ClassificationSpec:
+        if not all(0 < n <= MAX_INPUT_SIDE for n in self.input_size_vox):
+            raise ValueError(
+                f"input_size_vox {self.input_size_vox} must be 1..{MAX_INPUT_SIDE} per axis"
+            )
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"class names repeat: {self.classes}")
+        return self

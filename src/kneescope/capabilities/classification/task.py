@@ -1,0 +1,229 @@
+"""The classification training task: images and their classes, cross-entropy, accuracy.
+
+Train it with the engine (:func:`kneescope.training.engine.fit`); the model file it writes
+is of kind ``classification`` (:mod:`kneescope.capabilities.classification.spec`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+
+from kneescope.capabilities.classification.config import (
+    ClassificationConfig,
+    SyntheticClassificationSource,
+)
+from kneescope.capabilities.classification.spec import KIND, ClassificationSpec
+from kneescope.capabilities.classification.synthetic import (
+    ClassificationData,
+    synthetic_classification,
+)
+from kneescope.errors import ConfigError, InputError
+from kneescope.models import NetworkConfig
+from kneescope.training.task import Metrics, TaskBatch
+from kneescope.transforms.image_batch import normalise_images
+from kneescope.workspace import Workspace
+
+EVAL_CHUNK = 64
+"""Images per forward pass during evaluation."""
+
+
+def _check_data(data: ClassificationData, classes: tuple[str, ...], what: str) -> None:
+    if len(data.labels) == 0:
+        raise InputError(f"the {what} set is empty; give at least one image")
+    if tuple(data.classes) != classes:
+        raise InputError(f"the {what} set's classes {data.classes} differ from {classes}")
+    if data.labels.min() < 0 or data.labels.max() >= len(classes):
+        raise InputError(f"the {what} set has labels outside 0..{len(classes) - 1}")
+
+
+def data_fingerprint(*sets: ClassificationData) -> str:
+    """16-hex-digit SHA-256 of the images, labels and class names of ``sets``."""
+    digest = hashlib.sha256()
+    for data in sets:
+        digest.update(repr((data.images.shape, data.classes)).encode())
+        digest.update(np.ascontiguousarray(data.images, dtype=np.float32).tobytes())
+        digest.update(np.ascontiguousarray(data.labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class ClassificationTask:
+    """Image classification as a :class:`~kneescope.training.task.TrainingTask`.
+
+    Batches: inputs ``(B, 1, rows, columns)`` float32 (each image normalised by its own
+    statistics), targets ``(B,)`` int64 class indices. Network outputs ``(B, classes)`` logits.
+    Validation metrics: ``accuracy`` (the score), ``balanced_accuracy``, ``recall`` per class,
+    ``confusion`` (rows: truth, columns: prediction) and ``loss``.
+
+    Args:
+        config: the task settings (its ``classes``, when given, must be the data's).
+        train: training images and classes.
+        validation: held-out images and classes.
+        seed: seeds batch sampling and augmentation.
+
+    Raises:
+        InputError: empty sets, or classes that differ between the sets and the config.
+        ConfigError: a network that does not fit the classes.
+    """
+
+    kind: str = KIND
+
+    def __init__(
+        self,
+        config: ClassificationConfig,
+        train: ClassificationData,
+        validation: ClassificationData,
+        *,
+        seed: int = 0,
+    ) -> None:
+        self.classes: tuple[str, ...] = tuple(config.classes) or tuple(train.classes)
+        _check_data(train, self.classes, "training")
+        _check_data(validation, self.classes, "validation")
+        self.config = config
+        self.seed = seed
+        try:
+            self.network: NetworkConfig = config.network_config(len(self.classes))
+        except ValueError as exc:
+            raise ConfigError(f"{exc}; fix the network or the classes") from None
+        self.data_fingerprint = data_fingerprint(train, validation)
+        self.train_size = len(train.labels)
+        self.val_size = len(validation.labels)
+        size = config.input_size_vox
+        self._train_x = torch.from_numpy(normalise_images(train.images, size, config.normalisation))
+        self._train_y = torch.from_numpy(np.asarray(train.labels, dtype=np.int64))
+        self._val_x = torch.from_numpy(
+            normalise_images(validation.images, size, config.normalisation)
+        )
+        self._val_y = torch.from_numpy(np.asarray(validation.labels, dtype=np.int64))
+        self._by_class = [np.flatnonzero(train.labels == k) for k in range(len(self.classes))]
+
+    def _indices(self, rng: np.random.Generator, size: int) -> np.ndarray[Any, Any]:
+        if not self.config.balanced_sampling:
+            return rng.integers(0, self.train_size, size=size)
+        present = [members for members in self._by_class if len(members)]
+        which = rng.integers(0, len(present), size=size)
+        return np.array([present[k][rng.integers(0, len(present[k]))] for k in which])
+
+    def batch(self, index: int, size: int) -> TaskBatch:
+        """Global batch ``index``: ``size`` training images drawn with a seeded generator."""
+        rng = np.random.default_rng((self.seed, index))
+        picks = self._indices(rng, size)
+        inputs = self._train_x[torch.from_numpy(picks)].clone()
+        for axis in self.config.flip_axes:
+            flip = torch.from_numpy(rng.random(size) < 0.5)
+            inputs[flip] = inputs[flip].flip(2 + axis)
+        return TaskBatch(inputs=inputs, targets=self._train_y[torch.from_numpy(picks)])
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy, the mean over the batch."""
+        return torch.nn.functional.cross_entropy(outputs.float(), targets)
+
+    def evaluate(self, network: torch.nn.Module, device: torch.device) -> Metrics:
+        """Accuracy and friends on the validation images."""
+        was_training = network.training
+        network.eval()
+        logits = []
+        with torch.no_grad():
+            for start in range(0, len(self._val_y), EVAL_CHUNK):
+                chunk = self._val_x[start : start + EVAL_CHUNK].to(device)
+                logits.append(network(chunk).float().cpu())
+        network.train(was_training)
+        return classification_metrics(torch.cat(logits), self._val_y, len(self.classes))
+
+    def model_spec(self, metrics: Metrics | None) -> dict[str, Any]:
+        """The ``classification`` spec: classes, input size, normalisation.
+
+        Its ``training`` key (the task config) goes to the model file's training record.
+        """
+        spec = ClassificationSpec(
+            classes=self.classes,
+            input_size_vox=self.config.input_size_vox,
+            normalisation=self.config.normalisation,
+        )
+        training = {"task_config": self.config.model_dump(mode="json")}
+        return {**spec.model_dump(mode="json"), "training": training}
+
+
+def synthetic_sets(
+    source: SyntheticClassificationSource, size_vox: tuple[int, int], seed: int
+) -> tuple[ClassificationData, ClassificationData]:
+    """Training and validation sets generated from ``source`` with seeds drawn from ``seed``."""
+    train_seed, val_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
+
+    def generate(n: int, data_seed: int) -> ClassificationData:
+        return synthetic_classification(
+            n,
+            n_classes=source.n_classes,
+            size_vox=size_vox,
+            class_weights=source.class_weights,
+            noise=source.noise,
+            seed=data_seed,
+        )
+
+    try:
+        return generate(source.train, train_seed), generate(source.validation, val_seed)
+    except ValueError as exc:
+        raise ConfigError(f"synthetic data: {exc}; fix the [data] table") from None
+
+
+class ClassificationTaskFactory:
+    """The ``classification`` entry of the ``kneescope.tasks`` group (training files)."""
+
+    config_type: type[BaseModel] = ClassificationConfig
+
+    def build(
+        self, config: Any, *, workspace: Workspace, seed: int, base_dir: Path
+    ) -> ClassificationTask:
+        """The task for a training file's task keys (``config``: a ClassificationConfig).
+
+        Raises:
+            ConfigError: no ``[data]`` table, or data that contradicts the config.
+        """
+        del workspace, base_dir  # synthetic data needs neither
+        if not isinstance(config, ClassificationConfig):
+            raise TypeError(f"expected a ClassificationConfig, got {type(config).__name__}")
+        if config.data is None:
+            raise ConfigError(
+                "a classification training file needs a [data] table; "
+                'add e.g. [data] source = "synthetic" train = 300'
+            )
+        train, validation = synthetic_sets(config.data, config.input_size_vox, seed)
+        return ClassificationTask(config, train, validation, seed=seed)
+
+
+FACTORY = ClassificationTaskFactory()
+"""The object the ``kneescope.tasks`` entry point ``classification`` names."""
+
+
+def classification_metrics(logits: torch.Tensor, truth: torch.Tensor, n_classes: int) -> Metrics:
+    """Metrics of ``(N, classes)`` logits against ``(N,)`` true class indices.
+
+    ``recall`` is None for a class absent from ``truth`` (and left out of the balanced
+    accuracy).
+    """
+    predicted = logits.argmax(dim=1)
+    confusion = torch.zeros((n_classes, n_classes), dtype=torch.int64)
+    confusion.index_put_((truth, predicted), torch.ones_like(truth), accumulate=True)
+    per_class = confusion.sum(dim=1)
+    recall: list[float | None] = [
+        float(confusion[k, k] / per_class[k]) if per_class[k] > 0 else None
+        for k in range(n_classes)
+    ]
+    present = [r for r in recall if r is not None]
+    accuracy = float((predicted == truth).double().mean())
+    loss = float(torch.nn.functional.cross_entropy(logits, truth))
+    return Metrics(
+        score=accuracy,
+        values={
+            "accuracy": accuracy,
+            "balanced_accuracy": float(np.mean(present)),
+            "recall": recall,
+            "confusion": confusion.tolist(),
+            "loss": loss,
+        },
+    )
