@@ -94,13 +94,13 @@ def _declared(name: str) -> tuple[str, str]:
         cls = step_class(step)
         capability = getattr(cls, "capability", "") or step
         columns = getattr(cls, "results", None)
-        if columns is None:
+        if not columns:
             undeclared.append(capability)
             continue
         for column in columns:
             if column.name == name:
                 return capability, column.unit
-    return "+".join(undeclared), ""
+    return "+".join(undeclared) or "unknown", ""
 
 
 def _check_against_own(tidy: pd.DataFrame, own: dict[tuple[str, str], Any], run: str) -> None:

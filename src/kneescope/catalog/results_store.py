@@ -54,6 +54,8 @@ PROVENANCE_COLUMNS = ("input_checksum", "kneescope_version", "config_hash", "mod
 """Per-item provenance columns (the same for every value of an item)."""
 
 _BATCH = 5000
+_VALUES = ResultValue.metadata.tables[ResultValue.__tablename__]
+_INSERT = insert(_VALUES)
 
 
 @dataclass(frozen=True)
@@ -224,11 +226,11 @@ def store_run_results(catalog: Catalog, run: RunRecord, values: Iterable[ValueRe
         for record in values:
             batch.append(_value_row(catalog, row.id, record))
             if len(batch) >= _BATCH:
-                session.execute(insert(ResultValue), batch)
+                session.execute(_INSERT, batch)  # Core executemany: no ORM objects
                 stored += len(batch)
                 batch = []
         if batch:
-            session.execute(insert(ResultValue), batch)
+            session.execute(_INSERT, batch)
             stored += len(batch)
     return stored
 
@@ -316,42 +318,46 @@ def select_values(
                 )
             )
         }
-    for run in chosen:
-        query = select(ResultValue).where(ResultValue.run_id == ids[run.name])
+    columns = [_VALUES.c[name] for name in _READ_COLUMNS]
+    for run in chosen:  # rows, not ORM objects: an export may hold millions
+        query = select(*columns).where(_VALUES.c.run_id == ids[run.name])
         if capabilities:
-            query = query.where(ResultValue.capability.in_(capabilities))
+            query = query.where(_VALUES.c.capability.in_(capabilities))
         with catalog.session() as session:
-            for value in session.scalars(query.order_by(ResultValue.id)).yield_per(_BATCH):
-                yield _tidy_row(catalog, run.name, value)
+            result = session.execute(query.order_by(_VALUES.c.id)).yield_per(_BATCH)
+            for row in result:
+                yield _tidy_row(catalog, run.name, dict(zip(_READ_COLUMNS, row, strict=True)))
 
 
-def _tidy_row(catalog: Catalog, run: str, value: ResultValue) -> dict[str, Any]:
-    text = value.value_text
-    if value.kind == "file" and text is not None:
+_READ_COLUMNS = (
+    "item_id",
+    "subject",
+    "visit",
+    "side",
+    "series",
+    "capability",
+    "step",
+    "name",
+    "kind",
+    "value_num",
+    "value_text",
+    "unit",
+    *PROVENANCE_COLUMNS,
+    "computed_at",
+)
+
+
+def _tidy_row(catalog: Catalog, run: str, row: dict[str, Any]) -> dict[str, Any]:
+    kind = row["kind"]
+    text = row.pop("value_text")
+    if kind == "file" and text is not None:
         text = str(catalog.resolve(text))
-    number = value.value_num
-    if number is None and value.kind in ("float", "int", "bool"):
+    number = row.pop("value_num")
+    if number is None and kind in ("float", "int", "bool"):
         number = math.nan
-    return {
-        "run": run,
-        "item_id": value.item_id,
-        "subject": value.subject,
-        "visit": value.visit,
-        "side": value.side,
-        "series": value.series,
-        "capability": value.capability,
-        "step": value.step,
-        "name": value.name,
-        "kind": value.kind,
-        "value": number,
-        "value_text": text,
-        "unit": value.unit,
-        "input_checksum": value.input_checksum,
-        "kneescope_version": value.kneescope_version,
-        "config_hash": value.config_hash,
-        "model_hash": value.model_hash,
-        "computed_at": _aware(value.computed_at) if value.computed_at is not None else None,
-    }
+    if row["computed_at"] is not None:
+        row["computed_at"] = _aware(row["computed_at"])
+    return {"run": run, **row, "value": number, "value_text": text}
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 Each value's capability, unit and kind come from the declarations of the step that returned
 it (``capability`` and ``results`` class attributes, :mod:`kneescope.cohort.result_schema`).
-A step that declares no ``results`` gets its values stored with the step's name as their
-capability (its ``capability`` when it declares only that), no unit, and the kind of the value.
+A step that declares no (or empty) ``results`` gets its values stored with the step's name as
+their capability (its ``capability`` when it declares only that), no unit, and the kind of the
+value; with several such steps in one pipeline the run cannot tell which returned a value, so
+the capability is their names joined with ``+``.
 
 A run whose workspace has no catalog yet (items from a file list) creates it: results of
 every run are in the catalog, so ``kneescope results`` exports them with the others.
@@ -67,7 +69,7 @@ class ColumnMap:
             capability = str(getattr(klass, "capability", "") or config.name)
             step_capability[config.name] = capability
             columns = getattr(klass, "results", None)
-            if columns is None:
+            if not columns:  # none, or an empty default: the step may return anything
                 undeclared.append((capability, config.name))
                 continue
             for column in columns:
