@@ -68,10 +68,10 @@ def random_model(path: Path, size_name: str, roi: tuple[int, int, int]) -> Path:
     import torch
 
     from kneescope.core.labels import KNEE_LABELS
+    from kneescope.inference.segmentation_model import ModelSpec, SegmentationModel, save_model
     from kneescope.models import build_network
     from kneescope.models.registry import preset
     from kneescope.synth.params import FULL, SMALL
-    from kneescope.transforms.model_file import ModelSpec, SegmentationModel, save_model
 
     size = FULL if size_name == "full" else SMALL
     network = preset("unet3d-small").model_copy(update={"out_channels": 10})

@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--test", type=int, default=None, help="how many held-out knees")
     args = parser.parse_args()
-    from kneescope.transforms.model_file import load_model
+    from kneescope.inference.segmentation_model import load_model
 
     test_dir = args.work / "test"
     names = sorted(p.name.removesuffix(".nii") for p in (test_dir / "images").glob("*.nii"))

@@ -40,8 +40,8 @@ def phantom(shape: tuple[int, int, int], seed: int) -> np.ndarray:
 def default_model() -> Any:
     import torch
 
+    from kneescope.inference.segmentation_model import ModelSpec, SegmentationModel
     from kneescope.models import NetworkConfig, build_network
-    from kneescope.transforms.model_file import ModelSpec, SegmentationModel
 
     config = NetworkConfig(
         name="unet",
@@ -85,8 +85,8 @@ def main() -> None:
         raise SystemExit("no CUDA device visible: this benchmark needs a GPU")
     from kneescope.core import Volume
     from kneescope.core.geometry import affine_from_axes
+    from kneescope.inference.segmentation_model import load_model
     from kneescope.inference.segmenter import SegmentConfig, Segmenter
-    from kneescope.transforms.model_file import load_model
 
     torch.backends.cudnn.benchmark = True
     shape = (int(args.shape[0]), int(args.shape[1]), int(args.shape[2]))

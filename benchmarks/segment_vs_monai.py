@@ -77,9 +77,9 @@ def child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     from kneescope.inference.model_grid import plan_model_grid
+    from kneescope.inference.segmentation_model import load_model
     from kneescope.inference.segmenter import SegmentConfig, Segmenter
     from kneescope.io import read_volume
-    from kneescope.transforms.model_file import load_model
 
     image = read_volume(args.volume)
     model = load_model(args.model)
@@ -233,7 +233,7 @@ def main() -> None:
             raise SystemExit(f"{engine} run failed")
         results[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
         results[engine]["labels"] = out
-    from kneescope.transforms.model_file import load_model
+    from kneescope.inference.segmentation_model import load_model
 
     spec = load_model(args.model).spec
     a, b = np.load(results["ours"]["labels"]), np.load(results["monai"]["labels"])

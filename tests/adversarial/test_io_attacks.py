@@ -36,13 +36,18 @@ from kneescope.catalog.database import Catalog
 from kneescope.catalog.manifest import import_manifest
 from kneescope.core import Volume
 from kneescope.errors import DicomError, GeometryError, InputError, ModelError
+from kneescope.inference.segmentation_model import (
+    ModelSpec,
+    SegmentationModel,
+    load_model,
+    save_model,
+)
 from kneescope.inference.segmenter import SegmentConfig, Segmenter
 from kneescope.io import read_volume, write_dicom_series, write_nifti
 from kneescope.io.dicom_radiograph import write_dicom_radiograph
 from kneescope.io.dicom_write import DicomWriteMeta
 from kneescope.io.itk_formats import read_itk
 from kneescope.models import NetworkConfig, build_network
-from kneescope.transforms.model_file import ModelSpec, SegmentationModel, load_model, save_model
 from kneescope.transforms.resample import plan_resampling
 from kneescope.workspace import Workspace
 
@@ -405,7 +410,7 @@ def test_segment_refuses_a_resampled_grid_beyond_the_memory_limit() -> None:
 def _edited_model_file(tmp_path: Path, edit: Callable[[dict[str, object]], None]) -> Path:
     path = save_model(_tiny_model(), tmp_path / "model.pt")
     payload = torch.load(path, weights_only=True)
-    edit(payload["spec"])
+    edit(payload)
     torch.save(payload, path)
     return path
 
@@ -413,10 +418,10 @@ def _edited_model_file(tmp_path: Path, edit: Callable[[dict[str, object]], None]
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
-        (lambda s: s["network"].update(features=[4, 16384]), "features"),
-        (lambda s: s.update(roi_size_vox=[4096, 4096, 4096]), "window"),
-        (lambda s: s.update(spacing_mm=[0.0, 1.0, 1.0]), "spacing_mm"),
-        (lambda s: s["network"].update(features=[4, 9]), "do not fit"),
+        (lambda p: p["network"].update(features=[4, 16384]), "features"),
+        (lambda p: p["spec"].update(roi_size_vox=[4096, 4096, 4096]), "window"),
+        (lambda p: p["spec"].update(spacing_mm=[0.0, 1.0, 1.0]), "spacing_mm"),
+        (lambda p: p["network"].update(features=[4, 9]), "do not fit"),
     ],
     ids=["16384-features", "4096-cubed-window", "zero-spacing", "weights-do-not-fit"],
 )
@@ -739,7 +744,7 @@ def test_fifo_as_an_item_list_or_a_sides_table_is_refused_not_read(tmp_path: Pat
         f"""
         from pathlib import Path
         from kneescope.cohort.item_sources import _csv_items
-        from kneescope.training.data import sides_in_folder
+        from kneescope.capabilities.segmentation.training_data import sides_in_folder
         calls = (
             lambda: list(_csv_items(Path({str(items)!r}), Path({str(tmp_path)!r}))),
             lambda: sides_in_folder(Path({str(folder)!r})),

@@ -18,9 +18,9 @@ import torch
 from kneescope.cli.app import main
 from kneescope.core import Volume
 from kneescope.core.labels import KNEE_LABELS
+from kneescope.inference.segmentation_model import ModelSpec, SegmentationModel, save_model
 from kneescope.io import read_volume, write_nifti
 from kneescope.models import NetworkConfig, build_network
-from kneescope.transforms.model_file import ModelSpec, SegmentationModel, save_model
 
 
 def _model(path: Path) -> Path:

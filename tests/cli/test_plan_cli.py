@@ -59,8 +59,8 @@ def test_model_is_a_trained_model_file_or_name(
     import torch
 
     from kneescope.core.labels import KNEE_LABELS
+    from kneescope.inference.segmentation_model import ModelSpec, SegmentationModel, save_model
     from kneescope.models import NetworkConfig, build_network, model_fingerprint
-    from kneescope.transforms.model_file import ModelSpec, SegmentationModel, save_model
 
     config = NetworkConfig(
         name="unet", spatial_dims=3, out_channels=10, features=(4, 8), strides=(2,),

@@ -17,9 +17,9 @@ from kneescope.cohort.pipeline_config import ExecutorConfig, PipelineConfig, Ste
 from kneescope.cohort.runner import run_pipeline
 from kneescope.core import Volume
 from kneescope.errors import ConfigError
+from kneescope.inference.segmentation_model import ModelSpec, SegmentationModel, save_model
 from kneescope.io import read_volume, write_nifti
 from kneescope.models import NetworkConfig, build_network
-from kneescope.transforms.model_file import ModelSpec, SegmentationModel, save_model
 from kneescope.workspace import Workspace
 
 

@@ -53,7 +53,7 @@ def test_train_then_segment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     model = Path(report["model"])
     assert model == ws / "models" / "tiny.pt" and model.is_file()
     assert report["iterations_run"] == 12
-    from kneescope.transforms.model_file import load_model
+    from kneescope.inference.segmentation_model import load_model
 
     spec = load_model(model).spec
     assert spec.side_canonical and spec.flip_axes == ()  # every side known: mirrored

@@ -16,9 +16,9 @@ import torch
 from kneescope.cli.app import main
 from kneescope.core import Volume, affine_from_axes
 from kneescope.core.labels import KNEE_LABELS
+from kneescope.inference.segmentation_model import ModelSpec, SegmentationModel, save_model
 from kneescope.io import read_volume, write_nifti
 from kneescope.models import NetworkConfig, build_network
-from kneescope.transforms.model_file import ModelSpec, SegmentationModel, save_model
 
 SCHEME = {0: "background", **KNEE_LABELS.labels}
 

@@ -13,14 +13,14 @@ from scipy.spatial.transform import Rotation
 
 from kneescope.core import Volume, affine_from_axes
 from kneescope.errors import ModelError
-from kneescope.inference.segmenter import SegmentConfig, Segmenter
-from kneescope.models import NetworkConfig, build_network
-from kneescope.transforms.model_file import (
+from kneescope.inference.segmentation_model import (
     ModelSpec,
     SegmentationModel,
     load_model,
     save_model,
 )
+from kneescope.inference.segmenter import SegmentConfig, Segmenter
+from kneescope.models import NetworkConfig, build_network
 from kneescope.transforms.orientation import plan_reorientation
 
 

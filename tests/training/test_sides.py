@@ -7,11 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kneescope.capabilities.segmentation.training_config import SegmentationTrainConfig
+from kneescope.capabilities.segmentation.training_data import (
+    prepare_case,
+    resolve_side_canonical,
+    sides_in_folder,
+)
 from kneescope.core import Volume
 from kneescope.errors import InputError
-from kneescope.training.config import TrainConfig
-from kneescope.training.data import prepare_case, sides_in_folder
-from kneescope.training.run import resolve_side_canonical
 from kneescope.transforms.intensity import NormalisationConfig
 
 
@@ -64,9 +67,9 @@ def test_sides_csv(tmp_path: Path) -> None:
 
 
 def test_side_canonical_resolution() -> None:
-    auto = TrainConfig()
+    auto = SegmentationTrainConfig()
     assert resolve_side_canonical(auto, ["right", "left"]) is True
     assert resolve_side_canonical(auto, ["right", None]) is False
-    assert resolve_side_canonical(TrainConfig(side_canonical=False), ["left"]) is False
+    assert resolve_side_canonical(SegmentationTrainConfig(side_canonical=False), ["left"]) is False
     with pytest.raises(InputError, match=r"sides\.csv"):
-        resolve_side_canonical(TrainConfig(side_canonical=True), ["left", None])
+        resolve_side_canonical(SegmentationTrainConfig(side_canonical=True), ["left", None])

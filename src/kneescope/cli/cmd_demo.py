@@ -185,22 +185,28 @@ reach the accuracy targets of docs/segmentation.md (train longer for that)."""
 
 def _train(ws: Any, *, quiet: bool) -> tuple[Path, bool]:
     """Train the demo model unless the same one is cached; return (model path, trained)."""
-    from kneescope.training.config import TrainConfig
+    from kneescope.training.config import split_training_table, task_config, task_factory
 
-    config = TrainConfig.model_validate(DEMO_TRAINING)
+    training = split_training_table(DEMO_TRAINING, "demo training config")
+    options = task_config(task_factory(training.task), training, "demo training config")
     model_path = ws.models_dir / f"{DEMO_MODEL}.pt"
     marker = ws.models_dir / f"{DEMO_MODEL}.config.json"
-    wanted = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    resolved = {
+        "name": training.name,
+        **training.engine.model_dump(mode="json"),
+        **options.model_dump(mode="json"),
+    }
+    wanted = json.dumps(resolved, sort_keys=True)
     if model_path.is_file() and marker.is_file() and marker.read_text() == wanted:
         return model_path, False
     if quiet:
         from kneescope.training.run import run_training
 
-        run_training(config, ws)
+        run_training(training, ws)
     else:
         from kneescope.cli.cmd_train import train_with_progress
 
-        train_with_progress(config, ws, None)
+        train_with_progress(training, ws, None)
     from kneescope.io import atomic_write_path
 
     with atomic_write_path(marker) as tmp:

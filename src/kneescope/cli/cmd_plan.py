@@ -62,7 +62,7 @@ def _network(
             "and in WORKSPACE/models/); give --network one of " + ", ".join(NETWORKS) + " or "
             "--model MODEL_FILE"
         )
-    from kneescope.transforms.model_file import load_model
+    from kneescope.inference.segmentation_model import load_model
 
     spec = load_model(path).spec
     return str(path), spec.network, tuple(float(v) for v in spec.spacing_mm)

@@ -1,4 +1,4 @@
-"""``kneescope train -w WS --config FILE``: train a 2D or 3D segmentation network."""
+"""``kneescope train -w WS --config FILE``: train a model of any task on the training engine."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def train(
         typer.Option(
             "--config",
             "-c",
-            help="Training config (TOML or JSON), see docs/segmentation.md.",
+            help="Training config (TOML or JSON), see docs/training.md.",
         ),
     ],
     iterations: Annotated[
@@ -34,79 +34,112 @@ def train(
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a segmentation model from the catalog's labelled series (or a folder of NIfTI
-    pairs); resumes from the last checkpoint when run again with the same config."""
-    from kneescope.config import load_config
-    from kneescope.training.config import TrainConfig
-    from kneescope.training.run import run_training
+    """Train a model (segmentation by default; the file's task key picks another task) from
+    the catalog's labelled series or a folder of NIfTI pairs; resumes from the last checkpoint
+    when run again with the same config."""
+    from kneescope.training.config import load_training_file, task_config, task_factory
 
-    config = load_config(TrainConfig, config_file.expanduser())
+    path = config_file.expanduser()
+    training = load_training_file(path)
+    task_config(task_factory(training.task), training, str(path))  # bad keys: before the bar
     overrides: dict[str, Any] = {}
     if iterations is not None:
         overrides["iterations"] = iterations
     if threads is not None:
         overrides["threads"] = threads
     if overrides:
-        config = TrainConfig.model_validate({**config.model_dump(), **overrides})
-    if config.data_dir is not None and not config.data_dir.is_absolute():
-        base = config_file.expanduser().absolute().parent
-        config = TrainConfig.model_validate(
-            {**config.model_dump(), "data_dir": base / config.data_dir}
-        )
+        training = training.with_engine(**overrides)
     ws = workspace(workspace_dir, catalog).ensure()
+    base_dir = path.absolute().parent
     if as_json:
-        result = run_training(config, ws, stop_after=stop_after)
+        result = _run(training, ws, base_dir, stop_after, None, str(path))
     else:
-        result = train_with_progress(config, ws, stop_after)
-    payload = {
+        result = train_with_progress(training, ws, stop_after, base_dir=base_dir, source=str(path))
+    payload = _payload(result)
+    emit(payload, as_json, lambda console: _render(console, payload))
+
+
+def _run(
+    training: Any, ws: Any, base_dir: Any, stop_after: int | None, progress: Any, source: str
+) -> Any:
+    from kneescope.training.run import run_training
+
+    return run_training(
+        training, ws, base_dir=base_dir, progress=progress, stop_after=stop_after, source=source
+    )
+
+
+def _payload(result: Any) -> dict[str, Any]:
+    """The summary printed (or emitted as JSON) at the end."""
+    model = result.model
+    metrics = result.metrics
+    return {
         "model": str(result.model_path) if result.model_path else None,
+        "task": model.kind,
         "iterations_run": result.iterations_run,
         "resumed_from": result.resumed_from,
+        "stopped_early": result.stopped_early,
         "seconds": round(result.seconds, 1),
         "final_loss": result.history[-1]["loss"] if result.history else None,
-        "validation": result.validation,
-        "labels": result.model.spec.labels,
-        "plan": result.model.spec.training.get("plan"),
+        "score": None if metrics is None else metrics.score,
+        "validation": {} if metrics is None else dict(metrics.values),
+        "labels": model.spec.get("labels"),
+        "classes": model.spec.get("classes"),
+        "plan": result.plan,
     }
-    emit(payload, as_json, lambda console: _render(console, payload, result.model.spec.labels))
 
 
-def train_with_progress(config: Any, ws: Any, stop_after: int | None) -> Any:
-    """Train with a rich progress bar (loss, Dice, ETA) on stderr; return the result."""
+def train_with_progress(
+    training: Any,
+    ws: Any,
+    stop_after: int | None,
+    *,
+    base_dir: Any = None,
+    source: str = "training config",
+) -> Any:
+    """Train with a rich progress bar (loss, validation score, ETA) on stderr; the result."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from kneescope.training.loop import TrainProgress
-    from kneescope.training.run import run_training
+    from kneescope.training.progress import FitProgress
 
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
         "loss {task.fields[loss]}",
-        "Dice {task.fields[dice]}",
+        "score {task.fields[score]}",
         TimeRemainingColumn(),
         console=stderr(),
     ) as bar:
-        task = bar.add_task(f"train {config.name}", total=config.iterations, loss="-", dice="-")
+        total = training.engine.iterations
+        task = bar.add_task(f"train {training.name}", total=total, loss="-", score="-")
 
-        def progress(p: TrainProgress) -> None:
-            dice = "-" if math.isnan(p.dice) else f"{p.dice:.3f}"
-            bar.update(task, completed=p.iteration, loss=f"{p.loss:.3f}", dice=dice)
+        def progress(p: FitProgress) -> None:
+            score = "-" if math.isnan(p.score) else f"{p.score:.3f}"
+            bar.update(task, completed=p.iteration, loss=f"{p.loss:.3f}", score=score)
 
-        return run_training(config, ws, progress=progress, stop_after=stop_after)
+        return _run(training, ws, base_dir, stop_after, progress, source)
 
 
-def _render(console: Any, payload: dict[str, Any], labels: dict[int, str]) -> None:
+def _render(console: Any, payload: dict[str, Any]) -> None:
     from rich.table import Table
 
     if payload["model"]:
         console.print(f"model written to {payload['model']}")
     else:
         console.print(f"stopped after {payload['iterations_run']} iterations; run again to resume")
-    dice = payload["validation"].get("dice") if payload["validation"] else None
-    if dice:
+    if payload["stopped_early"]:
+        console.print("early stopping: no better validation score for the set patience")
+    validation = payload["validation"]
+    dice, labels = validation.get("dice"), payload["labels"]
+    if dice and labels:
         table = Table("structure", "Dice", "surface distance (mm)")
-        asd = payload["validation"].get("surface_distance_mm", [float("nan")] * len(dice))
-        for value, name in sorted(labels.items()):
+        asd = validation.get("surface_distance_mm", [float("nan")] * len(dice))
+        for value, name in sorted((int(k), v) for k, v in labels.items()):
             table.add_row(name, f"{dice[value - 1]:.3f}", f"{asd[value - 1]:.2f}")
         console.print(table)
+    elif payload["score"] is not None:
+        console.print(f"validation score {payload['score']:.4f}")
+        for key, value in validation.items():
+            if isinstance(value, int | float):
+                console.print(f"  {key}: {value:.4f}")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy.typing as npt
 
 from kneescope.core import Volume
-from kneescope.transforms.model_file import ModelSpec
+from kneescope.inference.segmentation_model import ModelSpec
 from kneescope.transforms.orientation import Reorientation, mirror_to_right, plan_reorientation
 from kneescope.transforms.resample import GridChange, plan_resampling
 

@@ -32,6 +32,7 @@ from kneescope.inference.predictor import (
     resolve_device,
     resolve_precision,
 )
+from kneescope.inference.segmentation_model import SegmentationModel, load_model, window_problem
 from kneescope.inference.streaming import (
     labels_and_probabilities_from_slabs,
     labels_from_slabs,
@@ -39,7 +40,6 @@ from kneescope.inference.streaming import (
 )
 from kneescope.models import divisor
 from kneescope.transforms.intensity import IntensityStats, intensity_stats
-from kneescope.transforms.model_file import SegmentationModel, load_model, window_problem
 
 log = logging.getLogger(__name__)
 

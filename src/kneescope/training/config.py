@@ -1,95 +1,91 @@
-"""The training configuration: one frozen model, loaded from TOML/JSON (``--config FILE``)."""
+"""Training files: one flat TOML/JSON table, split into the engine's keys and the task's keys.
+
+A training file names its task with ``task = "segmentation"`` (the default) and the model with
+``name``; the keys of :data:`~kneescope.training.engine_config.ENGINE_KEYS` configure the
+engine, every other key goes to the task's own config (validated by the task). Tasks are found
+in the ``kneescope.tasks`` entry-point group, so a plug-in distribution can add one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
-from kneescope.config import FROZEN
-from kneescope.models import NetworkConfig
-from kneescope.transforms.intensity import NormalisationConfig
+from kneescope.config import FROZEN, read_mapping, validate_config
+from kneescope.errors import ConfigError
+from kneescope.training.engine_config import ENGINE_KEYS, EngineConfig
+from kneescope.training.task import TaskFactory
+
+TASK_GROUP = "kneescope.tasks"
+"""The entry-point group of training tasks."""
 
 
-class TrainConfig(BaseModel):
-    """Everything ``kneescope train`` needs.
+class TrainingFile(BaseModel):
+    """A training file, split.
 
     Attributes:
-        name: model name; the model file is ``WS/models/<name>.pt``.
-        network: a registry preset name or a full network config (its ``out_channels`` is set
-            from the label scheme; ``spatial_dims`` must match ``mode``).
-        mode: ``"2d"`` (slice-wise along axis i of the reoriented volume) or ``"3d"``.
-        labels: output label scheme, ``"kneescope"`` (10 classes) or ``"oai-zib"`` (5).
-        label_remap: source label value -> training label value, applied before the scheme
-            (values not listed map to background); ``None``: labels are already in the scheme
-            (a kneescope map trained as ``oai-zib`` is converted automatically).
-        data_dir: folder of NIfTI pairs (``images/X.nii.gz`` + ``labels/X.nii.gz``); ``None``
-            takes image/label pairs from the workspace catalog.
-        spacing_mm: working spacing (i, j, k); ``None``: the median of the training data.
-        orientation: axis code arrays are reoriented to; ``None``: the commonest in the data.
-        side_canonical: mirror left knees onto right-knee anatomy before the network (and
-            drop left-right flips from the augmentation), so medial and lateral structures keep
-            their place; needs every case's side (the catalog's, which ingest takes from OAI
-            names or DICOM Laterality, or ``data_dir/sides.csv`` with columns ``name,side``).
-            ``None``: on when every side is known.
-        patch_size_vox: training patch (i, j, k); 2D uses ``(1, h, w)``; ``None``: planner.
-        batch_size: patches per step; ``None``: planner.
-        iterations: optimiser steps in total.
-        validate_every: iterations between validations (and progress Dice).
-        checkpoint_every: iterations between checkpoints (resume points).
-        lr: peak learning rate (AdamW, polynomial decay to 0).
-        weight_decay: AdamW weight decay.
-        seed: seeds patch sampling, augmentation, split and initialisation.
-        val_fraction: fraction of cases held out for validation (at least one if > 0).
-        budget: memory budget for the planner, e.g. ``"2GB"``; ``None``: free host RAM.
-        precision: ``"auto"`` (bf16 autocast where native), ``"bf16"`` or ``"fp32"``.
-        augment: random flips, rotations, scaling, intensity changes and noise.
-        class_weights: relative sampling weight of patch centres per class (length = classes);
-            ``None``: weights that favour small structures.
-        normalisation: intensity normalisation.
-        roi_size_vox: inference window stored in the model file; ``None``: from the patch.
-        threads: CPU threads for torch; ``None``: torch's default.
-        max_minutes: wall-time budget of the training loop; when it runs out the run
-            validates, checkpoints and writes the model as if the iterations were done
-            (the learning-rate schedule still follows ``iterations``).
+        name: model name; the model file is ``WS/models/<name>.pt``, checkpoints go to
+            ``WS/runs/train-<name>/``.
+        task: the training task (an entry of the ``kneescope.tasks`` group).
+        engine: the engine's settings.
+        options: the task's keys, unvalidated (see :func:`task_config`).
     """
 
     model_config = FROZEN
 
     name: str = Field("knee-seg", pattern=r"^[A-Za-z0-9_.-]+$")
-    network: str | NetworkConfig = "unet3d-small"
-    mode: Literal["2d", "3d"] = "3d"
-    labels: Literal["kneescope", "oai-zib"] = "kneescope"
-    label_remap: dict[int, int] | None = None
-    data_dir: Path | None = None
-    spacing_mm: tuple[float, float, float] | None = None
-    orientation: str | None = None
-    side_canonical: bool | None = None
-    patch_size_vox: tuple[int, int, int] | None = None
-    batch_size: int | None = Field(None, ge=1)
-    iterations: int = Field(200, ge=1)
-    validate_every: int = Field(50, ge=1)
-    checkpoint_every: int = Field(25, ge=1)
-    lr: float = Field(3e-3, gt=0.0)
-    weight_decay: float = Field(1e-5, ge=0.0)
-    seed: int = 0
-    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    budget: str | None = None
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    augment: bool = True
-    class_weights: tuple[float, ...] | None = None
-    normalisation: NormalisationConfig = Field(default_factory=NormalisationConfig)
-    roi_size_vox: tuple[int, int, int] | None = None
-    threads: int | None = Field(None, ge=1)
-    max_minutes: float | None = Field(None, gt=0.0)
+    task: str = "segmentation"
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    options: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _check(self) -> TrainConfig:
-        if self.patch_size_vox is not None and self.mode == "2d" and self.patch_size_vox[0] != 1:
-            raise ValueError("2d mode needs patch_size_vox = (1, h, w)")
-        if isinstance(self.network, NetworkConfig):
-            want = 2 if self.mode == "2d" else 3
-            if self.network.spatial_dims != want:
-                raise ValueError(f"mode {self.mode} needs a network with spatial_dims {want}")
-        return self
+    def with_engine(self, **changes: Any) -> TrainingFile:
+        """A copy with engine settings replaced (e.g. ``iterations`` from the command line)."""
+        engine = EngineConfig.model_validate({**self.engine.model_dump(), **changes})
+        return self.model_copy(update={"engine": engine})
+
+
+def split_training_table(raw: Mapping[str, Any], source: str = "training config") -> TrainingFile:
+    """Split a flat table into name, task, engine keys and task keys (engine keys validated).
+
+    Raises:
+        ConfigError: an engine value or the name is invalid (one line naming the key).
+    """
+    engine = {k: v for k, v in raw.items() if k in ENGINE_KEYS}
+    options = {k: v for k, v in raw.items() if k not in ENGINE_KEYS | {"name", "task"}}
+    top = {k: raw[k] for k in ("name", "task") if k in raw}
+    checked = validate_config(EngineConfig, engine, source)  # errors name the key itself
+    return validate_config(TrainingFile, {**top, "engine": checked, "options": options}, source)
+
+
+def load_training_file(path: Path) -> TrainingFile:
+    """Read and split a training file (TOML, JSON or YAML)."""
+    return split_training_table(read_mapping(path), str(path))
+
+
+def task_factory(name: str) -> TaskFactory:
+    """The task factory registered as ``name`` in the ``kneescope.tasks`` group.
+
+    Raises:
+        ConfigError: no task of that name is installed (the message lists those that are).
+    """
+    found = {ep.name: ep for ep in entry_points(group=TASK_GROUP)}
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none"
+        raise ConfigError(
+            f"unknown training task {name!r} (installed: {known}); set task to one of them "
+            "or reinstall kneescope (pip install -e .) if the list is empty"
+        )
+    obj = found[name].load()
+    factory = obj() if isinstance(obj, type) else obj
+    if not isinstance(factory, TaskFactory):
+        raise ConfigError(f"training task {name!r} is not a task factory; fix its entry point")
+    return factory
+
+
+def task_config(factory: TaskFactory, training: TrainingFile, source: str) -> BaseModel:
+    """The task's config from the training file's task keys (one-line ConfigError if invalid)."""
+    return validate_config(factory.config_type, dict(training.options), source)

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from kneescope.training.data import Case
+from kneescope.capabilities.segmentation.training_data import Case
 
 
 def predict_case(

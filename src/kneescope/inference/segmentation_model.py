@@ -1,20 +1,14 @@
-"""The segmentation model file: weights plus everything needed to use them.
+"""The segmentation part of a model file: labels, grid, preprocessing and inference window.
 
-A model file is a ``torch.save`` of plain data (dicts, lists, strings, numbers, tensors), so it
-loads with ``torch.load(weights_only=True)`` and never runs code. Beside the weights it records
-the network config, the label map, the spacing and orientation the network was trained at, the
-intensity normalisation, the inference window, and a fingerprint of the training data.
-
-It lives in ``transforms`` because both training (writes it) and inference (reads it) need it,
-and those two layers may not import each other.
+The generic envelope (kind, network, weights, fingerprint, metrics) is
+:mod:`kneescope.models.model_file`; this module is the ``"segmentation"`` kind: its
+description (:class:`ModelSpec`), and reading and writing segmentation model files (version 2,
+and version-1 files written before the training engine).
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,15 +19,15 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from kneescope.config import FROZEN
 from kneescope.errors import ModelError
 from kneescope.models import NetworkConfig, build_network
+from kneescope.models.model_file import MAX_FEATURES, ModelFile, load_model_file, save_model_file
 from kneescope.transforms.intensity import NormalisationConfig
 
-log = logging.getLogger(__name__)
+KIND = "segmentation"
+"""The model-file kind of segmentation networks."""
 
-FORMAT = "kneescope-segmentation-model"
-FORMAT_VERSION = 1
+ENVELOPE_FIELDS = frozenset({"network", "data_fingerprint", "training"})
+"""ModelSpec fields that the version-2 envelope holds (not its ``spec``)."""
 
-MAX_FEATURES = 4096
-"""Widest layer a model file may describe (nnU-Net-class networks stop at 320-512)."""
 MAX_CLASSES = 255
 """Most output channels: label maps are uint8."""
 MAX_WINDOW_SIDE = 1024
@@ -137,95 +131,50 @@ class SegmentationModel:
         return net.to(device).eval()
 
 
-def save_model(model: SegmentationModel, path: Path) -> Path:
-    """Write ``model`` to ``path`` atomically (temporary sibling, then rename)."""
-    payload = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "spec": model.spec.model_dump(mode="json"),
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict.items()},
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    log.info("wrote model %s", path)
-    return path
+def spec_part(spec: ModelSpec) -> dict[str, Any]:
+    """The kind-specific part of ``spec`` (what a version-2 file keeps under ``spec``)."""
+    return spec.model_dump(mode="json", exclude=set(ENVELOPE_FIELDS))
+
+
+def save_model(model: SegmentationModel, path: Path, metrics: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` to ``path`` atomically as a version-2 model file."""
+    spec = model.spec
+    envelope = ModelFile(
+        kind=KIND,
+        network=spec.network,
+        spec=spec_part(spec),
+        state_dict=model.state_dict,
+        data_fingerprint=spec.data_fingerprint,
+        metrics=metrics,
+        training=spec.training,
+    )
+    return save_model_file(envelope, path)
 
 
 def load_model(path: Path) -> SegmentationModel:
-    """Read a model file with ``torch.load(weights_only=True)``.
+    """Read a segmentation model file (version 2, or version 1) with ``weights_only=True``.
 
     Raises:
-        ModelError: the file is missing, not a kneescope model, corrupt, or from a newer format.
+        ModelError: the file is missing, not a kneescope segmentation model, corrupt, from a
+            newer format, or describes absurd sizes.
     """
-    if not path.is_file():
-        raise ModelError(
-            f"model file {path} does not exist; give a file written by `kneescope train`"
-        )
+    envelope = load_model_file(path, kind=KIND)
+    return from_model_file(path, envelope)
+
+
+def from_model_file(path: Path, envelope: ModelFile) -> SegmentationModel:
+    """The segmentation model of a loaded model file (its ``spec`` validated)."""
+    raw = {
+        **envelope.spec,
+        "network": envelope.network.model_dump(mode="json"),
+        "data_fingerprint": envelope.data_fingerprint,
+        "training": envelope.training,
+    }
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        pickle.UnpicklingError,
-        RuntimeError,
-        EOFError,
-        zipfile.BadZipFile,
-        ValueError,
-        OSError,
-    ) as exc:
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise ModelError(
-            f"model file {path} is corrupt or not a torch file ({reason}); "
-            "re-copy it or retrain with `kneescope train`"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelError(
-            f"{path} is a torch file but not a kneescope segmentation model; "
-            "give a file written by `kneescope train`"
-        )
-    version = payload.get("version")
-    if version != FORMAT_VERSION:
-        raise ModelError(
-            f"{path} has model format version {version}, this kneescope reads {FORMAT_VERSION}; "
-            "upgrade kneescope or retrain"
-        )
-    try:
-        spec = ModelSpec.model_validate(payload.get("spec"))
+        spec = ModelSpec.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         at = f" at {where}" if where else ""
         raise ModelError(f"{path}: model description invalid{at}: {first['msg']}") from None
-    state = payload.get("state_dict")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"{path}: model weights missing or malformed; retrain the model")
-    _check_weight_shapes(path, spec, state)
-    return SegmentationModel(spec=spec, state_dict=state)
-
-
-def _check_weight_shapes(path: Path, spec: ModelSpec, state: dict[str, torch.Tensor]) -> None:
-    """The weights must have exactly the shapes the network config describes; checked on
-    torch's ``meta`` device, so a config claiming huge layers allocates nothing.
-
-    Raises:
-        ModelError: a missing, extra or differently shaped weight.
-    """
-    try:
-        with torch.device("meta"):
-            net = build_network(spec.network)
-    except Exception as exc:  # MONAI raises assorted errors on inconsistent configs
-        raise ModelError(
-            f"{path}: the recorded network config cannot be built ({str(exc)[:120]}); "
-            "the file is corrupt: retrain or use another model file"
-        ) from None
-    wanted = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    if wanted == found:
-        return
-    names = sorted(set(wanted) ^ set(found)) or sorted(k for k in wanted if wanted[k] != found[k])
-    name = names[0]
-    raise ModelError(
-        f"{path}: model weights do not fit the recorded network config ({name}: config "
-        f"{wanted.get(name, 'none')}, file {found.get(name, 'none')}); the file is corrupt or "
-        "was edited: retrain or use another model file"
-    )
+    return SegmentationModel(spec=spec, state_dict=envelope.state_dict)

@@ -1,4 +1,5 @@
-"""Training cases: image/label pairs reoriented, resampled, remapped and normalised in memory."""
+"""Segmentation training data: image/label pairs found (folder or catalog), split, and
+prepared in memory (reoriented, resampled, remapped, normalised)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from kneescope.capabilities.segmentation.training_config import SegmentationTrainConfig
 from kneescope.core import KNEE_LABELS, LabelScheme, Volume
 from kneescope.core.labels import KNEESCOPE_TO_OAI_ZIB, OAI_ZIB_LABELS
 from kneescope.errors import InputError
 from kneescope.transforms.intensity import NormalisationConfig, intensity_stats
 from kneescope.transforms.orientation import mirror_to_right, plan_reorientation
 from kneescope.transforms.resample import plan_resampling
+from kneescope.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -178,3 +181,119 @@ def fingerprint(cases: Sequence[Case]) -> str:
         mirrored = ":mirrored" if c.mirrored else ""
         h.update(f"{c.name}:{c.image.shape}:{counts.tolist()}{mirrored};".encode())
     return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training pair: a name, an image path, a label-map path and the knee's side."""
+
+    name: str
+    image: Path
+    labels: Path
+    side: str | None = None
+
+
+def find_pairs(config: SegmentationTrainConfig, workspace: Workspace, base_dir: Path) -> list[Pair]:
+    """Pairs from ``config.data_dir`` (relative to ``base_dir``) if set, else from the
+    workspace catalog."""
+    if config.data_dir is not None:
+        folder = config.data_dir
+        if not folder.is_absolute():
+            folder = base_dir / folder
+        sides = sides_in_folder(folder)
+        return [
+            Pair(name=_stem(img), image=img, labels=lab, side=sides.get(_stem(img)))
+            for img, lab in pairs_in_folder(folder)
+        ]
+    from kneescope.catalog.database import Catalog
+    from kneescope.catalog.queries import SeriesFilter, list_series
+
+    catalog = Catalog.for_workspace(workspace, create=False)
+    try:
+        records = list_series(catalog, SeriesFilter(status="ok"))
+    finally:
+        catalog.close()
+    pairs = [
+        Pair(
+            name=f"series-{r.id}",
+            image=Path(r.path),
+            labels=Path(r.label_paths[0]),
+            side=r.side if r.side in ("right", "left") else None,
+        )
+        for r in records
+        if r.label_paths
+    ]
+    if not pairs:
+        raise InputError(
+            "the catalog holds no series with a label map; ingest labels or set data_dir "
+            "to a folder of NIfTI pairs"
+        )
+    return pairs
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def split_pairs(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """Deterministic train/validation split (at least one validation pair if fraction > 0)."""
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    n_val = 0 if val_fraction <= 0 else max(1, round(len(pairs) * val_fraction))
+    if n_val >= len(pairs):
+        n_val = len(pairs) - 1
+    val = [pairs[i] for i in sorted(order[:n_val])]
+    tr = [pairs[i] for i in sorted(order[n_val:])]
+    return tr, val
+
+
+def resolve_side_canonical(config: SegmentationTrainConfig, sides: list[str | None]) -> bool:
+    """Whether left knees are mirrored: the config's choice, or (``None``) whether every
+    case's side is known. Raises ``InputError`` when asked for but a side is missing."""
+    known = all(s in ("right", "left") for s in sides)
+    if config.side_canonical is None:
+        if not known:
+            log.warning(
+                "some training cases have no known side: left knees are not mirrored, so "
+                "medial and lateral structures are told apart by shape alone"
+            )
+        return known
+    if config.side_canonical and not known:
+        raise InputError(
+            f"side_canonical needs every case's side; {sides.count(None)} of {len(sides)} have "
+            "none: add data_dir/sides.csv (columns name,side) or set side_canonical = false"
+        )
+    return config.side_canonical
+
+
+def load_cases(
+    pairs: list[Pair], config: SegmentationTrainConfig, *, side_canonical: bool = False
+) -> tuple[list[Case], tuple[float, float, float], str]:
+    """Read and prepare every pair; returns the cases, the working spacing and orientation."""
+    from kneescope.io import read_volume
+
+    volumes = [(p, read_volume(p.image), read_volume(p.labels)) for p in pairs]
+    images = [v[1] for v in volumes]
+    orientation = config.orientation or common_orientation(images)
+    spacing = config.spacing_mm or median_spacing(images, orientation)
+    classes = len(scheme_for(config.labels).labels) + 1
+    table = remap_table(config.labels, config.label_remap)
+    cases = [
+        prepare_case(
+            p.name,
+            img,
+            lab,
+            orientation=orientation,
+            spacing_mm=spacing,
+            normalisation=config.normalisation,
+            table=table,
+            classes=classes,
+            side=p.side,
+            side_canonical=side_canonical,
+        )
+        for p, img, lab in volumes
+    ]
+    return cases, spacing, orientation
