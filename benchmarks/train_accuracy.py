@@ -3,7 +3,8 @@
 Stages (each reuses what earlier runs left in --work):
 1. data: N training knees and M held-out knees at full size (160x384x384), see
    segment_data.py (held-out: other seeds, noise levels, obliquity, offsets);
-2. train: ``kneescope.training.run_training`` with the config below and ``max_minutes``;
+2. train: ``kneescope.training.run.run_training`` (the segmentation task on the training
+   engine) with the config below and ``max_minutes``;
 3. evaluate: ``kneescope.inference.Segmenter`` (the ``kneescope segment`` path) on each
    held-out knee at full size; Dice per structure against the exact label map; wall time.
 
@@ -125,7 +126,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from kneescope.training.config import TrainConfig
+    from kneescope.training.config import split_training_table
     from kneescope.training.run import run_training
     from kneescope.workspace import Workspace
 
@@ -135,7 +136,7 @@ def main() -> None:
     print(f"data ready in {time.perf_counter() - t0:.0f} s", flush=True)
 
     ws = Workspace.resolve(args.work / "ws").ensure()
-    config = TrainConfig.model_validate(train_config(args, args.work / "train"))
+    config = split_training_table(train_config(args, args.work / "train"))
     model_path = ws.models_dir / f"{config.name}.pt"
     train_info: dict[str, Any] = {}
     if not args.skip_train:
@@ -145,7 +146,7 @@ def main() -> None:
             if time.perf_counter() - last[0] > 30 or p.iteration == p.total:
                 last[0] = time.perf_counter()
                 print(
-                    f"  it {p.iteration}/{p.total} loss {p.loss:.3f} dice {p.dice:.3f} "
+                    f"  it {p.iteration}/{p.total} loss {p.loss:.3f} dice {p.score:.3f} "
                     f"elapsed {p.elapsed_s / 60:.1f} min",
                     flush=True,
                 )
@@ -153,9 +154,9 @@ def main() -> None:
         result = run_training(config, ws, progress=progress)
         train_info = {
             "minutes": result.seconds / 60.0,
-            "iterations": result.model.spec.training["iterations"],
-            "plan": result.model.spec.training["plan"],
-            "validation": result.validation,
+            "iterations": result.model.training["iterations"],
+            "plan": result.plan,
+            "validation": {} if result.metrics is None else dict(result.metrics.values),
             "config": config.model_dump(mode="json"),
         }
         print(f"trained {train_info['iterations']} iterations in {train_info['minutes']:.1f} min")
