@@ -46,8 +46,26 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    verbose: int = typer.Option(
+        0,
+        "-v",
+        "--verbose",
+        count=True,
+        show_default=False,
+        help="Show progress messages too (-vv: also debugging messages). Goes before the command.",
+    ),
+    quiet: bool = typer.Option(
+        False, "-q", "--quiet", help="Show errors only, no warnings. Goes before the command."
+    ),
 ) -> None:
     """kneescope command line."""
+    from typer._click.exceptions import UsageError
+
+    from kneescope.cli.logs import configure_console
+
+    if verbose and quiet:
+        raise UsageError("give -v/--verbose or -q/--quiet, not both")
+    configure_console(verbose, quiet)
 
 
 _COMMANDS: tuple[tuple[str, str], ...] = (
@@ -86,7 +104,7 @@ def command() -> Any:
     group = typer.main.get_command(app)
     for cmd in (group, *getattr(group, "commands", {}).values()):
         for param in cmd.params:
-            if getattr(param, "is_flag", False):
+            if getattr(param, "is_flag", False) or getattr(param, "count", False):
                 param.metavar = ""
         cmd.get_help_option = _flag_help_option(cmd.get_help_option)
     return group
@@ -154,13 +172,22 @@ def _main(argv: list[str] | None) -> int:
     """Run the app, mapping kneescope errors to one line and an exit code."""
     import warnings
 
-    from kneescope.errors import KneescopeError
-
     # MONAI warns about its own deprecated arguments when its metrics call each other; that
     # is noise for a user of kneescope.
     warnings.filterwarnings("ignore", message=r"monai\..*deprecated", category=FutureWarning)
+    from kneescope.cli.logs import reset_console
+
+    try:
+        return _run_command(argv)
+    finally:
+        reset_console()
+
+
+def _run_command(argv: list[str] | None) -> int:
     # typer >= 0.29 (pyproject) vendors click as typer._click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    from kneescope.errors import KneescopeError
 
     try:
         result = command().main(args=argv, prog_name="kneescope", standalone_mode=False)

@@ -33,6 +33,7 @@ from kneescope.cohort.pipeline_config import PipelineConfig, StepConfig, is_run_
 from kneescope.cohort.results_catalog import store_in_catalog
 from kneescope.cohort.results_table import table_rows, write_results
 from kneescope.cohort.run_lock import RunLock
+from kneescope.cohort.run_log import run_log
 from kneescope.cohort.step_registry import build_steps, prepare_steps
 from kneescope.errors import ConfigError
 from kneescope.io.atomic import atomic_write_text
@@ -125,6 +126,29 @@ def run_pipeline(
         KeyboardInterrupt: after stopping cleanly (in-flight items back to pending).
     """
     workspace.ensure()
+    # every session's messages, the workers' included, are appended to RUN/run.log
+    with run_log(run_dir_for(workspace, config)):
+        return _run_pipeline(
+            config,
+            workspace,
+            base_dir=base_dir,
+            items=items,
+            executor=executor,
+            on_progress=on_progress,
+            progress_interval_s=progress_interval_s,
+        )
+
+
+def _run_pipeline(
+    config: PipelineConfig,
+    workspace: Workspace,
+    *,
+    base_dir: Path | None,
+    items: Iterable[Item] | None,
+    executor: Executor | None,
+    on_progress: Callable[[Progress], None] | None,
+    progress_interval_s: float,
+) -> RunResult:
     run_dir = run_dir_for(workspace, config)
     prepared = prepare_steps(config.steps, workspace, base_dir or workspace.root)
     build_steps(prepared.configs)  # built once here so that bad options fail before any work

@@ -36,6 +36,23 @@ from kneescope.errors import RunError
 log = logging.getLogger(__name__)
 
 
+def _forward_worker_logs(client: Any) -> None:
+    """Workers in other processes (or on other machines) send their ``kneescope`` records at
+    INFO and above, and their warnings, to this driver, whose loggers re-emit them (so they
+    reach ``RUN/run.log`` and, by level, the console). Workers joining later get the same."""
+    import distributed
+
+    class WorkerLogging(distributed.WorkerPlugin):  # type: ignore[misc]
+        def setup(self, worker: Any) -> None:
+            if logging.getLogger("kneescope").getEffectiveLevel() > logging.INFO:
+                logging.getLogger("kneescope").setLevel(logging.INFO)
+            logging.captureWarnings(True)
+
+    client.register_plugin(WorkerLogging(), name="kneescope-worker-logging")
+    client.forward_logging("kneescope", level=logging.INFO)
+    client.forward_logging("py.warnings", level=logging.WARNING)
+
+
 def _import_jobqueue() -> Any:
     """Import dask_jobqueue, keeping our Ctrl-C handling.
 
@@ -118,6 +135,8 @@ class DaskExecutor(Executor):
             self._client = distributed.Client(  # type: ignore[no-untyped-call]
                 address, timeout=self.config.worker_timeout_s
             )
+            if self.config.kind != "dask" or self.config.processes:
+                _forward_worker_logs(self._client)
             wanted = 1 if self.config.kind == "address" else self.config.workers
             if self.config.kind == "gpu":
                 wanted = len(self.config.gpu_ids)
