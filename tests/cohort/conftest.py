@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import subprocess
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -31,12 +32,18 @@ def dask_scheduler_address() -> Iterator[str]:
         cluster.close()
 
 
-def cancel_slurm_jobs() -> None:
-    """Cancel every Slurm job this user still has queued (dask-worker leftovers)."""
+def slurm_job_name() -> str:
+    """A job name no one else uses: the worker jobs of one test, and only they, carry it."""
+    return f"kneescope-test-{uuid.uuid4().hex[:12]}"
+
+
+def cancel_slurm_jobs(job_name: str) -> None:
+    """Cancel this user's Slurm jobs named ``job_name`` (leftovers of one test's run), and no
+    other: not the user's own dask-worker jobs, nor another test's."""
+    if not job_name.startswith("kneescope-test-"):
+        raise ValueError(f"refusing to cancel jobs named {job_name!r}: not a test's own name")
     with contextlib.suppress(OSError):
-        subprocess.run(
-            ["scancel", "--user", getpass.getuser(), "--name", "dask-worker"], check=False
-        )
+        subprocess.run(["scancel", "--user", getpass.getuser(), "--name", job_name], check=False)
 
 
 EXECUTOR_KINDS = [
@@ -66,6 +73,7 @@ def _executor(kind: str, request: pytest.FixtureRequest) -> Iterator[ExecutorCon
         yield ExecutorConfig(kind="address", address=address)
     else:
         request.getfixturevalue("slurm_available")
+        job_name = slurm_job_name()
         try:
             yield ExecutorConfig(
                 kind="slurm",
@@ -76,9 +84,10 @@ def _executor(kind: str, request: pytest.FixtureRequest) -> Iterator[ExecutorCon
                 walltime="00:30:00",
                 host="127.0.0.1",
                 worker_timeout_s=90,
+                job_name=job_name,
             )
         finally:
-            cancel_slurm_jobs()
+            cancel_slurm_jobs(job_name)
 
 
 @pytest.fixture(params=EXECUTOR_KINDS)

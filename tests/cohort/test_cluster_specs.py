@@ -95,3 +95,18 @@ def test_unreachable_scheduler_is_a_run_error(tmp_path: Path) -> None:
     executor = ExecutorConfig(kind="address", address="tcp://127.0.0.1:9", worker_timeout_s=2)
     with pytest.raises(RunError, match="no workers came up"):
         run_pipeline(pipeline("nosched", tmp_path / "data", executor), Workspace.resolve(tmp_path))
+
+
+def test_batch_jobs_carry_the_configured_job_name() -> None:
+    """``job_name`` names the worker jobs (the test fixtures cancel only their own jobs by it);
+    the default stays dask-jobqueue's."""
+    from conftest import slurm_job_name
+
+    name = slurm_job_name()
+    assert name != slurm_job_name()
+    assert f"#SBATCH -J {name}" in job_script(_batch("slurm").model_copy(update={"job_name": name}))
+    assert f"#PBS -N {name}" in job_script(_batch("pbs").model_copy(update={"job_name": name}))
+    assert "#SBATCH -J dask-worker" in job_script(_batch("slurm"))
+    assert jobqueue_kwargs(_batch("slurm"))["job_name"] == "dask-worker"
+    with pytest.raises(ValueError, match="job_name"):
+        ExecutorConfig(kind="slurm", job_name="x; rm -rf ~")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from cohort_helpers import pipeline, write_cohort
 
-from conftest import cancel_slurm_jobs
+from conftest import cancel_slurm_jobs, slurm_job_name
 from kneescope.cohort.pipeline_config import ExecutorConfig
 from kneescope.cohort.runner import Progress, run_pipeline
 from kneescope.workspace import Workspace
@@ -18,9 +18,9 @@ from kneescope.workspace import Workspace
 pytestmark = pytest.mark.integration
 
 
-def _worker_jobs() -> list[str]:
+def _worker_jobs(job_name: str) -> list[str]:
     out = subprocess.run(
-        ["squeue", "--noheader", "--name", "dask-worker", "--states", "RUNNING", "-o", "%i"],
+        ["squeue", "--noheader", "--name", job_name, "--states", "RUNNING", "-o", "%i"],
         capture_output=True,
         text=True,
         check=True,
@@ -33,6 +33,7 @@ def test_scancel_of_a_worker_job_retries_its_items(tmp_path: Path, slurm_availab
     truth = write_cohort(data, 10)
     traces = tmp_path / "traces"
     traces.mkdir()
+    job_name = slurm_job_name()
     executor = ExecutorConfig(
         kind="slurm",
         workers=2,
@@ -42,6 +43,7 @@ def test_scancel_of_a_worker_job_retries_its_items(tmp_path: Path, slurm_availab
         walltime="00:30:00",
         host="127.0.0.1",
         worker_timeout_s=90,
+        job_name=job_name,
     )
     steps = [
         {"name": "load_array"},
@@ -52,7 +54,7 @@ def test_scancel_of_a_worker_job_retries_its_items(tmp_path: Path, slurm_availab
 
     def cancel_one_job(progress: Progress) -> None:
         if progress.done >= 2 and not cancelled:
-            jobs = _worker_jobs()
+            jobs = _worker_jobs(job_name)
             assert len(jobs) == 2
             subprocess.run(["scancel", jobs[0]], check=True)
             cancelled.append(jobs[0])
@@ -65,7 +67,7 @@ def test_scancel_of_a_worker_job_retries_its_items(tmp_path: Path, slurm_availab
             progress_interval_s=0.0,
         )
     finally:
-        cancel_slurm_jobs()
+        cancel_slurm_jobs(job_name)
     assert cancelled
     assert (result.done, result.failed) == (10, 0)
     table = pd.read_parquet(result.results_path).set_index("item_id")

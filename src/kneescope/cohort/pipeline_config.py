@@ -114,7 +114,8 @@ class ExecutorConfig(BaseModel):
         ``workers`` processes x ``threads_per_worker`` threads, ``memory_limit`` each;
         ``address`` an existing scheduler; ``slurm``/``pbs`` dask-jobqueue jobs, one worker
         per job (``queue``, ``account``, ``cores``, ``memory``, ``walltime``, ``gpus``,
-        ``job_extra``); ``gpu`` one worker per GPU in ``gpu_ids`` on this node.
+        ``job_extra``, ``job_name``: the name the jobs show in ``squeue``/``qstat``);
+        ``gpu`` one worker per GPU in ``gpu_ids`` on this node.
     """
 
     model_config = FROZEN
@@ -132,6 +133,7 @@ class ExecutorConfig(BaseModel):
     walltime: str = "01:00:00"
     gpus: int = Field(default=0, ge=0)
     job_extra: tuple[str, ...] = ()
+    job_name: str = Field(default="dask-worker", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     host: str | None = Field(default=None, description="bind scheduler and workers to this IP")
     gpu_ids: tuple[int, ...] = ()
     max_in_flight: int | None = Field(default=None, ge=1)

@@ -53,6 +53,7 @@ def jobqueue_kwargs(config: ExecutorConfig) -> dict[str, Any]:
         "queue": config.queue,
         "account": config.account,
         "job_extra_directives": extra,
+        "job_name": config.job_name,
         "python": sys.executable,
         "scheduler_options": {"dashboard_address": ":0"},
     }
