@@ -1,48 +1,30 @@
-"""Small real steps for runs, tests and benchmarks.
+"""Small real steps for runs and benchmarks (capability ``builtin``).
 
 ``load_array`` reads an item's NIfTI/MHA/NPY file, ``array_stats`` measures it, ``noop`` does
-nothing (bookkeeping benchmarks), ``burn_cpu`` spins the CPU (scaling benchmarks), ``sleep``
-waits (fault tests) and ``crash_once`` kills its worker process the first time it sees an item.
-The segmentation and biomarker steps live with their own packages and plug in the same way.
+nothing (bookkeeping benchmarks), ``burn_cpu`` spins the CPU (scaling benchmarks) and
+``peak_rss`` reports the worker's peak memory. The knee steps live in capability packages
+(:mod:`kneescope.capabilities`), the test suite's steps in the test plug-in distribution
+``tests/plugin_pkg``; all plug in through the ``kneescope.steps`` entry points.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from kneescope.cohort.item import Item
-from kneescope.cohort.step import StepContext, StepResult
+from kneescope.cohort.result_schema import ResultColumn
+from kneescope.cohort.step import BaseStep, StepContext, StepResult
 from kneescope.errors import InputError
 from kneescope.io.readers import read_array
 
+__all__ = ["ArrayStats", "BaseStep", "BurnCpu", "LoadArray", "Noop", "PeakRss", "read_array_file"]
 
-class BaseStep:
-    """Defaults for the optional parts of the Step protocol."""
-
-    name: ClassVar[str] = "base"
-    version: ClassVar[str] = "1"
-    reads: ClassVar[tuple[str, ...]] = ()
-    writes: ClassVar[tuple[str, ...]] = ()
-    prefetchable: ClassVar[bool] = False
-    model_options: ClassVar[tuple[str, ...]] = ()
-    path_options: ClassVar[tuple[str, ...]] = ()
-
-    @classmethod
-    def model_hash_for(cls, options: Mapping[str, Any]) -> str:
-        """Hash of the model used with ``options`` ("": none)."""
-        del options
-        return ""
-
-    def setup(self) -> None:
-        return None
+CAPABILITY = "builtin"
 
 
 def read_array_file(path: Path) -> np.ndarray[Any, Any]:
@@ -61,6 +43,8 @@ class LoadArray(BaseStep):
     """Read the item's input file into ``volume`` (any-dtype ndarray)."""
 
     name = "load_array"
+    capability = CAPABILITY
+    results = (ResultColumn("shape", "str", "", "array size in voxels, e.g. 12x16x10"),)
     writes = ("volume",)
     prefetchable = True
 
@@ -82,6 +66,15 @@ class ArrayStats(BaseStep):
     """
 
     name = "array_stats"
+    capability = CAPABILITY
+    results = (
+        ResultColumn("mean", "float", "", "mean intensity (the image's units)"),
+        ResultColumn("std", "float", "", "standard deviation of the intensity"),
+        ResultColumn("min", "float", "", "lowest intensity"),
+        ResultColumn("max", "float", "", "highest intensity"),
+        ResultColumn("voxels", "int", "1", "number of voxels"),
+        ResultColumn("nonzero", "int", "1", "number of non-zero voxels"),
+    )
     reads = ("volume",)
 
     def __init__(self, write_json: bool = False) -> None:
@@ -114,6 +107,12 @@ class Noop(BaseStep):
     """A trivial step: returns the worker pid and how often setup() ran in this process."""
 
     name = "noop"
+    capability = CAPABILITY
+    results = (
+        ResultColumn("pid", "int", "", "worker process id"),
+        ResultColumn("setup_calls", "int", "1", "how often setup() ran in this process"),
+        ResultColumn("cuda_visible_devices", "str", "", "the worker's CUDA_VISIBLE_DEVICES"),
+    )
     setup_calls: ClassVar[int] = 0
 
     def setup(self) -> None:
@@ -133,6 +132,10 @@ class PeakRss(BaseStep):
     """Report the worker process's peak resident memory so far (MiB), e.g. last in a pipeline."""
 
     name = "peak_rss"
+    capability = CAPABILITY
+    results = (
+        ResultColumn("worker_peak_rss_mib", "float", "MiB", "worker's peak resident memory"),
+    )
 
     def run(self, item: Item, context: StepContext) -> StepResult:
         import resource
@@ -145,6 +148,8 @@ class BurnCpu(BaseStep):
     """CPU-bound pure-Python work holding the GIL: ``iterations`` multiply-adds."""
 
     name = "burn_cpu"
+    capability = CAPABILITY
+    results = (ResultColumn("burn", "int", "", "checksum of the work (proves it ran)"),)
 
     def __init__(self, iterations: int = 1_000_000) -> None:
         self.iterations = iterations
@@ -155,61 +160,3 @@ class BurnCpu(BaseStep):
             for i in range(self.iterations):
                 acc = (acc * 31 + i) % 1_000_003
         return StepResult(values={"burn": acc})
-
-
-class Sleep(BaseStep):
-    """Wait ``seconds``; with ``trace_dir`` first write ``<item_id>.<pid>.<job>`` there."""
-
-    name = "sleep"
-    path_options = ("trace_dir",)
-
-    def __init__(self, seconds: float = 0.1, trace_dir: str | None = None) -> None:
-        self.seconds = seconds
-        self.trace_dir = trace_dir
-
-    def run(self, item: Item, context: StepContext) -> StepResult:
-        if self.trace_dir is not None:
-            job = os.environ.get("SLURM_JOB_ID", "-")
-            (Path(self.trace_dir) / f"{item.item_id}.{os.getpid()}.{job}").touch()
-        with context.phase("infer"):
-            time.sleep(self.seconds)
-        return StepResult(values={"slept_s": self.seconds})
-
-
-class CrashOnce(BaseStep):
-    """Kill the worker process the first ``times`` times an item runs (counted in a marker
-    file in ``marker_dir``).
-
-    Options:
-        marker_dir: folder shared by all workers.
-        item_ids: only these items crash (all when empty).
-        how: "exit" (os._exit) or "kill" (SIGKILL to itself).
-        times: how many attempts of an item crash before one succeeds.
-    """
-
-    name = "crash_once"
-    path_options = ("marker_dir",)
-
-    def __init__(
-        self,
-        marker_dir: str,
-        item_ids: list[str] | None = None,
-        how: str = "exit",
-        times: int = 1,
-    ) -> None:
-        self.marker_dir = Path(marker_dir)
-        self.item_ids = set(item_ids or [])
-        self.how = how
-        self.times = times
-
-    def run(self, item: Item, context: StepContext) -> StepResult:
-        marker = self.marker_dir / f"{item.item_id}.crashed"
-        pids = marker.read_text().split() if marker.exists() else []
-        if (not self.item_ids or item.item_id in self.item_ids) and len(pids) < self.times:
-            with marker.open("a") as handle:
-                handle.write(f"{os.getpid()}\n")
-            if self.how == "kill":
-                os.kill(os.getpid(), signal.SIGKILL)
-            os._exit(17)
-        crashed_pid = int(pids[-1]) if pids else 0
-        return StepResult(values={"crashed_pid": crashed_pid, "ran_pid": os.getpid()})

@@ -26,7 +26,7 @@ from kneescope.cohort.cohort_steps import CohortOutcome, build_cohort_steps, run
 from kneescope.cohort.executors import Executor, make_executor
 from kneescope.cohort.item import Item
 from kneescope.cohort.item_sources import iter_items, with_checksum
-from kneescope.cohort.item_task import TaskPayload
+from kneescope.cohort.item_task import TaskOutcome, TaskPayload
 from kneescope.cohort.manifest import Manifest, manifest_errors
 from kneescope.cohort.outputs import check_outputs
 from kneescope.cohort.pipeline_config import PipelineConfig, StepConfig, is_run_name
@@ -35,7 +35,7 @@ from kneescope.cohort.results_table import table_rows, write_results
 from kneescope.cohort.run_lock import RunLock
 from kneescope.cohort.run_log import run_log
 from kneescope.cohort.step_registry import build_steps, prepare_steps
-from kneescope.errors import ConfigError
+from kneescope.errors import ConfigError, RunError
 from kneescope.io.atomic import atomic_write_text
 from kneescope.workspace import Workspace
 
@@ -296,6 +296,40 @@ def _write_resolved_config(
     atomic_write_text(run_dir / "config.json", json.dumps(payload, indent=2))
 
 
+def step_bug(run_dir: Path, outcome: TaskOutcome) -> RunError:
+    """The error that stops a run on a bug in a step; writes its traceback to the run's log.
+
+    The traceback goes to ``RUN/run.log`` only (through the run log's handler when one is
+    attached, else appended to the file), never to the console, which gets the one line.
+    """
+    path = (run_dir / "run.log").absolute()
+    record = log.makeRecord(
+        log.name,
+        logging.ERROR,
+        __file__,
+        0,
+        "item %s: a bug stopped the run: %s\n%s",
+        (outcome.item_id, outcome.reason, outcome.bug.rstrip()),
+        None,
+    )
+    handlers = [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path
+    ]
+    for handler in handlers:
+        handler.handle(record)
+    if not handlers:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(logging.Formatter("%(asctime)s %(levelname)s %(message)s").format(record))
+            handle.write("\n")
+    return RunError(
+        f"a bug stopped the run at item {outcome.item_id}: {outcome.reason} (not the input's "
+        f"fault; no item was marked failed, items in flight are pending again); traceback in "
+        f"{path}; fix the step and run again to resume"
+    )
+
+
 class _Loop:
     """The submit / collect loop of one driver session."""
 
@@ -360,6 +394,9 @@ class _Loop:
                 break
             finished = self.executor.next_finished()
             item_id = finished.payload.item.item_id
+            if finished.outcome is not None and finished.outcome.bug:
+                # a bug, not bad input: stop (the item stays in flight: back to pending)
+                raise step_bug(Path(self.run_dir), finished.outcome)
             del self.in_flight[item_id]
             if finished.outcome is None:
                 log.warning("item %s lost: %s", item_id, finished.lost)

@@ -15,13 +15,16 @@ pipeline config (see :mod:`kneescope.cohort.step_registry`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
+import numpy as np
+
 from kneescope.cohort.item import Item
+from kneescope.cohort.result_schema import ResultColumn
 
 if TYPE_CHECKING:
     from kneescope.catalog.view import CatalogView
@@ -59,6 +62,12 @@ class Step(Protocol):
         writes: names of data this step produces for later steps.
         prefetchable: True for pure-I/O steps that read only the item's input (they run ahead
             of compute on a reader thread).
+        capability: the capability the step belongs to (``"segmentation"``, ``"biomarkers"``,
+            a plug-in's name); the catalog stores every value under it.
+        results: every column the step may put in the results table
+            (:class:`~kneescope.cohort.result_schema.ResultColumn`: name, kind, unit). The
+            runner checks each value a step returns against them: an undeclared name or a
+            value of the wrong kind is a bug in the step and stops the run.
 
     Optional class attributes (read without instantiating the step):
         model_options: names of options that name a model file; the runner resolves them as
@@ -68,10 +77,16 @@ class Step(Protocol):
             config file's folder.
         model_hash_for(options): classmethod; hash of the model the step would use with these
             (resolved) options, "" when it uses none. Part of every item's key.
+        results_for(options): classmethod; the columns the step declares with these options
+            (default ``results``), for a step whose columns depend on its options.
+
+    :class:`BaseStep` gives every optional part a default.
     """
 
     name: ClassVar[str]
     version: ClassVar[str]
+    capability: ClassVar[str]
+    results: ClassVar[tuple[ResultColumn, ...]]
     reads: ClassVar[tuple[str, ...]]
     writes: ClassVar[tuple[str, ...]]
     prefetchable: ClassVar[bool]
@@ -83,6 +98,84 @@ class Step(Protocol):
     def run(self, item: Item, context: StepContext) -> StepResult:
         """Process one item; raise a KneescopeError subclass for bad input."""
         ...
+
+
+class BaseStep:
+    """Defaults for the optional parts of the Step protocol; subclass it to write a step.
+
+    A subclass sets ``name``, ``capability`` and ``results`` (every column it returns, with
+    units: the defaults declare none, so a step that returns values must declare them) and
+    implements ``run``.
+    """
+
+    name: ClassVar[str] = "base"
+    version: ClassVar[str] = "1"
+    capability: ClassVar[str] = ""
+    results: ClassVar[tuple[ResultColumn, ...]] = ()
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+    prefetchable: ClassVar[bool] = False
+    model_options: ClassVar[tuple[str, ...]] = ()
+    path_options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def model_hash_for(cls, options: Mapping[str, Any]) -> str:
+        """Hash of the model used with ``options`` ("": none)."""
+        del options
+        return ""
+
+    @classmethod
+    def results_for(cls, options: Mapping[str, Any]) -> tuple[ResultColumn, ...]:
+        """The columns declared with ``options`` (default: ``results``)."""
+        del options
+        return cls.results
+
+    def setup(self) -> None:
+        return None
+
+
+def declared_results(cls: type[Any], options: Mapping[str, Any]) -> tuple[ResultColumn, ...]:
+    """The columns a step class declares with ``options`` (``results_for`` or ``results``)."""
+    hook = getattr(cls, "results_for", None)
+    columns = hook(options) if hook is not None else getattr(cls, "results", ())
+    return tuple(columns)
+
+
+def step_capability(cls: type[Any]) -> str:
+    """The capability a step class belongs to (its ``name`` when it declares none)."""
+    return str(getattr(cls, "capability", "") or cls.name)
+
+
+_KIND_TYPES: dict[str, tuple[type[Any], ...]] = {
+    "float": (float, int, np.floating, np.integer),
+    "int": (int, np.integer),
+    "str": (str,),
+    "bool": (bool, np.bool_),
+}
+
+
+def value_problem(step_name: str, columns: Mapping[str, ResultColumn], key: str, value: Any) -> str:
+    """Why ``value`` may not go in column ``key`` of a step declaring ``columns`` ("" if it may).
+
+    None (a missing value) fits every kind; a bool is not a number.
+    """
+    column = columns.get(key)
+    if column is None:
+        return (
+            f"step {step_name!r} returned column {key!r}, which it does not declare; "
+            f"add it to the step's results (declared: {', '.join(columns) or 'none'})"
+        )
+    if value is None:
+        return ""
+    numeric = column.kind in ("float", "int")
+    if isinstance(value, _KIND_TYPES[column.kind]) and not (
+        numeric and isinstance(value, bool | np.bool_)
+    ):
+        return ""
+    return (
+        f"step {step_name!r} returned {type(value).__name__} {value!r:.60} for column "
+        f"{key!r}, declared {column.kind}"
+    )
 
 
 class StepContext:

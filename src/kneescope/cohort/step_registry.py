@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from kneescope.cohort.pipeline_config import StepConfig
-from kneescope.cohort.step import Step
+from kneescope.cohort.result_schema import ResultColumn
+from kneescope.cohort.step import Step, declared_results
 from kneescope.errors import ConfigError
 from kneescope.workspace import Workspace
 
@@ -112,8 +113,44 @@ def build_step(config: StepConfig) -> Step:
     except TypeError as exc:
         raise ConfigError(f"step {config.name!r}: bad options {config.options}: {exc}") from None
     if not isinstance(step, Step):
-        raise ConfigError(f"step {config.name!r}: {cls} does not implement the Step protocol")
+        missing = [a for a in _PROTOCOL if not hasattr(step, a)]
+        raise ConfigError(
+            f"step {config.name!r}: {cls.__module__}.{cls.__qualname__} does not implement the "
+            f"Step protocol (missing: {', '.join(missing) or 'none'}); derive it from "
+            "kneescope.cohort.step.BaseStep (see docs/ARCHITECTURE.md)"
+        )
     return step
+
+
+_PROTOCOL = (
+    "name",
+    "version",
+    "capability",
+    "results",
+    "reads",
+    "writes",
+    "prefetchable",
+    "setup",
+    "run",
+)
+
+
+def declared_columns(config: StepConfig) -> tuple[ResultColumn, ...]:
+    """The result columns the registered step ``config.name`` declares with its options."""
+    return declared_results(step_class(config.name), config.options)
+
+
+def _check_columns(configs: Sequence[StepConfig], classes: Sequence[type[Any]]) -> None:
+    """Refuse two steps of one pipeline declaring the same column (one would hide the other)."""
+    owner: dict[str, str] = {}
+    for config, cls in zip(configs, classes, strict=True):
+        for column in declared_results(cls, config.options):
+            first = owner.setdefault(column.name, config.name)
+            if first != config.name:
+                raise ConfigError(
+                    f"steps {first!r} and {config.name!r} both declare the column "
+                    f"{column.name!r}; a pipeline's columns must be unique"
+                )
 
 
 def _check_chain(configs: Sequence[StepConfig], classes: Sequence[type[Any]]) -> None:
@@ -133,6 +170,7 @@ def build_steps(configs: Sequence[StepConfig]) -> list[Step]:
     check_step_names(configs)
     steps = [build_step(c) for c in configs]
     _check_chain(configs, [type(s) for s in steps])
+    _check_columns(configs, [type(s) for s in steps])
     return steps
 
 
@@ -192,6 +230,7 @@ def prepare_steps(
     check_step_names(configs)
     classes = [step_class(c.name) for c in configs]
     _check_chain(configs, classes)
+    _check_columns(configs, classes)
     resolved = tuple(
         _resolve_options(c, cls, workspace, base_dir)
         for c, cls in zip(configs, classes, strict=True)

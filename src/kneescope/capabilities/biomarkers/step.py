@@ -1,0 +1,52 @@
+"""The ``measure`` step: biomarkers of each item's label map (``labels``).
+
+Pipelines: ``load_volume -> segment -> measure`` (images) or ``load_labels -> measure``
+(existing segmentations). Every column is declared in :mod:`.results` with its unit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from kneescope.capabilities.biomarkers.results import CAPABILITY, MEASURE_RESULTS
+from kneescope.cohort.item import Item
+from kneescope.cohort.result_schema import ResultColumn
+from kneescope.cohort.step import BaseStep, Scalar, StepContext, StepResult
+
+
+class Measure(BaseStep):
+    """Biomarkers of ``labels`` (cartilage thickness, volumes, menisci, QC flags).
+
+    Options:
+        side: "auto" (the item's side when known, else the anatomy's), "right" or "left".
+        any option of :class:`kneescope.biomarkers.measure_config.MeasureConfig`; see
+        :mod:`.config`.
+    """
+
+    name = "measure"
+    version = "1"
+    capability = CAPABILITY
+    results: ClassVar[tuple[ResultColumn, ...]] = MEASURE_RESULTS
+    reads: ClassVar[tuple[str, ...]] = ("labels",)
+
+    def __init__(self, **options: Any) -> None:
+        from kneescope.capabilities.biomarkers.config import MeasureStepConfig
+        from kneescope.config import validate_config
+
+        step_config = validate_config(MeasureStepConfig, options, "measure options")
+        self.side = step_config.side
+        self.config = step_config.measure_config()
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        from kneescope.biomarkers import measure_knee
+
+        side: Any = self.side
+        if side == "auto" and item.side in ("right", "left"):
+            side = item.side
+        with context.phase("measure"):
+            measured = measure_knee(context.data["labels"], side, self.config, with_maps=False)
+        row = measured.as_row()
+        values: dict[str, Scalar] = {"measured_side": row.pop("side")}
+        for key, value in row.items():
+            values[key] = value if isinstance(value, str | bool | int | float) else str(value)
+        return StepResult(values=values)
