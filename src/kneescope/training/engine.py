@@ -268,6 +268,7 @@ class _Session:
         metrics = broadcast_object(metrics, self.world)
         assert metrics is not None
         self.metrics, self.metrics_at = metrics, done
+        log.info("iteration %d: validation score %.4f", done, metrics.score)
         if self.stopper is not None:
             weights = self._final_weights(use_best=False)
             stop = self.stopper.observe(metrics, done, weights)
