@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -125,16 +124,12 @@ def test_oai_tree_ingest(catalog: Catalog, oai_tree: OaiTree) -> None:
     assert len(list_series(catalog, SeriesFilter(visit="V00", side="right"))) == 1
 
 
-def test_reingest_of_unchanged_tree_adds_nothing_and_is_fast(
-    catalog: Catalog, oai_tree: OaiTree
-) -> None:
+def test_reingest_of_unchanged_tree_adds_nothing(catalog: Catalog, oai_tree: OaiTree) -> None:
+    # (how fast a re-ingest is: benchmarks/, docs/benchmarks.md; no timing in the test suite)
     import_oai_tree(catalog, oai_tree.root)
     before = {r.path: (r.id, r.ingested_at) for r in list_series(catalog)}
-    start = time.perf_counter()
     again = import_oai_tree(catalog, oai_tree.root)
-    elapsed = time.perf_counter() - start
     assert (again.added, again.updated, again.failed, again.unchanged) == (0, 0, 0, 7)
-    assert elapsed < 3.0
     assert {r.path: (r.id, r.ingested_at) for r in list_series(catalog)} == before
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import resource
-import time
 
 import pytest
 import torch
@@ -175,9 +174,7 @@ def test_precision_checkpointing_and_offload_reduce_peak() -> None:
 def test_huge_network_predicted_without_allocating() -> None:
     network = preset("vgg19-3d", (160, 384, 384))  # 1,586,814,021 parameters
     rss_before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
     estimate = predict_step(network, StepConfig(input_shape_vox=(160, 384, 384)))
-    assert time.perf_counter() - start < 30
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before_kib < 1_000_000
     # weights + gradients + two Adam moments, fp32: at least 16 bytes per parameter
     assert estimate.peak_bytes > 16 * 1_586_814_021
