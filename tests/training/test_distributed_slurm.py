@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -66,3 +67,39 @@ def test_a_two_task_slurm_job_trains_and_checkpoints(tmp_path: Path, slurm_avail
         torch.set_num_threads(threads)
     one = json.loads((tmp_path / "one.json").read_text())
     assert losses == pytest.approx(one["losses"], rel=1e-5, abs=1e-6)
+
+
+def test_train_launcher_slurm_runs_one_task_per_rank(tmp_path: Path, slurm_available: bool) -> None:
+    """``kneescope train --launcher slurm --nproc 2``: srun starts the 2 ranks; rank 0 reports."""
+    from test_distributed_cli import CONFIG
+
+    config = tmp_path / "bars.toml"
+    config.write_text(CONFIG)
+    job = f"kneescope-ddp-{uuid.uuid4().hex[:8]}"
+    # srun reads its options from these input variables
+    env = {
+        **os.environ,
+        "SLURM_JOB_NAME": job,
+        "SLURM_MEM_PER_NODE": "3000",
+        "SLURM_TIMELIMIT": "10",
+    }
+    ws = tmp_path / "ws"
+    args = ["train", "-c", str(config), "-w", str(ws), "--launcher", "slurm", "--nproc", "2"]
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "kneescope", *args, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+            cwd=tmp_path,
+        )
+    finally:
+        subprocess.run(["scancel", "--name", job], check=False, capture_output=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)  # one report: rank 1 prints nothing
+    assert report["iterations_run"] == 4
+    assert (
+        report["model"] == str(ws / "models" / "bars.pt") and (ws / "models" / "bars.pt").is_file()
+    )
+    assert (ws / "runs" / "train-bars" / "checkpoint.pt").is_file()

@@ -225,7 +225,10 @@ def launch_local(
 
     Returns:
         0 when every rank succeeded; else the failing rank's exit code (128 + signal number
-        when it was killed by a signal), or 130 after Ctrl-C.
+        when it was killed by a signal).
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C or SIGTERM, after every rank was stopped.
     """
     if nproc < 1:
         raise ConfigError(f"--nproc {nproc} is not a number of processes; use 1 or more")
@@ -259,8 +262,7 @@ def launch_local(
         for r in ranks:
             r.muted = True
         _stop(ranks)
-        sys.stderr.write("interrupted: every rank was stopped; rerun to resume\n")
-        return 130
+        raise  # every rank is stopped; the caller reports the interruption
     finally:
         _stop(ranks)
         for r in ranks:
@@ -346,6 +348,7 @@ def launch_slurm(args: Sequence[str], nproc: int, srun_args: Sequence[str] = ())
 
     Raises:
         InputError: ``srun`` is not installed.
+        KeyboardInterrupt: Ctrl-C, after srun was stopped.
     """
     if nproc < 1:
         raise ConfigError(f"--nproc {nproc} is not a number of processes; use 1 or more")
@@ -366,5 +369,4 @@ def launch_slurm(args: Sequence[str], nproc: int, srun_args: Sequence[str] = ())
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        sys.stderr.write("interrupted: every rank was stopped; rerun to resume\n")
-        return 130
+        raise
