@@ -104,6 +104,12 @@ def _check_output(
     ``overwrite`` (before the catalog is opened)."""
     from kneescope.errors import InputError
 
+    if path.is_dir():
+        raise InputError(
+            f"--output {path} is a folder; give a file name such as {path}/results.{fmt or 'csv'}"
+        )
+    if not path.parent.is_dir():
+        raise InputError(f"--output {path}: folder {path.parent} does not exist; create it first")
     if fmt is None:
         suffix = path.suffix.lower()
         if suffix in (".parquet", ".pq"):
@@ -115,10 +121,6 @@ def _check_output(
                 f"--output {path}: cannot tell the format from the name; give --format "
                 "parquet or csv (or a name ending in .parquet or .csv)"
             )
-    if path.is_dir():
-        raise InputError(f"--output {path} is a folder; give a file name such as {path}/x.{fmt}")
-    if not path.parent.is_dir():
-        raise InputError(f"--output {path}: folder {path.parent} does not exist; create it first")
     if path.exists() and not overwrite:
         raise InputError(f"--output {path} exists; pass --overwrite to replace it")
     return fmt
