@@ -12,6 +12,7 @@ and item, one column per value name).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -164,6 +165,8 @@ def _value_columns(catalog: Catalog, record: ValueRecord) -> tuple[float | None,
         return None, catalog.stored(Path(str(value)))
     if record.kind == "str" or isinstance(value, str):
         return None, str(value)
+    if not isinstance(value, int | float):  # a list or mapping from a step: kept as JSON text
+        return None, json.dumps(value, default=str)
     number = float(value)
     return (None if math.isnan(number) else number), None
 
@@ -204,7 +207,7 @@ def store_run_results(catalog: Catalog, run: RunRecord, values: Iterable[ValueRe
     stored = 0
     with catalog.session() as session:
         old = session.scalar(select(ResultRun.id).where(ResultRun.name == run.name))
-        if old is not None:  # explicit: SQLite enforces ON DELETE CASCADE only per connection
+        if old is not None:  # explicit, not left to ON DELETE CASCADE (off in a bare SQLite)
             session.execute(delete(ResultValue).where(ResultValue.run_id == old))
             session.execute(delete(ResultRun).where(ResultRun.id == old))
             session.flush()
