@@ -4,7 +4,7 @@ Prints a Markdown table: the prediction stored in the JSON (made on the GPU host
 prediction of this checkout (``predict_step``; fake tensors, runs on any CPU), and the
 measured ``torch.cuda.max_memory_allocated`` (GB = 1e9 B). Usage::
 
-    .venv/bin/python benchmarks/memory_gpu_repredict.py /work/notes/gpu/memory_gpu.json
+    .venv/bin/python benchmarks/memory_gpu_repredict.py memory_gpu.json
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Figures of a synthetic knee: MRI slice montage with label overlay and radiographs (PNG).
 
 Usage:
-    .venv/bin/python benchmarks/synth_figures.py --out /work/notes/figures [--size full]
+    .venv/bin/python benchmarks/synth_figures.py --out figures [--size full]
 
 Writes synth_mri_montage.png (6 sagittal slices + a coronal and an axial reformat, each
 image | overlay), synth_xray_knee.png and synth_xray_full_leg.png. Needs Pillow.

@@ -1,4 +1,4 @@
-"""Model registry: presets build real MONAI/kneescope networks; the seed's counts are exact."""
+"""Model registry: presets build real MONAI/kneescope networks; the reference counts are exact."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from kneescope.models import (
     vgg_parameter_count,
 )
 
-# The seed's tables, "#parameters [in millions]" (the seed truncates: 139.59 M -> 139).
+# The reference tables (docs/memory.md), "#parameters [in millions]" (truncated: 139.59 M -> 139).
 SEED_VGG_PARAMS_M = {
     (224, 224): 139,
     (256, 256): 171,
@@ -36,7 +36,9 @@ SEED_VGG_PARAMS_M = {
 
 
 @pytest.mark.parametrize(("shape", "millions"), SEED_VGG_PARAMS_M.items())
-def test_vgg_parameter_counts_match_seed(shape: tuple[int, ...], millions: int) -> None:
+def test_vgg_parameter_counts_match_the_reference_tables(
+    shape: tuple[int, ...], millions: int
+) -> None:
     config = preset(f"vgg19-{len(shape)}d", shape)
     analytic = vgg_parameter_count(config)
     assert analytic // 1_000_000 == millions

@@ -47,7 +47,8 @@ KNEE_LABELS = LabelScheme(
         9: "lateral_meniscus",
     },
 )
-"""kneescope's own label map (../shared/design/domain.md)."""
+"""kneescope's own label map: bones, their cartilage plates (tibial split medial/lateral) and
+the two menisci (docs/biomarkers.md uses them by name)."""
 
 OAI_ZIB_LABELS = LabelScheme(
     name="oai-zib",

@@ -1,4 +1,4 @@
-"""A VGG-like 2D/3D classifier whose parameter counts reproduce the seed's tables.
+"""A VGG-like 2D/3D classifier whose parameter counts reproduce the commonly quoted tables.
 
 Architecture (VGG19, configuration "E", adapted to one input channel and 5 classes):
 five stages of 3^d convolutions (padding 1, bias, ReLU) with widths 64, 128, 256, 512, 512

@@ -1,13 +1,13 @@
-"""The seed's memory tables next to kneescope's predictions (VGG19-like 2D/3D; 3D U-Net).
+"""Commonly quoted memory tables next to kneescope's predictions (VGG19-like 2D/3D; 3D U-Net).
 
-VGG19-like classifier, 1 channel, 5 classes, batch 1, fp32, Adam (as the seed's tables):
-parameter count (exact) and memory: the seed's figure, our predicted peak of a training step
+VGG19-like classifier, 1 channel, 5 classes, batch 1, fp32, Adam (as the reference tables):
+parameter count (exact) and memory: the reference figure, our predicted peak of a training step
 (CUDA kernels: no CPU workspace model), ratio, breakdown, and two simple accountings:
 ``16 B/param`` (weights, gradients, two Adam moments) and ``16 B/param + 3 x conv outputs``.
 Then the 3D U-Net claims (about 40 GB at 160x384x384; 48x256x256 the largest input in an
 11 GB GTX 1080 Ti): predicted peaks over U-Net widths. Usage::
 
-    .venv/bin/python benchmarks/memory_seed_tables.py [--json out.json]
+    .venv/bin/python benchmarks/memory_reference_tables.py [--json out.json]
 """
 
 from __future__ import annotations
