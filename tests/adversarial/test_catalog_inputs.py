@@ -1,4 +1,4 @@
-"""Adversarial inputs to the catalog (issue 11, item 22): clinical tables and catalog URLs.
+"""Adversarial inputs to the catalog: clinical tables and catalog URLs.
 
 Each case must end in one line on stderr, a non-zero exit and nothing written: never rows
 merged by an unbalanced quote, a duplicate silently keeping its last value, infinity stored

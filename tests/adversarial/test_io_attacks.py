@@ -1,4 +1,4 @@
-"""Adversarial inputs for readers, ingest, convert, export and segment (issue 11, items 5, 18-22).
+"""Adversarial inputs for readers, ingest, convert, export and segment.
 
 Small files that claim gigabytes, FIFOs where files should be, headers pointing anywhere,
 corrupt header values, unwritable stores, leftovers of killed runs, Ctrl-C: each must end in
@@ -143,7 +143,7 @@ def _patched_nifti(tmp_path: Path, name: str, offset: int, value: bytes) -> Path
     return out
 
 
-# -- item 19: small files that claim gigabytes ------------------------------------------------
+# -- small files that claim gigabytes ------------------------------------------------
 
 
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
@@ -265,7 +265,7 @@ def test_manifest_label_that_claims_gigabytes_fails_only_its_row(tmp_path: Path)
     assert statuses == [("ok",), ("ok",)]
 
 
-# -- item 19: only regular files are read ----------------------------------------------------
+# -- only regular files are read ----------------------------------------------------
 
 
 def _dicom_series(folder: Path) -> Path:
@@ -379,7 +379,7 @@ def test_cohort_steps_check_headers_and_fifos_before_reading(tmp_path: Path) -> 
     assert lines[2].startswith("InputError:") and "named pipe" in lines[2], outcome
 
 
-# -- item 19: segment and model files check sizes before allocating ---------------------------
+# -- segment and model files check sizes before allocating ---------------------------
 
 
 def _tiny_model(features: tuple[int, int] = (4, 8)) -> SegmentationModel:
@@ -439,7 +439,7 @@ def test_segment_refuses_an_absurd_window_before_allocating() -> None:
         Segmenter(_tiny_model(), config)
 
 
-# -- item 20: detached data files stay next to their header -----------------------------------
+# -- detached data files stay next to their header -----------------------------------
 
 
 def test_nhdr_data_file_outside_its_folder_is_refused_unless_allowed(
@@ -467,7 +467,7 @@ def test_nhdr_data_file_outside_its_folder_is_refused_unless_allowed(
         read_volume(header)
 
 
-# -- item 22: corrupt header values are one line, never a traceback ---------------------------
+# -- corrupt header values are one line, never a traceback ---------------------------
 
 
 def _radiograph(path: Path) -> Path:
@@ -545,7 +545,7 @@ def test_one_voxel_image_is_refused_by_segment_and_writes_nothing(tmp_path: Path
     assert not out.exists() or not any(out.iterdir())
 
 
-# -- item 22: convert's exit code and leftovers; item 5: export's output folder ---------------
+# -- convert's exit code and leftovers; export's output folder ---------------
 
 
 def _workspace_with_series(tmp_path: Path, n: int = 2) -> Workspace:

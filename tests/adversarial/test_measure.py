@@ -1,4 +1,4 @@
-"""Attacks on `kneescope measure` (issue 11 item 18): label maps that are wrong in ways a
+"""Attacks on `kneescope measure`: label maps that are wrong in ways a
 reader cannot see must never come back ``qc_ok`` — swapped bones, cartilage off its bone, a
 header without orientation or spacing — and a NaN biomarker always fails ``qc_ok``."""
 

@@ -1,5 +1,5 @@
-"""Adversarial names and files around what kneescope writes (issue 11, item 20, segment part;
-items 1 and 16): a subject ``../evil``, ids that sanitise alike, hostile sidecars, symlinks.
+"""Adversarial names and files around what kneescope writes: a subject ``../evil``, ids that
+sanitise alike, hostile sidecars, symlinks.
 
 Every output must land inside the output folder, no two inputs may share an output, and a
 file that is not kneescope's is never overwritten or trusted.

@@ -1,5 +1,5 @@
 """Run results in the catalog under hostile or broken conditions: a catalog that cannot be
-written, a password in its URL, formula-like text, bad output paths (issue 12, item 4)."""
+written, a password in its URL, formula-like text, bad output paths."""
 
 from __future__ import annotations
 

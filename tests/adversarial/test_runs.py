@@ -1,4 +1,4 @@
-"""Attacks on cohort runs (issue 11, items 20 and 21): a run named ``..``, a damaged manifest,
+"""Attacks on cohort runs: a run named ``..``, a damaged manifest,
 a dry run naming ``subprocess:Popen``, outputs deleted or corrupted after a run, and two
 records of one item in the results table. Real files, real SQLite, the real CLI."""
 

@@ -1,5 +1,5 @@
 """Meniscal extrusion is refused (NaN, a QC flag and its reason) on grids too coarse to
-measure it (issue 11 item 6), and a NaN biomarker always fails ``qc_ok`` (item 18)."""
+measure it, and a NaN biomarker always fails ``qc_ok``."""
 
 from __future__ import annotations
 

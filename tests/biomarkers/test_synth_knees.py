@@ -47,7 +47,7 @@ def test_small_synthetic_knee_smoke() -> None:
     sample, m = _render(0, 2, "left", SMALL)
     assert m.side == "left" and m.side_from_anatomy == "left"
     # the small grid (2.33 mm across the menisci) is too coarse for extrusion: refused, the
-    # only QC failure (issue 11 item 6)
+    # only QC failure
     raised = {k for k, v in m.qc.items() if v and k != "qc_ok"}
     assert raised == {"qc_extrusion_grid_too_coarse", "qc_unmeasured_values"}
     assert m.qc["qc_unmeasured_values"] == 2

@@ -115,7 +115,7 @@ def test_filters_and_summary(catalog: Catalog) -> None:
 def test_filter_values_that_are_no_values_are_refused(
     catalog: Catalog, where: SeriesFilter, listed: str
 ) -> None:
-    """A typo is an error listing the valid values, never an empty answer (issue 11, 9)."""
+    """A typo is an error listing the valid values, never an empty answer."""
     _fill(catalog)
     with pytest.raises(InputError, match="is not") as info:
         list_series(catalog, where)

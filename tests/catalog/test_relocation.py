@@ -1,5 +1,5 @@
 """A copied or moved workspace keeps its catalog: no re-ingest under new ids, every reader
-reads the moved files (issue 11, item 3).
+reads the moved files.
 
 Paths inside the workspace are stored relative to it; a series found at a new path is the
 known one when its files (names, sizes, mtimes) or its SeriesInstanceUID match a vanished

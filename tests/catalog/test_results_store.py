@@ -1,4 +1,4 @@
-"""Run results in the catalog (issue 12, item 4): stored, replaced on a re-run, read back,
+"""Run results in the catalog: stored, replaced on a re-run, read back,
 and a catalog of the previous schema (version 2) upgraded in place; SQLite and PostgreSQL."""
 
 from __future__ import annotations

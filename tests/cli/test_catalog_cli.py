@@ -1,5 +1,5 @@
-"""`kneescope catalog`: filters checked against the catalog's vocabulary (issue 11, item 9)
-and clinical variables from the CLI with --clinical, --json and -o CSV (item 13)."""
+"""`kneescope catalog`: filters checked against the catalog's vocabulary
+and clinical variables from the CLI with --clinical, --json and -o CSV."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`--executor slurm/pbs` without dask-jobqueue names the extra to install (issue 11, item 17)."""
+"""`--executor slurm/pbs` without dask-jobqueue names the extra to install."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One option grammar for every command (issue 11, item 12), checked on the real CLI.
+"""One option grammar for every command, checked on the real CLI.
 
 Walks every command's parameters (``typer.main.get_command``) and asserts: inputs are
 ``-i/--input``, outputs ``-o/--output``, a trained model ``-m/--model``, config files

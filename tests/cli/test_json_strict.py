@@ -1,4 +1,4 @@
-"""Every ``--json`` output parses with a strict JSON parser (issue 11, item 10).
+"""Every ``--json`` output parses with a strict JSON parser.
 
 Python's ``json`` accepts ``NaN`` and ``Infinity``; no other parser does (JavaScript, jq,
 PostgreSQL, Go, ...). ``train --json`` printed ``NaN`` for structures absent from the

@@ -1,5 +1,5 @@
-"""`kneescope measure`: one bad input does not lose the others (issue 11 item 4), the table
-format follows the output's name or is refused (item 5), an MR image is refused (item 7)."""
+"""`kneescope measure`: one bad input does not lose the others, the table
+format follows the output's name or is refused, an MR image is refused."""
 
 from __future__ import annotations
 

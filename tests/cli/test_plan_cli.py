@@ -1,5 +1,5 @@
 """`kneescope plan`: budgets need a unit, an empty plan fails with the reason, and --model
-names a trained model (issue 11, items 8 and 12)."""
+names a trained model."""
 
 from __future__ import annotations
 

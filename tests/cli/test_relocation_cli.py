@@ -1,5 +1,5 @@
 """A workspace copied with its data (``cp -a A B; rm -r A``) works through the CLI: the
-ingest adds nothing, and catalog, export and segment read B's files (issue 11, item 3)."""
+ingest adds nothing, and catalog, export and segment read B's files."""
 
 from __future__ import annotations
 

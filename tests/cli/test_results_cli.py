@@ -1,5 +1,5 @@
 """``kneescope run`` stores every run's values in the catalog; ``kneescope results`` exports
-them across runs (issue 12, item 4). Real runs of a small pipeline over .npy files, checked
+them across runs. Real runs of a small pipeline over .npy files, checked
 against each run's own results table; SQLite and PostgreSQL."""
 
 from __future__ import annotations

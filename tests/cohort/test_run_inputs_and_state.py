@@ -1,4 +1,4 @@
-"""Issue 11, items 11, 15 and 18: what a run reads and what ``status`` says about it.
+"""What a run reads and what ``status`` says about it.
 
 - ``load_labels`` on catalog items reads the label map attached in the catalog (never the
   series' MR image) and fails an item that has none;

@@ -52,7 +52,7 @@ def test_volume_keeps_label_dtype_and_mirrors() -> None:
 
 
 def test_is_label_only_for_label_values_of_a_known_scheme() -> None:
-    # issue 11 item 7: an integer MR image is not a label map
+    # an integer MR image is not a label map
     rng = np.random.default_rng(0)
     affine = np.eye(4)
     image = rng.integers(0, 1200, size=(6, 7, 8)).astype(np.int16)

@@ -1,4 +1,4 @@
-"""What `kneescope segment` writes (issue 11, items 1, 14, 16): one distinct set of files per
+"""What `kneescope segment` writes: one distinct set of files per
 input, never a silent overwrite, the same name from a file or a catalog selection, colour
 tables that name every label, and the knee's side recorded and read back."""
 

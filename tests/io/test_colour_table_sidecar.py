@@ -1,4 +1,4 @@
-"""Colour tables and side sidecars next to label maps (issue 11, items 14 and 16), unit level."""
+"""Colour tables and side sidecars next to label maps, unit level."""
 
 from __future__ import annotations
 

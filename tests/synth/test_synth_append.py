@@ -1,5 +1,5 @@
 """`kneescope synth` into a folder that holds a cohort: refuse, --append (merge) or
---overwrite (replace); nothing of the old cohort is lost on any path (issue 11, item 2)."""
+--overwrite (replace); nothing of the old cohort is lost on any path."""
 
 from __future__ import annotations
 
