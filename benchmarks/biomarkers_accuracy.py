@@ -4,7 +4,7 @@
    1.0-4.0 mm, voxelised by the exact inside test at voxel centres on the OAI DESS grid
    (0.7 x 0.3646 x 0.3646 mm) in uniformly random rigid orientations and sub-voxel offsets:
    bias and mean absolute error (MAE) over interface points >= 2.5 mm from the field's edge.
-2. Synthetic knees (kneescope.synth, issue 3) on the full DESS grid: plate mean thickness
+2. Synthetic knees (kneescope.synth) on the full DESS grid: plate mean thickness
    and covered area against both synth truth definitions (plain: imposed thickness > 0.15 mm;
    visible: >= half the largest voxel spacing), volumes, denuded area and meniscal extrusion
    against the synth truth; meniscal coverage against kneescope.biomarkers.validation

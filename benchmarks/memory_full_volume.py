@@ -1,4 +1,4 @@
-"""The seed's wish: the nnU-Net-class 3D U-Net trained on the whole 160x384x384 volume.
+"""The goal: the nnU-Net-class 3D U-Net trained on the whole 160x384x384 volume.
 
 1. Plan it for an 11 GB device (``plan_training``): which precision, checkpointing and
    offload make the whole volume fit, with the predicted peak and breakdown.

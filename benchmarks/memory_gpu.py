@@ -1,6 +1,6 @@
 """Predicted vs measured (torch.cuda.max_memory_allocated) peak memory on a CUDA device.
 
-For a few configurations, including the seed's wish (the nnU-Net-class 3D U-Net trained on
+For a few configurations, including the goal (the nnU-Net-class 3D U-Net trained on
 the whole 160x384x384 volume, batch 1, within 11 GB, as planned by kneescope), this script
 predicts the peak of a steady-state training step (``kneescope.memory.predict_step`` with
 ``device="cuda"``: fake tensors, nothing allocated) and measures it: one warm-up step, then

@@ -1,4 +1,4 @@
-"""Volumes per second per GPU for the `kneescope segment` path in bf16 (prepared for the lead).
+"""Volumes per second per GPU for the `kneescope segment` path in bf16 (run on a GPU machine).
 
 On one CUDA device: segments full-size 160x384x384 knee-like volumes with
 :class:`kneescope.inference.Segmenter` (bf16 autocast, streaming slab stitching on the GPU,
