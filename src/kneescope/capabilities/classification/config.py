@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from kneescope.config import FROZEN
-from kneescope.models import NetworkConfig
+from kneescope.models import NetworkConfig, divisor
 from kneescope.transforms.intensity import NormalisationConfig
 
 
@@ -96,14 +96,21 @@ class ClassificationConfig(BaseModel):
             raise ValueError(f"classes must be unique non-empty names, found {self.classes}")
         if len(self.classes) == 1:
             raise ValueError("classification needs at least two classes")
-        if any(n < 1 for n in self.input_size_vox):
-            raise ValueError(f"input_size_vox must be positive, found {self.input_size_vox}")
+        if self.network is not None and (
+            self.network.name != "vgg_classifier" or self.network.spatial_dims != 2
+        ):
+            raise ValueError("classification needs a 2D vgg_classifier network")
+        net = self.network or default_classifier(self.input_size_vox, max(2, len(self.classes)))
+        smallest = divisor(net)
+        if not all(m <= n <= 4096 for n, m in zip(self.input_size_vox, smallest, strict=True)):
+            raise ValueError(
+                f"input_size_vox {self.input_size_vox} must be {smallest[0]} to 4096 pixels per "
+                "axis (the network pools that many times)"
+            )
         if any(a not in (0, 1) for a in self.flip_axes):
             raise ValueError(f"flip_axes are image axes 0 or 1, found {self.flip_axes}")
-        net = self.network
-        if net is not None:
-            if net.name != "vgg_classifier" or net.spatial_dims != 2:
-                raise ValueError("classification needs a 2D vgg_classifier network")
+        if self.network is not None:
+            net = self.network
             if self.classes and net.out_channels != len(self.classes):
                 raise ValueError(
                     f"network out_channels {net.out_channels} must equal the number of "

@@ -103,10 +103,12 @@ class LandmarkConfig(BaseModel):
         if self.landmarks:
             self.network_config(len(self.landmarks))  # out_channels must match
         multiple = divisor(net)
-        if any(n < 1 or n % m for n, m in zip(self.input_size_vox, multiple, strict=True)):
+        if any(
+            n < 1 or n > 4096 or n % m for n, m in zip(self.input_size_vox, multiple, strict=True)
+        ):
             raise ValueError(
-                f"input_size_vox {self.input_size_vox} must be positive multiples of "
-                f"{multiple} (the network's down-sampling)"
+                f"input_size_vox {self.input_size_vox} must be multiples of {multiple} (the "
+                "network's down-sampling), at most 4096"
             )
         return self
 
