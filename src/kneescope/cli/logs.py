@@ -33,6 +33,8 @@ class _OneLine(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = record.getMessage()
+        if record.name == "py.warnings":  # "file:line: Category: message" + the source line
+            text = (text.strip().splitlines() or [""])[0]
         if record.exc_info and self.with_name:
             text += "\n" + self.formatException(record.exc_info)
         where = f" {record.name}" if self.with_name else ""
