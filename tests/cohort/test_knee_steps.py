@@ -116,6 +116,37 @@ def test_measure_matches_measure_knee(tmp_path: Path) -> None:
     assert (row["time_measure_s"] > 0) and row["time_read_s"] > 0
 
 
+def test_measure_declares_every_column_it_returns_with_its_kind() -> None:
+    """The biomarkers capability's declared columns are exactly the row measure_knee builds,
+    for a whole knee and for one missing structures (its NaN and flag paths)."""
+    from kneescope.capabilities.biomarkers.results import MEASURE_RESULTS
+    from kneescope.cohort.step import value_problem
+
+    declared = {c.name: c for c in MEASURE_RESULTS}
+    assert len(declared) == len(MEASURE_RESULTS)
+    toy = render_compact_toy_knee()
+    partial = toy.labels.array.copy()
+    partial[np.isin(partial, (7, 8))] = 0  # no patellar cartilage, no medial meniscus
+    for labels in (toy.labels, Volume(partial, toy.labels.affine_ras)):
+        row = measure_knee(labels, "right", with_maps=False).as_row()
+        row["measured_side"] = row.pop("side")
+        assert set(row) == set(declared)
+        problems = [value_problem("measure", declared, k, v) for k, v in row.items()]
+        assert [p for p in problems if p] == []
+    units = {c.unit for c in MEASURE_RESULTS if c.name.endswith("_mm")}
+    assert units == {"mm"}
+
+
+def test_measure_refuses_a_volume_range_it_has_no_column_for() -> None:
+    from kneescope.cohort.step_registry import build_steps
+
+    ranges = {"femur": {"low": 1.0, "high": 2.0}}
+    with pytest.raises(ConfigError, match="volume_ranges_mm3 names \\['femur'\\]"):
+        build_steps([StepConfig(name="measure", options={"volume_ranges_mm3": ranges})])
+    with pytest.raises(ConfigError, match="measure options: side"):
+        build_steps([StepConfig(name="measure", options={"side": "up"})])
+
+
 def test_segment_step_refuses_a_missing_model(tmp_path: Path) -> None:
     from kneescope.cohort.step_registry import build_steps
 

@@ -142,14 +142,15 @@ def declared_columns(config: StepConfig) -> tuple[ResultColumn, ...]:
 
 def _check_columns(configs: Sequence[StepConfig], classes: Sequence[type[Any]]) -> None:
     """Refuse two steps of one pipeline declaring the same column (one would hide the other)."""
-    owner: dict[str, str] = {}
-    for config, cls in zip(configs, classes, strict=True):
+    owner: dict[str, int] = {}
+    for index, (config, cls) in enumerate(zip(configs, classes, strict=True)):
         for column in declared_results(cls, config.options):
-            first = owner.setdefault(column.name, config.name)
-            if first != config.name:
+            first = owner.setdefault(column.name, index)
+            if first != index:
                 raise ConfigError(
-                    f"steps {first!r} and {config.name!r} both declare the column "
-                    f"{column.name!r}; a pipeline's columns must be unique"
+                    f"steps {configs[first].name!r} (step {first + 1}) and {config.name!r} "
+                    f"(step {index + 1}) both declare the column {column.name!r}; a "
+                    "pipeline's columns must be unique"
                 )
 
 
