@@ -118,6 +118,12 @@ def test_is_label_refuses_a_uint16_mr_image_and_accepts_a_uint16_label_map(tmp_p
     dicom = read_volume(series)
     assert dicom.role == "image" and not dicom.is_label
 
+    from kneescope.inference.output import write_labels
+
+    with pytest.raises(InputError, match="not a label map"):  # never written as labels
+        write_labels(low_mr, tmp_path / "mr_labels.nii.gz")
+    assert not (tmp_path / "mr_labels.nii.gz").exists()
+
     label_map = Volume(labels.array.astype(np.uint16), labels.affine_ras)
     assert label_map.is_label and Volume(labels.array, labels.affine_ras).is_label
     read_back = read_volume(write_volume(label_map, tmp_path / "labels.nii.gz"))

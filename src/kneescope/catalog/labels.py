@@ -26,6 +26,7 @@ from kneescope.catalog.fingerprint import files_fingerprint
 from kneescope.catalog.identity import moved_from
 from kneescope.catalog.schema import LabelMap, Series
 from kneescope.catalog.volumes import read_image_file
+from kneescope.core.volume import label_map_problem
 from kneescope.errors import InputError, KneescopeError
 from kneescope.workspace import from_stored, to_stored
 
@@ -113,9 +114,8 @@ def check_label_grid(label_path: Path, series: Series) -> None:
     """
     label = read_image_file(label_path)
     if not label.is_label:
-        raise InputError(
-            f"label map {label_path} holds {label.array.dtype} values; expected integer labels"
-        )
+        problem = label_map_problem(label.array) or "is an image, not a label map"
+        raise InputError(f"label map {label_path} {problem}; give the knee's label map")
     if series.shape is not None and list(label.shape) != list(series.shape):
         raise InputError(
             f"label map {label_path} has shape {label.shape}, its series "

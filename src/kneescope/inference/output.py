@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kneescope.core import Volume
+from kneescope.core.volume import label_map_problem
 from kneescope.errors import InputError
 from kneescope.io import atomic_write_path, write_nifti
 from kneescope.io.colour_table import colour_table_paths, label_map_stem
@@ -155,7 +156,8 @@ def check_output_plan(
 def write_labels(labels: Volume, path: Path, *, description: str = "") -> Path:
     """Write a uint8 label map with its exact affine (sform and qform)."""
     if not labels.is_label:
-        raise InputError(f"a label map must be integer, got {labels.array.dtype}")
+        problem = label_map_problem(labels.array) or "is an image, not a label map"
+        raise InputError(f"not a label map: it {problem}")
     return write_nifti(labels, path, description=description)
 
 
