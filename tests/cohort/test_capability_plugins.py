@@ -175,3 +175,14 @@ def test_steps_declare_their_columns_once_per_pipeline() -> None:
     assert units["femoral_cartilage_thickness_mean_mm"] == "mm"
     assert units["medial_tibial_coverage_pct"] == "%"
     assert units["patellar_cartilage_volume_mm3"] == "mm3"
+
+
+def test_steps_that_cannot_be_set_up_stop_the_run_before_any_item_fails(tmp_path: Path) -> None:
+    write_cohort(tmp_path / "data", 3)
+    model = tmp_path / "broken.pt"
+    model.write_bytes(b"not a model file")
+    steps = [{"name": "load_volume"}, {"name": "segment", "options": {"model": str(model)}}]
+    config = pipeline("setup", tmp_path / "data", ExecutorConfig(), steps=steps)
+    with pytest.raises(RunError, match="the steps could not be set up: ModelError"):
+        run_pipeline(config, Workspace.resolve(tmp_path / "ws"))
+    assert _states(tmp_path / "ws" / "runs" / "setup") == {"pending": 3}

@@ -48,6 +48,10 @@ ITEM_ERRORS: tuple[type[BaseException], ...] = (KneescopeError, OSError, MemoryE
 """Exceptions that mean an item's input is bad (or too big): they fail only that item."""
 
 
+SETUP_FAILED = "the steps could not be set up"
+"""How the reason of an outcome whose steps could not be built or set up starts."""
+
+
 def is_item_error(exc: BaseException) -> bool:
     """True for an exception that fails only its item (:data:`ITEM_ERRORS`, or a device out
     of memory such as ``torch.cuda.OutOfMemoryError``); False for a bug in the code."""
@@ -225,7 +229,7 @@ def _set_up(staged: StagedItem) -> list[Step] | None:
     except Exception as exc:
         outcome = staged.outcome
         outcome.ok = False
-        outcome.reason = f"setting up the steps: {type(exc).__name__}: {exc}".replace("\n", " ")
+        outcome.reason = f"{SETUP_FAILED}: {type(exc).__name__}: {exc}".replace("\n", " ")
         outcome.bug = traceback.format_exc()
         return None
 

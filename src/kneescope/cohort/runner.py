@@ -26,7 +26,7 @@ from kneescope.cohort.cohort_steps import CohortOutcome, build_cohort_steps, run
 from kneescope.cohort.executors import Executor, make_executor
 from kneescope.cohort.item import Item
 from kneescope.cohort.item_sources import iter_items, with_checksum
-from kneescope.cohort.item_task import TaskOutcome, TaskPayload
+from kneescope.cohort.item_task import SETUP_FAILED, TaskOutcome, TaskPayload
 from kneescope.cohort.manifest import Manifest, manifest_errors
 from kneescope.cohort.outputs import check_outputs
 from kneescope.cohort.pipeline_config import PipelineConfig, StepConfig, is_run_name
@@ -323,10 +323,15 @@ def step_bug(run_dir: Path, outcome: TaskOutcome) -> RunError:
         with path.open("a", encoding="utf-8") as handle:
             handle.write(logging.Formatter("%(asctime)s %(levelname)s %(message)s").format(record))
             handle.write("\n")
+    if outcome.reason.startswith(SETUP_FAILED):
+        what = f"the run stopped: {outcome.reason}"
+        fix = "fix the step's options or model file and run again to resume"
+    else:
+        what = f"a bug stopped the run at item {outcome.item_id}: {outcome.reason}"
+        fix = "fix the step and run again to resume"
     return RunError(
-        f"a bug stopped the run at item {outcome.item_id}: {outcome.reason} (not the input's "
-        f"fault; no item was marked failed, items in flight are pending again); traceback in "
-        f"{path}; fix the step and run again to resume"
+        f"{what} (not the input's fault: no item was marked failed, items in flight are "
+        f"pending again); traceback in {path}; {fix}"
     )
 
 
