@@ -13,6 +13,7 @@ import importlib
 import logging
 import signal
 import threading
+import traceback
 import uuid
 from typing import Any
 
@@ -187,9 +188,12 @@ class DaskExecutor(Executor):
             return Finished(payload, None, f"worker died while running the item ({exc})")
         except (distributed.CancelledError, OSError) as exc:
             return Finished(payload, None, f"item lost: {type(exc).__name__}: {exc}")
-        except Exception as exc:
+        except Exception as exc:  # raised outside the steps: a bug, which stops the run
             outcome = TaskOutcome(
-                item_id=payload.item.item_id, ok=False, reason=f"{type(exc).__name__}: {exc}"
+                item_id=payload.item.item_id,
+                ok=False,
+                reason=f"{type(exc).__name__}: {exc}".replace("\n", " "),
+                bug="".join(traceback.format_exception(exc)),
             )
         finally:
             future.release()
