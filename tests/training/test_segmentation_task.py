@@ -139,6 +139,9 @@ def test_loss_falls_dice_rises_and_beats_baseline(
     assert min(dice) > 0.6, dice
     assert max(baseline) == 0.0
     assert result.metrics is not None and "surface_distance_mm" in result.metrics.values
+    # surface distances (costly) only at the last validation
+    assert "surface_distance_mm" in result.history[-1]
+    assert "surface_distance_mm" not in result.history[15] and "dice" in result.history[15]
 
 
 def test_resume_continues_where_it_stopped(

@@ -211,7 +211,7 @@ class _Session:
             row: dict[str, Any] = {"iteration": it + 1, "loss": self.step(it)}
             done = it + 1
             if self._validates(done):
-                metrics = self.validate(done)
+                metrics = self.validate(done, final=done == total)
                 row["score"] = last_score = metrics.score
                 row.update(metrics.values)
             self.state.history.append(row)
@@ -259,12 +259,12 @@ class _Session:
             self.ema.update(self.model)
         return all_reduce_mean(loss_value, self.world)
 
-    def validate(self, done: int) -> Metrics:
+    def validate(self, done: int, *, final: bool = False) -> Metrics:
         """Evaluate (rank 0; the EMA weights when on) and share the metrics with every rank;
-        feeds early stopping."""
+        feeds early stopping. ``final``: the task's ``evaluate_final`` when it has one."""
         metrics: Metrics | None = None
         if self.world.is_main:
-            metrics = self._evaluate()
+            metrics = self._evaluate(final)
         metrics = broadcast_object(metrics, self.world)
         assert metrics is not None
         self.metrics, self.metrics_at = metrics, done
@@ -284,14 +284,18 @@ class _Session:
                 self.stopped_early = True
         return metrics
 
-    def _evaluate(self) -> Metrics:
+    def _evaluate(self, final: bool) -> Metrics:
         saved = None
         if self.ema is not None:
             saved = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.model.load_state_dict(self.ema.averaged_state(self.model))
         try:
             with autocast(self.device, self.dtype):
-                return self.task.evaluate(self.model, self.device)
+                evaluate = getattr(self.task, "evaluate_final", None) if final else None
+                if evaluate is None:
+                    return self.task.evaluate(self.model, self.device)
+                result: Metrics = evaluate(self.model, self.device)
+                return result
         finally:
             if saved is not None:
                 self.model.load_state_dict(saved)
@@ -310,7 +314,7 @@ class _Session:
         finished = self.end == self.config.iterations or self.budget_hit or self.stopped_early
         done = self.state.iteration
         if finished and _has_validation(self.task) and self.metrics_at != done:
-            self.validate(done)
+            self.validate(done, final=True)
         metrics = self.metrics if finished else None
         best = self.stopper is not None and self.stopper.best_iteration > 0
         if best and self.stopper is not None:

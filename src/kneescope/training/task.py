@@ -19,6 +19,8 @@ Optional members (checked with ``isinstance`` against the protocols below, not r
   patches whose size the engine picks with the memory planner (segmentation).
 - ``model_spec`` may return a ``"training"`` key: a JSON-serialisable dict the engine moves
   into the model file's ``training`` record (e.g. the task's config and case names).
+- ``evaluate_final(network, device) -> Metrics``: used instead of ``evaluate`` for the last
+  validation of a run (e.g. add costly metrics such as surface distances only there).
 - ``val_size: int``: number of validation cases; ``0`` tells the engine not to call
   ``evaluate`` (no validation, no metrics in the model file). Absent: validation is on.
 - The engine calls ``evaluate`` inside its autocast context (bf16 where native); read

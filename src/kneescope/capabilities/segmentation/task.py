@@ -146,8 +146,15 @@ class SegmentationTask:
         return roi
 
     def evaluate(self, network: torch.nn.Module, device: torch.device) -> Metrics:
-        """Mean Dice and surface distance (mm) per structure over the validation cases;
-        the score is the mean Dice over structures present."""
+        """Mean Dice per structure over the validation cases; the score is the mean Dice
+        over structures present."""
+        return self._validate(network, device, surface=False)
+
+    def evaluate_final(self, network: torch.nn.Module, device: torch.device) -> Metrics:
+        """:meth:`evaluate` plus the symmetric average surface distance (mm) per structure."""
+        return self._validate(network, device, surface=True)
+
+    def _validate(self, network: torch.nn.Module, device: torch.device, surface: bool) -> Metrics:
         dtype = torch.get_autocast_dtype(device.type)
         scores = validate(
             network,
@@ -157,7 +164,7 @@ class SegmentationTask:
             roi_size_vox=self.roi_size_vox,
             autocast_dtype=dtype if torch.is_autocast_enabled(device.type) else None,
             device=device,
-            spacing_mm=self.spacing_mm,
+            spacing_mm=self.spacing_mm if surface else None,
         )
         finite = [d for d in scores["dice"] if d == d]
         mean = sum(finite) / len(finite) if finite else math.nan
