@@ -37,13 +37,13 @@ TRAIN_N, TRAIN_SEED = 240, 11
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[ClassificationTask, FitResult]:
-    """A classifier trained for 60 iterations of 32 images (a few seconds on a CPU)."""
+    """A classifier trained for 60 iterations of 16 images (a few seconds on a CPU)."""
     train = synthetic_classification(TRAIN_N, class_weights=WEIGHTS, seed=TRAIN_SEED)
     validation = synthetic_classification(150, class_weights=WEIGHTS, seed=12)
     task = ClassificationTask(ClassificationConfig(), train, validation, seed=3)
     engine = EngineConfig(
         iterations=60,
-        batch_size=32,
+        batch_size=16,
         lr=3e-3,
         schedule="constant",
         validate_every=60,
