@@ -133,6 +133,11 @@ def test_inconsistent_training_data_is_refused() -> None:
     holes = LandmarkData(points.images, missing, points.landmarks, points.spacing_mm)
     with pytest.raises(InputError, match="missing"):
         LandmarkTask(LandmarkConfig(), holes, points)
+    outside = LandmarkData(
+        points.images, points.positions_mm + 40.0, points.landmarks, points.spacing_mm
+    )
+    with pytest.raises(InputError, match="outside their images"):
+        LandmarkTask(LandmarkConfig(), points, outside)
     other_size = synthetic_landmarks(3, size_vox=(64, 64), seed=2)
     with pytest.raises(InputError, match="48 x 48"):
         LandmarkTask(LandmarkConfig(), other_size, points)

@@ -111,7 +111,7 @@ class ClassificationTask:
 
     def batch(self, index: int, size: int) -> TaskBatch:
         """Global batch ``index``: ``size`` training images drawn with a seeded generator."""
-        rng = np.random.default_rng((self.seed, index))
+        rng = np.random.default_rng((self.seed % 2**32, index))
         picks = self._indices(rng, size)
         inputs = self._train_x[torch.from_numpy(picks)].clone()
         for axis in self.config.flip_axes:

@@ -42,6 +42,13 @@ def _check_data(
         )
     if not np.isfinite(data.positions_mm).all():
         raise InputError(f"the {what} set has missing (NaN) landmark positions")
+    extent_mm = (np.asarray(data.images.shape[1:], dtype=np.float64) - 0.5) * spacing_mm
+    lowest_mm = -0.5 * np.asarray(spacing_mm, dtype=np.float64)
+    if (data.positions_mm < lowest_mm).any() or (data.positions_mm > extent_mm).any():
+        raise InputError(
+            f"the {what} set has landmark positions outside their images; positions are mm "
+            "from the centre of the first pixel, (row, column)"
+        )
 
 
 def data_fingerprint(*sets: LandmarkData) -> str:
@@ -108,7 +115,7 @@ class LandmarkTask:
 
     def batch(self, index: int, size: int) -> TaskBatch:
         """Global batch ``index``: ``size`` training images drawn with a seeded generator."""
-        rng = np.random.default_rng((self.seed, index))
+        rng = np.random.default_rng((self.seed % 2**32, index))
         picks = torch.from_numpy(rng.integers(0, self.train_size, size=size))
         return TaskBatch(inputs=self._train_x[picks], targets=self._train_y[picks])
 
