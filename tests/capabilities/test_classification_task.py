@@ -192,3 +192,34 @@ def test_config_and_factory_errors_are_one_line(tmp_path: Path) -> None:
     config = ClassificationConfig.model_validate({"data": {"train": 10, "validation": 5}})
     task = FACTORY.build(config, workspace=workspace, seed=0, base_dir=tmp_path)
     assert (task.train_size, task.val_size) == (10, 5)
+
+
+def test_stopped_and_resumed_training_ends_with_the_same_weights(tmp_path: Path) -> None:
+    """Batches (balanced sampling, random flips) depend on (seed, index) alone."""
+    train = synthetic_classification(40, class_weights=WEIGHTS, seed=31)
+    config = ClassificationConfig(balanced_sampling=True, flip_axes=(0, 1))
+    engine = EngineConfig(
+        iterations=8, batch_size=8, validate_every=100, checkpoint_every=4, precision="fp32"
+    )
+    whole = fit(
+        ClassificationTask(config, train, train, seed=2),
+        engine,
+        run_dir=tmp_path / "a",
+        model_path=None,
+    )
+    fit(
+        ClassificationTask(config, train, train, seed=2),
+        engine,
+        run_dir=tmp_path / "b",
+        model_path=None,
+        stop_after=4,
+    )
+    resumed = fit(
+        ClassificationTask(config, train, train, seed=2),
+        engine,
+        run_dir=tmp_path / "b",
+        model_path=None,
+    )
+    assert resumed.resumed_from == 4
+    for name, weights in whole.model.state_dict.items():
+        torch.testing.assert_close(resumed.model.state_dict[name], weights, rtol=0, atol=0)
