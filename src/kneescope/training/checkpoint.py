@@ -9,6 +9,8 @@ leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import logging
+import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +72,14 @@ def load_checkpoint(
         return None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (
+        pickle.UnpicklingError,  # not plain data (weights_only refuses code)
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        zipfile.BadZipFile,
+    ) as exc:
         raise ModelError(
             f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it to start over"
         ) from None
