@@ -28,6 +28,7 @@ from kneescope.cohort.manifest import Manifest
 from kneescope.cohort.outputs import output_path
 from kneescope.cohort.pipeline_config import PipelineConfig, StepConfig
 from kneescope.cohort.results_table import KEY_COLUMNS, done_records
+from kneescope.cohort.step import declared_results
 from kneescope.cohort.step_registry import step_class
 from kneescope.errors import CatalogError
 from kneescope.workspace import Workspace
@@ -68,7 +69,7 @@ class ColumnMap:
             klass = step_class(config.name)
             capability = str(getattr(klass, "capability", "") or config.name)
             step_capability[config.name] = capability
-            columns = getattr(klass, "results", None)
+            columns = declared_results(klass, config.options)  # results_for(options)
             if not columns:  # none, or an empty default: the step may return anything
                 undeclared.append((capability, config.name))
                 continue
