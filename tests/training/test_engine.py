@@ -166,6 +166,9 @@ def test_early_stopping_keeps_the_best_weights(tmp_path: Path) -> None:
     assert result.metrics is not None and result.metrics.score == 0.5
     at_best = run(Squares(), engine(iterations=40, validate_every=2), tmp_path / "b", stop_after=4)
     assert_same_weights(at_best.model.state_dict, result.model.state_dict)
+    again = run(Squares(scores), config, tmp_path / "stop")  # run again: nothing to train
+    assert (again.resumed_from, again.iterations_run, again.stopped_early) == (8, 0, True)
+    assert_same_weights(result.model.state_dict, again.model.state_dict)
     assert load_model_file(tmp_path / "stop" / "model.pt").metrics == {
         "score": 0.5,
         "values": {"dice": pytest.approx(result.metrics.values["dice"])},

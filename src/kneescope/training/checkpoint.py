@@ -27,12 +27,14 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 @dataclass
 class TrainingState:
-    """What a checkpoint restores besides weights and optimiser state."""
+    """What a checkpoint restores besides weights and optimiser state (``stopped_early``: the
+    run ended by early stopping, so running it again trains no further)."""
 
     iteration: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     ema: dict[str, torch.Tensor] | None = None
     early_stopping: dict[str, Any] | None = None
+    stopped_early: bool = False
 
 
 def save_checkpoint(
@@ -51,6 +53,7 @@ def save_checkpoint(
         "history": state.history,
         "ema": state.ema,
         "early_stopping": state.early_stopping,
+        "stopped_early": state.stopped_early,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -94,4 +97,5 @@ def load_checkpoint(
         history=list(payload["history"]),
         ema=payload.get("ema"),
         early_stopping=payload.get("early_stopping"),
+        stopped_early=bool(payload.get("stopped_early", False)),
     )

@@ -196,12 +196,15 @@ class _Session:
             if self.state.early_stopping is not None:
                 self.stopper.load_state_dict(self.state.early_stopping)
         self.resumed_from = self.state.iteration
+        self.stopped_early = self.state.stopped_early
 
     def train(self, stop_after: int | None, progress: ProgressCallback | None) -> None:
         """Iterations from the resume point to the end (or ``stop_after``, the time budget,
         early stopping), with validations and checkpoints."""
         total = self.config.iterations
         self.end = total if stop_after is None else min(total, stop_after)
+        if self.stopped_early:  # an early-stopped run, run again: nothing left to train
+            self.end = self.resumed_from
         self.t0 = time.perf_counter()
         self._log_start()
         last_score = _last_score(self.state.history)
@@ -218,6 +221,7 @@ class _Session:
             self.state.iteration = done
             if self.stopped_early:
                 self.end = done
+                self.state.stopped_early = True
             if done % self.config.checkpoint_every == 0 or done == self.end:
                 self.checkpoint()
             if progress is not None:
@@ -243,9 +247,7 @@ class _Session:
             batch = self.task.batch(it * plan.accumulation + micro, plan.batch_size)
             inputs = batch.inputs[lo:hi].to(self.device)
             targets = batch.targets[lo:hi].to(self.device)
-            last = micro == plan.accumulation - 1
-            sync = contextlib.nullcontext() if last or self.network is self.model else None
-            with sync or self.network.no_sync():  # type: ignore[operator]
+            with self._sync_gradients(micro == plan.accumulation - 1):
                 with autocast(self.device, self.dtype):
                     outputs = self.network(inputs)
                     if isinstance(outputs, list | tuple):
@@ -258,6 +260,13 @@ class _Session:
         if self.ema is not None:
             self.ema.update(self.model)
         return all_reduce_mean(loss_value, self.world)
+
+    def _sync_gradients(self, last_micro_step: bool) -> contextlib.AbstractContextManager[Any]:
+        """DDP averages gradients over the ranks on the last micro-step only."""
+        if last_micro_step or not self.world.is_distributed:
+            return contextlib.nullcontext()
+        no_sync: Any = getattr(self.network, "no_sync")  # noqa: B009 (DDP only)
+        return no_sync()  # type: ignore[no-any-return]
 
     def validate(self, done: int, *, final: bool = False) -> Metrics:
         """Evaluate (rank 0; the EMA weights when on) and share the metrics with every rank;
