@@ -10,6 +10,14 @@ microseconds (exactly without checkpointing: both traces run the same ops). Cand
 ranked by predicted throughput (voxels per second from FLOPs, recomputation included, and
 host-link time of offloaded activations); checkpointed ones are re-predicted exactly, and
 only those whose prediction (plus margin) fits are proposed.
+
+Data parallel (``world_size > 1``): every rank holds the whole model, and PyTorch's
+DistributedDataParallel keeps a flat copy of every gradient in its communication buckets
+(default cap 25 MiB each; together the parameters' bytes), allocated when the model is wrapped
+and alive for the whole step: :func:`ddp_bucket_bytes` is added to every candidate's need. When
+nothing fits because one copy of the weights, gradients and optimizer state (plus the
+smallest step) is too large for one device, :func:`sharding_advice` says by how much and over
+how many ranks a sharded model (FSDP) would fit.
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ from kneescope.config import FROZEN
 from kneescope.errors import InputError, ResourceError
 from kneescope.memory.predict import MemoryEstimate, PeakModel, margin_for, peak_model, predict_step
 from kneescope.memory.step import OptimizerName, Precision, StepConfig
-from kneescope.models import NetworkConfig, divisor, model_fingerprint
+from kneescope.models import NetworkConfig, build_network, divisor, model_fingerprint
 from kneescope.models.checkpointing import Checkpointing
+from kneescope.models.registry import count_parameters
 
 
 class DeviceSpeed(BaseModel):
@@ -60,8 +69,72 @@ class PlanCandidate(BaseModel):
     """True when the figures come from an exact fake trace of this very configuration."""
 
 
+GIB = 2**30
+
+DDP_BUCKET_CAP_BYTES = 25 * 2**20
+"""DistributedDataParallel's default gradient bucket size (``bucket_cap_mb=25``)."""
+
+
+class ShardingAdvice(BaseModel):
+    """How much a replicated (data-parallel) model is short of a device, and how far sharding
+    the weights, gradients and optimizer state over ranks (FSDP) would bring it.
+
+    Bytes are per device. ``model_state_bytes`` is one full copy of the weights, gradients and
+    optimizer state; ``step_bytes`` the rest of the smallest step's need (smallest patch, batch
+    1, all memory savers on: inputs, activations, temporaries, margin); ``need_bytes`` that
+    step's whole need replicated (plus ``ddp_bucket_bytes``, DDP's gradient buckets, in data
+    parallel); ``ranks`` the fewest ranks whose FSDP shard fits (``None``: not even with
+    ``max_ranks``) and ``per_rank_bytes`` one rank's need then: ``model_state / ranks`` + three
+    units of the largest layer (the gathered weights and full gradient of the layer computed,
+    the weights of the one prefetched; each layer its own unit) + the step's inputs,
+    activations and temporaries, + the safety margin. An estimate: the temporaries of a peak in
+    the optimizer step are counted whole, though FSDP's would be sharded.
+    """
+
+    model_config = FROZEN
+
+    model_state_bytes: int
+    step_bytes: int
+    ddp_bucket_bytes: int
+    need_bytes: int
+    budget_bytes: int
+    ranks: int | None
+    per_rank_bytes: int | None
+    largest_unit_bytes: int
+
+    @property
+    def short_bytes(self) -> int:
+        """By how much the replicated need exceeds the budget (0: it fits)."""
+        return max(0, self.need_bytes - self.budget_bytes)
+
+    @property
+    def message(self) -> str:
+        """One sentence: what does not fit, by how much, and what FSDP would need per rank."""
+        text = (
+            f"weights + gradients + optimizer state need {self.model_state_bytes / GIB:.2f} GiB"
+            + (
+                f", DDP's gradient buckets {self.ddp_bucket_bytes / GIB:.2f} GiB"
+                if self.ddp_bucket_bytes
+                else ""
+            )
+            + f" and the smallest step {self.step_bytes / GIB:.2f} GiB more: "
+            f"{self.need_bytes / GIB:.2f} GiB, budget {self.budget_bytes / GIB:.2f} GiB "
+            f"(short by {self.short_bytes / GIB:.2f} GiB)"
+        )
+        if self.ranks is None or self.per_rank_bytes is None:
+            return text + "; sharding the model over ranks (FSDP) would not make it fit"
+        return text + (
+            f"; FSDP over {self.ranks} ranks: {self.per_rank_bytes / GIB:.2f} GiB per rank"
+        )
+
+
 class Plan(BaseModel):
-    """Ranked feasible configurations for a network, a target volume and a budget."""
+    """Ranked feasible configurations for a network, a target volume and a budget.
+
+    ``world_size`` ranks train in data parallel (each one plans for its own device);
+    ``ddp_bucket_bytes`` is included in every candidate's ``required_bytes``. ``sharding``
+    is set when nothing fits: by how much, and what FSDP over how many ranks would need.
+    """
 
     model_config = FROZEN
 
@@ -78,6 +151,9 @@ class Plan(BaseModel):
     full_volume: PlanCandidate | None
     full_volume_options: tuple[PlanCandidate, ...]
     seconds: float
+    world_size: int = 1
+    ddp_bucket_bytes: int = 0
+    sharding: ShardingAdvice | None = None
 
     @property
     def best(self) -> PlanCandidate:
@@ -87,11 +163,114 @@ class Plan(BaseModel):
             ResourceError: nothing fits the budget.
         """
         if not self.candidates:
+            if self.sharding is not None and self.sharding.ranks is not None:
+                raise ResourceError(
+                    f"no configuration of {self.network} fits {self.budget_bytes / 1e9:.2f} GB: "
+                    f"{self.sharding.message}; raise the budget or use a smaller network"
+                )
             raise ResourceError(
                 f"no configuration of {self.network} fits {self.budget_bytes / 1e9:.2f} GB; "
                 "raise the budget or use a smaller network"
             )
         return self.candidates[0]
+
+
+def ddp_bucket_bytes(network: NetworkConfig) -> int:
+    """Bytes of DistributedDataParallel's gradient buckets on each rank: a flat fp32 copy of
+    every trainable parameter's gradient (in buckets of at most ``DDP_BUCKET_CAP_BYTES``, a
+    parameter larger than the cap in a bucket of its own), i.e. the parameters' bytes."""
+    return 4 * count_parameters(network)
+
+
+def largest_unit_bytes(network: NetworkConfig) -> int:
+    """fp32 bytes of the layer (module, its own parameters) with the most parameters: what
+    FSDP gathers at once when every layer is its own unit."""
+    import torch
+
+    with torch.device("meta"):
+        net = build_network(network)
+    sizes = [sum(p.numel() for p in m.parameters(recurse=False)) for m in net.modules()]
+    return 4 * max(sizes, default=0)
+
+
+def sharding_advice(
+    network: NetworkConfig,
+    budget_bytes: int,
+    *,
+    optimizer: OptimizerName = "adam",
+    precision: Precision = "bf16",
+    device: Literal["cpu", "cuda"] = "cuda",
+    min_patch_vox: tuple[int, ...] | None = None,
+    world_size: int = 1,
+    max_ranks: int = 65536,
+) -> ShardingAdvice:
+    """What one device needs to train ``network`` replicated, and the fewest FSDP ranks whose
+    shard fits ``budget_bytes``.
+
+    The smallest step (``min_patch_vox``, default two divisors per axis; a classifier's own
+    input size; batch 1, checkpointing per block, activations offloaded) is traced in fake
+    mode: its peak breakdown gives the weights and optimizer state exactly (gradients are the
+    weights' size), the rest of its need (inputs, activations, temporaries, margin) is the
+    ``step_bytes`` every rank needs besides the model state. The optimizer is traced
+    tensor by tensor (``foreach`` off), as FSDP's optimizer steps over its shard: a
+    multi-tensor step's model-sized temporaries would be sharded too.
+    """
+    if network.name == "vgg_classifier":
+        assert network.input_shape_vox is not None  # checked by NetworkConfig
+        shape = tuple(network.input_shape_vox)
+    else:
+        shape = min_patch_vox or tuple(2 * d for d in divisor(network))
+    step = StepConfig(
+        input_shape_vox=shape,
+        precision=precision,
+        optimizer=optimizer,
+        foreach=False,
+        checkpointing="per_block",
+        offload=True,
+        mode="train",
+        device=device,
+    )
+    estimate = predict_step(network, step)
+    b = estimate.breakdown_bytes
+    model_state = 2 * b["weights"] + b["optimizer_state"]  # gradients: the weights' size
+    other = max(0, estimate.peak_bytes - b["weights"] - b["gradients"] - b["optimizer_state"])
+    ddp = ddp_bucket_bytes(network) if world_size > 1 else 0
+    unit = largest_unit_bytes(network)
+    gathered = 3 * unit  # the unit computed (weights, full gradient) and the one prefetched
+
+    def need(ranks: int) -> int:
+        peak = math.ceil(model_state / ranks) + gathered + other
+        return peak + margin_for(peak)
+
+    ranks: int | None = None
+    if need(max_ranks) <= budget_bytes:
+        low, high = 2, max_ranks  # the fewest ranks that fit (need falls with ranks)
+        while low < high:
+            mid = (low + high) // 2
+            low, high = (low, mid) if need(mid) <= budget_bytes else (mid + 1, high)
+        ranks = low
+    return ShardingAdvice(
+        model_state_bytes=model_state,
+        step_bytes=estimate.required_bytes - model_state,
+        ddp_bucket_bytes=ddp,
+        need_bytes=estimate.required_bytes + ddp,
+        budget_bytes=budget_bytes,
+        ranks=ranks,
+        per_rank_bytes=None if ranks is None else need(ranks),
+        largest_unit_bytes=unit,
+    )
+
+
+def _with_ddp(candidate: PlanCandidate, ddp: int) -> PlanCandidate:
+    """``candidate`` with DDP's gradient buckets added to its need and breakdown."""
+    if not ddp:
+        return candidate
+    return candidate.model_copy(
+        update={
+            "required_bytes": candidate.required_bytes + ddp,
+            "breakdown_bytes": {**candidate.breakdown_bytes, "ddp_buckets": ddp},
+        }
+    )
 
 
 def padded_shape(shape_vox: tuple[int, ...], div: tuple[int, ...]) -> tuple[int, ...]:
@@ -275,6 +454,7 @@ def plan_training(
     max_candidates: int = 6,
     foreach: bool | None = None,
     speed: DeviceSpeed | None = None,
+    world_size: int = 1,
 ) -> Plan:
     """Search configurations of ``network`` for a ``input_shape_vox`` volume within a budget.
 
@@ -288,6 +468,10 @@ def plan_training(
     whose prediction plus margin exceeds ``budget_bytes``. ``foreach`` (default: on for
     cuda, as torch does) is the optimizer implementation assumed. With ``accumulation > 1``
     the gradients live through every micro-step, so their bytes are added to the need.
+    With ``world_size > 1`` (data parallel) each rank plans for its own device with
+    ``budget_bytes``: ``effective_batch`` is the global batch (each rank accumulates its share)
+    and DDP's gradient buckets (:func:`ddp_bucket_bytes`) are added to every need. When
+    nothing fits, ``Plan.sharding`` says by how much and what FSDP would need per rank.
 
     Raises:
         InputError: shapes of the wrong length, or a classifier asked for another size.
@@ -300,6 +484,11 @@ def plan_training(
     if len(spacing) != dims:
         raise InputError(f"spacing {spacing} needs {dims} values")
     speed = speed or DeviceSpeed()
+    if world_size < 1:
+        raise InputError(f"world size {world_size} is not a number of ranks; use 1 or more")
+    ddp = ddp_bucket_bytes(network) if world_size > 1 else 0
+    step_budget = budget_bytes - ddp  # what one rank's step may use besides the buckets
+    effective_batch = max(1, math.ceil(effective_batch / world_size))  # per rank
     div = divisor(network)
     classifier = network.name == "vgg_classifier"
     if classifier:
@@ -314,7 +503,7 @@ def plan_training(
     min_vox = min_patch_vox or tuple(2 * d for d in div)
     ladder = [target] if classifier else patch_ladder(target, spacing, div, min_vox)
     # Pruning slack: the linear model ignores per-sample norm statistics (a few kB).
-    slack = max(budget_bytes // 200, 1 << 20)
+    slack = max(step_budget // 200, 1 << 20)
 
     use_foreach = device == "cuda" if foreach is None else foreach
     combos = [(ck, off) for off in offload for ck in checkpointing]  # cheapest first
@@ -339,7 +528,7 @@ def plan_training(
             )
             exact = predict_step(network, base)
             traced.append((base, exact))
-            if exact.required_bytes <= budget_bytes:
+            if exact.required_bytes <= step_budget:
                 full.append(_candidate(exact, effective_batch, speed, exact=True))
                 break  # the cheapest way to fit the whole volume
         for n_searched, (base, exact) in enumerate(traced):
@@ -355,7 +544,7 @@ def plan_training(
                 classifier,
                 mode,
                 effective_batch,
-                budget_bytes - slack,
+                step_budget - slack,
                 speed,
             )
     pool.sort(key=lambda item: (item[0], item[1]))
@@ -365,7 +554,7 @@ def plan_training(
         if len(proposed) >= max_candidates:
             break
         if ready is not None:
-            if ready.required_bytes <= budget_bytes:
+            if ready.required_bytes <= step_budget:
                 proposed.append(ready)
             continue
         if n_verified >= verify_top:
@@ -373,13 +562,26 @@ def plan_training(
         n_verified += 1
         exact = predict_step(network, step)
         extra = _grad_bytes(exact) if accumulation > 1 else 0
-        if exact.required_bytes + extra <= budget_bytes:
+        if exact.required_bytes + extra <= step_budget:
             candidate = _candidate(exact, accumulation, speed, exact=True)
             proposed.append(
                 candidate.model_copy(update={"required_bytes": candidate.required_bytes + extra})
             )
     proposed.sort(key=lambda c: (-c.throughput_vox_per_s, -c.batch_size * math.prod(c.patch_size)))
     full.sort(key=lambda c: -c.throughput_vox_per_s)
+    proposed = [_with_ddp(c, ddp) for c in proposed]
+    full = [_with_ddp(c, ddp) for c in full]
+    sharding = None
+    if not proposed and not full and mode == "train":
+        sharding = sharding_advice(
+            network,
+            budget_bytes,
+            optimizer=optimizer,
+            precision=precisions[0],
+            device=device,
+            min_patch_vox=min_vox,
+            world_size=world_size,
+        )
     return Plan(
         network=model_fingerprint(network),
         target_shape_vox=tuple(input_shape_vox),
@@ -394,4 +596,7 @@ def plan_training(
         full_volume=full[0] if full else None,
         full_volume_options=tuple(full),
         seconds=time.perf_counter() - start,
+        world_size=world_size,
+        ddp_bucket_bytes=ddp,
+        sharding=sharding,
     )
