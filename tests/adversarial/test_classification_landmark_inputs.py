@@ -141,3 +141,14 @@ def test_inconsistent_training_data_is_refused() -> None:
     other_size = synthetic_landmarks(3, size_vox=(64, 64), seed=2)
     with pytest.raises(InputError, match="48 x 48"):
         LandmarkTask(LandmarkConfig(), other_size, points)
+
+
+def test_names_that_collide_as_column_names_are_refused() -> None:
+    from kneescope.capabilities.classification import result_columns as class_columns
+    from kneescope.capabilities.landmarks import result_columns as landmark_columns
+
+    with pytest.raises(ValueError, match="repeated column names"):
+        class_columns(("KL 1", "kl-1"))
+    with pytest.raises(ValueError, match="repeated column names"):
+        landmark_columns(("hip centre", "Hip-Centre"))
+    assert len(landmark_columns(("hip", "knee", "ankle"))) == 6

@@ -23,7 +23,11 @@ def _slug(name: str) -> str:
 def result_columns(
     classes: tuple[str, ...] = (), prefix: str = "class"
 ) -> tuple[ResultColumn, ...]:
-    """The columns a classification step writes; per-class probabilities when ``classes``."""
+    """The columns a classification step writes; per-class probabilities when ``classes``.
+
+    Raises:
+        ValueError: two class names that give the same column name (``"KL 1"``, ``"kl-1"``).
+    """
     columns = [
         ResultColumn(f"{prefix}_label", "str", "", "most probable class"),
         ResultColumn(f"{prefix}_index", "int", "1", "most probable class index (0-based)"),
@@ -33,6 +37,9 @@ def result_columns(
         ResultColumn(f"{prefix}_probability_{_slug(c)}", "float", "1", f"probability of {c}")
         for c in classes
     ]
+    names = [c.name for c in columns]
+    if len(set(names)) != len(names):
+        raise ValueError(f"classes {classes} give repeated column names; rename them")
     return tuple(columns)
 
 

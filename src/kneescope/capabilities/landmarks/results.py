@@ -30,6 +30,9 @@ def result_columns(landmarks: tuple[str, ...]) -> tuple[ResultColumn, ...]:
         columns.append(
             ResultColumn(f"{slug}_column_mm", "float", "mm", f"{name}: column position (right), mm")
         )
+    names = [c.name for c in columns]
+    if len(set(names)) != len(names):
+        raise ValueError(f"landmarks {landmarks} give repeated column names; rename them")
     return tuple(columns)
 
 
