@@ -91,3 +91,28 @@ def test_verbose_and_quiet_together_are_refused(capsys: pytest.CaptureFixture[st
     assert main(["-v", "-q", "status"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: give -v/--verbose or -q/--quiet, not both; see `kneescope --help`"]
+
+
+def test_an_error_escaping_the_run_is_in_its_log_with_the_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The console gets one line (the CLI's); the run log gets the traceback."""
+    from kneescope.cohort.run_log import run_log, write_to_run_log
+
+    def buggy_step() -> float:
+        return 1 / 0
+
+    def session() -> None:
+        with run_log(tmp_path / "run") as opened:
+            assert write_to_run_log("item S1: step 'x' has a bug", ValueError("boom")) == opened
+            buggy_step()
+
+    with pytest.raises(ZeroDivisionError):
+        session()
+    path = tmp_path / "run" / "run.log"
+    text = path.read_text(encoding="utf-8")
+    assert "item S1: step 'x' has a bug" in text and "ValueError: boom" in text
+    assert "Traceback (most recent call last)" in text and "in buggy_step" in text
+    assert "ZeroDivisionError: division by zero" in text
+    assert capsys.readouterr().err == ""  # nothing of it on the console
+    assert write_to_run_log("no run open") is None

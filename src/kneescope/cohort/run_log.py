@@ -30,6 +30,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
 
 log = logging.getLogger(__name__)
 
+_active: list[tuple[logging.Handler, Path]] = []
+"""The run logs open in this process (the innermost last)."""
+
 
 class _Flushing(logging.FileHandler):
     """A file handler whose records reach the disk as they are written (a run may be killed)."""
@@ -64,6 +67,7 @@ def run_log(run_dir: Path) -> Iterator[Path]:
         ours.setLevel(logging.INFO)
     captured = getattr(logging, "_warnings_showwarning", None) is not None
     root.addHandler(handler)
+    _active.append((handler, path))
     logging.captureWarnings(True)
     log.info("session started: kneescope %s, driver pid %d", __version__, os.getpid())
     try:
@@ -82,6 +86,7 @@ def run_log(run_dir: Path) -> Iterator[Path]:
     finally:
         if not captured:
             logging.captureWarnings(False)
+        _active.remove((handler, path))
         root.removeHandler(handler)
         handler.close()
         ours.setLevel(old_level)
@@ -101,3 +106,16 @@ def _to_file(
         None if exc is None else (type(exc), exc, exc.__traceback__),
     )
     handler.handle(record)
+
+
+def write_to_run_log(message: str, exc: BaseException | None = None) -> Path | None:
+    """Write an ERROR record (with ``exc``'s traceback) to the open run log only, not to the
+    console: for a step's bug, whose one-line error the console shows anyway. Returns the
+    log file's path, or None when no run log is open in this process (a Dask worker: there
+    log the error normally; it is forwarded to the driver's log).
+    """
+    if not _active:
+        return None
+    handler, path = _active[-1]
+    _to_file(handler, logging.ERROR, message, exc)
+    return path
