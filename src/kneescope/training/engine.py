@@ -150,7 +150,7 @@ class _Session:
         device = world.device()
         if config.threads is not None and device.type == "cpu":
             torch.set_num_threads(config.threads)
-        plan = plan_step(task, config)
+        plan = plan_step(task, config, world.size)
         if plan.patch_size_vox is not None and isinstance(task, PatchTask):
             task.use_patch_size(plan.patch_size_vox)
         world.shard(plan.batch_size)  # raises when the batch does not split over the ranks

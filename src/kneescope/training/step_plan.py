@@ -50,12 +50,17 @@ class StepPlan:
         return out
 
 
-def plan_step(task: TrainingTask, config: EngineConfig) -> StepPlan:
-    """The step plan for ``task``: config first, then the planner, then defaults."""
+def plan_step(task: TrainingTask, config: EngineConfig, world_size: int = 1) -> StepPlan:
+    """The step plan for ``task``: config first, then the planner, then defaults.
+
+    With ``world_size`` data-parallel ranks the planner plans each rank's share (its
+    micro-batch, plus DDP's gradient buckets) and the global batch is ``world_size`` times
+    the rank's.
+    """
     if not isinstance(task, PatchTask):
         plan = StepPlan(None, config.batch_size or DEFAULT_BATCH, source="config")
     else:
-        plan = _patch_plan(task.patch_request(), task.network, config)
+        plan = _patch_plan(task.patch_request(), task.network, config, world_size)
     checkpointing = plan.checkpointing if config.checkpointing == "auto" else config.checkpointing
     accumulation = config.accumulation or plan.accumulation
     return StepPlan(
@@ -68,14 +73,16 @@ def plan_step(task: TrainingTask, config: EngineConfig) -> StepPlan:
     )
 
 
-def _patch_plan(request: PatchRequest, network: NetworkConfig, config: EngineConfig) -> StepPlan:
+def _patch_plan(
+    request: PatchRequest, network: NetworkConfig, config: EngineConfig, world_size: int
+) -> StepPlan:
     if request.patch_size_vox is not None and config.batch_size is not None:
         return StepPlan(request.patch_size_vox, config.batch_size)
-    planned = ask_planner(request, network, config)
+    planned = ask_planner(request, network, config, world_size)
     if planned is not None:
         return StepPlan(
             request.patch_size_vox or planned.patch_size_vox,
-            config.batch_size or planned.batch_size,
+            config.batch_size or planned.batch_size * world_size,
             planned.accumulation,
             planned.checkpointing,
             "planner",
@@ -98,9 +105,10 @@ def _fit(length: int, want: int, div: int) -> int:
 
 
 def ask_planner(
-    request: PatchRequest, network: NetworkConfig, config: EngineConfig
+    request: PatchRequest, network: NetworkConfig, config: EngineConfig, world_size: int = 1
 ) -> StepPlan | None:
-    """The memory planner's best configuration for a training step within the budget.
+    """The memory planner's best configuration for one rank's training step within the
+    budget (its ``batch_size`` is the rank's micro-batch).
 
     The planner is looked up at run time so that training still works, with default sizes,
     in a build without it. Raises ``ResourceError`` when nothing fits the budget.
@@ -112,6 +120,8 @@ def ask_planner(
     except (ImportError, AttributeError):
         return None
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    wanted = config.batch_size or request.default_batch_size * world_size
+    ranks = {"world_size": world_size} if world_size > 1 else {}
     plan = plan_training(
         network,
         tuple(int(n) for n in request.case_shape_vox),
@@ -119,7 +129,8 @@ def ask_planner(
         budget_bytes(config.budget),
         optimizer="adamw",
         device=device,
-        effective_batch=config.batch_size or request.default_batch_size,
+        effective_batch=max(1, wanted // world_size),
+        **ranks,
     )
     best = plan.best  # raises ResourceError when nothing fits
     return StepPlan(
