@@ -76,11 +76,37 @@ def test_run_log_keeps_every_session_and_the_console_follows_v_and_q(
     assert log.read_text(encoding="utf-8").count("session started") == 3
 
 
-def test_dask_workers_messages_reach_the_run_log(tmp_path: Path) -> None:
-    """A warning logged inside a Dask worker process is in RUN/run.log (forwarded)."""
-    config = _config(tmp_path, ExecutorConfig(kind="dask", workers=1, threads_per_worker=1))
+@pytest.mark.parametrize("kind", ["dask", pytest.param("slurm", marks=pytest.mark.integration)])
+def test_dask_workers_messages_reach_the_run_log(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """A warning logged inside a Dask worker process (on this machine, or in a Slurm job) is
+    in RUN/run.log: the workers forward it to the driver."""
+    from conftest import cancel_slurm_jobs, slurm_job_name
+
+    job_name = slurm_job_name()
+    if kind == "dask":
+        executor = ExecutorConfig(kind="dask", workers=1, threads_per_worker=1)
+    else:
+        request.getfixturevalue("slurm_available")
+        executor = ExecutorConfig(
+            kind="slurm",
+            workers=1,
+            cores=1,
+            memory="2GB",
+            queue="debug",
+            walltime="00:10:00",
+            host="127.0.0.1",
+            worker_timeout_s=90,
+            job_name=job_name,
+        )
+    config = _config(tmp_path, executor)
     ws = tmp_path / "ws"
-    assert main(["-q", "run", "-w", str(ws), "--config", str(config), "--json"]) == 0
+    try:
+        assert main(["-q", "run", "-w", str(ws), "--config", str(config), "--json"]) == 0
+    finally:
+        if kind == "slurm":
+            cancel_slurm_jobs(job_name)
     text = (ws / "runs" / "logged" / "run.log").read_text(encoding="utf-8")
     lines = [line for line in text.splitlines() if "not readable JSON" in line]
     assert lines, text
