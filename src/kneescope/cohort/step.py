@@ -147,17 +147,19 @@ def step_capability(cls: type[Any]) -> str:
 
 
 _KIND_TYPES: dict[str, tuple[type[Any], ...]] = {
-    "float": (float, int, np.floating, np.integer),
-    "int": (int, np.integer),
+    "float": (float, int),
+    "int": (int,),
     "str": (str,),
-    "bool": (bool, np.bool_),
+    "bool": (bool,),
 }
 
 
 def value_problem(step_name: str, columns: Mapping[str, ResultColumn], key: str, value: Any) -> str:
     """Why ``value`` may not go in column ``key`` of a step declaring ``columns`` ("" if it may).
 
-    None (a missing value) fits every kind; a bool is not a number.
+    None (a missing value) fits every kind; an int fits a float column; a bool is not a
+    number. Values are plain Python scalars (``numpy.float64`` is a float), not numpy ones:
+    they are stored as JSON.
     """
     column = columns.get(key)
     if column is None:
@@ -168,13 +170,15 @@ def value_problem(step_name: str, columns: Mapping[str, ResultColumn], key: str,
     if value is None:
         return ""
     numeric = column.kind in ("float", "int")
-    if isinstance(value, _KIND_TYPES[column.kind]) and not (
-        numeric and isinstance(value, bool | np.bool_)
-    ):
+    if isinstance(value, _KIND_TYPES[column.kind]) and not (numeric and isinstance(value, bool)):
         return ""
+    found = type(value).__name__
+    hint = ""
+    if isinstance(value, np.generic):
+        found, hint = f"numpy.{found}", "; convert it with float(), int() or bool()"
     return (
-        f"step {step_name!r} returned {type(value).__name__} {value!r:.60} for column "
-        f"{key!r}, declared {column.kind}"
+        f"step {step_name!r} returned {found} {value!r:.60} for column {key!r}, declared "
+        f"{column.kind}{hint}"
     )
 
 
