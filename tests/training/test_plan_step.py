@@ -75,3 +75,13 @@ def test_budget_text_is_validated() -> None:
     assert budget_bytes("512 MB") == 512_000_000
     with pytest.raises(ConfigError, match="budget"):
         budget_bytes("lots")
+
+
+def test_two_ranks_plan_each_ranks_share_with_ddp_buckets() -> None:
+    pytest.importorskip("kneescope.memory.planner")
+    config = EngineConfig(budget="2GB", threads=1)
+    one = plan_step(_Patches((24, 48, 48)), config)
+    two = plan_step(_Patches((24, 48, 48)), config, world_size=2)
+    assert one.predicted_bytes is not None and two.predicted_bytes is not None
+    assert two.predicted_bytes > one.predicted_bytes  # DDP's gradient buckets, per rank
+    assert two.batch_size % 2 == 0  # the global batch: each rank's micro-batch twice

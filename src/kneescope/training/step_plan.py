@@ -108,7 +108,7 @@ def ask_planner(
     request: PatchRequest, network: NetworkConfig, config: EngineConfig, world_size: int = 1
 ) -> StepPlan | None:
     """The memory planner's best configuration for one rank's training step within the
-    budget (its ``batch_size`` is the rank's micro-batch).
+    budget (its ``batch_size`` is the rank's micro-batch; DDP's gradient buckets included).
 
     The planner is looked up at run time so that training still works, with default sizes,
     in a build without it. Raises ``ResourceError`` when nothing fits the budget.
@@ -121,7 +121,6 @@ def ask_planner(
         return None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     wanted = config.batch_size or request.default_batch_size * world_size
-    ranks = {"world_size": world_size} if world_size > 1 else {}
     plan = plan_training(
         network,
         tuple(int(n) for n in request.case_shape_vox),
@@ -129,8 +128,8 @@ def ask_planner(
         budget_bytes(config.budget),
         optimizer="adamw",
         device=device,
-        effective_batch=max(1, wanted // world_size),
-        **ranks,
+        effective_batch=wanted,  # global: the planner splits it over the ranks
+        world_size=world_size,
     )
     best = plan.best  # raises ResourceError when nothing fits
     return StepPlan(
