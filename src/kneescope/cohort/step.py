@@ -172,12 +172,12 @@ def value_problem(step_name: str, columns: Mapping[str, ResultColumn], key: str,
     numeric = column.kind in ("float", "int")
     if isinstance(value, _KIND_TYPES[column.kind]) and not (numeric and isinstance(value, bool)):
         return ""
-    found = type(value).__name__
-    hint = ""
+    found, shown, hint = type(value).__name__, repr(value), ""
     if isinstance(value, np.generic):
-        found, hint = f"numpy.{found}", "; convert it with float(), int() or bool()"
+        found, shown = f"numpy.{found}", str(value)
+        hint = "; convert it with float(), int() or bool()"
     return (
-        f"step {step_name!r} returned {found} {value!r:.60} for column {key!r}, declared "
+        f"step {step_name!r} returned {found} {shown:.60} for column {key!r}, declared "
         f"{column.kind}{hint}"
     )
 

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from kneescope.cohort.item import Item
 from kneescope.cohort.result_schema import ResultColumn
 from kneescope.cohort.step import BaseStep, StepContext, StepResult
@@ -166,7 +168,8 @@ def _zero() -> float:
 
 class Misdeclared(BaseStep):
     """Returns what its declaration does not allow: ``mode`` "undeclared" (a column it does
-    not declare) or "kind" (text in a float column)."""
+    not declare), "kind" (text in a float column), "numpy" (a numpy float32, which JSON cannot
+    store) or "none" (None instead of a StepResult)."""
 
     name = "test_misdeclared"
     capability = CAPABILITY
@@ -178,4 +181,25 @@ class Misdeclared(BaseStep):
     def run(self, item: Item, context: StepContext) -> StepResult:
         if self.mode == "kind":
             return StepResult(values={"size_mm": "3 mm"})
+        if self.mode == "numpy":
+            return StepResult(values={"size_mm": np.float32(3.0)})  # type: ignore[dict-item]
+        if self.mode == "none":
+            return None  # type: ignore[return-value]
         return StepResult(values={"size_mm": 3.0, "size_cm": 0.3})
+
+
+class Undeclared:
+    """A class registered as a step that does not derive from BaseStep and lacks
+    ``capability`` and ``results`` (refused when a pipeline is built)."""
+
+    name = "test_undeclared"
+    version = "1"
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+    prefetchable = False
+
+    def setup(self) -> None:
+        return None
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        return StepResult(values={"anything": 1})
