@@ -36,8 +36,11 @@ from kneescope.training.launch import LAUNCHER_ENV, RANK_LOST_EXIT
 
 Backend = Literal["none", "gloo", "nccl"]
 
-#: How long a collective operation (or the rendezvous) may wait for the other ranks.
-DEFAULT_TIMEOUT_S = 600.0
+#: How long the rendezvous and each collective operation may wait for the other ranks (s):
+#: long enough for rank 0's validation while the others wait. ``KNEESCOPE_DIST_TIMEOUT_S``
+#: overrides it.
+DEFAULT_TIMEOUT_S = 1800.0
+TIMEOUT_ENV = "KNEESCOPE_DIST_TIMEOUT_S"
 _PEER_LOST = re.compile(
     r"closed by peer|reset by peer|broken pipe|remote worker|connection refused|timed out"
     r"|timeout|nccl.*(abort|error|remote)",
@@ -193,14 +196,15 @@ def world_from_env(
     env: Mapping[str, str] | None = None,
     *,
     backend: Backend | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
+    timeout_s: float | None = None,
 ) -> World:
     """This process's :class:`World`, starting the process group when there are several ranks.
 
     Args:
         env: the environment to read (default ``os.environ``).
         backend: ``"gloo"`` or ``"nccl"``; default :func:`default_backend` (NCCL on GPU).
-        timeout_s: how long the rendezvous and each collective may wait for the other ranks (s).
+        timeout_s: how long the rendezvous and each collective may wait for the other ranks
+            (s); default ``$KNEESCOPE_DIST_TIMEOUT_S``, else ``DEFAULT_TIMEOUT_S``.
 
     Returns:
         ``World()`` (one rank, backend ``"none"``) when started alone; otherwise the rank's
@@ -232,14 +236,40 @@ def world_from_env(
                 "start at most one rank per GPU on each node"
             )
         torch.cuda.set_device(local)
-    dist.init_process_group(
-        backend=chosen,
-        init_method=f"tcp://{_host_for_url(addr)}:{port}",
-        rank=rank,
-        world_size=size,
-        timeout=datetime.timedelta(seconds=timeout_s),
-    )
+    wait_s = _timeout(timeout_s, env)
+    try:
+        dist.init_process_group(
+            backend=chosen,
+            init_method=f"tcp://{_host_for_url(addr)}:{port}",
+            rank=rank,
+            world_size=size,
+            timeout=datetime.timedelta(seconds=wait_s),
+        )
+    except (RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RunError(
+            f"rank {rank} of {size} could not join the others at {addr}:{port} within "
+            f"{wait_s:g} s ({first[:200]}); start every rank (kneescope train --nproc N, "
+            "srun or torchrun) and check MASTER_ADDR and MASTER_PORT"
+        ) from None
     return World(rank=rank, size=size, local_rank=local, backend=chosen)
+
+
+def _timeout(timeout_s: float | None, env: Mapping[str, str] | None) -> float:
+    if timeout_s is not None:
+        return timeout_s
+    raw = (os.environ if env is None else env).get(TIMEOUT_ENV)
+    if raw is None:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise InputError(
+            f"{TIMEOUT_ENV}={raw!r} is not a positive number of seconds; fix or unset it"
+        )
+    return value
 
 
 def _host_for_url(addr: str) -> str:
