@@ -77,4 +77,6 @@ def test_nproc_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[st
     config = tmp_path / "bars.toml"
     config.write_text(CONFIG)
     assert main(["train", "-c", str(config), "--nproc", "0"]) == 2
-    assert "--nproc" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "error: --nproc: Input should be greater than or equal to 1; see `kneescope train --help`\n"
+    )
