@@ -141,11 +141,6 @@ def declared_results(cls: type[Any], options: Mapping[str, Any]) -> tuple[Result
     return tuple(columns)
 
 
-def step_capability(cls: type[Any]) -> str:
-    """The capability a step class belongs to (its ``name`` when it declares none)."""
-    return str(getattr(cls, "capability", "") or cls.name)
-
-
 _KIND_TYPES: dict[str, tuple[type[Any], ...]] = {
     "float": (float, int),
     "int": (int,),
