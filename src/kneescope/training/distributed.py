@@ -61,7 +61,9 @@ class World:
     Attributes:
         rank: this process's rank, ``0 <= rank < size``.
         size: number of ranks (1 = not distributed).
-        local_rank: rank among the processes on this node (selects the GPU ``cuda:local_rank``).
+        local_rank: rank among the processes on this node (selects the GPU ``cuda:local_rank``,
+            or ``cuda:0`` when the process sees one GPU only, as under ``srun
+            --gpus-per-task=1``).
         backend: ``"none"`` (one rank, no process group), ``"gloo"`` (CPU) or ``"nccl"`` (GPU).
     """
 
@@ -81,10 +83,11 @@ class World:
         return self.size > 1
 
     def device(self) -> torch.device:
-        """The device this rank trains on: ``cuda:local_rank`` under NCCL, else CPU (or the
-        single CUDA device when not distributed and one is present)."""
+        """The device this rank trains on: its GPU under NCCL (``cuda:local_rank``, or
+        ``cuda:0`` when it sees one GPU only), else CPU (or the CUDA device when not
+        distributed and one is present)."""
         if self.backend == "nccl":
-            return torch.device("cuda", self.local_rank)
+            return torch.device("cuda", _gpu_index(self.local_rank))
         if self.backend == "gloo":
             return torch.device("cpu")
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -105,6 +108,11 @@ class World:
 
 
 SINGLE = World()
+
+
+def _gpu_index(local_rank: int) -> int:
+    """The visible GPU of a rank: ``local_rank``, or 0 when the rank sees a single GPU."""
+    return 0 if torch.cuda.device_count() == 1 else local_rank
 
 
 def _int_env(env: Mapping[str, str], name: str) -> int:
@@ -230,12 +238,12 @@ def world_from_env(
         )
     chosen: Backend = backend or default_backend()
     if chosen == "nccl":
-        if local >= torch.cuda.device_count():
+        if _gpu_index(local) >= torch.cuda.device_count():
             raise InputError(
                 f"local rank {local} has no GPU ({torch.cuda.device_count()} visible); "
                 "start at most one rank per GPU on each node"
             )
-        torch.cuda.set_device(local)
+        torch.cuda.set_device(_gpu_index(local))
     wait_s = _timeout(timeout_s, env)
     try:
         dist.init_process_group(
@@ -308,7 +316,7 @@ def barrier(world: World) -> None:
     if not world.is_distributed:
         return
     if world.backend == "nccl":
-        dist.barrier(device_ids=[world.local_rank])
+        dist.barrier(device_ids=[_gpu_index(world.local_rank)])
     else:
         dist.barrier()
 

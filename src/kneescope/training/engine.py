@@ -418,7 +418,7 @@ def _data_parallel(model: torch.nn.Module, world: World) -> torch.nn.Module:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    ids = [world.local_rank] if world.backend == "nccl" else None
+    ids = [world.device().index] if world.backend == "nccl" else None  # the rank's GPU
     return DistributedDataParallel(model, device_ids=ids)
 
 
