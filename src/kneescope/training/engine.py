@@ -413,11 +413,25 @@ class _Session:
 
 
 def _data_parallel(model: torch.nn.Module, world: World) -> torch.nn.Module:
-    """``model`` wrapped in DistributedDataParallel when there is more than one rank."""
+    """``model`` wrapped in DistributedDataParallel when there is more than one rank.
+
+    Batch normalisation: on GPUs its statistics are synchronised over the ranks
+    (SyncBatchNorm, in place: the parameters stay the same objects); on CPU (gloo has no
+    SyncBatchNorm) each rank normalises with its own share of the batch, said in the log."""
     if not world.is_distributed:
         return model
+    from torch.nn.modules.batchnorm import _BatchNorm
     from torch.nn.parallel import DistributedDataParallel
 
+    if any(isinstance(m, _BatchNorm) for m in model.modules()):
+        if world.backend == "nccl":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
+        elif world.is_main:
+            log.warning(
+                "batch normalisation on %d CPU ranks: each rank normalises with its share of "
+                "the batch, so the losses differ from one process's",
+                world.size,
+            )
     ids = [world.device().index] if world.backend == "nccl" else None  # the rank's GPU
     return DistributedDataParallel(model, device_ids=ids)
 
