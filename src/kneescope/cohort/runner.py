@@ -34,7 +34,7 @@ from kneescope.cohort.results_catalog import store_in_catalog
 from kneescope.cohort.results_table import table_rows, write_results
 from kneescope.cohort.run_lock import RunLock
 from kneescope.cohort.run_log import run_log
-from kneescope.cohort.step_registry import build_steps, prepare_steps
+from kneescope.cohort.step_registry import PreparedSteps, build_steps, prepare_steps
 from kneescope.errors import ConfigError, RunError
 from kneescope.io.atomic import atomic_write_text
 from kneescope.workspace import Workspace
@@ -126,11 +126,18 @@ def run_pipeline(
         KeyboardInterrupt: after stopping cleanly (in-flight items back to pending).
     """
     workspace.ensure()
+    run_dir = run_dir_for(workspace, config)
+    # a config error (unknown step, bad options, missing model) fails before the run folder
+    # or its log exist
+    prepared = prepare_steps(config.steps, workspace, base_dir or workspace.root)
+    build_steps(prepared.configs)  # built once here so that bad options fail before any work
+    build_cohort_steps(config.cohort_steps)  # and the cohort-level steps' names and options
     # every session's messages, the workers' included, are appended to RUN/run.log
-    with run_log(run_dir_for(workspace, config)):
+    with run_log(run_dir):
         return _run_pipeline(
             config,
             workspace,
+            prepared,
             base_dir=base_dir,
             items=items,
             executor=executor,
@@ -142,6 +149,7 @@ def run_pipeline(
 def _run_pipeline(
     config: PipelineConfig,
     workspace: Workspace,
+    prepared: PreparedSteps,
     *,
     base_dir: Path | None,
     items: Iterable[Item] | None,
@@ -150,9 +158,6 @@ def _run_pipeline(
     progress_interval_s: float,
 ) -> RunResult:
     run_dir = run_dir_for(workspace, config)
-    prepared = prepare_steps(config.steps, workspace, base_dir or workspace.root)
-    build_steps(prepared.configs)  # built once here so that bad options fail before any work
-    build_cohort_steps(config.cohort_steps)  # and the cohort-level steps' names and options
     hashes = prepared.hashes
     provenance = {"kneescope_version": __version__, **hashes}
     prefetch = config.prefetch if prepared.prefetchable else 0
