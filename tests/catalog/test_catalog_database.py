@@ -231,3 +231,13 @@ def test_catalog_without_its_marker_row_still_opens(catalog_url: str) -> None:
         assert summarize(catalog).subjects == 1
         with catalog.session() as session:
             assert session.scalar(select(CatalogMeta.value)) is not None
+
+
+def test_opening_an_empty_database_without_create_says_there_is_no_catalog(tmp_path: Path) -> None:
+    """A database with no kneescope tables (e.g. a fresh PostgreSQL database given with
+    --catalog) is 'no catalog yet' with the command that makes one, not a SQL error."""
+    url = f"sqlite:///{tmp_path / 'empty.sqlite'}"
+    with pytest.raises(NotFoundError, match=r"holds no kneescope catalog yet.*kneescope ingest"):
+        Catalog.open(url, create=False)
+    Catalog.open(url, create=True).close()
+    Catalog.open(url, create=False).close()

@@ -249,6 +249,11 @@ class Catalog:
 
     def _check_version(self) -> None:
         self._refuse_foreign()
+        if CatalogMeta.__tablename__ not in set(inspect(self.engine).get_table_names()):
+            raise NotFoundError(
+                f"catalog {self.url} holds no kneescope catalog yet (an empty database); "
+                "create it with `kneescope ingest SOURCE --catalog URL`"
+            )
         with self.session() as session:
             value = session.scalar(
                 select(CatalogMeta.value).where(CatalogMeta.key == "schema_version")
