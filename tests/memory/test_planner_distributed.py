@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 import socket
 from pathlib import Path
 
@@ -156,3 +157,18 @@ def test_a_plan_where_nothing_fits_proposes_fsdp() -> None:
     hopeless = sharding_advice(FC_HEAVY, 2**20, optimizer="adamw", device="cpu")
     assert hopeless.ranks is None and hopeless.per_rank_bytes is None
     assert "would not make it fit" in hopeless.message
+
+
+def test_plan_command_per_process_and_fsdp(capsys: pytest.CaptureFixture[str]) -> None:
+    """``kneescope plan --nproc 2``: the buckets in the need; FSDP's ranks when nothing fits."""
+    from kneescope.cli.app import main
+    from kneescope.models.registry import preset
+
+    buckets = 4 * vgg_parameter_count(preset("vgg19-2d", (224, 224)))
+    args = ["plan", "--network", "vgg19-2d", "--shape", "224x224", "--optimizer", "adamw"]
+    args += ["--precision", "bf16", "--nproc", "2"]
+    assert main([*args, "-b", "3.5GiB"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: nothing fits 3.76 GB")
+    assert f"DDP's gradient buckets {buckets / GIB:.2f} GiB" in err[0]
+    assert re.search(r"; FSDP over \d+ ranks: [\d.]+ GiB per rank; raise --budget", err[0])

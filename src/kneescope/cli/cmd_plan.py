@@ -212,6 +212,15 @@ def plan(
             show_default=False,
         ),
     ] = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="Plan for one of this many training processes (kneescope train --nproc): "
+            "each keeps its own copy of the gradients for the exchange, the batch is split.",
+        ),
+    ] = 1,
     workspace: WorkspaceOpt = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
@@ -245,14 +254,18 @@ def plan(
         mode=mode,
         device=dev,  # type: ignore[arg-type]
         precisions=precisions,  # type: ignore[arg-type]
+        world_size=nproc,
     )
     if not result.candidates and result.full_volume is None:
         need = _smallest_need(network, shape, mode, optimizer, dev, precisions)
+        sharding = result.sharding
+        shard = f"; {sharding.message}" if sharding is not None and sharding.ranks else ""
         raise ResourceError(
             f"nothing fits {_gb(budget_bytes)} GB: the smallest configuration of {label} "
             f"(patch {'x'.join(map(str, need[0]))}, batch 1, {need[1]}, all memory savers on) "
-            f"needs {_gb(need[2])} GB with margin; raise --budget (e.g. -b "
-            f"{max(1, math.ceil(need[2] / 1e9))}GB) or choose a smaller --network"
+            f"needs {_gb(need[2] + result.ddp_bucket_bytes)} GB with margin{shard}; raise "
+            f"--budget (e.g. -b {max(1, math.ceil((need[2] + result.ddp_bucket_bytes) / 1e9))}GB) "
+            "or choose a smaller --network"
         )
     payload = {"model": label, **result.model_dump(mode="json")}
     model = label
@@ -264,6 +277,11 @@ def plan(
             f"{_gb(budget_bytes)} GB, {mode}, {dev} kernels, {optimizer}"
             f"{' foreach' if result.foreach else ''}; planned in {result.seconds:.1f} s"
         )
+        if result.world_size > 1:
+            console.print(
+                f"Per process of {result.world_size} (data parallel): each need includes "
+                f"{_gb(result.ddp_bucket_bytes)} GB of gradient buckets; batch AxB is per process."
+            )
         table = Table(title="Feasible configurations, best first (GB = 1e9 B)")
         for col in ("#", "patch", "batch", "prec", "ckpt", "offload", "need GB", "peak GB",
                     "act GB", "Mvox/s"):  # fmt: skip

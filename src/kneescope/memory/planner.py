@@ -200,6 +200,7 @@ def sharding_advice(
     optimizer: OptimizerName = "adam",
     precision: Precision = "bf16",
     device: Literal["cpu", "cuda"] = "cuda",
+    foreach: bool | None = None,
     min_patch_vox: tuple[int, ...] | None = None,
     world_size: int = 1,
     max_ranks: int = 65536,
@@ -211,9 +212,8 @@ def sharding_advice(
     input size; batch 1, checkpointing per block, activations offloaded) is traced in fake
     mode: its peak breakdown gives the weights and optimizer state exactly (gradients are the
     weights' size), the rest of its need (inputs, activations, temporaries, margin) is the
-    ``step_bytes`` every rank needs besides the model state. The optimizer is traced
-    tensor by tensor (``foreach`` off), as FSDP's optimizer steps over its shard: a
-    multi-tensor step's model-sized temporaries would be sharded too.
+    ``step_bytes`` every rank needs besides the model state. ``foreach`` (default: on for
+    cuda, as torch does) is the optimizer implementation assumed.
     """
     if network.name == "vgg_classifier":
         assert network.input_shape_vox is not None  # checked by NetworkConfig
@@ -224,7 +224,7 @@ def sharding_advice(
         input_shape_vox=shape,
         precision=precision,
         optimizer=optimizer,
-        foreach=False,
+        foreach=device == "cuda" if foreach is None else foreach,
         checkpointing="per_block",
         offload=True,
         mode="train",
@@ -579,6 +579,7 @@ def plan_training(
             optimizer=optimizer,
             precision=precisions[0],
             device=device,
+            foreach=use_foreach,
             min_patch_vox=min_vox,
             world_size=world_size,
         )
