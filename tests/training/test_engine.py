@@ -192,3 +192,29 @@ def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path: Path) -> None:
     run(Squares(), engine(iterations=6), tmp_path, stop_after=3)
     other = run(Squares(), engine(iterations=6, lr=0.01), tmp_path)
     assert other.resumed_from == 0 and other.iterations_run == 6
+
+
+def test_activation_checkpointing_changes_memory_not_results(tmp_path: Path) -> None:
+    plain = run(Squares(), engine(iterations=4, checkpointing="off"), tmp_path / "off")
+    saved = run(Squares(), engine(iterations=4, checkpointing="per_block"), tmp_path / "on")
+    assert saved.plan["checkpointing"] == "per_block"
+    assert [h["loss"] for h in saved.history] == pytest.approx(
+        [h["loss"] for h in plain.history], rel=1e-5
+    )
+    assert_same_weights(plain.model.state_dict, saved.model.state_dict)
+
+
+def test_learning_rate_schedules() -> None:
+    from kneescope.training.schedule import learning_rate
+
+    assert [learning_rate("poly", t, 10, 1.0) for t in (0, 5)] == [1.0, 0.5**0.9]
+    assert [learning_rate("constant", t, 10, 0.1, warmup=4) for t in (0, 3, 4, 9)] == [
+        0.025,
+        0.1,
+        0.1,
+        0.1,
+    ]
+    cosine = [learning_rate("cosine", t, 12, 1.0, warmup=2) for t in range(12)]
+    assert cosine[:3] == [0.5, 1.0, 1.0]
+    assert cosine == sorted(cosine[:2]) + sorted(cosine[2:], reverse=True)
+    assert cosine[7] == pytest.approx(0.5) and 0 < cosine[-1] < 0.03
