@@ -127,3 +127,23 @@ def test_vgg_analytic_count_equals_built_module(
     with torch.device("meta"):
         net = build_network(config)
     assert vgg_parameter_count(config) == sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("name", ["unet", "basic_unet"])
+def test_norm_none_builds_a_network_without_normalisation_layers(name: str) -> None:
+    """``norm = "none"`` means no normalisation layer (it crashed for unet and silently built
+    instance norms for basic_unet)."""
+    features = (4, 8) if name == "unet" else (4, 4, 8, 8, 16, 4)
+    strides = (2,) if name == "unet" else ()
+    config = NetworkConfig(
+        name=name, spatial_dims=2, features=features, strides=strides, norm="none"
+    )
+    net = build_network(config)
+    norms = [m for m in net.modules() if "Norm" in type(m).__name__]
+    assert norms == []
+    assert net(torch.zeros(1, 1, 32, 32)).shape == (1, 10, 32, 32)
+
+
+def test_dynunet_without_normalisation_is_refused_by_the_config() -> None:
+    with pytest.raises(ValueError, match="dynunet needs a normalisation layer"):
+        NetworkConfig(name="dynunet", features=(4, 8), strides=(1, 2), norm="none")

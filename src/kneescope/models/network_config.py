@@ -73,6 +73,8 @@ class NetworkConfig(BaseModel):
             )
         if self.name == "unet" and not all(isinstance(s, int) for s in self.strides):
             raise ValueError("unet strides must be one int per level (isotropic); use dynunet")
+        if self.name == "dynunet" and self.norm == "none":
+            raise ValueError("dynunet needs a normalisation layer: norm = instance or batch")
         if self.name == "basic_unet" and len(self.features) != 6:
             raise ValueError(f"basic_unet needs exactly 6 features, found {len(self.features)}")
         if self.name == "dynunet" and len(self.strides) != len(self.features):

@@ -141,6 +141,9 @@ def build_network(config: NetworkConfig) -> nn.Module:
 
     dims = config.spatial_dims
     norm = _norm(config)
+    # MONAI's UNet and BasicUNet pass norm to Convolution, which takes None as "no norm layer"
+    # (their signatures do not say so)
+    no_norm_ok: Any = norm
     if config.name == "unet":
         return UNet(
             spatial_dims=dims,
@@ -151,7 +154,7 @@ def build_network(config: NetworkConfig) -> nn.Module:
             kernel_size=config.kernel_size,
             num_res_units=config.num_res_units,
             act=_act(config),
-            norm=norm if norm is not None else (),
+            norm=no_norm_ok,
             dropout=config.dropout,
         )
     if config.name == "basic_unet":
@@ -161,7 +164,7 @@ def build_network(config: NetworkConfig) -> nn.Module:
             out_channels=config.out_channels,
             features=config.features,
             act=_act(config),
-            norm=norm if norm is not None else ("instance", {"affine": True}),
+            norm=no_norm_ok,
             dropout=config.dropout,
         )
     if config.name == "dynunet":
@@ -175,7 +178,7 @@ def build_network(config: NetworkConfig) -> nn.Module:
             upsample_kernel_size=strides[1:],
             filters=config.features,
             dropout=config.dropout or None,
-            norm_name=norm if norm is not None else ("instance", {"affine": True}),
+            norm_name=norm or ("instance", {"affine": True}),  # "none" is refused by the config
             act_name=_act(config),
             deep_supervision=config.deep_supervision,
             res_block=config.num_res_units > 0,
