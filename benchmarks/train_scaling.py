@@ -11,7 +11,7 @@ does useful work: 1.0 perfect; the issue's target is >= 0.85 on 2 ranks).
 Run it on a quiet machine with at least N free cores (numbers from a shared machine say
 nothing):
 
-    python benchmarks/train_scaling.py                 # 2 ranks, the default 3D config
+    python benchmarks/train_scaling.py --repeats 3     # 2 ranks, the default 3D config
     python benchmarks/train_scaling.py --nproc 2 --iterations 2 --patch 16 --batch 2  # smoke
 
 It prints one JSON object (times in s, losses of both runs, efficiency).
@@ -139,10 +139,10 @@ def _run(nproc: int, args: argparse.Namespace, folder: Path, tag: str) -> dict[s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nproc", type=int, default=2, help="ranks of the parallel run")
-    parser.add_argument("--iterations", type=int, default=12)
-    parser.add_argument("--batch", type=int, default=4, help="global batch (a multiple of N)")
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=8, help="global batch (a multiple of N)")
     parser.add_argument("--patch", type=int, default=64, help="cube side of a sample (voxels)")
-    parser.add_argument("--features", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--features", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--repeats", type=int, default=1, help="best of this many runs each")
     parser.add_argument("--as-rank", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
