@@ -6,7 +6,9 @@ fit``) on synthetic volumes; the N ranks each take 1/N of every batch (gloo, DDP
 the engine's training loop (``FitResult.seconds``: process start, imports and network build
 excluded), the best of ``--repeats`` runs. With t1 the 1-rank time and tN the N-rank time:
 ``speedup = t1 / tN`` and ``efficiency = t1 / (N * tN)`` (the share of N cores' time that
-does useful work: 1.0 perfect; the issue's target is >= 0.85 on 2 ranks).
+does useful work: 1.0 perfect; the target is >= 0.85 on 2 ranks). The strongest one-process
+baseline on the same cores, 1 rank with N threads, is timed too
+(``speedup_vs_1_rank_N_threads``: what N ranks gain over simply giving one process every core).
 
 Run it on a quiet machine with at least N free cores (numbers from a shared machine say
 nothing):
@@ -81,7 +83,7 @@ def _rank(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         batch_size=args.batch,
         precision="fp32",
-        threads=1,
+        threads=args.threads,
         validate_every=10**6,
         checkpoint_every=10**6,
         seed=0,
@@ -109,7 +111,9 @@ def _rank(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(nproc: int, args: argparse.Namespace, folder: Path, tag: str) -> dict[str, Any]:
+def _run(
+    nproc: int, args: argparse.Namespace, folder: Path, tag: str, threads: int = 1
+) -> dict[str, Any]:
     from kneescope.training.launch import launch_local
 
     out = folder / f"{tag}.json"
@@ -128,8 +132,10 @@ def _run(nproc: int, args: argparse.Namespace, folder: Path, tag: str) -> dict[s
         str(args.patch),
         "--features",
         *map(str, args.features),
+        "--threads",
+        str(threads),
     ]
-    code = launch_local(rank_args, nproc, program=[sys.executable], threads=1)
+    code = launch_local(rank_args, nproc, program=[sys.executable], threads=threads)
     if code:
         raise SystemExit(f"the {nproc}-rank run failed (exit code {code})")
     result: dict[str, Any] = json.loads(out.read_text())
@@ -144,6 +150,7 @@ def main() -> int:
     parser.add_argument("--patch", type=int, default=64, help="cube side of a sample (voxels)")
     parser.add_argument("--features", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--repeats", type=int, default=1, help="best of this many runs each")
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--as-rank", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -156,7 +163,10 @@ def main() -> int:
         folder = Path(tmp)
         ones = [_run(1, args, folder, f"one-{i}") for i in range(args.repeats)]
         many = [_run(args.nproc, args, folder, f"many-{i}") for i in range(args.repeats)]
+        # the strongest one-process baseline on the same cores: 1 rank with N threads
+        wide = [_run(1, args, folder, f"wide-{i}", threads=args.nproc) for i in range(args.repeats)]
     t1 = min(r["seconds"] for r in ones)
+    t1_wide = min(r["seconds"] for r in wide)
     tn = min(r["seconds"] for r in many)
     losses_1, losses_n = ones[0]["losses"], many[0]["losses"]
     max_loss_diff = max(abs(a - b) for a, b in zip(losses_1, losses_n, strict=True))
@@ -174,6 +184,8 @@ def main() -> int:
         "tN_s": round(tn, 3),
         "speedup": round(speedup, 3),
         "efficiency": round(speedup / args.nproc, 3),
+        "t1_threads_N_s": round(t1_wide, 3),
+        "speedup_vs_1_rank_N_threads": round(t1_wide / tn, 3),
         "max_loss_difference": max_loss_diff,
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
