@@ -18,8 +18,14 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from kneescope.config import FROZEN
 from kneescope.errors import ModelError
-from kneescope.models import NetworkConfig, build_network
-from kneescope.models.model_file import MAX_FEATURES, ModelFile, load_model_file, save_model_file
+from kneescope.models import NetworkConfig
+from kneescope.models.model_file import (
+    MAX_FEATURES,
+    ModelFile,
+    load_model_file,
+    network_with_weights,
+    save_model_file,
+)
 from kneescope.transforms.intensity import NormalisationConfig
 
 KIND = "segmentation"
@@ -119,16 +125,7 @@ class SegmentationModel:
 
     def build(self, device: torch.device | str = "cpu") -> torch.nn.Module:
         """The network with these weights, in eval mode, on ``device``."""
-        net = build_network(self.spec.network)
-        try:
-            net.load_state_dict(self.state_dict)
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise ModelError(
-                f"model weights do not fit the recorded network config ({first}); "
-                "the file is corrupt or was edited: retrain or use another model file"
-            ) from None
-        return net.to(device).eval()
+        return network_with_weights(self.spec.network, self.state_dict, device)
 
 
 def spec_part(spec: ModelSpec) -> dict[str, Any]:

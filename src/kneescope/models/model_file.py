@@ -71,16 +71,27 @@ class ModelFile:
 
     def build(self, device: torch.device | str = "cpu") -> torch.nn.Module:
         """The network with these weights, in eval mode, on ``device``."""
-        net = build_network(self.network)
-        try:
-            net.load_state_dict(self.state_dict)
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise ModelError(
-                f"model weights do not fit the recorded network config ({first}); "
-                "the file is corrupt or was edited: retrain or use another model file"
-            ) from None
-        return net.to(device).eval()
+        return network_with_weights(self.network, self.state_dict, device)
+
+
+def network_with_weights(
+    network: NetworkConfig, state_dict: dict[str, torch.Tensor], device: torch.device | str
+) -> torch.nn.Module:
+    """The network ``network`` describes with ``state_dict`` loaded, in eval mode, on ``device``.
+
+    Raises:
+        ModelError: the weights do not fit the config (a corrupt or edited file).
+    """
+    net = build_network(network)
+    try:
+        net.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelError(
+            f"model weights do not fit the recorded network config ({first}); "
+            "the file is corrupt or was edited: retrain or use another model file"
+        ) from None
+    return net.to(device).eval()
 
 
 def save_model_file(model: ModelFile, path: Path) -> Path:
