@@ -36,7 +36,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -44,6 +44,7 @@ from kneescope import __version__
 from kneescope.catalog.view import CatalogView, reads_digest, replay_digest
 from kneescope.cohort.pipeline_config import StepConfig
 from kneescope.errors import ConfigError, KneescopeError, RunError
+from kneescope.plugins import registered
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -156,16 +157,7 @@ def registered_cohort_steps() -> dict[str, EntryPoint]:
     Raises:
         ConfigError: two installed distributions register one name for different classes.
     """
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=COHORT_STEP_GROUP):
-        previous = found.get(ep.name)
-        if previous is not None and previous.value != ep.value:
-            raise ConfigError(
-                f"cohort step name {ep.name!r} is registered twice ({previous.value} and "
-                f"{ep.value}); uninstall one of the packages that register it"
-            )
-        found[ep.name] = ep
-    return found
+    return registered(COHORT_STEP_GROUP, "cohort step")
 
 
 def _unknown(name: str, known: Mapping[str, EntryPoint]) -> ConfigError:

@@ -24,7 +24,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from kneescope.cohort.pipeline_config import StepConfig
 from kneescope.cohort.result_schema import ResultColumn
 from kneescope.cohort.step import Step, declared_results
 from kneescope.errors import ConfigError
+from kneescope.plugins import registered
 from kneescope.workspace import Workspace
 
 STEP_GROUP = "kneescope.steps"
@@ -46,16 +47,7 @@ def registered_steps() -> dict[str, EntryPoint]:
     Raises:
         ConfigError: two installed distributions register one name for different classes.
     """
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=STEP_GROUP):
-        previous = found.get(ep.name)
-        if previous is not None and previous.value != ep.value:
-            raise ConfigError(
-                f"step name {ep.name!r} is registered twice ({previous.value} and {ep.value}); "
-                "uninstall one of the packages that register it"
-            )
-        found[ep.name] = ep
-    return found
+    return registered(STEP_GROUP, "step")
 
 
 def _unknown(name: str, known: Mapping[str, EntryPoint]) -> ConfigError:

@@ -9,7 +9,6 @@ in the ``kneescope.tasks`` entry-point group, so a plug-in distribution can add 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from kneescope.config import FROZEN, read_mapping, validate_config
 from kneescope.errors import ConfigError
+from kneescope.plugins import registered
 from kneescope.training.engine_config import ENGINE_KEYS, EngineConfig
 from kneescope.training.task import TaskFactory
 
@@ -72,7 +72,7 @@ def task_factory(name: str) -> TaskFactory:
     Raises:
         ConfigError: no task of that name is installed (the message lists those that are).
     """
-    found = {ep.name: ep for ep in entry_points(group=TASK_GROUP)}
+    found = registered(TASK_GROUP, "training task")
     if name not in found:
         known = ", ".join(sorted(found)) or "none"
         raise ConfigError(
