@@ -7,13 +7,10 @@ must pass the same tests.
 
 from __future__ import annotations
 
-import contextlib
-import getpass
-import subprocess
-import uuid
 from collections.abc import Iterator
 
 import pytest
+from slurm_helpers import cancel_slurm_jobs, slurm_job_name
 
 from kneescope.cohort.pipeline_config import ExecutorConfig
 
@@ -30,20 +27,6 @@ def dask_scheduler_address() -> Iterator[str]:
         yield cluster.scheduler_address
     finally:
         cluster.close()
-
-
-def slurm_job_name() -> str:
-    """A job name no one else uses: the worker jobs of one test, and only they, carry it."""
-    return f"kneescope-test-{uuid.uuid4().hex[:12]}"
-
-
-def cancel_slurm_jobs(job_name: str) -> None:
-    """Cancel this user's Slurm jobs named ``job_name`` (leftovers of one test's run), and no
-    other: not the user's own dask-worker jobs, nor another test's."""
-    if not job_name.startswith("kneescope-test-"):
-        raise ValueError(f"refusing to cancel jobs named {job_name!r}: not a test's own name")
-    with contextlib.suppress(OSError):
-        subprocess.run(["scancel", "--user", getpass.getuser(), "--name", job_name], check=False)
 
 
 EXECUTOR_KINDS = [

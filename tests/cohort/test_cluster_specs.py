@@ -100,7 +100,7 @@ def test_unreachable_scheduler_is_a_run_error(tmp_path: Path) -> None:
 def test_batch_jobs_carry_the_configured_job_name() -> None:
     """``job_name`` names the worker jobs (the test fixtures cancel only their own jobs by it);
     the default stays dask-jobqueue's."""
-    from conftest import slurm_job_name
+    from slurm_helpers import slurm_job_name
 
     name = slurm_job_name()
     assert name != slurm_job_name()

@@ -82,7 +82,7 @@ def test_dask_workers_messages_reach_the_run_log(
 ) -> None:
     """A warning logged inside a Dask worker process (on this machine, or in a Slurm job) is
     in RUN/run.log: the workers forward it to the driver."""
-    from conftest import cancel_slurm_jobs, slurm_job_name
+    from slurm_helpers import cancel_slurm_jobs, slurm_job_name
 
     job_name = slurm_job_name()
     if kind == "dask":

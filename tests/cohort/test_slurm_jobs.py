@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from cohort_helpers import pipeline, write_cohort
+from slurm_helpers import cancel_slurm_jobs, slurm_job_name
 
-from conftest import cancel_slurm_jobs, slurm_job_name
 from kneescope.cohort.pipeline_config import ExecutorConfig
 from kneescope.cohort.runner import Progress, run_pipeline
 from kneescope.workspace import Workspace
