@@ -159,6 +159,7 @@ def test_a_plan_where_nothing_fits_proposes_fsdp() -> None:
     assert "would not make it fit" in hopeless.message
 
 
+@pytest.mark.slow  # ~14 s of CLI runs; the planner logic has fast tests above
 def test_plan_command_per_process_and_fsdp(capsys: pytest.CaptureFixture[str]) -> None:
     """``kneescope plan --nproc 2``: the buckets in the need; FSDP's ranks when nothing fits."""
     from kneescope.cli.app import main

@@ -69,6 +69,7 @@ def test_a_two_task_slurm_job_trains_and_checkpoints(tmp_path: Path, slurm_avail
     assert losses == pytest.approx(one["losses"], rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow  # ~15 s; the 2-task Slurm job above covers training under Slurm
 def test_train_launcher_slurm_runs_one_task_per_rank(tmp_path: Path, slurm_available: bool) -> None:
     """``kneescope train --launcher slurm --nproc 2``: srun starts the 2 ranks; rank 0 reports."""
     from test_distributed_cli import CONFIG
