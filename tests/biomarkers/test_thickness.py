@@ -56,3 +56,18 @@ def test_bare_bone_is_not_covered() -> None:
     assert not surf.covered.any()
     assert np.isnan(surf.thickness_mm).all()
     assert surf.articular_area_mm2 == 0.0
+
+
+def test_iso_surface_is_empty_when_the_level_is_crossed_only_outside_the_region() -> None:
+    """A region (the cartilage's neighbourhood) that holds no crossing of the level gives an
+    empty mesh, as documented, instead of skimage's 'No surface found' RuntimeError (which a
+    badly segmented knee raised from measure, stopping a cohort run as a bug)."""
+    from kneescope.biomarkers.surfaces import iso_surface
+
+    field = np.zeros((12, 12, 12), np.float32)
+    field[2:5, 2:5, 2:5] = 1.0  # crosses 0.5 near the corner only
+    region = np.zeros(field.shape, bool)
+    region[8:11, 8:11, 8:11] = True  # far from it
+    mesh = iso_surface(field, np.eye(4), region=region)
+    assert len(mesh.vertices_mm) == 0
+    assert len(iso_surface(field, np.eye(4)).vertices_mm) > 0

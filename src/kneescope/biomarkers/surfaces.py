@@ -95,9 +95,15 @@ def iso_surface(
         return Mesh.empty()
     if region is not None and not region.any():
         return Mesh.empty()
-    verts, faces, normals_ijk, _ = marching_cubes(  # type: ignore[no-untyped-call]
-        field, level, gradient_direction="descent", mask=region, allow_degenerate=False
-    )
+    try:
+        verts, faces, normals_ijk, _ = marching_cubes(  # type: ignore[no-untyped-call]
+            field, level, gradient_direction="descent", mask=region, allow_degenerate=False
+        )
+    except RuntimeError as exc:
+        # the level is crossed in the field but in no cube of ``region``
+        if "No surface found" in str(exc):
+            return Mesh.empty()
+        raise
     if len(faces) == 0:
         return Mesh.empty()
     lin = affine[:3, :3]
