@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from slurm_helpers import cancel_slurm_jobs, slurm_job_name
+from synth_catalog import SynthCatalog, build_synth_catalog
 
 from kneescope.cohort.pipeline_config import ExecutorConfig
 
@@ -83,3 +84,10 @@ def executor_config(request: pytest.FixtureRequest) -> Iterator[ExecutorConfig]:
 def multi_run_executor_config(request: pytest.FixtureRequest) -> Iterator[ExecutorConfig]:
     """Every executor, for tests that run several times (LocalCluster ones marked slow)."""
     yield from _executor(request.param, request)
+
+
+@pytest.fixture(scope="session")
+def synth_catalog_template(tmp_path_factory: pytest.TempPathFactory) -> SynthCatalog:
+    """One small synthetic catalog (radiographs of one subject at two visits, two tiny MRI),
+    built once per session; tests work on copies (``copy_synth_catalog``)."""
+    return build_synth_catalog(tmp_path_factory.mktemp("synth_catalog"))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synth_catalog import SynthCatalog, build_synth_catalog, copy_synth_catalog, kneescope
+from synth_catalog import SynthCatalog, copy_synth_catalog, kneescope
 
 from kneescope.cohort.cohort_steps import RESULTS_FILE
 from kneescope.cohort.pipeline_config import PipelineConfig
@@ -24,9 +24,9 @@ from kneescope.errors import ConfigError
 from kneescope.workspace import Workspace
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> SynthCatalog:
-    return build_synth_catalog(tmp_path_factory.mktemp("cohort_steps"))
+@pytest.fixture
+def template(synth_catalog_template: SynthCatalog) -> SynthCatalog:
+    return synth_catalog_template
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
-from synth_catalog import SynthCatalog, build_synth_catalog, copy_synth_catalog, kneescope
+from synth_catalog import SynthCatalog, copy_synth_catalog, kneescope
 
 from kneescope.catalog.view import CatalogView
 from kneescope.cohort.item_sources import iter_items
@@ -26,9 +26,9 @@ from kneescope.io import write_nifti
 from kneescope.workspace import Workspace
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> SynthCatalog:
-    return build_synth_catalog(tmp_path_factory.mktemp("units"))
+@pytest.fixture
+def template(synth_catalog_template: SynthCatalog) -> SynthCatalog:
+    return synth_catalog_template
 
 
 @pytest.fixture
