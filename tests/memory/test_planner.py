@@ -47,7 +47,14 @@ def _exact_need(plan: Plan, candidate: PlanCandidate) -> int:
     return estimate.required_bytes + grads
 
 
-@pytest.mark.parametrize("budget_mb", [560, 620, 900])
+@pytest.mark.parametrize(
+    "budget_mb",
+    [  # the tight budgets take 5-9 s each: slow
+        pytest.param(560, marks=pytest.mark.slow),
+        pytest.param(620, marks=pytest.mark.slow),
+        900,
+    ],
+)
 def test_planner_never_proposes_more_than_the_budget(budget_mb: int) -> None:
     network = preset("unet3d-small")
     budget = budget_mb * 10**6

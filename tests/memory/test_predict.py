@@ -92,6 +92,7 @@ def _check_within_10_percent(cases: list[tuple[NetworkConfig, StepConfig]]) -> N
         assert 0.9 <= ratio <= 1.1, (network.name, step, predicted, m.peak_rss_bytes)
 
 
+@pytest.mark.slow  # ~12 s of real training steps; benchmarks/memory_predict_vs_measure.py
 def test_predicted_peak_within_10_percent_of_measured_cpu_step() -> None:
     _check_within_10_percent(FAST_CASES)
 
