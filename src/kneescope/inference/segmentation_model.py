@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from kneescope.config import FROZEN
-from kneescope.errors import ModelError
 from kneescope.models import NetworkConfig
 from kneescope.models.model_file import (
     MAX_FEATURES,
@@ -25,6 +24,7 @@ from kneescope.models.model_file import (
     load_model_file,
     network_with_weights,
     save_model_file,
+    validate_description,
 )
 from kneescope.transforms.intensity import NormalisationConfig
 
@@ -167,11 +167,5 @@ def from_model_file(path: Path, envelope: ModelFile) -> SegmentationModel:
         "data_fingerprint": envelope.data_fingerprint,
         "training": envelope.training,
     }
-    try:
-        spec = ModelSpec.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        at = f" at {where}" if where else ""
-        raise ModelError(f"{path}: model description invalid{at}: {first['msg']}") from None
+    spec = validate_description(ModelSpec, raw, path)
     return SegmentationModel(spec=spec, state_dict=envelope.state_dict)

@@ -22,15 +22,17 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kneescope.errors import ModelError
 from kneescope.io.atomic import atomic_write
 from kneescope.models.network_config import NetworkConfig
 from kneescope.models.registry import build_network
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 log = logging.getLogger(__name__)
 
@@ -212,14 +214,39 @@ def _from_v2(path: Path, payload: dict[str, Any]) -> ModelFile:
     )
 
 
-def _network(path: Path, raw: object) -> NetworkConfig:
+def validate_description(
+    model_type: type[_Model],
+    raw: object,
+    path: Path,
+    *,
+    what: str = "model",
+    prefix: str = "",
+    default_where: str = "",
+    hint: str = "",
+) -> _Model:
+    """``model_type`` validated from ``raw`` (part of the model file at ``path``).
+
+    Args:
+        what: what the description is, for the message (``"model"``, ``"landmark"``).
+        prefix: put before the failing field's path (``"network."``).
+        default_where: the place named when the error has no field path.
+        hint: appended to the message (``"; retrain the model"``).
+
+    Raises:
+        ModelError: one line, ``<path>: <what> description invalid at <field>: <reason>``.
+    """
     try:
-        net = NetworkConfig.model_validate(raw)
+        return model_type.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        at = f" at network.{where}" if where else " at network"
-        raise ModelError(f"{path}: model description invalid{at}: {first['msg']}") from None
+        place = f"{prefix}{where}" if where else default_where
+        at = f" at {place}" if place else ""
+        raise ModelError(f"{path}: {what} description invalid{at}: {first['msg']}{hint}") from None
+
+
+def _network(path: Path, raw: object) -> NetworkConfig:
+    net = validate_description(NetworkConfig, raw, path, prefix="network.", default_where="network")
     if max(net.features, default=0) > MAX_FEATURES:
         raise ModelError(
             f"{path}: model description invalid: network features {net.features} exceed "

@@ -9,11 +9,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from pydantic import ValidationError
 
 from kneescope.capabilities.classification.spec import KIND, ClassificationSpec
 from kneescope.errors import ModelError
-from kneescope.models.model_file import ModelFile, load_model_file
+from kneescope.models.model_file import ModelFile, load_model_file, validate_description
 from kneescope.transforms.image_batch import normalise_images
 
 CHUNK = 64
@@ -55,15 +54,14 @@ class ClassPrediction:
 
 def _spec(model: ModelFile, path: Path) -> ClassificationSpec:
     raw = {k: v for k, v in model.spec.items() if k != "training"}
-    try:
-        spec = ClassificationSpec.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "spec"
-        raise ModelError(
-            f"{path}: classification description invalid at {where}: {first['msg']}; "
-            "retrain the model"
-        ) from None
+    spec = validate_description(
+        ClassificationSpec,
+        raw,
+        path,
+        what="classification",
+        default_where="spec",
+        hint="; retrain the model",
+    )
     net = model.network
     if net.out_channels != len(spec.classes) or net.input_shape_vox != spec.input_size_vox:
         raise ModelError(

@@ -10,13 +10,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from pydantic import ValidationError
 
 from kneescope.capabilities.landmarks.heatmaps import decode_heatmaps, sigma_vox
 from kneescope.capabilities.landmarks.spec import KIND, LandmarkSpec
 from kneescope.errors import InputError, ModelError
 from kneescope.models import divisor
-from kneescope.models.model_file import ModelFile, load_model_file
+from kneescope.models.model_file import ModelFile, load_model_file, validate_description
 from kneescope.transforms.image_batch import normalise_images
 
 CHUNK = 32
@@ -51,14 +50,9 @@ class LandmarkPrediction:
 
 def _spec(model: ModelFile, path: Path) -> LandmarkSpec:
     raw = {k: v for k, v in model.spec.items() if k != "training"}
-    try:
-        spec = LandmarkSpec.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "spec"
-        raise ModelError(
-            f"{path}: landmark description invalid at {where}: {first['msg']}; retrain the model"
-        ) from None
+    spec = validate_description(
+        LandmarkSpec, raw, path, what="landmark", default_where="spec", hint="; retrain the model"
+    )
     net = model.network
     fits = all(n % m == 0 for n, m in zip(spec.input_size_vox, divisor(net), strict=False))
     if net.out_channels != len(spec.landmarks) or net.spatial_dims != 2 or not fits:
