@@ -170,17 +170,21 @@ def store_in_catalog(
     *,
     started: float,
     hashes: dict[str, str],
+    records: list[dict[str, Any]] | None = None,
 ) -> int:
     """Store a finished run's values in the workspace catalog, replacing the run's old ones.
 
     The workspace catalog (``--catalog`` URL or ``WS/catalog.sqlite``) is created when it
     does not exist. Returns the number of values stored.
 
+    ``records`` are the manifest's :func:`done_records` when the caller has read them.
+
     Raises:
         CatalogError: the catalog cannot be opened or written; the message says that the
             run's own results table is complete and that a re-run stores it.
     """
-    records = done_records(manifest)
+    if records is None:
+        records = done_records(manifest)
     counts = manifest.counts()
     run = RunRecord(
         name=config.name,

@@ -38,7 +38,13 @@ def table_rows(manifest: Manifest, run_dir: Path | None = None) -> list[dict[str
     after a workspace was copied) give one row: the latest finished attempt's. Output paths
     stored relative to the run are given absolute (under ``run_dir``).
     """
-    return [_flat_row(rec, run_dir) for rec in done_records(manifest)]
+    return rows_of(done_records(manifest), run_dir)
+
+
+def rows_of(records: list[dict[str, Any]], run_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Flat result rows of :func:`done_records` (read once, used by the table, the catalog
+    and the cohort steps at the end of a run)."""
+    return [_flat_row(rec, run_dir) for rec in records]
 
 
 def done_records(manifest: Manifest) -> list[dict[str, Any]]:
@@ -100,9 +106,16 @@ def _flat_row(rec: dict[str, Any], run_dir: Path | None) -> dict[str, Any]:
     return row
 
 
-def write_results(manifest: Manifest, run_dir: Path, fmt: Literal["parquet", "csv"]) -> Path:
-    """Write RUN/results.parquet (or .csv) from the manifest; returns its path."""
-    rows = table_rows(manifest, run_dir)
+def write_results(
+    manifest: Manifest,
+    run_dir: Path,
+    fmt: Literal["parquet", "csv"],
+    rows: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Write RUN/results.parquet (or .csv) from the manifest (or its ``rows`` when the caller
+    has read them already); returns its path."""
+    if rows is None:
+        rows = table_rows(manifest, run_dir)
     final = run_dir / f"results.{fmt}"
     if fmt == "csv":
         from kneescope.io.csv_table import table_columns, write_csv_table

@@ -31,7 +31,7 @@ from kneescope.cohort.manifest import Manifest, manifest_errors
 from kneescope.cohort.outputs import check_outputs
 from kneescope.cohort.pipeline_config import PipelineConfig, StepConfig, is_run_name
 from kneescope.cohort.results_catalog import store_in_catalog
-from kneescope.cohort.results_table import table_rows, write_results
+from kneescope.cohort.results_table import done_records, rows_of, write_results
 from kneescope.cohort.run_lock import RunLock
 from kneescope.cohort.run_log import run_log
 from kneescope.cohort.step_registry import PreparedSteps, build_steps, prepare_steps
@@ -212,7 +212,9 @@ def _run_pipeline(
             raise
         finally:
             executor.close()
-        results_path = write_results(manifest, run_dir, config.output_format)
+        records = done_records(manifest)  # read once: the table, the catalog, cohort steps
+        rows = rows_of(records, run_dir)
+        results_path = write_results(manifest, run_dir, config.output_format, rows)
         counts = manifest.counts()
         if loop.finished:
             _record_work(manifest, started, loop)
@@ -223,13 +225,20 @@ def _run_pipeline(
             last_session_ran=loop.finished,
         )
         store_in_catalog(
-            manifest, workspace, config, prepared.configs, run_dir, started=started, hashes=hashes
+            manifest,
+            workspace,
+            config,
+            prepared.configs,
+            run_dir,
+            started=started,
+            hashes=hashes,
+            records=records,
         )
         cohort = None
         if config.cohort_steps or (run_dir / COHORT_RESULTS_FILE).exists():
             cohort = run_cohort_steps(
                 config.cohort_steps,
-                table_rows(manifest, run_dir),
+                rows,
                 run_dir,
                 CatalogView.for_workspace(workspace),
             )
