@@ -15,6 +15,7 @@ one shape and returns a float32 array of that shape:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -410,6 +411,33 @@ class KneeShape:
             (0.0, 30.0 * s, -32.0 * s),
             3.5 * s,
         )
+
+    # ---- tissues that carry no label (vessels, fat pad, marrow lesions, meniscal tears) ------
+    def _absent(self, x: F32) -> F32:
+        return np.full(np.shape(x), 100.0, dtype=np.float32)
+
+    def vessel_sdf(self, x: F32, y: F32, z: F32) -> F32:
+        """Popliteal artery and vein behind the joint (mm, negative inside; not labelled)."""
+        return self._absent(x)
+
+    def fat_pad_sdf(self, x: F32, y: F32, z: F32) -> F32:
+        """Hoffa's infrapatellar fat pad (mm, negative inside; not labelled)."""
+        return self._absent(x)
+
+    def marrow_lesion_sdf(self, x: F32, y: F32, z: F32, bone: Literal["femur", "tibia"]) -> F32:
+        """Bone-marrow lesions of ``bone`` (mm, negative inside).
+
+        The renderer draws lesion tissue only where the point is also inside that bone's
+        marrow, so the label stays the bone.
+        """
+        return self._absent(x)
+
+    def meniscus_tear_sdf(self, x: F32, y: F32, z: F32, medial: bool) -> F32:
+        """Tears / maceration of one meniscus (mm, negative inside).
+
+        The renderer draws tear tissue only inside that meniscus, so the label stays meniscus.
+        """
+        return self._absent(x)
 
     # ---- seating ----------------------------------------------------------------------------
     def femur_underside(
