@@ -69,6 +69,13 @@ class KneeParams(BaseModel):
         noise_sigma: Rician noise sigma relative to cartilage intensity (~0.03-0.06).
         bias_strength: amplitude of the smooth multiplicative bias field (0..0.3).
         intensity_seed: seed for noise and bias field.
+        contrast: the MRI contrast rendered (``core.tissues.CONTRASTS``): ``dess``
+            (water-excitation DESS, OAI), ``iw-tse-fs`` (intermediate-weighted fat-suppressed
+            TSE) or ``t1-gre`` (T1-weighted gradient echo).
+        motion_ghosts: strength of phase-encode motion ghosting (0 none .. 1 strong):
+            random phase errors on k-space lines along the phase-encode axis.
+        gibbs: fraction of the outer k-space removed along both in-plane axes (0 none; Gibbs
+            ringing at edges as in a lower-resolution acquisition).
     """
 
     model_config = FROZEN
@@ -112,6 +119,10 @@ class KneeParams(BaseModel):
     noise_sigma: float = Field(default=0.04, ge=0.0, le=0.2)
     bias_strength: float = Field(default=0.15, ge=0.0, le=0.4)
     intensity_seed: int = Field(default=0, ge=0)
+    # scan settings owned by the renderer (synth/render.py, synth/knee.py)
+    contrast: Literal["dess", "iw-tse-fs", "t1-gre"] = "dess"
+    motion_ghosts: float = Field(default=0.0, ge=0.0, le=1.0)
+    gibbs: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
 class SizeSpec(BaseModel):
@@ -140,11 +151,16 @@ SMALL = SizeSpec(
 )
 """Same field of view as :data:`FULL`, ~27x fewer voxels (for tests)."""
 
-SIZES = {"full": FULL, "small": SMALL}
+FULL_THICK = SizeSpec(
+    name="full-thick", shape=(80, 384, 384), spacing_mm=(1.4, 140.0 / 384, 140.0 / 384)
+)
+""":data:`FULL` field of view and in-plane grid with twice the slice thickness (1.4 mm)."""
+
+SIZES = {"full": FULL, "small": SMALL, "full-thick": FULL_THICK}
 
 
 def size_spec(name: str) -> SizeSpec:
-    """The :class:`SizeSpec` called ``name`` (``"full"`` or ``"small"``)."""
+    """The :class:`SizeSpec` called ``name`` (a key of :data:`SIZES`)."""
     try:
         return SIZES[name]
     except KeyError:
