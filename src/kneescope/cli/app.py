@@ -79,6 +79,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("convert", "cmd_convert"),
     ("plan", "cmd_plan"),
     ("train", "cmd_train"),
+    ("models", "cmd_models"),
     ("segment", "cmd_segment"),
     ("measure", "cmd_measure"),
     ("run", "cmd_run"),

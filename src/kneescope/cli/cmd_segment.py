@@ -29,14 +29,15 @@ def segment(
         ),
     ] = None,
     model: Annotated[
-        Path,
+        str,
         typer.Option(
             "--model",
             "-m",
-            help="Trained model: a file written by `kneescope train`, or its name in "
-            "WORKSPACE/models/ (with or without .pt).",
+            help="Trained model: a file written by `kneescope train`, its name in "
+            "WORKSPACE/models/ (with or without .pt), or the name of a model shipped with "
+            "kneescope (`kneescope models list`). Default: the shipped knee-seg model.",
         ),
-    ] = Path("knee-seg"),
+    ] = "knee-seg",
     out: Annotated[
         Path,
         typer.Option("--output", "-o", "--out", help="Output folder for the label maps (created)."),
@@ -153,12 +154,13 @@ def segment(
     )
     from kneescope.inference.segmenter import SegmentConfig, Segmenter
     from kneescope.io.digest import file_sha256
+    from kneescope.models.pretrained import resolve_model
 
     ws = workspace(workspace_dir, catalog)
     items = _inputs(inputs or [], series or [], subject, visit, side, ws)
     if not items:
         raise InputError("nothing to segment: give image files, --series or --subject/--visit")
-    model_path = ws.resolve_model(model)
+    model_path = resolve_model(model, ws)
     config = validate_config(
         SegmentConfig,
         {

@@ -192,11 +192,13 @@ class PreparedSteps:
 def _resolve_options(
     config: StepConfig, cls: type[Any], workspace: Workspace, base_dir: Path
 ) -> StepConfig:
+    from kneescope.models.pretrained import resolve_model  # a file, WS/models/, or shipped
+
     options = dict(config.options)
     for key in getattr(cls, "model_options", ()):
         value = options.get(key)
         if isinstance(value, str) and value:
-            options[key] = str(workspace.resolve_model(value, base_dir))
+            options[key] = str(resolve_model(value, workspace, base_dir))
     for key in getattr(cls, "path_options", ()):
         value = options.get(key)
         if isinstance(value, str) and value:

@@ -8,7 +8,8 @@ envelope::
      "network": NetworkConfig as a dict, "spec": the kind's own description (labels or
      classes, grid, preprocessing), "data_fingerprint": hash of the training data,
      "metrics": {"score": ..., "values": {...}} or None, "training": a record of the run,
-     "state_dict": {name: tensor}}
+     "state_dict": {name: tensor}, "weights_dtype": "float16" (only in files stored in half
+     precision, see :func:`save_model_file`)}
 
 The kind's package validates ``spec`` (segmentation: :mod:`kneescope.inference.segmentation_model`).
 Version-1 files (``"kneescope-segmentation-model"``, segmentation only) are still read: they
@@ -22,7 +23,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 from pydantic import BaseModel, ValidationError
@@ -45,6 +46,10 @@ MAX_FEATURES = 4096
 """Widest layer a model file may describe (nnU-Net-class networks stop at 320-512)."""
 MAX_IN_CHANNELS = 16
 MAX_OUT_CHANNELS = 256
+
+WeightsDtype = Literal["float16", "bfloat16"]
+"""Half-precision storage types of a model file's floating weights."""
+_HALF_DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -96,9 +101,22 @@ def network_with_weights(
     return net.to(device).eval()
 
 
-def save_model_file(model: ModelFile, path: Path) -> Path:
-    """Write ``model`` to ``path`` atomically as a version-2 model file; returns ``path``."""
-    payload = {
+def save_model_file(
+    model: ModelFile, path: Path, *, weights_dtype: WeightsDtype | None = None
+) -> Path:
+    """Write ``model`` to ``path`` atomically as a version-2 model file; returns ``path``.
+
+    Args:
+        weights_dtype: store the floating-point weights in this half-precision type (half the
+            file size; shipped models use ``"float16"``); :func:`load_model_file` gives them
+            back as float32. ``None`` stores them as they are (float32). Integer tensors
+            (e.g. batch-norm counters) are never converted.
+    """
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict.items()}
+    if weights_dtype is not None:
+        half = _HALF_DTYPES[weights_dtype]
+        state = {k: v.to(half) if v.is_floating_point() else v for k, v in state.items()}
+    payload: dict[str, Any] = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "kind": model.kind,
@@ -107,8 +125,10 @@ def save_model_file(model: ModelFile, path: Path) -> Path:
         "data_fingerprint": model.data_fingerprint,
         "metrics": model.metrics,
         "training": model.training,
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict.items()},
+        "state_dict": state,
     }
+    if weights_dtype is not None:
+        payload["weights_dtype"] = weights_dtype
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
     log.info("wrote model %s", path)
@@ -262,10 +282,20 @@ def _network(path: Path, raw: object) -> NetworkConfig:
 
 
 def _weights(path: Path, payload: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights, floating-point ones as float32 (a file may store them in half precision:
+    ``weights_dtype``)."""
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: model weights missing or malformed; retrain the model")
-    return state
+    stored = payload.get("weights_dtype")
+    if stored is None:
+        return state
+    if stored not in _HALF_DTYPES:
+        raise ModelError(
+            f"{path}: unknown weights storage type {str(stored)[:40]!r} (this kneescope reads "
+            f"{', '.join(_HALF_DTYPES)}); upgrade kneescope or retrain"
+        )
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def _check_weight_shapes(

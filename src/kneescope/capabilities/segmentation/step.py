@@ -16,14 +16,16 @@ from kneescope.cohort.result_schema import ResultColumn
 from kneescope.cohort.step import BaseStep, StepContext, StepResult
 from kneescope.errors import ConfigError
 from kneescope.io.digest import file_sha256
+from kneescope.models.pretrained import DEFAULT_MODEL
 
 
 class Segment(BaseStep):
     """Segment ``image`` with a kneescope model file into ``labels`` (uint8, input grid).
 
     Options:
-        model: path of the model file written by ``kneescope train`` (or a name in
-            ``WS/models/``).
+        model: path of the model file written by ``kneescope train``, a name in
+            ``WS/models/``, or a shipped model's name (``kneescope models list``); default:
+            the shipped ``knee-seg`` (:data:`kneescope.models.pretrained.DEFAULT_MODEL`).
         write_labels: write ``labels.nii.gz`` per item (atomically). Default true.
         any option of :class:`kneescope.inference.segmenter.SegmentConfig` (tta, cascade,
         device, precision, overlap, ...); see :mod:`.config`.
@@ -39,14 +41,15 @@ class Segment(BaseStep):
 
     @classmethod
     def model_hash_for(cls, options: Mapping[str, Any]) -> str:
-        """sha256 (16 hex) of the model file named by ``options["model"]``."""
-        return _model_file_hash(Path(str(options.get("model", ""))).expanduser().absolute())
+        """sha256 (16 hex) of the model file named by ``options["model"]`` (default: the
+        shipped default model)."""
+        return _model_file_hash(_model_path(options.get("model")))
 
-    def __init__(self, model: str, **options: Any) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, **options: Any) -> None:
         from kneescope.capabilities.segmentation.config import SegmentStepConfig
         from kneescope.config import validate_config
 
-        self.model_path = Path(model).expanduser().absolute()
+        self.model_path = _model_path(model)
         self._model_hash = _model_file_hash(self.model_path)
         step_config = validate_config(SegmentStepConfig, options, "segment options")
         self.config = step_config.segment_config()
@@ -92,6 +95,23 @@ class Segment(BaseStep):
             values={"labels_present": present, "segment_device": str(self._segmenter.device)},
             files=files,
         )
+
+
+def _model_path(model: object) -> Path:
+    """The model file a step option names. The runner has already resolved names in
+    ``WS/models/`` and relative paths (:func:`kneescope.models.pretrained.resolve_model`); a
+    step built directly still takes a file path or a shipped name, and no value means the
+    shipped default. A path that exists nowhere is returned as given (the hash then says it
+    cannot be read)."""
+    from kneescope.models.pretrained import find_shipped
+
+    name = DEFAULT_MODEL if model is None or str(model) == "" else str(model)
+    path = Path(name).expanduser().absolute()
+    if not path.is_file():
+        shipped = find_shipped(name)
+        if shipped is not None:
+            return shipped.verified_path()
+    return path
 
 
 def _model_file_hash(path: Path) -> str:
