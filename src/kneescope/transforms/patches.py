@@ -18,6 +18,16 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from kneescope.transforms.domain_randomisation import (
+    DomainRandomisationConfig,
+    draw_contrast,
+    normalisation_stats,
+    spatial_augment,
+    stats_subsample,
+    synthesise,
+)
+from kneescope.transforms.intensity import NormalisationConfig
+
 MAX_CENTRES_PER_CLASS = 20_000
 """Candidate patch centres kept per class and case (a random subset, to bound memory)."""
 
@@ -72,6 +82,13 @@ class PatchSampler:
         augment: apply random spatial and intensity augmentation.
         seed: run seed.
         flip_axis: array axis flipped at random (3D: the left-right axis), or ``None``.
+        tissues: with ``domain_randomisation``: uint8 tissue maps (I, J, K) on the label
+            grids (``kneescope.core.tissues`` values); the images are then not used.
+        domain_randomisation: synthesise every patch from the tissue map
+            (:mod:`kneescope.transforms.domain_randomisation`) instead of cropping the image;
+            ``augment`` then switches its spatial part (rotation, scaling, flips).
+        normalisation: how synthesised patches are normalised (as inference would normalise
+            the whole synthesised volume).
     """
 
     images: Sequence[npt.NDArray[np.float32]]
@@ -83,16 +100,34 @@ class PatchSampler:
     augment: bool
     seed: int
     flip_axis: int | None = 0
+    tissues: Sequence[npt.NDArray[np.uint8]] | None = None
+    domain_randomisation: DomainRandomisationConfig | None = None
+    normalisation: NormalisationConfig | None = None
 
     def __post_init__(self) -> None:
-        from monai.transforms.compose import Compose
-
         rng = np.random.default_rng(self.seed)
+        dr = self.domain_randomisation
         # pad once, so every crop is a plain slice of an array at least the patch size
-        self._images = [_pad_to(img, self.patch_size_vox) for img in self.images]
         self._labels = [_pad_to(lab, self.patch_size_vox) for lab in self.labels]
         self._centres = [class_centres(lab, self.classes, rng) for lab in self._labels]
-        self._augment = Compose(_augmentations(self.mode, self.flip_axis)) if self.augment else None
+        self._images: list[npt.NDArray[np.float32]] = []
+        self._tissues: list[npt.NDArray[np.uint8]] = []
+        self._subsamples: list[npt.NDArray[np.uint8]] = []
+        self._augment = None
+        if dr is None:
+            self._images = [_pad_to(img, self.patch_size_vox) for img in self.images]
+            if self.augment:
+                from monai.transforms.compose import Compose
+
+                self._augment = Compose(_augmentations(self.mode, self.flip_axis))
+            return
+        if self.tissues is None or len(self.tissues) != len(self.labels):
+            raise ValueError("domain randomisation needs one tissue map per case")
+        for tis, lab in zip(self.tissues, self.labels, strict=True):
+            if tis.shape != lab.shape:
+                raise ValueError(f"tissue map shape {tis.shape} != label shape {lab.shape}")
+        self._tissues = [_pad_to(t, self.patch_size_vox) for t in self.tissues]
+        self._subsamples = [stats_subsample(t, dr.stats_samples) for t in self.tissues]
 
     def batch(self, iteration: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Patches for one iteration.
@@ -104,7 +139,7 @@ class PatchSampler:
         rng = np.random.default_rng(iteration_seed(self.seed, iteration))
         imgs, labs = [], []
         for n in range(batch_size):
-            case = int(rng.integers(len(self._images)))
+            case = int(rng.integers(len(self._labels)))
             item = self._sample(case, iteration_seed(self.seed, iteration, n + 1))
             imgs.append(torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32))
             labs.append(torch.as_tensor(np.asarray(item["label"])).to(torch.int64))
@@ -137,6 +172,8 @@ class PatchSampler:
     def _sample(self, case: int, seed: int) -> dict[str, Any]:
         rng = np.random.default_rng(seed)
         box = self.crop_box(case, rng)
+        if self.domain_randomisation is not None:
+            return self._synthesised(case, box, rng)
         item: dict[str, Any] = {
             "image": np.ascontiguousarray(self._images[case][box])[None],
             "label": np.ascontiguousarray(self._labels[case][box])[None],
@@ -145,6 +182,36 @@ class PatchSampler:
             self._augment.set_random_state(seed=(seed + 1) % (2**32))
             item = self._augment(item)
         return {"image": _plain(item["image"]), "label": _plain(item["label"])}
+
+    def _synthesised(
+        self, case: int, box: tuple[slice, slice, slice], rng: np.random.Generator
+    ) -> dict[str, Any]:
+        """A patch synthesised from the case's tissue map (2D: from a slab of
+        ``slab_slices`` slices around the target slice, edges replicated), normalised with
+        statistics of the whole case under the same intensity model."""
+        dr = self.domain_randomisation
+        assert dr is not None
+        tissues = self._tissues[case]
+        labels = self._labels[case][box]
+        keep: int | None = None
+        if self.mode == "2d":
+            half = dr.slab_slices // 2
+            rows = np.clip(np.arange(box[0].start - half, box[0].stop + half), 0, len(tissues) - 1)
+            block = tissues[rows, box[1], box[2]]
+            keep = half
+        else:
+            block = tissues[box]
+        if self.augment:
+            block, labels = spatial_augment(block, labels, dr, self.mode, self.flip_axis, rng)
+        contrast = draw_contrast(dr, rng)
+        image = synthesise(block, contrast, dr, rng, keep_slice=keep)
+        stats = normalisation_stats(
+            self._subsamples[case], contrast, self.normalisation or NormalisationConfig(), rng
+        )
+        return {
+            "image": stats.apply_numpy(image)[None],
+            "label": np.ascontiguousarray(labels)[None],
+        }
 
 
 def _pad_to(array: npt.NDArray[Any], patch: tuple[int, int, int]) -> npt.NDArray[Any]:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 from kneescope.capabilities.segmentation.training_config import SegmentationTrainConfig
@@ -125,8 +127,22 @@ class SegmentationTask:
                 augment=self.config.augment,
                 seed=self.seed,
                 flip_axis=None if self.side_canonical else left_right_axis(self.orientation),
+                tissues=self._train_tissues(),
+                domain_randomisation=self.config.domain_randomisation,
+                normalisation=self.config.normalisation,
             )
         return self._sampler
+
+    def _train_tissues(self) -> list[npt.NDArray[np.uint8]] | None:
+        if self.config.domain_randomisation is None:
+            return None
+        maps = [c.tissues for c in self.train_cases]
+        missing = [c.name for c, m in zip(self.train_cases, maps, strict=True) if m is None]
+        if missing:
+            raise ConfigError(
+                f"domain_randomisation needs a tissue map per training case; {missing[0]} has none"
+            )
+        return [m for m in maps if m is not None]
 
     def batch(self, index: int, size: int) -> TaskBatch:
         """Patches ``(B, 1, *patch)`` float32 and labels ``(B, 1, *patch)`` int64."""

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from kneescope.config import FROZEN
 from kneescope.models import NetworkConfig
+from kneescope.transforms.domain_randomisation import DomainRandomisationConfig
 from kneescope.transforms.intensity import NormalisationConfig
 
 
@@ -41,6 +42,12 @@ class SegmentationTrainConfig(BaseModel):
             ``None``: weights that favour small structures.
         normalisation: intensity normalisation.
         roi_size_vox: inference window stored in the model file; ``None``: from the patch.
+        domain_randomisation: synthesise every training patch from the case's tissue map
+            (``data_dir/tissues/X.nii.gz``, ``kneescope.core.tissues`` values, on the image
+            grid) with random tissue intensities, bias, noise, resolution, blur, ghosting and
+            Gibbs ringing (:class:`DomainRandomisationConfig`); ``augment`` then switches only
+            the spatial augmentation. Validation still uses the images. ``None``: train on
+            the images.
     """
 
     model_config = FROZEN
@@ -59,6 +66,7 @@ class SegmentationTrainConfig(BaseModel):
     class_weights: tuple[float, ...] | None = None
     normalisation: NormalisationConfig = Field(default_factory=NormalisationConfig)
     roi_size_vox: tuple[int, int, int] | None = None
+    domain_randomisation: DomainRandomisationConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SegmentationTrainConfig:
@@ -68,4 +76,8 @@ class SegmentationTrainConfig(BaseModel):
             want = 2 if self.mode == "2d" else 3
             if self.network.spatial_dims != want:
                 raise ValueError(f"mode {self.mode} needs a network with spatial_dims {want}")
+        if self.domain_randomisation is not None and self.data_dir is None:
+            raise ValueError(
+                "domain_randomisation needs data_dir (a folder with images/, labels/ and tissues/)"
+            )
         return self

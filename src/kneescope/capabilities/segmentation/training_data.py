@@ -16,6 +16,7 @@ import numpy.typing as npt
 from kneescope.capabilities.segmentation.training_config import SegmentationTrainConfig
 from kneescope.core import KNEE_LABELS, LabelScheme, Volume
 from kneescope.core.labels import KNEESCOPE_TO_OAI_ZIB, OAI_ZIB_LABELS
+from kneescope.core.tissues import N_TISSUES
 from kneescope.errors import InputError
 from kneescope.transforms.intensity import NormalisationConfig, intensity_stats
 from kneescope.transforms.orientation import mirror_to_right, plan_reorientation
@@ -34,12 +35,15 @@ class Case:
         image: float32 (I, J, K), normalised, on the working grid.
         labels: uint8 (I, J, K), training label values.
         mirrored: the arrays were mirrored onto right-knee anatomy (a left knee).
+        tissues: uint8 (I, J, K) tissue map (``kneescope.core.tissues`` values) prepared like
+            the labels, for domain randomisation; ``None`` when not used.
     """
 
     name: str
     image: npt.NDArray[np.float32]
     labels: npt.NDArray[np.uint8]
     mirrored: bool = False
+    tissues: npt.NDArray[np.uint8] | None = None
 
 
 def scheme_for(name: str) -> LabelScheme:
@@ -145,17 +149,21 @@ def prepare_case(
     classes: int,
     side: str | None = None,
     side_canonical: bool = False,
+    tissues: Volume | None = None,
 ) -> Case:
     """Reorient, resample (image linear, labels nearest), remap and normalise one pair.
 
     With ``side_canonical`` a left knee (``side == "left"``) is also mirrored along the
-    left-right axis, so every case shows right-knee anatomy.
+    left-right axis, so every case shows right-knee anatomy. A tissue map (domain
+    randomisation) is prepared exactly like the labels (nearest), without a remap.
     """
     if image.shape != labels.shape:
         raise InputError(
             f"{name}: image shape {image.shape} and label shape {labels.shape} differ; "
             "the label map must be on the image grid"
         )
+    if tissues is not None:
+        check_tissue_map(name, tissues, image.shape)
     reo = plan_reorientation(image.affine_ras, image.shape, orientation)
     mirror_side = side if side_canonical else None
     img = mirror_to_right(reo.apply(image.array), orientation, mirror_side)
@@ -165,12 +173,35 @@ def prepare_case(
     img_t = grid.image_to_target(img)
     lab_t = grid.labels_to_target(np.ascontiguousarray(lab))
     stats = intensity_stats(img_t, normalisation)
+    tis_t = None
+    if tissues is not None:
+        tis = mirror_to_right(reo.apply(tissues.array), orientation, mirror_side)
+        tis_t = np.ascontiguousarray(grid.labels_to_target(np.ascontiguousarray(tis)))
+        tis_t = tis_t.astype(np.uint8, copy=False)
     return Case(
         name=name,
         image=np.ascontiguousarray(stats.apply_numpy(img_t)),
         labels=apply_remap(np.ascontiguousarray(lab_t), table, classes),
         mirrored=mirror_side == "left",
+        tissues=tis_t,
     )
+
+
+def check_tissue_map(name: str, tissues: Volume, shape: tuple[int, ...]) -> None:
+    """A tissue map must be on the image grid and hold ``kneescope.core.tissues`` values."""
+    if tissues.shape != shape:
+        raise InputError(
+            f"{name}: tissue map shape {tissues.shape} and image shape {shape} differ; "
+            "the tissue map must be on the image grid"
+        )
+    arr = tissues.array
+    if not np.issubdtype(arr.dtype, np.integer) or (
+        arr.size and (int(arr.min()) < 0 or int(arr.max()) >= N_TISSUES)
+    ):
+        raise InputError(
+            f"{name}: tissue map values must be integers 0..{N_TISSUES - 1} "
+            "(kneescope.core.tissues); write it with kneescope synth"
+        )
 
 
 def fingerprint(cases: Sequence[Case]) -> str:
@@ -185,12 +216,14 @@ def fingerprint(cases: Sequence[Case]) -> str:
 
 @dataclass(frozen=True)
 class Pair:
-    """One training pair: a name, an image path, a label-map path and the knee's side."""
+    """One training pair: a name, an image path, a label-map path, the knee's side and
+    (domain randomisation) a tissue-map path."""
 
     name: str
     image: Path
     labels: Path
     side: str | None = None
+    tissues: Path | None = None
 
 
 def find_pairs(config: SegmentationTrainConfig, workspace: Workspace, base_dir: Path) -> list[Pair]:
@@ -201,10 +234,21 @@ def find_pairs(config: SegmentationTrainConfig, workspace: Workspace, base_dir: 
         if not folder.is_absolute():
             folder = base_dir / folder
         sides = sides_in_folder(folder)
+        with_tissues = config.domain_randomisation is not None
         return [
-            Pair(name=_stem(img), image=img, labels=lab, side=sides.get(_stem(img)))
+            Pair(
+                name=_stem(img),
+                image=img,
+                labels=lab,
+                side=sides.get(_stem(img)),
+                tissues=tissue_map_for(folder, img) if with_tissues else None,
+            )
             for img, lab in pairs_in_folder(folder)
         ]
+    if config.domain_randomisation is not None:
+        raise InputError(
+            "domain_randomisation needs data_dir: a folder with images/, labels/ and tissues/"
+        )
     from kneescope.catalog.database import Catalog
     from kneescope.catalog.queries import SeriesFilter, list_series
 
@@ -229,6 +273,17 @@ def find_pairs(config: SegmentationTrainConfig, workspace: Workspace, base_dir: 
             "to a folder of NIfTI pairs"
         )
     return pairs
+
+
+def tissue_map_for(folder: Path, image: Path) -> Path:
+    """``folder/tissues/<image file name>``; ``InputError`` when it does not exist."""
+    path = folder / "tissues" / image.name
+    if not path.is_file():
+        raise InputError(
+            f"{image} has no tissue map {path} (domain_randomisation needs one per image); "
+            "render the data with tissue maps or set domain_randomisation off"
+        )
+    return path
 
 
 def _stem(path: Path) -> str:
@@ -276,6 +331,7 @@ def load_cases(
     from kneescope.io import read_volume
 
     volumes = [(p, read_volume(p.image), read_volume(p.labels)) for p in pairs]
+    tissues = [None if p.tissues is None else read_volume(p.tissues) for p in pairs]
     images = [v[1] for v in volumes]
     orientation = config.orientation or common_orientation(images)
     spacing = config.spacing_mm or median_spacing(images, orientation)
@@ -293,7 +349,8 @@ def load_cases(
             classes=classes,
             side=p.side,
             side_canonical=side_canonical,
+            tissues=tis,
         )
-        for p, img, lab in volumes
+        for (p, img, lab), tis in zip(volumes, tissues, strict=True)
     ]
     return cases, spacing, orientation
