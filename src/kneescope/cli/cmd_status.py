@@ -18,7 +18,8 @@ def status(
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a run's progress: done/failed/remaining, throughput, ETA, timing per step."""
+    """Show a run's progress: done/failed/remaining, throughput, ETA, timing per step, and
+    how many done items passed QC (runs with a measure step)."""
     from kneescope.cohort.run_status import read_status
 
     state = read_status(workspace(workspace_dir, catalog), run_name)
@@ -42,6 +43,15 @@ def render_status(console: Any, state: Any) -> None:
     )
     if state.last_session_ran == 0:
         console.print("the last run of it found nothing to do (every item done or failed)")
+    if state.qc:
+        passed, failed = state.qc["passed"], state.qc["failed"]
+        colour = "bold yellow" if failed else "bold green"
+        console.print(
+            f"QC: [{colour}]{passed} of {passed + failed} done items passed[/], {failed} failed "
+            "(a QC-failed item's values are in the results table with qc_ok false and its "
+            "qc_reasons)",
+            highlight=False,
+        )
     table = Table("step / phase", "mean s per item")
     for name, seconds in state.mean_step_s.items():
         table.add_row(f"step {name}", f"{seconds:.4f}")
@@ -54,3 +64,8 @@ def render_status(console: Any, state: Any) -> None:
             f"failed {failure['item_id']} (attempts {failure['attempts']}): {failure['reason']}",
             markup=False,
         )
+    for item in state.qc_failures:
+        console.print(f"QC failed {item['item_id']}: {item['reasons']}", markup=False)
+    shown = len(state.qc_failures)
+    if state.qc and state.qc["failed"] > shown:
+        console.print(f"... and {state.qc['failed'] - shown} more QC-failed items", markup=False)

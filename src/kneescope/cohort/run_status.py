@@ -26,6 +26,11 @@ class RunStatus:
     session that ran items (a later re-run with nothing to do does not replace it), and are
     None when no session ever ran one. ``last_session_ran`` is how many items the most
     recent session ran (0: it found nothing to do).
+
+    ``qc`` counts the done items whose results carry a ``qc_ok`` verdict (a ``measure``
+    step): ``{"passed": n, "failed": m}``, empty when no done item has one.
+    ``qc_failures`` lists the first QC-failed items (``item_id``, ``reasons``: the
+    ``qc_reasons`` text): a done item's values are results only with its QC verdict.
     """
 
     name: str
@@ -41,6 +46,8 @@ class RunStatus:
     mean_phase_s: dict[str, float] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    qc: dict[str, int] = field(default_factory=dict)
+    qc_failures: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,7 +83,16 @@ def read_status(workspace: Workspace, name: str | None = None, max_failures: int
         done_since_start = 0
         session_start = float(meta.get("session_started_at", 0.0))
         last_finish = session_start
+        qc: dict[str, int] = {}
+        qc_failures: list[dict[str, Any]] = []
         for row in manifest.rows(("done",)):
+            verdict = row["result"].get("values", {}).get("qc_ok")
+            if verdict is not None:
+                key = "passed" if bool(verdict) else "failed"
+                qc[key] = qc.get(key, 0) + 1
+                if key == "failed" and len(qc_failures) < max_failures:
+                    reasons = row["result"]["values"].get("qc_reasons") or "no reason recorded"
+                    qc_failures.append({"item_id": row["item_id"], "reasons": str(reasons)})
             for k, v in row["timings"].get("steps", {}).items():
                 step_sum[k] = step_sum.get(k, 0.0) + v
             for k, v in row["timings"].get("phases", {}).items():
@@ -119,6 +135,8 @@ def read_status(workspace: Workspace, name: str | None = None, max_failures: int
         mean_step_s={k: v / done for k, v in step_sum.items()},
         mean_phase_s={k: v / done for k, v in phase_sum.items()},
         failures=failures,
+        qc={"passed": qc.get("passed", 0), "failed": qc.get("failed", 0)} if qc else {},
+        qc_failures=qc_failures,
         meta={
             k: meta[k]
             for k in ("config_hash", "model_hash", "kneescope_version", "executor", "results_path")
