@@ -18,6 +18,7 @@ come back as kind ``"segmentation"`` with their whole description as ``spec``.
 
 from __future__ import annotations
 
+import io
 import logging
 import pickle
 import zipfile
@@ -29,7 +30,7 @@ import torch
 from pydantic import BaseModel, ValidationError
 
 from kneescope.errors import ModelError
-from kneescope.io.atomic import atomic_write
+from kneescope.io.atomic import atomic_write_bytes
 from kneescope.models.network_config import NetworkConfig
 from kneescope.models.registry import build_network
 
@@ -130,7 +131,11 @@ def save_model_file(
     if weights_dtype is not None:
         payload["weights_dtype"] = weights_dtype
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    # Serialised in memory: torch names the archive's records after the file, so writing the
+    # temporary file directly would make the bytes (and the sha256) depend on its random name.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
     log.info("wrote model %s", path)
     return path
 
