@@ -36,3 +36,21 @@ def test_2d_patches_drop_the_slice_axis() -> None:
     sampler = PatchSampler([image], [labels], (1, 16, 16), 3, [0.2, 0.4, 0.4], "2d", True, 0)
     img, lab = sampler.batch(0, 5)
     assert img.shape == (5, 1, 16, 16) and lab.shape == (5, 1, 16, 16)
+
+
+def test_2d_augmentation_rotates_within_the_slice() -> None:
+    """Today's 2D augmentation (no domain randomisation) turns patches in-plane: a vertical
+    bar comes out tilted in some patches (it used to tilt into the slice axis instead, which
+    on a one-slice patch only squeezed it, never rotated it)."""
+    labels = np.zeros((3, 48, 48), dtype=np.uint8)
+    labels[:, 8:40, 22:26] = 1
+    image = labels.astype(np.float32)
+    sampler = PatchSampler([image], [labels], (1, 48, 48), 2, [0.5, 0.5], "2d", True, seed=1)
+    tilted = 0
+    for it in range(12):
+        _, lab = sampler.batch(it, 4)
+        for patch in lab[:, 0].numpy():
+            rows = np.flatnonzero(patch.any(axis=1))
+            first, last = patch[rows[2]], patch[rows[-3]]  # columns of the bar near its ends
+            tilted += int(abs(np.flatnonzero(first).mean() - np.flatnonzero(last).mean()) > 1.5)
+    assert tilted >= 3

@@ -245,7 +245,9 @@ def _augmentations(mode: Literal["2d", "3d"], flip_axis: int | None) -> list[Any
             spatial.append(RandFlipd(keys=keys, spatial_axis=flip_axis, prob=0.5))
         rotate: Any = (0.26, 0.26, 0.26)
     else:
-        rotate = (0.0, 0.26, 0.0)  # in-plane only: the slice axis must stay the slice axis
+        # in-plane only: MONAI's first angle turns the (1, 2) plane, about axis 0 (the slice
+        # axis must stay the slice axis; the second angle would tilt it into axis 2)
+        rotate = (0.26, 0.0, 0.0)
     spatial.append(
         RandAffined(
             keys=keys,
