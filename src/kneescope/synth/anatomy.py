@@ -14,6 +14,7 @@ one shape and returns a float32 array of that shape:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,6 +36,10 @@ from kneescope.synth.sdf import (
 PLATES = ("femoral", "medial_tibial", "lateral_tibial", "patellar")
 THIN_MM = 0.15
 """Imposed thickness below which a plate point counts as bare (no cartilage)."""
+HORN_WIDTH = 0.7
+"""Meniscal width at the horn tips relative to the body (rim to inner edge)."""
+HORN_HEIGHT = 0.6
+"""Meniscal peripheral height at the horn tips relative to the body."""
 
 
 def _f(v: float) -> np.float32:
@@ -67,6 +72,11 @@ class KneeShape:
     # patella
     pc: tuple[float, float, float]
     pr: tuple[float, float, float]
+    # loaded contact: (x0, x1, y0, y1) boxes (one per compartment, medial first) holding
+    # every column where the undeformed femoral and tibial cartilage would overlap
+    contact_boxes: tuple[tuple[float, float, float, float], ...] = ()
+    loaded: bool = True
+    """False while seating: thickness fields without the contact compression."""
 
     @staticmethod
     def from_params(p: KneeParams) -> KneeShape:
@@ -101,8 +111,8 @@ class KneeShape:
                 0.5 * p.patella_height * s,
             ),
         )
-        zb_med, zb_lat = shape._seat_femur()
-        shape = _replace(shape, zb_med=zb_med, zb_lat=zb_lat)
+        zb_med, zb_lat, boxes = shape._seat_femur()
+        shape = _replace(shape, zb_med=zb_med, zb_lat=zb_lat, contact_boxes=boxes)
         return _replace(shape, pc=shape._seat_patella())
 
     # ---- tibia ------------------------------------------------------------------------------
@@ -189,13 +199,22 @@ class KneeShape:
         return extrude_x(prof, x, self.x_med[0] + 2.0 * s, self.x_lat[1] - 2.0 * s, 6.0 * s)
 
     def _shaft(self, x: F32, y: F32, z: F32) -> F32:
+        """Metaphysis and shaft: elliptic sections lofted from the condyles' full width.
+
+        Up to 1.5 ``az`` above the condyle bottoms the section covers both condyles; from
+        there to 3.6 ``az`` it narrows to the shaft with ``f(u) = (1 - u)^3 (1 + 3u)``: a
+        rounded epicondylar shoulder, then a concave flare that meets the shaft tangentially.
+        """
         s = self.s
         zb = 0.5 * (self.zb_med + self.zb_lat)
-        t = smoothstep(zb + 1.0 * self.az, zb + 3.0 * self.az, z)
-        ax = _f(0.5 * (self.x_lat[1] - self.x_med[0]) - 3.0 * s) * (1.0 - t) + _f(14.0 * s) * t
-        ay = _f(0.75 * self.ay) * (1.0 - t) + _f(13.0 * s) * t
-        cy = _f(self.yd) * (1.0 - t) + _f(self.yd - 2.0 * s) * t
-        cx = _f(0.5 * (self.x_lat[1] + self.x_med[0])) * (1.0 - t)
+        z0, z1 = zb + 1.5 * self.az, zb + 3.6 * self.az
+        u = np.clip((z - _f(z0)) / _f(z1 - z0), 0.0, 1.0)
+        f = (1.0 - u) ** 3 * (1.0 + 3.0 * u)
+        half = 0.5 * (self.x_lat[1] - self.x_med[0])
+        ax = _f(14.0 * s) + _f(half - 14.0 * s) * f
+        ay = _f(13.0 * s) + _f(0.75 * self.ay - 13.0 * s) * f
+        cy = _f(self.yd - 2.0 * s) + _f(2.0 * s) * f
+        cx = _f(0.5 * (self.x_lat[1] + self.x_med[0])) * f
         sec = (np.sqrt(((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2) - 1.0) * np.minimum(ax, ay)
         return np.maximum(sec, _f(zb + 1.0 * self.az) - z).astype(np.float32, copy=False)
 
@@ -245,45 +264,125 @@ class KneeShape:
     def _finish(self, t: F32) -> F32:
         return np.where(t < _f(THIN_MM), _f(0.0), t).astype(np.float32, copy=False)
 
-    def femoral_thickness(self, x: F32, y: F32, z: F32, *, lesions: bool = True) -> F32:
+    def _femoral_nominal(self, x: F32, y: F32, z: F32) -> F32:
+        """Undeformed femoral thickness (mm) without focal lesions or the bare cut-off.
+
+        Outline (on the bone surface): condylar plates between the notch wall and the outer
+        edge with rounded posterior-superior ends; the notch ends anteriorly in a rounded
+        apex, so the trochlear cartilage spans the midline only in front of it and tapers to
+        the notch; the trochlear plate's superior edge is curved and reaches higher
+        laterally. All edges are >= 2.5 mm (x scale) smooth ramps.
+        """
         p, s = self.p, self.s
-        zb = np.where(x < 0, _f(self.zb_med), _f(self.zb_lat))
+        med = x < 0
+        zb = np.where(med, _f(self.zb_med), _f(self.zb_lat))
         zp = z - zb
         base = _f(p.cart_femoral) * (_f(0.88) + _f(0.3) * np.exp(-((zp / _f(12.0 * s)) ** 2)))
         hn = 0.5 * p.notch_width * s
         trochlear = smoothstep(self.yd + 10.0 * s, self.yd + 16.0 * s, y)
-        # mediolateral extent: condyles away from the notch walls and outer edges
-        in_x = smoothstep(hn + 1.0 * s, hn + 3.5 * s, np.abs(x)) * (1.0 - trochlear) + trochlear
-        outer = np.where(x < 0, _f(-self.x_med[0]), _f(self.x_lat[1]))
-        in_x = in_x * (1.0 - smoothstep(-5.0 * s, -2.5 * s, np.abs(x) - outer))
-        top = self.az * (1.4 + 0.6 * trochlear)
-        in_z = 1.0 - smoothstep(top - 4.0 * s, top, zp)
+        # notch edge: full half-width behind, closing in a rounded apex anteriorly
+        v = np.clip((y - _f(self.yd + 8.0 * s)) / _f(11.0 * s), 0.0, 1.0)
+        edge = _f(hn + 2.25 * s) * np.sqrt(1.0 - v) - _f(2.5 * s) * v
+        ax_ = np.abs(x)
+        in_x = smoothstep(edge - _f(1.25 * s), edge + _f(1.25 * s), ax_)
+        outer = np.where(med, _f(-self.x_med[0]), _f(self.x_lat[1]))
+        in_x = in_x * (1.0 - smoothstep(-5.0 * s, -2.5 * s, ax_ - outer))
+        # superior ends: rounded over each condyle, a curved trochlear edge higher laterally
+        c_mid = np.where(med, _f(0.5 * sum(self.x_med)), _f(0.5 * sum(self.x_lat)))
+        c_half = np.where(
+            med,
+            _f(0.5 * (self.x_med[1] - self.x_med[0])),
+            _f(0.5 * (self.x_lat[1] - self.x_lat[0])),
+        )
+        top_c = _f(1.4 * self.az) - _f(7.0 * s) * ((x - c_mid) / c_half) ** 2
+        w_all = 0.5 * (self.x_lat[1] - self.x_med[0])
+        xr = x / _f(w_all)
+        top_t = _f(2.0 * self.az) - _f(9.0 * s) * xr**2 + _f(4.0 * s) * xr
+        top = top_c * (1.0 - trochlear) + top_t * trochlear
+        in_z = 1.0 - smoothstep(top - _f(4.0 * s), top, zp)
         wb = np.exp(-((zp / _f(10.0 * s)) ** 2) - ((y - _f(self.yd)) / _f(14.0 * s)) ** 2)
-        loss = np.where(x < 0, _f(p.loss_medial), _f(p.loss_lateral)) * wb * (1.0 - trochlear)
+        loss = np.where(med, _f(p.loss_medial), _f(p.loss_lateral)) * wb * (1.0 - trochlear)
         loss = loss + _f(p.loss_patellar) * trochlear * 0.6
-        t = base * in_x * in_z * (1.0 - loss)
+        return (base * in_x * in_z * (1.0 - loss)).astype(np.float32, copy=False)
+
+    def femoral_thickness(self, x: F32, y: F32, z: F32, *, lesions: bool = True) -> F32:
+        s = self.s
+        t = self._femoral_nominal(x, y, z)
+        zb = np.where(x < 0, _f(self.zb_med), _f(self.zb_lat))
+        zp = z - zb
+        if self.loaded and self.contact_boxes:
+            distal = zp < _f(0.5 * self.az)  # the condyles' underside, facing the tibia
+            t = t * np.where(distal, self._contact_strain(x, y), _f(1.0))
         if lesions:
             f = self._lesion_factor("femoral", x, y)
             if f is not None:
                 t = t * np.where(zp < _f(20.0 * s), f, _f(1.0))
         return self._finish(t)
 
-    def _tibial_thickness(
-        self, x: F32, y: F32, plate: str, mean: float, loss: float, lesions: bool, z: F32 | None
-    ) -> F32:
+    def _femur_bottom(self, x: F32, y: F32, medial: bool) -> F32:
+        """Height z (mm) of one condyle's underside over (x, y), analytically.
+
+        The condyle's J-profile ellipse with its coronal curvature and the extrusion's
+        rounded edges: equal to the zero level of :meth:`femur_sdf` within ~0.03 mm over the
+        load-bearing part of the condyle (checked in tests); 1e3 outside the condyle.
+        """
         s = self.s
+        xr, zb = (self.x_med, self.zb_med) if medial else (self.x_lat, self.zb_lat)
+        cx = 0.5 * (xr[0] + xr[1])
+        r = 4.0 * s
+        half = 0.5 * (xr[1] - xr[0]) - r
+        wx = np.maximum(np.abs(x - _f(cx)) - _f(half), 0.0)
+        u2 = ((y - _f(self.yd)) / _f(self.ay)) ** 2
+        zp = _f(self.az) * (1.0 - np.sqrt(np.maximum(1.0 - u2, 0.0)))
+        rounding = _f(r) - np.sqrt(np.maximum(_f(r * r) - wx * wx, 0.0))
+        z = _f(zb) + (x - _f(cx)) ** 2 / _f(2.0 * self.p.coronal_radius * s) + zp + rounding
+        return np.where((wx < _f(r)) & (u2 < 1.0), z, _f(1e3)).astype(np.float32, copy=False)
+
+    def _contact_strain(self, x: F32, y: F32) -> F32:
+        """Equal-strain compression factor (<= 1) of femoral and tibial cartilage at (x, y).
+
+        Where the undeformed plates would overlap by ``o`` (vertical mm), both thicknesses
+        are multiplied by ``1 - o / (t_femoral + t_tibial)``: their surfaces then meet. 1
+        outside :attr:`contact_boxes`.
+        """
+        k = np.ones(np.shape(x), dtype=np.float32)
+        for medial, (x0, x1, y0, y1) in zip((True, False), self.contact_boxes, strict=False):
+            sel = (x >= _f(x0)) & (x <= _f(x1)) & (y >= _f(y0)) & (y <= _f(y1))
+            if not sel.any():
+                continue
+            xs, ys = x[sel], y[sel]
+            fb = self._femur_bottom(xs, ys, medial)
+            t_f = self._femoral_nominal(xs, ys, fb)
+            plate = "medial_tibial" if medial else "lateral_tibial"
+            t_t = self._tibial_nominal(xs, ys, plate)
+            overlap = self.plateau_height(xs, ys) + t_t - (fb - t_f)
+            total = np.maximum(t_f + t_t, _f(1e-3))
+            k[sel] = np.where(overlap > 0, 1.0 - overlap / total, _f(1.0))
+        return k
+
+    def _tibial_nominal(self, x: F32, y: F32, plate: str) -> F32:
+        """Undeformed tibial thickness (mm) without focal lesions or the bare cut-off."""
+        p, s = self.p, self.s
         if plate == "medial_tibial":
             cx, cy, ax, ay = self.cxm, self.cym, self.axm, self.aym
+            mean, loss = p.cart_medial_tibial, p.loss_medial
         else:
             cx, cy, ax, ay = self.cxl, self.cyl, self.axl, self.ayl
+            mean, loss = p.cart_lateral_tibial, p.loss_lateral
         r2 = ((x - _f(cx)) / _f(ax)) ** 2 + ((y - _f(cy)) / _f(ay)) ** 2
         base = _f(mean) * (_f(0.75) + _f(0.5) * np.maximum(1.0 - r2, 0.0))
         edge = 1.0 - smoothstep(0.80, 0.93, np.sqrt(r2))
         spine = smoothstep(6.5 * s, 9.0 * s, np.abs(x))
         wb = np.exp(-r2 * 2.0)
-        t = base * edge * spine * (1.0 - _f(loss) * wb)
+        return (base * edge * spine * (1.0 - _f(loss) * wb)).astype(np.float32, copy=False)
+
+    def _tibial_thickness(self, x: F32, y: F32, plate: str, lesions: bool, z: F32 | None) -> F32:
+        s = self.s
+        t = self._tibial_nominal(x, y, plate)
         if z is not None:  # only on the plateau's top face, not on the metaphysis below
             t = t * smoothstep(-6.0 * s, -4.0 * s, z - self.plateau_height(x, y))
+        if self.loaded and self.contact_boxes:
+            t = t * self._contact_strain(x, y)
         if lesions:
             f = self._lesion_factor(plate, x, y)
             if f is not None:
@@ -291,14 +390,10 @@ class KneeShape:
         return self._finish(t)
 
     def medial_tibial_thickness(self, x: F32, y: F32, z: F32, *, lesions: bool = True) -> F32:
-        return self._tibial_thickness(
-            x, y, "medial_tibial", self.p.cart_medial_tibial, self.p.loss_medial, lesions, z
-        )
+        return self._tibial_thickness(x, y, "medial_tibial", lesions, z)
 
     def lateral_tibial_thickness(self, x: F32, y: F32, z: F32, *, lesions: bool = True) -> F32:
-        return self._tibial_thickness(
-            x, y, "lateral_tibial", self.p.cart_lateral_tibial, self.p.loss_lateral, lesions, z
-        )
+        return self._tibial_thickness(x, y, "lateral_tibial", lesions, z)
 
     def patellar_thickness(self, x: F32, y: F32, z: F32, *, lesions: bool = True) -> F32:
         p, s = self.p, self.s
@@ -307,9 +402,12 @@ class KneeShape:
         dx = x - _f(cx)
         base = _f(p.cart_patellar) * (_f(0.78) + _f(0.45) * np.exp(-((dx / _f(8.0 * s)) ** 2)))
         posterior = 1.0 - smoothstep(cy - 6.0 * s, cy - 3.0 * s, y)
-        in_x = 1.0 - smoothstep(ax - 7.0 * s, ax - 4.0 * s, np.abs(dx))
-        in_z = 1.0 - smoothstep(az - 9.0 * s, az - 5.0 * s, np.abs(z - _f(cz)))
-        t = base * posterior * in_x * in_z * (1.0 - _f(p.loss_patellar))
+        # an oval facet surface (wider than tall), centred a little above the patella's middle
+        ru = dx / _f(ax - 6.0 * s)
+        rv = (z - _f(cz + 1.5 * s)) / _f(az - 6.0 * s)
+        r = np.sqrt(ru * ru + rv * rv)
+        in_oval = 1.0 - smoothstep(0.7, 1.0, r)
+        t = base * posterior * in_oval * (1.0 - _f(p.loss_patellar))
         if lesions:
             f = self._lesion_factor("patellar", dx, z - _f(cz))
             if f is not None:
@@ -328,7 +426,11 @@ class KneeShape:
 
     # ---- menisci ----------------------------------------------------------------------------
     def meniscus_sdf(self, x: F32, y: F32, z: F32, medial: bool) -> F32:
-        """Wedge-shaped C-ring on the compartment rim (before clipping by the femur)."""
+        """Wedge-shaped C-ring on the compartment rim (before clipping by the femur).
+
+        The wedge is :data:`HORN_HEIGHT` as high and :data:`HORN_WIDTH` as wide at the horn
+        tips as in the body (smooth taper over the horns); the outer outline is unchanged.
+        """
         p, s = self.p, self.s
         if medial:
             cx, cy, ax, ay = self.cxm, self.cym, self.axm, self.aym
@@ -336,27 +438,25 @@ class KneeShape:
         else:
             cx, cy, ax, ay = self.cxl, self.cyl, self.axl, self.ayl
             shift, gap, inward = p.extrusion_lateral, 0.3, -1.0
-        w = p.meniscus_width * s
         mx = _f(cx + shift)
+        # angle around the C: 0 towards the notch (the opening), +-pi at the body's periphery;
+        # the horns (towards the opening) are narrower and lower than the body
+        ang = np.arctan2(y - _f(cy), _f(inward) * (x - mx))
+        body = smoothstep(gap + 0.25, 2.3, np.abs(ang))
+        w = _f(p.meniscus_width * s) * (_f(HORN_WIDTH) + _f(1.0 - HORN_WIDTH) * body)
+        h_max = _f(p.meniscus_height * s) * (_f(HORN_HEIGHT) + _f(1.0 - HORN_HEIGHT) * body)
         outer = ellipse2d(x, y, float(mx), cy, ax, ay)
         depth_in = -outer  # mm inside the outer boundary
         t_tib = self._tibial_thickness(
-            x,
-            y,
-            "medial_tibial" if medial else "lateral_tibial",
-            p.cart_medial_tibial if medial else p.cart_lateral_tibial,
-            p.loss_medial if medial else p.loss_lateral,
-            True,
-            None,
+            x, y, "medial_tibial" if medial else "lateral_tibial", True, None
         )
         base = self.plateau_height(x, y) + t_tib
-        height = _f(p.meniscus_height * s) * np.clip(1.0 - depth_in / _f(w), 0.0, 1.0)
-        ring = np.maximum(outer, depth_in - _f(w))
+        height = h_max * np.clip(1.0 - depth_in / w, 0.0, 1.0)
+        ring = np.maximum(outer, depth_in - w)
         slab = np.maximum(base - z, z - base - height)
         d = np.maximum(ring, slab)
         # opening of the C towards the intercondylar region
-        ang = np.arctan2(y - _f(cy), _f(inward) * (x - mx))
-        open_ = (_f(gap) - np.abs(ang)) * _f(min(ax, ay) - 0.5 * w)
+        open_ = (_f(gap) - np.abs(ang)) * _f(min(ax, ay) - 0.5 * p.meniscus_width * s)
         return np.maximum(d, open_).astype(np.float32, copy=False)
 
     # ---- soft tissue ------------------------------------------------------------------------
@@ -400,29 +500,71 @@ class KneeShape:
         )
         return np.minimum(acl, pcl)
 
-    def patellar_tendon_sdf(self, x: F32, y: F32, z: F32) -> F32:
+    def _tendon(self) -> tuple[tuple[float, float, float], tuple[float, float, float], float]:
+        """Patellar tendon: (patellar end, tibial tuberosity end, radius), canonical mm."""
         s = self.s
         cx, cy, cz = self.pc
-        return capsule(
-            x,
-            y,
-            z,
-            (cx, cy + 2.0 * s, cz - self.pr[2] + 4.0 * s),
-            (0.0, 30.0 * s, -32.0 * s),
-            3.5 * s,
-        )
+        return (cx, cy + 2.0 * s, cz - self.pr[2] + 4.0 * s), (0.0, 30.0 * s, -32.0 * s), 3.5 * s
+
+    def patellar_tendon_sdf(self, x: F32, y: F32, z: F32) -> F32:
+        a, b, r = self._tendon()
+        return capsule(x, y, z, a, b, r)
 
     # ---- tissues that carry no label (vessels, fat pad, marrow lesions, meniscal tears) ------
     def _absent(self, x: F32) -> F32:
         return np.full(np.shape(x), 100.0, dtype=np.float32)
 
+    def _vessel_path(self) -> tuple[tuple[float, float, float], ...]:
+        """Popliteal artery centreline (canonical mm): below, at and above the joint line."""
+        s = self.s
+        zb = 0.5 * (self.zb_med + self.zb_lat)
+        return (
+            (0.5 * s, -38.0 * s, -75.0 * s),
+            (-1.0 * s, self.yd - self.ay - 7.0 * s, zb + 0.5 * self.az),
+            (0.0, self.yd - 0.75 * self.ay - 9.0 * s, zb + 3.8 * self.az),
+        )
+
     def vessel_sdf(self, x: F32, y: F32, z: F32) -> F32:
-        """Popliteal artery and vein behind the joint (mm, negative inside; not labelled)."""
-        return self._absent(x)
+        """Popliteal artery and vein in the fossa behind the joint (mm, negative inside).
+
+        Artery (radius 3 mm x scale) along :meth:`_vessel_path`, the vein (radius 4 mm)
+        behind and lateral to it, both through the whole field of view; not labelled.
+        """
+        s = self.s
+        path = self._vessel_path()
+        d = np.full(np.shape(x), np.float32(1e3), dtype=np.float32)
+        for dx, dy, r in ((0.0, 0.0, 3.0 * s), (4.0 * s, -6.5 * s, 4.0 * s)):
+            for a, b in itertools.pairwise(path):
+                a2 = (a[0] + dx, a[1] + dy, a[2])
+                b2 = (b[0] + dx, b[1] + dy, b[2])
+                d = np.minimum(d, capsule(x, y, z, a2, b2, r))
+        return d
 
     def fat_pad_sdf(self, x: F32, y: F32, z: F32) -> F32:
-        """Hoffa's infrapatellar fat pad (mm, negative inside; not labelled)."""
-        return self._absent(x)
+        """Hoffa's infrapatellar fat pad (mm, negative inside; not labelled).
+
+        An ellipsoid below the patella, between the patellar tendon (cut off 0.5 mm behind
+        it) and the femoral trochlea / anterior tibia; the renderer gives bones, cartilage,
+        menisci and joint fluid priority where they overlap it.
+        """
+        s = self.s
+        a, b, r_t = self._tendon()
+        zb = 0.5 * (self.zb_med + self.zb_lat)
+        pad = ellipsoid(
+            x,
+            y,
+            z,
+            (0.5 * s, a[1] - 11.0 * s, 0.5 * (zb + a[2]) - 1.0 * s),
+            (17.0 * s, 8.0 * s, 12.0 * s),
+        )
+        # the half-space behind the tendon's centre line (in the sagittal plane)
+        dy, dz = b[1] - a[1], b[2] - a[2]
+        n = float(np.hypot(dy, dz))
+        ny, nz = dy / n, dz / n
+        behind = (y - _f(a[1])) * _f(nz) - (z - _f(a[2])) * _f(ny)  # > 0: posterior
+        if nz > 0:  # the normal (nz, -ny) must point posterior (-y)
+            behind = -behind
+        return np.maximum(pad, _f(r_t + 0.5) - behind).astype(np.float32, copy=False)
 
     def marrow_lesion_sdf(self, x: F32, y: F32, z: F32, bone: Literal["femur", "tibia"]) -> F32:
         """Bone-marrow lesions of ``bone`` (mm, negative inside).
@@ -458,16 +600,23 @@ class KneeShape:
         bottom = np.where(inside.any(axis=2), zs[np.argmax(inside, axis=2)], np.float32(1e3))
         return gx[:, :, 0], gy[:, :, 0], bottom
 
-    def _seat_femur(self) -> tuple[float, float]:
-        """Condyle heights ``zb`` so femoral and tibial cartilage leave ``joint_gap`` (mm).
+    def _seat_femur(self) -> tuple[float, float, tuple[tuple[float, float, float, float], ...]]:
+        """Condyle heights ``zb`` and the loaded-contact boxes.
 
-        Iterates on the full femur shape (condyles, trochlea, blends): the smallest vertical
-        gap between the femoral cartilage underside and the tibial cartilage top in each
-        compartment becomes ``joint_gap``.
+        Iterates on the full femur shape (condyles, trochlea, blends) with the undeformed
+        cartilage: the smallest vertical gap between the femoral cartilage underside and the
+        tibial cartilage top in each compartment becomes ``joint_gap`` or, for loaded contact
+        (``joint_gap == 0``), ``-contact_depth`` (an overlap that :meth:`_contact_strain`
+        then removes by compressing both plates). Returns ``(zb_med, zb_lat, boxes)``.
         """
-        shape = _replace(self, zb_med=10.0, zb_lat=10.0)
+        p = self.p
+        loaded = p.joint_gap == 0 and p.contact_depth > 0
+        target = -p.contact_depth if loaded else p.joint_gap
+        shape = _replace(self, zb_med=10.0, zb_lat=10.0, loaded=False, contact_boxes=())
+        grids: list[tuple[F32, F32, F32]] = []
         for _ in range(3):
             zbs = []
+            grids = []
             for xr, plate, zb in (
                 (shape.x_med, "medial_tibial", shape.zb_med),
                 (shape.x_lat, "lateral_tibial", shape.zb_lat),
@@ -476,10 +625,27 @@ class KneeShape:
                 t_fem = shape.femoral_thickness(gx, gy, bottom, lesions=False)
                 t_tib = shape.thickness(plate, gx, gy, gx * 0, lesions=False)
                 top = shape.plateau_height(gx, gy) + t_tib
-                gap = float(np.min(bottom - t_fem - top))
-                zbs.append(zb + self.p.joint_gap - gap)
+                gaps = bottom - t_fem - top
+                grids.append((gx, gy, gaps))
+                zbs.append(zb + target - float(np.min(gaps)))
             shape = _replace(shape, zb_med=zbs[0], zb_lat=zbs[1])
-        return shape.zb_med, shape.zb_lat
+        boxes: list[tuple[float, float, float, float]] = []
+        if loaded:
+            for gx, gy, gaps in grids:
+                # the last iteration moved zb by (target - min gap); pad by 2.5 grid cells
+                shift = target - float(np.min(gaps))
+                near = gaps + shift < 0.25
+                dx = float(gx[1, 0] - gx[0, 0]) * 2.5
+                dy = float(gy[0, 1] - gy[0, 0]) * 2.5
+                boxes.append(
+                    (
+                        float(gx[near].min()) - dx,
+                        float(gx[near].max()) + dx,
+                        float(gy[near].min()) - dy,
+                        float(gy[near].max()) + dy,
+                    )
+                )
+        return shape.zb_med, shape.zb_lat, tuple(boxes)
 
     def _seat_patella(self) -> tuple[float, float, float]:
         p, s = self.p, self.s

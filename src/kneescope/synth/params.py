@@ -63,7 +63,11 @@ class KneeParams(BaseModel):
         osteophyte_mm: radius of the marginal osteophytes (femoral condyle edges, tibial
             rim corners); 0 = none (~1.8 mm per OARSI-like grade).
         effusion: joint fluid amount (0 none .. 1 large).
-        joint_gap: fluid gap between opposing cartilage surfaces at contact.
+        joint_gap: smallest fluid gap between opposing femorotibial cartilage surfaces; 0 (the
+            default) = loaded contact: the surfaces touch over a contact patch.
+        contact_depth: loaded contact (``joint_gap == 0``): how far the undeformed cartilage
+            surfaces would interpenetrate; both plates are thinned there in proportion to
+            their thickness (equal strain) so that they meet without gap or overlap.
         obliquity_deg: rotation of the slice stack about x, y, z (scan obliquity).
         offset_mm: position of the joint centre relative to the field-of-view centre.
         noise_sigma: Rician noise sigma relative to cartilage intensity (~0.03-0.06).
@@ -113,7 +117,8 @@ class KneeParams(BaseModel):
     meniscus_width: float = Field(default=10.0, ge=6.0, le=13.0)
     osteophyte_mm: float = Field(default=0.0, ge=0.0, le=8.0)
     effusion: float = Field(default=0.3, ge=0.0, le=1.0)
-    joint_gap: float = Field(default=0.3, ge=0.0, le=2.0)
+    joint_gap: float = Field(default=0.0, ge=0.0, le=2.0)
+    contact_depth: float = Field(default=0.5, ge=0.0, le=1.5)
     obliquity_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
     offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
     noise_sigma: float = Field(default=0.04, ge=0.0, le=0.2)
