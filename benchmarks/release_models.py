@@ -3,7 +3,8 @@ and docs/models.md.
 
     .venv/bin/python benchmarks/release_models.py --spec release.toml [--out DIR] [--docs FILE]
 
-The release file (TOML) names every model and what its card says::
+The release file (TOML, or JSON when its name ends in ``.json``) names every model and what
+its card says::
 
     hardware = "2 CPU cores (x86-64), no GPU"
     aliases = { "knee-seg" = "knee-seg-2d" }
@@ -127,12 +128,16 @@ with each, asserting Dice floors stated in the test.
 
 
 def _read_spec(path: Path) -> ReleaseSpec:
+    import json
+
+    what = "JSON" if path.suffix == ".json" else "TOML"
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = json.loads(text) if what == "JSON" else tomllib.loads(text)
     except OSError as exc:
         raise InputError(f"cannot read release file {path} ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"release file {path} is not valid TOML ({exc})") from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"release file {path} is not valid {what} ({exc})") from None
     try:
         spec = ReleaseSpec.model_validate(raw)
     except ValidationError as exc:

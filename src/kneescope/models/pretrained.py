@@ -190,9 +190,11 @@ def read_index(folder: Path | None = None) -> PretrainedIndex:
         return PretrainedIndex.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "index"
+        where = ".".join(str(p) for p in first["loc"])
+        at = f" at {where}" if where else ""
+        reason = str(first["msg"]).removeprefix("Value error, ")
         raise ModelError(
-            f"shipped-model index {path} is invalid at {where}: {first['msg']}; reinstall kneescope"
+            f"shipped-model index {path} is invalid{at}: {reason}; reinstall kneescope"
         ) from None
 
 
