@@ -1,4 +1,4 @@
-"""Render one synthetic DESS-like knee MRI with its exact label map and truth.
+"""Render one synthetic knee MRI with its exact label map, tissue map and truth.
 
 Entry point: :func:`render_knee`. Example::
 
@@ -8,8 +8,9 @@ Entry point: :func:`render_knee`. Example::
 
     rng = np.random.default_rng(0)
     sample = render_knee(sample_knee_params(rng, klg=2), SMALL)
-    sample.image.array   # uint16 (48, 128, 128), DESS-like intensities
+    sample.image.array   # uint16 (48, 128, 128), DESS intensities (params.contrast)
     sample.labels.array  # uint8, kneescope labels 0..9 (kneescope.core.labels.KNEE_LABELS)
+    sample.tissues.array  # uint8, tissue values 0..25 (kneescope.core.tissues.TISSUES)
     sample.truth.plates["medial_tibial"].thickness_mean_mm
 
 Geometry: a sagittal stack whose array axes i, j, k point (before obliquity) to patient
@@ -29,6 +30,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from kneescope.core import Volume
+from kneescope.core.tissues import CONTRASTS, tissue_label_lut
 from kneescope.synth.anatomy import KneeShape
 from kneescope.synth.params import KneeParams, SizeSpec
 from kneescope.synth.render import N_LABELS, marrow_texture, render_slabs
@@ -49,8 +51,12 @@ class KneeSample:
     """One rendered knee.
 
     Attributes:
-        image: uint16 (I, J, K) DESS-like image, intensities ~0..1100 (fluid ~1000).
+        image: uint16 (I, J, K) image of ``params.contrast``, intensities ~0..1100 (relative
+            signal 1.0 = 1000: DESS fluid).
         labels: uint8 (I, J, K) label map on the same grid (``KNEE_LABELS``).
+        tissues: uint8 (I, J, K) tissue map on the same grid (``core.tissues`` values; the
+            tissue with the largest fraction within the voxel's label, so
+            ``tissue_label_lut()[tissues] == labels`` everywhere).
         truth: :class:`~kneescope.synth.truth.KneeTruth`.
         shape: the implicit anatomy (canonical-frame functions), for further truth queries.
         to_canonical: 4x4 float64, voxel index -> canonical knee frame (mm).
@@ -58,6 +64,7 @@ class KneeSample:
 
     image: Volume
     labels: Volume
+    tissues: Volume
     truth: KneeTruth
     shape: KneeShape
     to_canonical: npt.NDArray[np.float64]
@@ -176,6 +183,36 @@ def _one_component_per_label(labels: npt.NDArray[np.uint8]) -> int:
     return changed
 
 
+_FALLBACK_TISSUE = np.array([0, 2, 9, 4, 10, 11, 6, 12, 13, 14], dtype=np.uint8)
+"""Tissue given to a relabelled voxel of label v without a neighbour tissue of that label."""
+
+
+def _match_tissues_to_labels(tissues: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint8]) -> int:
+    """Give every voxel whose tissue belongs to another label than its (relabelled) label the
+    tissue of a face/edge/corner neighbour of that label (else a default tissue of the label);
+    returns the number of voxels changed."""
+    lut = tissue_label_lut()
+    bad = np.argwhere(lut[tissues] != labels)
+    if not len(bad):
+        return 0
+    want = labels[tuple(bad.T)]
+    new = _FALLBACK_TISSUE[want]
+    found = np.zeros(len(bad), dtype=bool)
+    upper = np.asarray(labels.shape) - 1
+    offsets = sorted(
+        ((di, dj, dk) for di in (-1, 0, 1) for dj in (-1, 0, 1) for dk in (-1, 0, 1)),
+        key=lambda o: (abs(o[0]) + abs(o[1]) + abs(o[2]), o),
+    )[1:]
+    for off in offsets:  # nearest neighbours first
+        idx = np.clip(bad + np.asarray(off), 0, upper)
+        t = tissues[tuple(idx.T)]
+        ok = ~found & (lut[t] == want)
+        new[ok] = t[ok]
+        found |= ok
+    tissues[tuple(bad.T)] = new
+    return len(bad)
+
+
 def texture_seed(params: KneeParams) -> int:
     """Seed of the marrow texture: fixed by the subject's anatomy (same at every visit)."""
     import hashlib
@@ -199,16 +236,20 @@ def render_knee(params: KneeParams, size: SizeSpec) -> KneeSample:
     to_canonical = np.linalg.inv(canonical_to_world(params.side)) @ affine
     grid = size.shape
     labels = np.empty(grid, dtype=np.uint8)
+    tissues = np.empty(grid, dtype=np.uint8)
     image = np.empty(grid, dtype=np.float32)
     vol_sum = np.zeros(N_LABELS, dtype=np.float64)
     texture = marrow_texture(texture_seed(params))
-    for slab in render_slabs(shape, grid, size.spacing_mm, to_canonical, texture):
+    table = CONTRASTS[params.contrast]
+    for slab in render_slabs(shape, grid, size.spacing_mm, to_canonical, texture, table):
         n = slab.image.shape[0]
-        labels[slab.i0 : slab.i0 + n] = np.argmax(slab.fractions, axis=0).astype(np.uint8)
+        labels[slab.i0 : slab.i0 + n] = slab.labels
+        tissues[slab.i0 : slab.i0 + n] = slab.tissues
         image[slab.i0 : slab.i0 + n] = slab.image
         vol_sum += slab.fractions.reshape(N_LABELS, -1).sum(axis=1, dtype=np.float64)
     fixed = _one_component_per_label(labels)
-    logger.debug("relabelled %d fragment voxels", fixed)
+    matched = _match_tissues_to_labels(tissues, labels) if fixed else 0
+    logger.debug("relabelled %d fragment voxels (%d tissue voxels)", fixed, matched)
     voxel_mm3 = float(np.prod(size.spacing_mm))
     label_volumes = {v: float(vol_sum[v] * voxel_mm3) for v in range(1, N_LABELS)}
 
@@ -222,11 +263,17 @@ def render_knee(params: KneeParams, size: SizeSpec) -> KneeSample:
         block[...] = np.sqrt((block + n1) ** 2 + n2**2)
     pixels = np.clip(np.rint(image * np.float32(INTENSITY_SCALE)), 0, 65535).astype(np.uint16)
 
-    meta = {"side": params.side, "size": size.name, "synthetic": True}
+    meta = {
+        "side": params.side,
+        "size": size.name,
+        "synthetic": True,
+        "contrast": params.contrast,
+    }
     truth = knee_truth(shape, label_volumes, visible_threshold_mm=0.5 * max(size.spacing_mm))
     return KneeSample(
         image=Volume(pixels, affine, meta),
         labels=Volume(labels, affine.copy(), meta),
+        tissues=Volume(tissues, affine.copy(), meta),
         truth=truth,
         shape=shape,
         to_canonical=to_canonical,

@@ -7,6 +7,15 @@ extent along the surface normal, ``clip(0.5 - d / w, 0, 1)`` with ``w = sum_i |n
 supersampled) occupancy up to a symmetric smoothing, so summed occupancies equal the volume
 of the continuous shape. The distance fields are re-normalised by their numerical gradient.
 
+Every voxel is split into the 10 kneescope label fractions (the truth the label map and the
+truth tables come from) and, within each label, into the tissues of
+:mod:`kneescope.core.tissues` (marrow / cortex / marrow lesion of a bone, a meniscus and its
+tear; fibula, fluid, tendon, cruciates, vessels, Hoffa's fat pad, muscle and subcutaneous fat
+in the unlabelled part). The tissue map is the per-voxel tissue with the largest fraction
+*within the voxel's label*, so ``tissue_label_lut()[tissues] == labels`` wherever the label is
+the argmax label. The clean image is ``sum_t fraction_t * contrast[t]`` (marrow modulated by a
+trabecular texture).
+
 Arrays: slabs are float32 ``(n_i, J, K)``; the grid is processed :data:`SLAB` slices at a
 time (plus a one-slice halo for gradients) to bound memory (~0.5 GB at full size).
 """
@@ -20,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from kneescope.core import tissues as tt
 from kneescope.synth.anatomy import KneeShape
 from kneescope.synth.sdf import F32, smoothstep
 
@@ -28,25 +38,32 @@ SLAB = 16
 
 N_LABELS = 10
 
-# DESS-like relative intensities (cartilage ~0.6, fluid brightest)
-I_MARROW = 0.24
-I_CORTEX = 0.035
-I_CARTILAGE = 0.62
-I_MENISCUS = 0.05
-I_FLUID = 1.0
-I_TENDON = 0.03
-I_MUSCLE = 0.2
-I_FAT = 0.07
 CORTEX_MM = 1.2
+"""Thickness of the dark cortical shell of every bone (mm)."""
+
+CONTACT_GAP_MM = (0.25, 1.0)
+"""Femorotibial joint space (mm between the opposing cartilage surfaces) over which the joint
+fluid film fades in: where the surfaces are closer than the first value the plates are in
+loaded contact (a synovial film of micrometres, invisible in MRI) and the partial-volume
+remainder between them renders as cartilage, not as a bright fluid seam."""
 
 
 @dataclass(frozen=True)
 class Slab:
-    """Rendered slab: label fractions (10, n, J, K) float32 and image (n, J, K) float32."""
+    """Rendered slab of ``n`` slices starting at slice ``i0``.
+
+    Attributes:
+        fractions: float32 (10, n, J, K) label fractions (sum 1 per voxel).
+        image: float32 (n, J, K) noiseless, bias-free image (relative signal).
+        labels: uint8 (n, J, K) argmax of ``fractions``.
+        tissues: uint8 (n, J, K) tissue map (:mod:`kneescope.core.tissues` values).
+    """
 
     i0: int
     fractions: npt.NDArray[np.float32]
     image: npt.NDArray[np.float32]
+    labels: npt.NDArray[np.uint8]
+    tissues: npt.NDArray[np.uint8]
 
 
 def _ramp(d: F32, w: F32 | np.float32) -> F32:
@@ -108,11 +125,17 @@ def render_slabs(
     spacing: tuple[float, float, float],
     to_canonical: npt.NDArray[np.float64],
     texture: npt.NDArray[np.float32] | None = None,
+    contrast: npt.NDArray[np.float32] | None = None,
 ) -> Iterator[Slab]:
-    """Yield label fractions and noiseless, bias-free image of consecutive slabs.
+    """Yield label fractions, tissue map and noiseless, bias-free image of consecutive slabs.
 
-    ``texture``: optional :func:`marrow_texture` lattice modulating marrow intensity.
+    ``texture``: optional :func:`marrow_texture` lattice modulating marrow intensity;
+    ``contrast``: float32 (N_TISSUES,) relative signal per tissue (default
+    ``core.tissues.CONTRASTS["dess"]``).
     """
+    table = tt.CONTRASTS["dess"] if contrast is None else contrast
+    if table.shape != (tt.N_TISSUES,):
+        raise ValueError(f"contrast table must have shape ({tt.N_TISSUES},), got {table.shape}")
     n_i = grid_shape[0]
     for i0 in range(0, n_i, SLAB):
         i1 = min(i0 + SLAB, n_i)
@@ -121,9 +144,9 @@ def render_slabs(
         if idx.size < 2:  # np.gradient needs two samples per axis
             idx = np.array([lo - 1, lo] if lo > 0 else [lo, lo + 1], dtype=np.int64)
         x, y, z = slab_coordinates(to_canonical, idx, grid_shape[1:])
-        fr, img = _render_block(shape, x, y, z, spacing, texture)
         keep = slice(i0 - int(idx[0]), i0 - int(idx[0]) + (i1 - i0))
-        yield Slab(i0, np.ascontiguousarray(fr[:, keep]), np.ascontiguousarray(img[keep]))
+        fr, img, lab, tis = _render_block(shape, x, y, z, spacing, texture, table, keep)
+        yield Slab(i0, fr, img, lab, tis)
 
 
 BAND_MM = 9.0
@@ -172,19 +195,80 @@ def _masked(
     return out
 
 
+def _occupancy(
+    fn: Callable[[F32, F32, F32], F32],
+    where: npt.NDArray[np.bool_],
+    x: F32,
+    y: F32,
+    z: F32,
+    w: F32 | np.float32,
+    cap: F32,
+) -> F32 | None:
+    """``min(ramp(fn), cap)`` evaluated on the voxels ``where`` (0 elsewhere); None when the
+    structure occupies none of them (absent structures cost one evaluation, no full-size
+    arrays)."""
+    if not where.any():
+        return None
+    d = fn(x[where], y[where], z[where])
+    ww = w[where] if isinstance(w, np.ndarray) and w.ndim else np.float32(w)
+    occ = np.minimum(_ramp(d, ww), cap[where])
+    if not (occ > 0).any():
+        return None
+    out = np.zeros(x.shape, dtype=np.float32)
+    out[where] = occ
+    return out
+
+
+def _optional(
+    fn: Callable[[F32, F32, F32], F32], x: F32, y: F32, z: F32, w: np.float32, cap: F32
+) -> F32 | None:
+    """Occupancy (capped by ``cap``) of a structure that may be absent or small: a coarse
+    pass (:func:`banded`) first; None when it reaches no voxel."""
+    d = banded(fn, x, y, z, 2.0)
+    if float(d.min()) >= 0.5 * float(w):
+        return None
+    return np.minimum(_ramp(d, w), cap)
+
+
+def _running_argmax(
+    candidates: list[tuple[int, F32 | None]], shape: tuple[int, ...]
+) -> tuple[npt.NDArray[np.uint8], F32]:
+    """(tissue code, fraction) of the largest of ``candidates`` per voxel (first wins ties;
+    None = absent everywhere)."""
+    code = np.full(shape, np.uint8(candidates[0][0]), dtype=np.uint8)
+    first = candidates[0][1]
+    best = np.zeros(shape, dtype=np.float32) if first is None else first.copy()
+    for tissue, frac in candidates[1:]:
+        if frac is None:
+            continue
+        more = frac > best
+        code[more] = np.uint8(tissue)
+        np.maximum(best, frac, out=best)
+    return code, best
+
+
 def _render_block(
     shape: KneeShape,
     x: F32,
     y: F32,
     z: F32,
     spacing: tuple[float, float, float],
-    texture: npt.NDArray[np.float32] | None = None,
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    texture: npt.NDArray[np.float32] | None,
+    table: npt.NDArray[np.float32],
+    keep: slice,
+) -> tuple[
+    npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.uint8], npt.NDArray[np.uint8]
+]:
+    """Fractions (10, n, J, K), image, label map and tissue map of the ``keep`` slices of a
+    block (the block carries a one-slice halo for the distance-field gradients)."""
     one = np.float32(1.0)
     dF, wF = _normalised_banded(banded(shape.femur_sdf, x, y, z, BAND_MM), spacing)
     dT, wT = _normalised_banded(banded(shape.tibia_sdf, x, y, z, BAND_MM), spacing)
     dP, wP = _normalised_banded(banded(shape.patella_sdf, x, y, z, BAND_MM), spacing)
     dFib, wFib = _normalised_banded(banded(shape.fibula_sdf, x, y, z, BAND_MM), spacing)
+    x, y, z = x[keep], y[keep], z[keep]
+    dF, wF, dT, wT, dP, wP = dF[keep], wF[keep], dT[keep], wT[keep], dP[keep], wP[keep]
+    dFib, wFib = dFib[keep], wFib[keep]
 
     t_max = 6.0
     tF = _masked(shape.femoral_thickness, (dF > -1.0) & (dF < t_max), x, y, z, 0.0)
@@ -216,60 +300,158 @@ def _render_block(
     outside_fem = -(dF - tF)
     s = shape.s
     zone = (z > -6.0) & (z < 10.0 + shape.p.meniscus_height * s) & (dT > -2.0) & (dF - tF > -2.0)
+    tears: list[F32 | None] = []
     for label, medial in ((8, True), (9, False)):
         side = zone & ((x < 2.0) if medial else (x > -2.0))
 
         def men(xx: F32, yy: F32, zz: F32, medial: bool = medial) -> F32:
             return shape.meniscus_sdf(xx, yy, zz, medial)
 
+        def tear(xx: F32, yy: F32, zz: F32, medial: bool = medial) -> F32:
+            return shape.meniscus_tear_sdf(xx, yy, zz, medial)
+
         m = np.maximum(_masked(men, side, x, y, z, 10.0), outside_fem)
         fr[label] = np.minimum(_ramp(m, wT), rem)
         rem -= fr[label]
+        tears.append(_occupancy(tear, fr[label] > 0, x, y, z, wT, fr[label]))
     fr[0] = np.maximum(rem, 0.0)
+    labels = np.argmax(fr, axis=0).astype(np.uint8)
 
-    # --- unlabeled tissue ---------------------------------------------------------------
-    o_fib = np.minimum(_ramp(dFib, wFib), fr[0])
-    rem = fr[0] - o_fib
-    o_lig = np.minimum(_ramp(banded(shape.cruciate_sdf, x, y, z, 2.0), wT), rem)
-    rem = rem - o_lig
-    w_mean = np.float32(float(np.mean(spacing)))
-    joint = np.maximum(
-        dF - tF, np.minimum(dT - tT, dP - tP) - np.float32(2.0 + 2.0 * shape.p.effusion)
-    )
-    o_fluid = np.minimum(_ramp(joint - np.float32(1.0), w_mean), rem)
-    pouch = banded(shape.fluid_sdf, x, y, z, 2.0)
-    o_fluid = np.maximum(o_fluid, np.minimum(_ramp(pouch, w_mean), rem))
-    rem = rem - o_fluid
-    tendon = banded(shape.patellar_tendon_sdf, x, y, z, 2.0)
-    o_tendon = np.minimum(_ramp(tendon, w_mean), rem)
-    rem = rem - o_tendon
-    d_leg = banded(shape.leg_sdf, x, y, z, 10.0)
-    o_leg = np.minimum(_ramp(d_leg, w_mean), rem)
-    muscle = (one - smoothstep(-22.0 * s, -8.0 * s, y)) * (
-        one - smoothstep(-9.0 * s, -5.0 * s, d_leg)
-    )
-    soft = o_leg * (muscle * np.float32(I_MUSCLE) + (one - muscle) * np.float32(I_FAT))
-
+    # --- tissues within the bones: marrow, cortex, marrow lesion ---------------------------
     marrow_gain = np.ones_like(x)
+    o_fib = np.minimum(_ramp(dFib, wFib), fr[0])
     if texture is not None:
         in_bone = (fr[1] + fr[3] + fr[6] + o_fib) > 0
         if in_bone.any():
             tex = _texture_at(texture, x[in_bone], y[in_bone], z[in_bone])
             marrow_gain[in_bone] = np.clip(1.0 + np.float32(TEXTURE_AMPLITUDE) * tex, 0.3, 2.0)
 
-    def bone(d: F32, w: F32, o: F32) -> F32:
-        marrow = np.minimum(_ramp(d + np.float32(CORTEX_MM), w), o)
-        return marrow * np.float32(I_MARROW) * marrow_gain + (o - marrow) * np.float32(I_CORTEX)
+    def lesion_of(bone: str) -> Callable[[F32, F32, F32], F32]:
+        def fn(xx: F32, yy: F32, zz: F32) -> F32:
+            return shape.marrow_lesion_sdf(xx, yy, zz, "femur" if bone == "femur" else "tibia")
 
-    img = (
-        bone(dF, wF, fr[1])
-        + bone(dT, wT, fr[3])
-        + bone(dP, wP, fr[6])
-        + bone(dFib, wFib, o_fib)
-        + (fr[2] + fr[4] + fr[5] + fr[7]) * np.float32(I_CARTILAGE)
-        + (fr[8] + fr[9]) * np.float32(I_MENISCUS)
-        + o_fluid * np.float32(I_FLUID)
-        + (o_tendon + o_lig) * np.float32(I_TENDON)
-        + soft
+        return fn
+
+    img = np.zeros_like(x)
+    tissues = np.zeros(x.shape, dtype=np.uint8)
+    bones = (
+        (1, dF, wF, fr[1], tt.FEMUR_MARROW, tt.FEMUR_CORTEX, tt.FEMUR_LESION, "femur"),
+        (3, dT, wT, fr[3], tt.TIBIA_MARROW, tt.TIBIA_CORTEX, tt.TIBIA_LESION, "tibia"),
+        (6, dP, wP, fr[6], tt.PATELLA_MARROW, tt.PATELLA_CORTEX, -1, ""),
     )
-    return fr, img.astype(np.float32)
+    for label, d, w, o, t_marrow, t_cortex, t_lesion, name in bones:
+        marrow = np.minimum(_ramp(d + np.float32(CORTEX_MM), w), o)
+        cortex = o - marrow
+        o_les = None
+        if t_lesion >= 0:
+            o_les = _occupancy(lesion_of(name), marrow > 0, x, y, z, w, marrow)
+        if o_les is not None:
+            marrow = marrow - o_les
+            img += o_les * table[t_lesion]
+        img += marrow * table[t_marrow] * marrow_gain + cortex * table[t_cortex]
+        here = labels == label
+        code = np.where(cortex[here] > marrow[here], t_cortex, t_marrow).astype(np.uint8)
+        if o_les is not None:
+            les_here = o_les[here]
+            code[(les_here > marrow[here]) & (les_here > cortex[here])] = t_lesion
+        tissues[here] = code
+
+    # --- cartilage plates: one tissue each ------------------------------------------------
+    for label, tissue in (
+        (2, tt.FEMORAL_CARTILAGE),
+        (4, tt.MEDIAL_TIBIAL_CARTILAGE),
+        (5, tt.LATERAL_TIBIAL_CARTILAGE),
+        (7, tt.PATELLAR_CARTILAGE),
+    ):
+        img += fr[label] * table[tissue]
+        tissues[labels == label] = tissue
+
+    # --- menisci and their tears ----------------------------------------------------------
+    for label, tissue, t_tear, torn_frac in (
+        (8, tt.MEDIAL_MENISCUS, tt.MEDIAL_MENISCUS_TEAR, tears[0]),
+        (9, tt.LATERAL_MENISCUS, tt.LATERAL_MENISCUS_TEAR, tears[1]),
+    ):
+        here = labels == label
+        if torn_frac is None:
+            img += fr[label] * table[tissue]
+            tissues[here] = tissue
+            continue
+        intact = fr[label] - torn_frac
+        img += intact * table[tissue] + torn_frac * table[t_tear]
+        tissues[here] = np.where(torn_frac[here] > intact[here], t_tear, tissue).astype(np.uint8)
+
+    # --- unlabelled tissue ----------------------------------------------------------------
+    rem = fr[0] - o_fib
+    fib_marrow = np.minimum(_ramp(dFib + np.float32(CORTEX_MM), wFib), o_fib)
+    fib_cortex = o_fib - fib_marrow
+    img += fib_marrow * table[tt.FIBULA_MARROW] * marrow_gain + fib_cortex * table[tt.FIBULA_CORTEX]
+    o_lig = np.minimum(_ramp(banded(shape.cruciate_sdf, x, y, z, 2.0), wT), rem)
+    rem = rem - o_lig
+    w_mean = np.float32(float(np.mean(spacing)))
+    a, b = dF - tF, dT - tT  # mm outside the femoral / tibial cartilage surfaces
+    joint = np.maximum(a, np.minimum(b, dP - tP) - np.float32(2.0 + 2.0 * shape.p.effusion))
+    o_fluid = np.minimum(_ramp(joint - np.float32(1.0), w_mean), rem)
+    # loaded femorotibial contact: no fluid where the opposing surfaces (nearly) touch; the
+    # partial-volume remainder there is rendered with the signal of the nearer cartilage
+    thin = (o_fluid > 0) & (a + b < np.float32(CONTACT_GAP_MM[1]))
+    contact_fill = np.zeros_like(x)
+    if thin.any():
+        ab = a[thin] + b[thin]
+        film = o_fluid[thin]
+        fill = film * (one - smoothstep(CONTACT_GAP_MM[0], CONTACT_GAP_MM[1], ab))
+        o_fluid[thin] = film - fill
+        contact_fill[thin] = fill
+        tib = np.where(
+            x[thin] < 0, table[tt.MEDIAL_TIBIAL_CARTILAGE], table[tt.LATERAL_TIBIAL_CARTILAGE]
+        )
+        signal = np.where(b[thin] < a[thin], tib, table[tt.FEMORAL_CARTILAGE])
+        img[thin] += fill * signal
+    pouch = banded(shape.fluid_sdf, x, y, z, 2.0)
+    o_fluid = np.maximum(o_fluid, np.minimum(_ramp(pouch, w_mean), rem - contact_fill))
+    rem = rem - o_fluid - contact_fill
+    tendon = banded(shape.patellar_tendon_sdf, x, y, z, 2.0)
+    o_tendon = np.minimum(_ramp(tendon, w_mean), rem)
+    rem = rem - o_tendon
+    o_vessel = _optional(shape.vessel_sdf, x, y, z, w_mean, rem)
+    if o_vessel is not None:
+        rem = rem - o_vessel
+    o_pad = _optional(shape.fat_pad_sdf, x, y, z, w_mean, rem)
+    if o_pad is not None:
+        rem = rem - o_pad
+    d_leg = banded(shape.leg_sdf, x, y, z, 10.0)
+    o_leg = np.minimum(_ramp(d_leg, w_mean), rem)
+    rem = rem - o_leg
+    muscle_w = (one - smoothstep(-22.0 * s, -8.0 * s, y)) * (
+        one - smoothstep(-9.0 * s, -5.0 * s, d_leg)
+    )
+    o_muscle = o_leg * muscle_w
+    o_fat = o_leg - o_muscle
+    img += (
+        o_lig * table[tt.CRUCIATE]
+        + o_fluid * table[tt.FLUID]
+        + o_tendon * table[tt.TENDON]
+        + o_muscle * table[tt.MUSCLE]
+        + o_fat * table[tt.FAT]
+        + np.maximum(rem, 0.0) * table[tt.BACKGROUND]
+    )
+    for occ, tissue in ((o_vessel, tt.VESSEL), (o_pad, tt.FAT_PAD)):
+        if occ is not None:
+            img += occ * table[tissue]
+    code, _ = _running_argmax(
+        [
+            (tt.BACKGROUND, rem),
+            (tt.FIBULA_MARROW, fib_marrow),
+            (tt.FIBULA_CORTEX, fib_cortex),
+            (tt.CRUCIATE, o_lig),
+            (tt.FLUID, o_fluid),
+            (tt.TENDON, o_tendon),
+            (tt.VESSEL, o_vessel),
+            (tt.FAT_PAD, o_pad),
+            (tt.MUSCLE, o_muscle),
+            (tt.FAT, o_fat),
+        ],
+        x.shape,
+    )
+    here = labels == 0
+    tissues[here] = code[here]
+    return fr, img.astype(np.float32, copy=False), labels, tissues
