@@ -12,6 +12,7 @@ from kneescope.core import tissues as tt
 from kneescope.transforms.domain_randomisation import (
     DomainRandomisationConfig,
     bias_field,
+    crop_blocks,
     draw_contrast,
     ghosting,
     gibbs,
@@ -93,6 +94,35 @@ def test_same_iteration_same_synthesised_patches(mode: str) -> None:
     assert torch.isfinite(a_img).all()
     c_img, _ = sampler.batch(6, 4)
     assert not torch.equal(a_img, c_img)
+
+
+@pytest.mark.parametrize("mode", ["2d", "3d"])
+def test_rotated_blocks_keep_tissues_and_labels_together_and_use_the_surroundings(
+    mode: str,
+) -> None:
+    tissues = _knee_like((20, 48, 48))
+    labels = tt.tissue_label_lut()[tissues]
+    config = DomainRandomisationConfig(p_spatial=1.0, rotate_rad=0.5, slab_slices=5)
+    if mode == "2d":
+        box = (slice(9, 10), slice(12, 36), slice(12, 36))
+    else:
+        box = (slice(6, 14), slice(12, 36), slice(12, 36))
+    # a second map: muscle exactly in the box, fat around it
+    framed = np.full(tissues.shape, tt.FAT, dtype=np.uint8)
+    framed[:, box[1], box[2]] = tt.MUSCLE
+    moved = outside = 0
+    for k in range(10):
+        args = (box, config, mode, 1, True)
+        t_block, l_block = crop_blocks(tissues, labels, *args, np.random.default_rng(k))  # type: ignore[arg-type]
+        centre = t_block[2:3] if mode == "2d" else t_block
+        assert t_block.shape[0] == (5 if mode == "2d" else 8)
+        np.testing.assert_array_equal(tt.tissue_label_lut()[centre], l_block)
+        moved += int(not np.array_equal(centre, tissues[box]))
+        # rotated about the box centre, the corners come from around the box (fat), not
+        # from the box's replicated edge (muscle)
+        f_block, _ = crop_blocks(framed, labels, *args, np.random.default_rng(k))  # type: ignore[arg-type]
+        outside += int((f_block == tt.FAT).any())
+    assert moved >= 8 and outside >= 6
 
 
 def test_dess_only_is_the_dess_table_lookup_normalised_like_inference() -> None:

@@ -55,7 +55,8 @@ class DomainRandomisationConfig(BaseModel):
         p_gamma, gamma_log_sigma: a gamma ``exp(N(0, sigma))`` on the intensity table.
         p_texture, texture_std: within-tissue variation: smooth Gaussian texture with a std per
             tissue uniform in [0, texture_std].
-        texture_sigma_vox: smoothing of the texture (voxels).
+        texture_sigma_vox: smoothing of the texture (voxels), uniform in this range per
+            sample (fine grain to the coarse blotches of the renderer's marrow).
         p_partial_volume, partial_volume_sigma_vox: a small blur of tissue boundaries.
         p_resolution, resolution_factor: a lower resolution along one random axis (in 2D
             training axis 0 is the slice thickness): blurred with the slice profile, sampled
@@ -87,7 +88,7 @@ class DomainRandomisationConfig(BaseModel):
     gamma_log_sigma: float = Field(0.3, ge=0.0)
     p_texture: float = Field(0.7, ge=0.0, le=1.0)
     texture_std: float = Field(0.06, ge=0.0)
-    texture_sigma_vox: float = Field(1.0, gt=0.0)
+    texture_sigma_vox: Range = (0.5, 6.0)
     p_partial_volume: float = Field(0.5, ge=0.0, le=1.0)
     partial_volume_sigma_vox: Range = (0.3, 0.8)
     p_resolution: float = Field(0.3, ge=0.0, le=1.0)
@@ -113,6 +114,7 @@ class DomainRandomisationConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> DomainRandomisationConfig:
         for name in (
+            "texture_sigma_vox",
             "partial_volume_sigma_vox",
             "resolution_factor",
             "blur_sigma_vox",
@@ -202,60 +204,94 @@ def normalisation_stats(
     return intensity_stats(values, normalisation, max_samples=max(values.size, 1))
 
 
-def spatial_augment(
+def crop_blocks(
     tissues: npt.NDArray[np.uint8],
     labels: npt.NDArray[np.uint8],
+    box: tuple[slice, slice, slice],
     config: DomainRandomisationConfig,
     mode: Literal["2d", "3d"],
     flip_axis: int | None,
+    augment: bool,
     rng: np.random.Generator,
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-    """Random rotation and scaling (nearest neighbour, edges replicated) of a tissue block
-    and its label block (3D arrays; the same shape in 3D mode). 2D mode rotates in the (1, 2)
-    plane only, the same for every slice, so the label block may be just the target slice;
-    3D mode also flips ``flip_axis`` with probability 0.5."""
-    if mode == "3d" and flip_axis is not None and rng.random() < 0.5:
-        tissues, labels = np.flip(tissues, flip_axis), np.flip(labels, flip_axis)
-    if rng.random() >= config.p_spatial:
-        return np.ascontiguousarray(tissues), np.ascontiguousarray(labels)
-    if mode == "2d":
-        a = rng.uniform(-config.rotate_rad, config.rotate_rad)
-        rot = np.eye(3)
-        rot[1:, 1:] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
-        zoom = np.diag([1.0, *rng.uniform(1 - config.scale, 1 + config.scale, 2)])
-    else:
-        rot = np.eye(3)
-        for p, q in ((1, 2), (0, 2), (0, 1)):
+    """The tissue and label blocks of a patch ``box``, randomly rotated, scaled (and in 3D
+    flipped along ``flip_axis``) about the box centre when ``augment``.
+
+    Voxels are taken from the whole case (nearest neighbour), so a rotated patch shows the
+    tissue around the box, not replicated edges; only the case's own border is replicated.
+    2D mode rotates within slices only, and the tissue block is a slab of
+    ``config.slab_slices`` slices centred on the box's slice (rows beyond the case repeat
+    its first or last slice); the label block is the box itself.
+
+    Args:
+        tissues, labels: uint8 (I, J, K) arrays of the case, same shape.
+        box: the patch, as slices of the case.
+
+    Returns:
+        tissue block (S, h, w) (2D: S = slab_slices; 3D: the box shape) and label block
+        (box shape), uint8.
+    """
+    half = config.slab_slices // 2 if mode == "2d" else 0
+    rows = np.arange(box[0].start - half, box[0].stop + half)
+    matrix = np.eye(3)
+    changed = False
+    if augment and mode == "3d" and flip_axis is not None and rng.random() < 0.5:
+        matrix[flip_axis, flip_axis] = -1.0
+        changed = True
+    if augment and rng.random() < config.p_spatial:
+        lo, hi = 1.0 - config.scale, 1.0 + config.scale
+        if mode == "2d":
             a = rng.uniform(-config.rotate_rad, config.rotate_rad)
-            r = np.eye(3)
-            r[[p, p, q, q], [p, q, p, q]] = [np.cos(a), -np.sin(a), np.sin(a), np.cos(a)]
-            rot = rot @ r
-        zoom = np.diag(rng.uniform(1 - config.scale, 1 + config.scale, 3))
-    matrix = rot @ zoom  # output coordinate -> input coordinate, about the block centre
-    if mode == "2d":  # the same in-plane gather for every slice
-        src = _nearest_sources(matrix[1:, 1:], tissues.shape[1:])
-        return tuple(  # type: ignore[return-value]
-            np.ascontiguousarray(a[:, src[0], src[1]]) for a in (tissues, labels)
-        )
-    src = _nearest_sources(matrix, tissues.shape)
-    return tissues[src[0], src[1], src[2]], labels[src[0], src[1], src[2]]
+            rot = np.eye(3)
+            rot[1:, 1:] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
+            zoom = np.diag([1.0, *rng.uniform(lo, hi, 2)])
+        else:
+            rot = np.eye(3)
+            for p, q in ((1, 2), (0, 2), (0, 1)):
+                a = rng.uniform(-config.rotate_rad, config.rotate_rad)
+                r = np.eye(3)
+                r[[p, p, q, q], [p, q, p, q]] = [np.cos(a), -np.sin(a), np.sin(a), np.cos(a)]
+                rot = rot @ r
+            zoom = np.diag(rng.uniform(lo, hi, 3))
+        matrix = rot @ zoom @ matrix
+        changed = True
+    n0 = tissues.shape[0]
+    if not changed:
+        rows_c = np.clip(rows, 0, n0 - 1)
+        return tissues[rows_c, box[1], box[2]], np.ascontiguousarray(labels[box])
+    centre = np.array([(b.start + b.stop - 1) / 2 for b in box])
+    if mode == "2d":  # the same in-plane gather for every slice; rows stay rows
+        ij = _nearest_sources(matrix[1:, 1:], centre[1:], box[1:], tissues.shape[1:])
+        rows_c = np.clip(rows, 0, n0 - 1)[:, None, None]
+        t_block = tissues[rows_c, ij[0][None], ij[1][None]]
+        l_block = labels[
+            np.clip(np.arange(box[0].start, box[0].stop), 0, n0 - 1)[:, None, None],
+            ij[0][None],
+            ij[1][None],
+        ]
+        return t_block, l_block
+    src = _nearest_sources(matrix, centre, box, tissues.shape)
+    return tissues[src], labels[src]
 
 
 def _nearest_sources(
-    matrix: npt.NDArray[np.float64], shape: tuple[int, ...]
+    matrix: npt.NDArray[np.float64],
+    centre: npt.NDArray[np.float64],
+    box: tuple[slice, ...],
+    shape: tuple[int, ...],
 ) -> tuple[npt.NDArray[np.intp], ...]:
-    """Per output voxel of ``shape``, the nearest input voxel under ``matrix`` (about the
-    centre), clipped to the array (edges replicated); index arrays of ``shape``."""
-    centre = (np.asarray(shape, dtype=np.float64) - 1) / 2
-    grid = np.indices(shape, dtype=np.float32).reshape(len(shape), -1)
-    grid -= centre[:, None].astype(np.float32)
+    """Per voxel of ``box``, the index of the nearest source voxel ``centre + matrix @
+    (voxel - centre)``, clipped to an array of ``shape``; index arrays of the box's shape."""
+    out_shape = tuple(b.stop - b.start for b in box)
+    grid = np.indices(out_shape, dtype=np.float32).reshape(len(box), -1)
+    grid += np.array([b.start for b in box], dtype=np.float32)[:, None] - centre[:, None]
     src = matrix.astype(np.float32) @ grid
     src += centre[:, None].astype(np.float32)
     out = []
     for q, n in enumerate(shape):
         idx = np.rint(src[q]).astype(np.intp)
         np.clip(idx, 0, n - 1, out=idx)
-        out.append(idx.reshape(shape))
+        out.append(idx.reshape(out_shape))
     return tuple(out)
 
 
@@ -303,7 +339,7 @@ def synthesise(
     image = contrast.table[tissues]
     if contrast.texture_std.any():
         noise = rng.standard_normal(image.shape, dtype=np.float32)
-        s = config.texture_sigma_vox
+        s = float(rng.uniform(*config.texture_sigma_vox))
         # 2D: smooth within slices (slices stay independent, as in a 2D acquisition)
         noise = gaussian_filter(noise, (0.0, s, s) if keep_slice is not None else s, truncate=3.0)
         noise /= max(float(noise.std()), 1e-6)

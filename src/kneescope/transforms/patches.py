@@ -20,9 +20,9 @@ import torch
 
 from kneescope.transforms.domain_randomisation import (
     DomainRandomisationConfig,
+    crop_blocks,
     draw_contrast,
     normalisation_stats,
-    spatial_augment,
     stats_subsample,
     synthesise,
 )
@@ -187,22 +187,22 @@ class PatchSampler:
         self, case: int, box: tuple[slice, slice, slice], rng: np.random.Generator
     ) -> dict[str, Any]:
         """A patch synthesised from the case's tissue map (2D: from a slab of
-        ``slab_slices`` slices around the target slice, edges replicated), normalised with
-        statistics of the whole case under the same intensity model."""
+        ``slab_slices`` slices around the target slice), spatially augmented together with
+        its labels, normalised with statistics of the whole case under the same intensity
+        model (see :mod:`kneescope.transforms.domain_randomisation`)."""
         dr = self.domain_randomisation
         assert dr is not None
-        tissues = self._tissues[case]
-        labels = self._labels[case][box]
-        keep: int | None = None
-        if self.mode == "2d":
-            half = dr.slab_slices // 2
-            rows = np.clip(np.arange(box[0].start - half, box[0].stop + half), 0, len(tissues) - 1)
-            block = tissues[rows, box[1], box[2]]
-            keep = half
-        else:
-            block = tissues[box]
-        if self.augment:
-            block, labels = spatial_augment(block, labels, dr, self.mode, self.flip_axis, rng)
+        block, labels = crop_blocks(
+            self._tissues[case],
+            self._labels[case],
+            box,
+            dr,
+            self.mode,
+            self.flip_axis,
+            self.augment,
+            rng,
+        )
+        keep = dr.slab_slices // 2 if self.mode == "2d" else None
         contrast = draw_contrast(dr, rng)
         image = synthesise(block, contrast, dr, rng, keep_slice=keep)
         stats = normalisation_stats(
