@@ -72,23 +72,23 @@ def _list(as_json: bool) -> None:
     payload = {"folder": str(folder), "models": rows}
 
     def render(console: Any) -> None:
-        from rich.table import Table
-
         if not rows:
-            console.print(f"no shipped models in {folder}", highlight=False)
+            console.print(f"no shipped models in {folder}", highlight=False, markup=False)
             return
-        table = Table("name", "kind", "task", "size MB", "sha256", "default for")
         for r in rows:
             also = f" (= {', '.join(r['aliases'])})" if r["aliases"] else ""
-            table.add_row(
-                r["name"] + also,
-                r["kind"],
-                r["task"],
-                f"{r['size_mb']:.1f}",
-                r["sha256"][:12],
-                ", ".join(r["default_for"]) or "-",
+            console.print(
+                f"{r['name']}{also}: {r['kind']}, {r['task']}, {r['size_mb']:.1f} MB, "
+                f"sha256 {r['sha256'][:12]}",
+                highlight=False,
+                markup=False,
             )
-        console.print(table)
+            if r["summary"]:
+                console.print(f"    {r['summary']}", highlight=False, markup=False)
+            if r["default_for"]:
+                console.print(
+                    f"    default for: {', '.join(r['default_for'])}", highlight=False, markup=False
+                )
         console.print(
             "`kneescope models show NAME` prints a model's card.", highlight=False, markup=False
         )
