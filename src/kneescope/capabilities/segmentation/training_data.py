@@ -162,8 +162,7 @@ def prepare_case(
             f"{name}: image shape {image.shape} and label shape {labels.shape} differ; "
             "the label map must be on the image grid"
         )
-    if tissues is not None:
-        check_tissue_map(name, tissues, image.shape)
+    tissue_values = None if tissues is None else tissue_map_values(name, tissues, image.shape)
     reo = plan_reorientation(image.affine_ras, image.shape, orientation)
     mirror_side = side if side_canonical else None
     img = mirror_to_right(reo.apply(image.array), orientation, mirror_side)
@@ -174,8 +173,8 @@ def prepare_case(
     lab_t = grid.labels_to_target(np.ascontiguousarray(lab))
     stats = intensity_stats(img_t, normalisation)
     tis_t = None
-    if tissues is not None:
-        tis = mirror_to_right(reo.apply(tissues.array), orientation, mirror_side)
+    if tissue_values is not None:
+        tis = mirror_to_right(reo.apply(tissue_values), orientation, mirror_side)
         tis_t = np.ascontiguousarray(grid.labels_to_target(np.ascontiguousarray(tis)))
         tis_t = tis_t.astype(np.uint8, copy=False)
     return Case(
@@ -187,21 +186,26 @@ def prepare_case(
     )
 
 
-def check_tissue_map(name: str, tissues: Volume, shape: tuple[int, ...]) -> None:
-    """A tissue map must be on the image grid and hold ``kneescope.core.tissues`` values."""
+def tissue_map_values(name: str, tissues: Volume, shape: tuple[int, ...]) -> npt.NDArray[np.uint8]:
+    """The uint8 values of a tissue map, which must be on the image grid and hold
+    ``kneescope.core.tissues`` values (whole numbers 0..N_TISSUES-1, any numeric dtype)."""
     if tissues.shape != shape:
         raise InputError(
             f"{name}: tissue map shape {tissues.shape} and image shape {shape} differ; "
             "the tissue map must be on the image grid"
         )
-    arr = tissues.array
-    if not np.issubdtype(arr.dtype, np.integer) or (
-        arr.size and (int(arr.min()) < 0 or int(arr.max()) >= N_TISSUES)
-    ):
+    arr = np.asarray(tissues.array)
+    integer = np.issubdtype(arr.dtype, np.integer)
+    ok = integer or (np.issubdtype(arr.dtype, np.floating) and bool(np.isfinite(arr).all()))
+    if ok and arr.size:
+        ok = float(arr.min()) >= 0 and float(arr.max()) <= N_TISSUES - 1
+        ok = ok and (integer or bool(np.all(arr == np.rint(arr))))
+    if not ok:
         raise InputError(
             f"{name}: tissue map values must be integers 0..{N_TISSUES - 1} "
-            "(kneescope.core.tissues); write it with kneescope synth"
+            "(kneescope.core.tissues); write it from render_knee(...).tissues"
         )
+    return arr.astype(np.uint8, copy=False)
 
 
 def fingerprint(cases: Sequence[Case]) -> str:
