@@ -69,6 +69,12 @@ OOD_VARIANTS = (
 )
 PLATES = ("femoral", "medial_tibial", "lateral_tibial", "patellar")
 MAX_LESION_DRAWS = 1000
+PROBES = (("contrast", "iw-tse-fs"), ("contrast", "t1-gre"), ("motion_ghosts", 0.5), ("gibbs", 0.3))
+"""Scan settings that test-ood uses and that must change a rendered image."""
+GIBBS_RANGE = (0.2, 0.4)
+"""Fraction of the outer in-plane k-space removed in the ghosts-gibbs variant."""
+GHOSTS_RANGE = (0.3, 0.6)
+"""Motion-ghost strength (0..1) in the ghosts-gibbs variant."""
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR_PATHS = ("src/kneescope/synth", "src/kneescope/core")
 
@@ -157,6 +163,26 @@ def generator_lacks(which: str) -> list[str]:
     return lacks
 
 
+def generator_ignores() -> list[str]:
+    """The test-ood scan settings that do not change a rendered image (a field that exists but
+    is not rendered yet would make a silently wrong set): one small knee without noise or
+    bias, rendered once plainly and once per setting; each must change the image and none
+    may change the label map."""
+    from kneescope.synth.knee import render_knee
+    from kneescope.synth.params import SMALL, KneeParams
+
+    plain = KneeParams(noise_sigma=0.0, bias_strength=0.0)
+    ref = render_knee(plain, SMALL)
+    ignored = []
+    for field, value in PROBES:
+        sample = render_knee(plain.model_copy(update={field: value}), SMALL)
+        if np.array_equal(sample.image.array, ref.image.array):
+            ignored.append(f"KneeParams.{field}={value!r} renders the same image as without it")
+        if not np.array_equal(sample.labels.array, ref.labels.array):
+            ignored.append(f"KneeParams.{field}={value!r} changes the label map (truth)")
+    return ignored
+
+
 # --- one knee ---------------------------------------------------------------------------------
 
 
@@ -196,7 +222,7 @@ def knee_params(plan: KneePlan) -> Any:
         changes.update(bias_strength=0.4, noise_sigma=0.12)
     elif plan.variant == "ghosts-gibbs":
         changes.update(
-            motion_ghosts=float(rng.uniform(0.3, 0.6)), gibbs=float(rng.uniform(0.3, 0.5))
+            motion_ghosts=float(rng.uniform(*GHOSTS_RANGE)), gibbs=float(rng.uniform(*GIBBS_RANGE))
         )
     if not changes:
         return params
@@ -227,6 +253,21 @@ def render_one(args: tuple[KneePlan, str, str]) -> dict[str, Any]:
     sample = render_knee(params, grid)
     for sub, volume in (("images", sample.image), ("labels", sample.labels)):
         write_nifti(volume, stage / sub / f"{plan.name}.nii.gz")
+    if plan.variant == "lesions-tears":
+        from kneescope.core import tissues as tt
+
+        drawn = set(np.unique(sample.tissues.array).tolist())
+        want = {
+            "marrow lesion": {tt.FEMUR_LESION, tt.TIBIA_LESION},
+            "meniscal tear": {tt.MEDIAL_MENISCUS_TEAR, tt.LATERAL_MENISCUS_TEAR},
+        }
+        absent = [what for what, values in want.items() if not drawn & values]
+        if absent:
+            raise InputError(
+                f"{plan.name}: its parameters have marrow lesions and meniscal tears but the "
+                f"rendered tissue map has no {' and no '.join(absent)} voxel; the renderer "
+                "does not draw them yet"
+            )
     write_nifti(sample.tissues, stage / "tissues" / f"{plan.name}.nii.gz")
     truth = {
         plate: {
@@ -303,6 +344,13 @@ def make_set(
             f"the generator lacks what set {which} needs: {'; '.join(lacks)}; "
             "make the set when those have landed"
         )
+    if which == "test-ood":
+        ignored = generator_ignores()
+        if ignored:
+            raise InputError(
+                f"the generator does not render what set {which} needs: {'; '.join(ignored)}; "
+                "make the set when the renderer uses them"
+            )
     state = source_state()
     if state["generator_uncommitted"] and not allow_dirty:
         raise InputError(

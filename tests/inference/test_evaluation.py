@@ -234,3 +234,25 @@ def test_evaluation_refuses_a_modified_set_before_any_work(
     err = capsys.readouterr().err
     assert "changed 1 file(s) (images/val-000.nii.gz)" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_the_set_plans_cover_sides_grades_and_variants_from_their_own_seed_ranges() -> None:
+    from collections import Counter
+
+    sets = _script("model_test_sets")
+    plans = {name: sets.set_plan(name) for name in ("val", "test-id", "test-ood")}
+    test_id, ood = plans["test-id"], plans["test-ood"]
+    assert len(test_id) == 20
+    assert Counter((p.klg, p.side) for p in test_id) == {
+        (g, s): 2 for g in range(5) for s in ("right", "left")
+    }
+    assert len(ood) == 24
+    assert Counter((p.variant, p.side) for p in ood) == {
+        (v, s): 2 for v in sets.OOD_VARIANTS for s in ("right", "left")
+    }
+    assert len(plans["val"]) == 6
+    seeds = [p.seed for plan in plans.values() for p in plan]
+    assert len(set(seeds)) == len(seeds)
+    assert min(seeds) >= 1_000_000  # development and training stay below
+    ranges = {name: {p.seed // 100_000 for p in plan} for name, plan in plans.items()}
+    assert ranges == {"val": {20}, "test-id": {91}, "test-ood": {92}}

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -113,14 +114,16 @@ def hd95_per_label(
             continue
         box = _union_box(p, t, margin=2)
         both = np.stack([p[box], t[box]])[:, None]  # (2, 1, ...): prediction, truth
-        hd = compute_hausdorff_distance(
-            both[:1],
-            both[1:],
-            include_background=True,
-            percentile=percentile,
-            directed=False,
-            spacing=[float(s) for s in spacing_mm],
-        )
+        with warnings.catch_warnings():  # MONAI warns about its own deprecated internals
+            warnings.simplefilter("ignore", FutureWarning)
+            hd = compute_hausdorff_distance(
+                both[:1],
+                both[1:],
+                include_background=True,
+                percentile=percentile,
+                directed=False,
+                spacing=[float(s) for s in spacing_mm],
+            )
         out[value] = float(hd.reshape(-1)[0])
     return out
 
