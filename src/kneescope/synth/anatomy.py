@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -44,6 +44,19 @@ HORN_HEIGHT = 0.6
 
 def _f(v: float) -> np.float32:
     return np.float32(v)
+
+
+class _MeniscusFrame(NamedTuple):
+    """Per-point meniscal coordinates (float32 arrays of the points' shape, mm, rad)."""
+
+    ang: F32  # angle around the C: 0 towards the notch, +-pi at the periphery
+    outer: F32  # 2D distance to the outer outline (negative inside)
+    depth_in: F32  # -outer: mm inside the outer outline
+    w: F32  # local meniscal width (rim to free edge)
+    base: F32  # height of the meniscus' underside (tibial cartilage top)
+    height: F32  # local wedge height above ``base``
+    gap: float  # half-angle of the C's opening (rad)
+    radius: float  # mean radius of the C's centre line (mm): arc length per radian
 
 
 @dataclass(frozen=True)
@@ -425,12 +438,7 @@ class KneeShape:
         return fn(x, y, z, lesions=lesions)
 
     # ---- menisci ----------------------------------------------------------------------------
-    def meniscus_sdf(self, x: F32, y: F32, z: F32, medial: bool) -> F32:
-        """Wedge-shaped C-ring on the compartment rim (before clipping by the femur).
-
-        The wedge is :data:`HORN_HEIGHT` as high and :data:`HORN_WIDTH` as wide at the horn
-        tips as in the body (smooth taper over the horns); the outer outline is unchanged.
-        """
+    def _meniscus_frame(self, x: F32, y: F32, medial: bool) -> _MeniscusFrame:
         p, s = self.p, self.s
         if medial:
             cx, cy, ax, ay = self.cxm, self.cym, self.axm, self.aym
@@ -452,12 +460,16 @@ class KneeShape:
         )
         base = self.plateau_height(x, y) + t_tib
         height = h_max * np.clip(1.0 - depth_in / w, 0.0, 1.0)
-        ring = np.maximum(outer, depth_in - w)
-        slab = np.maximum(base - z, z - base - height)
-        d = np.maximum(ring, slab)
-        # opening of the C towards the intercondylar region
-        open_ = (_f(gap) - np.abs(ang)) * _f(min(ax, ay) - 0.5 * p.meniscus_width * s)
-        return np.maximum(d, open_).astype(np.float32, copy=False)
+        radius = min(ax, ay) - 0.5 * p.meniscus_width * s
+        return _MeniscusFrame(ang, outer, depth_in, w, base, height, gap, radius)
+
+    def meniscus_sdf(self, x: F32, y: F32, z: F32, medial: bool) -> F32:
+        """Wedge-shaped C-ring on the compartment rim (before clipping by the femur).
+
+        The wedge is :data:`HORN_HEIGHT` as high and :data:`HORN_WIDTH` as wide at the horn
+        tips as in the body (smooth taper over the horns); the outer outline is unchanged.
+        """
+        return _meniscus_body(self._meniscus_frame(x, y, medial), z)
 
     # ---- soft tissue ------------------------------------------------------------------------
     def leg_sdf(self, x: F32, y: F32, z: F32) -> F32:
@@ -567,19 +579,84 @@ class KneeShape:
         return np.maximum(pad, _f(r_t + 0.5) - behind).astype(np.float32, copy=False)
 
     def marrow_lesion_sdf(self, x: F32, y: F32, z: F32, bone: Literal["femur", "tibia"]) -> F32:
-        """Bone-marrow lesions of ``bone`` (mm, negative inside).
+        """Bone-marrow lesions of ``bone`` (mm, negative inside; +100 where there are none,
+        and more than 2 mm outside every lesion's bounding box).
 
-        The renderer draws lesion tissue only where the point is also inside that bone's
-        marrow, so the label stays the bone.
+        Each :class:`~kneescope.synth.params.MarrowLesion` is an ellipsoid (radius r, 0.7 r
+        vertically, a gentle +-12 % surface undulation) under the subchondral bone at its
+        (x, y): its top reaches 0.3 r past the bone surface, so that it abuts the
+        subchondral plate. The renderer draws lesion tissue only where the point is also
+        inside that bone's marrow, so the label stays the bone.
         """
-        return self._absent(x)
+        lesions = [m for m in self.p.marrow_lesions if m.bone == bone]
+        if not lesions:
+            return self._absent(x)
+        s = self.s
+        d = np.full(np.shape(x), np.float32(100.0), dtype=np.float32)
+        for m in lesions:
+            cx, cy = m.centre_mm[0] * s, m.centre_mm[1] * s
+            r = m.radius_mm * s
+            px, py = np.array([cx], np.float32), np.array([cy], np.float32)
+            if bone == "tibia":
+                surface = float(self.plateau_height(px, py)[0])
+                cz = surface - 0.4 * r
+            else:
+                surface = float(self._femur_bottom(px, py, medial=cx < 0)[0])
+                if surface >= 1e3:  # off the condyle's underside: use its lowest point
+                    surface = self.zb_med if cx < 0 else self.zb_lat
+                cz = surface + 0.4 * r
+            reach = 1.2 * r + 2.0  # evaluated within this box only (the renderer's band)
+            near = (
+                (np.abs(x - _f(cx)) < _f(reach))
+                & (np.abs(y - _f(cy)) < _f(reach))
+                & (np.abs(z - _f(cz)) < _f(0.85 * r + 2.0))
+            )
+            if not near.any():
+                continue
+            xs, ys, zs = x[near], y[near], z[near]
+            e = ellipsoid(xs, ys, zs, (cx, cy, cz), (r, r, 0.7 * r))
+            phase = 0.37 * cx + 0.91 * cy
+            wobble = (
+                np.sin((xs - _f(cx)) / _f(0.45 * r) + _f(phase))
+                * np.sin((ys - _f(cy)) / _f(0.5 * r) - _f(phase))
+                * np.cos((zs - _f(cz)) / _f(0.4 * r))
+            )
+            d[near] = np.minimum(d[near], e + _f(0.12 * r) * wobble)
+        return d
 
     def meniscus_tear_sdf(self, x: F32, y: F32, z: F32, medial: bool) -> F32:
-        """Tears / maceration of one meniscus (mm, negative inside).
+        """Tears / maceration of one meniscus (mm, negative inside; +100 where there are none).
 
-        The renderer draws tear tissue only inside that meniscus, so the label stays meniscus.
+        From each :class:`~kneescope.synth.params.MeniscalTear` of this meniscus: a
+        horizontal cleft (0.7 mm thick at 45 % of the local wedge height), a radial cleft
+        (0.8 mm wide, all heights) or a maceration region, each reaching ``depth`` of the
+        local meniscal width from the free edge; all within the meniscus (before clipping by
+        the femur). The renderer draws tear tissue only inside that meniscus, so the label
+        stays meniscus.
         """
-        return self._absent(x)
+        tears = [t for t in self.p.meniscal_tears if t.medial == medial]
+        if not tears:
+            return self._absent(x)
+        m = self._meniscus_frame(x, y, medial)
+        d = np.full(np.shape(x), np.float32(100.0), dtype=np.float32)
+        for t in tears:
+            a0 = np.float32(np.deg2rad(t.angle_deg))
+            along = (np.mod(m.ang - a0 + np.pi, 2 * np.pi) - np.pi) * _f(m.radius)  # mm
+            reach = m.w * _f(1.0 - t.depth) - m.depth_in  # < 0 within reach of the free edge
+            half_len = _f(0.5 * t.length_mm)
+            if t.kind == "horizontal":
+                cleft = np.abs(z - (m.base + _f(0.45) * m.height)) - _f(0.35)
+                one = np.maximum(np.maximum(cleft, reach), np.abs(along) - half_len)
+            elif t.kind == "radial":
+                one = np.maximum(np.abs(along) - _f(0.4), reach)
+            else:
+                ru = along / half_len
+                rv = (m.depth_in - m.w * _f(1.0 - 0.5 * t.depth)) / (m.w * _f(0.5 * t.depth))
+                one = (np.sqrt(ru * ru + rv * rv) - 1.0) * np.minimum(
+                    half_len, m.w * _f(0.5 * t.depth)
+                )
+            d = np.minimum(d, one)
+        return np.maximum(d, _meniscus_body(m, z)).astype(np.float32, copy=False)
 
     # ---- seating ----------------------------------------------------------------------------
     def femur_underside(
@@ -656,6 +733,16 @@ class KneeShape:
         tpat = p.cart_patellar * 1.25
         y_post = y_groove + p.cart_femoral * 1.2 + tpat + 1.0 * s
         return (1.0 * s, y_post - 1.0 + self.pr[1], zc)
+
+
+def _meniscus_body(m: _MeniscusFrame, z: F32) -> F32:
+    """The meniscal wedge's distance field (mm, negative inside) from its frame."""
+    ring = np.maximum(m.outer, m.depth_in - m.w)
+    slab = np.maximum(m.base - z, z - m.base - m.height)
+    d = np.maximum(ring, slab)
+    # opening of the C towards the intercondylar region
+    open_ = (_f(m.gap) - np.abs(m.ang)) * _f(m.radius)
+    return np.maximum(d, open_).astype(np.float32, copy=False)
 
 
 def _replace(shape: KneeShape, **changes: object) -> KneeShape:

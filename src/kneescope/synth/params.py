@@ -11,7 +11,7 @@ centre of the tibial plateau, +x lateral, +y anterior, +z superior (RAS for a ri
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -36,6 +36,44 @@ class Lesion(BaseModel):
     depth: float = Field(ge=0.0, le=2.0)
 
 
+class MarrowLesion(BaseModel):
+    """A subchondral bone-marrow lesion: an oedema-like region in the marrow under a plate.
+
+    ``centre_mm`` is the (x, y) position (canonical frame, mm, before ``scale``) on the
+    femoral condyle's underside (``bone="femur"``) or on the tibial plateau (``"tibia"``);
+    the lesion is a slightly irregular ellipsoid of radius ``radius_mm`` (0.7x that
+    vertically) whose top reaches the subchondral bone. It is drawn only inside that bone's
+    marrow (the label stays the bone).
+    """
+
+    model_config = FROZEN
+
+    bone: Literal["femur", "tibia"]
+    centre_mm: tuple[float, float]
+    radius_mm: float = Field(ge=2.0, le=15.0)
+
+
+class MeniscalTear(BaseModel):
+    """A tear or maceration inside one meniscus (the label stays that meniscus).
+
+    ``angle_deg`` is the position around the meniscal C seen from above: 180 = the body at the
+    periphery, +90 the anterior horn, -90 the posterior horn (0 would be the opening towards
+    the notch). ``kind``: ``horizontal`` (a cleavage cleft parallel to the plateau, from the
+    free edge into the body), ``radial`` (a cleft across the meniscus from the free edge
+    towards the rim) or ``maceration`` (a diffuse degenerate region). ``length_mm`` is the
+    extent along the C (horizontal, maceration) and ``depth`` the fraction of the meniscal
+    width reached from the free edge.
+    """
+
+    model_config = FROZEN
+
+    medial: bool
+    kind: Literal["horizontal", "radial", "maceration"]
+    angle_deg: float = Field(ge=-180.0, le=180.0)
+    length_mm: float = Field(default=12.0, ge=2.0, le=40.0)
+    depth: float = Field(default=0.7, ge=0.2, le=1.0)
+
+
 class KneeParams(BaseModel):
     """Anatomy, disease state and scan settings of one synthetic knee.
 
@@ -57,6 +95,8 @@ class KneeParams(BaseModel):
         loss_medial / loss_lateral / loss_patellar: fraction of cartilage lost (0 = none),
             applied to the weight-bearing region of the compartment.
         lesions: focal lesions.
+        marrow_lesions: subchondral bone-marrow lesions (:class:`MarrowLesion`).
+        meniscal_tears: meniscal tears and maceration (:class:`MeniscalTear`).
         extrusion_medial / extrusion_lateral: meniscal extrusion beyond the tibial rim.
         meniscus_height: meniscal wedge height at the periphery.
         meniscus_width: meniscal body width (rim to inner edge).
@@ -111,6 +151,8 @@ class KneeParams(BaseModel):
     loss_lateral: float = Field(default=0.0, ge=0.0, le=0.95)
     loss_patellar: float = Field(default=0.0, ge=0.0, le=0.95)
     lesions: tuple[Lesion, ...] = ()
+    marrow_lesions: tuple[MarrowLesion, ...] = ()
+    meniscal_tears: tuple[MeniscalTear, ...] = ()
     extrusion_medial: float = Field(default=1.0, ge=-2.0, le=8.0)
     extrusion_lateral: float = Field(default=0.5, ge=-2.0, le=8.0)
     meniscus_height: float = Field(default=6.0, ge=3.0, le=8.0)
@@ -239,4 +281,87 @@ def sample_knee_params(
                 depth=float(rng.uniform(0.8, 1.4)),
             ),
         )
+    if klg >= 2:
+        fields["marrow_lesions"] = sample_marrow_lesions(rng, fields, klg)
+        fields["meniscal_tears"] = sample_meniscal_tears(rng, klg)
     return KneeParams.model_validate(fields)
+
+
+BML_PROBABILITY = {2: 0.5, 3: 0.7, 4: 0.85}
+"""Chance of subchondral bone-marrow lesions per KL grade (MOST/OAI cohorts: ~50 % of KL 2
+knees, most KL 3-4 knees; Felson et al., Ann Intern Med 2003; Hunter et al., Arthritis
+Rheum 2006)."""
+
+TEAR_PROBABILITY = {2: 0.45, 3: 0.65, 4: 0.8}
+"""Chance of a meniscal tear or maceration per KL grade (Englund et al., N Engl J Med 2008:
+63-76 % of knees with radiographic OA in the Framingham study)."""
+
+
+def sample_marrow_lesions(
+    rng: np.random.Generator, fields: dict[str, object], klg: int
+) -> tuple[MarrowLesion, ...]:
+    """Subchondral marrow lesions of a KL ``klg`` knee (none below KL 2; mostly medial).
+
+    ``fields``: the knee's anatomy (condyle and plateau sizes place the lesion under the
+    load-bearing region).
+    """
+    if klg < 2 or rng.uniform() >= BML_PROBABILITY[min(klg, 4)]:
+        return ()
+
+    def size(name: str) -> float:
+        return cast(float, fields[name])
+
+    out = []
+    medial = bool(rng.uniform() < 0.75)
+    bones: list[Literal["femur", "tibia"]] = ["femur" if rng.uniform() < 0.5 else "tibia"]
+    if klg >= 4 and rng.uniform() < 0.4:  # "kissing" lesions on both sides of the joint
+        bones.append("tibia" if bones[0] == "femur" else "femur")
+    for bone in bones:
+        if bone == "femur":
+            half_notch = 0.5 * size("notch_width")
+            cw = size("condyle_width_medial" if medial else "condyle_width_lateral")
+            x = half_notch + 0.5 * cw + float(rng.uniform(-3.0, 3.0))
+            y = -2.0 + float(rng.uniform(-6.0, 6.0))
+        else:
+            x = size("plateau_halfwidth_medial" if medial else "plateau_halfwidth_lateral")
+            x += float(rng.uniform(-4.0, 4.0))
+            y = (0.0 if medial else -1.5) + float(rng.uniform(-8.0, 8.0))
+        out.append(
+            MarrowLesion(
+                bone=bone,
+                centre_mm=(-x if medial else x, y),
+                radius_mm=float(rng.uniform(4.0, 4.0 + 2.0 * klg)),
+            )
+        )
+    return tuple(out)
+
+
+def sample_meniscal_tears(rng: np.random.Generator, klg: int) -> tuple[MeniscalTear, ...]:
+    """A meniscal tear or maceration of a KL ``klg`` knee (none below KL 2).
+
+    Mostly the medial posterior horn and body; horizontal (degenerative cleavage) tears
+    most often, maceration more often at KL 3-4.
+    """
+    if klg < 2 or rng.uniform() >= TEAR_PROBABILITY[min(klg, 4)]:
+        return ()
+    medial = bool(rng.uniform() < 0.75)
+    kinds: tuple[Literal["horizontal", "radial", "maceration"], ...] = (
+        "horizontal",
+        "radial",
+        "maceration",
+    )
+    weights = [0.6, 0.25, 0.15] if klg == 2 else [0.4, 0.25, 0.35]
+    kind = kinds[int(rng.choice(3, p=weights))]
+    if rng.uniform() < 0.7:  # posterior horn / body junction
+        angle = float(rng.uniform(-160.0, -100.0))
+    else:  # body
+        angle = float(rng.uniform(150.0, 180.0))
+    return (
+        MeniscalTear(
+            medial=medial,
+            kind=kind,
+            angle_deg=angle,
+            length_mm=float(rng.uniform(8.0, 18.0)),
+            depth=float(rng.uniform(0.5, 0.9)),
+        ),
+    )
