@@ -245,11 +245,17 @@ def render_one(args: tuple[KneePlan, str, str]) -> dict[str, Any]:
     plan, size_name, folder = args
     stage = Path(folder)
     done = stage / "params" / f"{plan.name}.json"
+    grid = knee_grid(plan, size_name)
     if done.is_file():  # finished by an earlier, interrupted make
-        return dict(json.loads(done.read_text(encoding="utf-8")))
+        record = dict(json.loads(done.read_text(encoding="utf-8")))
+        if record.get("seed") != plan.seed or record.get("grid", {}).get("name") != grid.name:
+            raise InputError(
+                f"{done} is from another set or grid (seed {record.get('seed')}); remove "
+                f"{stage} and make the set again"
+            )
+        return record
     t0 = time.perf_counter()
     params = knee_params(plan)
-    grid = knee_grid(plan, size_name)
     sample = render_knee(params, grid)
     for sub, volume in (("images", sample.image), ("labels", sample.labels)):
         write_nifti(volume, stage / sub / f"{plan.name}.nii.gz")

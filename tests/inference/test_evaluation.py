@@ -123,12 +123,19 @@ def test_an_untouched_set_verifies_and_its_digest_is_checked(tmp_path: Path) -> 
         verify_set_manifest(folder, "0" * 64)
 
 
+def _same_bytes_by_symlink(path: Path) -> None:
+    outside = path.parent.parent / "outside.csv"
+    path.rename(outside)
+    path.symlink_to(outside)  # the same bytes, but a file the set does not hold
+
+
 @pytest.mark.parametrize(
     ("edit", "problem"),
     [
         (lambda f: (f / "images" / "a.nii.gz").write_bytes(b"image b"), "changed 1 file"),
         (lambda f: (f / "truth.csv").unlink(), "missing 1 file"),
         (lambda f: (f / "images" / "b.nii.gz").write_bytes(b"new"), "added 1 file"),
+        (lambda f: _same_bytes_by_symlink(f / "truth.csv"), "not a regular file"),
     ],
 )
 def test_a_modified_set_is_refused(tmp_path: Path, edit, problem: str) -> None:  # type: ignore[no-untyped-def]

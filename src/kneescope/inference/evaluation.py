@@ -203,12 +203,12 @@ def set_file_hashes(folder: Path) -> dict[str, str]:
     folder = Path(folder)
     out: dict[str, str] = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_dir():
+        if path.is_dir() and not path.is_symlink():
             continue
         rel = path.relative_to(folder).as_posix()
         if rel == MANIFEST_NAME:
             continue
-        if not path.is_file():
+        if path.is_symlink() or not path.is_file():
             raise InputError(f"{path}: not a regular file; an evaluation set holds only files")
         out[rel] = file_sha256(path)
     return out
