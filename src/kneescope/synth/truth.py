@@ -7,6 +7,8 @@ Definitions (also in docs/synth.md):
 - *Covered area* (``area_mm2``): footprint area where the actual imposed thickness (with
   lesions) is > THIN_MM; *denuded area* (``denuded_area_mm2``): footprint area where it is not
   (full-thickness defects).
+- *Imposed thickness*: :meth:`~kneescope.synth.anatomy.KneeShape.thickness`, after the
+  loaded-contact compression (the same field the renderer draws).
 - *Mean thickness* (``thickness_mean_mm``): the area-weighted mean of the imposed thickness
   over the covered area, i.e. the thickness measured along the bone-surface normal averaged
   over the cartilage-covered bone surface (``thickness_mean_ab_mm``: over the whole footprint,
