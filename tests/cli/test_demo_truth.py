@@ -75,7 +75,7 @@ def _results(cohort: Path, tmp_path: Path) -> list[dict[str, Any]]:
             labels_path = tmp_path / "left.nii.gz"
             write_nifti(Volume(broken, labels.affine_ras), labels_path)
             row["qc_ok"], row["qc_reasons"] = False, "missing_femoral_cartilage: no cartilage"
-        row["file_labels"] = str(labels_path)
+        row["file_segment_labels"] = str(labels_path)
         rows.append(row)
     rows.append({"subject": "9999999", "visit": "V00", "side": "right", "qc_ok": True})
     return rows

@@ -1,9 +1,18 @@
-"""``kneescope demo``: the main job end to end on a synthetic cohort.
+"""``kneescope demo``: the main job end to end on a synthetic cohort, checked against its truth.
 
 Stages (each skipped when its result is already in the workspace, so a second demo is fast):
 synthesise an OAI-style cohort -> ingest the tree and its clinical tables into the catalog ->
-convert the volumes to the Zarr store -> train a small 3D U-Net on the cataloged DESS/label
-pairs (cached) -> run every DESS series through segment -> measure -> results table.
+convert the volumes to the Zarr store -> the model: the shipped default segmentation model
+(``kneescope models``), a model given with ``--model``, or, with ``--train``, a small 3D U-Net
+trained on the cataloged DESS/label pairs (cached) -> run every DESS series through
+segment -> measure -> results table -> check every knee against the cohort's exact truth
+(:mod:`kneescope.cli.demo_truth`): Dice per structure and the error of every biomarker the
+truth tables know, with each knee's QC verdict beside its numbers.
+
+The default grid (``--size demo``, :data:`kneescope.synth.params.DEMO`) has 0.85 mm slices
+and the 2D model's 0.3646 mm in-plane pixels over a 109 x 117 x 117 mm field of view: fine
+enough for meniscal extrusion (at most 1.0 mm medial-lateral and 0.75 mm in-plane, even on an
+8-degree oblique knee) and no resampling for the shipped 2D model.
 """
 
 from __future__ import annotations
@@ -19,30 +28,54 @@ from kneescope.cli.common import CatalogOpt, JsonOpt, WorkspaceOpt, emit, stderr
 
 
 def demo(
-    subjects: Annotated[int, typer.Option("--subjects", "-n", help="Synthetic participants.")] = 3,
+    subjects: Annotated[int, typer.Option("--subjects", "-n", help="Synthetic participants.")] = 2,
     visits: Annotated[
         str, typer.Option("--visits", help="OAI visit codes, comma-separated (V00 = baseline).")
-    ] = "V00,V01",
+    ] = "V00",
     size: Annotated[
-        Literal["small", "full"],
+        Literal["demo", "small", "full"],
         typer.Option(
             "--size",
-            help="MRI grid: small (48x128x128 voxels, fast) or full (160x384x384, OAI DESS).",
+            help="MRI grid: demo (128x320x320 voxels, 0.85 mm slices: fast, and fine enough "
+            "for every biomarker), small (48x128x128, coarse: QC refuses meniscal extrusion "
+            "on it) or full (160x384x384, the OAI DESS grid, slowest).",
             case_sensitive=False,
         ),
-    ] = "small",
+    ] = "demo",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic cohort.")] = 7,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Segmentation model: a file written by `kneescope train`, its name in "
+            "WORKSPACE/models/, or a shipped model's name (`kneescope models list`). "
+            "Default: the shipped knee-seg model.",
+            show_default=False,
+        ),
+    ] = None,
+    train: Annotated[
+        bool,
+        typer.Option(
+            "--train",
+            help="Train a small demo model on the cohort first (a few minutes; cached in "
+            "WORKSPACE/models/demo-knee.pt) and use it instead of the shipped model.",
+        ),
+    ] = False,
     workspace_dir: WorkspaceOpt = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the main job on a synthetic cohort: synth -> ingest -> convert -> train a small
-    model (cached) -> run segment + measure on every DESS series -> results table."""
+    """Run the main job on a synthetic cohort with the shipped model: synth -> ingest ->
+    convert -> segment + measure every DESS series -> results table, then check every knee
+    against the cohort's exact truth (QC verdict, Dice per structure, biomarker errors)."""
     from kneescope.catalog.database import display_url
     from kneescope.errors import InputError, RunError
 
     if subjects < 1:
         raise InputError(f"--subjects must be at least 1, got {subjects}")
+    if train and model is not None:
+        raise InputError("--train and --model exclude each other; give one of them")
     ws = workspace(workspace_dir, catalog).ensure()
     err = stderr()
     steps: list[dict[str, Any]] = []
@@ -53,6 +86,7 @@ def demo(
         if not as_json:
             err.print(f"[bold green]✓[/] {name:<8} {detail} [dim]({seconds:.1f} s)[/]")
 
+    t_all = time.perf_counter()
     t0 = time.perf_counter()
     spec_text = _synth(cohort_dir, subjects, visits, size, seed, err, quiet=as_json)
     stage("synth", f"{subjects} subjects x {visits} ({size}) in {cohort_dir}", _since(t0))
@@ -70,8 +104,13 @@ def demo(
     )
 
     t0 = time.perf_counter()
-    model_path, trained = _train(ws, quiet=as_json)
-    stage("train", f"{'trained' if trained else 'cached'} model {model_path}", _since(t0))
+    if train:
+        model_path, trained = _train(ws, quiet=as_json)
+        model_source = "trained" if trained else "trained (cached)"
+        stage("train", f"{model_source} model {model_path}", _since(t0))
+    else:
+        model_path, model_source = _model(ws, model)
+        stage("model", f"{model_source} {model_path}", _since(t0))
 
     t0 = time.perf_counter()
     result, _status = _run(ws, model_path, quiet=as_json)
@@ -85,17 +124,30 @@ def demo(
             f"{result.failed} items failed in {result.run_dir}; see `kneescope status -w {ws.root}`"
         )
 
+    t0 = time.perf_counter()
+    check, check_file = _check(result.results_path, cohort_dir, result.run_dir)
+    stage(
+        "check",
+        f"{len(check.passed)} of {len(check.knees)} knees passed QC; compared with the "
+        f"synthetic truth in {check_file}",
+        _since(t0),
+    )
+
     payload = {
         "workspace": str(ws.root),
         "model": str(model_path),
+        "model_source": model_source,
         "results": str(result.results_path),
+        "truth_check": str(check_file),
         "preview": _preview(result.results_path),
         **_qc_summary(result.results_path),
+        "truth": check.to_dict(),
         "cohort": str(cohort_dir),
         "catalog": display_url(ws.catalog_url),
         "store": str(ws.store_dir),
         "synth_spec": json.loads(spec_text),
         "stages": steps,
+        "seconds": round(_since(t_all), 1),
     }
     emit(payload, as_json, lambda console: _render(console, payload))
 
@@ -214,6 +266,44 @@ def _train(ws: Any, *, quiet: bool) -> tuple[Path, bool]:
     return model_path, True
 
 
+def _model(ws: Any, model: str | None) -> tuple[Path, str]:
+    """The model file the demo segments with and where it came from, in words."""
+    from kneescope.errors import ModelError
+    from kneescope.models.pretrained import DEFAULT_MODEL, find_shipped, resolve_model
+
+    try:
+        path = resolve_model(model, ws)
+    except ModelError as exc:
+        if model is not None:
+            raise
+        raise ModelError(f"{exc}; or run `kneescope demo --train`") from None
+    shipped = find_shipped(model or DEFAULT_MODEL)
+    if shipped is not None and shipped.path.resolve() == path.resolve():
+        alias = f" ({model or DEFAULT_MODEL})" if (model or DEFAULT_MODEL) != shipped.name else ""
+        return path, f"shipped model {shipped.name}{alias}"
+    return path, "model"
+
+
+def _check(results: Path, cohort_dir: Path, run_dir: Path) -> tuple[Any, Path]:
+    """Compare every knee of the results with the cohort's truth; write truth_check.csv into
+    the run folder; return the :class:`~kneescope.cli.demo_truth.TruthCheck` and the file."""
+    import pandas as pd
+
+    from kneescope.cli.demo_truth import TRUTH_CHECK_CSV, check_against_truth, check_rows
+    from kneescope.io.csv_table import write_csv_table
+
+    table = pd.read_parquet(results) if results.suffix == ".parquet" else pd.read_csv(results)
+    records = [{str(k): v for k, v in r.items()} for r in table.to_dict(orient="records")]
+    check = check_against_truth(records, cohort_dir)
+    path = run_dir / TRUTH_CHECK_CSV
+    write_csv_table(
+        path,
+        check_rows(check),
+        ["subject", "visit", "side", "qc", "quantity", "measured", "truth", "error", "error_unit"],
+    )
+    return check, path
+
+
 def _run(ws: Any, model_path: Path, *, quiet: bool) -> tuple[Any, Any]:
     from kneescope.cli.cmd_run import run_with_progress
     from kneescope.cohort.pipeline_config import PipelineConfig
@@ -240,29 +330,45 @@ _PREVIEW_COLUMNS = (
     "femoral_cartilage_thickness_mean_mm",
     "medial_tibial_cartilage_thickness_mean_mm",
     "lateral_tibial_cartilage_thickness_mean_mm",
+    "patellar_cartilage_thickness_mean_mm",
     "medial_meniscus_extrusion_mm",
+    "lateral_meniscus_extrusion_mm",
 )
+PREVIEW_ROWS = 12
+"""Knees the demo's results table shows (the whole table is in the results file)."""
 
 
 def _preview(results: Path) -> list[dict[str, Any]]:
-    """The first rows of the results table, a few columns (for the summary)."""
+    """The first rows of the results table, a few columns, each row with its QC verdict
+    (``qc``: ok, failed or not checked) right after the knee's side."""
     import pandas as pd
 
     table = pd.read_parquet(results) if results.suffix == ".parquet" else pd.read_csv(results)
     columns = [c for c in _PREVIEW_COLUMNS if c in table.columns]
-    rows = [
-        {str(k): v for k, v in row.items()}
-        for row in table[columns].head(8).to_dict(orient="records")
-    ]
-    if "qc_ok" in table.columns:  # a number is shown only with its QC verdict beside it
-        for row, ok in zip(rows, table["qc_ok"].head(8), strict=False):
-            row["qc"] = "ok" if bool(ok) else "failed"
+    verdicts = (
+        ["ok" if bool(ok) else "failed" for ok in table["qc_ok"].head(PREVIEW_ROWS)]
+        if "qc_ok" in table.columns
+        else ["not checked"] * min(len(table), PREVIEW_ROWS)
+    )
+    rows: list[dict[str, Any]] = []
+    for record, verdict in zip(
+        table[columns].head(PREVIEW_ROWS).to_dict(orient="records"), verdicts, strict=True
+    ):
+        row: dict[str, Any] = {}
+        for key, value in record.items():
+            row[str(key)] = value
+            if key == "side":  # a number is shown only with its QC verdict beside it
+                row["qc"] = verdict
+        row.setdefault("qc", verdict)
+        rows.append(row)
     return rows
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, digits: int = 2, *, signed: bool = False) -> str:
     if isinstance(value, float):
-        return "-" if value != value else f"{value:.2f}"  # NaN: not measured
+        if value != value:  # NaN: not measured
+            return "-"
+        return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
     return str(value)
 
 
@@ -283,31 +389,144 @@ def _qc_summary(results: Path) -> dict[str, Any]:
     return summary
 
 
+_HEADERS = {
+    "femoral_cartilage_thickness_mean_mm": "fem. mm",
+    "medial_tibial_cartilage_thickness_mean_mm": "MT mm",
+    "lateral_tibial_cartilage_thickness_mean_mm": "LT mm",
+    "patellar_cartilage_thickness_mean_mm": "pat. mm",
+    "medial_meniscus_extrusion_mm": "med. ext. mm",
+    "lateral_meniscus_extrusion_mm": "lat. ext. mm",
+}
+"""Short headers of the results preview (its title says what they are)."""
+
+
+def _quantity(column: str, unit: str) -> str:
+    """Words for a result column in the truth table (``femoral cartilage thickness mean``)."""
+    for suffix in ("_mm3", "_mm2", "_mm"):
+        if column.endswith(suffix):
+            column = column[: -len(suffix)]
+            break
+    what = column.replace("_", " ")
+    return f"{what} error ({unit})"
+
+
+def _knee_name(knee: dict[str, Any]) -> str:
+    return f"{knee['subject']} {knee['visit']} {knee['side']}"
+
+
+def _render_truth(console: Any, truth: dict[str, Any]) -> None:
+    """Accuracy against the synthetic truth over the QC-passed knees, then every QC-failed
+    knee on its own line with its reasons and its errors."""
+    from rich.table import Table
+
+    passed_knees = [k for k in truth["per_knee"] if k["qc"] == "ok"]
+    n_pass = len(passed_knees)
+    if n_pass:
+        table = Table(
+            title=f"against the synthetic truth: {n_pass} knees that passed QC "
+            "(mean and worst knee)",
+        )
+        for column in ("quantity", "mean", "bias", "worst", "worst knee"):
+            table.add_column(column, overflow="fold")
+        for structure, entry in truth["dice"].items():
+            worst = passed_knees[entry["worst_knee"]] if entry["worst_knee"] >= 0 else None
+            table.add_row(
+                f"Dice {structure.replace('_', ' ')}",
+                _cell(entry["mean"], 3),
+                "",
+                _cell(entry["worst"], 3),
+                _knee_name(worst) if worst else "-",
+            )
+        for column, entry in truth["errors"].items():
+            unit = truth["error_units"][column]
+            worst = passed_knees[entry["worst_knee"]] if entry["worst_knee"] >= 0 else None
+            digits = 3 if unit == "mm" else 1
+            table.add_row(
+                _quantity(column, unit),
+                _cell(entry["mean"], digits),
+                _cell(entry["bias"], digits, signed=True),
+                _cell(worst["errors"][column], digits, signed=True) if worst else "-",
+                _knee_name(worst) if worst else "-",
+            )
+        console.print(table)
+        console.print(
+            "mean: of the absolute error (Dice: of the Dice); bias: mean signed error "
+            "(measured - truth); thickness against the visible-cartilage truth.",
+            highlight=False,
+        )
+    for knee in truth["per_knee"]:
+        if knee["qc"] == "ok":
+            continue
+        dice = [v for v in knee["dice"].values() if v == v]
+        thick = [
+            abs(v) for k, v in knee["errors"].items() if k.endswith("thickness_mean_mm") and v == v
+        ]
+        extrusion = [
+            abs(v) for k, v in knee["errors"].items() if k.endswith("extrusion_mm") and v == v
+        ]
+        console.print(
+            f"[bold yellow]QC {knee['qc']}[/] {_knee_name(knee)} (not in the summary): "
+            f"lowest Dice {_cell(min(dice) if dice else float('nan'), 3)}, worst thickness "
+            f"error {_cell(max(thick) if thick else float('nan'), 3)} mm, worst extrusion "
+            f"error {_cell(max(extrusion) if extrusion else float('nan'))} mm; "
+            f"QC flags: {', '.join(knee['qc_flags']) or 'none recorded'}",
+            highlight=False,
+        )
+    if truth["without_truth"]:
+        console.print(
+            f"{len(truth['without_truth'])} knees have no truth row: "
+            + ", ".join(truth["without_truth"][:5]),
+            highlight=False,
+        )
+
+
 def _render(console: Any, payload: dict[str, Any]) -> None:
     from rich.table import Table
 
     if payload["preview"]:
-        table = Table(title="results (first rows, a few columns)")
+        shown = len(payload["preview"])
+        title = "results, with each knee's QC verdict" + (
+            f" (first {shown} of {payload.get('knees', '?')} knees)"
+            if shown < payload.get("knees", shown)
+            else ""
+        )
+        caption = (
+            "mean cartilage thickness (mm) of the femoral, medial and lateral tibial and "
+            "patellar plates; medial and lateral meniscal extrusion (mm)"
+        )
+        table = Table(title=title, caption=caption)
         for column in payload["preview"][0]:
-            table.add_column(column.replace("_", " "), overflow="fold")
+            header = _HEADERS.get(column, column.replace("_", " "))
+            table.add_column(header, no_wrap=column in ("subject", "visit", "side", "qc"))
         for row in payload["preview"]:
             table.add_row(*(_cell(v) for v in row.values()))
         console.print(table)
-        failed = payload.get("qc_failed", 0)
-        flags = ", ".join(f"{k} {v}" for k, v in payload.get("qc_flags", {}).items())
-        if failed:
-            console.print(
-                f"[bold yellow]{failed} of {payload.get('knees', '?')} knees failed QC[/] "
-                f"(knees per flag: {flags}); see the qc_* and qc_reasons columns of the "
-                "results table. A value that could not be measured is shown as -.",
-                highlight=False,
-            )
+    knees = payload.get("knees", 0)
+    failed = payload.get("qc_failed", 0)
+    flags = ", ".join(f"{k} {v}" for k, v in payload.get("qc_flags", {}).items())
+    if failed:
+        console.print(
+            f"[bold yellow]{knees - failed} of {knees} knees passed QC; {failed} failed[/] "
+            f"(knees per flag: {flags}); a failed knee's values are not results: see its "
+            "qc_* and qc_reasons columns in the results table. A value that could not be "
+            "measured is shown as -.",
+            highlight=False,
+        )
+    else:
+        console.print(f"[bold green]{knees - failed} of {knees} knees passed QC[/]")
+    if "truth" in payload:
+        _render_truth(console, payload["truth"])
     console.print("\n[bold]kneescope demo finished.[/] Where to look:")
     console.print(f"  cohort (OAI layout, DICOM) {payload['cohort']}", highlight=False)
     console.print(f"  catalog                    {payload['catalog']}", highlight=False)
     console.print(f"  Zarr store                 {payload['store']}", highlight=False)
-    console.print(f"  model                      {payload['model']}", highlight=False)
+    console.print(
+        f"  model                      {payload['model']} ({payload.get('model_source', '')})",
+        highlight=False,
+    )
     console.print(f"  results table              {payload['results']}", highlight=False)
+    if "truth_check" in payload:
+        console.print(f"  check against the truth    {payload['truth_check']}", highlight=False)
     ws = payload["workspace"]
     console.print(
         f"\nNext: kneescope catalog -w {ws} --summary; kneescope status -w {ws}",

@@ -5,8 +5,8 @@ row per knee and visit) and the true label map of every DESS series (``labels/``
 ``load_volume -> segment -> measure`` run over it, :func:`check_against_truth` compares, knee
 by knee, with the knee's QC verdict beside every number:
 
-- Dice of each of the 9 structures: the run's label map (``file_labels``) against the true
-  one (:func:`kneescope.inference.evaluation.dice_per_label`);
+- Dice of each of the 9 structures: the run's label map (``file_segment_labels``) against
+  the true one (:func:`kneescope.inference.evaluation.dice_per_label`);
 - every biomarker column the truth tables know (:data:`TRUTH_COLUMNS`): plate mean cartilage
   thickness against the *visible* truth (imposed thickness averaged where it is at least half
   the largest voxel spacing: what a label map can show, see docs/biomarkers.md), plate and
@@ -91,6 +91,7 @@ class KneeCheck:
         subject, visit, side: the knee.
         qc_ok: its QC verdict (None when the run measured no QC).
         qc_reasons: the raised QC flags' reasons in words.
+        qc_flags: the raised QC flags that fail QC (``qc_*`` columns without the prefix).
         dice: structure -> Dice (NaN: in neither map; absent when no label map was written).
         errors: result column -> error (see :class:`TruthColumn`; NaN: not measured).
         measured, truth: result column -> value.
@@ -101,6 +102,7 @@ class KneeCheck:
     side: str
     qc_ok: bool | None
     qc_reasons: str
+    qc_flags: list[str] = field(default_factory=list)
     dice: dict[str, float] = field(default_factory=dict)
     errors: dict[str, float] = field(default_factory=dict)
     measured: dict[str, float] = field(default_factory=dict)
@@ -153,6 +155,7 @@ class TruthCheck:
                     "side": k.side,
                     "qc": _qc_word(k.qc_ok),
                     "qc_reasons": k.qc_reasons,
+                    "qc_flags": k.qc_flags,
                     "dice": k.dice,
                     "errors": k.errors,
                     "measured": k.measured,
@@ -180,6 +183,20 @@ def _qc_of(value: Any) -> bool | None:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1")
     return bool(value)
+
+
+def _raised_flags(row: Mapping[str, Any]) -> list[str]:
+    """The QC flags a results row raises that fail QC (informative ones left out)."""
+    from kneescope.biomarkers.qc import INFORMATIVE_FLAGS
+
+    raised = []
+    for key, value in row.items():
+        if not key.startswith("qc_") or key in ("qc_ok", "qc_reasons") or key in INFORMATIVE_FLAGS:
+            continue
+        number = _float(value)
+        if number == number and number > 0:
+            raised.append(key[3:])
+    return raised
 
 
 def _error(column: TruthColumn, measured: float, truth: float) -> float:
@@ -244,8 +261,8 @@ def check_against_truth(results: Sequence[Mapping[str, Any]], cohort: Path) -> T
 
     Args:
         results: results-table rows (``subject``, ``visit``, ``side``, the ``measure``
-            columns, ``qc_ok``, ``qc_reasons`` and ``file_labels`` when the run wrote label
-            maps).
+            columns, ``qc_ok``, ``qc_reasons`` and ``file_segment_labels``, the label map
+            the ``segment`` step wrote, when it wrote one).
         cohort: the folder ``kneescope synth`` wrote.
 
     Raises:
@@ -269,13 +286,14 @@ def check_against_truth(results: Sequence[Mapping[str, Any]], cohort: Path) -> T
             side=key[2],
             qc_ok=_qc_of(row.get("qc_ok")),
             qc_reasons=str(row.get("qc_reasons") or ""),
+            qc_flags=_raised_flags(row),
         )
         for column in TRUTH_COLUMNS:
             measured, true = _float(row.get(column.result)), _float(truth.get(column.truth))
             knee.measured[column.result] = measured
             knee.truth[column.result] = true
             knee.errors[column.result] = _error(column, measured, true)
-        labels_file = row.get("file_labels")
+        labels_file = row.get("file_segment_labels") or row.get("file_labels")
         if labels_file:
             true_map = read_volume(cohort / truth["LabelPath"])
             predicted = labels_on_grid(read_volume(Path(str(labels_file))), true_map)
