@@ -224,6 +224,7 @@ def test_truth_labels_score_perfectly_and_their_thickness_error_is_small(
     errors = report["knees"][0]["thickness_error_mm"]
     assert set(errors) == {"femoral", "medial_tibial", "lateral_tibial", "patellar"}
     assert all(abs(e) < 0.25 for e in errors.values()), errors
+    assert report["knees"][0]["thickness_error_vs_label_map_mm"] == dict.fromkeys(errors, 0.0)
 
 
 def test_evaluation_refuses_a_modified_set_before_any_work(
