@@ -220,12 +220,12 @@ def _occupancy(
 
 
 def _optional(
-    fn: Callable[[F32, F32, F32], F32], x: F32, y: F32, z: F32, w: np.float32, cap: F32
+    fn: Callable[[F32, F32, F32], F32], x: F32, y: F32, z: F32, w: F32 | np.float32, cap: F32
 ) -> F32 | None:
     """Occupancy (capped by ``cap``) of a structure that may be absent or small: a coarse
     pass (:func:`banded`) first; None when it reaches no voxel."""
     d = banded(fn, x, y, z, 2.0)
-    if float(d.min()) >= 0.5 * float(w):
+    if float(d.min()) >= 0.5 * float(np.max(w)):
         return None
     return np.minimum(_ramp(d, w), cap)
 
@@ -233,13 +233,22 @@ def _optional(
 def _running_argmax(
     candidates: list[tuple[int, F32 | None]], shape: tuple[int, ...]
 ) -> tuple[npt.NDArray[np.uint8], F32]:
-    """(tissue code, fraction) of the largest of ``candidates`` per voxel (first wins ties;
-    None = absent everywhere)."""
+    """(tissue code, fraction) of the largest of ``candidates`` per voxel (first wins ties,
+    as ``np.argmax``; None = absent everywhere). Sparse candidates (mostly 0, e.g. a thin
+    structure) are compared only where they are non-zero."""
     code = np.full(shape, np.uint8(candidates[0][0]), dtype=np.uint8)
     first = candidates[0][1]
     best = np.zeros(shape, dtype=np.float32) if first is None else first.copy()
+    flat_code, flat_best = code.reshape(-1), best.reshape(-1)
     for tissue, frac in candidates[1:]:
         if frac is None:
+            continue
+        nz = np.flatnonzero(frac)
+        if nz.size < frac.size // 4:
+            values = frac.reshape(-1)[nz]
+            more = values > flat_best[nz]
+            flat_code[nz[more]] = np.uint8(tissue)
+            flat_best[nz[more]] = values[more]
             continue
         more = frac > best
         code[more] = np.uint8(tissue)
@@ -315,7 +324,8 @@ def _render_block(
         rem -= fr[label]
         tears.append(_occupancy(tear, fr[label] > 0, x, y, z, wT, fr[label]))
     fr[0] = np.maximum(rem, 0.0)
-    labels = np.argmax(fr, axis=0).astype(np.uint8)
+    # = np.argmax(fr, axis=0) (first maximum wins), several times faster
+    labels, _ = _running_argmax([(v, fr[v]) for v in range(N_LABELS)], x.shape)
 
     # --- tissues within the bones: marrow, cortex, marrow lesion ---------------------------
     marrow_gain = np.ones_like(x)
@@ -342,19 +352,15 @@ def _render_block(
     for label, d, w, o, t_marrow, t_cortex, t_lesion, name in bones:
         marrow = np.minimum(_ramp(d + np.float32(CORTEX_MM), w), o)
         cortex = o - marrow
-        o_les = None
-        if t_lesion >= 0:
-            o_les = _occupancy(lesion_of(name), marrow > 0, x, y, z, w, marrow)
+        o_les = _optional(lesion_of(name), x, y, z, w, marrow) if t_lesion >= 0 else None
         if o_les is not None:
             marrow = marrow - o_les
             img += o_les * table[t_lesion]
         img += marrow * table[t_marrow] * marrow_gain + cortex * table[t_cortex]
-        here = labels == label
-        code = np.where(cortex[here] > marrow[here], t_cortex, t_marrow).astype(np.uint8)
+        code = np.where(cortex > marrow, np.uint8(t_cortex), np.uint8(t_marrow))
         if o_les is not None:
-            les_here = o_les[here]
-            code[(les_here > marrow[here]) & (les_here > cortex[here])] = t_lesion
-        tissues[here] = code
+            code[(o_les > marrow) & (o_les > cortex)] = t_lesion
+        np.copyto(tissues, code, where=labels == label)
 
     # --- cartilage plates: one tissue each ------------------------------------------------
     for label, tissue in (
@@ -378,7 +384,8 @@ def _render_block(
             continue
         intact = fr[label] - torn_frac
         img += intact * table[tissue] + torn_frac * table[t_tear]
-        tissues[here] = np.where(torn_frac[here] > intact[here], t_tear, tissue).astype(np.uint8)
+        code = np.where(torn_frac > intact, np.uint8(t_tear), np.uint8(tissue))
+        np.copyto(tissues, code, where=here)
 
     # --- unlabelled tissue ----------------------------------------------------------------
     rem = fr[0] - o_fib
@@ -452,6 +459,5 @@ def _render_block(
         ],
         x.shape,
     )
-    here = labels == 0
-    tissues[here] = code[here]
+    np.copyto(tissues, code, where=labels == 0)
     return fr, img.astype(np.float32, copy=False), labels, tissues
