@@ -49,6 +49,7 @@ ROLE_OF_PARAM = {
 FREE_TEXT: dict[tuple[str, str], str] = {
     ("*", "--catalog"): "an SQLAlchemy URL",
     ("demo", "--visits"): "a comma list of visit codes (V00,V01,...)",
+    ("demo", "--model"): "a model file, a name in WORKSPACE/models/ or a shipped model's name",
     ("synth", "--visits"): "a comma list of visit codes (V00,V01,...)",
     ("catalog", "--visit"): "a visit code, V00 or 1 (normalised)",
     ("catalog", "--subject"): "a subject code",
