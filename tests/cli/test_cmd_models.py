@@ -99,17 +99,46 @@ def test_models_list_and_show(shipped: Path, capsys: pytest.CaptureFixture[str])
     assert shown["spec"]["mode"] == "3d" and shown["network"]["features"] == [4, 8]
 
 
-def test_models_errors_are_one_line(shipped: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["models", "show", "knee-seg-4d"]) == 3
+def test_models_errors_are_one_line(
+    shipped: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = tmp_path / "ws"
+    assert main(["models", "show", "knee-seg-4d", "-w", str(ws)]) == 3
     err = capsys.readouterr().err
     assert err == (
-        "error: no shipped model 'knee-seg-4d'; give one of knee-seg, knee-seg-2d, knee-seg-3d "
-        "(`kneescope models list`)\n"
+        f"error: model knee-seg-4d not found (looked in the current folder and {ws / 'models'}); "
+        "train one with `kneescope train` or give the model file's path, or a shipped model's "
+        "name: knee-seg, knee-seg-2d, knee-seg-3d\n"
     )
     assert main(["models", "show"]) == 2
     assert capsys.readouterr().err.startswith("error: `kneescope models show` needs a model")
     assert main(["models", "remove"]) == 2  # not an action: usage error
     assert "Traceback" not in capsys.readouterr().err
+    (shipped / "knee-seg-3d.pt").write_bytes(b"changed")
+    assert main(["models", "show", "knee-seg-3d"]) == 1
+    assert "changed or damaged: reinstall kneescope" in capsys.readouterr().err
+
+
+def test_models_lists_and_shows_the_workspace_models_too(
+    shipped: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = tmp_path / "ws"
+    mine = _tiny(ws / "models" / "mine.pt", seed=3)
+    (ws / "models" / "broken.pt").write_bytes(b"not a model")
+    assert main(["models", "-w", str(ws), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in listed["models"]] == ["knee-seg-2d", "knee-seg-3d"]
+    local = {r["name"]: r for r in listed["workspace_models"]}
+    assert local["mine"]["sha256"] == file_sha256(mine)
+    assert local["mine"]["task"] == "3d segmentation, 2 structures"
+    assert local["broken"]["kind"] is None and "corrupt" in local["broken"]["problem"]
+    assert main(["models", "list", "-w", str(ws)]) == 0
+    text = capsys.readouterr().out
+    assert "mine: segmentation, 3d segmentation, 2 structures" in text and "broken:" in text
+    assert main(["models", "show", "mine", "-w", str(ws)]) == 0
+    card = capsys.readouterr().out
+    assert card.startswith("# mine\n") and file_sha256(mine) in card
+    assert "Not a shipped model" in card and "## Limits" not in card
 
 
 def test_segment_without_a_model_uses_the_shipped_default(

@@ -60,6 +60,8 @@ class CardInputs:
         training_data: the training data in words (generator, seeds, knees, grid).
         results: ``(title, report)`` pairs: reports of ``evaluate_segmentation.py --json``.
         notes: further Markdown paragraphs (e.g. how it compares with a baseline).
+        shipped: a model kneescope ships (with the fixed intended-use and limits sections);
+            False for a user's own model file (its card says only what the file records).
     """
 
     name: str
@@ -75,6 +77,7 @@ class CardInputs:
     training_data: str = ""
     results: tuple[tuple[str, Mapping[str, Any]], ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    shipped: bool = True
 
 
 def render_model_card(model: ModelFile, card: CardInputs) -> str:
@@ -92,7 +95,10 @@ def render_model_card(model: ModelFile, card: CardInputs) -> str:
     if card.summary:
         lines += [card.summary, ""]
     lines += _identity(model, card)
-    lines += ["", "## Intended use", "", INTENDED_USE, "", "## Limits", "", *LIMITS, ""]
+    if card.shipped:
+        lines += ["", "## Intended use", "", INTENDED_USE, "", "## Limits", "", *LIMITS, ""]
+    else:
+        lines += ["", "Not a shipped model: this card says only what its model file records.", ""]
     lines += ["## Training", ""]
     lines += _training(model, card, config, engine)
     lines += ["", "## Results on the locked test sets", ""]
