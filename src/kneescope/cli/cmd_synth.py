@@ -23,13 +23,32 @@ def synth(
         str, typer.Option("--visits", help="OAI visit codes, e.g. V00,V01,V03.")
     ] = "V00,V01",
     size: Annotated[
-        Literal["small", "full"],
+        Literal["small", "full", "full-thick", "demo"],
         typer.Option(
             "--size",
-            help="MRI grid: small (48x128x128 voxels, fast) or full (160x384x384, OAI DESS).",
+            help="MRI grid: small (48x128x128 voxels, fast), full (160x384x384, OAI DESS), "
+            "full-thick (80x384x384: full with 1.4 mm slices) or demo (128x352x352, 0.85 mm "
+            "slices).",
             case_sensitive=False,
         ),
     ] = "small",
+    contrast: Annotated[
+        Literal["dess", "iw-tse-fs", "t1-gre"],
+        typer.Option(
+            "--contrast",
+            help="MRI contrast: dess (water-excitation DESS, as the OAI), iw-tse-fs "
+            "(intermediate-weighted fat-suppressed TSE) or t1-gre (T1-weighted gradient echo).",
+            case_sensitive=False,
+        ),
+    ] = "dess",
+    tissues: Annotated[
+        bool,
+        typer.Option(
+            "--tissues",
+            help="Also write each MRI series' tissue map (every tissue the generator draws, "
+            "values 0-25) to tissues/, named like its label map.",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Master seed (same seed, same bytes).")] = 0,
     treatment_effect: Annotated[
         float,
@@ -39,7 +58,7 @@ def synth(
         ),
     ] = 0.0,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
-    no_mri: Annotated[bool, typer.Option("--no-mri", help="Skip the DESS MRI series.")] = False,
+    no_mri: Annotated[bool, typer.Option("--no-mri", help="Skip the MRI series.")] = False,
     no_xray: Annotated[
         bool, typer.Option("--no-xray", help="Skip knee and full-leg radiographs.")
     ] = False,
@@ -62,7 +81,7 @@ def synth(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generate N synthetic subjects (DESS MRI, PA knee and full-leg radiographs, label maps,
+    """Generate N synthetic subjects (MRI, PA knee and full-leg radiographs, label maps,
     clinical and truth tables) in the OAI folder layout. A folder that is not empty is refused
     unless --append or --overwrite is given; nothing already there is ever lost."""
     from kneescope.errors import InputError
@@ -89,6 +108,8 @@ def synth(
         mri=not no_mri,
         radiographs=not no_xray,
         full_leg=not no_xray,
+        contrast=contrast,
+        tissues=tissues,
     )
     err = stderr()
     start = time.perf_counter()

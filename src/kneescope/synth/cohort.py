@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -51,7 +52,11 @@ class CohortSpec(BaseModel):
         treated_fraction: share of subjects randomised to treatment when the effect > 0.
         radiographs: write bilateral PA knee radiographs per visit.
         full_leg: write full-leg standing radiographs (first visit and every 24 months).
-        mri: write DESS MRI series (and label maps).
+        mri: write MRI series (and label maps).
+        contrast: the MRI contrast of every series: ``dess`` (water-excitation DESS, as the
+            OAI), ``iw-tse-fs`` (intermediate-weighted fat-suppressed TSE) or ``t1-gre``
+            (T1-weighted gradient echo); see ``core.tissues.CONTRASTS``.
+        tissues: also write each series' tissue map (``tissues/``, ``core.tissues`` values).
     """
 
     model_config = FROZEN
@@ -65,6 +70,8 @@ class CohortSpec(BaseModel):
     radiographs: bool = True
     full_leg: bool = True
     mri: bool = True
+    contrast: Literal["dess", "iw-tse-fs", "t1-gre"] = "dess"
+    tissues: bool = False
 
 
 @dataclass(frozen=True)
@@ -229,6 +236,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
             fields = {
                 **knee_anatomy,
                 **sample_scan(vrng),
+                "contrast": spec.contrast,
                 "loss_medial": loss_m,
                 "loss_lateral": loss_l,
                 "loss_patellar": 0.3 * loss,

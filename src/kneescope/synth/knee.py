@@ -213,6 +213,52 @@ def _match_tissues_to_labels(tissues: npt.NDArray[np.uint8], labels: npt.NDArray
     return len(bad)
 
 
+PHASE_ENCODE_AXIS = 2
+"""Array axis of the phase-encode direction (k: anterior-posterior); motion ghosts repeat
+along it. Readout runs along j (superior-inferior)."""
+
+
+def kspace_filter(
+    params: KneeParams, shape_jk: tuple[int, int]
+) -> npt.NDArray[np.complex64] | None:
+    """complex64 (J, K) factor on each slice's 2D k-space (``np.fft.fft2`` order) for the
+    acquisition artefacts of ``params``; None when there are none.
+
+    - ``gibbs`` = g: the outer fraction g of k-space along both in-plane axes is not
+      acquired (zero-filled), so edges ring (Gibbs) as in a (1 - g) lower-resolution scan.
+    - ``motion_ghosts`` = m: each phase-encode line (one k value along
+      :data:`PHASE_ENCODE_AXIS`) gets a phase error: periodic motion (a sinusoid of amplitude
+      m x pi/2 over a random period of 6-24 lines) plus random line-to-line jitter
+      (std m x pi/8). Periodic errors make discrete ghosts of the knee displaced along the
+      phase-encode direction, jitter a smear. Drawn from ``intensity_seed`` in a stream of
+      its own (the noise and bias of a knee without artefacts are unchanged).
+    """
+    if params.gibbs <= 0.0 and params.motion_ghosts <= 0.0:
+        return None
+    n_pe = shape_jk[1]
+    factor = np.ones(shape_jk, dtype=np.complex64)
+    if params.gibbs > 0.0:
+        keep = 1.0 - params.gibbs
+        for axis, n in enumerate(shape_jk):
+            freq = np.abs(np.fft.fftfreq(n))  # cycles per voxel, 0..0.5
+            inside = (freq <= 0.5 * keep).astype(np.complex64)
+            factor *= inside[:, None] if axis == 0 else inside[None, :]
+    if params.motion_ghosts > 0.0:
+        rng = np.random.default_rng([params.intensity_seed, 0x6057])
+        line = np.arange(n_pe, dtype=np.float64)
+        period = rng.uniform(6.0, 24.0)
+        phase = params.motion_ghosts * (
+            0.5 * np.pi * np.sin(2.0 * np.pi * line / period + rng.uniform(0.0, 2.0 * np.pi))
+            + 0.125 * np.pi * rng.standard_normal(n_pe)
+        )
+        order = np.argsort(np.abs(np.fft.fftfreq(n_pe)), kind="stable")
+        per_line = np.empty(n_pe)
+        per_line[order] = phase  # acquired centre-out: the line index is the time
+        per_line[0] = 0.0  # the k-space centre defines the reference position
+        factor *= np.exp(1j * per_line).astype(np.complex64)[None, :]
+    return factor
+
+
 def texture_seed(params: KneeParams) -> int:
     """Seed of the marrow texture: fixed by the subject's anatomy (same at every visit)."""
     import hashlib
@@ -255,12 +301,17 @@ def render_knee(params: KneeParams, size: SizeSpec) -> KneeSample:
 
     rng = np.random.default_rng(params.intensity_seed)
     image *= _bias_field(grid, params.bias_strength, rng)
+    kspace = kspace_filter(params, grid[1:])
     sigma = np.float32(params.noise_sigma * 0.62)
     for i0 in range(0, grid[0], 16):
         block = image[i0 : i0 + 16]
         n1 = rng.standard_normal(block.shape, dtype=np.float32) * sigma
         n2 = rng.standard_normal(block.shape, dtype=np.float32) * sigma
-        block[...] = np.sqrt((block + n1) ** 2 + n2**2)
+        if kspace is None:
+            block[...] = np.sqrt((block + n1) ** 2 + n2**2)
+        else:  # acquisition artefacts act on the complex signal, before the noise
+            signal = np.fft.ifft2(np.fft.fft2(block) * kspace).astype(np.complex64)
+            block[...] = np.sqrt((signal.real + n1) ** 2 + (signal.imag + n2) ** 2)
     pixels = np.clip(np.rint(image * np.float32(INTENSITY_SCALE)), 0, 65535).astype(np.uint16)
 
     meta = {

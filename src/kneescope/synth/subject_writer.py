@@ -4,6 +4,7 @@ Layout under the output folder (OAI style)::
 
     <release>/<ParticipantID>/<StudyDate>/<8-digit series>/001, 002, ...
     labels/<release>_<ParticipantID>_<StudyDate>_<series>.nii.gz  (+ labels/manifest.csv)
+    tissues/<same name>.nii.gz  (with ``CohortSpec.tissues``: core.tissues values 0..25)
 
 The function returns table rows (plain dicts of strings) that
 :mod:`kneescope.synth.tables` assembles into CSV files. Everything written depends only on
@@ -28,6 +29,8 @@ from kneescope.synth.visits import VISIT_MONTHS, VISIT_NAME, VISIT_RELEASE
 Row = dict[str, str]
 
 XR_KNEE_DESCRIPTION = "Bilateral PA Fixed Flexion Knee"
+MR_SERIES = {"dess": "SAG_3D_DESS", "iw-tse-fs": "SAG_IW_TSE_FS", "t1-gre": "SAG_T1_3D_FLASH"}
+"""SeriesDescription stem per contrast (OAI names; the catalog reads DESS, IW_TSE, FLASH)."""
 XR_LEG_DESCRIPTION = "Full Leg"
 
 
@@ -105,9 +108,11 @@ def write_subject(spec: CohortSpec, plan: SubjectPlan, out: Path) -> SubjectRows
             }
             if spec.mri:
                 sample = render_knee(state.params, size)
-                kind = f"DESS_{side}"
+                # DESS keeps its series name (and so its folder name) of before contrasts
+                stem = MR_SERIES[spec.contrast]
+                kind = f"DESS_{side}" if spec.contrast == "dess" else f"{stem}_{side}"
                 folder = date_dir / series_folder_name(spec.seed, pid, visit, kind)
-                series_description = f"SAG_3D_DESS_{side.upper()}"
+                series_description = f"{stem}_{side.upper()}"
                 study_description = f"OAI^MR^{VISIT_NAME[visit]}^{side.upper()}"
                 meta = DicomWriteMeta(
                     patient_id=pid,
@@ -131,6 +136,13 @@ def write_subject(spec: CohortSpec, plan: SubjectPlan, out: Path) -> SubjectRows
                     out / label_rel,
                     description=f"kneescope synth labels {pid} {visit} {side}",
                 )
+                if spec.tissues:
+                    (out / "tissues").mkdir(parents=True, exist_ok=True)
+                    write_nifti(
+                        to_series_layout(sample.tissues),
+                        out / "tissues" / f"{series_key}.nii.gz",
+                        description=f"kneescope synth tissues {pid} {visit} {side}",
+                    )
                 rel_folder = folder.relative_to(out).as_posix()
                 contents.append(
                     {
