@@ -29,7 +29,7 @@ def segment(
         ),
     ] = None,
     model: Annotated[
-        str,
+        Path,
         typer.Option(
             "--model",
             "-m",
@@ -37,7 +37,7 @@ def segment(
             "WORKSPACE/models/ (with or without .pt), or the name of a model shipped with "
             "kneescope (`kneescope models list`). Default: the shipped knee-seg model.",
         ),
-    ] = "knee-seg",
+    ] = Path("knee-seg"),
     out: Annotated[
         Path,
         typer.Option("--output", "-o", "--out", help="Output folder for the label maps (created)."),
