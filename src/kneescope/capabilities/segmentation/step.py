@@ -16,7 +16,6 @@ from kneescope.cohort.result_schema import ResultColumn
 from kneescope.cohort.step import BaseStep, StepContext, StepResult
 from kneescope.errors import ConfigError
 from kneescope.io.digest import file_sha256
-from kneescope.models.pretrained import DEFAULT_MODEL
 
 
 class Segment(BaseStep):
@@ -45,7 +44,7 @@ class Segment(BaseStep):
         shipped default model)."""
         return _model_file_hash(_model_path(options.get("model")))
 
-    def __init__(self, model: str = DEFAULT_MODEL, **options: Any) -> None:
+    def __init__(self, model: str | None = None, **options: Any) -> None:
         from kneescope.capabilities.segmentation.config import SegmentStepConfig
         from kneescope.config import validate_config
 
@@ -103,7 +102,7 @@ def _model_path(model: object) -> Path:
     step built directly still takes a file path or a shipped name, and no value means the
     shipped default. A path that exists nowhere is returned as given (the hash then says it
     cannot be read)."""
-    from kneescope.models.pretrained import find_shipped
+    from kneescope.models.pretrained import DEFAULT_MODEL, find_shipped  # torch: only here
 
     name = DEFAULT_MODEL if model is None or str(model) == "" else str(model)
     path = Path(name).expanduser().absolute()
