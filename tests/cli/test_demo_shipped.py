@@ -73,7 +73,7 @@ def test_demo_uses_the_shipped_model_and_reports_qc_and_truth_errors(
             expected = measured - float(true[column.truth])
             if column.unit == "%":
                 expected = 100.0 * (measured / float(true[column.truth]) - 1.0)
-            got = knee["errors"][column.result]
+            got = knee["errors"][column.key]
             if math.isnan(expected):
                 assert got is None
             else:

@@ -56,6 +56,8 @@ def _results(cohort: Path, tmp_path: Path) -> list[dict[str, Any]]:
             "side": truth["Side"],
         }
         for column in TRUTH_COLUMNS:
+            if column.key != column.result:
+                continue  # the thickness against the visible truth: the same result column
             true = float(truth[column.truth])
             if column.result.endswith("thickness_mean_mm"):
                 row[column.result] = true + 0.10
@@ -93,10 +95,16 @@ def test_errors_and_dice_are_exact_and_summaries_leave_out_qc_failed_knees(
     assert all(d == 1.0 for d in right.dice.values()) and len(right.dice) == 9
     assert left.dice["femoral_cartilage"] == 0.0
     assert all(d == 1.0 for s, d in left.dice.items() if s != "femoral_cartilage")
+    truths = {r["Side"]: r for r in _truth_rows(cohort)}
     for knee in (right, left):
         for column in TRUTH_COLUMNS:
-            error = knee.errors[column.result]
-            if column.result.endswith("thickness_mean_mm"):
+            error = knee.errors[column.key]
+            if column.key.endswith("_vs_visible"):
+                plate = column.result.removesuffix("_cartilage_thickness_mean_mm")
+                row = truths[knee.side]
+                visible = float(row[f"{plate}_ThMean_mm"]) + 0.10 - float(row[column.truth])
+                assert error == pytest.approx(visible, abs=1e-9)
+            elif column.result.endswith("thickness_mean_mm"):
                 assert error == pytest.approx(0.10, abs=1e-9)
             elif column.result.endswith("extrusion_mm"):
                 assert error == pytest.approx(-0.50, abs=1e-9)

@@ -8,9 +8,11 @@ by knee, with the knee's QC verdict beside every number:
 - Dice of each of the 9 structures: the run's label map (``file_segment_labels``) against
   the true one (:func:`kneescope.inference.evaluation.dice_per_label`);
 - every biomarker column the truth tables know (:data:`TRUTH_COLUMNS`): plate mean cartilage
-  thickness against the *visible* truth (imposed thickness averaged where it is at least half
-  the largest voxel spacing: what a label map can show, see docs/biomarkers.md), plate and
-  meniscal volumes (error in %), denuded bone area (mm²) and meniscal extrusion (mm).
+  thickness against both truths of the synth (the *plain* one, ``<plate>_ThMean_mm``: the
+  imposed thickness over the covered bone; and the *visible* one, ``<plate>_ThMeanVisible_mm``:
+  the same where it is at least half the largest voxel spacing, what a label map can show; see
+  docs/biomarkers.md and docs/benchmarks.md for how far apart they are), plate and meniscal
+  volumes (error in %), denuded bone area (mm²) and meniscal extrusion (mm).
 
 Summaries (mean and worst knee) are taken over the knees that passed QC only: a QC-failed
 knee's numbers are listed on their own with its QC state and reasons, never folded into a
@@ -45,6 +47,8 @@ class TruthColumn:
     """One results-table column and its truth.
 
     Attributes:
+        key: the quantity's name in the check (the result column, or the result column and
+            ``_vs_visible`` for the thickness against the visible truth).
         result: the results-table column (``measure`` step).
         truth: the ``truth/knee_truth.csv`` column.
         error: ``"difference"`` (measured - truth, in ``unit``) or ``"percent"``
@@ -52,6 +56,7 @@ class TruthColumn:
         unit: the error's unit (``mm``, ``mm2``, ``%``).
     """
 
+    key: str
     result: str
     truth: str
     error: Literal["difference", "percent"]
@@ -62,19 +67,27 @@ def _truth_columns() -> tuple[TruthColumn, ...]:
     columns: list[TruthColumn] = []
     for plate in CARTILAGE_PLATES:
         pre = f"{plate}_cartilage"
+        thickness = f"{pre}_thickness_mean_mm"
         columns += [
+            TruthColumn(thickness, thickness, f"{plate}_ThMean_mm", "difference", "mm"),
             TruthColumn(
-                f"{pre}_thickness_mean_mm", f"{plate}_ThMeanVisible_mm", "difference", "mm"
+                f"{thickness}_vs_visible",
+                thickness,
+                f"{plate}_ThMeanVisible_mm",
+                "difference",
+                "mm",
             ),
-            TruthColumn(f"{pre}_volume_mm3", f"{plate}_Vol_mm3", "percent", "%"),
             TruthColumn(
-                f"{plate}_denuded_bone_area_mm2", f"{plate}_Denuded_mm2", "difference", "mm2"
+                f"{pre}_volume_mm3", f"{pre}_volume_mm3", f"{plate}_Vol_mm3", "percent", "%"
             ),
         ]
+        denuded = f"{plate}_denuded_bone_area_mm2"
+        columns.append(TruthColumn(denuded, denuded, f"{plate}_Denuded_mm2", "difference", "mm2"))
     for name, key in (("medial", "Med"), ("lateral", "Lat")):
+        volume, extrusion = f"{name}_meniscus_volume_mm3", f"{name}_meniscus_extrusion_mm"
         columns += [
-            TruthColumn(f"{name}_meniscus_volume_mm3", f"{key}Meniscus_Vol_mm3", "percent", "%"),
-            TruthColumn(f"{name}_meniscus_extrusion_mm", f"{key}Extrusion_mm", "difference", "mm"),
+            TruthColumn(volume, volume, f"{key}Meniscus_Vol_mm3", "percent", "%"),
+            TruthColumn(extrusion, extrusion, f"{key}Extrusion_mm", "difference", "mm"),
         ]
     return tuple(columns)
 
@@ -93,8 +106,8 @@ class KneeCheck:
         qc_reasons: the raised QC flags' reasons in words.
         qc_flags: the raised QC flags that fail QC (``qc_*`` columns without the prefix).
         dice: structure -> Dice (NaN: in neither map; absent when no label map was written).
-        errors: result column -> error (see :class:`TruthColumn`; NaN: not measured).
-        measured, truth: result column -> value.
+        errors: quantity (:attr:`TruthColumn.key`) -> error (NaN: not measured).
+        measured, truth: quantity -> value.
     """
 
     subject: str
@@ -118,7 +131,7 @@ class TruthCheck:
         without_truth: knees of the results table with no truth row (subject/visit/side).
         dice: over the QC-passed knees, structure -> summary
             (:func:`kneescope.inference.evaluation.summarise`, kind ``dice``).
-        errors: over the QC-passed knees, result column -> summary (kind ``error``: ``mean``
+        errors: over the QC-passed knees, quantity -> summary (kind ``error``: ``mean``
             of the absolute error, ``bias``, ``worst`` absolute error, ``worst_knee`` index
             into the passed knees).
     """
@@ -146,8 +159,9 @@ class TruthCheck:
             "summary_over": "knees that passed QC",
             "dice": self.dice,
             "errors": self.errors,
-            "error_units": {c.result: c.unit for c in TRUTH_COLUMNS},
-            "truth_columns": {c.result: c.truth for c in TRUTH_COLUMNS},
+            "error_units": {c.key: c.unit for c in TRUTH_COLUMNS},
+            "result_columns": {c.key: c.result for c in TRUTH_COLUMNS},
+            "truth_columns": {c.key: c.truth for c in TRUTH_COLUMNS},
             "per_knee": [
                 {
                     "subject": k.subject,
@@ -290,9 +304,9 @@ def check_against_truth(results: Sequence[Mapping[str, Any]], cohort: Path) -> T
         )
         for column in TRUTH_COLUMNS:
             measured, true = _float(row.get(column.result)), _float(truth.get(column.truth))
-            knee.measured[column.result] = measured
-            knee.truth[column.result] = true
-            knee.errors[column.result] = _error(column, measured, true)
+            knee.measured[column.key] = measured
+            knee.truth[column.key] = true
+            knee.errors[column.key] = _error(column, measured, true)
         labels_file = row.get("file_segment_labels") or row.get("file_labels")
         if labels_file:
             true_map = read_volume(cohort / truth["LabelPath"])
@@ -312,7 +326,7 @@ def check_against_truth(results: Sequence[Mapping[str, Any]], cohort: Path) -> T
 def check_rows(check: TruthCheck) -> list[dict[str, Any]]:
     """The comparison in long format, one row per knee and quantity, each with the knee's QC
     state: subject, visit, side, qc, quantity, measured, truth, error, error_unit."""
-    units = {c.result: c.unit for c in TRUTH_COLUMNS}
+    units = {c.key: c.unit for c in TRUTH_COLUMNS}
     rows: list[dict[str, Any]] = []
     for k in check.knees:
         base = {"subject": k.subject, "visit": k.visit, "side": k.side, "qc": _qc_word(k.qc_ok)}
