@@ -26,7 +26,7 @@ from kneescope.io import write_nifti
 # The commands whose --json this module checks (the last test checks it is all of them).
 COVERED = {
     "synth", "ingest", "catalog", "export", "convert", "plan", "train", "segment", "measure",
-    "run", "status", "demo", "results",
+    "run", "status", "demo", "results", "models",
 }  # fmt: skip
 
 
@@ -162,6 +162,14 @@ def test_train_and_segment(tmp_path: Path) -> None:
 def test_demo(tmp_path: Path) -> None:
     payload = run_json("demo", "--subjects", "1", "--visits", "V00", "-w", str(tmp_path))
     assert payload["stages"]
+
+
+def test_models_json_is_strict(tmp_path: Path) -> None:
+    """``models list/show --json`` (the shipped model's metrics may hold NaN)."""
+    listed = run_json("models", "list", "-w", str(tmp_path))
+    assert "knee-seg-2d" in [m["name"] for m in listed["models"]]
+    shown = run_json("models", "show", "knee-seg", "-w", str(tmp_path))
+    assert shown["name"] == "knee-seg-2d"
 
 
 def test_every_json_command_is_covered() -> None:
