@@ -117,30 +117,19 @@ def training_files(
         "lr": 0.003,
     }
     dr = {"domain_randomisation": {}}
+    recipe_2d: dict[str, Any] = {
+        **common,
+        "mode": "2d",
+        "network": _network(2),
+        "patch_size_vox": [1, 256, 256],
+        "batch_size": 8,
+        "roi_size_vox": [8, 256, 256],
+        "iterations": iterations,
+        "validate_every": 700,
+    }
     files = {
-        "knee-seg-2d": {
-            **common,
-            "name": "knee-seg-2d",
-            "mode": "2d",
-            "network": _network(2),
-            "patch_size_vox": [1, 256, 256],
-            "batch_size": 8,
-            "roi_size_vox": [8, 256, 256],
-            "iterations": iterations,
-            "validate_every": 700,
-            **dr,
-        },
-        "knee-seg-2d-nodr": {
-            **common,
-            "name": "knee-seg-2d-nodr",
-            "mode": "2d",
-            "network": _network(2),
-            "patch_size_vox": [1, 256, 256],
-            "batch_size": 8,
-            "roi_size_vox": [8, 256, 256],
-            "iterations": iterations,
-            "validate_every": 700,
-        },
+        "knee-seg-2d": {**recipe_2d, "name": "knee-seg-2d", **dr},
+        "knee-seg-2d-nodr": {**recipe_2d, "name": "knee-seg-2d-nodr"},
         "knee-seg-3d": {
             **common,
             "name": "knee-seg-3d",
