@@ -15,18 +15,18 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from kneescope.biomarkers.crop import Box, cropped_affine, expand_box, union_box
+from kneescope.biomarkers.crop import Box, cropped_affine, expand_box
 from kneescope.biomarkers.flattening import (
     SagittalCircle,
     facing_plate,
     fit_sagittal_circle,
     flat_coords,
 )
-from kneescope.biomarkers.footprint import covered_fraction, denuded_mask
+from kneescope.biomarkers.footprint import denuded_mask
 from kneescope.biomarkers.frame import KneeFrame, knee_frame, with_superior
 from kneescope.biomarkers.maps import ThicknessMap, thickness_map
 from kneescope.biomarkers.measure_config import MeasureConfig
-from kneescope.biomarkers.menisci import outermost_in_slab, surface_points_knee, tibial_rim
+from kneescope.biomarkers.menisci import MENISCI, PlateSummary, measure_meniscus
 from kneescope.biomarkers.qc import (
     cartilage_contacts,
     component_count,
@@ -56,7 +56,6 @@ NAN = float("nan")
 PLATES = tuple(CARTILAGE_PLATES)  # femoral, medial_tibial, lateral_tibial, patellar
 FACING_COS_MIN = 0.3
 """Bone surface counts as facing a plate within ~72 deg of the joint direction."""
-MENISCI = {"medial": (8, "medial_tibial"), "lateral": (9, "lateral_tibial")}
 
 
 @dataclass(frozen=True)
@@ -103,13 +102,6 @@ class KneeMeasurements:
             **self.qc,
             "qc_reasons": "; ".join(f"{k[3:]}: {v}" for k, v in self.reasons.items()),
         }
-
-
-@dataclass
-class _PlateSummary:
-    centre_knee: F64
-    knee_pts: F64 = field(default_factory=lambda: np.zeros((0, 3)))
-    proj_weights: F64 = field(default_factory=lambda: np.zeros(0))
 
 
 def weighted_quantile(values: F64, weights: F64, q: float) -> float:
@@ -204,7 +196,7 @@ def measure_knee(
         frame = with_superior(frame, plateau_up)
     values: dict[str, float] = {}
     maps: dict[str, ThicknessMap] = {}
-    plates: dict[str, _PlateSummary] = {}
+    plates: dict[str, PlateSummary] = {}
     for plate in PLATES:
         cart_label, _ = CARTILAGE_PLATES[plate]
         values[f"{plate}_cartilage_volume_mm3"] = counts[cart_label] * voxel_mm3
@@ -215,7 +207,7 @@ def measure_knee(
     extrusion_grid = _extrusion_grid_problem(affine, frame, cfg)
     for name, (men_label, plate) in MENISCI.items():
         values[f"{name}_meniscus_volume_mm3"] = counts[men_label] * voxel_mm3
-        _measure_meniscus(
+        measure_meniscus(
             name, men_label, plate, arr, affine, boxes, frame, plates.get(plate), cfg, values
         )
         if extrusion_grid is not None:
@@ -388,7 +380,7 @@ def _measure_plate(
     values: dict[str, float],
     maps: dict[str, ThicknessMap],
     with_maps: bool,
-) -> _PlateSummary | None:
+) -> PlateSummary | None:
     if found is None:
         _nan_plate(plate, values)
         return None
@@ -444,67 +436,8 @@ def _measure_plate(
 
     plate_pts = covered | denuded
     proj = area[plate_pts] * np.abs(normals[plate_pts, 2])
-    return _PlateSummary(
+    return PlateSummary(
         centre_knee=centre,
         knee_pts=pts[plate_pts],
         proj_weights=proj,
     )
-
-
-def _measure_meniscus(
-    name: str,
-    men_label: int,
-    plate: str,
-    arr: npt.NDArray[Any],
-    affine: Affine,
-    boxes: dict[int, Box],
-    frame: KneeFrame,
-    summary: _PlateSummary | None,
-    cfg: MeasureConfig,
-    values: dict[str, float],
-) -> None:
-    values[f"{name}_meniscus_extrusion_mm"] = NAN
-    values[f"{name}_tibial_coverage_pct"] = NAN
-    if men_label not in boxes or summary is None:
-        return
-    spacing = spacing_from_affine(affine)
-    outward = 1.0 if name == "medial" else -1.0
-    men_box = expand_box(boxes[men_label], cfg.crop_margin_mm, spacing, arr.shape)
-    men_mask = arr[men_box] == men_label
-    men_crop_affine = cropped_affine(affine, men_box)
-    men_surface = surface_points_knee(men_mask, men_crop_affine, frame, cfg.sigma_vox)
-    men_ext = outermost_in_slab(
-        men_surface,
-        outward_sign=outward,
-        anterior_mm=float(summary.centre_knee[1]),
-        half_width_mm=cfg.extrusion_slab_mm,
-    )
-    tib_label = CARTILAGE_PLATES[plate][1]
-    if tib_label in boxes:
-        plate_label = CARTILAGE_PLATES[plate][0]
-        around = union_box(boxes[men_label], boxes[plate_label])
-        rim_box = expand_box(around, 3.0 * cfg.crop_margin_mm, spacing, arr.shape)
-        rim = tibial_rim(
-            arr[rim_box] == tib_label,
-            cropped_affine(affine, rim_box),
-            frame,
-            outward_sign=outward,
-            anterior_mm=float(summary.centre_knee[1]),
-            half_width_mm=cfg.extrusion_slab_mm,
-            depth_mm=cfg.rim_depth_mm,
-            sigma_vox=cfg.sigma_vox,
-        )
-        values[f"{name}_meniscus_extrusion_mm"] = men_ext - rim
-    vox = np.argwhere(men_mask).astype(np.float64)
-    men_pts = np.concatenate(
-        [frame.to_knee(vox @ men_crop_affine[:3, :3].T + men_crop_affine[:3, 3]), men_surface]
-    )
-    frac = covered_fraction(
-        summary.knee_pts[:, 0],
-        summary.knee_pts[:, 1],
-        summary.proj_weights,
-        men_pts[:, 0],
-        men_pts[:, 1],
-        pixel_mm=cfg.footprint_pixel_mm,
-    )
-    values[f"{name}_tibial_coverage_pct"] = 100.0 * frac
