@@ -210,7 +210,14 @@ DEMO = SizeSpec(name="demo", shape=(128, 352, 352), spacing_mm=(0.85, 140.0 / 38
 shipped 2D model needs no resampling, and the cartilage, menisci and patella of sampled knees
 (offset and oblique) stay inside it."""
 
-SIZES = {"full": FULL, "small": SMALL, "full-thick": FULL_THICK, "demo": DEMO}
+FINE_ISO = SizeSpec(
+    name="fine-iso", shape=(320, 384, 384), spacing_mm=(140.0 / 384, 140.0 / 384, 140.0 / 384)
+)
+"""Isotropic 0.3646 mm voxels (:data:`FULL`'s in-plane pixel in every direction) over a
+117 x 140 x 140 mm field of view (2x FULL's voxels): a grid on which nothing thicker than
+0.18 mm is lost, for validating thickness against the exact truth (docs/biomarkers.md)."""
+
+SIZES = {"full": FULL, "small": SMALL, "full-thick": FULL_THICK, "demo": DEMO, "fine-iso": FINE_ISO}
 
 
 def size_spec(name: str) -> SizeSpec:
