@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from skimage.measure import marching_cubes
 
 from kneescope.config import FROZEN
@@ -73,6 +73,10 @@ class KneeTruth(BaseModel):
         extrusion_mm: ``{"medial": ..., "lateral": ...}``.
         label_volumes_mm3: label value (as str) -> continuous volume inside the grid.
         bone_gap_mm: smallest femur-tibia bone distance per compartment (vertical, mm).
+        biomarkers: exact truth keyed by the ``kneescope measure`` column name it corresponds
+            to (e.g. ``we2008_cMT_ThCtAB_mm``), in that column's unit; only the columns the
+            generator can give exactly. A test compares ``measure_knee(...).values[name]``
+            with ``biomarkers[name]`` for every key.
     """
 
     model_config = FROZEN
@@ -83,6 +87,7 @@ class KneeTruth(BaseModel):
     extrusion_mm: dict[str, float]
     label_volumes_mm3: dict[str, float]
     bone_gap_mm: dict[str, float]
+    biomarkers: dict[str, float] = Field(default_factory=dict)
 
 
 def _regions(plate: str, shape: KneeShape, c: F32) -> dict[str, np.ndarray]:
@@ -218,6 +223,7 @@ def knee_truth(
         )
         for plate in PLATES
     }
+    biomarkers: dict[str, float] = {}
     return KneeTruth(
         side=shape.p.side,
         plates=plates,
@@ -225,4 +231,5 @@ def knee_truth(
         extrusion_mm={"medial": shape.p.extrusion_medial, "lateral": shape.p.extrusion_lateral},
         label_volumes_mm3={str(k): v for k, v in sorted(label_volumes_mm3.items())},
         bone_gap_mm=bone_gap(shape),
+        biomarkers=biomarkers,
     )
