@@ -86,7 +86,7 @@ class KneeMeasurements:
     def __post_init__(self) -> None:
         qc = finish_qc(self.values, self.qc)
         reasons = dict(self.reasons)
-        missing = unmeasured(self.values)
+        missing = unmeasured(self.values, qc)
         if missing:
             reasons["qc_unmeasured_values"] = "not measured: " + ", ".join(missing)
         object.__setattr__(self, "qc", qc)

@@ -78,29 +78,116 @@ def qc_flags(
         and declared_side != side_from_anatomy
     )
     flags["qc_side_unverified"] = side_from_anatomy is None
+    # set by kneescope.biomarkers.label_schemes for a scheme that lacks the structure
+    for name in KNEE_LABELS.labels.values():
+        flags[f"{NOT_LABELLED_PREFIX}{name}"] = False
+    flags["qc_tibial_split_unclear"] = False
     return flags
 
 
+NOT_LABELLED_PREFIX = "qc_not_labelled_"
+"""``qc_not_labelled_<structure>``: the label scheme (or, for an optional structure, the
+file) has no label for the structure, so its values are NaN by design. Informative: it does
+not fail ``qc_ok``, and the NaN values it explains are not counted as unmeasured."""
+
 INFORMATIVE_FLAGS = frozenset({"qc_side_unverified"})
 """Flags that inform without failing ``qc_ok`` (a side taken from the header or the user
-without a patella to check it against)."""
+without a patella to check it against), besides every ``qc_not_labelled_...`` flag."""
 
 
-def unmeasured(values: Mapping[str, float]) -> list[str]:
-    """Names of the biomarkers that are not a finite number."""
-    return [name for name, value in values.items() if not math.isfinite(value)]
+def _informative(flag: str) -> bool:
+    return flag in INFORMATIVE_FLAGS or flag.startswith(NOT_LABELLED_PREFIX)
+
+
+_BONE_OF = {
+    "femoral_cartilage": "femur",
+    "medial_tibial_cartilage": "tibia",
+    "lateral_tibial_cartilage": "tibia",
+    "patellar_cartilage": "patella",
+}
+
+
+def _plate_structures(plate: str) -> frozenset[str]:
+    cartilage = f"{plate}_cartilage"
+    return frozenset({cartilage, _BONE_OF[cartilage]})
+
+
+def value_structures(name: str) -> frozenset[str]:
+    """The labelled structures (kneescope names) a biomarker column is measured from; empty
+    for a name this does not know.
+
+    ``femoral_...``, ``medial_tibial_...``, ``lateral_tibial_...``, ``patellar_...``: the
+    plate's cartilage and bone; ``<m>_meniscus_...``: that meniscus; ``<m>_tibial_coverage_pct``:
+    the meniscus and its tibial plate; ``we2008_<REGION>_...``: the plate(s) of the
+    Wirth-Eckstein region (``P`` patella, ``..MF``/``..LF`` femur, ``..MT``/``..LT`` tibia,
+    ``..FTC`` femur and tibia of that compartment).
+    """
+    if name.startswith("we2008_"):
+        region = name.split("_")[1]
+        if region == "P":
+            return _plate_structures("patellar")
+        out: set[str] = set()
+        for compartment, plate in (("M", "medial_tibial"), ("L", "lateral_tibial")):
+            if region.endswith(f"{compartment}FTC"):
+                out |= _plate_structures("femoral") | _plate_structures(plate)
+            elif region.endswith(f"{compartment}F"):
+                out |= _plate_structures("femoral")
+            elif region.endswith(f"{compartment}T"):
+                out |= _plate_structures(plate)
+        return frozenset(out)
+    for side in ("medial", "lateral"):
+        if name.startswith(f"{side}_meniscus_"):
+            return frozenset({f"{side}_meniscus"})
+        if name == f"{side}_tibial_coverage_pct":
+            return frozenset({f"{side}_meniscus"}) | _plate_structures(f"{side}_tibial")
+    for plate in ("femoral", "medial_tibial", "lateral_tibial", "patellar"):
+        if name.startswith(f"{plate}_"):
+            return _plate_structures(plate)
+    return frozenset()
+
+
+def flag_structure(flag: str) -> str | None:
+    """The structure (kneescope name) a per-structure QC flag judges, or None."""
+    for prefix in ("qc_missing_", "qc_extra_components_", "qc_implausible_volume_"):
+        if flag.startswith(prefix):
+            return flag[len(prefix) :]
+    for prefix in ("qc_implausible_thickness_", "qc_cartilage_off_bone_"):
+        if flag.startswith(prefix):
+            return f"{flag[len(prefix) :]}_cartilage"
+    return None
+
+
+def not_labelled(flags: Mapping[str, bool | int]) -> frozenset[str]:
+    """Structures whose ``qc_not_labelled_...`` flag is raised."""
+    n = len(NOT_LABELLED_PREFIX)
+    return frozenset(k[n:] for k, v in flags.items() if k.startswith(NOT_LABELLED_PREFIX) and v)
+
+
+def unmeasured(
+    values: Mapping[str, float], flags: Mapping[str, bool | int] | None = None
+) -> list[str]:
+    """Names of the biomarkers that are not a finite number, except those of structures a
+    raised ``qc_not_labelled_...`` flag in ``flags`` names (see :func:`value_structures`)."""
+    absent = not_labelled(flags or {})
+    return [
+        name
+        for name, value in values.items()
+        if not math.isfinite(value) and not (absent and value_structures(name) & absent)
+    ]
 
 
 def finish_qc(
     values: Mapping[str, float], flags: Mapping[str, bool | int]
 ) -> dict[str, bool | int]:
     """``flags`` completed from the finished row: ``qc_unmeasured_values`` (how many
-    biomarkers are NaN) and ``qc_ok`` (no flag raised, except :data:`INFORMATIVE_FLAGS`, and
-    no NaN). Any value that could not be measured therefore fails ``qc_ok``, whatever the
-    reason, even one no specific flag names."""
+    biomarkers are NaN without a ``qc_not_labelled_...`` flag that explains them) and
+    ``qc_ok`` (no flag raised, except :data:`INFORMATIVE_FLAGS` and ``qc_not_labelled_...``,
+    and no such NaN). Any value that could not be measured therefore fails ``qc_ok``,
+    whatever the reason, even one no specific flag names; a value of a structure the label
+    scheme does not label is NaN with its flag and does not."""
     done = {k: v for k, v in flags.items() if k not in ("qc_ok", "qc_unmeasured_values")}
-    done["qc_unmeasured_values"] = len(unmeasured(values))
-    done["qc_ok"] = not any(bool(v) for k, v in done.items() if k not in INFORMATIVE_FLAGS)
+    done["qc_unmeasured_values"] = len(unmeasured(values, done))
+    done["qc_ok"] = not any(bool(v) for k, v in done.items() if not _informative(k))
     return done
 
 

@@ -47,6 +47,18 @@ def measure(
             case_sensitive=False,
         ),
     ] = "auto",
+    labels_scheme: Annotated[
+        str,
+        typer.Option(
+            "--labels",
+            help="The label scheme the label maps are written in: kneescope (1-9), oai-zib "
+            "(1 femur, 2 femoral cartilage, 3 tibia, 4 tibial cartilage, optional 5 patella, "
+            "6 patellar cartilage), oaizib-cm (4/5 medial/lateral tibial cartilage), or a "
+            ".json file mapping structure names to values. Structures a scheme lacks are "
+            "reported as not labelled.",
+            metavar="kneescope|oai-zib|oaizib-cm|FILE.json",
+        ),
+    ] = "kneescope",
     out: Annotated[
         Path | None,
         typer.Option(
@@ -77,6 +89,7 @@ def measure(
     side_l = side.lower()
     if side_l not in ("right", "left", "auto"):
         raise InputError(f"--side must be right, left or auto, got {side!r}")
+    scheme = _label_scheme(labels_scheme)
     # every output checked before any work: format, folder, nothing replaced unasked
     if out is not None:
         _check_table_output(out, overwrite)
@@ -86,7 +99,7 @@ def measure(
     failures: list[tuple[Path, KneescopeError]] = []
     for path in labelmaps:
         try:
-            row = _measure_one(path, side_l, maps_dir)
+            row = _measure_one(path, side_l, maps_dir, scheme)
         except KneescopeError as exc:
             if len(labelmaps) == 1:
                 raise
@@ -108,10 +121,17 @@ def measure(
         )
 
 
-def _measure_one(path: Path, side: str, maps_dir: Path | None) -> dict[str, Any]:
-    """Read, check and measure one label map; its table row. Raises kneescope errors."""
-    from kneescope.biomarkers import measure_knee
-    from kneescope.core.volume import label_map_problem
+def _label_scheme(spec: str) -> Any:
+    """The :class:`~kneescope.biomarkers.label_schemes.MeasureScheme` ``--labels`` names."""
+    from kneescope.biomarkers.label_schemes import resolve_scheme
+
+    return resolve_scheme(spec)
+
+
+def _measure_one(path: Path, side: str, maps_dir: Path | None, scheme: Any) -> dict[str, Any]:
+    """Read, check and measure one label map written in ``scheme``; its table row. Raises
+    kneescope errors."""
+    from kneescope.biomarkers.label_schemes import measure_labelled
     from kneescope.io.colour_table import label_map_stem
     from kneescope.io.readers import read_volume
 
@@ -119,13 +139,13 @@ def _measure_one(path: Path, side: str, maps_dir: Path | None) -> dict[str, Any]
         volume = read_volume(path)
     except OSError as exc:  # a reader that let one through: still this input's failure only
         raise InputError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    problem = label_map_problem(volume.array)
-    if problem is not None or volume.ndim != 3:
-        raise InputError(
-            f"{path} is not a 3D label map: it {problem or f'is {volume.ndim}D'}; "
-            "pass a segmentation (kneescope labels 0..9), not an image"
-        )
-    result = measure_knee(volume, side, with_maps=maps_dir is not None)  # type: ignore[arg-type]
+    result = measure_labelled(
+        volume,
+        scheme,
+        side,  # type: ignore[arg-type]
+        with_maps=maps_dir is not None,
+        source=str(path),
+    )
     if maps_dir is not None:
         stem = label_map_stem(path)
         for plate_map in result.maps.values():

@@ -26,10 +26,26 @@ class MeasureStepConfig(MeasureConfig):
     Attributes:
         side: ``"auto"`` (the item's side when known, else the one the anatomy tells),
             ``"right"`` or ``"left"``.
+        labels: the label scheme of the items' label maps: ``"kneescope"``, ``"oai-zib"``,
+            ``"oaizib-cm"``, or the path of a JSON file mapping structure names to values
+            (:mod:`kneescope.biomarkers.label_schemes`; checked when the step is made).
         every other field: as :class:`kneescope.biomarkers.measure_config.MeasureConfig`.
     """
 
     side: Literal["auto", "right", "left"] = "auto"
+    labels: str = "kneescope"
+
+    @field_validator("labels")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        from kneescope.biomarkers.label_schemes import resolve_scheme
+        from kneescope.errors import InputError
+
+        try:
+            resolve_scheme(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("volume_ranges_mm3")
     @classmethod
@@ -44,4 +60,4 @@ class MeasureStepConfig(MeasureConfig):
 
     def measure_config(self) -> MeasureConfig:
         """The options :func:`kneescope.biomarkers.measure_knee` takes (without ``side``)."""
-        return MeasureConfig.model_validate(self.model_dump(exclude={"side"}))
+        return MeasureConfig.model_validate(self.model_dump(exclude={"side", "labels"}))

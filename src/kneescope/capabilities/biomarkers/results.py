@@ -130,11 +130,25 @@ def _qc_columns() -> list[ResultColumn]:
         for p in PLATES
     ]
     columns += [
+        _flag(
+            f"qc_not_labelled_{structure}",
+            f"the label scheme has no {_words(structure)} label: its values are empty "
+            "(informative)",
+        )
+        for structure in KNEE_LABELS.labels.values()
+    ]
+    columns.append(
+        _flag(
+            "qc_tibial_split_unclear",
+            "a combined tibial cartilage label had no clear gap between its plates",
+        )
+    )
+    columns += [
         _flag("qc_femur_below_tibia", "the femur is not above the tibia"),
         _flag("qc_orientation_unknown", "the file states no orientation"),
         _flag("qc_extrusion_grid_too_coarse", "the grid is too coarse for meniscal extrusion"),
         ResultColumn("qc_unmeasured_values", "int", "1", "biomarkers that could not be measured"),
-        _flag("qc_ok", "no QC flag raised and every biomarker measured"),
+        _flag("qc_ok", "no QC flag raised and every labelled structure's biomarker measured"),
     ]
     return columns
 

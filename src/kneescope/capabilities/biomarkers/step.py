@@ -19,6 +19,8 @@ class Measure(BaseStep):
 
     Options:
         side: "auto" (the item's side when known, else the anatomy's), "right" or "left".
+        labels: the label maps' scheme: "kneescope", "oai-zib", "oaizib-cm" or a JSON file
+            (:mod:`kneescope.biomarkers.label_schemes`).
         any option of :class:`kneescope.biomarkers.measure_config.MeasureConfig`; see
         :mod:`.config`.
     """
@@ -30,21 +32,25 @@ class Measure(BaseStep):
     reads: ClassVar[tuple[str, ...]] = ("labels",)
 
     def __init__(self, **options: Any) -> None:
+        from kneescope.biomarkers.label_schemes import resolve_scheme
         from kneescope.capabilities.biomarkers.config import MeasureStepConfig
         from kneescope.config import validate_config
 
         step_config = validate_config(MeasureStepConfig, options, "measure options")
         self.side = step_config.side
+        self.scheme = resolve_scheme(step_config.labels)
         self.config = step_config.measure_config()
 
     def run(self, item: Item, context: StepContext) -> StepResult:
-        from kneescope.biomarkers import measure_knee
+        from kneescope.biomarkers.label_schemes import measure_labelled
 
         side: Any = self.side
         if side == "auto" and item.side in ("right", "left"):
             side = item.side
         with context.phase("measure"):
-            measured = measure_knee(context.data["labels"], side, self.config, with_maps=False)
+            measured = measure_labelled(
+                context.data["labels"], self.scheme, side, self.config, with_maps=False
+            )
         row = measured.as_row()
         values: dict[str, Scalar] = {"measured_side": row.pop("side")}
         for key, value in row.items():
