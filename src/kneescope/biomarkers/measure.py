@@ -26,7 +26,12 @@ from kneescope.biomarkers.footprint import denuded_mask
 from kneescope.biomarkers.frame import KneeFrame, knee_frame, with_superior
 from kneescope.biomarkers.maps import ThicknessMap, thickness_map
 from kneescope.biomarkers.measure_config import MeasureConfig
-from kneescope.biomarkers.menisci import MENISCI, PlateSummary, measure_meniscus
+from kneescope.biomarkers.menisci import (
+    MENISCI,
+    PlateSummary,
+    extrusion_columns,
+    measure_meniscus,
+)
 from kneescope.biomarkers.qc import (
     cartilage_contacts,
     component_count,
@@ -211,7 +216,8 @@ def measure_knee(
             name, men_label, plate, arr, affine, boxes, frame, plates.get(plate), cfg, values
         )
         if extrusion_grid is not None:
-            values[f"{name}_meniscus_extrusion_mm"] = NAN  # refused: see the flag's reason
+            for key in extrusion_columns(name):
+                values[key] = NAN  # refused: see the flag's reason
 
     side_from_anatomy = None if orientation_unknown else frame.side_from_anatomy
     flags = qc_flags(counts, components, values, declared, side_from_anatomy, cfg)

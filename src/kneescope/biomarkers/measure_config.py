@@ -44,6 +44,9 @@ class MeasureConfig(BaseModel):
         extrusion_slab_mm: half-width of the coronal slab through the plateau centre.
         rim_depth_mm: the tibial rim is the outermost tibial bone within this depth below
             the plateau's edge (see :mod:`kneescope.biomarkers.menisci`).
+        extrusion_body_deg: 3D extrusion (max, mean) is taken over the meniscal body: the
+            part of the osteophyte-free tibial rim whose outward normal lies within this
+            angle of the compartment's outward (medial or lateral) axis.
         extrusion_max_spacing_mm: largest voxel extent (mm) along the knee's medial-lateral
             axis on which meniscal extrusion is measured; on coarser grids it is refused (NaN
             and ``qc_extrusion_grid_too_coarse``). From benchmarks/extrusion_grids.py: within
@@ -67,6 +70,7 @@ class MeasureConfig(BaseModel):
     map_pixel_mm: float = Field(1.0, gt=0.0)
     extrusion_slab_mm: float = Field(1.0, gt=0.0)
     rim_depth_mm: float = Field(1.5, gt=0.0)
+    extrusion_body_deg: float = Field(30.0, gt=0.0, le=75.0)
     extrusion_max_spacing_mm: float = Field(1.0, gt=0.0)
     extrusion_max_inplane_mm: float = Field(0.75, gt=0.0)
     min_component_voxels: int = Field(50, ge=1)

@@ -37,6 +37,15 @@ MENISCI = {"medial": (8, "medial_tibial"), "lateral": (9, "lateral_tibial")}
 """Meniscus name -> (label, tibial plate it lies on)."""
 
 
+def extrusion_columns(name: str) -> tuple[str, str, str]:
+    """The extrusion columns of meniscus ``name``: mid-coronal, 3D maximum, 3D mean (mm)."""
+    return (
+        f"{name}_meniscus_extrusion_mm",
+        f"{name}_meniscus_extrusion_max_mm",
+        f"{name}_meniscus_extrusion_mean_mm",
+    )
+
+
 @dataclass
 class PlateSummary:
     """What the meniscus measurements need of a tibial plate (knee coordinates, mm).
@@ -114,6 +123,244 @@ def tibial_rim(
     return float(out[band].max())
 
 
+RIM_RAY_STEP_DEG = 2.0
+RIM_RAY_RANGE_DEG = 80.0
+"""The rim is sampled on rays every 2 deg within +-80 deg of the compartment's outward axis."""
+RIM_HARMONICS = 3
+"""Order of the Fourier series R(phi) fitted to the rim (7 coefficients)."""
+RIM_ALS_WEIGHT = 0.02
+"""Asymmetric least squares: weight of rays outside the curve (spurs) while seeking the
+lower envelope (1 - this inside)."""
+RIM_OUTLIER_MM = 0.3
+"""Smallest distance (mm) beyond the fitted curve at which a ray counts as a spur."""
+MIN_RIM_SIDE_RAYS = 5
+"""The fit needs at least this many osteophyte-free rays anterior of +30 deg and posterior
+of -30 deg."""
+MENISCUS_REACH_MM = 12.0
+"""3D extrusion looks for the meniscus no further than this inside the rim."""
+
+
+@dataclass(frozen=True)
+class RimCurve:
+    """The osteophyte-free tibial plateau rim of one compartment in the knee's axial plane.
+
+    Polar about ``centre`` (knee coordinates medial, anterior; mm): angle ``phi`` from the
+    compartment's outward axis (``outward_sign`` x medial), positive towards anterior;
+    ``R(phi) = design(phi) @ coef``.
+
+    Attributes:
+        centre: float64 (2,) medial and anterior coordinate of the pole (the plate centre).
+        outward_sign: +1 medial compartment, -1 lateral.
+        coef: float64 (2 * RIM_HARMONICS + 1,) Fourier coefficients (mm).
+        phi: float64 (K,) the sampled ray angles (rad).
+        raw_mm: float64 (K,) the rim found on each ray (NaN where the ray met no bone).
+        inlier: bool (K,) rays the fit kept (the others reach beyond it: osteophytes).
+    """
+
+    centre: F64
+    outward_sign: float
+    coef: F64
+    phi: F64
+    raw_mm: F64
+    inlier: npt.NDArray[np.bool_]
+
+    def radius(self, phi: F64) -> F64:
+        """Fitted rim distance (mm) from the centre along the rays ``phi`` (rad)."""
+        return _rim_design(phi) @ self.coef
+
+    def points(self, phi: F64) -> tuple[F64, F64, F64]:
+        """Rim points, unit tangents (towards +phi) and unit outward normals at ``phi``, each
+        float64 (K, 2) in the polar frame's (outward, anterior) coordinates (mm)."""
+        r = self.radius(phi)
+        dr = _rim_design_derivative(phi) @ self.coef
+        d = np.stack([np.cos(phi), np.sin(phi)], axis=1)
+        d_perp = np.stack([-np.sin(phi), np.cos(phi)], axis=1)
+        pts = r[:, None] * d
+        tan = dr[:, None] * d + r[:, None] * d_perp
+        tan /= np.linalg.norm(tan, axis=1, keepdims=True)
+        normal = np.stack([tan[:, 1], -tan[:, 0]], axis=1)
+        return pts, tan, normal
+
+    def to_uv(self, knee_pts: F64) -> F64:
+        """Knee coordinates (N, >= 2) -> (N, 2) (outward, anterior) mm about the centre."""
+        u = self.outward_sign * (knee_pts[:, 0] - self.centre[0])
+        return np.stack([u, knee_pts[:, 1] - self.centre[1]], axis=1)
+
+
+def _rim_design(phi: F64) -> F64:
+    cols = [np.ones_like(phi)]
+    for k in range(1, RIM_HARMONICS + 1):
+        cols += [np.cos(k * phi), np.sin(k * phi)]
+    return np.stack(cols, axis=1)
+
+
+def _rim_design_derivative(phi: F64) -> F64:
+    cols = [np.zeros_like(phi)]
+    for k in range(1, RIM_HARMONICS + 1):
+        cols += [-k * np.sin(k * phi), k * np.cos(k * phi)]
+    return np.stack(cols, axis=1)
+
+
+def rim_on_rays(
+    tibia_knee: F64,
+    centre: F64,
+    outward_sign: float,
+    phi: F64,
+    *,
+    half_width_mm: float,
+    depth_mm: float,
+    edge_band_mm: float = 3.0,
+) -> F64:
+    """The tibial rim on each ray from ``centre`` (mm along the ray; NaN where none).
+
+    On the strip of ``half_width_mm`` either side of the ray, as :func:`tibial_rim` does in
+    the coronal slab: the edge height is the highest tibia point among the strip's outermost
+    ``edge_band_mm``; the rim is the outermost point within ``depth_mm`` below it (and 0.5 mm
+    above). A spur on the rim moves it outwards: :func:`fit_rim` removes those rays.
+
+    Args:
+        tibia_knee: float64 (N, 3) tibial bone surface points, knee coordinates (mm).
+        centre: (>= 2,) medial and anterior coordinate of the rays' origin.
+        outward_sign: +1 medial compartment, -1 lateral.
+        phi: float64 (K,) ray angles (rad) from the outward axis, positive anterior.
+    """
+    u = outward_sign * (tibia_knee[:, 0] - centre[0])
+    v = tibia_knee[:, 1] - centre[1]
+    z = tibia_knee[:, 2]
+    keep = u > -half_width_mm
+    u, v, z = u[keep], v[keep], z[keep]
+    out = np.full(len(phi), NAN)
+    for k, angle in enumerate(phi):
+        c, s = float(np.cos(angle)), float(np.sin(angle))
+        along = u * c + v * s
+        sel = (np.abs(v * c - u * s) <= half_width_mm) & (along > 0)
+        if not sel.any():
+            continue
+        a, h = along[sel], z[sel]
+        edge_top = float(h[a >= a.max() - edge_band_mm].max())
+        band = (h >= edge_top - depth_mm) & (h <= edge_top + 0.5)
+        out[k] = float(a[band].max())
+    return out
+
+
+def fit_rim(phi: F64, raw_mm: F64) -> tuple[F64, npt.NDArray[np.bool_]] | None:
+    """Fit the osteophyte-free rim R(phi) to the rim found on each ray; None when it cannot.
+
+    A Fourier series of order :data:`RIM_HARMONICS` in phi. Osteophytes only ever move the
+    rim outwards, so the fit first seeks the curve's lower envelope by asymmetric least
+    squares (rays beyond the curve weigh :data:`RIM_ALS_WEIGHT`, those inside 1 - that),
+    then drops the rays more than max(3 robust SDs, :data:`RIM_OUTLIER_MM`) beyond it and
+    refits the rest by ordinary least squares (unbiased on a spur-free rim), repeating the
+    last step until the kept rays no longer change. None when fewer than
+    :data:`MIN_RIM_SIDE_RAYS` kept rays lie beyond +30 deg or -30 deg, or fewer than 40 %
+    of the rays are kept.
+
+    Returns:
+        (coefficients float64 (2 * RIM_HARMONICS + 1,), kept rays bool (K,)).
+    """
+    ok = np.isfinite(raw_mm)
+    if ok.sum() < 2 * RIM_HARMONICS + 1 + 4:
+        return None
+    a, y = _rim_design(phi[ok]), raw_mm[ok]
+    w = np.ones(len(y))
+    for _ in range(50):
+        sw = np.sqrt(w)
+        coef = np.linalg.lstsq(a * sw[:, None], y * sw, rcond=None)[0]
+        res = y - a @ coef
+        new_w = np.where(res > 0, RIM_ALS_WEIGHT, 1.0 - RIM_ALS_WEIGHT)
+        if np.array_equal(new_w, w):
+            break
+        w = new_w
+    med = float(np.median(res))
+    low = res[res <= med]
+    sd = max(1.4826 * float(np.median(np.abs(low - med))), 0.05)
+    keep = res <= med + max(3.0 * sd, RIM_OUTLIER_MM)
+    for _ in range(10):
+        if keep.sum() < a.shape[1] + 2:
+            return None
+        coef = np.linalg.lstsq(a[keep], y[keep], rcond=None)[0]
+        res = y - a @ coef
+        sd = max(1.4826 * float(np.median(np.abs(res[keep]))), 0.05)
+        new = res <= max(3.0 * sd, RIM_OUTLIER_MM)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    inlier = np.zeros(len(phi), dtype=bool)
+    inlier[np.flatnonzero(ok)[keep]] = True
+    side = np.deg2rad(30.0)
+    if (
+        inlier.sum() < 0.4 * ok.sum()
+        or (inlier & (phi > side)).sum() < MIN_RIM_SIDE_RAYS
+        or (inlier & (phi < -side)).sum() < MIN_RIM_SIDE_RAYS
+    ):
+        return None
+    return np.asarray(coef, dtype=np.float64), inlier
+
+
+def osteophyte_free_rim(
+    tibia_knee: F64, centre: F64, outward_sign: float, cfg: MeasureConfig
+) -> RimCurve | None:
+    """The osteophyte-free rim of one compartment (:func:`rim_on_rays` + :func:`fit_rim`)."""
+    phi = np.deg2rad(
+        np.arange(-RIM_RAY_RANGE_DEG, RIM_RAY_RANGE_DEG + 0.5 * RIM_RAY_STEP_DEG, RIM_RAY_STEP_DEG)
+    )
+    raw = rim_on_rays(
+        tibia_knee,
+        centre,
+        outward_sign,
+        phi,
+        half_width_mm=cfg.extrusion_slab_mm,
+        depth_mm=cfg.rim_depth_mm,
+    )
+    fitted = fit_rim(phi, raw)
+    if fitted is None:
+        return None
+    return RimCurve(
+        np.asarray(centre[:2], dtype=np.float64), outward_sign, *fitted[:1], phi, raw, fitted[1]
+    )
+
+
+def slab_rim(rim: RimCurve, half_width_mm: float) -> float:
+    """Outward coordinate (mm, from the rim's centre) of the fitted rim in the coronal slab
+    |anterior - centre| <= ``half_width_mm``: its largest value there (0.05 deg samples)."""
+    phi = np.deg2rad(np.arange(-30.0, 30.0 + 1e-9, 0.05))
+    pts, _, _ = rim.points(phi)
+    sel = np.abs(pts[:, 1]) <= half_width_mm
+    return float(pts[sel, 0].max())
+
+
+def extrusion_profile(
+    rim: RimCurve, meniscus_knee: F64, *, body_deg: float, half_width_mm: float
+) -> tuple[F64, F64]:
+    """Extrusion along the rim's outward normal over the meniscal body.
+
+    The body is the part of the rim whose outward normal lies within ``body_deg`` of the
+    compartment's outward axis. At each of its points (rays every 0.5 deg), the extrusion is
+    the largest distance along the normal from the rim to meniscus surface points within
+    ``half_width_mm`` of the normal line (and at most :data:`MENISCUS_REACH_MM` inside the
+    rim); NaN where there are none.
+
+    Returns:
+        (extrusion mm float64 (K,), rim arc length per point mm float64 (K,)).
+    """
+    phi = np.deg2rad(np.arange(-RIM_RAY_RANGE_DEG, RIM_RAY_RANGE_DEG + 1e-9, 0.5))
+    pts, tan, normal = rim.points(phi)
+    body = np.abs(np.arctan2(normal[:, 1], normal[:, 0])) <= np.deg2rad(body_deg)
+    pts, tan, normal, phi = pts[body], tan[body], normal[body], phi[body]
+    dr = _rim_design_derivative(phi) @ rim.coef
+    r = rim.radius(phi)
+    arc = np.sqrt(r * r + dr * dr) * np.deg2rad(0.5)
+    men = rim.to_uv(meniscus_knee)
+    out = np.full(len(phi), NAN)
+    for k in range(len(phi)):
+        rel = men - pts[k]
+        along = rel @ normal[k]
+        sel = (np.abs(rel @ tan[k]) <= half_width_mm) & (along >= -MENISCUS_REACH_MM)
+        if sel.any():
+            out[k] = float(along[sel].max())
+    return out, arc
+
+
 def measure_meniscus(
     name: str,
     men_label: int,
@@ -126,9 +373,11 @@ def measure_meniscus(
     cfg: MeasureConfig,
     values: dict[str, float],
 ) -> None:
-    """Extrusion and tibial coverage of meniscus ``name`` ("medial"/"lateral", label
-    ``men_label``) over tibial ``plate`` into ``values`` (NaN when unmeasurable)."""
-    values[f"{name}_meniscus_extrusion_mm"] = NAN
+    """Extrusion (mid-coronal, 3D max and mean) and tibial coverage of meniscus ``name``
+    ("medial"/"lateral", label ``men_label``) over tibial ``plate`` into ``values`` (NaN
+    when unmeasurable), all from the osteophyte-free rim (:func:`osteophyte_free_rim`)."""
+    for key in extrusion_columns(name):
+        values[key] = NAN
     values[f"{name}_tibial_coverage_pct"] = NAN
     if men_label not in boxes or summary is None:
         return
@@ -149,17 +398,25 @@ def measure_meniscus(
         plate_label = CARTILAGE_PLATES[plate][0]
         around = union_box(boxes[men_label], boxes[plate_label])
         rim_box = expand_box(around, 3.0 * cfg.crop_margin_mm, spacing, arr.shape)
-        rim = tibial_rim(
-            arr[rim_box] == tib_label,
-            cropped_affine(affine, rim_box),
-            frame,
-            outward_sign=outward,
-            anterior_mm=float(summary.centre_knee[1]),
-            half_width_mm=cfg.extrusion_slab_mm,
-            depth_mm=cfg.rim_depth_mm,
-            sigma_vox=cfg.sigma_vox,
+        tibia = surface_points_knee(
+            arr[rim_box] == tib_label, cropped_affine(affine, rim_box), frame, cfg.sigma_vox
         )
-        values[f"{name}_meniscus_extrusion_mm"] = men_ext - rim
+        rim = osteophyte_free_rim(tibia, summary.centre_knee, outward, cfg)
+        if rim is not None:
+            rim_out = outward * float(rim.centre[0]) + slab_rim(rim, cfg.extrusion_slab_mm)
+            values[f"{name}_meniscus_extrusion_mm"] = men_ext - rim_out
+            ext, arc = extrusion_profile(
+                rim,
+                men_surface,
+                body_deg=cfg.extrusion_body_deg,
+                half_width_mm=cfg.extrusion_slab_mm,
+            )
+            found = np.isfinite(ext)
+            if found.any():
+                values[f"{name}_meniscus_extrusion_max_mm"] = float(ext[found].max())
+                values[f"{name}_meniscus_extrusion_mean_mm"] = float(
+                    np.average(ext[found], weights=arc[found])
+                )
     vox = np.argwhere(men_mask).astype(np.float64)
     men_pts = np.concatenate(
         [frame.to_knee(vox @ men_crop_affine[:3, :3].T + men_crop_affine[:3, 3]), men_surface]

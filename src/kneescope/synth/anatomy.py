@@ -162,23 +162,48 @@ class KneeShape:
         shaft = np.sqrt(x * x + (y - cy) ** 2) - radius
         shaft = np.maximum(shaft, z + _f(14.0 * s))  # blend stays clear of the rim
         bone = smooth_union(head, shaft, 10.0 * s)
-        r = self.p.osteophyte_mm * s
-        if r > 0:
-            # marginal osteophytes at the outer rim corners, +-55 deg from the coronal plane
-            # through each compartment centre (so the extrusion rim stays the plateau edge)
-            for ccx, ccy, cax, cay, out in (
-                (self.cxm, self.cym, self.axm, self.aym, -1.0),
-                (self.cxl, self.cyl, self.axl, self.ayl, 1.0),
-            ):
-                for ang in (-0.96, 0.96):
-                    px = ccx + out * cax * float(np.cos(ang))
-                    py = ccy + cay * float(np.sin(ang))
-                    h = self.plateau_height(
-                        np.array([px], dtype=np.float32), np.array([py], dtype=np.float32)
-                    )
-                    spur = ellipsoid(x, y, z, (px, py, float(h[0]) - 1.0), (r, r, 0.8 * r))
-                    bone = smooth_union(bone, spur, 1.5 * s)
+        for px, py, pz, r in self.tibial_spurs():
+            spur = ellipsoid(x, y, z, (px, py, pz), (r, r, 0.8 * r))
+            bone = smooth_union(bone, spur, 1.5 * s)
         return bone
+
+    def tibial_spurs(self) -> list[tuple[float, float, float, float]]:
+        """Marginal tibial osteophytes: ``(x, y, z, r)`` (mm) per spur, an ellipsoid of radii
+        (r, r, 0.8 r) centred on the plateau outline (``x, y``) 1 mm below its height there.
+
+        Positions from ``KneeParams.tibial_osteophytes`` (angle along the compartment's
+        outline ellipse, 0 = its outermost point), or, when None, two per compartment at
+        +-55 deg (0.96 rad) from the mid-coronal plane. Spurs of radius 0 are left out.
+        """
+        p, s = self.p, self.s
+        if p.tibial_osteophytes is None:
+            spots = [
+                (medial, ang, p.osteophyte_mm) for medial in (True, False) for ang in (-0.96, 0.96)
+            ]
+        else:
+            spots = [
+                (
+                    o.medial,
+                    float(np.deg2rad(o.angle_deg)),
+                    p.osteophyte_mm if o.radius_mm is None else o.radius_mm,
+                )
+                for o in p.tibial_osteophytes
+            ]
+        out = []
+        for medial, ang, radius in spots:
+            if radius <= 0:
+                continue
+            if medial:
+                ccx, ccy, cax, cay, sign = self.cxm, self.cym, self.axm, self.aym, -1.0
+            else:
+                ccx, ccy, cax, cay, sign = self.cxl, self.cyl, self.axl, self.ayl, 1.0
+            px = ccx + sign * cax * float(np.cos(ang))
+            py = ccy + cay * float(np.sin(ang))
+            h = self.plateau_height(
+                np.array([px], dtype=np.float32), np.array([py], dtype=np.float32)
+            )
+            out.append((px, py, float(h[0]) - 1.0, radius * s))
+        return out
 
     def fibula_sdf(self, x: F32, y: F32, z: F32) -> F32:
         s = self.s

@@ -11,6 +11,7 @@ centre of the tibial plateau, +x lateral, +y anterior, +z superior (RAS for a ri
 
 from __future__ import annotations
 
+import copy
 from typing import Literal, cast
 
 import numpy as np
@@ -74,6 +75,23 @@ class MeniscalTear(BaseModel):
     depth: float = Field(default=0.7, ge=0.2, le=1.0)
 
 
+class TibialOsteophyte(BaseModel):
+    """A marginal osteophyte (bony spur) on the outer rim of one tibial compartment.
+
+    ``angle_deg`` is the position along the rim of the compartment's plateau outline (an
+    ellipse), seen from above: 0 = the outermost point of the compartment (medial for the
+    medial one, lateral for the lateral one), i.e. in the mid-coronal slab through its
+    centre, +90 anterior, -90 posterior. ``radius_mm`` (before ``scale``): how far the spur
+    reaches beyond the osteophyte-free rim; None = the knee's ``osteophyte_mm``.
+    """
+
+    model_config = FROZEN
+
+    medial: bool
+    angle_deg: float = Field(ge=-90.0, le=90.0)
+    radius_mm: float | None = Field(default=None, ge=0.0, le=8.0)
+
+
 class KneeParams(BaseModel):
     """Anatomy, disease state and scan settings of one synthetic knee.
 
@@ -101,7 +119,12 @@ class KneeParams(BaseModel):
         meniscus_height: meniscal wedge height at the periphery.
         meniscus_width: meniscal body width (rim to inner edge).
         osteophyte_mm: radius of the marginal osteophytes (femoral condyle edges, tibial
-            rim corners); 0 = none (~1.8 mm per OARSI-like grade).
+            rim); 0 = none (~1.8 mm per OARSI-like grade).
+        tibial_osteophytes: where on the tibial rims the spurs sit
+            (:class:`TibialOsteophyte`); None = two per compartment at +-55 deg from the
+            mid-coronal plane (the fixed corners of earlier versions, clear of the
+            extrusion slab). :func:`sample_knee_params` draws random positions, the slab
+            included.
         effusion: joint fluid amount (0 none .. 1 large).
         joint_gap: smallest fluid gap between opposing femorotibial cartilage surfaces; 0 (the
             default) = loaded contact: the surfaces touch over a contact patch.
@@ -158,6 +181,7 @@ class KneeParams(BaseModel):
     meniscus_height: float = Field(default=6.0, ge=3.0, le=8.0)
     meniscus_width: float = Field(default=10.0, ge=6.0, le=13.0)
     osteophyte_mm: float = Field(default=0.0, ge=0.0, le=8.0)
+    tibial_osteophytes: tuple[TibialOsteophyte, ...] | None = None
     effusion: float = Field(default=0.3, ge=0.0, le=1.0)
     joint_gap: float = Field(default=0.0, ge=0.0, le=2.0)
     contact_depth: float = Field(default=0.4, ge=0.0, le=1.5)
@@ -277,7 +301,13 @@ def sample_scan(rng: np.random.Generator) -> dict[str, object]:
 def sample_knee_params(
     rng: np.random.Generator, *, side: Side = "right", klg: int = 0
 ) -> KneeParams:
-    """A random knee: subject anatomy, a disease state typical of ``klg`` and scan settings."""
+    """A random knee: subject anatomy, a disease state typical of ``klg`` and scan settings.
+
+    The positions of the tibial osteophytes (KL >= 2) come from a separate random stream
+    seeded by ``rng``'s state on entry (:func:`osteophyte_rng`), so every other parameter is
+    what it was before they were drawn.
+    """
+    spur_rng = osteophyte_rng(rng)
     fields: dict[str, object] = {**sample_anatomy(rng, side), **sample_scan(rng)}
     severity = [0.0, 0.05, 0.15, 0.35, 0.6][int(np.clip(klg, 0, 4))]
     fields["loss_medial"] = float(np.clip(severity * rng.uniform(0.7, 1.3), 0, 0.9))
@@ -286,6 +316,8 @@ def sample_knee_params(
     fields["extrusion_lateral"] = float(np.clip(rng.normal(0.5 + 2.0 * severity, 0.4), -1.0, 5.0))
     fields["effusion"] = float(np.clip(0.2 + severity + rng.normal(0, 0.1), 0.0, 1.0))
     fields["osteophyte_mm"] = (0.0, 0.0, 1.8, 3.6, 5.4)[int(np.clip(klg, 0, 4))]
+    if klg >= 2:
+        fields["tibial_osteophytes"] = sample_tibial_osteophytes(spur_rng)
     if klg >= 3:
         fields["lesions"] = (
             Lesion(
@@ -299,6 +331,36 @@ def sample_knee_params(
         fields["marrow_lesions"] = sample_marrow_lesions(rng, fields, klg)
         fields["meniscal_tears"] = sample_meniscal_tears(rng, klg)
     return KneeParams.model_validate(fields)
+
+
+OSTEOPHYTE_STREAM = 0x05E0
+"""Second word of the seed of the osteophyte positions' random stream."""
+
+SPURS_PER_COMPARTMENT = 2
+SPUR_ANGLE_RANGE_DEG = 75.0
+"""Tibial spurs are placed uniformly within +-75 deg of the compartment's outermost point
+(the mid-coronal slab at 0 deg), two per compartment."""
+
+
+def osteophyte_rng(rng: np.random.Generator) -> np.random.Generator:
+    """A random stream for the osteophyte positions, seeded by ``rng``'s current state
+    without advancing it: ``default_rng([next 63-bit draw of a copy of rng, 0x05E0])``."""
+    probe = np.random.Generator(copy.deepcopy(rng.bit_generator))
+    return np.random.default_rng([int(probe.integers(0, 2**63 - 1)), OSTEOPHYTE_STREAM])
+
+
+def sample_tibial_osteophytes(rng: np.random.Generator) -> tuple[TibialOsteophyte, ...]:
+    """Random rim positions of the tibial spurs (:data:`SPURS_PER_COMPARTMENT` per
+    compartment, uniform within +-:data:`SPUR_ANGLE_RANGE_DEG`; sizes from ``osteophyte_mm``).
+    """
+    return tuple(
+        TibialOsteophyte(
+            medial=medial,
+            angle_deg=float(rng.uniform(-SPUR_ANGLE_RANGE_DEG, SPUR_ANGLE_RANGE_DEG)),
+        )
+        for medial in (True, False)
+        for _ in range(SPURS_PER_COMPARTMENT)
+    )
 
 
 BML_PROBABILITY = {2: 0.5, 3: 0.7, 4: 0.85}

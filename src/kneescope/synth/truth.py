@@ -35,6 +35,7 @@ from skimage.measure import marching_cubes
 
 from kneescope.config import FROZEN
 from kneescope.synth.anatomy import PLATES, THIN_MM, KneeShape
+from kneescope.synth.extrusion_truth import extrusion_truth
 from kneescope.synth.sdf import F32
 
 TRUTH_STEP_MM = 0.5
@@ -224,6 +225,7 @@ def knee_truth(
         for plate in PLATES
     }
     biomarkers: dict[str, float] = {}
+    biomarkers.update(extrusion_truth(shape))
     return KneeTruth(
         side=shape.p.side,
         plates=plates,

@@ -86,7 +86,19 @@ def _meniscus_columns(name: str) -> list[ResultColumn]:
             f"{name}_meniscus_extrusion_mm",
             "float",
             "mm",
-            f"{name} meniscus extrusion beyond the tibial rim",
+            f"{name} meniscus extrusion beyond the osteophyte-free tibial rim, mid-coronal",
+        ),
+        ResultColumn(
+            f"{name}_meniscus_extrusion_max_mm",
+            "float",
+            "mm",
+            f"{name} meniscus extrusion, largest over the meniscal body (3D)",
+        ),
+        ResultColumn(
+            f"{name}_meniscus_extrusion_mean_mm",
+            "float",
+            "mm",
+            f"{name} meniscus extrusion, mean over the meniscal body (3D)",
         ),
         ResultColumn(
             f"{name}_tibial_coverage_pct",

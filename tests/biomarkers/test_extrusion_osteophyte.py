@@ -1,0 +1,108 @@
+"""Meniscal extrusion from the osteophyte-free tibial rim (issue 14, item 3).
+
+A synthetic knee with a marginal tibial osteophyte placed in each compartment's mid-coronal
+slab (2 mm medial, 3 mm lateral): the extrusion measured from its label map (mid-coronal,
+3D maximum and mean over the meniscal body) must match the exact truth of the analytic
+shape (``KneeTruth.biomarkers``), which is relative to the osteophyte-free rim. The old rim
+(the outermost bone in the slab) read 0.73 / -2.04 mm here for 2.08 / 0.54 mm of truth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kneescope.biomarkers import KneeMeasurements, measure_knee
+from kneescope.biomarkers.menisci import extrusion_columns
+from kneescope.synth.knee import KneeSample, render_knee
+from kneescope.synth.params import SizeSpec, TibialOsteophyte, sample_knee_params
+
+TOLERANCE_MM = 0.5
+"""Stated extrusion accuracy on the DESS grid (docs/biomarkers.md: worst error of the
+benchmark benchmarks/extrusion_grids.py --osteophytes is below it)."""
+SPURS = (
+    TibialOsteophyte(medial=True, angle_deg=0.0, radius_mm=2.0),
+    TibialOsteophyte(medial=False, angle_deg=0.0, radius_mm=3.0),
+)
+# the OAI DESS voxel (0.7 x 0.365 x 0.365 mm) over a field of view that just holds the
+# joint (84 x 96 x 96 mm), to keep the test fast
+DESS_CROP = SizeSpec(name="dess-crop", shape=(120, 264, 264), spacing_mm=(0.7, 0.3646, 0.3646))
+
+
+def _knee(spurs: tuple[TibialOsteophyte, ...]) -> KneeSample:
+    params = sample_knee_params(np.random.default_rng(0), klg=2)
+    params = params.model_copy(
+        update={
+            "tibial_osteophytes": spurs,
+            "obliquity_deg": (0.0, 0.0, 0.0),
+            "offset_mm": (0.0, 0.0, 0.0),
+        }
+    )
+    return render_knee(params, DESS_CROP)
+
+
+@pytest.fixture(scope="module")
+def spurred() -> tuple[KneeSample, KneeMeasurements]:
+    sample = _knee(SPURS)
+    return sample, measure_knee(sample.labels, with_maps=False)
+
+
+def test_spurs_sit_in_the_slab_and_reach_beyond_the_rim(
+    spurred: tuple[KneeSample, KneeMeasurements],
+) -> None:
+    """Premise: both spurs are centred on the rim in the mid-coronal plane and reach their
+    radius beyond it (the analytic bone), so they would move an outermost-bone rim."""
+    shape = spurred[0].shape
+    spurs = shape.tibial_spurs()
+    assert len(spurs) == 2
+    for (px, py, pz, r), (cx, cy, ax), size in zip(
+        spurs,
+        ((shape.cxm, shape.cym, shape.axm), (shape.cxl, shape.cyl, shape.axl)),
+        (2.0, 3.0),
+        strict=True,
+    ):
+        assert py == pytest.approx(cy)
+        assert abs(px - cx) == pytest.approx(ax)
+        assert r == pytest.approx(size * shape.s)
+        out = np.sign(px - cx)
+        reach = np.arange(0.0, 6.0, 0.05, dtype=np.float32)
+        xs = (px + out * reach).astype(np.float32)
+        inside = shape.tibia_sdf(xs, np.full_like(xs, py), np.full_like(xs, pz)) <= 0
+        assert reach[inside].max() >= 0.9 * r
+
+
+def test_extrusion_matches_the_truth_with_spurs_in_the_slab(
+    spurred: tuple[KneeSample, KneeMeasurements],
+) -> None:
+    sample, m = spurred
+    truth = sample.truth.biomarkers
+    for name in ("medial", "lateral"):
+        for key in extrusion_columns(name):
+            assert np.isfinite(m.values[key]), key
+            assert m.values[key] == pytest.approx(truth[key], abs=TOLERANCE_MM), key
+    assert m.qc["qc_extrusion_grid_too_coarse"] is False
+
+
+def test_truth_of_the_spurred_knee_is_the_osteophyte_free_extrusion(
+    spurred: tuple[KneeSample, KneeMeasurements],
+) -> None:
+    sample = spurred[0]
+    truth = sample.truth.biomarkers
+    p = sample.shape.p
+    assert truth["medial_meniscus_extrusion_mm"] == pytest.approx(p.extrusion_medial)
+    assert truth["lateral_meniscus_extrusion_mm"] == pytest.approx(p.extrusion_lateral)
+    for name in ("medial", "lateral"):
+        mid, top, mean = (truth[k] for k in extrusion_columns(name))
+        assert top == pytest.approx(mid, abs=1e-3)  # the meniscus is shifted outwards
+        assert 0.0 < mean < top
+
+
+@pytest.mark.slow
+def test_spurs_do_not_move_the_measured_extrusion(
+    spurred: tuple[KneeSample, KneeMeasurements],
+) -> None:
+    """The same knee without tibial spurs: every extrusion column within 0.15 mm."""
+    plain = measure_knee(_knee(()).labels, with_maps=False)
+    for name in ("medial", "lateral"):
+        for key in extrusion_columns(name):
+            assert spurred[1].values[key] == pytest.approx(plain.values[key], abs=0.15), key
