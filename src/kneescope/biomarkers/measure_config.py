@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from kneescope.config import FROZEN
@@ -44,6 +46,11 @@ class MeasureConfig(BaseModel):
         extrusion_slab_mm: half-width of the coronal slab through the plateau centre.
         rim_depth_mm: the tibial rim is the outermost tibial bone within this depth below
             the plateau's edge (see :mod:`kneescope.biomarkers.menisci`).
+        extrusion_rim: ``"osteophyte-free"`` (default): extrusion is measured from the
+            osteophyte-free plateau rim fitted around the compartment;
+            ``"outermost-bone"``: from the outermost tibial bone in the coronal slab (the
+            method before issue 14, which a marginal osteophyte in the slab moves; kept for
+            comparison; 3D extrusion is then NaN).
         extrusion_body_deg: 3D extrusion (max, mean) is taken over the meniscal body: the
             part of the osteophyte-free tibial rim whose outward normal lies within this
             angle of the compartment's outward (medial or lateral) axis.
@@ -70,6 +77,7 @@ class MeasureConfig(BaseModel):
     map_pixel_mm: float = Field(1.0, gt=0.0)
     extrusion_slab_mm: float = Field(1.0, gt=0.0)
     rim_depth_mm: float = Field(1.5, gt=0.0)
+    extrusion_rim: Literal["osteophyte-free", "outermost-bone"] = "osteophyte-free"
     extrusion_body_deg: float = Field(30.0, gt=0.0, le=75.0)
     extrusion_max_spacing_mm: float = Field(1.0, gt=0.0)
     extrusion_max_inplane_mm: float = Field(0.75, gt=0.0)

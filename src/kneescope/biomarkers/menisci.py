@@ -361,6 +361,28 @@ def extrusion_profile(
     return out, arc
 
 
+def _extrusions(
+    name: str,
+    rim: RimCurve,
+    men_ext: float,
+    men_surface: F64,
+    cfg: MeasureConfig,
+    values: dict[str, float],
+) -> None:
+    """Mid-coronal, 3D maximum and 3D mean extrusion of meniscus ``name`` from ``rim``."""
+    rim_out = rim.outward_sign * float(rim.centre[0]) + slab_rim(rim, cfg.extrusion_slab_mm)
+    values[f"{name}_meniscus_extrusion_mm"] = men_ext - rim_out
+    ext, arc = extrusion_profile(
+        rim, men_surface, body_deg=cfg.extrusion_body_deg, half_width_mm=cfg.extrusion_slab_mm
+    )
+    found = np.isfinite(ext)
+    if found.any():
+        values[f"{name}_meniscus_extrusion_max_mm"] = float(ext[found].max())
+        values[f"{name}_meniscus_extrusion_mean_mm"] = float(
+            np.average(ext[found], weights=arc[found])
+        )
+
+
 def measure_meniscus(
     name: str,
     men_label: int,
@@ -398,25 +420,25 @@ def measure_meniscus(
         plate_label = CARTILAGE_PLATES[plate][0]
         around = union_box(boxes[men_label], boxes[plate_label])
         rim_box = expand_box(around, 3.0 * cfg.crop_margin_mm, spacing, arr.shape)
-        tibia = surface_points_knee(
-            arr[rim_box] == tib_label, cropped_affine(affine, rim_box), frame, cfg.sigma_vox
-        )
-        rim = osteophyte_free_rim(tibia, summary.centre_knee, outward, cfg)
-        if rim is not None:
-            rim_out = outward * float(rim.centre[0]) + slab_rim(rim, cfg.extrusion_slab_mm)
-            values[f"{name}_meniscus_extrusion_mm"] = men_ext - rim_out
-            ext, arc = extrusion_profile(
-                rim,
-                men_surface,
-                body_deg=cfg.extrusion_body_deg,
+        tib_mask = arr[rim_box] == tib_label
+        rim_affine = cropped_affine(affine, rim_box)
+        if cfg.extrusion_rim == "outermost-bone":  # the old method, for comparison only
+            rim_old = tibial_rim(
+                tib_mask,
+                rim_affine,
+                frame,
+                outward_sign=outward,
+                anterior_mm=float(summary.centre_knee[1]),
                 half_width_mm=cfg.extrusion_slab_mm,
+                depth_mm=cfg.rim_depth_mm,
+                sigma_vox=cfg.sigma_vox,
             )
-            found = np.isfinite(ext)
-            if found.any():
-                values[f"{name}_meniscus_extrusion_max_mm"] = float(ext[found].max())
-                values[f"{name}_meniscus_extrusion_mean_mm"] = float(
-                    np.average(ext[found], weights=arc[found])
-                )
+            values[f"{name}_meniscus_extrusion_mm"] = men_ext - rim_old
+        else:
+            tibia = surface_points_knee(tib_mask, rim_affine, frame, cfg.sigma_vox)
+            rim = osteophyte_free_rim(tibia, summary.centre_knee, outward, cfg)
+            if rim is not None:
+                _extrusions(name, rim, men_ext, men_surface, cfg, values)
     vox = np.argwhere(men_mask).astype(np.float64)
     men_pts = np.concatenate(
         [frame.to_knee(vox @ men_crop_affine[:3, :3].T + men_crop_affine[:3, 3]), men_surface]
