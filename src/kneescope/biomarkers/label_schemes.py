@@ -483,6 +483,48 @@ def measure_labelled(
             or anything :func:`measure_knee` refuses.
     """
     sch = resolve_scheme(scheme)
+    if sch is KNEESCOPE_SCHEME:
+        arr = labels.array if isinstance(labels, Volume) else np.asarray(labels[0])
+        check_scheme_values(arr, sch, source)
+        return measure_knee(labels, side, config, with_maps=with_maps)
+    conv = to_kneescope_labels(labels, sch, side, source=source)
+    measured = measure_knee(conv.labels, conv.side or "auto", config, with_maps=with_maps)
+    return _mark_not_labelled(measured, sch, conv.labelled, conv.split)
+
+
+@dataclass(frozen=True)
+class KneescopeLabels:
+    """A label map converted to kneescope's labels (:func:`to_kneescope_labels`).
+
+    Attributes:
+        labels: uint8 label map in :data:`~kneescope.core.labels.KNEE_LABELS`, on the
+            input's grid, with its metadata.
+        side: the side given or recorded (None when neither).
+        labelled: the kneescope structures the input's scheme labels.
+        split: how a combined tibial cartilage was split (None when there was none).
+    """
+
+    labels: Volume
+    side: Side | None
+    labelled: frozenset[str]
+    split: TibialSplit | None
+
+
+def to_kneescope_labels(
+    labels: Volume | tuple[npt.ArrayLike, npt.ArrayLike],
+    scheme: str | Path | MeasureScheme,
+    side: SideArg | None = "auto",
+    *,
+    source: str = "the label map",
+) -> KneescopeLabels:
+    """Convert a label map written in ``scheme`` to kneescope's labels, splitting a combined
+    tibial cartilage into plates (:func:`split_tibial_cartilage`).
+
+    Raises:
+        InputError: the map is not written in ``scheme``; a combined tibial cartilage with no
+            side given or recorded, or in a file that states no orientation.
+    """
+    sch = resolve_scheme(scheme)
     if isinstance(labels, Volume):
         arr, affine = labels.array, labels.affine_ras
         metadata: Mapping[str, Any] = labels.metadata
@@ -490,8 +532,6 @@ def measure_labelled(
         arr, affine = np.asarray(labels[0]), validate_affine(labels[1])
         metadata = {}
     check_scheme_values(arr, sch, source)
-    if sch is KNEESCOPE_SCHEME:
-        return measure_knee(labels, side, config, with_maps=with_maps)
     present = _present_values(arr)
     labelled = labelled_structures(sch, present)
     declared = _resolve_side(labels, side)
@@ -521,9 +561,7 @@ def measure_labelled(
             mapped[split.medial] = _KS["medial_tibial_cartilage"]
             mapped[split.lateral] = _KS["lateral_tibial_cartilage"]
         mapped[mapped == _COMBINED_MARK] = 0
-    volume = Volume(mapped, affine, dict(metadata))
-    measured = measure_knee(volume, declared or "auto", config, with_maps=with_maps)
-    return _mark_not_labelled(measured, sch, labelled, split)
+    return KneescopeLabels(Volume(mapped, affine, dict(metadata)), declared, labelled, split)
 
 
 def _mark_not_labelled(
@@ -550,6 +588,9 @@ def _mark_not_labelled(
             f"this {scheme.name} {which} has no {structure.replace('_', ' ')} label: its "
             f"{len(names)} values are not measured (NaN)"
         )
+    if {"medial_meniscus", "lateral_meniscus"} <= set(absent):
+        qc["qc_extrusion_grid_too_coarse"] = False  # no meniscus to measure extrusion of
+        reasons.pop("qc_extrusion_grid_too_coarse", None)
     if split is not None and split.gap_ratio > SPLIT_UNCLEAR_GAP_RATIO:
         qc["qc_tibial_split_unclear"] = True
         reasons["qc_tibial_split_unclear"] = (
