@@ -69,7 +69,9 @@ class KneeMeasurements:
 
     ``qc["qc_unmeasured_values"]`` and ``qc["qc_ok"]`` are (re)computed from ``values`` when
     the object is made (:func:`~kneescope.biomarkers.qc.finish_qc`), so a NaN biomarker always
-    fails ``qc_ok``, whichever code produced it.
+    fails ``qc_ok``, whichever code produced it, unless a raised ``qc_not_labelled_...`` flag
+    explains it (a structure the label scheme does not label, see
+    :mod:`~kneescope.biomarkers.label_schemes`).
 
     Attributes:
         values: biomarker name -> value (float; NaN when it could not be measured).

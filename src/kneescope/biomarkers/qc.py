@@ -4,10 +4,12 @@ Flags (all in the result row, prefixed ``qc_``): a structure missing, extra conn
 components (pieces of at least ``min_component_voxels`` besides the largest), implausible
 volumes or thicknesses, implausible anatomy (a cartilage plate that does not lie on its bone,
 the femur not above the tibia), a side mismatch between the header/user and the anatomy, a
-geometry the file does not state, a grid too coarse for meniscal extrusion, and the number of
-biomarkers that could not be measured (NaN). ``qc_ok`` is computed last, from the finished
-row (:func:`finish_qc`): it is True only when no flag is raised and every biomarker is a
-number.
+geometry the file does not state, a grid too coarse for meniscal extrusion, a structure the
+label scheme does not label (``qc_not_labelled_<structure>``, informative, see
+:mod:`kneescope.biomarkers.label_schemes`), a combined tibial cartilage split without a clear
+gap, and the number of biomarkers that could not be measured (NaN). ``qc_ok`` is computed
+last, from the finished row (:func:`finish_qc`): it is True only when no flag is raised
+(informative ones aside) and every biomarker of a labelled structure is a number.
 """
 
 from __future__ import annotations
