@@ -56,21 +56,32 @@ def test_denuded_area_found_where_it_is(toy_knee: ToyKnee, toy_measured: KneeMea
         assert toy_measured.values[f"{plate}_denuded_bone_area_mm2"] < 5.0
 
 
-def test_subregions_partition_the_plate(toy_measured: KneeMeasurements) -> None:
+def test_we2008_regions_partition_the_plates(toy_measured: KneeMeasurements) -> None:
     v = toy_measured.values
-    tib = ("anterior", "central", "posterior", "internal", "external")
-    for plate in ("medial_tibial", "lateral_tibial"):
-        total = sum(v[f"{plate}_cartilage_{r}_volume_mm3"] for r in tib)
-        assert total == pytest.approx(v[f"{plate}_cartilage_volume_mm3"])
-        # central ellipse holds ~20 % of the interface area, so about a fifth of the volume
-        central = v[f"{plate}_cartilage_central_volume_mm3"] / total
-        assert 0.12 < central < 0.3
-    fem = [f"{s}_{p}" for s in ("medial", "lateral") for p in ("trochlear", "central", "posterior")]
-    total = sum(v[f"femoral_cartilage_{r}_volume_mm3"] for r in fem)
-    assert total == pytest.approx(v["femoral_cartilage_volume_mm3"])
+
+    def vc(region: str) -> float:
+        return v[f"we2008_{region}_VC_mm3"]
+
+    def tab(region: str) -> float:
+        return v[f"we2008_{region}_tAB_mm2"]
+
+    for plate, code in (("medial_tibial", "MT"), ("lateral_tibial", "LT")):
+        subs = [f"{s}{code}" for s in "ceiap"]
+        assert sum(vc(r) for r in subs) == pytest.approx(v[f"{plate}_cartilage_volume_mm3"])
+        assert vc(code) == pytest.approx(v[f"{plate}_cartilage_volume_mm3"])
+        assert sum(tab(r) for r in subs) == pytest.approx(tab(code))
+        assert tab(code) == pytest.approx(v[f"{plate}_subchondral_bone_area_mm2"])
+        # the central ellipse holds 20 % of tAB
+        assert tab(f"c{code}") / tab(code) == pytest.approx(0.2, abs=0.01)
+    fem = [f"{p}{s}F" for p in ("c", "Tr", "p") for s in "ML"]
+    assert sum(vc(r) for r in fem) == pytest.approx(v["femoral_cartilage_volume_mm3"])
+    for s in "ML":
+        thirds = [f"{t}c{s}F" for t in "eci"]
+        assert sum(tab(r) for r in thirds) == pytest.approx(tab(f"c{s}F"))
+        assert sum(vc(r) for r in thirds) == pytest.approx(vc(f"c{s}F"))
     for r in fem:
-        assert v[f"femoral_cartilage_{r}_volume_mm3"] > 0
-        assert 1.5 < v[f"femoral_cartilage_{r}_thickness_mean_mm"] < 2.3
+        assert vc(r) > 0
+        assert 1.5 < v[f"we2008_{r}_ThCcAB_mm"] < 2.3
 
 
 def test_areas(toy_knee: ToyKnee, toy_measured: KneeMeasurements) -> None:
@@ -166,8 +177,8 @@ def test_without_patella_the_side_must_be_given(
     assert m.side == "right" and m.side_from_anatomy is None
     assert m.qc["qc_side_unverified"] is True
     # the frame from the declared side matches the anatomical one: same tibial subregions
-    for region in ("anterior", "posterior", "internal", "external"):
-        key = f"medial_tibial_cartilage_{region}_volume_mm3"
+    for region in ("aMT", "pMT", "iMT", "eMT"):
+        key = f"we2008_{region}_VC_mm3"
         assert m.values[key] == pytest.approx(toy_measured.values[key], rel=0.01)
 
 

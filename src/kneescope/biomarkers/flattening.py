@@ -12,48 +12,14 @@ so left knees land in the same frame as right ones (x grows laterally for both s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import numpy.typing as npt
 
+from kneescope.core.we2008 import SagittalCircle, fit_sagittal_circle
+
+__all__ = ["SagittalCircle", "facing_plate", "fit_sagittal_circle", "flat_coords"]
+
 F64 = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class SagittalCircle:
-    """Circle fitted to the femoral bone-cartilage interface in the (anterior, superior) plane."""
-
-    anterior_mm: float
-    superior_mm: float
-    radius_mm: float
-
-    def angle_deg(self, knee_pts: F64) -> F64:
-        """Angle of each point around the circle centre: 0 inferior, +90 anterior, degrees."""
-        da = knee_pts[:, 1] - self.anterior_mm
-        ds = knee_pts[:, 2] - self.superior_mm
-        return np.degrees(np.arctan2(da, -ds))
-
-
-def fit_sagittal_circle(knee_pts: F64, weights: F64) -> SagittalCircle:
-    """Weighted algebraic (Kasa) circle fit to points (N, 3) projected on (anterior, superior).
-
-    Falls back to the weighted centroid with radius 20 mm when the fit is degenerate.
-    """
-    a, s = knee_pts[:, 1], knee_pts[:, 2]
-    w = weights / max(float(weights.sum()), 1e-12)
-    design = np.stack([a, s, np.ones_like(a)], axis=1)
-    rhs = a**2 + s**2
-    sw = np.sqrt(w)
-    try:
-        sol, *_ = np.linalg.lstsq(design * sw[:, None], rhs * sw, rcond=None)
-        a0, s0 = sol[0] / 2.0, sol[1] / 2.0
-        r2 = sol[2] + a0**2 + s0**2
-        if r2 > 1.0 and np.isfinite(r2):
-            return SagittalCircle(float(a0), float(s0), float(np.sqrt(r2)))
-    except np.linalg.LinAlgError:  # pragma: no cover - lstsq rarely fails
-        pass
-    return SagittalCircle(float(np.sum(w * a)), float(np.sum(w * s)) + 20.0, 20.0)
 
 
 def flat_coords(

@@ -39,14 +39,9 @@ from kneescope.biomarkers.qc import (
     qc_flags,
     unmeasured,
 )
-from kneescope.biomarkers.subregions import (
-    FEMORAL_REGIONS,
-    TIBIAL_REGIONS,
-    femoral_regions,
-    fit_tibial_regions,
-)
+from kneescope.biomarkers.subregions import plate_region_values, voxel_volume_per_vertex
 from kneescope.biomarkers.thickness import PlateSurfaces, plate_surfaces
-from kneescope.core import Volume
+from kneescope.core import Volume, we2008
 from kneescope.core.geometry import spacing_from_affine, validate_affine
 from kneescope.core.labels import CARTILAGE_PLATES, KNEE_LABELS
 from kneescope.core.volume import label_map_problem
@@ -210,6 +205,7 @@ def measure_knee(
         summary = _measure_plate(plate, found[plate], frame, cfg, values, maps, with_maps)
         if summary is not None:
             plates[plate] = summary
+    values.update(we2008.aggregate_quantities(values))
 
     extrusion_grid = _extrusion_grid_problem(affine, frame, cfg)
     for name, (men_label, plate) in MENISCI.items():
@@ -321,17 +317,7 @@ def _nan_plate(plate: str, values: dict[str, float]) -> None:
     values[f"{pre}_articular_area_mm2"] = NAN
     values[f"{plate}_subchondral_bone_area_mm2"] = NAN
     values[f"{plate}_denuded_bone_area_mm2"] = NAN
-    for region in _region_names(plate):
-        values[f"{pre}_{region}_thickness_mean_mm"] = NAN
-        values[f"{pre}_{region}_volume_mm3"] = NAN
-
-
-def _region_names(plate: str) -> tuple[str, ...]:
-    if plate == "femoral":
-        return FEMORAL_REGIONS
-    if plate in ("medial_tibial", "lateral_tibial"):
-        return TIBIAL_REGIONS
-    return ()
+    values.update(we2008.nan_quantities(we2008.PLATE_REGIONS[plate]))
 
 
 @dataclass(frozen=True)
@@ -420,25 +406,14 @@ def _measure_plate(
     values[f"{plate}_denuded_bone_area_mm2"] = denuded_area
     values[f"{plate}_subchondral_bone_area_mm2"] = float(w.sum()) + denuded_area
 
-    regions = _region_names(plate)
-    if regions:
-        vox = np.argwhere(cart).astype(np.float64)
-        vox_knee = frame.to_knee(vox @ crop_affine[:3, :3].T + crop_affine[:3, 3])
-        if circle is not None:
-            codes = femoral_regions(pts[covered], circle)
-            vox_region = femoral_regions(vox_knee, circle)
-        else:
-            model = fit_tibial_regions(pts[covered], w, medial_plate=plate == "medial_tibial")
-            codes = model.classify(pts[covered])
-            vox_region = model.classify(vox_knee)
-        vox_codes = np.bincount(vox_region, minlength=len(regions))
-        voxel_mm3 = float(abs(np.linalg.det(crop_affine[:3, :3])))
-        for i, region in enumerate(regions):
-            sel = codes == i
-            values[f"{pre}_{region}_thickness_mean_mm"] = (
-                float(np.average(th[sel], weights=w[sel])) if sel.any() else NAN
-            )
-            values[f"{pre}_{region}_volume_mm3"] = float(vox_codes[i]) * voxel_mm3
+    # Wirth-Eckstein regions: tAB = covered + denuded bone; each cartilage voxel's volume
+    # goes to its nearest tAB vertex
+    tab = covered | denuded
+    vox = np.argwhere(cart).astype(np.float64)
+    vox_mm = vox @ crop_affine[:3, :3].T + crop_affine[:3, 3]
+    voxel_mm3 = float(abs(np.linalg.det(crop_affine[:3, :3])))
+    volume = voxel_volume_per_vertex(surf.bone.vertices_mm, tab, vox_mm, voxel_mm3)
+    values.update(plate_region_values(plate, pts, area, covered, tab, surf.thickness_mm, volume))
     if with_maps:
         maps[plate] = thickness_map(plate, x[covered], y[covered], th, w, cfg.map_pixel_mm)
 

@@ -168,9 +168,11 @@ def plate_surface_truth(
     volume_mm3: float,
     step_mm: float = TRUTH_STEP_MM,
     visible_threshold_mm: float = 0.0,
+    triangles: npt.NDArray[np.float64] | None = None,
 ) -> PlateTruth:
-    """Integrate the imposed thickness of ``plate`` over its bone surface (marching cubes)."""
-    tri = plate_bone_triangles(plate, shape, step_mm)
+    """Integrate the imposed thickness of ``plate`` over its bone surface (marching cubes;
+    ``triangles``: the :func:`plate_bone_triangles` of ``step_mm`` when already computed)."""
+    tri = plate_bone_triangles(plate, shape, step_mm) if triangles is None else triangles
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     c = tri.mean(axis=1).astype(np.float32)
     t0 = shape.thickness(plate, c[:, 0], c[:, 1], c[:, 2], lesions=False)
@@ -214,17 +216,22 @@ def knee_truth(
     shape: KneeShape, label_volumes_mm3: dict[int, float], visible_threshold_mm: float = 0.0
 ) -> KneeTruth:
     """Assemble :class:`KneeTruth` from the shape and the rendered label volumes."""
+    from kneescope.synth.region_truth import we2008_truth  # imports this module
+
     plate_label = {"femoral": 2, "medial_tibial": 4, "lateral_tibial": 5, "patellar": 7}
+    triangles = {plate: plate_bone_triangles(plate, shape) for plate in PLATES}
     plates = {
         plate: plate_surface_truth(
             plate,
             shape,
             label_volumes_mm3[plate_label[plate]],
             visible_threshold_mm=visible_threshold_mm,
+            triangles=triangles[plate],
         )
         for plate in PLATES
     }
-    biomarkers: dict[str, float] = {}
+    volumes = {plate: label_volumes_mm3[plate_label[plate]] for plate in PLATES}
+    biomarkers: dict[str, float] = we2008_truth(shape, volumes, triangles=triangles)
     biomarkers.update(extrusion_truth(shape))
     return KneeTruth(
         side=shape.p.side,

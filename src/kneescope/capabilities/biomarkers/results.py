@@ -8,10 +8,11 @@ checks that its row has exactly these columns; the runner refuses any other.
 
 from __future__ import annotations
 
-from kneescope.biomarkers.measure import MENISCI, PLATES
-from kneescope.biomarkers.subregions import FEMORAL_REGIONS, TIBIAL_REGIONS
+from kneescope.biomarkers.measure import PLATES
+from kneescope.biomarkers.menisci import MENISCI
 from kneescope.capabilities.biomarkers.config import VOLUME_STRUCTURES
 from kneescope.cohort.result_schema import ResultColumn
+from kneescope.core import we2008
 from kneescope.core.labels import KNEE_LABELS
 
 CAPABILITY = "biomarkers"
@@ -28,14 +29,6 @@ THICKNESS_STATS = {
 
 def _words(name: str) -> str:
     return name.replace("_", " ")
-
-
-def _regions(plate: str) -> tuple[str, ...]:
-    if plate == "femoral":
-        return FEMORAL_REGIONS
-    if plate in ("medial_tibial", "lateral_tibial"):
-        return TIBIAL_REGIONS
-    return ()
 
 
 def _plate_columns(plate: str) -> list[ResultColumn]:
@@ -61,22 +54,22 @@ def _plate_columns(plate: str) -> list[ResultColumn]:
             f"bone area under the {_words(plate)} plate (covered and denuded)",
         ),
     ]
-    for region in _regions(plate):
-        columns += [
-            ResultColumn(
-                f"{pre}_{region}_thickness_mean_mm",
-                "float",
-                "mm",
-                f"mean {cartilage} thickness in the {_words(region)} sub-region",
-            ),
-            ResultColumn(
-                f"{pre}_{region}_volume_mm3",
-                "float",
-                "mm3",
-                f"{cartilage} volume in the {_words(region)} sub-region",
-            ),
-        ]
+    for region in we2008.PLATE_REGIONS[plate]:
+        columns += _we2008_columns(region)
     return columns
+
+
+def _we2008_columns(region: str) -> list[ResultColumn]:
+    """The Chondrometrics quantities of one Wirth-Eckstein (2008) region or aggregate."""
+    if region in we2008.AGGREGATES:
+        tib, fem = we2008.AGGREGATES[region]
+        where = f"{region} ({tib} + {fem}; thicknesses summed)"
+    else:
+        where = region
+    return [
+        ResultColumn(we2008.column(region, q), "float", unit, f"{what}, Wirth-Eckstein {where}")
+        for q, (unit, what) in we2008.QUANTITIES.items()
+    ]
 
 
 def _meniscus_columns(name: str) -> list[ResultColumn]:
@@ -174,6 +167,8 @@ def _measure_results() -> tuple[ResultColumn, ...]:
     ]
     for plate in PLATES:
         columns += _plate_columns(plate)
+    for aggregate in we2008.AGGREGATES:
+        columns += _we2008_columns(aggregate)
     for name in MENISCI:
         columns += _meniscus_columns(name)
     columns += _qc_columns()
