@@ -8,6 +8,15 @@ slices), axes 1-2 the sagittal plane. The validity limit of docs/biomarkers.md
 (``MeasureConfig.extrusion_max_spacing_mm``) comes from this table.
 
     .venv/bin/python benchmarks/extrusion_grids.py [--knees 4] [--grids 1.2x0.56,...]
+
+With ``--osteophytes`` it measures instead, on the full DESS grid, knees with marginal
+tibial osteophytes in the mid-coronal slab (2 mm medial and 3 mm lateral, then 3 mm medial
+and 2 mm lateral) and with the generator's own random spur positions, and prints the
+extrusion of the old rim (outermost tibial bone in the slab) and of the osteophyte-free rim
+(mid-coronal, 3D max and mean over the body) against the exact truth
+(``KneeTruth.biomarkers``):
+
+    .venv/bin/python benchmarks/extrusion_grids.py --osteophytes --knees 4
 """
 
 from __future__ import annotations
@@ -46,7 +55,15 @@ def main() -> None:
         help="grids to measure instead of the default ones, e.g. 1.2x0.56,0.85x0.65 "
         "(medial-lateral x in-plane spacing, mm)",
     )
+    parser.add_argument(
+        "--osteophytes",
+        action="store_true",
+        help="old vs osteophyte-free rim on knees with spurs in the slab (full grid)",
+    )
     args = parser.parse_args()
+    if args.osteophytes:
+        osteophyte_table(args.knees)
+        return
     grids = (
         [tuple(float(v) for v in g.split("x")) for g in args.grids.split(",")]
         if args.grids
@@ -91,6 +108,89 @@ def main() -> None:
             f"| {np.median(err):.2f} | {err.max():.2f} | {nan} of {2 * args.knees} | {listed} |",
             flush=True,
         )
+
+
+SPUR_CASES = (  # (seed, KL grade, side)
+    (0, 2, "right"),
+    (1, 4, "left"),
+    (2, 3, "right"),
+    (5, 2, "left"),
+    (4, 3, "right"),
+)
+
+
+def osteophyte_table(knees: int) -> None:
+    """Old (outermost-bone) vs osteophyte-free extrusion against the exact truth."""
+    from kneescope.biomarkers import MeasureConfig, measure_knee
+    from kneescope.biomarkers.menisci import extrusion_columns
+    from kneescope.synth.knee import render_knee
+    from kneescope.synth.params import FULL, TibialOsteophyte, sample_knee_params
+
+    old_cfg = MeasureConfig(extrusion_rim="outermost-bone")
+    placements: list[tuple[str, tuple[TibialOsteophyte, ...] | None]] = [
+        (
+            "slab: 2 mm medial, 3 mm lateral",
+            (
+                TibialOsteophyte(medial=True, angle_deg=0.0, radius_mm=2.0),
+                TibialOsteophyte(medial=False, angle_deg=0.0, radius_mm=3.0),
+            ),
+        ),
+        (
+            "slab: 3 mm medial, 2 mm lateral",
+            (
+                TibialOsteophyte(medial=True, angle_deg=0.0, radius_mm=3.0),
+                TibialOsteophyte(medial=False, angle_deg=0.0, radius_mm=2.0),
+            ),
+        ),
+        ("generator's random positions", None),
+    ]
+    print(
+        "| knee | spurs | meniscus | truth mid-coronal mm | old rim | osteophyte-free rim "
+        "| truth 3D max | measured | truth 3D mean | measured |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    errors: dict[str, list[float]] = {"old": [], "mid": [], "max": [], "mean": []}
+    for seed, klg, side in SPUR_CASES[:knees]:
+        base = sample_knee_params(np.random.default_rng(seed), side=side, klg=klg)  # type: ignore[arg-type]
+        for label, spurs in placements:
+            params = (
+                base if spurs is None else base.model_copy(update={"tibial_osteophytes": spurs})
+            )
+            if spurs is None:
+                spots = ", ".join(
+                    f"{'M' if o.medial else 'L'} {o.angle_deg:+.0f} deg"
+                    for o in params.tibial_osteophytes or ()
+                )
+                label = f"random ({params.osteophyte_mm:.1f} mm at {spots})"
+            sample = render_knee(params, FULL)
+            new = measure_knee(sample.labels, config=MeasureConfig(), with_maps=False).values
+            old = measure_knee(sample.labels, config=old_cfg, with_maps=False).values
+            truth = sample.truth.biomarkers
+            for men in ("medial", "lateral"):
+                mid, top, mean = extrusion_columns(men)
+                errors["old"].append(old[mid] - truth[mid])
+                errors["mid"].append(new[mid] - truth[mid])
+                errors["max"].append(new[top] - truth[top])
+                errors["mean"].append(new[mean] - truth[mean])
+                print(
+                    f"| seed {seed} KLG {klg} {side} | {label} | {men} | {truth[mid]:.2f} "
+                    f"| {old[mid]:.2f} | {new[mid]:.2f} | {truth[top]:.2f} | {new[top]:.2f} "
+                    f"| {truth[mean]:.2f} | {new[mean]:.2f} |",
+                    flush=True,
+                )
+    print()
+    print("| extrusion | n | median abs error mm | max abs error mm |")
+    print("|---|---|---|---|")
+    names = {
+        "old": "mid-coronal, old rim (outermost bone)",
+        "mid": "mid-coronal, osteophyte-free rim",
+        "max": "3D max over the body",
+        "mean": "3D mean over the body",
+    }
+    for key, errs in errors.items():
+        e = np.abs(np.asarray(errs))
+        e = e[np.isfinite(e)]
+        print(f"| {names[key]} | {len(e)} | {np.median(e):.2f} | {e.max():.2f} |")
 
 
 if __name__ == "__main__":
