@@ -78,6 +78,28 @@ def measure(
         bool,
         typer.Option("--overwrite", help="Replace an existing output table and thickness maps."),
     ] = False,
+    # --longitudinal / --precision: kneescope.cli.measure_longitudinal (package D)
+    longitudinal: Annotated[
+        bool,
+        typer.Option(
+            "--longitudinal",
+            help="Change over time: the label maps are visits of one knee in time order (or "
+            "one .csv listing knee, labelmap, visit for several knees); prints and writes each "
+            "visit's thickness, its change from the first visit (mm and %), the smallest "
+            "detectable change (SDC95) and, for several knees, the standardised response mean.",
+        ),
+    ] = False,
+    precision_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--precision",
+            help="With --longitudinal: rescan precision table (JSON, from "
+            "benchmarks/biomarker_precision.py) for the SDC95. Default: kneescope's table "
+            "measured on synthetic rescans.",
+            show_default=False,
+        ),
+    ] = None,
+    # end of package D's options
     workspace_dir: WorkspaceOpt = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
@@ -95,6 +117,16 @@ def measure(
         _check_table_output(out, overwrite)
     if maps_dir is not None:
         _check_maps_output(labelmaps, maps_dir, overwrite)
+    if longitudinal:  # change over visits: kneescope.cli.measure_longitudinal (package D)
+        from kneescope.cli.measure_longitudinal import run_longitudinal
+
+        def measure_one(path: Path) -> dict[str, Any]:
+            return _measure_one(path, side_l, maps_dir, scheme)
+
+        run_longitudinal(labelmaps, measure_one, out, overwrite, precision_file, as_json)
+        return
+    if precision_file is not None:
+        raise InputError("--precision is used with --longitudinal only; add --longitudinal")
     rows: list[dict[str, Any]] = []
     failures: list[tuple[Path, KneescopeError]] = []
     for path in labelmaps:
