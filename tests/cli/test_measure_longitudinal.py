@@ -202,6 +202,7 @@ def test_refusals(
             "not a precision table",
         ),
         (["--longitudinal", str(a0), str(b0)], "not one knee"),  # a right and a left knee
+        (["--longitudinal", str(single), "--maps", str(tmp_path)], "--maps with a visit list"),
     ]
     for args, said in cases:
         code = main(["measure", *args])

@@ -120,6 +120,12 @@ def measure(
     if longitudinal:  # change over visits: kneescope.cli.measure_longitudinal (package D)
         from kneescope.cli.measure_longitudinal import run_longitudinal
 
+        if maps_dir is not None and any(p.suffix.lower() == ".csv" for p in labelmaps):
+            raise InputError(
+                "--maps with a visit list: the visits' maps could overwrite each other; "
+                "give the label maps of one knee, or leave out --maps"
+            )
+
         def measure_one(path: Path) -> dict[str, Any]:
             return _measure_one(path, side_l, maps_dir, scheme)
 
