@@ -208,6 +208,15 @@ def test_combined_tibial_cartilage_needs_the_side_and_a_plausible_header(
         measure_labelled(turned, "oai-zib")
 
 
+def test_one_plate_missing_is_flagged_not_silently_split() -> None:
+    labels, _ = _knee("right")
+    zib = TO_OAI_ZIB[labels.array]
+    zib[labels.array == 5] = 0  # the lateral plate not segmented: nothing to split from
+    m = measure_labelled(Volume(zib, labels.affine_ras, {"side": labels.side}), "oai-zib")
+    assert m.qc["qc_tibial_split_unclear"] is True and m.qc["qc_ok"] is False
+    assert "no clear gap" in m.reasons["qc_tibial_split_unclear"]
+
+
 def test_every_measure_column_names_the_structures_it_is_measured_from() -> None:
     """So that a scheme without a structure explains every NaN it causes (no NaN without a
     flag), every float column of the measure step maps to the structures it comes from."""

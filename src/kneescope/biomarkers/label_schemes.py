@@ -280,13 +280,15 @@ def split_tibial_cartilage(
     """Split a tibial cartilage mask holding both plates into medial and lateral plates.
 
     The plates lie side by side along the knee's medial-lateral axis, with the
-    intercondylar eminence (no cartilage) between them. That axis is the direction of largest
-    spread of the cartilage's voxels across ``superior``; along it the voxel density (a
+    intercondylar eminence (no cartilage) between them: along it the voxel density (a
     histogram of ``bin_mm`` bins, smoothed with a Gaussian of ``smooth_mm``) has one peak per
     plate, and the split lies at the least dense point between the 20th and 80th
-    percentiles. A connected piece of cartilage that lies (at least 90 %) on one side of the
-    split goes whole to that side, so a gap that is not straight does not cut a plate; a
-    piece bridging both plates is cut at the split. Which side is medial: the patient's left
+    percentiles. The axis is the one of the cartilage's two principal axes across
+    ``superior`` along which the density has a gap (:data:`SPLIT_UNCLEAR_GAP_RATIO`); when
+    neither has one (e.g. one plate missing), the one nearer the header's left-right axis.
+    A connected piece of cartilage that lies (at least 90 %) on one side of the split goes
+    whole to that side, so a gap that is not straight does not cut a plate; a piece bridging
+    both plates is cut at the split. Which side is medial: the patient's left
     for a right knee (world -x in RAS+), the patient's right for a left knee.
 
     Args:
@@ -315,33 +317,32 @@ def split_tibial_cartilage(
     flat = pts - centre
     flat = flat - np.outer(flat @ sup, sup)
     _, vecs = np.linalg.eigh(flat.T @ flat)
-    axis = vecs[:, -1]
-    medial_world = np.array([-1.0 if side == "right" else 1.0, 0.0, 0.0])
-    if float(axis @ medial_world) < 0:
-        axis = -axis
-    angle = math.degrees(math.acos(min(1.0, abs(float(axis[0])))))
-    if angle > MAX_ML_TO_WORLD_X_DEG:
-        raise InputError(
-            f"the tibial cartilage's medial-lateral axis lies {angle:.0f} deg from the "
-            "left-right axis the file's header states: cannot tell its medial plate from its "
-            "lateral one; give the label map with the image's orientation in its header"
-        )
-    t = flat @ axis
-    lo, hi = float(t.min()), float(t.max())
-    edges = np.arange(lo - 2 * bin_mm, hi + 3 * bin_mm, bin_mm)
-    hist, _ = np.histogram(t, bins=edges)
-    density = ndimage.gaussian_filter1d(hist.astype(np.float64), smooth_mm / bin_mm)
-    mids = 0.5 * (edges[:-1] + edges[1:])
-    q20, q80 = np.quantile(t, [0.2, 0.8])
-    window = np.nonzero((mids >= q20) & (mids <= q80))[0]
-    if window.size == 0:
-        cut = float(np.median(t))
-        gap_ratio = 1.0
+    # the in-plane principal axes (the third is ~superior): the plates' axis is the one along
+    # which the density has a gap; without a gap on either, the one nearer the header's x
+    cuts = [_density_cut(flat @ vecs[:, k], bin_mm, smooth_mm) for k in (1, 2)]
+    angles = [math.degrees(math.acos(min(1.0, abs(float(vecs[0, k]))))) for k in (1, 2)]
+    gapped = [i for i in (0, 1) if cuts[i][1] <= SPLIT_UNCLEAR_GAP_RATIO]
+    usable = [i for i in gapped if angles[i] <= MAX_ML_TO_WORLD_X_DEG]
+    if usable:
+        pick = min(usable, key=lambda i: cuts[i][1])
+    elif gapped:  # two plates, but across the header's left-right axis: refuse, not guess
+        pick = gapped[0]
     else:
-        at = int(window[np.argmin(density[window])])
-        cut = float(mids[at])
-        peaks = min(float(density[: at + 1].max()), float(density[at:].max()))
-        gap_ratio = float(density[at]) / peaks if peaks > 0 else 1.0
+        pick = 0 if angles[0] < angles[1] else 1
+    if angles[pick] > MAX_ML_TO_WORLD_X_DEG:
+        raise InputError(
+            f"the tibial cartilage's medial-lateral axis lies {angles[pick]:.0f} deg from the "
+            "left-right axis the file's header states: cannot tell its medial plate from its "
+            "lateral one; give the label map with the image's orientation in its header (or "
+            "it holds one plate only)"
+        )
+    axis = vecs[:, pick + 1]
+    cut, gap_ratio = cuts[pick]
+    # point the axis medially: the patient's left (RAS -x) in a right knee, right in a left
+    if float(axis[0]) * (-1.0 if side == "right" else 1.0) < 0:
+        axis, cut = -axis, -cut
+    angle = angles[pick]
+    t = flat @ axis
     is_medial = t > cut
     pieces, n = ndimage.label(crop, structure=np.ones((3, 3, 3), dtype=bool))
     piece_of = pieces[crop]  # same (C) order as np.argwhere
@@ -360,6 +361,23 @@ def split_tibial_cartilage(
     medial[where] = is_medial
     lateral[where] = ~is_medial
     return TibialSplit(medial, lateral, gap_ratio, angle)
+
+
+def _density_cut(t: F64, bin_mm: float, smooth_mm: float) -> tuple[float, float]:
+    """Least dense point of positions ``t`` (mm) between their 20th and 80th percentiles,
+    and its density over the smaller of the two peaks around it (the gap ratio)."""
+    lo, hi = float(t.min()), float(t.max())
+    edges = np.arange(lo - 2 * bin_mm, hi + 3 * bin_mm, bin_mm)
+    hist, _ = np.histogram(t, bins=edges)
+    density = ndimage.gaussian_filter1d(hist.astype(np.float64), smooth_mm / bin_mm)
+    mids = 0.5 * (edges[:-1] + edges[1:])
+    q20, q80 = np.quantile(t, [0.2, 0.8])
+    window = np.nonzero((mids >= q20) & (mids <= q80))[0]
+    if window.size == 0:
+        return float(np.median(t)), 1.0
+    at = int(window[np.argmin(density[window])])
+    peaks = min(float(density[: at + 1].max()), float(density[at:].max()))
+    return float(mids[at]), (float(density[at]) / peaks if peaks > 0 else 1.0)
 
 
 def check_scheme_values(array: npt.NDArray[Any], scheme: MeasureScheme, source: str) -> None:
@@ -436,15 +454,17 @@ def _resolve_side(labels: Volume | tuple[Any, Any], side: SideArg | None) -> Sid
 
 
 def _superior(arr: npt.NDArray[Any], affine: Affine, femur: int, tibia: int) -> F64:
-    def centre(value: int) -> F64:
-        idx = np.argwhere(arr == value)
-        if idx.size == 0:
+    """Unit world vector from the tibia's centroid to the femur's."""
+    centres = []
+    for value in (femur, tibia):
+        mask = arr == value
+        if not mask.any():
             raise InputError(
                 "label map lacks the femur or tibia; both are needed to orient the knee"
             )
-        return affine[:3, :3] @ idx.mean(axis=0) + affine[:3, 3]
-
-    up = centre(femur) - centre(tibia)
+        ijk = np.asarray(ndimage.center_of_mass(mask), dtype=np.float64)
+        centres.append(affine[:3, :3] @ ijk + affine[:3, 3])
+    up = centres[0] - centres[1]
     norm = float(np.linalg.norm(up))
     if norm < 1e-6:
         raise InputError("the femur and tibia centroids coincide: cannot orient the knee")
