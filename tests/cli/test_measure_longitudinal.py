@@ -201,7 +201,7 @@ def test_refusals(
             ["--longitudinal", str(a0), str(a1), "--precision", str(bad_precision)],
             "not a precision table",
         ),
-        (["--longitudinal", str(a0), str(b0)], "not one knee"),  # a right and a left knee
+        (["--longitudinal", str(a0), str(b0)], "different sides"),  # right and left
         (["--longitudinal", str(single), "--maps", str(tmp_path)], "--maps with a visit list"),
     ]
     for args, said in cases:

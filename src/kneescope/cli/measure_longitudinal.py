@@ -25,9 +25,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneescope.errors import InputError
+
+if TYPE_CHECKING:
+    from kneescope.biomarkers.change import PrecisionTable
 
 CHANGE_COLUMNS = (
     "knee",
@@ -177,8 +180,8 @@ def run_longitudinal(
                 f"{v} {m['side']}" for (v, _), m in zip(knee.visits, measured, strict=True)
             )
             raise InputError(
-                f"the visits of {knee.knee} are not one knee ({said}); give the visits of one "
-                "knee (or --side to state it)"
+                f"the visits of {knee.knee} were measured as different sides ({said}); give "
+                "the visits of one knee (if they are, state its side with --side)"
             )
         per_knee.append((knee, measured))
         rows.extend(_change_rows(knee, measured, precision))
@@ -192,7 +195,7 @@ def run_longitudinal(
 
 
 def _change_rows(
-    knee: KneeVisits, measured: list[dict[str, Any]], precision: Any
+    knee: KneeVisits, measured: list[dict[str, Any]], precision: PrecisionTable
 ) -> list[dict[str, Any]]:
     from kneescope.biomarkers.change import change_from_baseline, thickness_change_columns
 
