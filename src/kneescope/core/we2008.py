@@ -230,7 +230,10 @@ class FemoralGeometry:
         posterior_deg: (medial, lateral) posterior end of each condyle's cartilage.
         border_deg: (medial, lateral) border between cMF/cLF and pMF/pLF, 60 % of the way
             from the notch to the posterior end.
-        thirds_mm: (medial, lateral) (lo, hi) medial-lateral extent of cMF and cLF.
+        thirds_mm: (medial, lateral) (lo, hi) medial-lateral extent of cMF and cLF: centre
+            +- sqrt(3) x the area-weighted standard deviation of the medial-lateral position
+            (the extent of a region of constant width; kneescope's choice, robust to the
+            cartilage's ragged edges).
     """
 
     circle: SagittalCircle
@@ -321,12 +324,13 @@ def femoral_geometry(knee_pts: F64, area: F64, covered: Mask, tab: Mask) -> Femo
         border.append(b)
         cen = side & (theta >= b)
         if cen.any():
-            thirds.append(
-                (
-                    weighted_quantile(m[cen], area[cen], EXTENT_QUANTILE),
-                    weighted_quantile(m[cen], area[cen], 1.0 - EXTENT_QUANTILE),
-                )
-            )
+            # width from the spread, not the extremes: sqrt(12) x the area-weighted standard
+            # deviation equals the width of a region of constant width, and the ragged,
+            # partial-volumed cartilage edges barely move it
+            centre = float(np.average(m[cen], weights=area[cen]))
+            sd = float(np.sqrt(np.average((m[cen] - centre) ** 2, weights=area[cen])))
+            half = float(np.sqrt(3.0)) * sd
+            thirds.append((centre - half, centre + half))
         else:
             thirds.append((notch_m, notch_m))
     return FemoralGeometry(
