@@ -26,7 +26,7 @@ class Measure(BaseStep):
     """
 
     name = "measure"
-    version = "1"
+    version = "2"  # 2: label schemes (qc_not_labelled_*, qc_tibial_split_unclear columns)
     capability = CAPABILITY
     results: ClassVar[tuple[ResultColumn, ...]] = MEASURE_RESULTS
     reads: ClassVar[tuple[str, ...]] = ("labels",)
