@@ -106,3 +106,54 @@ def test_spurs_do_not_move_the_measured_extrusion(
     for name in ("medial", "lateral"):
         for key in extrusion_columns(name):
             assert spurred[1].values[key] == pytest.approx(plain.values[key], abs=0.15), key
+
+
+def _ellipse_rays(phi: np.ndarray, cx: float, ax: float, ay: float) -> np.ndarray:
+    """Distance from (0, 0) to the ellipse ((u - cx) / ax)^2 + (v / ay)^2 = 1 along phi."""
+    c, s = np.cos(phi), np.sin(phi)
+    qa = (c / ax) ** 2 + (s / ay) ** 2
+    qb = -2.0 * cx * c / ax**2
+    qc = (cx / ax) ** 2 - 1.0
+    return np.asarray((-qb + np.sqrt(qb * qb - 4.0 * qa * qc)) / (2.0 * qa))
+
+
+@pytest.mark.parametrize(
+    ("bumps", "noise_mm"),
+    [
+        (((0.0, 2.0),), 0.05),  # one 2 mm spur in the slab
+        (((0.0, 3.6), (20.0, 3.6)), 0.08),  # two KL-3 sized spurs side by side
+        (((-10.0, 5.4), (55.0, 5.4)), 0.08),  # two KL-4 sized spurs
+        (((0.0, 5.4), (35.0, 5.4)), 0.08),  # KL-4 spurs over the slab and the body
+    ],
+)
+def test_fit_rim_bridges_spurs(bumps: tuple[tuple[float, float], ...], noise_mm: float) -> None:
+    """fit_rim on rays of an off-centre ellipse (plateau-like: 19 x 24 mm, centre 1.5 mm
+    inwards) with spur-shaped outward bumps (reaching r beyond the rim, r + 1.5 mm either
+    side along it) and noise: over the body (+-50 deg) the fitted curve is the ellipse
+    within 0.3 mm, and no ray at a spur's centre is kept."""
+    from kneescope.biomarkers.menisci import _rim_design, fit_rim
+
+    phi = np.deg2rad(np.arange(-80.0, 80.5, 2.0))
+    clean = _ellipse_rays(phi, -1.5, 19.0, 24.0)
+    body = np.abs(phi) <= np.deg2rad(50.0)
+    for seed in range(3):
+        raw = clean + np.random.default_rng(seed).normal(0.0, noise_mm, phi.shape)
+        for centre_deg, r in bumps:
+            along = (phi - np.deg2rad(centre_deg)) * clean  # mm along the rim
+            raw = raw + r * np.sqrt(np.clip(1.0 - (along / (r + 1.5)) ** 2, 0.0, None))
+        fitted = fit_rim(phi, raw)
+        assert fitted is not None
+        coef, inlier = fitted
+        assert np.abs(_rim_design(phi) @ coef - clean)[body].max() < 0.3
+        for centre_deg, _ in bumps:
+            assert not inlier[np.abs(np.rad2deg(phi) - centre_deg) <= 2.0].any()
+
+
+def test_fit_rim_refuses_a_rim_it_cannot_see() -> None:
+    from kneescope.biomarkers.menisci import fit_rim
+
+    phi = np.deg2rad(np.arange(-80.0, 80.5, 2.0))
+    raw = _ellipse_rays(phi, -1.5, 19.0, 24.0)
+    raw[phi > np.deg2rad(20.0)] = np.nan  # nothing found anteriorly
+    assert fit_rim(phi, raw) is None
+    assert fit_rim(phi[:8], raw[:8]) is None

@@ -128,14 +128,15 @@ RIM_RAY_RANGE_DEG = 80.0
 """The rim is sampled on rays every 2 deg within +-80 deg of the compartment's outward axis."""
 RIM_HARMONICS = 3
 """Order of the Fourier series R(phi) fitted to the rim (7 coefficients)."""
-RIM_ALS_WEIGHT = 0.02
-"""Asymmetric least squares: weight of rays outside the curve (spurs) while seeking the
-lower envelope (1 - this inside)."""
+RIM_DRAWS = 600
+"""Random 5-ray sets tried by the consensus step of :func:`fit_rim`."""
 RIM_OUTLIER_MM = 0.3
 """Smallest distance (mm) beyond the fitted curve at which a ray counts as a spur."""
-MIN_RIM_SIDE_RAYS = 5
-"""The fit needs at least this many osteophyte-free rays anterior of +30 deg and posterior
-of -30 deg."""
+RIM_MAX_GAP_DEG = 30.0
+"""Widest gap (deg) between kept rays for the order-3 fit (else order 2)."""
+MIN_RIM_SIDE_RAYS = 4
+"""The fit needs at least this many osteophyte-free rays anterior of +20 deg and posterior
+of -20 deg."""
 MENISCUS_REACH_MM = 12.0
 """3D extrusion looks for the meniscus no further than this inside the rim."""
 
@@ -246,14 +247,17 @@ def rim_on_rays(
 def fit_rim(phi: F64, raw_mm: F64) -> tuple[F64, npt.NDArray[np.bool_]] | None:
     """Fit the osteophyte-free rim R(phi) to the rim found on each ray; None when it cannot.
 
-    A Fourier series of order :data:`RIM_HARMONICS` in phi. Osteophytes only ever move the
-    rim outwards, so the fit first seeks the curve's lower envelope by asymmetric least
-    squares (rays beyond the curve weigh :data:`RIM_ALS_WEIGHT`, those inside 1 - that),
-    then drops the rays more than max(3 robust SDs, :data:`RIM_OUTLIER_MM`) beyond it and
-    refits the rest by ordinary least squares (unbiased on a spur-free rim), repeating the
-    last step until the kept rays no longer change. None when fewer than
-    :data:`MIN_RIM_SIDE_RAYS` kept rays lie beyond +30 deg or -30 deg, or fewer than 40 %
-    of the rays are kept.
+    Osteophytes only ever move the rim outwards, over a stretch of rays each. (1)
+    Consensus: order-2 Fourier series through :data:`RIM_DRAWS` random sets of 5 rays
+    (fixed seed: the result is reproducible); the curve with the most rays within
+    :data:`RIM_OUTLIER_MM` of it wins, each ray more than 1 mm *outside* the curve's reach
+    (the curve beyond bone, impossible for the rim) counting -3. (2) Refinement: ordinary
+    least squares on the rays no more than max(3 robust SDs, :data:`RIM_OUTLIER_MM`)
+    beyond the curve, repeated until they no longer change; order
+    :data:`RIM_HARMONICS` when the kept rays leave no gap wider than
+    :data:`RIM_MAX_GAP_DEG`, else order 2. None when fewer than :data:`MIN_RIM_SIDE_RAYS`
+    kept rays lie beyond +20 deg or beyond -20 deg, fewer than 40 % of the rays are kept,
+    or the curve passes more than 1 mm beyond a ray's rim.
 
     Returns:
         (coefficients float64 (2 * RIM_HARMONICS + 1,), kept rays bool (K,)).
@@ -261,25 +265,28 @@ def fit_rim(phi: F64, raw_mm: F64) -> tuple[F64, npt.NDArray[np.bool_]] | None:
     ok = np.isfinite(raw_mm)
     if ok.sum() < 2 * RIM_HARMONICS + 1 + 4:
         return None
-    a, y = _rim_design(phi[ok]), raw_mm[ok]
-    w = np.ones(len(y))
-    for _ in range(50):
-        sw = np.sqrt(w)
-        coef = np.linalg.lstsq(a * sw[:, None], y * sw, rcond=None)[0]
-        res = y - a @ coef
-        new_w = np.where(res > 0, RIM_ALS_WEIGHT, 1.0 - RIM_ALS_WEIGHT)
-        if np.array_equal(new_w, w):
-            break
-        w = new_w
-    med = float(np.median(res))
-    low = res[res <= med]
-    sd = max(1.4826 * float(np.median(np.abs(low - med))), 0.05)
-    keep = res <= med + max(3.0 * sd, RIM_OUTLIER_MM)
+    p, y = phi[ok], raw_mm[ok]
+    a2 = _rim_design(p)[:, :5]
+    rng = np.random.default_rng(0)
+    idx = np.stack([rng.choice(len(y), 5, replace=False) for _ in range(RIM_DRAWS)])
+    sets = a2[idx]  # (D, 5, 5)
+    good = np.abs(np.linalg.det(sets)) > 1e-9
+    coefs = np.linalg.solve(sets[good], y[idx[good]][:, :, None])[:, :, 0]  # (D, 5)
+    res = y[:, None] - a2 @ coefs.T  # (K, D)
+    score = (np.abs(res) <= RIM_OUTLIER_MM).sum(axis=0) - 3 * (res < -1.0).sum(axis=0)
+    res = res[:, int(np.argmax(score))]
+    keep = np.abs(res) <= RIM_OUTLIER_MM
+    coef = np.zeros(2 * RIM_HARMONICS + 1)
     for _ in range(10):
-        if keep.sum() < a.shape[1] + 2:
+        kept = np.sort(p[keep])
+        gap = float(np.rad2deg(np.diff(kept).max(initial=np.pi)))
+        n_coef = 2 * RIM_HARMONICS + 1 if gap <= RIM_MAX_GAP_DEG else 5
+        if keep.sum() < n_coef + 2:
             return None
-        coef = np.linalg.lstsq(a[keep], y[keep], rcond=None)[0]
-        res = y - a @ coef
+        a = _rim_design(p)[:, :n_coef]
+        coef[:] = 0.0
+        coef[:n_coef] = np.linalg.lstsq(a[keep], y[keep], rcond=None)[0]
+        res = y - a @ coef[:n_coef]
         sd = max(1.4826 * float(np.median(np.abs(res[keep]))), 0.05)
         new = res <= max(3.0 * sd, RIM_OUTLIER_MM)
         if np.array_equal(new, keep):
@@ -287,14 +294,15 @@ def fit_rim(phi: F64, raw_mm: F64) -> tuple[F64, npt.NDArray[np.bool_]] | None:
         keep = new
     inlier = np.zeros(len(phi), dtype=bool)
     inlier[np.flatnonzero(ok)[keep]] = True
-    side = np.deg2rad(30.0)
+    side = np.deg2rad(20.0)
     if (
         inlier.sum() < 0.4 * ok.sum()
         or (inlier & (phi > side)).sum() < MIN_RIM_SIDE_RAYS
         or (inlier & (phi < -side)).sum() < MIN_RIM_SIDE_RAYS
+        or float(np.max(-res)) > 1.0
     ):
         return None
-    return np.asarray(coef, dtype=np.float64), inlier
+    return coef, inlier
 
 
 def osteophyte_free_rim(
