@@ -405,8 +405,7 @@ def check_scheme_values(array: npt.NDArray[Any], scheme: MeasureScheme, source: 
         )
     if scheme is OAI_ZIB_SCHEME and 5 in present:
         box = ndimage.find_objects(np.asarray(array == 5, dtype=np.uint8))[0]
-        assert box is not None
-        contacts = cartilage_contacts(array, box, 5, (3, 6))
+        contacts = cartilage_contacts(array, box, 5, (3, 6)) if box else {3: 0, 6: 0}
         if contacts[3] > contacts[6]:
             raise InputError(
                 f"{source}: its label 5 lies on the tibia ({contacts[3]} voxel faces; "
@@ -424,7 +423,8 @@ def _present_values(array: npt.NDArray[Any]) -> list[int]:
     """Non-zero values of an integer or boolean label map holding 0..MAX_LABEL_VALUE."""
     if array.dtype.kind == "b":
         return [1] if bool(array.any()) else []
-    counts = np.bincount(np.asarray(array).ravel().astype(np.intp), minlength=1)
+    # values are 0..MAX_LABEL_VALUE here (label_map_problem): uint8 holds them exactly
+    counts = np.bincount(np.asarray(array).ravel().astype(np.uint8, copy=False), minlength=1)
     return [int(v) for v in np.nonzero(counts)[0] if v != 0]
 
 
@@ -580,6 +580,12 @@ def to_kneescope_labels(
             split = split_tibial_cartilage(combined, affine, up, declared)
             mapped[split.medial] = _KS["medial_tibial_cartilage"]
             mapped[split.lateral] = _KS["lateral_tibial_cartilage"]
+            log.debug(
+                "%s: tibial cartilage split, gap ratio %.2f, axis %.0f deg from header x",
+                source,
+                split.gap_ratio,
+                split.axis_to_world_x_deg,
+            )
         mapped[mapped == _COMBINED_MARK] = 0
     return KneescopeLabels(Volume(mapped, affine, dict(metadata)), declared, labelled, split)
 
