@@ -1,12 +1,25 @@
 """Meniscal extrusion and tibial coverage.
 
-Extrusion (mm, positive = beyond the rim): in the coronal slab (``half_width_mm`` either side)
-through the centre of the compartment's tibial plate, the outermost point of the meniscus
-minus the tibial plateau rim; "outer" is medial for the medial meniscus and lateral for the
-lateral one. The rim is the outermost tibial bone within ``rim_depth_mm`` below the top of the
-plateau *at its edge* (the highest tibia point among the outermost 3 mm of the slab), so a
-metaphysis that flares below the plateau, and the plateau's own slope, do not move it. Both
-come from sub-voxel surfaces (see :mod:`kneescope.biomarkers.surfaces`), not voxel centres.
+Extrusion (mm, positive = beyond the rim) is measured from the **osteophyte-free tibial
+plateau rim** of the compartment (:func:`osteophyte_free_rim`): the rim is found on rays
+from the plate's centre (:func:`rim_on_rays`: on each ray's strip, the outermost tibial
+bone within ``rim_depth_mm`` below the plateau's edge height there, so a flaring
+metaphysis and the plateau's slope do not move it) and a smooth curve is fitted to it that
+leaves out the rays a marginal osteophyte moved outwards (:func:`fit_rim`).
+
+- mid-coronal (``<m>_meniscus_extrusion_mm``): in the coronal slab (``half_width_mm``
+  either side) through the centre of the compartment's tibial plate, the outermost point
+  of the meniscus minus the outermost point of the fitted rim; "outer" is medial for the
+  medial meniscus and lateral for the lateral one;
+- 3D over the meniscal body (``..._max_mm``, ``..._mean_mm``): along the rim's outward
+  normal (in the axial plane), at rim points whose normal lies within
+  ``extrusion_body_deg`` of the outward axis (:func:`extrusion_profile`); the maximum, and
+  the mean weighted by rim arc length.
+
+Meniscus and tibia come from sub-voxel surfaces (see :mod:`kneescope.biomarkers.surfaces`),
+not voxel centres. ``MeasureConfig.extrusion_rim = "outermost-bone"`` gives the earlier
+mid-coronal method instead (:func:`tibial_rim`: the outermost tibial bone in the slab,
+which a spur in the slab moves), for comparison.
 
 Coverage (%): the share of the tibial plate's projected area (interface and denuded bone,
 seen from above, weighted by projected area) that the meniscus covers; the meniscus is
@@ -279,7 +292,7 @@ def fit_rim(phi: F64, raw_mm: F64) -> tuple[F64, npt.NDArray[np.bool_]] | None:
     coef = np.zeros(2 * RIM_HARMONICS + 1)
     for _ in range(10):
         kept = np.sort(p[keep])
-        gap = float(np.rad2deg(np.diff(kept).max(initial=np.pi)))
+        gap = float(np.rad2deg(np.diff(kept).max(initial=0.0)))
         n_coef = 2 * RIM_HARMONICS + 1 if gap <= RIM_MAX_GAP_DEG else 5
         if keep.sum() < n_coef + 2:
             return None
