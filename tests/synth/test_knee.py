@@ -163,14 +163,21 @@ def test_full_size_truth_agrees_with_label_map() -> None:
 
 
 def test_fine_grid_thickness_and_volume_converge_to_truth() -> None:
-    """On a 0.4 mm isotropic grid around the medial plateau, measured = truth within 2 %."""
+    """On a 0.4 mm isotropic grid around the medial plateau, measured = truth within 2-4 %.
+
+    The voxel distance transform reads the *nearest* bone distance, which is shorter than the
+    thickness along the bone normal (the truth's) wherever the articular surface slopes over
+    the bone (t / sqrt(1 + slope^2) on the tapered margins), so it may only read low: here
+    -2.9 %. (Until the renderer read the thickness at each voxel's foot on the bone, it drew
+    the tibial plates ~2.4 % thicker than their truth along the normal, which hid this.)
+    """
     from kneescope.synth.params import SizeSpec
 
     size = SizeSpec(name="fine", shape=(115, 35, 145), spacing_mm=(0.4, 0.4, 0.4))
     sample = render_knee(KneeParams(offset_mm=(-19.0, 0.0, -9.0), noise_sigma=0.0), size)
     truth = sample.truth.plates["medial_tibial"]
     got = measured_plate_thickness(sample.labels.array, 4, 3, size.spacing_mm)
-    assert got == pytest.approx(truth.thickness_mean_mm, rel=0.02)
+    assert 0.96 * truth.thickness_mean_mm <= got <= 1.005 * truth.thickness_mean_mm
     counted = float((sample.labels.array == 4).sum()) * 0.4**3
     assert counted == pytest.approx(truth.volume_mm3, rel=0.02)
 

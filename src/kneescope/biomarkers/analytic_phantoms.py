@@ -1,10 +1,12 @@
 """Analytic cartilage-like shapes with exactly known thickness, for validating thickness.
 
-Each phantom is a bone region covered by a layer of constant thickness: a flat slab on a
-half-space, a cylindrical shell on a solid cylinder, or a spherical shell on a ball, in any
-rigid orientation and sub-voxel position. Voxelisation is the *exact inside test at voxel
-centres* (a voxel is cartilage when its centre lies inside the layer), which is what a perfect
-segmentation of an infinitely sharp image gives.
+Each phantom is a bone region covered by a layer of known thickness: a flat slab on a
+half-space, a cylindrical shell on a solid cylinder, a spherical shell on a ball (constant
+thickness), or a wedge (a flat layer on a half-space whose thickness grows linearly across
+the plane, like a plate's tapered margin), in any rigid orientation and sub-voxel position.
+Voxelisation is the *exact inside test at voxel centres* (a voxel is cartilage when its
+centre lies inside the layer), which is what a perfect segmentation of an infinitely sharp
+image gives.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import numpy.typing as npt
 from kneescope.errors import InputError
 from kneescope.types import Affine
 
-ShapeKind = Literal["slab", "cylinder", "sphere"]
+ShapeKind = Literal["slab", "cylinder", "sphere", "wedge"]
+WEDGE_SLOPE = 0.3
+"""Thickness change (mm) per mm across the wedge (17 deg between its surfaces)."""
 DESS_SPACING_MM = (0.7, 0.3646, 0.3646)
 
 
@@ -30,8 +34,10 @@ class AnalyticPlate:
         cartilage: bool (I, J, K) layer voxels.
         bone: bool (I, J, K) bone voxels.
         affine: 4x4 voxel -> RAS+ mm (axis-aligned; the shape carries the rotation).
-        thickness_mm: true thickness everywhere on the interface.
+        thickness_mm: true thickness on the interface (the wedge: at its centre line).
         margin_mm: evaluate only interface points at least this far inside the grid box.
+        rotation: 3x3 rotation of the shape; centre_mm: (3,) its centre (world mm).
+        slope: thickness change per mm along the shape's first axis (wedge; else 0).
     """
 
     cartilage: npt.NDArray[np.bool_]
@@ -39,6 +45,15 @@ class AnalyticPlate:
     affine: Affine
     thickness_mm: float
     margin_mm: float
+    rotation: npt.NDArray[np.float64]
+    centre_mm: npt.NDArray[np.float64]
+    slope: float = 0.0
+
+    def true_thickness_mm(self, points_mm: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Exact thickness along the bone normal (mm, (N,)) at bone-surface points (N, 3)."""
+        u0 = (points_mm - self.centre_mm) @ self.rotation[:, 0]
+        out: npt.NDArray[np.float64] = self.thickness_mm + self.slope * u0
+        return out
 
     def interior(self, points_mm: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
         """True for world points (N, 3) at least ``margin_mm`` inside the grid box."""
@@ -71,7 +86,9 @@ def analytic_plate(
 
     Args:
         kind: ``"slab"`` (half-space bone, flat layer), ``"cylinder"`` (solid cylinder of
-            ``radius_mm`` with a shell) or ``"sphere"`` (ball of ``radius_mm`` with a shell).
+            ``radius_mm`` with a shell), ``"sphere"`` (ball of ``radius_mm`` with a shell) or
+            ``"wedge"`` (half-space bone, layer of ``thickness_mm + WEDGE_SLOPE * u`` at
+            ``u`` mm along the shape's first axis from its centre).
         thickness_mm: layer thickness in mm.
         rotation: 3x3 rotation applied to the shape (slab normal = rotation @ z, cylinder
             axis = rotation @ z); identity when omitted.
@@ -100,10 +117,16 @@ def analytic_plate(
             sl[d] = slice(None)
             acc = acc + rot[d, row] * (axes[d] - centre[d])[tuple(sl)]
         u[row] = acc.astype(np.float32)
+    slope = 0.0
     if kind == "slab":
         h = u[2]
         bone = h < 0
         cartilage = (h >= 0) & (h < thickness_mm)
+    elif kind == "wedge":
+        slope = WEDGE_SLOPE
+        h = u[2]
+        bone = h < 0
+        cartilage = (h >= 0) & (h < thickness_mm + slope * u[0])
     elif kind == "cylinder":
         r = np.sqrt(u[0] ** 2 + u[1] ** 2)
         bone = r < radius_mm
@@ -113,5 +136,7 @@ def analytic_plate(
         bone = r < radius_mm
         cartilage = (r >= radius_mm) & (r < radius_mm + thickness_mm)
     else:
-        raise InputError(f"unknown phantom kind {kind!r}; use 'slab', 'cylinder' or 'sphere'")
-    return AnalyticPlate(cartilage, bone, affine, float(thickness_mm), margin_mm=2.5)
+        raise InputError(
+            f"unknown phantom kind {kind!r}; use 'slab', 'cylinder', 'sphere' or 'wedge'"
+        )
+    return AnalyticPlate(cartilage, bone, affine, float(thickness_mm), 2.5, rot, centre, slope)

@@ -1,21 +1,27 @@
-"""Cartilage thickness by nearest-surface distance between sub-voxel surfaces.
+"""Cartilage thickness along the bone normal between sub-voxel surfaces.
 
-Method (see docs/biomarkers.md): the bone-cartilage interface (BCI) is the 0.5 level of the
-blurred bone indicator; the articular surface is the 0.5 level of the blurred (bone or
-cartilage) indicator, restricted to where cartilage rather than bone lies beneath it. Both
-regions are thick, so blurring does not shrink thin cartilage (blurring the cartilage mask
-itself would). Thickness at each BCI vertex is the Euclidean distance in mm to the nearest
-articular-surface vertex (to its tangent disc), found with a k-d tree.
+Method (see docs/biomarkers.md, "Cartilage thickness: method and why"): the bone-cartilage
+interface (BCI) is the 0.5 level of the blurred bone indicator; the articular surface is the
+0.5 level of the blurred (bone or cartilage) indicator. Both regions are thick, so blurring
+does not shrink thin cartilage (blurring the cartilage mask itself would). Thickness at each
+bone vertex is the distance in mm along the vertex's outward bone normal to where the blurred
+(bone or cartilage) indicator falls below 0.5: the cartilage's extent along the bone normal,
+the definition the Chondrometrics-style per-vertex thickness and the synthetic knees' exact
+truth share. A bone vertex is covered where that thickness is at least ``min_thickness_mm``
+(0.15 mm). An area-weighted, mean-preserving smoothing over the interface removes the terraces
+of grid-aligned binary surfaces without moving plate means.
 
-Nearest-surface distance agrees with surface-normal methods on real knees and, unlike ray
-casting, does not overestimate where the two surfaces are not parallel. Measuring between
-sub-voxel surfaces instead of voxel faces or voxel-centre distance maps removes the half-voxel
-bias of voxelised surfaces.
+``method="nearest"`` keeps kneescope's earlier nearest-surface thickness (distance to the
+nearest normal-compatible articular point, covered where the blurred cartilage reaches
+``cover_threshold``) for comparison: it reads low wherever the articular surface slopes over
+the bone (tapered plate margins) and its coverage rule drops cartilage under ~0.3 mm, so its
+plate means are off the exact truth by -9 to +2 % (docs/biomarkers.md, Validation).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +36,25 @@ from kneescope.biomarkers.surfaces import (
     smoothed_indicator,
 )
 from kneescope.types import Affine
+
+MIN_COVER_MM = 0.15
+"""Bone counts as cartilage-covered where the cartilage along its normal is at least this
+thick (mm); the synthetic knees' truth uses the same rule (synth.anatomy.THIN_MM)."""
+
+MAX_THICKNESS_MM = 8.0
+"""Rays along the bone normal stop here (mm): thicker is not cartilage (QC flags > 10 mm)."""
+
+RAY_STEP_MM = 0.25
+"""Sampling step along the bone normal (mm); the crossing is interpolated between samples
+(the blurred fields vary over >= 0.4 mm, so linear interpolation is exact to ~1 um)."""
+
+SHOWN_WITHIN_MM = 0.5
+"""Covered bone needs a cartilage voxel of the mask within this distance (mm) of its ray."""
+
+NORMAL_SIGMA_MM = 0.9
+"""Blur (mm) of the bone indicator whose gradient gives the ray directions."""
+
+ThicknessMethod = Literal["normal", "nearest"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +87,8 @@ def plate_surfaces(
     cover_threshold: float = 0.25,
     normal_cos_min: float = 0.7,
     smoothing_mm: float = 1.5,
+    method: ThicknessMethod = "normal",
+    min_thickness_mm: float = MIN_COVER_MM,
 ) -> PlateSurfaces:
     """Sub-voxel bone and articular surfaces of one plate and the thickness between them.
 
@@ -70,16 +97,19 @@ def plate_surfaces(
         bone: bool (I, J, K) voxels of the bone under the plate, same grid.
         affine: 4x4 voxel -> RAS+ mm of the grid.
         sigma_vox: Gaussian width in voxels along each axis used for the sub-voxel surfaces.
-        cover_threshold: a bone vertex is covered when the blurred cartilage indicator there
-            reaches this value (0.5 x the value at a bone/cartilage boundary, ~0.25).
-        normal_cos_min: a bone vertex pairs with the nearest articular point whose outward
-            normal has at least this cosine with the bone normal, so the side walls at a
-            plate's edge do not shorten the thickness there (nearest point overall if none
-            of the 256 nearest qualifies).
-        smoothing_mm: Gaussian width (mm) of the normalised convolution that smooths the
-            thickness over the interface (0: none). Binary masks put terraces of up to half a
-            voxel into both surfaces where they lie nearly parallel to the grid; averaging over
-            ~1.5 mm removes most of that without blurring real thickness patterns.
+        cover_threshold: ``method="nearest"`` only: a bone vertex is covered when the blurred
+            cartilage indicator there reaches this value.
+        normal_cos_min: ``method="nearest"`` only: a bone vertex pairs with the nearest
+            articular point whose outward normal has at least this cosine with its normal.
+        smoothing_mm: Gaussian width (mm) of the mean-preserving smoothing of the thickness
+            over the interface (0: none). Binary masks put terraces of up to half a voxel into
+            both surfaces where they lie nearly parallel to the grid; averaging over ~1.5 mm
+            removes most of that without blurring real thickness patterns, and the
+            area-weighted plate mean is unchanged by construction (:func:`_smooth_on_grid`).
+        method: ``"normal"`` (default): thickness along the bone normal; ``"nearest"``: the
+            earlier nearest-surface thickness (see the module docstring).
+        min_thickness_mm: ``method="normal"``: bone is covered where the thickness along its
+            normal is at least this (mm).
 
     Returns:
         :class:`PlateSurfaces`; the bone mesh is empty when there is no bone in the grid.
@@ -92,33 +122,143 @@ def plate_surfaces(
     thickness = np.full(n, np.nan)
     if n == 0 or not cartilage.any():
         return PlateSurfaces(bone_mesh, np.zeros(n, bool), thickness, 0.0)
-    covered = sample_field(cart_field, affine, bone_mesh.vertices_mm) >= cover_threshold
-
+    cart_at_bone = sample_field(cart_field, affine, bone_mesh.vertices_mm)
     near = ndimage.binary_dilation(cartilage, iterations=2)
     outer = iso_surface(union_field, affine, region=near)
-    targets, target_normals = _articular_points(outer, cart_field, bone_field, affine)
     articular_area = _articular_area(outer, cart_field, bone_field, affine)
-    if len(targets) and covered.any():
-        thickness[covered] = _paired_distance(
-            bone_mesh.vertices_mm[covered],
-            bone_mesh.normals[covered],
-            targets,
-            target_normals,
-            normal_cos_min,
-            0.35 * outer.median_edge_mm(),
+    if method == "normal":
+        # candidates: any cartilage within the blur's reach (the ray decides)
+        cand = np.flatnonzero(cart_at_bone > 0.01)
+        directions = _smooth_normals(bone_field, affine, bone_mesh.vertices_mm[cand], sigma_vox)
+        along = _normal_thickness(bone_mesh.vertices_mm[cand], directions, union_field, affine)
+        covered = np.zeros(n, bool)
+        near_mask = _dilate_mm(cartilage, affine, SHOWN_WITHIN_MM)
+        covered[cand] = (along >= min_thickness_mm) & _label_shows_cartilage(
+            near_mask, affine, bone_mesh.vertices_mm[cand], directions, along
         )
-        if smoothing_mm > 0:
-            thickness[covered] = _smooth_on_grid(
-                bone_mesh.vertices_mm[covered],
-                thickness[covered],
-                bone_mesh.vertex_area_mm2[covered],
-                affine,
-                bone.shape,
-                smoothing_mm,
-            )
+        thickness[covered] = along[covered[cand]]
     else:
-        covered[:] = False
+        covered = cart_at_bone >= cover_threshold
+        targets, target_normals = _articular_points(outer, cart_field, bone_field, affine)
+        if len(targets) and covered.any():
+            thickness[covered] = _paired_distance(
+                bone_mesh.vertices_mm[covered],
+                bone_mesh.normals[covered],
+                targets,
+                target_normals,
+                normal_cos_min,
+                0.35 * outer.median_edge_mm(),
+            )
+        else:
+            covered[:] = False
+    if smoothing_mm > 0 and covered.any():
+        thickness[covered] = _smooth_on_grid(
+            bone_mesh.vertices_mm[covered],
+            thickness[covered],
+            bone_mesh.vertex_area_mm2[covered],
+            affine,
+            bone.shape,
+            smoothing_mm,
+        )
     return PlateSurfaces(bone_mesh, covered, thickness, articular_area)
+
+
+def _smooth_normals(
+    bone_field: npt.NDArray[np.float32],
+    affine: Affine,
+    points: F64,
+    sigma_vox: float,
+    sigma_mm: float = NORMAL_SIGMA_MM,
+) -> F64:
+    """Unit outward bone normals (N, 3) at ``points``: the gradient of the bone indicator
+    (``bone_field``, already blurred by ``sigma_vox`` voxels) blurred on to ``sigma_mm``.
+    The mesh's own normals follow the terraces that a binary mask leaves in surfaces lying
+    nearly parallel to a grid plane (tilted by up to ~25 deg), and a ray along a tilted normal
+    reads 1 / cos(tilt) too thick; a surface's normal varies over centimetres, so a 0.9 mm
+    blur loses nothing real."""
+    if len(points) == 0:
+        return np.zeros((0, 3))
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    extra = np.sqrt(np.maximum((sigma_mm / spacing) ** 2 - sigma_vox**2, 0.0))
+    field = ndimage.gaussian_filter(bone_field, tuple(float(e) for e in extra), mode="nearest")
+    inv = np.linalg.inv(affine)
+    ijk = (points @ inv[:3, :3].T + inv[:3, 3]).T
+    grad_idx = np.stack(
+        [ndimage.map_coordinates(g, ijk, order=1, mode="nearest") for g in np.gradient(field)],
+        axis=1,
+    ).astype(np.float64)
+    outward = -(grad_idx @ inv[:3, :3])  # d/d(index) -> d/d(world), pointing out of bone
+    norm = np.linalg.norm(outward, axis=1, keepdims=True)
+    out: F64 = outward / np.where(norm > 0, norm, 1.0)
+    return out
+
+
+def _dilate_mm(
+    mask: npt.NDArray[np.bool_], affine: Affine, radius_mm: float
+) -> npt.NDArray[np.bool_]:
+    """``mask`` grown by the voxels of the 3x3x3 neighbourhood whose centres lie within
+    ``radius_mm`` (world mm; on 0.7 x 0.365 mm voxels: in-plane neighbours only)."""
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    offsets = np.indices((3, 3, 3)).reshape(3, -1).T - 1
+    within = np.linalg.norm(offsets * spacing, axis=1) <= radius_mm
+    structure = np.zeros((3, 3, 3), bool)
+    structure[tuple((offsets[within] + 1).T)] = True
+    out: npt.NDArray[np.bool_] = ndimage.binary_dilation(mask, structure=structure)
+    return out
+
+
+def _label_shows_cartilage(
+    cartilage: npt.NDArray[np.bool_], affine: Affine, points: F64, directions: F64, along: F64
+) -> npt.NDArray[np.bool_]:
+    """(N,) True where a voxel of the cartilage mask itself is the nearest voxel to some point
+    of the ray between the bone and the articular surface (samples every 0.05 mm, at most
+    :data:`MAX_THICKNESS_MM`). The blurred union's 0.5 level runs on for about one blur width
+    beyond a plate's edge (0.84 mm across 0.7 mm slices), which the thickness alone would
+    count as thin covered bone; the mask ends where the segmentation ends."""
+    inv = np.linalg.inv(affine)
+    shown = np.zeros(len(points), bool)
+    limit = np.minimum(np.nan_to_num(along), MAX_THICKNESS_MM)
+    for s in np.arange(0.025, float(limit.max(initial=0.0)), 0.05):
+        todo = ~shown & (limit > s)
+        if not todo.any():
+            break
+        q = points[todo] + s * directions[todo]
+        ijk = np.rint(q @ inv[:3, :3].T + inv[:3, 3]).astype(np.int64)
+        inside = np.all((ijk >= 0) & (ijk < np.array(cartilage.shape)), axis=1)
+        hit = np.zeros(len(q), bool)
+        hit[inside] = cartilage[ijk[inside, 0], ijk[inside, 1], ijk[inside, 2]]
+        shown[np.flatnonzero(todo)[hit]] = True
+    return shown
+
+
+def _normal_thickness(
+    points: F64, normals: F64, union_field: npt.NDArray[np.float32], affine: Affine
+) -> F64:
+    """Distance (N,) mm from each bone point along its unit outward normal to the first point
+    where the blurred (bone or cartilage) indicator falls below 0.5 (the articular surface;
+    0 over bare bone; :data:`MAX_THICKNESS_MM` when the ray stays inside)."""
+    if len(points) == 0:
+        return np.zeros(0)
+    steps = np.arange(0.0, MAX_THICKNESS_MM + RAY_STEP_MM / 2, RAY_STEP_MM)
+    inv = np.linalg.inv(affine)
+    out = np.empty(len(points))
+    for lo in range(0, len(points), 20000):  # bounded memory
+        p, nrm = points[lo : lo + 20000], normals[lo : lo + 20000]
+        q = p[:, None, :] + steps[None, :, None] * nrm[:, None, :]
+        ijk = q.reshape(-1, 3) @ inv[:3, :3].T + inv[:3, 3]
+        # beyond the grid nothing is known: a ray ends there (measure crops 4 mm around)
+        v = ndimage.map_coordinates(union_field, ijk.T, order=1, mode="constant", cval=0.0)
+        v = v.reshape(len(p), len(steps)).astype(np.float64) - 0.5
+        outside = v < 0.0
+        outside[:, 0] = False  # the bone point itself (0.5 level of bone <= union)
+        first = np.argmax(outside, axis=1)
+        first[~outside.any(axis=1)] = len(steps) - 1
+        first = np.maximum(first, 1)
+        rows = np.arange(len(p))
+        v0, v1 = v[rows, first - 1], v[rows, first]
+        frac = np.clip(v0 / np.maximum(v0 - v1, 1e-12), 0.0, 1.0)
+        out[lo : lo + 20000] = steps[first - 1] + frac * RAY_STEP_MM
+    return out
 
 
 def _smooth_on_grid(
@@ -129,7 +269,17 @@ def _smooth_on_grid(
     shape: tuple[int, ...],
     sigma_mm: float,
 ) -> F64:
-    """Gaussian normalised convolution of point values (N,) splatted on the voxel grid."""
+    """Mean-preserving Gaussian smoothing of point values (N,) with weights (N,) (areas).
+
+    With ``K`` the symmetric point-to-point kernel (splat to a coarse grid, Gaussian, gather
+    with the same cells) and ``a_i = (K w)_i / max(K w)``, each value becomes
+    ``(1 - a_i) v_i + a_i (K w v)_i / (K w)_i``: the normalised convolution inside the plate,
+    more of its own value where fewer neighbours surround it (the plate's edge). Then
+    ``sum_i w_i out_i = sum_i w_i v_i + ((w v)' K w - w' K (w v)) / max(K w)``, which is
+    exactly the weighted sum of the input (K symmetric): the plate mean does not move. (A
+    plain normalised convolution pulls edge values towards the interior, which raised plate
+    means by up to 2 % on tapered plates.)
+    """
     # splat on a grid coarsened so that each cell stays below sigma / 2 (speed only)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     step = np.maximum(1, np.floor(sigma_mm / (2.0 * spacing))).astype(np.int64)
@@ -142,13 +292,13 @@ def _smooth_on_grid(
     num = np.bincount(flat, weights=weights * values, minlength=size).reshape(coarse)
     den = np.bincount(flat, weights=weights, minlength=size).reshape(coarse)
     sigma_vox = tuple(float(sigma_mm / (s * n)) for s, n in zip(spacing, step, strict=True))
-    num_s = ndimage.gaussian_filter(num.astype(np.float32), sigma_vox, mode="constant")
-    den_s = ndimage.gaussian_filter(den.astype(np.float32), sigma_vox, mode="constant")
-    n_at = ndimage.map_coordinates(num_s, ijk.T, order=1, mode="nearest")
-    d_at = ndimage.map_coordinates(den_s, ijk.T, order=1, mode="nearest")
-    ok = d_at > 1e-6
-    out = values.copy()
-    out[ok] = n_at[ok] / d_at[ok]
+    num_s = ndimage.gaussian_filter(num, sigma_vox, mode="constant").ravel()[flat]
+    den_s = ndimage.gaussian_filter(den, sigma_vox, mode="constant").ravel()[flat]
+    top = float(den_s.max(initial=0.0))
+    if top <= 0.0:
+        return values.copy()
+    a = den_s / top
+    out: F64 = values * (1.0 - a) + num_s / top
     return out
 
 

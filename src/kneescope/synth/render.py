@@ -186,6 +186,36 @@ def _normalised_banded(s: F32, spacing: tuple[float, float, float]) -> tuple[F32
     return dn, w
 
 
+def _foot(s: F32, x: F32, y: F32, z: F32) -> tuple[F32, F32, F32]:
+    """Canonical coordinates (mm, float32, shaped like ``x``) of each voxel's first-order foot
+    point on the zero level of the distance-like field ``s``: ``p - s grad(s) / |grad(s)|^2``.
+
+    The imposed cartilage thickness is a field on the bone surface (synth.truth integrates it
+    there, as thickness along the bone normal). Evaluated at the foot rather than at the voxel,
+    every point of a bone normal sees the thickness of its foot, so the rendered cartilage
+    reaches exactly that thickness along the normal; evaluated at the voxel, it drew plates
+    whose thickness changes along the normal 2-8 % off their truth (the patella thinner, the
+    tibial plates thicker; docs/biomarkers.md, Validation). Needs >= 2 samples per axis.
+    """
+    g = np.gradient(s)  # per index step along the array axes
+    # canonical displacement of one index step along each array axis (the grid is affine)
+    step = np.array(
+        [
+            [c[1, 0, 0] - c[0, 0, 0], c[0, 1, 0] - c[0, 0, 0], c[0, 0, 1] - c[0, 0, 0]]
+            for c in (x, y, z)
+        ],
+        dtype=np.float64,
+    )
+    to_world = np.linalg.inv(step).T.astype(np.float32)  # d/d(index) -> d/d(canonical)
+    gx, gy, gz = (sum(to_world[r, i] * g[i] for i in range(3)) for r in range(3))
+    scale = s / np.maximum(gx * gx + gy * gy + gz * gz, np.float32(1e-6))
+    return (
+        (x - scale * gx).astype(np.float32),
+        (y - scale * gy).astype(np.float32),
+        (z - scale * gz).astype(np.float32),
+    )
+
+
 def _masked(
     fn: Callable[..., F32], mask: npt.NDArray[np.bool_], x: F32, y: F32, z: F32, fill: float
 ) -> F32:
@@ -271,21 +301,28 @@ def _render_block(
     """Fractions (10, n, J, K), image, label map and tissue map of the ``keep`` slices of a
     block (the block carries a one-slice halo for the distance-field gradients)."""
     one = np.float32(1.0)
-    dF, wF = _normalised_banded(banded(shape.femur_sdf, x, y, z, BAND_MM), spacing)
-    dT, wT = _normalised_banded(banded(shape.tibia_sdf, x, y, z, BAND_MM), spacing)
-    dP, wP = _normalised_banded(banded(shape.patella_sdf, x, y, z, BAND_MM), spacing)
+    sF = banded(shape.femur_sdf, x, y, z, BAND_MM)
+    sT = banded(shape.tibia_sdf, x, y, z, BAND_MM)
+    sP = banded(shape.patella_sdf, x, y, z, BAND_MM)
+    dF, wF = _normalised_banded(sF, spacing)
+    dT, wT = _normalised_banded(sT, spacing)
+    dP, wP = _normalised_banded(sP, spacing)
     dFib, wFib = _normalised_banded(banded(shape.fibula_sdf, x, y, z, BAND_MM), spacing)
+    # cartilage thickness is read at the foot of each voxel's bone normal (see _foot)
+    fFx, fFy, fFz = (c[keep] for c in _foot(sF, x, y, z))
+    fTx, fTy, fTz = (c[keep] for c in _foot(sT, x, y, z))
+    fPx, fPy, fPz = (c[keep] for c in _foot(sP, x, y, z))
     x, y, z = x[keep], y[keep], z[keep]
     dF, wF, dT, wT, dP, wP = dF[keep], wF[keep], dT[keep], wT[keep], dP[keep], wP[keep]
     dFib, wFib = dFib[keep], wFib[keep]
 
     t_max = 6.0
-    tF = _masked(shape.femoral_thickness, (dF > -1.0) & (dF < t_max), x, y, z, 0.0)
+    tF = _masked(shape.femoral_thickness, (dF > -1.0) & (dF < t_max), fFx, fFy, fFz, 0.0)
     near_t = (dT > -1.0) & (dT < t_max) & (z > -12.0)
-    tTm = _masked(shape.medial_tibial_thickness, near_t & (x < 0), x, y, z, 0.0)
-    tTl = _masked(shape.lateral_tibial_thickness, near_t & (x >= 0), x, y, z, 0.0)
-    tP = _masked(shape.patellar_thickness, (dP > -1.0) & (dP < t_max), x, y, z, 0.0)
-    lateral_side = (x >= 0).astype(np.float32)
+    tTm = _masked(shape.medial_tibial_thickness, near_t & (fTx < 0), fTx, fTy, fTz, 0.0)
+    tTl = _masked(shape.lateral_tibial_thickness, near_t & (fTx >= 0), fTx, fTy, fTz, 0.0)
+    tP = _masked(shape.patellar_thickness, (dP > -1.0) & (dP < t_max), fPx, fPy, fPz, 0.0)
+    lateral_side = (fTx >= 0).astype(np.float32)
     tT = tTm + tTl
 
     oF, oT, oP = _ramp(dF, wF), _ramp(dT, wT), _ramp(dP, wP)
