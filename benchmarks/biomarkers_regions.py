@@ -39,7 +39,9 @@ def _kind(region: str) -> str:
     return "subregion"
 
 
-def _knee(seed: int, klg: int, side: str, size_name: str, cache: Path | None) -> tuple:
+def _knee(
+    seed: int, klg: int, side: str, size_name: str, cache: Path | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     from kneescope.synth.anatomy import KneeShape
     from kneescope.synth.knee import render_knee
     from kneescope.synth.params import sample_knee_params, size_spec
