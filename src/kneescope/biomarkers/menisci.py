@@ -336,9 +336,8 @@ def osteophyte_free_rim(
     fitted = fit_rim(phi, raw)
     if fitted is None:
         return None
-    return RimCurve(
-        np.asarray(centre[:2], dtype=np.float64), outward_sign, *fitted[:1], phi, raw, fitted[1]
-    )
+    coef, inlier = fitted
+    return RimCurve(np.asarray(centre[:2], dtype=np.float64), outward_sign, coef, phi, raw, inlier)
 
 
 def slab_rim(rim: RimCurve, half_width_mm: float) -> float:
