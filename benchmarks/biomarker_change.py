@@ -31,7 +31,7 @@ import numpy as np
 
 from biomarker_precision import cached_labels, column_group, fmt
 from kneescope.biomarkers import measure_knee
-from kneescope.biomarkers.change import thickness_change_columns
+from kneescope.biomarkers.change import SDC_FACTOR, shipped_precision, thickness_change_columns
 from kneescope.synth.anatomy import KneeShape
 from kneescope.synth.cohort import CohortSpec, KneeVisit, plan_subject
 from kneescope.synth.params import size_spec
@@ -80,6 +80,7 @@ def main() -> None:
     size = size_spec(args.size)
     t0 = time.time()
     rows: list[dict[str, Any]] = []
+    precision = shipped_precision().columns
     for name, states in progressing_knees(args.seed, visits, args.knees, args.pool):
         measured, truths = [], []
         for st in states:
@@ -111,6 +112,10 @@ def main() -> None:
                         "truth_pct": pct_t,
                         "measured_pct": pct_m,
                         "diff_pp": pct_m - pct_t,
+                        # what rescan noise alone gives (95 %): SDC95 as % of the value
+                        "sdc95_pct": SDC_FACTOR * precision[c].cv_pct
+                        if c in precision
+                        else math.nan,
                     }
                 )
     knees_txt = sorted({r["knee"] for r in rows})
@@ -120,27 +125,62 @@ def main() -> None:
         f"grid {size.shape} at {' x '.join(f'{s:.4g}' for s in size.spacing_mm)} mm; knees: "
         f"{', '.join(knees_txt)}; {time.time() - t0:.0f} s.\n"
     )
-    print("| group | columns x follow-ups | within +-1 pp | max abs diff pp | median abs diff pp |")
-    print("|---|---|---|---|---|")
+    print(
+        "| group | columns x follow-ups | within +-1 pp | within the SDC95 % | max abs diff pp "
+        "| median abs diff pp | max abs mean over knees pp |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for group in ("plate", "aggregate", "subregion", "other"):
-        d = np.array([abs(r["diff_pp"]) for r in rows if column_group(r["column"]) == group])
-        d = d[np.isfinite(d)]
-        if d.size:
-            print(
-                f"| {group} | {d.size} | {int((d <= 1.0).sum())} | {d.max():.2f} | "
-                f"{float(np.median(d)):.2f} |"
-            )
+        sel = [
+            r for r in rows if column_group(r["column"]) == group and math.isfinite(r["diff_pp"])
+        ]
+        if not sel:
+            continue
+        d = np.array([abs(r["diff_pp"]) for r in sel])
+        noise = int(sum(abs(r["diff_pp"]) <= r["sdc95_pct"] for r in sel))
+        means = []
+        for key in {(r["column"], r["visit"].split("->")[1]) for r in sel}:
+            diffs = [r["diff_pp"] for r in sel if (r["column"], r["visit"].split("->")[1]) == key]
+            means.append(abs(float(np.mean(diffs))))
+        print(
+            f"| {group} | {d.size} | {int((d <= 1.0).sum())} | {noise} | {d.max():.2f} | "
+            f"{float(np.median(d)):.2f} | {max(means):.2f} |"
+        )
+    follow_ups = list(dict.fromkeys(r["visit"].split("->")[1] for r in rows))
+    print()
+    print(
+        "Per column: measured - truth (pp), mean over knees / worst knee, per follow-up; "
+        "SDC95 % = 1.96 x sqrt(2) x the rescan CV (what pose and noise alone give, 95 %):\n"
+    )
+    print(
+        "| column | "
+        + " | ".join(f"{v} mean / worst pp" for v in follow_ups)
+        + " | SDC95 % | truth change % (range) |"
+    )
+    print("|---|" + "---|" * len(follow_ups) + "---|---|")
+    for col in dict.fromkeys(r["column"] for r in rows):
+        cells = []
+        for v in follow_ups:
+            d = [r["diff_pp"] for r in rows if r["column"] == col and r["visit"].endswith(v)]
+            worst = max(d, key=abs)
+            cells.append(f"{float(np.mean(d)):+.2f} / {worst:+.2f}")
+        sel = [r for r in rows if r["column"] == col]
+        truth = [r["truth_pct"] for r in sel]
+        print(
+            f"| `{col}` | {' | '.join(cells)} | {fmt(sel[0]['sdc95_pct'])} | "
+            f"{min(truth):.1f} .. {max(truth):.1f} |"
+        )
     print()
     print(
         "| knee | KLG | visits | column | truth at baseline mm | truth change % | "
-        "measured change % | measured - truth pp |"
+        "measured change % | measured - truth pp | SDC95 % |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['knee']} | {r['klg']} | {r['visit']} | `{r['column']}` | "
             f"{r['truth_base']:.3f} | {fmt(r['truth_pct'])} | {fmt(r['measured_pct'])} | "
-            f"{fmt(r['diff_pp'])} |"
+            f"{fmt(r['diff_pp'])} | {fmt(r['sdc95_pct'])} |"
         )
 
 

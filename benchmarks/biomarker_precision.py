@@ -15,8 +15,9 @@ Targets (issue 14): plate RMS CV <= 0.5 %, subregion RMS CV <= 1.5 % (thickness 
         [--precision-table src/kneescope/biomarkers/precision_synth_dess.json]
 
 Rendered label maps are cached under ``--cache`` (one .npz per rescan, named by the knee,
-the grid and a hash of the rescan's parameters), so a rerun after a change of the measurement
-only measures. Prints Markdown (also written to ``--markdown``).
+the grid and a hash of the rescan's parameters and of the generator's rendering code), so a
+rerun after a change of the measurement only measures. Prints Markdown (also written to
+``--markdown``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ CASES = ((0, 2, "right"), (1, 4, "left"), (2, 3, "right"), (3, 0, "left"), (4, 1
 PLATE_REGIONS = ("MT", "LT", "cMF", "cLF", "TrMF", "TrLF", "pMF", "pLF", "P")
 AGGREGATES = ("MFTC", "LFTC", "cMFTC")
 OLD_PLATES = ("femoral", "medial_tibial", "lateral_tibial", "patellar")
+RENDER_SOURCES = ("anatomy.py", "knee.py", "render.py", "sdf.py", "truth.py")
+"""The kneescope.synth modules whose code decides a rendered label map."""
 PLATE_TARGET_PCT = 0.5
 SUBREGION_TARGET_PCT = 1.5
 
@@ -55,6 +58,15 @@ def knee_params(seed: int, klg: int, side: str) -> KneeParams:
     return sample_knee_params(np.random.default_rng(seed), side=side, klg=klg)  # type: ignore[arg-type]
 
 
+def renderer_version() -> str:
+    """Hash of the generator's rendering code (a cached label map of older code is stale)."""
+    import kneescope.synth as synth
+
+    folder = Path(synth.__file__).parent
+    text = b"".join((folder / f).read_bytes() for f in RENDER_SOURCES)
+    return hashlib.sha256(text).hexdigest()[:12]
+
+
 def cached_labels(
     params: KneeParams, size: SizeSpec, cache: Path | None, name: str
 ) -> tuple[Volume, dict[str, float]]:
@@ -62,7 +74,8 @@ def cached_labels(
     ``cache``), and the rendered label volumes (label value as str -> mm^3)."""
     from kneescope.synth.knee import render_knee
 
-    digest = hashlib.sha256(params.model_dump_json().encode()).hexdigest()[:12]
+    digest = hashlib.sha256((params.model_dump_json() + renderer_version()).encode())
+    digest = digest.hexdigest()[:12]
     path = None if cache is None else cache / f"{name}_{size.name}_{digest}.npz"
     meta = {"side": params.side}
     if path is not None and path.exists():
