@@ -281,7 +281,7 @@ def fit_rim(phi: F64, raw_mm: F64) -> tuple[F64, npt.NDArray[np.bool_]] | None:
     p, y = phi[ok], raw_mm[ok]
     a2 = _rim_design(p)[:, :5]
     rng = np.random.default_rng(0)
-    idx = np.stack([rng.choice(len(y), 5, replace=False) for _ in range(RIM_DRAWS)])
+    idx = np.argsort(rng.random((RIM_DRAWS, len(y))), axis=1)[:, :5]  # 5 distinct rays
     sets = a2[idx]  # (D, 5, 5)
     good = np.abs(np.linalg.det(sets)) > 1e-9
     coefs = np.linalg.solve(sets[good], y[idx[good]][:, :, None])[:, :, 0]  # (D, 5)
@@ -371,6 +371,9 @@ def extrusion_profile(
     r = rim.radius(phi)
     arc = np.sqrt(r * r + dr * dr) * np.deg2rad(0.5)
     men = rim.to_uv(meniscus_knee)
+    # only points that can lie on a normal line within reach of the body's rim
+    near = np.hypot(men[:, 0], men[:, 1]) >= float(r.min()) - MENISCUS_REACH_MM - half_width_mm
+    men = men[near & (men[:, 0] > 0.0)]
     out = np.full(len(phi), NAN)
     for k in range(len(phi)):
         rel = men - pts[k]
