@@ -304,10 +304,9 @@ def split_tibial_cartilage(
         InputError: no cartilage, or its medial-lateral axis lies more than
             :data:`MAX_ML_TO_WORLD_X_DEG` from the header's left-right axis.
     """
-    found = ndimage.find_objects(cartilage.astype(np.uint8))
-    if not found or found[0] is None:
+    box = _bounding_box(cartilage)
+    if box is None:
         raise InputError("the label map holds no tibial cartilage to split into plates")
-    box = found[0]
     crop = cartilage[box]
     idx = np.argwhere(crop).astype(np.float64) + [sl.start for sl in box]
     pts = idx @ affine[:3, :3].T + affine[:3, 3]
@@ -363,6 +362,17 @@ def split_tibial_cartilage(
     return TibialSplit(medial, lateral, gap_ratio, angle)
 
 
+def _bounding_box(mask: npt.NDArray[np.bool_]) -> tuple[slice, slice, slice] | None:
+    """Slices of the smallest box holding every True voxel of a 3D mask (None: empty)."""
+    spans = []
+    for axis in range(3):
+        hit = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(3) if a != axis)))
+        if hit.size == 0:
+            return None
+        spans.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return spans[0], spans[1], spans[2]
+
+
 def _density_cut(t: F64, bin_mm: float, smooth_mm: float) -> tuple[float, float]:
     """Least dense point of positions ``t`` (mm) between their 20th and 80th percentiles,
     and its density over the smaller of the two peaks around it (the gap ratio)."""
@@ -380,8 +390,8 @@ def _density_cut(t: F64, bin_mm: float, smooth_mm: float) -> tuple[float, float]
     return float(mids[at]), (float(density[at]) / peaks if peaks > 0 else 1.0)
 
 
-def check_scheme_values(array: npt.NDArray[Any], scheme: MeasureScheme, source: str) -> None:
-    """Refuse a label map that is not written in ``scheme``.
+def check_scheme_values(array: npt.NDArray[Any], scheme: MeasureScheme, source: str) -> list[int]:
+    """Refuse a label map that is not written in ``scheme``; the non-zero values it holds.
 
     Raises:
         InputError: not a label map (:func:`~kneescope.core.volume.label_map_problem`), a
@@ -417,15 +427,17 @@ def check_scheme_values(array: npt.NDArray[Any], scheme: MeasureScheme, source: 
             f"{source} has tibial cartilage 4 but no lateral tibial cartilage 5: an OAI-ZIB "
             "map with both plates in label 4? pass --labels oai-zib"
         )
+    return present
 
 
 def _present_values(array: npt.NDArray[Any]) -> list[int]:
     """Non-zero values of an integer or boolean label map holding 0..MAX_LABEL_VALUE."""
     if array.dtype.kind == "b":
         return [1] if bool(array.any()) else []
-    # values are 0..MAX_LABEL_VALUE here (label_map_problem): uint8 holds them exactly
-    counts = np.bincount(np.asarray(array).ravel().astype(np.uint8, copy=False), minlength=1)
-    return [int(v) for v in np.nonzero(counts)[0] if v != 0]
+    # values are 0..MAX_LABEL_VALUE here (label_map_problem); a compare per value is much
+    # faster than np.bincount/np.unique on a full-size map
+    lo, hi = int(array.min()), int(array.max())
+    return [v for v in range(max(lo, 1), hi + 1) if bool(np.any(array == v))]
 
 
 def labelled_structures(scheme: MeasureScheme, present: list[int]) -> frozenset[str]:
@@ -453,6 +465,17 @@ def _resolve_side(labels: Volume | tuple[Any, Any], side: SideArg | None) -> Sid
     return labels.side if isinstance(labels, Volume) else None
 
 
+def _centroid_ijk(mask: npt.NDArray[np.bool_]) -> F64:
+    """Mean voxel index (3,) of a non-empty 3D mask, from its marginal counts (fast)."""
+    total = float(np.count_nonzero(mask))
+    out = np.empty(3)
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        counts = mask.sum(axis=others, dtype=np.int64)
+        out[axis] = float(counts @ np.arange(mask.shape[axis])) / total
+    return out
+
+
 def _superior(arr: npt.NDArray[Any], affine: Affine, femur: int, tibia: int) -> F64:
     """Unit world vector from the tibia's centroid to the femur's."""
     centres = []
@@ -462,8 +485,7 @@ def _superior(arr: npt.NDArray[Any], affine: Affine, femur: int, tibia: int) -> 
             raise InputError(
                 "label map lacks the femur or tibia; both are needed to orient the knee"
             )
-        ijk = np.asarray(ndimage.center_of_mass(mask), dtype=np.float64)
-        centres.append(affine[:3, :3] @ ijk + affine[:3, 3])
+        centres.append(affine[:3, :3] @ _centroid_ijk(mask) + affine[:3, 3])
     up = centres[0] - centres[1]
     norm = float(np.linalg.norm(up))
     if norm < 1e-6:
@@ -551,8 +573,7 @@ def to_kneescope_labels(
     else:
         arr, affine = np.asarray(labels[0]), validate_affine(labels[1])
         metadata = {}
-    check_scheme_values(arr, sch, source)
-    present = _present_values(arr)
+    present = check_scheme_values(arr, sch, source)
     labelled = labelled_structures(sch, present)
     declared = _resolve_side(labels, side)
     lut = np.zeros(MAX_LABEL_VALUE + 1, dtype=np.uint8)
