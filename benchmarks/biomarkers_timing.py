@@ -6,7 +6,8 @@ core (OMP/BLAS threads pinned to 1 before numpy loads).
 
     .venv/bin/python benchmarks/biomarkers_timing.py [--repeats 3] [--no-synth]
 
-Prints one line per knee: best and median seconds over the repeats. Target: < 5 s.
+Prints one line per knee: best and median seconds over the repeats, and the machine's load
+average while it ran (the time of one pinned core depends on what else runs). Target: < 5 s.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ def _time(name: str, labels: Volume, repeats: int) -> None:
         t0 = time.perf_counter()
         measure_knee(labels)
         times.append(time.perf_counter() - t0)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(
         f"{name}: shape {labels.shape}, best {min(times):.2f} s, "
-        f"median {statistics.median(times):.2f} s per knee (maps included)"
+        f"median {statistics.median(times):.2f} s per knee (maps included); "
+        f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) "
+        f"on {os.cpu_count()} cores"
     )
 
 
