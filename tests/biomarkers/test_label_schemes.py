@@ -274,3 +274,19 @@ def test_measure_step_option_labels(
         assert row[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
     assert bool(row["qc_ok"]) and bool(row["qc_not_labelled_lateral_meniscus"])
     assert {c.name for c in MEASURE_RESULTS} <= set(row.index)
+
+
+def test_a_json_schemes_content_is_part_of_the_items_key(tmp_path: Path) -> None:
+    from kneescope.cohort.pipeline_config import StepConfig
+    from kneescope.cohort.step_registry import steps_fingerprint
+
+    scheme = tmp_path / "mine.json"
+    scheme.write_text(json.dumps(PERMUTED), encoding="utf-8")
+    steps = [StepConfig(name="measure", options={"labels": str(scheme)})]
+    before = steps_fingerprint(steps)
+    scheme.write_text(json.dumps({**PERMUTED, "femur": 9, "patella": 7}), encoding="utf-8")
+    after = steps_fingerprint(steps)
+    assert before["config_hash"] == after["config_hash"]  # same options
+    assert before["model_hash"] != after["model_hash"]  # other content: measured again
+    builtin = steps_fingerprint([StepConfig(name="measure", options={"labels": "oai-zib"})])
+    assert builtin["model_hash"] == ""

@@ -6,6 +6,9 @@ Pipelines: ``load_volume -> segment -> measure`` (images) or ``load_labels -> me
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from kneescope.capabilities.biomarkers.results import CAPABILITY, MEASURE_RESULTS
@@ -20,7 +23,9 @@ class Measure(BaseStep):
     Options:
         side: "auto" (the item's side when known, else the anatomy's), "right" or "left".
         labels: the label maps' scheme: "kneescope", "oai-zib", "oaizib-cm" or a JSON file
-            (:mod:`kneescope.biomarkers.label_schemes`).
+            (:mod:`kneescope.biomarkers.label_schemes`; a relative path is read from the
+            folder the run starts in). The file's content is part of every item's key
+            (:meth:`model_hash_for`): editing it re-measures the items.
         any option of :class:`kneescope.biomarkers.measure_config.MeasureConfig`; see
         :mod:`.config`.
     """
@@ -30,6 +35,21 @@ class Measure(BaseStep):
     capability = CAPABILITY
     results: ClassVar[tuple[ResultColumn, ...]] = MEASURE_RESULTS
     reads: ClassVar[tuple[str, ...]] = ("labels",)
+
+    @classmethod
+    def model_hash_for(cls, options: Mapping[str, Any]) -> str:
+        """Not a model: the hash of a JSON label scheme's content ("" for a built-in scheme
+        or none), so that items are measured again when the file changes."""
+        from kneescope.biomarkers.label_schemes import BUILTIN_SCHEMES
+
+        labels = str(options.get("labels", "kneescope"))
+        if labels.lower() in BUILTIN_SCHEMES:
+            return ""
+        try:
+            content = Path(labels).read_bytes()
+        except OSError:
+            return ""  # refused with its reason when the step is built
+        return "labels-" + hashlib.sha256(content).hexdigest()[:16]
 
     def __init__(self, **options: Any) -> None:
         from kneescope.biomarkers.label_schemes import resolve_scheme
