@@ -59,5 +59,6 @@ class MeasureStepConfig(MeasureConfig):
         return value
 
     def measure_config(self) -> MeasureConfig:
-        """The options :func:`kneescope.biomarkers.measure_knee` takes (without ``side``)."""
+        """The options :func:`kneescope.biomarkers.measure_knee` takes (without ``side`` and
+        ``labels``)."""
         return MeasureConfig.model_validate(self.model_dump(exclude={"side", "labels"}))
