@@ -1,9 +1,11 @@
 """Accuracy of kneescope's biomarkers against exact truth.
 
-1. Cartilage thickness on analytic shapes (flat slabs, cylindrical and spherical shells) of
-   1.0-4.0 mm, voxelised by the exact inside test at voxel centres on the OAI DESS grid
-   (0.7 x 0.3646 x 0.3646 mm) in uniformly random rigid orientations and sub-voxel offsets:
-   bias and mean absolute error (MAE) over interface points >= 2.5 mm from the field's edge.
+1. Cartilage thickness on analytic shapes (flat slabs, cylindrical and spherical shells,
+   and wedges whose thickness grows 0.3 mm per mm) of 1.0-4.0 mm, voxelised by the exact
+   inside test at voxel centres on the OAI DESS grid (0.7 x 0.3646 x 0.3646 mm) in uniformly
+   random rigid orientations and sub-voxel offsets: bias and mean absolute error (MAE) over
+   interface points whose layer lies >= 2.5 mm inside the field (wedge: where 1-5 mm thick);
+   ``--method nearest`` for kneescope's earlier nearest-surface thickness.
 2. Synthetic knees (kneescope.synth) on the full DESS grid: plate mean thickness
    and covered area against both synth truth definitions (plain: imposed thickness > 0.15 mm;
    visible: >= half the largest voxel spacing), volumes, denuded area and meniscal extrusion
@@ -12,6 +14,10 @@
    bone surface that the label map shows covered, per band of imposed thickness.
 
     .venv/bin/python benchmarks/biomarkers_accuracy.py [--poses 8] [--knees 3] [--size full]
+        [--method normal|nearest]
+
+Plate means against the exact truth on the DESS and fine isotropic grids, and pyKNEEr beside
+them: benchmarks/thickness_vs_pykneer.py.
 
 Prints Markdown tables (the ones in docs/biomarkers.md).
 """
@@ -27,12 +33,13 @@ from kneescope.biomarkers import measure_knee, plate_surfaces
 from kneescope.biomarkers.analytic_phantoms import analytic_plate, random_rotation
 
 THICKNESSES_MM = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
-KINDS = ("slab", "cylinder", "sphere")
+KINDS = ("slab", "cylinder", "sphere", "wedge")
 PLATES = ("femoral", "medial_tibial", "lateral_tibial", "patellar")
 
 
-def analytic_table(poses: int, seed: int = 2026) -> None:
+def analytic_table(poses: int, seed: int = 2026, method: str = "normal") -> None:
     rng = np.random.default_rng(seed)
+    print(f"Analytic shapes, thickness method {method!r}\n")
     print("| shape | thickness mm | bias mm | MAE mm (mean over poses) | MAE mm (worst pose) |")
     print("|---|---|---|---|---|")
     for kind in KINDS:
@@ -45,10 +52,22 @@ def analytic_table(poses: int, seed: int = 2026) -> None:
                     rotation=random_rotation(rng),
                     offset_mm=rng.uniform(-0.5, 0.5, 3),
                 )
-                surf = plate_surfaces(plate.cartilage, plate.bone, plate.affine)
-                sel = surf.covered & plate.interior(surf.bone.vertices_mm)
+                surf = plate_surfaces(
+                    plate.cartilage,
+                    plate.bone,
+                    plate.affine,
+                    method=method,  # type: ignore[arg-type]
+                )
+                # evaluated where the layer along the normal lies inside the grid (the
+                # phantom's layer is cut by the field of view) and, on the wedge, where the
+                # true thickness is 1-5 mm (its thin end is a plate edge)
+                pts = surf.bone.vertices_mm
+                true = plate.true_thickness_mm(pts)
+                tip = pts + true[:, None] * surf.bone.normals
+                sel = surf.covered & plate.interior(pts) & plate.interior(tip)
+                sel &= (true >= 1.0) & (true <= 5.0)
                 w = surf.bone.vertex_area_mm2[sel]
-                err = surf.thickness_mm[sel] - t
+                err = surf.thickness_mm[sel] - true[sel]
                 bias.append(float(np.average(err, weights=w)))
                 mae.append(float(np.average(np.abs(err), weights=w)))
             print(
@@ -190,8 +209,9 @@ def main() -> None:
     parser.add_argument("--poses", type=int, default=8, help="random poses per shape")
     parser.add_argument("--knees", type=int, default=3, help="synthetic knees (0: none)")
     parser.add_argument("--size", default="full", help="synth grid: full or small")
+    parser.add_argument("--method", default="normal", choices=("normal", "nearest"))
     args = parser.parse_args()
-    analytic_table(args.poses)
+    analytic_table(args.poses, method=args.method)
     if args.knees:
         synth_table(args.knees, args.size)
 
