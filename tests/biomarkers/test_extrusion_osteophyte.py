@@ -4,7 +4,9 @@ A synthetic knee with a marginal tibial osteophyte placed in each compartment's 
 slab (2 mm medial, 3 mm lateral): the extrusion measured from its label map (mid-coronal,
 3D maximum and mean over the meniscal body) must match the exact truth of the analytic
 shape (``KneeTruth.biomarkers``), which is relative to the osteophyte-free rim. The old rim
-(the outermost bone in the slab) read 0.73 / -2.04 mm here for 2.08 / 0.54 mm of truth.
+(the outermost bone in the slab, ``MeasureConfig(extrusion_rim="outermost-bone")``) reads
+more than 1 mm too little here (0.73 / -2.04 mm for 2.08 / 0.54 mm of truth on the full
+grid, benchmarks/extrusion_grids.py --osteophytes).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kneescope.biomarkers import KneeMeasurements, measure_knee
+from kneescope.biomarkers import KneeMeasurements, MeasureConfig, measure_knee
 from kneescope.biomarkers.menisci import extrusion_columns
 from kneescope.synth.knee import KneeSample, render_knee
 from kneescope.synth.params import SizeSpec, TibialOsteophyte, sample_knee_params
@@ -81,6 +83,13 @@ def test_extrusion_matches_the_truth_with_spurs_in_the_slab(
             assert np.isfinite(m.values[key]), key
             assert m.values[key] == pytest.approx(truth[key], abs=TOLERANCE_MM), key
     assert m.qc["qc_extrusion_grid_too_coarse"] is False
+    # the spurs are where they matter: the old rim (outermost bone in the slab) is fooled
+    old = measure_knee(
+        sample.labels, config=MeasureConfig(extrusion_rim="outermost-bone"), with_maps=False
+    )
+    for name in ("medial", "lateral"):
+        key = f"{name}_meniscus_extrusion_mm"
+        assert old.values[key] < truth[key] - 1.0, key
 
 
 def test_truth_of_the_spurred_knee_is_the_osteophyte_free_extrusion(
@@ -95,17 +104,6 @@ def test_truth_of_the_spurred_knee_is_the_osteophyte_free_extrusion(
         mid, top, mean = (truth[k] for k in extrusion_columns(name))
         assert top == pytest.approx(mid, abs=1e-3)  # the meniscus is shifted outwards
         assert 0.0 < mean < top
-
-
-@pytest.mark.slow
-def test_spurs_do_not_move_the_measured_extrusion(
-    spurred: tuple[KneeSample, KneeMeasurements],
-) -> None:
-    """The same knee without tibial spurs: every extrusion column within 0.15 mm."""
-    plain = measure_knee(_knee(()).labels, with_maps=False)
-    for name in ("medial", "lateral"):
-        for key in extrusion_columns(name):
-            assert spurred[1].values[key] == pytest.approx(plain.values[key], abs=0.15), key
 
 
 def _ellipse_rays(phi: np.ndarray, cx: float, ax: float, ay: float) -> np.ndarray:
