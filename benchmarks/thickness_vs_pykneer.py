@@ -100,10 +100,11 @@ def _pykneer_mean(mf: Any, cart: npt.NDArray[np.bool_], affine: Any) -> float:
 
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     # pyKNEEr slices mask[:, :, s] of the SimpleITK array: put the sagittal axis last
+    # (int32: its slice test sums pixels in the image's type)
     img = sitk.GetImageFromArray(
-        np.ascontiguousarray(np.transpose(cart, (1, 2, 0))).astype(np.uint8)
+        np.ascontiguousarray(np.transpose(cart, (1, 2, 0))).astype(np.int32)
     )
-    img.SetSpacing((float(spacing[0]), float(spacing[2]), float(spacing[1])))
+    img.SetSpacing((float(spacing[0]), float(spacing[2]), float(spacing[1])))  # type: ignore[no-untyped-call]
     arti, bone = mf.separate_cartilage(img)  # as morphology_for_nb names them
     thickness = mf.nearest_neighbor_thickness(bone, arti)  # its algorithm 1
     return float(np.average(thickness))
