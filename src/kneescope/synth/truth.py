@@ -24,6 +24,12 @@ Definitions (also in docs/synth.md):
 
 The bone surface is extracted by marching cubes on a :data:`TRUTH_STEP_MM` canonical grid
 (:func:`plate_bone_triangles`).
+
+``KneeTruth.biomarkers`` holds the exact value of each ``kneescope measure`` column the
+generator can give, under that column's name: every Wirth-Eckstein ``we2008_*`` column
+(:mod:`kneescope.synth.region_truth`, the same region definitions as the measurement on these
+triangles with the imposed thickness) and the extrusion columns
+(:mod:`kneescope.synth.extrusion_truth`).
 """
 
 from __future__ import annotations
