@@ -47,7 +47,7 @@ CASES = ((0, 2, "right"), (1, 4, "left"), (2, 3, "right"), (3, 0, "left"), (4, 1
 PLATE_REGIONS = ("MT", "LT", "cMF", "cLF", "TrMF", "TrLF", "pMF", "pLF", "P")
 AGGREGATES = ("MFTC", "LFTC", "cMFTC")
 OLD_PLATES = ("femoral", "medial_tibial", "lateral_tibial", "patellar")
-RENDER_SOURCES = ("anatomy.py", "knee.py", "render.py", "sdf.py", "truth.py")
+RENDER_SOURCES = ("anatomy.py", "knee.py", "render.py", "sdf.py")
 """The kneescope.synth modules whose code decides a rendered label map."""
 PLATE_TARGET_PCT = 0.5
 SUBREGION_TARGET_PCT = 1.5
