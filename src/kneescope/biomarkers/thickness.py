@@ -200,7 +200,7 @@ def _dilate_mm(
     ``radius_mm`` (world mm; on 0.7 x 0.365 mm voxels: in-plane neighbours only)."""
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     offsets = np.indices((3, 3, 3)).reshape(3, -1).T - 1
-    within = np.linalg.norm(offsets * spacing, axis=1) <= radius_mm
+    within = np.linalg.norm(offsets * spacing, axis=1) <= radius_mm + 1e-3  # no rounding flips
     structure = np.zeros((3, 3, 3), bool)
     structure[tuple((offsets[within] + 1).T)] = True
     out: npt.NDArray[np.bool_] = ndimage.binary_dilation(mask, structure=structure)
@@ -210,24 +210,25 @@ def _dilate_mm(
 def _label_shows_cartilage(
     cartilage: npt.NDArray[np.bool_], affine: Affine, points: F64, directions: F64, along: F64
 ) -> npt.NDArray[np.bool_]:
-    """(N,) True where a voxel of the cartilage mask itself is the nearest voxel to some point
-    of the ray between the bone and the articular surface (samples every 0.05 mm, at most
-    :data:`MAX_THICKNESS_MM`). The blurred union's 0.5 level runs on for about one blur width
+    """(N,) True where the (dilated) cartilage mask, trilinearly interpolated, exceeds 0.25 at
+    some point of the ray between the bone and the articular surface (samples every 0.05 mm,
+    at most :data:`MAX_THICKNESS_MM`): within about three quarters of a voxel of a cartilage
+    voxel along each axis. The blurred union's 0.5 level runs on for about one blur width
     beyond a plate's edge (0.84 mm across 0.7 mm slices), which the thickness alone would
-    count as thin covered bone; the mask ends where the segmentation ends."""
+    count as thin covered bone; the mask ends where the segmentation ends. (Interpolation,
+    not the nearest voxel, so that flipping or permuting the array axes changes nothing.)"""
     inv = np.linalg.inv(affine)
+    field = cartilage.astype(np.float32)
     shown = np.zeros(len(points), bool)
     limit = np.minimum(np.nan_to_num(along), MAX_THICKNESS_MM)
     for s in np.arange(0.025, float(limit.max(initial=0.0)), 0.05):
-        todo = ~shown & (limit > s)
-        if not todo.any():
+        todo = np.flatnonzero(~shown & (limit > s))
+        if len(todo) == 0:
             break
         q = points[todo] + s * directions[todo]
-        ijk = np.rint(q @ inv[:3, :3].T + inv[:3, 3]).astype(np.int64)
-        inside = np.all((ijk >= 0) & (ijk < np.array(cartilage.shape)), axis=1)
-        hit = np.zeros(len(q), bool)
-        hit[inside] = cartilage[ijk[inside, 0], ijk[inside, 1], ijk[inside, 2]]
-        shown[np.flatnonzero(todo)[hit]] = True
+        ijk = (q @ inv[:3, :3].T + inv[:3, 3]).T
+        value = ndimage.map_coordinates(field, ijk, order=1, mode="constant", cval=0.0)
+        shown[todo[value > 0.25]] = True
     return shown
 
 
@@ -280,20 +281,34 @@ def _smooth_on_grid(
     plain normalised convolution pulls edge values towards the interior, which raised plate
     means by up to 2 % on tapered plates.)
     """
-    # splat on a grid coarsened so that each cell stays below sigma / 2 (speed only)
+    # splat on a grid coarsened so that each cell stays below sigma / 2 (speed only), with
+    # trilinear weights, and gather with the same weights (the adjoint: K stays symmetric,
+    # and no point jumps between cells when the world is rotated by a rounding error)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     step = np.maximum(1, np.floor(sigma_mm / (2.0 * spacing))).astype(np.int64)
     inv = np.linalg.inv(affine)
     ijk = (points @ inv[:3, :3].T + inv[:3, 3]) / step
-    coarse = tuple(int(n) for n in (np.array(shape) + step - 1) // step)
-    idx = np.clip(np.rint(ijk).astype(np.int64), 0, np.array(coarse) - 1)
-    flat = np.ravel_multi_index((idx[:, 0], idx[:, 1], idx[:, 2]), coarse)
+    coarse = tuple(int(n) + 2 for n in (np.array(shape) + step - 1) // step)
+    ijk = np.clip(ijk, 0.0, np.array(coarse, dtype=np.float64) - 2.0)
+    base = np.floor(ijk).astype(np.int64)
+    frac = ijk - base
+    corners = []
+    for corner in np.ndindex(2, 2, 2):
+        off = np.array(corner)
+        weight = np.prod(np.where(off == 1, frac, 1.0 - frac), axis=1)
+        idx = base + off
+        corners.append((np.ravel_multi_index((idx[:, 0], idx[:, 1], idx[:, 2]), coarse), weight))
     size = int(np.prod(coarse))
-    num = np.bincount(flat, weights=weights * values, minlength=size).reshape(coarse)
-    den = np.bincount(flat, weights=weights, minlength=size).reshape(coarse)
+    num = np.zeros(size)
+    den = np.zeros(size)
+    for flat, weight in corners:
+        num += np.bincount(flat, weights=weight * weights * values, minlength=size)
+        den += np.bincount(flat, weights=weight * weights, minlength=size)
     sigma_vox = tuple(float(sigma_mm / (s * n)) for s, n in zip(spacing, step, strict=True))
-    num_s = ndimage.gaussian_filter(num, sigma_vox, mode="constant").ravel()[flat]
-    den_s = ndimage.gaussian_filter(den, sigma_vox, mode="constant").ravel()[flat]
+    num_g = ndimage.gaussian_filter(num.reshape(coarse), sigma_vox, mode="constant").ravel()
+    den_g = ndimage.gaussian_filter(den.reshape(coarse), sigma_vox, mode="constant").ravel()
+    num_s = sum(weight * num_g[flat] for flat, weight in corners)
+    den_s = sum(weight * den_g[flat] for flat, weight in corners)
     top = float(den_s.max(initial=0.0))
     if top <= 0.0:
         return values.copy()
