@@ -35,12 +35,16 @@ class MeasureConfig(BaseModel):
 
     Attributes:
         sigma_vox: Gaussian width (voxels, each axis) for sub-voxel surfaces.
-        cover_threshold: blurred cartilage value above which bone counts as covered.
+        cover_threshold: earlier nearest-surface thickness only (``plate_surfaces(...,
+            method="nearest")``): blurred cartilage value above which bone counts as covered.
+            ``measure_knee`` measures along the bone normal, covered where >= 0.15 mm
+            (kneescope.biomarkers.thickness, docs/biomarkers.md).
         crop_margin_mm: margin around each structure's bounding box before any filtering.
-        normal_cos_min: thickness pairs a bone point only with articular points whose normal
-            makes less than acos(this) with the bone normal (ignores plate side walls).
-        thickness_smoothing_mm: Gaussian width (mm) of the smoothing of thickness over the
-            interface, which removes the terraces of grid-aligned surfaces (0: none).
+        normal_cos_min: earlier nearest-surface thickness only: it pairs a bone point only
+            with articular points whose normal makes less than acos(this) with its normal.
+        thickness_smoothing_mm: Gaussian width (mm) of the mean-preserving smoothing of
+            thickness over the interface, which removes the terraces of grid-aligned surfaces
+            without moving plate means (0: none).
         footprint_pixel_mm: pixel of the 2D rasters for denuded bone and coverage.
         map_pixel_mm: pixel of the 2D thickness maps.
         extrusion_slab_mm: half-width of the coronal slab through the plateau centre.
