@@ -15,7 +15,7 @@ of grid-aligned binary surfaces without moving plate means.
 nearest normal-compatible articular point, covered where the blurred cartilage reaches
 ``cover_threshold``) for comparison: it reads low wherever the articular surface slopes over
 the bone (tapered plate margins) and its coverage rule drops cartilage under ~0.3 mm, so its
-plate means are off the exact truth by -9 to +2 % (docs/biomarkers.md, Validation).
+plate means are off the exact truth by -6 to +2 % (docs/biomarkers.md, Validation).
 """
 
 from __future__ import annotations
