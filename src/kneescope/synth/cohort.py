@@ -27,7 +27,14 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from kneescope.config import FROZEN
-from kneescope.synth.params import KneeParams, Lesion, sample_anatomy, sample_scan
+from kneescope.synth.params import (
+    OSTEOPHYTE_STREAM,
+    KneeParams,
+    Lesion,
+    sample_anatomy,
+    sample_scan,
+    sample_tibial_osteophytes,
+)
 from kneescope.synth.visits import VISIT_MONTHS
 from kneescope.types import Side
 
@@ -203,6 +210,13 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
         for key in ("cart_femoral", "cart_medial_tibial", "cart_lateral_tibial", "cart_patellar"):
             knee_anatomy[key] = float(anatomy[key]) * float(rng.uniform(0.97, 1.03))  # type: ignore[arg-type]
         knee_anatomy["side"] = side
+        # tibial spur positions: once per knee (they stay put across visits), from a stream
+        # of their own so that every other draw of the cohort is unchanged
+        spurs = sample_tibial_osteophytes(
+            np.random.default_rng(
+                np.random.SeedSequence([spec.seed, index, SIDES.index(side), OSTEOPHYTE_STREAM])
+            )
+        )
         states = []
         for visit in spec.visits:
             vrng = np.random.default_rng(
@@ -249,6 +263,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
                 ),
                 "effusion": effusion,
                 "osteophyte_mm": 1.8 * float(np.clip(np.floor(d - 1.0), 0, 3)),
+                "tibial_osteophytes": spurs,
             }
             params = KneeParams.model_validate(fields)
             drift = max(d - 1.0, 0.0)
