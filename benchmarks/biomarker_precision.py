@@ -234,11 +234,12 @@ def main() -> None:
         ap.error(f"--knees 1..{len(CASES)} and --rescans >= 2")
     size = size_spec(args.size)
     t0 = time.time()
-    values = measure_rescans(args.knees, args.rescans, size, args.cache)
-    prec = rescan_precision(values)
-    commit = subprocess.run(
+    commit = subprocess.run(  # the code as imported now, not as the tree is at the end
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
+    dirty = _dirty()
+    values = measure_rescans(args.knees, args.rescans, size, args.cache)
+    prec = rescan_precision(values)
     knees = ", ".join(f"seed {s} KLG {k} {side}" for s, k, side in CASES[: args.knees])
     cmd = (
         f".venv/bin/python benchmarks/biomarker_precision.py --knees {args.knees} "
@@ -246,7 +247,7 @@ def main() -> None:
     )
     header = (
         f"## Rescan precision ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"commit {commit or '?'}{' + uncommitted changes' if _dirty() else ''})\n\n"
+        f"commit {commit or '?'}{' + uncommitted changes' if dirty else ''})\n\n"
         f"Command: `{cmd}`. Knees: {knees}; {args.rescans} rescans each (new obliquity, "
         f"offset, noise, bias), grid {size.name} {size.shape} at "
         f"{' x '.join(f'{s:.4g}' for s in size.spacing_mm)} mm; the generator's label maps. "
