@@ -49,7 +49,8 @@ RAY_STEP_MM = 0.25
 (the blurred fields vary over >= 0.4 mm, so linear interpolation is exact to ~1 um)."""
 
 SHOWN_WITHIN_MM = 0.5
-"""Covered bone needs a cartilage voxel of the mask within this distance (mm) of its ray."""
+"""Covered bone needs the cartilage mask, grown by the voxels within this distance (mm) and
+interpolated, above 0.25 somewhere along its ray (:func:`_label_shows_cartilage`)."""
 
 NORMAL_SIGMA_MM = 0.9
 """Blur (mm) of the bone indicator whose gradient gives the ray directions."""
