@@ -59,6 +59,7 @@ FREE_TEXT: dict[tuple[str, str], str] = {
     ("export", "series"): "a catalog id or SeriesInstanceUID",
     ("plan", "--model"): "a model file or a name in WORKSPACE/models/",
     ("models", "name"): "a shipped model's name or alias, a name in WORKSPACE/models/ or a file",
+    ("measure", "--labels"): "a scheme name (listed in its metavar) or a JSON scheme file",
     ("plan", "--shape"): "a size like 160x384x384",
     ("plan", "--budget"): "a size with a unit (11GB) or host",
     ("plan", "--spacing"): "a spacing like 0.7x0.365x0.365",

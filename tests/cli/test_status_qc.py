@@ -13,14 +13,17 @@ from kneescope.core import Volume
 from kneescope.core.labels import KNEE_LABELS
 from kneescope.io import write_nifti
 from kneescope.synth.knee import render_knee
-from kneescope.synth.params import SMALL, sample_knee_params
+from kneescope.synth.params import SizeSpec, sample_knee_params
 
 
 def _run_config(tmp_path: Path) -> Path:
     """Two label maps of one small synthetic knee: intact, and without femoral cartilage
-    (QC must fail it: missing structure). The extrusion grid limits are relaxed so that the
-    intact small-grid knee can pass."""
-    sample = render_knee(sample_knee_params(np.random.default_rng(3), klg=1), SMALL)
+    (QC must fail it: missing structure). The grid (1.6 x 0.73 mm) is finer than the small
+    one, whose 2.33 mm slices can leave too few rays for the osteophyte-free tibial rim (the
+    extrusion is then unmeasured, rightly failing QC), and the extrusion grid limits are
+    relaxed so that the intact knee can pass."""
+    grid = SizeSpec(name="status-qc", shape=(70, 192, 192), spacing_mm=(1.6, 140 / 192, 140 / 192))
+    sample = render_knee(sample_knee_params(np.random.default_rng(3), klg=1), grid)
     labels = sample.labels
     femoral = next(v for v, n in KNEE_LABELS.labels.items() if n == "femoral_cartilage")
     broken = labels.array.copy()
