@@ -65,7 +65,8 @@ class PlateSurfaces:
     Attributes:
         bone: mesh of the bone surface in the crop (world mm, outward normals).
         covered: bool (V,) bone vertex lies under cartilage (the BCI).
-        thickness_mm: float64 (V,) nearest-surface thickness at covered vertices, NaN elsewhere.
+        thickness_mm: float64 (V,) thickness (mm; along the bone normal, or nearest-surface
+            with ``method="nearest"``) at covered vertices, NaN elsewhere.
         articular_area_mm2: area of the articular (outer) cartilage surface in mm^2.
     """
 
