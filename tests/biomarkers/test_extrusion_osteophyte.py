@@ -1,4 +1,4 @@
-"""Meniscal extrusion from the osteophyte-free tibial rim (issue 14, item 3).
+"""Meniscal extrusion from the osteophyte-free tibial rim.
 
 A synthetic knee with a marginal tibial osteophyte placed in each compartment's mid-coronal
 slab (2 mm medial, 3 mm lateral): the extrusion measured from its label map (mid-coronal,

@@ -2,7 +2,7 @@
 
 Plate mean thickness is compared with the synth's *exact* truth ``thickness_mean_mm`` (the
 imposed thickness along the bone normal, area-weighted over bone where it exceeds 0.15 mm):
-within 3 % on the OAI DESS grid and 1 % on the fine isotropic grid (issue 14; the generator
+within 3 % on the OAI DESS grid and 1 % on the fine isotropic grid (the generator
 draws each plate with exactly that thickness along the normal, and kneescope measures along
 the bone normal). Meniscal coverage uses the half-voxel rule
 (kneescope.biomarkers.validation.synth_tibial_coverage_pct with the truth's

@@ -1,5 +1,5 @@
 """Cohort knees (``kneescope synth``) carry tibial spurs at random rim positions, the
-mid-coronal slab included, fixed per knee across visits (issue 14, item 3)."""
+mid-coronal slab included, fixed per knee across visits."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Tibial osteophytes at random rim positions, the mid-coronal slab included (issue 14,
-item 3), drawn without changing any other parameter of a sampled knee."""
+"""Tibial osteophytes at random rim positions, the mid-coronal slab included,
+drawn without changing any other parameter of a sampled knee."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def measure(
         bool,
         typer.Option("--overwrite", help="Replace an existing output table and thickness maps."),
     ] = False,
-    # --longitudinal / --precision: kneescope.cli.measure_longitudinal (package D)
+    # --longitudinal / --precision: kneescope.cli.measure_longitudinal
     longitudinal: Annotated[
         bool,
         typer.Option(
@@ -99,7 +99,7 @@ def measure(
             show_default=False,
         ),
     ] = None,
-    # end of package D's options
+    # end of the longitudinal options
     workspace_dir: WorkspaceOpt = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
@@ -117,7 +117,7 @@ def measure(
         _check_table_output(out, overwrite)
     if maps_dir is not None:
         _check_maps_output(labelmaps, maps_dir, overwrite)
-    if longitudinal:  # change over visits: kneescope.cli.measure_longitudinal (package D)
+    if longitudinal:  # change over visits: kneescope.cli.measure_longitudinal
         from kneescope.cli.measure_longitudinal import run_longitudinal
 
         if maps_dir is not None and any(p.suffix.lower() == ".csv" for p in labelmaps):
