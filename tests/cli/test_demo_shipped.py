@@ -29,6 +29,7 @@ def _truth(cohort: Path) -> dict[tuple[str, str, str], dict[str, str]]:
         return {(r["ParticipantID"], r["Visit"], r["Side"]): r for r in csv.DictReader(handle)}
 
 
+@pytest.mark.slow  # default suite time; its logic is covered by faster tests
 def test_demo_uses_the_shipped_model_and_reports_qc_and_truth_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -156,6 +156,7 @@ def test_a_failing_cohort_step_is_recorded_and_stops_the_run(cat: SynthCatalog) 
     assert result.cohort.ran == ("test_visit_means",)
 
 
+@pytest.mark.slow  # default suite time; its logic is covered by faster tests
 def test_kneescope_run_reports_its_cohort_steps(cat: SynthCatalog) -> None:
     config = cat.workspace / "knees.toml"
     config.write_text(

@@ -28,6 +28,7 @@ def clean() -> KneeSample:
     return render_knee(_params(), SMALL)
 
 
+@pytest.mark.slow  # default suite time; its logic is covered by faster tests
 def test_synth_cli_contrast_and_tissue_maps(tmp_path: Path) -> None:
     out = tmp_path / "t1"
     cmd = [sys.executable, "-m", "kneescope", "synth", "-o", str(out), "-n", "1"]

@@ -137,6 +137,7 @@ def test_tables(tree: CohortSummary) -> None:
     assert all(170.0 < float(r["HKA_deg"]) < 190.0 for r in legs)
 
 
+@pytest.mark.slow  # default suite time; its logic is covered by faster tests
 def test_cli_same_seed_same_bytes(tree: CohortSummary, tmp_path: Path) -> None:
     """Subject 0's V00 MRI, rendered alone by the CLI with one job, equals the 2-job tree."""
     out = tmp_path / "again"
@@ -186,6 +187,7 @@ def test_catalog_ingests_the_tree_completely(
         assert (again["clinical_values"], again["unchanged"]) == (0, cells)
 
 
+@pytest.mark.slow  # default suite time; its logic is covered by faster tests
 def test_append_to_an_mri_cohort_merges_label_manifest_and_truth(
     tree: CohortSummary, tmp_path: Path
 ) -> None:

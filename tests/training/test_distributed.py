@@ -46,6 +46,7 @@ def _train_here(tmp_path: Path, name: str, *options: str) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.slow  # default suite time; its logic is covered by faster tests
 def test_two_ranks_follow_the_one_rank_loss_curve(tmp_path: Path) -> None:
     one = _train_here(tmp_path, "one", "iterations=6", *OPTIONS)
     # two ranks, stopped after 3 iterations and resumed from rank 0's checkpoint

@@ -35,6 +35,7 @@ def _kneescope(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # default suite time; its logic is covered by faster tests
 def test_nproc_2_trains_like_one_process(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
