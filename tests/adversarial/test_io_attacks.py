@@ -613,6 +613,16 @@ def test_convert_removes_temporaries_left_by_killed_runs(tmp_path: Path) -> None
     assert live.exists()  # a running process's temporary is never touched
 
 
+def _as_a_terminal_foreground_job() -> None:
+    """SIGINT as a command started from a terminal has it: default action, not blocked.
+
+    The test process may pass SIGINT on ignored or blocked: the suite started in the
+    background through scripts/test.sh gave a convert that never saw the Ctrl-C (exit 0).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_during_convert_says_interrupted(tmp_path: Path) -> None:
     ws = _workspace_with_series(tmp_path, n=6)
     proc = subprocess.Popen(
@@ -622,6 +632,7 @@ def test_ctrl_c_during_convert_says_interrupted(tmp_path: Path) -> None:
         text=True,
         start_new_session=True,
         cwd=tmp_path,
+        preexec_fn=_as_a_terminal_foreground_job,
     )
     try:
         deadline = time.monotonic() + 120
@@ -716,6 +727,7 @@ def test_ctrl_c_during_parallel_ingest_says_interrupted(tmp_path: Path) -> None:
         text=True,
         start_new_session=True,
         cwd=tmp_path,
+        preexec_fn=_as_a_terminal_foreground_job,
     )
     try:
         deadline = time.monotonic() + 120
