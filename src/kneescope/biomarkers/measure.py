@@ -347,6 +347,7 @@ def _plate_surfaces(
         cover_threshold=cfg.cover_threshold,
         normal_cos_min=cfg.normal_cos_min,
         smoothing_mm=cfg.thickness_smoothing_mm,
+        method=cfg.thickness_method,
     )
     if not surf.covered.any():
         return None

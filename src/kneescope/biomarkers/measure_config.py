@@ -35,12 +35,13 @@ class MeasureConfig(BaseModel):
 
     Attributes:
         sigma_vox: Gaussian width (voxels, each axis) for sub-voxel surfaces.
-        cover_threshold: earlier nearest-surface thickness only (``plate_surfaces(...,
-            method="nearest")``): blurred cartilage value above which bone counts as covered.
-            ``measure_knee`` measures along the bone normal, covered where >= 0.15 mm
-            (kneescope.biomarkers.thickness, docs/biomarkers.md).
+        thickness_method: ``"normal"`` (default): thickness along the bone normal, covered
+            where >= 0.15 mm; ``"nearest"``: kneescope's earlier nearest-surface thickness,
+            for comparison (kneescope.biomarkers.thickness, docs/biomarkers.md).
+        cover_threshold: ``thickness_method="nearest"`` only: blurred cartilage value above
+            which bone counts as covered.
         crop_margin_mm: margin around each structure's bounding box before any filtering.
-        normal_cos_min: earlier nearest-surface thickness only: it pairs a bone point only
+        normal_cos_min: ``thickness_method="nearest"`` only: it pairs a bone point only
             with articular points whose normal makes less than acos(this) with its normal.
         thickness_smoothing_mm: Gaussian width (mm) of the mean-preserving smoothing of
             thickness over the interface, which removes the terraces of grid-aligned surfaces
@@ -73,6 +74,7 @@ class MeasureConfig(BaseModel):
     model_config = FROZEN
 
     sigma_vox: float = Field(1.2, gt=0.3, le=3.0)
+    thickness_method: Literal["normal", "nearest"] = "normal"
     cover_threshold: float = Field(0.25, gt=0.0, lt=0.5)
     crop_margin_mm: float = Field(4.0, ge=1.0)
     normal_cos_min: float = Field(0.7, ge=-1.0, le=1.0)
