@@ -16,9 +16,10 @@ import numpy as np
 from PIL import Image
 
 from kneescope.synth.cohort import CohortSpec, plan_subject
+from kneescope.synth.full_leg import render_full_leg
 from kneescope.synth.knee import render_knee
 from kneescope.synth.params import size_spec
-from kneescope.synth.radiograph import render_full_leg, render_knee_radiograph
+from kneescope.synth.radiograph import render_knee_radiograph
 
 COLOURS = np.array(
     [[0, 0, 0], [230, 200, 150], [255, 70, 70], [120, 170, 230], [70, 230, 70],

@@ -20,10 +20,11 @@ from pathlib import Path
 from kneescope.core import Volume
 from kneescope.io import DicomWriteMeta, write_dicom_radiograph, write_dicom_series, write_nifti
 from kneescope.synth.cohort import CohortSpec, KneeVisit, SubjectPlan, klg_text
+from kneescope.synth.full_leg import render_full_leg
 from kneescope.synth.knee import render_knee
 from kneescope.synth.layout import to_series_layout
 from kneescope.synth.params import size_spec
-from kneescope.synth.radiograph import render_full_leg, render_knee_radiograph
+from kneescope.synth.radiograph import render_knee_radiograph
 from kneescope.synth.visits import VISIT_MONTHS, VISIT_NAME, VISIT_RELEASE
 
 Row = dict[str, str]
