@@ -7,8 +7,9 @@ inverted on read (``(2**BitsStored - 1) - value``; the writer stores them invert
 
 A projection radiograph has no true 3D position. The affine is nominal: origin 0, in-plane
 directions from PatientOrientation (default ``L\\F`` for a PA view: columns run towards the
-patient's left, rows towards the feet), spacing ``ImagerPixelSpacing`` (else
-``PixelSpacing``, else 1 mm), and a unit third axis completing a right-handed frame.
+patient's left, rows towards the feet), spacing ``PixelSpacing`` (the spacing at the
+patient, when the device calibrated it; else ``ImagerPixelSpacing``, at the detector; else
+1 mm), and a unit third axis completing a right-handed frame.
 """
 
 from __future__ import annotations
@@ -68,9 +69,9 @@ class DicomFileInfo:
     Attributes:
         path: the file.
         shape: (Rows, Columns) as read (array[i, j]).
-        spacing_mm: (row spacing, column spacing) in mm (ImagerPixelSpacing, else
-            PixelSpacing, else (1, 1)).
-        spacing_source: ``"ImagerPixelSpacing"``, ``"PixelSpacing"`` or ``"none"``.
+        spacing_mm: (row spacing, column spacing) in mm (PixelSpacing, else
+            ImagerPixelSpacing, else (1, 1)).
+        spacing_source: ``"PixelSpacing"``, ``"ImagerPixelSpacing"`` or ``"none"``.
         modality, sop_class_uid, series_description, study_description, series_uid,
         study_uid, patient_id, study_date, photometric: header values ('' when absent).
         laterality: ``"right"``/``"left"``/None.
@@ -98,7 +99,7 @@ class DicomFileInfo:
 
 
 def _spacing(ds: Any, path: Path) -> tuple[tuple[float, float], str]:
-    for tag in ("ImagerPixelSpacing", "PixelSpacing"):
+    for tag in ("PixelSpacing", "ImagerPixelSpacing"):
         value = ds.get(tag, None)
         if value is None or value == "":
             continue
@@ -196,7 +197,10 @@ def read_dicom_radiograph(path: Path) -> Volume:
         stored), ``inverted`` (True for MONOCHROME1), ``side`` and ``side_source`` (the DICOM
         Laterality, when recorded), ``role`` (``"image"``), ``series_description``,
         ``study_description``, ``patient_id``, ``study_date``, ``series_uid``, ``modality``,
-        ``spacing_source``.
+        ``spacing_source`` (``PixelSpacing``, ``ImagerPixelSpacing`` or ``none``: which tag
+        gave the spacing), ``patient_orientation`` (e.g. ``L\\F``; '' when not recorded),
+        ``image_laterality`` (ImageLaterality as stored: ``R``, ``L``, ``B`` both, ``U``, or
+        ''), ``view_position`` (ViewPosition as stored, e.g. ``PA``, ``AP``, ``LL``; '').
 
     Raises:
         InputError: missing or unreadable path.
@@ -218,6 +222,7 @@ def read_dicom_radiograph(path: Path) -> Volume:
     array = apply_rescale(raw, *rescale_of(ds))
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise DicomError(f"{path}: pixel values hold NaN or infinity after rescale")
+    orientation = _orientation_of(ds)
     metadata = {
         "source_path": str(path),
         "photometric": info.photometric,
@@ -231,8 +236,11 @@ def read_dicom_radiograph(path: Path) -> Volume:
         "series_uid": info.series_uid,
         "modality": info.modality,
         "spacing_source": info.spacing_source,
+        "patient_orientation": "\\".join(orientation) if orientation else "",
+        "image_laterality": text_of(ds, "ImageLaterality").upper(),
+        "view_position": text_of(ds, "ViewPosition").upper(),
     }
-    return Volume(array, _nominal_affine(_orientation_of(ds), info.spacing_mm), metadata)
+    return Volume(array, _nominal_affine(orientation, info.spacing_mm), metadata)
 
 
 def _invert(raw: npt.NDArray[Any], bits_stored: int) -> npt.NDArray[Any]:
@@ -261,12 +269,18 @@ def write_dicom_radiograph(
     *,
     meta: DicomWriteMeta,
     photometric: Literal["MONOCHROME1", "MONOCHROME2"] = "MONOCHROME2",
+    pixel_spacing: bool = True,
+    image_laterality: Literal["R", "L", "B", "U"] | None = None,
+    view_position: str = "PA",
 ) -> Path:
     """Write a 2D Volume (array[i=row, j=column], bone bright) as a CR DICOM file, atomically.
 
-    The spacing goes to ImagerPixelSpacing (and PixelSpacing); the in-plane directions of the
-    affine (which must be axis-aligned) to PatientOrientation. With ``MONOCHROME1`` the stored
-    values are inverted so that :func:`read_dicom_radiograph` gives back ``volume2d.array``.
+    The spacing goes to ImagerPixelSpacing (and to PixelSpacing unless ``pixel_spacing`` is
+    False, as a film whose spacing at the patient was never calibrated); the in-plane
+    directions of the affine (which must be axis-aligned) to PatientOrientation;
+    ``image_laterality`` (R, L, B for both knees, U unknown) to ImageLaterality;
+    ``view_position`` to ViewPosition. With ``MONOCHROME1`` the stored values are inverted so
+    that :func:`read_dicom_radiograph` gives back ``volume2d.array``.
 
     Raises:
         InputError: not 2D, non-integer or out-of-range values (uint16/int16 needed).
@@ -291,9 +305,12 @@ def write_dicom_radiograph(
     ds.InstanceNumber = 1
     ds.PatientOrientation = [across, down]
     ds.ImageType = ["DERIVED", "PRIMARY"]
-    ds.ViewPosition = "PA"
+    ds.ViewPosition = view_position
+    if image_laterality is not None:
+        ds.ImageLaterality = image_laterality
     ds.ImagerPixelSpacing = ds_values([row_mm, col_mm])
-    ds.PixelSpacing = ds_values([row_mm, col_mm])
+    if pixel_spacing:
+        ds.PixelSpacing = ds_values([row_mm, col_mm])
     set_pixels(ds, np.ascontiguousarray(data), photometric)
     lo, hi = int(data.min()), int(data.max())
     ds.WindowCenter = ds_values([(lo + hi) / 2.0])[0]
