@@ -1,0 +1,461 @@
+"""Joint space width (JSW) of a knee on a standard knee ROI, from bone-margin detection.
+
+Input: a standard knee ROI (``roi[row, col]``, rows to the feet, bone bright, right frame:
+MEDIAL = larger column index, LATERAL = smaller; 700 x 700 at 0.2 mm centred on the knee
+centre), any float or integer dtype, any intensity scale.
+
+Method (pure numpy/scipy):
+
+1. Joint line. The ROI is smoothed (Gaussian) and, in every column, the joint space is the
+   deepest dark valley between bright bone above and below (valley depth = the lower of the
+   brightest values within :data:`VALLEY_REACH_MM` above and below, minus the value), traced
+   across columns by dynamic programming (a smooth path).
+2. Bone margins. In every column, the femoral condyle's lower margin is the strong negative
+   vertical intensity gradient (bright above, dark below) nearest to the joint line from
+   above, the tibial plateau's upper margin the strong positive one nearest from below (the
+   upper of two rim lines when the beam shows both); sub-pixel by a parabola through the
+   gradient's extremum; outliers removed by a running median.
+3. Plateau rotation. A line is fitted to the tibial margin over both compartments (the
+   tibial spines and the outer edges left out); the ROI is turned about its centre so that
+   this plateau line is horizontal (the knee frame) and steps 1-2 are repeated: vertical
+   distances are then perpendicular to the plateau line.
+4. Tibial margins. The medial and lateral tibial plateau margins are the strongest
+   horizontal intensity edges of the band :data:`MARGIN_BAND_MM` below the plateau line
+   (bright bone inside, soft tissue outside); the tibial width is their distance.
+5. JSW at column x = tibial margin row - femoral margin row (mm). The compartments meet at
+   the intercondylar notch (the column where the femoral margin is highest between the
+   condyles). mJSW of a compartment = the minimum JSW over its central region
+   (:data:`CENTRAL_FRACTION` of the compartment's width, from its tibial margin to the
+   notch, centred). Fixed locations: x = :data:`FIXED_FRACTIONS` of the tibial width from the
+   medial margin (medial compartment) and from the lateral margin (lateral compartment),
+   JSW interpolated linearly between columns.
+
+When the margins cannot be found (no joint valley, too few columns with both margins, no
+tibial edge) the result carries a ``reason`` and NaN measurements, never a made-up number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from kneescope.errors import InputError
+
+FloatArray = npt.NDArray[np.float64]
+
+ROI_SIZE = 700
+"""Side of the standard knee ROI (pixels)."""
+ROI_SPACING_MM = 0.2
+"""Pixel spacing of the standard knee ROI (mm)."""
+FIXED_FRACTIONS: tuple[float, ...] = (0.175, 0.200, 0.225, 0.250, 0.275, 0.300)
+"""Fixed JSW locations as fractions of the tibial width from the compartment's outer
+(medial or lateral) tibial margin."""
+CENTRAL_FRACTION = 0.6
+"""mJSW is the minimum over this central share of each compartment's width."""
+
+SEARCH_HALF_MM = 25.0
+"""The joint line is searched within this distance (mm) above and below the ROI centre."""
+VALLEY_REACH_MM = 8.0
+"""Bone brightness for the valley depth is taken within this distance above and below."""
+EDGE_REACH_MM = 7.0
+"""Bone margins are searched within this distance of the joint line."""
+EDGE_SIGMA_MM = 0.3
+"""Gaussian smoothing (mm, along columns x2) before the vertical gradient."""
+EDGE_STRENGTH = 0.35
+"""A margin is the gradient extremum nearest to the joint line that reaches this share of
+the strongest extremum in its search window."""
+MARGIN_BAND_MM = (1.5, 6.0)
+"""Rows below the plateau line (mm) whose mean horizontal profile gives the tibial margins."""
+MARGIN_REACH_MM = 55.0
+"""The tibial margins are searched within this distance of the notch."""
+SPINE_HALF_MM = 10.0
+"""Columns within this distance of the notch are not used to fit the plateau line."""
+MIN_COMPARTMENT_MM = 12.0
+"""A compartment narrower than this (tibial margin to notch) is a QC failure."""
+
+
+@dataclass(frozen=True)
+class JswResult:
+    """JSW measurements of one knee (right frame, the ROI's pixel grid).
+
+    Attributes:
+        mjsw_medial_mm, mjsw_lateral_mm: minimum JSW (mm) per compartment; NaN with a reason.
+        jsw_fixed_medial_mm, jsw_fixed_lateral_mm: JSW (mm) at :data:`FIXED_FRACTIONS` of the
+            tibial width from the medial / lateral tibial margin; NaN where not measured.
+        tibial_width_mm: distance between the tibial plateau margins (mm).
+        tibia_medial_col, tibia_lateral_col: the tibial plateau margins as ROI columns
+            (in the knee frame, i.e. after the plateau rotation is undone about the centre).
+        notch_col: the compartments' boundary (ROI column, knee frame).
+        plateau_angle_deg: rotation of the plateau line in the ROI: the angle from the
+            ROI's column axis to the line, positive when the line rises (smaller row)
+            towards larger columns (medial).
+        joint_row: mean row of the tibial plateau line in the knee frame.
+        profile_col: ROI columns (knee frame) where the JSW profile is measured.
+        profile_jsw_mm: JSW (mm) at ``profile_col`` (NaN where a margin is missing).
+        femur_row, tibia_row: the margins' rows (knee frame) at ``profile_col``.
+        reason: why the knee could not be measured (None when it was).
+    """
+
+    mjsw_medial_mm: float
+    mjsw_lateral_mm: float
+    jsw_fixed_medial_mm: tuple[float, ...]
+    jsw_fixed_lateral_mm: tuple[float, ...]
+    tibial_width_mm: float
+    tibia_medial_col: float
+    tibia_lateral_col: float
+    notch_col: float
+    plateau_angle_deg: float
+    joint_row: float
+    profile_col: FloatArray = field(repr=False)
+    profile_jsw_mm: FloatArray = field(repr=False)
+    femur_row: FloatArray = field(repr=False)
+    tibia_row: FloatArray = field(repr=False)
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the knee was measured."""
+        return self.reason is None
+
+
+def _failed(reason: str, angle_deg: float = math.nan) -> JswResult:
+    nan = math.nan
+    empty = np.zeros(0)
+    return JswResult(
+        mjsw_medial_mm=nan,
+        mjsw_lateral_mm=nan,
+        jsw_fixed_medial_mm=(nan,) * len(FIXED_FRACTIONS),
+        jsw_fixed_lateral_mm=(nan,) * len(FIXED_FRACTIONS),
+        tibial_width_mm=nan,
+        tibia_medial_col=nan,
+        tibia_lateral_col=nan,
+        notch_col=nan,
+        plateau_angle_deg=angle_deg,
+        joint_row=nan,
+        profile_col=empty,
+        profile_jsw_mm=empty,
+        femur_row=empty,
+        tibia_row=empty,
+        reason=reason,
+    )
+
+
+@dataclass(frozen=True)
+class _Margins:
+    """Per-column bone margins (rows, float; NaN where not found)."""
+
+    femur: FloatArray
+    tibia: FloatArray
+    joint: FloatArray
+
+
+def _normalise(roi: npt.NDArray[np.generic]) -> FloatArray:
+    img = np.asarray(roi, dtype=np.float64)
+    lo, hi = np.percentile(img, (1.0, 99.0))
+    if not hi > lo:
+        return np.zeros_like(img)
+    return (img - lo) / (hi - lo)
+
+
+def _trace_joint(smooth: FloatArray, spacing_mm: float) -> FloatArray:
+    """Row of the joint valley per column (float; NaN where no valley), by DP over columns."""
+    n_rows, n_cols = smooth.shape
+    centre = (n_rows - 1) / 2.0
+    half = round(SEARCH_HALF_MM / spacing_mm)
+    r0, r1 = max(0, round(centre) - half), min(n_rows, round(centre) + half + 1)
+    reach = max(2, round(VALLEY_REACH_MM / spacing_mm))
+    up = ndimage.maximum_filter1d(smooth, size=reach + 1, axis=0, origin=reach // 2)
+    down = ndimage.maximum_filter1d(smooth, size=reach + 1, axis=0, origin=-(reach // 2))
+    depth = (np.minimum(up, down) - smooth)[r0:r1]  # (rows, cols)
+    depth = np.clip(depth, 0.0, None)
+    # dynamic programming: maximise summed depth, the path moving <= step rows per column
+    step = max(1, round(0.4 / spacing_mm))
+    score = depth[:, 0].copy()
+    back = np.zeros(depth.shape, dtype=np.int64)
+    rows = np.arange(depth.shape[0])
+    for c in range(1, n_cols):
+        best = np.full(depth.shape[0], -np.inf)
+        arg = rows.copy()
+        for d in range(-step, step + 1):
+            shifted = np.full(depth.shape[0], -np.inf)
+            if d >= 0:
+                shifted[d:] = score[: depth.shape[0] - d] if d else score
+            else:
+                shifted[:d] = score[-d:]
+            better = shifted > best
+            best = np.where(better, shifted, best)
+            arg = np.where(better, rows - d, arg)
+        back[:, c] = arg
+        score = best + depth[:, c]
+    path = np.zeros(n_cols, dtype=np.int64)
+    path[-1] = int(np.argmax(score))
+    for c in range(n_cols - 1, 0, -1):
+        path[c - 1] = back[path[c], c]
+    joint = (path + r0).astype(np.float64)
+    depth_on_path = depth[path, np.arange(n_cols)]
+    strong = depth_on_path >= 0.25 * np.percentile(depth_on_path, 90)
+    joint[~strong] = np.nan
+    return joint
+
+
+def _subpixel(g: FloatArray, i: int) -> float:
+    """Sub-pixel position of the extremum of ``g`` at ``i`` (parabola through 3 points)."""
+    if i <= 0 or i >= g.size - 1:
+        return float(i)
+    a, b, c = g[i - 1], g[i], g[i + 1]
+    den = a - 2.0 * b + c
+    if den == 0.0:
+        return float(i)
+    return float(i + 0.5 * (a - c) / den)
+
+
+def _nearest_strong_extremum(g: FloatArray, from_end: bool) -> int | None:
+    """Index of the local maximum of ``g`` (> 0) nearest to the window's end (``from_end``)
+    or start that reaches :data:`EDGE_STRENGTH` of the window's largest value."""
+    if g.size < 3:
+        return None
+    peak = float(g.max())
+    if peak <= 0.0:
+        return None
+    inner = g[1:-1]
+    local = np.flatnonzero((inner >= g[:-2]) & (inner >= g[2:]) & (inner >= EDGE_STRENGTH * peak))
+    if local.size == 0:
+        return int(np.argmax(g))
+    return int(local[-1] + 1) if from_end else int(local[0] + 1)
+
+
+def _find_margins(img: FloatArray, spacing_mm: float) -> _Margins:
+    """Femoral and tibial bone margins per column (rows, float) around the joint line."""
+    sigma = max(EDGE_SIGMA_MM / spacing_mm, 0.5)
+    smooth = ndimage.gaussian_filter(img, (2.0 * sigma, 4.0 * sigma))
+    joint = _trace_joint(smooth, spacing_mm)
+    grad = ndimage.gaussian_filter(img, (sigma, 2.0 * sigma), order=(1, 0))
+    n_rows, n_cols = img.shape
+    reach = round(EDGE_REACH_MM / spacing_mm)
+    femur = np.full(n_cols, np.nan)
+    tibia = np.full(n_cols, np.nan)
+    for c in np.flatnonzero(np.isfinite(joint)):
+        j = int(joint[c])
+        a, b = max(1, j - reach), min(n_rows - 1, j + reach + 1)
+        above = -grad[a : j + 1, c]  # femur: intensity falls going down
+        below = grad[j:b, c]  # tibia: intensity rises going down
+        i_f = _nearest_strong_extremum(above, from_end=True)
+        i_t = _nearest_strong_extremum(below, from_end=False)
+        if i_f is not None:
+            femur[c] = a + _subpixel(above, i_f)
+        if i_t is not None:
+            tibia[c] = j + _subpixel(below, i_t)
+    # outliers: a running median over ~2 mm of columns
+    size = max(3, round(2.0 / spacing_mm) | 1)
+    for arr in (femur, tibia):
+        med = _nan_median_filter(arr, size)
+        bad = np.abs(arr - med) > max(1.0, 0.5 / spacing_mm)
+        arr[bad] = np.nan
+    return _Margins(femur=femur, tibia=tibia, joint=joint)
+
+
+def _nan_median_filter(arr: FloatArray, size: int) -> FloatArray:
+    """Running median over ``size`` samples ignoring NaN (NaN where all are NaN)."""
+    half = size // 2
+    padded = np.pad(arr, half, mode="constant", constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, size)
+    out = np.full(arr.shape, np.nan)
+    ok = np.isfinite(windows).any(axis=1)
+    if ok.any():
+        out[ok] = np.nanmedian(windows[ok], axis=1)
+    return out
+
+
+def _notch_col(margins: _Margins, spacing_mm: float, centre: float) -> float:
+    """Column of the intercondylar notch: the highest femoral margin (smallest row) within
+    15 mm of the ROI's centre column, or of the widest gap in the femoral margin there."""
+    n = margins.femur.size
+    half = round(15.0 / spacing_mm)
+    lo, hi = max(0, round(centre) - half), min(n, round(centre) + half + 1)
+    fem = margins.femur[lo:hi]
+    joint_rows = np.nanmedian(margins.femur)
+    # height of the femoral margin above the condyles' level; missing counts as highest
+    height = np.where(np.isfinite(fem), joint_rows - fem, np.inf)
+    top = height >= np.nanmax(np.where(np.isfinite(height), height, -np.inf)) - 1.0
+    if not np.isfinite(height).any():
+        return float(centre)
+    idx = np.flatnonzero(top)
+    return float(lo + 0.5 * (idx[0] + idx[-1]))
+
+
+def _plateau_line(margins: _Margins, notch: float, spacing_mm: float) -> tuple[float, float] | None:
+    """(slope rows/column, intercept row) of a line fitted to the tibial margin of both
+    compartments (spines and the outer 15 % of each side left out); None if too few points."""
+    cols = np.arange(margins.tibia.size, dtype=np.float64)
+    ok = np.isfinite(margins.tibia) & (np.abs(cols - notch) > SPINE_HALF_MM / spacing_mm)
+    if ok.sum() < 20:
+        return None
+    lo, hi = cols[ok].min(), cols[ok].max()
+    ok &= (cols > lo + 0.15 * (notch - lo)) & (cols < hi - 0.15 * (hi - notch))
+    side_l = ok & (cols < notch)
+    side_m = ok & (cols > notch)
+    if side_l.sum() < 10 or side_m.sum() < 10:
+        return None
+    x, y = cols[ok], margins.tibia[ok]
+    slope, icpt = np.polyfit(x, y, 1)
+    for _ in range(2):  # trim the points farthest from the line (spines, rims)
+        res = np.abs(y - (slope * x + icpt))
+        keep = res <= max(np.percentile(res, 75), 0.5)
+        x, y = x[keep], y[keep]
+        slope, icpt = np.polyfit(x, y, 1)
+    return float(slope), float(icpt)
+
+
+def _tibial_margins(
+    img: FloatArray, plateau_row: float, notch: float, spacing_mm: float
+) -> tuple[float, float] | None:
+    """(lateral, medial) tibial plateau margin columns from the horizontal profile of the band
+    :data:`MARGIN_BAND_MM` below the (horizontal) plateau line; None if not found."""
+    n_rows, n_cols = img.shape
+    a = round(plateau_row + MARGIN_BAND_MM[0] / spacing_mm)
+    b = round(plateau_row + MARGIN_BAND_MM[1] / spacing_mm)
+    if a < 0 or b > n_rows or b <= a:
+        return None
+    sigma = max(EDGE_SIGMA_MM / spacing_mm, 0.5)
+    profile = ndimage.gaussian_filter1d(img[a:b].mean(axis=0), sigma)
+    grad = np.gradient(profile)
+    gap = round(MIN_COMPARTMENT_MM / spacing_mm)
+    reach = round(MARGIN_REACH_MM / spacing_mm)
+    i_n = round(notch)
+    a_l, b_l = max(0, i_n - reach), max(1, i_n - gap)
+    a_m, b_m = min(n_cols - 1, i_n + gap), min(n_cols, i_n + reach)
+    left = grad[a_l:b_l]  # lateral margin: intensity rises towards the centre
+    right = -grad[a_m:b_m]  # medial margin: intensity falls going outwards
+    # the edge nearest to the notch that is strong: the bone's, not the leg's outline
+    i_l = _nearest_strong_extremum(left, from_end=True)
+    i_m = _nearest_strong_extremum(right, from_end=False)
+    if i_l is None or i_m is None:
+        return None
+    return a_l + _subpixel(left, i_l), a_m + _subpixel(right, i_m)
+
+
+def _interp(cols: FloatArray, values: FloatArray, at: float) -> float:
+    ok = np.isfinite(values)
+    if ok.sum() < 2 or not (cols[ok][0] <= at <= cols[ok][-1]):
+        return math.nan
+    i = int(np.searchsorted(cols, at))
+    i = min(max(i, 1), cols.size - 1)
+    v0, v1 = values[i - 1], values[i]
+    if not (np.isfinite(v0) and np.isfinite(v1)):
+        return math.nan
+    t = (at - cols[i - 1]) / (cols[i] - cols[i - 1])
+    return float(v0 + t * (v1 - v0))
+
+
+def measure_jsw(roi: npt.ArrayLike, spacing_mm: float = ROI_SPACING_MM) -> JswResult:
+    """Joint space width of the knee in a standard knee ROI (see the module docstring).
+
+    Args:
+        roi: 2D array ``[row, col]`` (rows to the feet, bone bright, right frame: medial =
+            larger column), centred on the knee centre; normally 700 x 700 float32.
+        spacing_mm: its pixel spacing (mm, isotropic).
+
+    Returns:
+        :class:`JswResult` (with ``reason`` set and NaN measurements when the bone margins
+        cannot be found).
+
+    Raises:
+        InputError: not a 2D array of finite numbers, too small, or a bad spacing.
+    """
+    arr = np.asarray(roi)
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+        raise InputError(
+            f"the knee ROI must be a 2D numeric array, got shape {arr.shape} of {arr.dtype}; "
+            "pass a standard knee ROI (700 x 700 at 0.2 mm)"
+        )
+    if not (math.isfinite(spacing_mm) and spacing_mm > 0):
+        raise InputError(f"pixel spacing {spacing_mm} mm is not positive; pass the ROI's spacing")
+    if min(arr.shape) * spacing_mm < 2.5 * SEARCH_HALF_MM:
+        raise InputError(
+            f"the knee ROI ({arr.shape[0]} x {arr.shape[1]} at {spacing_mm} mm) is too small; "
+            "pass a standard knee ROI (140 mm square)"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise InputError("the knee ROI holds NaN or infinite values; pass finite pixels")
+    img = _normalise(arr)
+    if not img.any():
+        return _failed("blank image: no joint space found")
+    n_rows, n_cols = img.shape
+    centre_c = (n_cols - 1) / 2.0
+    first = _find_margins(img, spacing_mm)
+    if np.isfinite(first.tibia).sum() < 20:
+        return _failed("no joint space found")
+    notch0 = _notch_col(first, spacing_mm, centre_c)
+    line = _plateau_line(first, notch0, spacing_mm)
+    if line is None:
+        return _failed("tibial plateau margin not found in both compartments")
+    angle = math.degrees(math.atan(-line[0]))
+    # turn the ROI so that the plateau line is horizontal (about the ROI's centre)
+    rot = ndimage.rotate(img, -angle, reshape=False, order=1, mode="nearest")
+    margins = _find_margins(rot, spacing_mm)
+    notch = _notch_col(margins, spacing_mm, centre_c)
+    line2 = _plateau_line(margins, notch, spacing_mm)
+    if line2 is None:
+        return _failed("tibial plateau margin not found in both compartments", angle)
+    cols = np.arange(n_cols, dtype=np.float64)
+    plateau_row = float(np.nanmedian(margins.tibia[np.isfinite(margins.tibia)]))
+    plateau_row = line2[0] * notch + line2[1]
+    edges = _tibial_margins(rot, plateau_row, notch, spacing_mm)
+    if edges is None:
+        return _failed("tibial margins not found", angle)
+    lat, med = edges
+    if (
+        med - notch < MIN_COMPARTMENT_MM / spacing_mm
+        or notch - lat < MIN_COMPARTMENT_MM / spacing_mm
+    ):
+        return _failed("tibial margins not found", angle)
+    jsw = (margins.tibia - margins.femur) * spacing_mm
+    width = med - lat
+
+    def central_min(outer: float) -> float:
+        half = 0.5 * CENTRAL_FRACTION * abs(notch - outer)
+        mid = 0.5 * (notch + outer)
+        sel = (cols >= mid - half) & (cols <= mid + half)
+        vals = jsw[sel]
+        if np.isfinite(vals).sum() < 0.5 * vals.size:
+            return math.nan
+        return float(np.nanmin(vals))
+
+    mjsw_m, mjsw_l = central_min(med), central_min(lat)
+    fixed_m = tuple(_interp(cols, jsw, med - f * width) for f in FIXED_FRACTIONS)
+    fixed_l = tuple(_interp(cols, jsw, lat + f * width) for f in FIXED_FRACTIONS)
+    reason = None
+    if not (math.isfinite(mjsw_m) and math.isfinite(mjsw_l)):
+        reason = "bone margins not found in the central region of a compartment"
+    sel = (cols >= lat) & (cols <= med)
+    return JswResult(
+        mjsw_medial_mm=mjsw_m,
+        mjsw_lateral_mm=mjsw_l,
+        jsw_fixed_medial_mm=fixed_m,
+        jsw_fixed_lateral_mm=fixed_l,
+        tibial_width_mm=float(width * spacing_mm),
+        tibia_medial_col=float(med),
+        tibia_lateral_col=float(lat),
+        notch_col=float(notch),
+        plateau_angle_deg=float(angle),
+        joint_row=plateau_row,
+        profile_col=cols[sel],
+        profile_jsw_mm=jsw[sel],
+        femur_row=margins.femur[sel],
+        tibia_row=margins.tibia[sel],
+        reason=reason,
+    )
+
+
+__all__ = [
+    "CENTRAL_FRACTION",
+    "FIXED_FRACTIONS",
+    "ROI_SIZE",
+    "ROI_SPACING_MM",
+    "JswResult",
+    "measure_jsw",
+]
