@@ -384,7 +384,7 @@ def measure_jsw(roi: npt.ArrayLike, spacing_mm: float = ROI_SPACING_MM) -> JswRe
     img = _normalise(arr)
     if not img.any():
         return _failed("blank image: no joint space found")
-    n_rows, n_cols = img.shape
+    n_cols = img.shape[1]
     centre_c = (n_cols - 1) / 2.0
     first = _find_margins(img, spacing_mm)
     if np.isfinite(first.tibia).sum() < 20:
@@ -402,7 +402,6 @@ def measure_jsw(roi: npt.ArrayLike, spacing_mm: float = ROI_SPACING_MM) -> JswRe
     if line2 is None:
         return _failed("tibial plateau margin not found in both compartments", angle)
     cols = np.arange(n_cols, dtype=np.float64)
-    plateau_row = float(np.nanmedian(margins.tibia[np.isfinite(margins.tibia)]))
     plateau_row = line2[0] * notch + line2[1]
     edges = _tibial_margins(rot, plateau_row, notch, spacing_mm)
     if edges is None:
