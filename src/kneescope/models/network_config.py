@@ -13,8 +13,9 @@ from pydantic import BaseModel, Field, model_validator
 
 from kneescope.config import FROZEN
 
-NetworkName = Literal["unet", "basic_unet", "dynunet", "vgg_classifier"]
-"""Network families: MONAI ``UNet``, ``BasicUNet``, ``DynUNet``; kneescope's VGG-like classifier."""
+NetworkName = Literal["unet", "basic_unet", "dynunet", "vgg_classifier", "resnet"]
+"""Network families: MONAI ``UNet``, ``BasicUNet``, ``DynUNet``, ``ResNet``; kneescope's VGG-like
+classifier."""
 
 Stride = int | tuple[int, ...]
 
@@ -33,6 +34,15 @@ class NetworkConfig(BaseModel):
       ``convs_per_stage`` the number of 3^d convolutions per stage (each stage ends in a 2^d max
       pool), ``fc_features`` the hidden fully connected widths; ``input_shape_vox`` is required
       because the first fully connected layer takes the flattened conv output.
+    - ``resnet`` (MONAI ``ResNet`` with basic blocks, a classifier): ``features`` are the 4 stage
+      widths (ResNet-18: 64, 128, 256, 512), ``layers`` the residual blocks per stage
+      (ResNet-18: 2, 2, 2, 2); global average pooling, then ``dropout`` and one linear layer.
+      Any input of at least 32 pixels per axis.
+
+    ``paired`` (``resnet`` only): the network takes ``(B, 2 * in_channels, *S)``: an image and
+    its pair (e.g. the same patient's other knee, mirrored to the same side), runs one shared
+    backbone on each and classifies the first image from both feature vectors (a Siamese
+    network).
     """
 
     model_config = FROZEN
@@ -52,6 +62,8 @@ class NetworkConfig(BaseModel):
     convs_per_stage: tuple[int, ...] = ()
     fc_features: tuple[int, ...] = ()
     input_shape_vox: tuple[int, ...] | None = None
+    layers: tuple[int, ...] = ()
+    paired: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> NetworkConfig:
@@ -82,6 +94,13 @@ class NetworkConfig(BaseModel):
                 f"dynunet needs one stride per stage, found {len(self.strides)} strides for "
                 f"{len(self.features)} filters"
             )
+        if self.name == "resnet" and (len(self.features) != 4 or len(self.layers) != 4):
+            raise ValueError(
+                "resnet needs 4 stage widths (features) and 4 block counts (layers), found "
+                f"{len(self.features)} and {len(self.layers)}"
+            )
+        if self.paired and self.name != "resnet":
+            raise ValueError("paired inputs are for the resnet classifier")
         if self.name == "vgg_classifier":
             if len(self.convs_per_stage) != len(self.features):
                 raise ValueError(

@@ -15,6 +15,7 @@ from torch import nn
 
 from kneescope.config import config_hash
 from kneescope.errors import NotFoundError
+from kneescope.models.image_classifier import ImageClassifier
 from kneescope.models.network_config import NetworkConfig, Stride
 from kneescope.models.vgg_classifier import VGGClassifier, vgg_parameter_count
 
@@ -60,6 +61,17 @@ PRESETS: dict[str, NetworkConfig] = {
         norm="none",
         act="relu",
         input_shape_vox=(224, 224),
+    ),
+    # ResNet-18 layout (MONAI ResNet, basic blocks) as a 5-grade classifier
+    "resnet18-2d": NetworkConfig(
+        name="resnet",
+        spatial_dims=2,
+        out_channels=5,
+        features=(64, 128, 256, 512),
+        layers=(2, 2, 2, 2),
+        norm="batch",
+        act="relu",
+        dropout=0.3,
     ),
     "vgg19-3d": NetworkConfig(
         name="vgg_classifier",
@@ -107,6 +119,8 @@ def divisor(config: NetworkConfig) -> tuple[int, ...]:
         return (16,) * dims
     if config.name == "vgg_classifier":
         return (2 ** len(config.features),) * dims
+    if config.name == "resnet":
+        return (1,) * dims  # global average pooling: any size of at least 32
     per_axis = [_axis_strides(s, dims) for s in config.strides]
     return tuple(math.prod(s[a] for s in per_axis) for a in range(dims))
 
@@ -183,6 +197,8 @@ def build_network(config: NetworkConfig) -> nn.Module:
             deep_supervision=config.deep_supervision,
             res_block=config.num_res_units > 0,
         )
+    if config.name == "resnet":
+        return ImageClassifier(config)
     return VGGClassifier(config)
 
 

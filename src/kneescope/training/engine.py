@@ -155,7 +155,11 @@ class _Session:
             task.use_patch_size(plan.patch_size_vox)
         world.shard(plan.batch_size)  # raises when the batch does not split over the ranks
         torch.manual_seed(config.seed)
-        model = build_network(task.network).to(device)
+        model = build_network(task.network)
+        initialise = getattr(task, "initialise", None)
+        if callable(initialise):
+            initialise(model)  # starting weights (fine-tuning); a checkpoint overrides them
+        model = model.to(device)
         if plan.checkpointing != "off":
             from kneescope.models.checkpointing import apply_checkpointing
 

@@ -23,6 +23,9 @@ Optional members (checked with ``isinstance`` against the protocols below, not r
   validation of a run (e.g. add costly metrics such as surface distances only there).
 - ``val_size: int``: number of validation cases; ``0`` tells the engine not to call
   ``evaluate`` (no validation, no metrics in the model file). Absent: validation is on.
+- ``initialise(network) -> None``: sets the freshly built network's starting weights (e.g.
+  from an earlier model, for fine-tuning); called once per session before the checkpoint (if
+  any) is loaded, so a resumed run continues from its checkpoint.
 - The engine calls ``evaluate`` inside its autocast context (bf16 where native); read
   ``torch.is_autocast_enabled(device.type)`` rather than opening another one.
 

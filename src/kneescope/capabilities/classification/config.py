@@ -59,6 +59,42 @@ class SyntheticClassificationSource(BaseModel):
     noise: float = Field(0.3, ge=0.0)
 
 
+class FolderClassificationSource(BaseModel):
+    """Train on image files sorted into one sub-folder per class
+    (:mod:`kneescope.capabilities.classification.folder_data`).
+
+    Attributes:
+        source: ``"folder"``.
+        train: folder of the training images (``train/<class>/<image>``); a relative path is
+            read from the training file's folder.
+        validation: folder of the validation images, same layout.
+    """
+
+    model_config = FROZEN
+
+    source: Literal["folder"] = "folder"
+    train: str
+    validation: str
+
+
+class ClassificationAugment(BaseModel):
+    """Random training augmentation, drawn per image from the run's seeded generator.
+
+    Attributes:
+        rotation_deg: in-plane rotation, uniform in +-rotation_deg.
+        scale: zoom factor, uniform in 1 +- scale.
+        translate: shift, uniform in +-translate of the image size per axis.
+        intensity: contrast and offset of the normalised image, each uniform in +-intensity.
+    """
+
+    model_config = FROZEN
+
+    rotation_deg: float = Field(10.0, ge=0.0, le=180.0)
+    scale: float = Field(0.1, ge=0.0, lt=1.0)
+    translate: float = Field(0.05, ge=0.0, lt=0.5)
+    intensity: float = Field(0.2, ge=0.0, lt=1.0)
+
+
 class ClassificationConfig(BaseModel):
     """What the classification task needs besides the engine settings.
 
@@ -76,6 +112,19 @@ class ClassificationConfig(BaseModel):
             instead of uniformly; for skewed class frequencies.
         flip_axes: image axes (0 = rows, 1 = columns) the training augmentation may flip; only
             axes whose flip keeps the class.
+        loss: ``"cross_entropy"``, or ``"ordinal"`` for ordered classes (e.g. KL grades 0-4):
+            cross-entropy against soft targets that put weight on the neighbouring grades,
+            ``exp(-(k - y)^2 / (2 ordinal_sigma^2))`` normalised, so that a prediction one grade
+            off costs less than one three grades off.
+        ordinal_sigma: width of the ordinal soft targets, in grades.
+        augment: random rotation/zoom/shift/contrast of training images; ``None``: off.
+        crop_mm: the square field of view (mm) the training images cover, recorded in the
+            model file so that a knee ROI can be cropped to match; ``None``: unknown.
+        init_weights: a ``classification`` model file whose weights start the training
+            (fine-tuning; a relative path is read from the training file's folder). A paired
+            network can start from a single-image one of the same backbone: the backbone is
+            shared, the head's weights for the image's features are copied and those for the
+            pair's start at zero (so training starts from the single network's predictions).
         data: where ``kneescope train`` takes the images from; ``None`` when the task is
             built from arrays in Python.
     """
@@ -88,7 +137,14 @@ class ClassificationConfig(BaseModel):
     normalisation: NormalisationConfig = Field(default_factory=NormalisationConfig)
     balanced_sampling: bool = False
     flip_axes: tuple[int, ...] = ()
-    data: SyntheticClassificationSource | None = None
+    loss: Literal["cross_entropy", "ordinal"] = "cross_entropy"
+    ordinal_sigma: float = Field(0.5, gt=0.0, le=5.0)
+    augment: ClassificationAugment | None = None
+    crop_mm: float | None = Field(None, gt=0.0, le=1000.0)
+    init_weights: str | None = None
+    data: SyntheticClassificationSource | FolderClassificationSource | None = Field(
+        None, discriminator="source"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ClassificationConfig:
@@ -97,11 +153,11 @@ class ClassificationConfig(BaseModel):
         if len(self.classes) == 1:
             raise ValueError("classification needs at least two classes")
         if self.network is not None and (
-            self.network.name != "vgg_classifier" or self.network.spatial_dims != 2
+            self.network.name not in ("vgg_classifier", "resnet") or self.network.spatial_dims != 2
         ):
-            raise ValueError("classification needs a 2D vgg_classifier network")
+            raise ValueError("classification needs a 2D vgg_classifier or resnet network")
         net = self.network or default_classifier(self.input_size_vox, max(2, len(self.classes)))
-        smallest = divisor(net)
+        smallest = (32, 32) if net.name == "resnet" else divisor(net)
         if not all(m <= n <= 4096 for n, m in zip(self.input_size_vox, smallest, strict=True)):
             raise ValueError(
                 f"input_size_vox {self.input_size_vox} must be {smallest[0]} to 4096 pixels per "
@@ -116,7 +172,7 @@ class ClassificationConfig(BaseModel):
                     f"network out_channels {net.out_channels} must equal the number of "
                     f"classes ({len(self.classes)})"
                 )
-            if net.input_shape_vox != self.input_size_vox:
+            if net.name == "vgg_classifier" and net.input_shape_vox != self.input_size_vox:
                 raise ValueError(
                     f"network input_shape_vox {net.input_shape_vox} must equal "
                     f"input_size_vox {self.input_size_vox}"

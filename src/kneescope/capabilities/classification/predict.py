@@ -11,7 +11,7 @@ import numpy.typing as npt
 import torch
 
 from kneescope.capabilities.classification.spec import KIND, ClassificationSpec
-from kneescope.errors import ModelError
+from kneescope.errors import InputError, ModelError
 from kneescope.models.model_file import ModelFile, load_model_file, validate_description
 from kneescope.transforms.image_batch import normalise_images
 
@@ -63,7 +63,8 @@ def _spec(model: ModelFile, path: Path) -> ClassificationSpec:
         hint="; retrain the model",
     )
     net = model.network
-    if net.out_channels != len(spec.classes) or net.input_shape_vox != spec.input_size_vox:
+    fixed = net.input_shape_vox if net.name == "vgg_classifier" else spec.input_size_vox
+    if net.out_channels != len(spec.classes) or fixed != spec.input_size_vox:
         raise ModelError(
             f"{path}: the network ({net.out_channels} outputs, input {net.input_shape_vox}) does "
             f"not fit the {len(spec.classes)} classes and input {spec.input_size_vox}; the file "
@@ -84,14 +85,21 @@ def load_classifier(path: Path, *, device: torch.device | str = "cpu") -> Classi
     return Classifier(spec=spec, network=model.build(dev), model_file=model, device=dev)
 
 
-def predict_classes(model: Classifier | Path, images: npt.NDArray[Any]) -> ClassPrediction:
-    """Class probabilities of ``images``.
+def predict_logits(
+    model: Classifier | Path,
+    images: npt.NDArray[Any],
+    pairs: npt.NDArray[Any] | None = None,
+) -> npt.NDArray[np.float64]:
+    """``(N, classes)`` raw network outputs (before the temperature) of ``images``.
 
     Args:
         model: a loaded classifier or the path of a ``classification`` model file.
         images: ``(N, rows, columns)`` or one ``(rows, columns)`` image, at the model's input
             size (``spec.input_size_vox``), any real dtype; each is normalised by its own
             statistics as in training.
+        pairs: for a paired network, each image's pair (e.g. the other knee, mirrored to the
+            same side), same shape as ``images``; ``None``: each image is its own pair.
+            Ignored by a single-image network.
 
     Raises:
         InputError: images of the wrong size or with non-finite values.
@@ -100,10 +108,37 @@ def predict_classes(model: Classifier | Path, images: npt.NDArray[Any]) -> Class
     classifier = model if isinstance(model, Classifier) else load_classifier(model)
     spec = classifier.spec
     batch = torch.from_numpy(normalise_images(images, spec.input_size_vox, spec.normalisation))
+    if classifier.model_file.network.paired:
+        other = batch
+        if pairs is not None:
+            other = torch.from_numpy(
+                normalise_images(pairs, spec.input_size_vox, spec.normalisation)
+            )
+            if other.shape != batch.shape:
+                raise InputError(
+                    f"{batch.shape[0]} images but {other.shape[0]} pairs; give one pair per image"
+                )
+        batch = torch.cat([batch, other], dim=1)
     out = []
     with torch.no_grad():
         for start in range(0, batch.shape[0], CHUNK):
             logits = classifier.network(batch[start : start + CHUNK].to(classifier.device))
-            out.append(torch.softmax(logits.double(), dim=1).cpu())
+            out.append(logits.double().cpu())
+    return np.asarray(torch.cat(out).numpy(), dtype=np.float64)
+
+
+def predict_classes(
+    model: Classifier | Path,
+    images: npt.NDArray[Any],
+    pairs: npt.NDArray[Any] | None = None,
+) -> ClassPrediction:
+    """Class probabilities of ``images``: softmax of the logits divided by the model's
+    temperature (``spec.temperature``, 1 when the model was not calibrated).
+
+    Arguments as :func:`predict_logits`.
+    """
+    classifier = model if isinstance(model, Classifier) else load_classifier(model)
+    logits = torch.from_numpy(predict_logits(classifier, images, pairs))
+    out = [torch.softmax(logits / classifier.spec.temperature, dim=1)]
     probabilities = torch.cat(out).numpy()
-    return ClassPrediction(classes=spec.classes, probabilities=probabilities)
+    return ClassPrediction(classes=classifier.spec.classes, probabilities=probabilities)

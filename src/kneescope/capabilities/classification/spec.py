@@ -25,6 +25,11 @@ class ClassificationSpec(BaseModel):
         classes: class names in output-channel order.
         input_size_vox: image size (rows, columns) the network takes.
         normalisation: per-image intensity normalisation applied before the network.
+        crop_mm: the square field of view (mm) the training images covered, centred on the
+            object (a knee classifier takes this much of a standard knee ROI); ``None``: not
+            known (images must then be given at the model's input size as crops).
+        temperature: the logits are divided by it before the softmax (temperature scaling
+            fitted on a validation set; 1: not calibrated).
     """
 
     model_config = FROZEN
@@ -32,6 +37,8 @@ class ClassificationSpec(BaseModel):
     classes: tuple[str, ...] = Field(min_length=2, max_length=MAX_CLASSES)
     input_size_vox: tuple[int, int]
     normalisation: NormalisationConfig = Field(default_factory=NormalisationConfig)
+    crop_mm: float | None = Field(None, gt=0.0, le=1000.0)
+    temperature: float = Field(1.0, gt=0.0, le=100.0)
 
     @model_validator(mode="after")
     def _check(self) -> ClassificationSpec:

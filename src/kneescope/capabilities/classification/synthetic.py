@@ -22,11 +22,16 @@ class ClassificationData:
         images: ``(N, rows, columns)`` float32 intensities.
         labels: ``(N,)`` int64 class indices in ``0 .. len(classes) - 1``.
         classes: class names, index = label.
+        names: one name per image (e.g. the file name), or empty.
+        pairs: ``(N,)`` int64, the index of each image's pair in the same set (e.g. the same
+            patient's other knee; an image without one is its own pair), or ``None``.
     """
 
     images: npt.NDArray[np.float32]
     labels: npt.NDArray[np.int64]
     classes: tuple[str, ...]
+    names: tuple[str, ...] = ()
+    pairs: npt.NDArray[np.int64] | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 3 or self.labels.shape != (self.images.shape[0],):
@@ -34,6 +39,13 @@ class ClassificationData:
                 f"images must be (N, rows, columns) with N labels, found {self.images.shape} "
                 f"and {self.labels.shape}"
             )
+        if self.names and len(self.names) != self.images.shape[0]:
+            raise ValueError(f"{len(self.names)} names for {self.images.shape[0]} images")
+        if self.pairs is not None and (
+            self.pairs.shape != self.labels.shape
+            or (self.pairs.size and (self.pairs.min() < 0 or self.pairs.max() >= self.pairs.size))
+        ):
+            raise ValueError("pairs must hold one index into the set per image")
 
 
 def orientation_classes(n_classes: int) -> tuple[str, ...]:

@@ -16,16 +16,21 @@ from pydantic import BaseModel
 
 from kneescope.capabilities.classification.config import (
     ClassificationConfig,
+    FolderClassificationSource,
     SyntheticClassificationSource,
 )
+from kneescope.capabilities.classification.folder_data import load_class_folder
+from kneescope.capabilities.classification.grade_metrics import grade_metrics, ordinal_targets
 from kneescope.capabilities.classification.spec import KIND, ClassificationSpec
 from kneescope.capabilities.classification.synthetic import (
     ClassificationData,
     synthetic_classification,
 )
-from kneescope.errors import ConfigError, InputError
+from kneescope.errors import ConfigError, InputError, ModelError
 from kneescope.models import NetworkConfig
+from kneescope.models.model_file import load_model_file
 from kneescope.training.task import Metrics, TaskBatch
+from kneescope.transforms.augment2d import random_affine_2d, random_contrast
 from kneescope.transforms.image_batch import normalise_images
 from kneescope.workspace import Workspace
 
@@ -80,6 +85,7 @@ class ClassificationTask:
         validation: ClassificationData,
         *,
         seed: int = 0,
+        init_path: Path | None = None,
     ) -> None:
         self.classes: tuple[str, ...] = tuple(config.classes) or tuple(train.classes)
         _check_data(train, self.classes, "training")
@@ -101,6 +107,25 @@ class ClassificationTask:
         )
         self._val_y = torch.from_numpy(np.asarray(validation.labels, dtype=np.int64))
         self._by_class = [np.flatnonzero(train.labels == k) for k in range(len(self.classes))]
+        self.paired = self.network.paired
+        self.init_path = init_path
+        self._train_pairs = _pairs_of(train)
+        self._val_pairs = _pairs_of(validation)
+        self._soft_targets = (
+            torch.from_numpy(ordinal_targets(len(self.classes), config.ordinal_sigma))
+            if config.loss == "ordinal"
+            else None
+        )
+
+    def _inputs(
+        self, images: torch.Tensor, pairs: np.ndarray[Any, Any], picks: Any
+    ) -> torch.Tensor:
+        """``(B, 1, H, W)`` images, or ``(B, 2, H, W)`` image + pair for a paired network."""
+        index = torch.as_tensor(picks)
+        if not self.paired:
+            return images[index].clone()
+        partner = torch.from_numpy(pairs[np.asarray(picks)])
+        return torch.cat([images[index], images[partner]], dim=1)
 
     def _indices(self, rng: np.random.Generator, size: int) -> np.ndarray[Any, Any]:
         if not self.config.balanced_sampling:
@@ -113,15 +138,28 @@ class ClassificationTask:
         """Global batch ``index``: ``size`` training images drawn with a seeded generator."""
         rng = np.random.default_rng((self.seed % 2**32, index))
         picks = self._indices(rng, size)
-        inputs = self._train_x[torch.from_numpy(picks)].clone()
+        inputs = self._inputs(self._train_x, self._train_pairs, picks)
         for axis in self.config.flip_axes:
-            flip = torch.from_numpy(rng.random(size) < 0.5)
-            inputs[flip] = inputs[flip].flip(2 + axis)
+            flip = torch.from_numpy(rng.random(inputs.shape[:2]) < 0.5)
+            inputs[flip] = inputs[flip].flip(1 + axis)
+        aug = self.config.augment
+        if aug is not None:
+            inputs = random_affine_2d(
+                inputs,
+                rng,
+                rotation_deg=aug.rotation_deg,
+                scale=aug.scale,
+                translate=aug.translate,
+            )
+            inputs = random_contrast(inputs, rng, amount=aug.intensity)
         return TaskBatch(inputs=inputs, targets=self._train_y[torch.from_numpy(picks)])
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy, the mean over the batch."""
-        return torch.nn.functional.cross_entropy(outputs.float(), targets)
+        """Cross-entropy (against ordinal soft targets for ``loss = "ordinal"``), the batch mean."""
+        if self._soft_targets is None:
+            return torch.nn.functional.cross_entropy(outputs.float(), targets)
+        soft = self._soft_targets.to(outputs.device)[targets]
+        return torch.nn.functional.cross_entropy(outputs.float(), soft)
 
     def evaluate(self, network: torch.nn.Module, device: torch.device) -> Metrics:
         """Accuracy and friends on the validation images."""
@@ -130,10 +168,34 @@ class ClassificationTask:
         logits = []
         with torch.no_grad():
             for start in range(0, len(self._val_y), EVAL_CHUNK):
-                chunk = self._val_x[start : start + EVAL_CHUNK].to(device)
+                picks = np.arange(start, min(start + EVAL_CHUNK, len(self._val_y)))
+                chunk = self._inputs(self._val_x, self._val_pairs, picks).to(device)
                 logits.append(network(chunk).float().cpu())
         network.train(was_training)
         return classification_metrics(torch.cat(logits), self._val_y, len(self.classes))
+
+    def initialise(self, network: torch.nn.Module) -> None:
+        """Start from ``init_path``'s weights (the config's ``init_weights``), if given.
+
+        Raises:
+            ModelError: the file is missing, of another kind, or its network does not fit.
+        """
+        if self.init_path is None:
+            return
+        start = load_model_file(self.init_path, kind=KIND)
+        state = dict(start.state_dict)
+        if self.network.paired and not start.network.paired:
+            head = state.get("head.weight")
+            if head is not None:
+                state["head.weight"] = torch.cat([head, torch.zeros_like(head)], dim=1)
+        same = start.network.model_copy(update={"paired": self.network.paired})
+        if same != self.network:
+            raise ModelError(
+                f"{self.init_path}: its network ({start.network.name}, features "
+                f"{start.network.features}) is not the one being trained; start from a model "
+                "of the same network"
+            )
+        network.load_state_dict(state)
 
     def model_spec(self, metrics: Metrics | None) -> dict[str, Any]:
         """The ``classification`` spec: classes, input size, normalisation.
@@ -144,6 +206,7 @@ class ClassificationTask:
             classes=self.classes,
             input_size_vox=self.config.input_size_vox,
             normalisation=self.config.normalisation,
+            crop_mm=self.config.crop_mm,
         )
         training = {"task_config": self.config.model_dump(mode="json")}
         return {**spec.model_dump(mode="json"), "training": training}
@@ -184,7 +247,7 @@ class ClassificationTaskFactory:
         Raises:
             ConfigError: no ``[data]`` table, or data that contradicts the config.
         """
-        del workspace, base_dir  # synthetic data needs neither
+        del workspace
         if not isinstance(config, ClassificationConfig):
             raise TypeError(f"expected a ClassificationConfig, got {type(config).__name__}")
         if config.data is None:
@@ -192,19 +255,35 @@ class ClassificationTaskFactory:
                 "a classification training file needs a [data] table; "
                 'add e.g. [data] source = "synthetic" train = 300'
             )
-        train, validation = synthetic_sets(config.data, config.input_size_vox, seed)
-        return ClassificationTask(config, train, validation, seed=seed)
+        if isinstance(config.data, FolderClassificationSource):
+            size = config.input_size_vox
+            train = load_class_folder(base_dir / config.data.train, config.classes, size)
+            validation = load_class_folder(
+                base_dir / config.data.validation, config.classes or train.classes, size
+            )
+        else:
+            train, validation = synthetic_sets(config.data, config.input_size_vox, seed)
+        init = None if config.init_weights is None else base_dir / config.init_weights
+        return ClassificationTask(config, train, validation, seed=seed, init_path=init)
 
 
 FACTORY = ClassificationTaskFactory()
 """The object the ``kneescope.tasks`` entry point ``classification`` names."""
 
 
+def _pairs_of(data: ClassificationData) -> np.ndarray[Any, Any]:
+    if data.pairs is None:
+        return np.arange(len(data.labels), dtype=np.int64)
+    return np.asarray(data.pairs, dtype=np.int64)
+
+
 def classification_metrics(logits: torch.Tensor, truth: torch.Tensor, n_classes: int) -> Metrics:
     """Metrics of ``(N, classes)`` logits against ``(N,)`` true class indices.
 
     ``recall`` is None for a class absent from ``truth`` (and left out of the balanced
-    accuracy).
+    accuracy). With three or more classes, taken as ordered grades (e.g. KL 0-4), also
+    ``quadratic_kappa``, ``mean_abs_error`` (grades) and ``auc_at_least_2`` (the probability of
+    a class index >= 2 against the truth ``>= 2``; None when only one side is present).
     """
     predicted = logits.argmax(dim=1)
     confusion = torch.zeros((n_classes, n_classes), dtype=torch.int64)
@@ -225,5 +304,6 @@ def classification_metrics(logits: torch.Tensor, truth: torch.Tensor, n_classes:
             "recall": recall,
             "confusion": confusion.tolist(),
             "loss": loss,
+            **(grade_metrics(logits, truth) if n_classes >= 3 else {}),
         },
     )
