@@ -74,6 +74,11 @@ MARGIN_REACH_MM = 55.0
 """The tibial margins are searched within this distance of the notch."""
 SPINE_HALF_MM = 10.0
 """Columns within this distance of the notch are not used to fit the plateau line."""
+MIN_EDGE_CONTRAST = 5.0
+"""The margins' median gradient must reach this multiple of the ROI's gradient noise level
+(robust standard deviation of the vertical gradient); below it there is no knee."""
+MAX_ANGLE_DEG = 20.0
+"""A plateau line tilted more than this in the ROI is a QC failure."""
 MIN_COMPARTMENT_MM = 12.0
 """A compartment narrower than this (tibial margin to notch) is a QC failure."""
 
@@ -151,6 +156,8 @@ class _Margins:
     femur: FloatArray
     tibia: FloatArray
     joint: FloatArray
+    contrast: float
+    """median edge gradient at the margins over the gradient's noise level (robust)."""
 
 
 def _normalise(roi: npt.NDArray[np.generic]) -> FloatArray:
@@ -238,6 +245,8 @@ def _find_margins(img: FloatArray, spacing_mm: float) -> _Margins:
     reach = round(EDGE_REACH_MM / spacing_mm)
     femur = np.full(n_cols, np.nan)
     tibia = np.full(n_cols, np.nan)
+    strength_f = np.full(n_cols, np.nan)
+    strength_t = np.full(n_cols, np.nan)
     for c in np.flatnonzero(np.isfinite(joint)):
         j = int(joint[c])
         a, b = max(1, j - reach), min(n_rows - 1, j + reach + 1)
@@ -247,15 +256,21 @@ def _find_margins(img: FloatArray, spacing_mm: float) -> _Margins:
         i_t = _nearest_strong_extremum(below, from_end=False)
         if i_f is not None:
             femur[c] = a + _subpixel(above, i_f)
+            strength_f[c] = above[i_f]
         if i_t is not None:
             tibia[c] = j + _subpixel(below, i_t)
+            strength_t[c] = below[i_t]
     # outliers: a running median over ~2 mm of columns
     size = max(3, round(2.0 / spacing_mm) | 1)
     for arr in (femur, tibia):
         med = _nan_median_filter(arr, size)
         bad = np.abs(arr - med) > max(1.0, 0.5 / spacing_mm)
         arr[bad] = np.nan
-    return _Margins(femur=femur, tibia=tibia, joint=joint)
+    both = np.isfinite(femur) & np.isfinite(tibia)
+    noise = 1.4826 * float(np.median(np.abs(grad - np.median(grad))))
+    edge = float(np.median(np.minimum(strength_f[both], strength_t[both]))) if both.any() else 0.0
+    contrast = edge / noise if noise > 0 else (math.inf if edge > 0 else 0.0)
+    return _Margins(femur=femur, tibia=tibia, joint=joint, contrast=contrast)
 
 
 def _nan_median_filter(arr: FloatArray, size: int) -> FloatArray:
@@ -387,13 +402,15 @@ def measure_jsw(roi: npt.ArrayLike, spacing_mm: float = ROI_SPACING_MM) -> JswRe
     n_cols = img.shape[1]
     centre_c = (n_cols - 1) / 2.0
     first = _find_margins(img, spacing_mm)
-    if np.isfinite(first.tibia).sum() < 20:
-        return _failed("no joint space found")
+    if np.isfinite(first.tibia).sum() < 20 or first.contrast < MIN_EDGE_CONTRAST:
+        return _failed("no joint space found (no bone margins above and below a dark gap)")
     notch0 = _notch_col(first, spacing_mm, centre_c)
     line = _plateau_line(first, notch0, spacing_mm)
     if line is None:
         return _failed("tibial plateau margin not found in both compartments")
     angle = math.degrees(math.atan(-line[0]))
+    if abs(angle) > MAX_ANGLE_DEG:
+        return _failed(f"tibial plateau tilted {angle:.0f} deg in the ROI (not a PA knee view?)")
     # turn the ROI so that the plateau line is horizontal (about the ROI's centre)
     rot = ndimage.rotate(img, -angle, reshape=False, order=1, mode="nearest")
     margins = _find_margins(rot, spacing_mm)
