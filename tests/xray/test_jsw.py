@@ -104,9 +104,7 @@ def _phantom(
 def test_measure_jsw_matches_the_phantom(
     mjsw_medial: float, mjsw_lateral: float, angle_deg: float
 ) -> None:
-    ph = _phantom(
-        mjsw_medial=mjsw_medial, mjsw_lateral=mjsw_lateral, angle_deg=angle_deg, seed=3
-    )
+    ph = _phantom(mjsw_medial=mjsw_medial, mjsw_lateral=mjsw_lateral, angle_deg=angle_deg, seed=3)
     res = measure_jsw(ph.roi, PX)
     assert res.reason is None
     assert res.mjsw_medial_mm == pytest.approx(ph.mjsw_medial_mm, abs=0.15)
@@ -177,9 +175,7 @@ def test_xray_jsw_step_is_registered_and_fills_its_columns(tmp_path: Path) -> No
     assert cls is XrayJsw
     ph = _phantom(mjsw_medial=3.5, mjsw_lateral=5.0, angle_deg=-4.0, seed=11)
     step = XrayJsw()
-    result = step.run(
-        Item("knee", side="left"), StepContext(tmp_path, data={"knee_roi": ph.roi})
-    )
+    result = step.run(Item("knee", side="left"), StepContext(tmp_path, data={"knee_roi": ph.roi}))
     values = result.values
     assert set(values) == {c.name for c in JSW_RESULTS}
     assert values["jsw_reason"] == ""
