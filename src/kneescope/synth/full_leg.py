@@ -99,7 +99,8 @@ class FullLegFilm:
         film: uint16 2D Volume (rows, columns), spacing ``pixel_mm``.
         legs: truth per leg, right first.
         pixel_mm: pixel spacing, mm.
-        rotation_deg: in-plane rotation of the patient on the film, degrees.
+        rotation_deg: in-plane rotation of the patient on the film, degrees (positive turns
+            the downward row direction towards increasing columns).
         magnification: film mm per patient mm.
         seed: the seed it was rendered from.
     """
@@ -574,11 +575,14 @@ def render_full_leg_film(
     # margins: hip centre at least 110 mm below the top, ankle 75 mm above the bottom
     room = height_mm - 185.0
     mag_max = max(room / leg_mm, 0.5)
-    mag = float(min(rng.uniform(1.0, 1.12), mag_max)) if vary else min(1.05, mag_max)
-    rot = float(rng.uniform(-2.5, 2.5)) if vary else 0.0
+    # the film's draws come first and always, so the anatomy of a seed is the same with and
+    # without the film variation
+    u_mag, u_rot, u_row, u_col = rng.uniform(size=4)
+    mag = float(min(1.0 + 0.12 * u_mag, mag_max)) if vary else min(1.05, mag_max)
+    rot = float(-2.5 + 5.0 * u_rot) if vary else 0.0
     slack = max(height_mm - 185.0 - leg_mm * mag, 0.0)
-    hip_row = 110.0 + (rng.uniform(0.2, 0.8) * slack if vary else 0.5 * slack)
-    col_c = 0.5 * (cols - 1) * px + (rng.uniform(-12.0, 12.0) if vary else 0.0)
+    hip_row = 110.0 + (0.2 + 0.6 * u_row if vary else 0.5) * slack
+    col_c = 0.5 * (cols - 1) * px + (-12.0 + 24.0 * u_col if vary else 0.0)
     cv = _Canvas(shape, px, t_mm=(hip_row, col_c), magnification=mag, rotation_deg=rot)
     hip_half = rng.uniform(82.0, 96.0) * scale
     tilt = rng.uniform(2.0, 4.0)
