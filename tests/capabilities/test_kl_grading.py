@@ -233,3 +233,25 @@ def test_a_model_of_other_classes_is_not_a_kl_model(tmp_path: Path) -> None:
     )
     with pytest.raises(ModelError, match="not the KL grades"):
         load_kl_model(tmp_path / "bars.pt")
+
+
+def test_kl_grade_step_grades_a_knee_roi_and_skips_an_ungradable_one(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from kneescope.capabilities.classification.kl_step import KlGrade
+    from kneescope.cohort.item import Item
+    from kneescope.cohort.step import StepContext
+
+    _, single_path = trained
+    step = KlGrade(model=str(single_path))
+    step.setup()
+    roi = np.random.default_rng(3).normal(size=(700, 700)).astype(np.float32)
+    item = Item(item_id="film-1-right", path=str(tmp_path / "film-1"), side="right")
+    result = step.run(item, StepContext(tmp_path, {"knee_roi": roi, "other_knee_roi": None}))
+    assert set(result.values) == {c.name for c in KlGrade.results}
+    expected = grade_knees(load_kl_model(single_path), roi[None]).probabilities[0]
+    got = [result.values[f"kl_probability_{k}"] for k in range(5)]
+    assert np.allclose(got, expected)
+    assert result.values["kl_index"] == int(np.argmax(expected))
+    skipped = step.run(item, StepContext(tmp_path, {"knee_roi": None, "other_knee_roi": None}))
+    assert skipped.values == {}

@@ -1,0 +1,107 @@
+"""The ``kl_grade`` step: the KL grade of each knee item from its standard knee ROI.
+
+Pipeline (knee radiographs): ``load_volume -> locate_knee -> kl_grade [-> xray_jsw]``. It reads
+``knee_roi`` (a ``(700, 700)`` float32 ROI at 0.2 mm, right frame, or ``None`` when the knee
+cannot be graded: the locate step's ``xray_reason`` column then says why) and
+``other_knee_roi`` (the same film's other knee, for a paired model; ``None``: none). Columns
+``kl_label``, ``kl_index`` (the grade 0-4), ``kl_probability`` and ``kl_probability_0`` ...
+``kl_probability_4`` (calibrated); all empty for a knee that cannot be graded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from kneescope.capabilities.classification.results import CAPABILITY, result_columns
+from kneescope.cohort.item import Item
+from kneescope.cohort.result_schema import ResultColumn
+from kneescope.cohort.step import BaseStep, StepContext, StepResult
+from kneescope.errors import ConfigError
+from kneescope.io.digest import file_sha256
+
+PREFIX = "kl"
+ROI_SPACING_MM = 0.2
+"""Pixel spacing of the standard knee ROI the locate step writes."""
+
+
+def _model_path(model: object) -> Path:
+    from kneescope.capabilities.classification.kl import DEFAULT_KL_MODEL
+    from kneescope.models.pretrained import find_shipped
+
+    name = DEFAULT_KL_MODEL if model is None or str(model) == "" else str(model)
+    path = Path(name).expanduser().absolute()
+    if not path.is_file():
+        shipped = find_shipped(name)
+        if shipped is not None:
+            return shipped.verified_path()
+    return path
+
+
+def _hash(path: Path) -> str:
+    try:
+        return file_sha256(path)[:16]
+    except OSError as exc:
+        raise ConfigError(
+            f"kl_grade: cannot read model {path} ({exc.strerror}); give a KL model file or a "
+            "shipped model's name (kneescope models list)"
+        ) from None
+
+
+class KlGrade(BaseStep):
+    """KL grade and calibrated probabilities of ``knee_roi``.
+
+    Options:
+        model: a KL classification model file, a name in ``WS/models/`` or a shipped model's
+            name; default the shipped ``kl-xray-real``.
+    """
+
+    name = "kl_grade"
+    version = "1"
+    capability = CAPABILITY
+    results: ClassVar[tuple[ResultColumn, ...]] = result_columns(
+        ("0", "1", "2", "3", "4"), PREFIX
+    )
+    reads: ClassVar[tuple[str, ...]] = ("knee_roi", "other_knee_roi")
+    model_options: ClassVar[tuple[str, ...]] = ("model",)
+
+    @classmethod
+    def model_hash_for(cls, options: Mapping[str, Any]) -> str:
+        """sha256 (16 hex) of the model file ``options["model"]`` names."""
+        return _hash(_model_path(options.get("model")))
+
+    def __init__(self, model: str | None = None) -> None:
+        self.model_path = _model_path(model)
+        self._model_hash = _hash(self.model_path)
+        self._model: Any = None
+
+    @property
+    def model_hash(self) -> str:
+        return self._model_hash
+
+    def setup(self) -> None:
+        from kneescope.capabilities.classification.kl import load_kl_model
+
+        self._model = load_kl_model(self.model_path)
+
+    def run(self, item: Item, context: StepContext) -> StepResult:
+        from kneescope.capabilities.classification.kl import KL_CLASSES, grade_knees
+        from kneescope.capabilities.classification.predict import ClassPrediction
+        from kneescope.capabilities.classification.results import result_values
+
+        roi = context.data.get("knee_roi")
+        if roi is None:
+            return StepResult()
+        if self._model is None:
+            self.setup()
+        other = context.data.get("other_knee_roi")
+        with context.phase("infer"):
+            graded = grade_knees(
+                self._model,
+                roi[None],
+                None if other is None else other[None],
+                roi_spacing_mm=ROI_SPACING_MM,
+            )
+        prediction = ClassPrediction(classes=KL_CLASSES, probabilities=graded.probabilities)
+        return StepResult(values=result_values(prediction, 0, PREFIX))
