@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -114,7 +115,7 @@ class FullLegFilm:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def _chord(r: F32 | float, d2: F32) -> F32:
+def _chord(r: npt.NDArray[np.floating[Any]] | float, d2: npt.NDArray[np.floating[Any]]) -> F32:
     """Length of a chord at squared distance ``d2`` from the axis of a solid of radius ``r``."""
     rr = np.asarray(r, dtype=np.float32)
     return (2.0 * np.sqrt(np.clip(rr * rr - d2, 0.0, None))).astype(np.float32)

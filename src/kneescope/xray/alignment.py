@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from kneescope.errors import InputError
 
-Point = Sequence[float]
+Point = Sequence[float] | npt.NDArray[Any]
+"""A (row, column) position, mm."""
 
 
 def _points(hip: Point, knee: Point, ankle: Point) -> tuple[np.ndarray, ...]:
