@@ -1,18 +1,45 @@
-"""Synthetic radiographs: bilateral PA knee views and full-leg standing views, with truth.
+"""Synthetic bilateral PA fixed-flexion knee films with exact truth.
 
-Both are 2D :class:`~kneescope.core.Volume` s, ``array[i=row, j=column]`` uint16 with bone
-bright (write them as MONOCHROME1 or 2; the io writer inverts stored values for MONOCHROME1).
-Rows run to the patient's feet (Inferior), columns to the patient's Left (the usual display:
-patient's right on the viewer's left).
+A film is a 2D :class:`~kneescope.core.Volume`, ``array[i=row, j=column]`` uint16 (12-bit)
+with bone bright (write it as MONOCHROME1 or 2; the io writer inverts stored values for
+MONOCHROME1). Rows run to the patient's feet (Inferior), columns to the patient's Left (the
+usual display: the patient's right knee on the viewer's left).
 
-Knee radiograph: the implicit knee of each side is projected along the anteroposterior axis
-(path length through bone with a denser cortical shell, plus soft tissue), with osteophytes
-and subchondral sclerosis whose size follows the KL grade, Beer-Lambert attenuation and
-quantum noise. Truth per knee: minimum joint space width (mJSW, mm) of each compartment,
-measured on the exact projected geometry: in every column of the compartment, the distance
-from the lowest point of the projected femoral condyle to the tibial plateau floor (the
-highest plateau point within the central half of the plateau depth); the minimum over the
-central 60 % of the compartment width.
+Each knee is drawn from its projected 2D outlines
+(:mod:`kneescope.synth.knee_film_geometry`): femoral condyles (superellipse arcs) with the
+intercondylar notch, the tibial plateau (medial concave, lateral convex, tibial spines,
+rounded corners) whose anterior and posterior rims separate into two lines by the beam's
+angle error (fixed flexion 10-20 deg, beam roughly parallel to the plateau), fibular head,
+patella, marginal osteophytes and subchondral sclerosis with the KL grade, trabecular texture,
+the leg's soft tissue (fat and muscle), and a film-wide look: exposure (quantum noise),
+detector blur, display curve, heel effect, collimation edges, lead L/R markers, in-plane
+rotation (up to +-8 deg) and scale (+-8 %) (:mod:`kneescope.synth.knee_film_render`).
+
+**Knee frame.** For each knee: ``x`` (mm) along the tibial plateau line, ``z`` (mm)
+perpendicular to it (superior), in *film* millimetres (pixels x the film's pixel spacing). The
+plateau line is the knee frame's x axis; on the film it makes ``rotation_deg`` with the
+columns (positive: its medial end higher). **Right frame**: a left knee mirrored left-right,
+so that medial = larger column.
+
+**Joint space width (exact definition, shared with kneescope.xray.jsw).** At a position ``x``
+along the plateau line, JSW(x) = the distance, perpendicular to the tibial plateau line, from
+the femoral condyle's projected lower bone margin to the tibial plateau's projected upper bone
+margin, the edge the film shows (the higher of the two plateau rims; osteophytes included,
+though they sit outside the measured regions). Tibial margins: the medial and lateral
+outermost points of the plateau without osteophytes; tibial width W = their distance.
+
+- mJSW of a compartment: the minimum of JSW(x) over the central 60 % of the compartment, a
+  compartment spanning from its tibial margin to the knee centre's column (the middle of the
+  intercondylar notch), evaluated every 0.005 mm.
+- Fixed locations: x = 0.175, 0.200, 0.225, 0.250, 0.275, 0.300 of W measured from the medial
+  margin towards the lateral (medial compartment) and the same fractions from the lateral
+  margin towards the medial (lateral compartment).
+- Knee centre: the notch column; row = the mean over the two compartments of the midpoint
+  between the condyle's lowest point and the tibial margin straight below it.
+
+All JSW values are in film millimetres (pixels x pixel spacing, magnification included).
+KL 0 knees have medial mJSW ~5 mm and lateral ~6 mm (1.3 x the sum of the knee's femoral and
+tibial cartilage thickness), narrowed by the compartment's cartilage-loss fraction.
 
 The full-leg standing radiograph lives in :mod:`kneescope.synth.full_leg`.
 """
@@ -22,29 +49,121 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
-from scipy import ndimage
 
 from kneescope.core import Volume
-from kneescope.synth.anatomy import KneeShape
+from kneescope.synth.cohort import jsn_grade
+from kneescope.synth.knee_film_geometry import (
+    JSW_FIXED_FRACTIONS,
+    KneeFilmGeometry,
+    KneeFilmParams,
+    build_geometry,
+    knee_jsw_truth,
+)
+from kneescope.synth.knee_film_render import (
+    FilmLook,
+    KneeLook,
+    KneePlacement,
+    expose,
+    knee_paths,
+    knee_to_film,
+    trabecular_texture,
+)
 from kneescope.synth.params import KneeParams
 from kneescope.types import Affine
 
 KNEE_PIXEL_MM = 0.2
-MU_BONE = 0.012  # 1/mm (cortex-weighted path)
-MU_SOFT = 0.006  # 1/mm
+FILM_MM = (140.0, 330.0)
+"""Default film size (height, width) in mm."""
+MU_BONE = 0.012  # 1/mm (cortex-weighted path), full-leg films
+MU_SOFT = 0.006  # 1/mm, full-leg films
 DISPLAY_MAX = 3800.0
 
 
 @dataclass(frozen=True)
 class KneeXrayTruth:
-    """mJSW (mm) per compartment, KL grade and osteophyte grade drawn, per knee."""
+    """Exact truth of one knee on a film (film pixels and film mm; see the module docstring).
+
+    Attributes:
+        side: ``"right"``/``"left"``.
+        mjsw_medial_mm / mjsw_lateral_mm: mJSW per compartment (NaN with an implant).
+        klg: KL grade 0..4 (-1 with an implant: not gradable).
+        osteophyte_grade: 0..3 (-1 with an implant).
+        jsn_medial / jsn_lateral: OARSI JSN grade 0..3 (-1 with an implant).
+        centre_rc: knee centre (row, col), film pixels (float).
+        tibia_medial_rc / tibia_lateral_rc: the tibial plateau's medial / lateral margin
+            point (the outermost plateau point, no osteophytes), film (row, col).
+        tibia_edges_c: (medial, lateral) margin columns (film, float).
+        tibial_width_mm: distance between the margins (film mm).
+        jsw_fixed_medial_mm / jsw_fixed_lateral_mm: JSW at the fixed fractions
+            (0.175 ... 0.300) from the medial / lateral margin.
+        mjsw_medial_rc / mjsw_lateral_rc: film (row, col) of the tibial margin point where
+            the compartment's mJSW is reached.
+        implant: a total knee replacement (not gradable).
+        rotation_deg: angle of the plateau line on the film (+ = medial end higher).
+        pixel_mm: the film's pixel spacing (mm).
+        scale: size factor of this knee on the film (anatomy x magnification).
+        beam_error_deg: beam angle error against the plateau (rim doubling).
+        flexion_deg: knee flexion.
+    """
 
     side: str
     mjsw_medial_mm: float
     mjsw_lateral_mm: float
     klg: int
     osteophyte_grade: int
+    jsn_medial: int
+    jsn_lateral: int
+    centre_rc: tuple[float, float]
+    tibia_medial_rc: tuple[float, float]
+    tibia_lateral_rc: tuple[float, float]
+    tibia_edges_c: tuple[float, float]
+    tibial_width_mm: float
+    jsw_fixed_medial_mm: tuple[float, ...]
+    jsw_fixed_lateral_mm: tuple[float, ...]
+    mjsw_medial_rc: tuple[float, float]
+    mjsw_lateral_rc: tuple[float, float]
+    implant: bool
+    rotation_deg: float
+    pixel_mm: float
+    scale: float
+    beam_error_deg: float
+    flexion_deg: float
+
+
+@dataclass(frozen=True)
+class FilmTruth:
+    """What is on a film as a whole.
+
+    Attributes:
+        view: ``"pa_bilateral"``, ``"pa_one_knee"``, ``"no_knee"`` or ``"lateral"``.
+        shape: (rows, cols).
+        pixel_mm: pixel spacing (mm).
+        sides: the knees on the film (``()`` when none; the lateral view's knee side).
+        markers: lead letters burned in: (letter, row, col) of each letter's centre.
+        collimation: (row0, row1, col0, col1) of the exposed field, or None (whole film).
+        rotation_deg: the film's in-plane rotation (+ = counterclockwise as displayed).
+    """
+
+    view: str
+    shape: tuple[int, int]
+    pixel_mm: float
+    sides: tuple[str, ...]
+    markers: tuple[tuple[str, float, float], ...]
+    collimation: tuple[int, int, int, int] | None
+    rotation_deg: float
+
+
+@dataclass(frozen=True)
+class KneeOnFilm:
+    """One knee to draw: its geometry, placement, look and grades."""
+
+    geom: KneeFilmGeometry
+    place: KneePlacement
+    look: KneeLook
+    params: KneeFilmParams
+    klg: int
+    osteophyte_grade: int
+    jsn: tuple[int, int]
 
 
 def radiograph_affine(origin_ras: tuple[float, float, float], pixel_mm: float) -> Affine:
@@ -58,154 +177,339 @@ def radiograph_affine(origin_ras: tuple[float, float, float], pixel_mm: float) -
     return a
 
 
-def _projected_bone(
-    shape: KneeShape, xs: npt.NDArray[np.float32], zs: npt.NDArray[np.float32]
-) -> npt.NDArray[np.float32]:
-    """Cortex-weighted bone path length (mm) along y on the (x, z) grid, shape (Z, X).
+def film_affine(shape: tuple[int, int], pixel_mm: float) -> Affine:
+    """The nominal affine of a knee film: RAS x = 0 at the middle column, z = -450 mm at the
+    middle row (the right knee sits at RAS x ~ +100 mm)."""
+    top_z = 0.5 * shape[0] * pixel_mm
+    left_x = 0.5 * shape[1] * pixel_mm
+    return radiograph_affine((left_x, 20.0, -450.0 + top_z), pixel_mm)
 
-    Each bone is evaluated only in the rows (z) it can occupy.
-    """
-    ys = np.arange(-45.0, 80.0, 1.0, dtype=np.float32)
-    out = np.zeros((zs.size, xs.size), dtype=np.float32)
-    zb = min(shape.zb_med, shape.zb_lat)
-    pz, prz = shape.pc[2], shape.pr[2]
-    bones = (
-        (shape.femur_sdf, zb - 2.0, np.inf),
-        (shape.tibia_sdf, -np.inf, shape.p.spine_height * shape.s + 4.0),
-        (shape.patella_sdf, pz - prz - 2.0, pz + prz + 2.0),
-        (shape.fibula_sdf, -np.inf, -5.0),
+
+def knee_truth(k: KneeOnFilm, pixel_mm: float) -> KneeXrayTruth:
+    """The exact truth of one drawn knee."""
+    g, place = k.geom, k.place
+
+    def rc(x: float, z: float) -> tuple[float, float]:
+        r, c = knee_to_film(g, place, pixel_mm, x, z)
+        return float(r), float(c)
+
+    def top(x: float) -> float:
+        return float(g.tibia_bone_top(np.array([x]))[0])
+
+    med = rc(g.tibia_medial_x, top(g.tibia_medial_x))
+    lat = rc(g.tibia_lateral_x, top(g.tibia_lateral_x))
+    jt = knee_jsw_truth(g)
+    implant = k.look.implant
+    nan = float("nan")
+    return KneeXrayTruth(
+        side=place.side,
+        mjsw_medial_mm=nan if implant else jt.mjsw_medial_mm,
+        mjsw_lateral_mm=nan if implant else jt.mjsw_lateral_mm,
+        klg=-1 if implant else k.klg,
+        osteophyte_grade=-1 if implant else k.osteophyte_grade,
+        jsn_medial=-1 if implant else k.jsn[0],
+        jsn_lateral=-1 if implant else k.jsn[1],
+        centre_rc=(float(place.centre_rc[0]), float(place.centre_rc[1])),
+        tibia_medial_rc=med,
+        tibia_lateral_rc=lat,
+        tibia_edges_c=(med[1], lat[1]),
+        tibial_width_mm=float(g.tibial_width),
+        jsw_fixed_medial_mm=tuple(nan for _ in jt.fixed_medial_mm)
+        if implant
+        else jt.fixed_medial_mm,
+        jsw_fixed_lateral_mm=tuple(nan for _ in jt.fixed_lateral_mm)
+        if implant
+        else jt.fixed_lateral_mm,
+        mjsw_medial_rc=rc(jt.mjsw_medial_x, top(jt.mjsw_medial_x)),
+        mjsw_lateral_rc=rc(jt.mjsw_lateral_x, top(jt.mjsw_lateral_x)),
+        implant=implant,
+        rotation_deg=float(place.rotation_deg),
+        pixel_mm=float(pixel_mm),
+        scale=float(k.params.scale),
+        beam_error_deg=float(k.params.beam_error_deg),
+        flexion_deg=float(k.params.flexion_deg),
     )
-    for fn, z_lo, z_hi in bones:
-        rows = np.flatnonzero((zs >= z_lo) & (zs <= z_hi))
-        if rows.size == 0:
-            continue
-        z3, x3 = np.meshgrid(zs[rows], xs, indexing="ij")
-        acc = np.zeros(z3.shape, dtype=np.float32)
-        for y0 in range(0, ys.size, 25):
-            yy = ys[y0 : y0 + 25]
-            d = fn(x3[:, :, None], np.broadcast_to(yy, (*z3.shape, yy.size)), z3[:, :, None])
-            occ = np.clip(0.5 - d, 0.0, 1.0)
-            cortex = occ - np.clip(0.5 - (d + 1.5), 0.0, 1.0)
-            acc += (occ + 1.2 * cortex).sum(axis=2)
-        out[rows] += acc
-    return out
 
 
-def _column_profiles(
-    shape: KneeShape, xr: tuple[float, float], compartment: str
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """(x, femur lowest z, plateau floor z) per column of one compartment (mm)."""
-    s = shape.s
-    if compartment == "medial":
-        cx, ax, cy, ay = shape.cxm, shape.axm, shape.cym, shape.aym
-    else:
-        cx, ax, cy, ay = shape.cxl, shape.axl, shape.cyl, shape.ayl
-    xs = np.linspace(cx - 0.6 * ax, cx + 0.6 * ax, 48, dtype=np.float32)
-    xs = xs[(xs >= xr[0] + 2 * s) & (xs <= xr[1] - 2 * s)]
-    ys = np.linspace(shape.yd - 25 * s, shape.yd + 25 * s, 41, dtype=np.float32)
-    zb = min(shape.zb_med, shape.zb_lat)
-    zs = np.arange(zb - 4.0, max(shape.zb_med, shape.zb_lat) + 8.0, 0.05, dtype=np.float32)
-    gx, gy, gz = np.meshgrid(xs, ys, zs, indexing="ij")
-    inside: npt.NDArray[np.bool_] = np.asarray(shape.femur_sdf(gx, gy, gz) <= 0, dtype=bool)
-    col: npt.NDArray[np.bool_] = np.any(inside, axis=1)  # (x, z)
-    femur_low = np.where(np.any(col, axis=1), zs[np.argmax(col, axis=1)], np.float32(np.inf))
-    yc = np.linspace(cy - 0.5 * ay, cy + 0.5 * ay, 41, dtype=np.float32)
-    px, py = np.meshgrid(xs, yc, indexing="ij")
-    floor = shape.plateau_height(px, py).max(axis=1)
-    return xs, femur_low.astype(np.float32), floor.astype(np.float32)
+def sample_film_look(
+    rng: np.random.Generator, shape: tuple[int, int], pixel_mm: float, *, vary: bool = True
+) -> FilmLook:
+    """A film-wide look: exposure, blur, texture, display, collimation and markers."""
+    if not vary:
+        h = round(11.0 / pixel_mm)
+        return FilmLook(
+            markers=(
+                ("R", round(6 / pixel_mm), round(12 / pixel_mm), h),
+                ("L", round(6 / pixel_mm), shape[1] - round(12 / pixel_mm) - h, h),
+            )
+        )
+    rows, cols = shape
+    collimation = None
+    if rng.random() < 0.7:
+        collimation = (
+            int(rng.uniform(0.0, 0.08) * rows),
+            rows - int(rng.uniform(0.0, 0.08) * rows),
+            int(rng.uniform(0.0, 0.06) * cols),
+            cols - int(rng.uniform(0.0, 0.06) * cols),
+        )
+    r0, _r1, c0, c1 = collimation or (0, rows, 0, cols)
+    h = round(rng.uniform(8.0, 14.0) / pixel_mm)
+    w = 5 * max(1, h // 7)
+    u = rng.random()
+    letters = ("R", "L") if u < 0.7 else (("R",) if u < 0.8 else (("L",) if u < 0.9 else ()))
+    markers = []
+    for letter in letters:
+        r = r0 + round(rng.uniform(3.0, 12.0) / pixel_mm)
+        inset = round(rng.uniform(4.0, 25.0) / pixel_mm)
+        c = c0 + inset if letter == "R" else c1 - inset - w
+        markers.append((letter, int(r), int(c), int(h)))
+    return FilmLook(
+        photons=float(np.exp(rng.uniform(np.log(1500.0), np.log(20000.0)))),
+        blur_px=float(rng.uniform(0.5, 1.3) * 0.2 / pixel_mm),
+        texture=float(rng.uniform(0.10, 0.30)),
+        contrast_k=float(rng.uniform(0.35, 1.1)),
+        display_lo=float(rng.uniform(0.0, 400.0)),
+        display_hi=float(rng.uniform(2800.0, 4095.0)),
+        heel=float(rng.uniform(-0.3, 0.3)),
+        collimation=collimation,
+        markers=tuple(markers),
+    )
 
 
-def knee_mjsw(shape: KneeShape) -> tuple[float, float]:
-    """(medial, lateral) minimum joint space width (mm) on the projected geometry."""
-    out = []
-    for xr, name in ((shape.x_med, "medial"), (shape.x_lat, "lateral")):
-        _, low, floor = _column_profiles(shape, xr, name)
-        out.append(float(np.min(low - floor)))
-    return out[0], out[1]
+def compose_film(
+    knees: list[KneeOnFilm],
+    shape: tuple[int, int],
+    pixel_mm: float,
+    look: FilmLook,
+    rng: np.random.Generator,
+    *,
+    extra: np.ndarray | None = None,  # type: ignore[type-arg]
+) -> np.ndarray:  # type: ignore[type-arg]
+    """Attenuation of every knee (+ ``extra``), exposed and displayed: uint16 (rows, cols)."""
+    atten = np.zeros(shape, dtype=np.float32)
+    tex = trabecular_texture(shape, pixel_mm, look.texture, rng) if look.texture > 0 else None
+    for k in knees:
+        a, win = knee_paths(k.geom, k.place, k.look, pixel_mm, shape, tex)
+        atten[win] += a
+    if extra is not None:
+        atten += extra.astype(np.float32)
+    return expose(atten, look, rng)
 
 
-def _osteophytes(
-    shape: KneeShape, grade: int, x2: npt.NDArray[np.float32], z2: npt.NDArray[np.float32]
-) -> npt.NDArray[np.float32]:
-    """Path length (mm) through marginal osteophytes (ellipsoids) of ``grade`` 0..3."""
-    if grade <= 0:
-        return np.zeros_like(x2)
-    r = 1.8 * grade
-    zb = 0.5 * (shape.zb_med + shape.zb_lat)
-    sites = [
-        (shape.cxm - shape.axm - 0.3 * r, -1.5, r * 1.1, r * 0.8),
-        (shape.cxl + shape.axl + 0.3 * r, -1.5, r * 0.8, r * 0.7),
-        (shape.x_med[0] - 0.3 * r, zb + 7.0, r * 0.9, r * 1.2),
-        (shape.x_lat[1] + 0.3 * r, zb + 7.0, r * 0.7, r * 1.0),
-    ]
-    out = np.zeros_like(x2)
-    for sx, sz, rx, rz in sites:
-        q = 1.0 - ((x2 - sx) / rx) ** 2 - ((z2 - sz) / rz) ** 2
-        out += 2.0 * 3.0 * max(rx, rz) * np.sqrt(np.clip(q, 0.0, None))
-    return out
-
-
-def _sclerosis(
-    shape: KneeShape,
-    grade: int,
+def film_params_from_knee(
+    params: KneeParams,
+    klg: int,
+    osteo: int,
     medial: bool,
-    x2: npt.NDArray[np.float32],
-    z2: npt.NDArray[np.float32],
-) -> npt.NDArray[np.float32]:
-    """Extra path length (mm) of sclerotic subchondral bone under the affected plateau."""
-    if grade <= 0:
-        return np.zeros_like(x2)
-    cx, ax = (shape.cxm, shape.axm) if medial else (shape.cxl, shape.axl)
-    band = np.exp(-(((x2 - cx) / (0.7 * ax)) ** 6)) * np.exp(-(((z2 + 4.0) / 3.5) ** 2))
-    return (10.0 * grade * band).astype(np.float32)
+    rng: np.random.Generator,
+    *,
+    film_scale: float = 1.0,
+    vary: bool = True,
+) -> tuple[KneeFilmParams, tuple[float, float]]:
+    """A knee's film parameters from its MRI anatomy and disease state; also its sclerosis
+    grade (medial, lateral).
+
+    mJSW: 1.3 x (femoral + tibial cartilage thickness) x scale, x (1 - cartilage loss).
+    Osteophytes: ~1.8 mm per grade at each margin (the predominant compartment's larger);
+    KL 1 knees get a doubtful lip (0.5-1 mm). Sclerosis: KL >= 3, the predominant side.
+    """
+
+    def u(lo: float, hi: float, nominal: float) -> float:
+        return float(rng.uniform(lo, hi)) if vary else nominal
+
+    s = params.scale * film_scale
+    base_m = 1.3 * (params.cart_femoral + params.cart_medial_tibial) * s
+    base_l = 1.3 * (params.cart_femoral + params.cart_lateral_tibial) * s
+    jsw_m = max(base_m * (1.0 - params.loss_medial), 0.25)
+    jsw_l = max(base_l * (1.0 - params.loss_lateral), 0.25)
+    sizes = []
+    for site in range(4):
+        predominant = (site % 2 == 0) == medial
+        if osteo > 0:
+            size = 1.8 * osteo * u(0.8, 1.2, 1.0) * (1.0 if predominant else 0.6)
+        elif klg >= 1 and predominant:
+            size = u(0.5, 1.0, 0.7)
+        else:
+            size = 0.0
+        sizes.append(size * params.scale * film_scale)
+    scl = float(max(klg - 2, 0))
+    sclerosis = (scl, 0.0) if medial else (0.0, scl)
+    fp = KneeFilmParams(
+        scale=s,
+        tibia_half_medial=2.0 * params.plateau_halfwidth_medial + u(-1.0, 1.5, 0.5),
+        tibia_half_lateral=2.0 * params.plateau_halfwidth_lateral + u(-1.0, 1.5, 0.5),
+        notch_half_width=0.5 * params.notch_width,
+        condyle_gap_medial=u(1.0, 4.0, 2.5),
+        condyle_gap_lateral=u(1.5, 4.5, 3.0),
+        condyle_height=(u(12.0, 16.0, 14.0), u(11.0, 15.0, 13.0)),
+        condyle_exponent=(u(2.0, 2.9, 2.4), u(1.9, 2.7, 2.2)),
+        medial_concavity=params.medial_concavity,
+        lateral_convexity=params.lateral_convexity,
+        spine_height=params.spine_height * (1.15 if klg >= 2 else 1.0),
+        plateau_depth=(params.plateau_depth_medial, params.plateau_depth_lateral),
+        beam_error_deg=float(np.clip(rng.normal(0.0, 2.0), -5.0, 5.0)) if vary else 0.0,
+        flexion_deg=u(10.0, 20.0, 15.0),
+        jsw_medial_mm=jsw_m,
+        jsw_lateral_mm=jsw_l,
+        osteophyte_mm=(sizes[0], sizes[1], sizes[2], sizes[3]),
+    )
+    return fp, sclerosis
+
+
+def sample_knee_look(
+    rng: np.random.Generator,
+    scale: float,
+    sclerosis: tuple[float, float],
+    *,
+    vary: bool = True,
+    implant: bool = False,
+) -> KneeLook:
+    """Soft tissue and bone density of one knee."""
+    if not vary:
+        return KneeLook(leg_radius_mm=62.0 * scale, sclerosis=sclerosis, implant=implant)
+    return KneeLook(
+        bone_depth_mm=float(rng.uniform(38.0, 52.0)) * scale,
+        cortex_mm=float(rng.uniform(0.9, 1.5)),
+        cortex_weight=float(rng.uniform(35.0, 55.0)),
+        leg_radius_mm=float(rng.uniform(52.0, 78.0)) * scale,
+        leg_offset_mm=float(rng.normal(-2.0, 3.0)),
+        fat_mm=float(rng.uniform(6.0, 25.0)),
+        sclerosis=sclerosis,
+        implant=implant,
+    )
+
+
+def place_knees(
+    rng: np.random.Generator,
+    sides: tuple[str, ...],
+    shape: tuple[int, int],
+    pixel_mm: float,
+    *,
+    vary: bool = True,
+) -> tuple[dict[str, KneePlacement], float]:
+    """Knee centres and rotations on a film; also the film's rotation (deg)."""
+    rows, cols = shape
+    phi = float(rng.uniform(-8.0, 8.0)) if vary else 0.0
+    half_sep = float(rng.uniform(88.0, 110.0)) if vary else 100.0
+    out = {}
+    t = np.deg2rad(phi)
+    for side in sides:
+        dr = float(rng.normal(0.0, 5.0)) if vary else 0.0
+        dc = (-half_sep if side == "right" else half_sep) + (
+            float(rng.normal(0, 3)) if vary else 0.0
+        )
+        if len(sides) == 1 and vary and rng.random() < 0.5:
+            dc = float(rng.normal(0.0, 20.0))  # a single knee is often centred
+        r = 0.5 * rows + (dr * np.cos(t) - dc * np.sin(t)) / pixel_mm
+        c = 0.5 * cols + (dr * np.sin(t) + dc * np.cos(t)) / pixel_mm
+        jitter = float(rng.normal(0.0, 1.5)) if vary else 0.0
+        rot = (phi if side == "right" else -phi) + jitter
+        out[side] = KneePlacement(side, (float(r), float(c)), rot)
+    return out, phi
 
 
 def render_knee_radiograph(
-    knees: dict[str, tuple[KneeParams, int, int, bool]], *, seed: int
+    knees: dict[str, tuple[KneeParams, int, int, bool]],
+    *,
+    seed: int,
+    vary: bool = True,
+    pixel_mm: float = KNEE_PIXEL_MM,
 ) -> tuple[Volume, list[KneeXrayTruth]]:
-    """Bilateral PA knee radiograph.
+    """Bilateral PA fixed-flexion knee film.
 
     Args:
         knees: side -> (params, KL grade, osteophyte grade 0..3, medial-predominant).
-        seed: noise seed.
+        seed: seed of every random draw (placement, shape details, look, noise).
+        vary: False: nominal placement (no rotation, knees 100 mm either side of the middle
+            column, at the middle row), nominal shapes and a plain look (noise only).
+        pixel_mm: film pixel spacing.
 
     Returns:
-        (uint16 2D Volume at :data:`KNEE_PIXEL_MM`, truth per knee). The right knee is
-        centred at RAS x = +100 mm, the left at -100 mm (as in the MRI).
+        (uint16 2D Volume, truth per knee in the order of ``knees``).
     """
-    px = KNEE_PIXEL_MM
-    coarse = 1.0
-    xs = np.arange(-60.0, 60.0 + coarse, coarse, dtype=np.float32)
-    zs = np.arange(-70.0, 70.0 + coarse, coarse, dtype=np.float32)
-    width_mm, height_mm = 330.0, 140.0
-    n_rows, n_cols = round(height_mm / px), round(width_mm / px)
-    top_z, left_x = 70.0, 165.0  # RAS z of row 0 and RAS x of column 0 (knee frame offsets)
-    atten = np.zeros((n_rows, n_cols), dtype=np.float32)
-    rows_z = top_z - np.arange(n_rows, dtype=np.float32) * px
-    cols_x = left_x - np.arange(n_cols, dtype=np.float32) * px
-    truths = []
-    for side, (params, klg, osteo, medial) in knees.items():
-        shape = KneeShape.from_params(params)
-        bone = _projected_bone(shape, xs, zs)
-        centre = 100.0 if side == "right" else -100.0
-        mirror = 1.0 if side == "right" else -1.0
-        # canonical x of every column (mirrored for the left knee), canonical z of every row
-        cx = (cols_x - centre) * mirror
-        zz, xx = np.meshgrid(rows_z, cx, indexing="ij")
-        fi = (zz - zs[0]) / coarse
-        fj = (xx - xs[0]) / coarse
-        path = ndimage.map_coordinates(bone, [fi, fj], order=1, mode="constant", cval=0.0)
-        path = path + _osteophytes(shape, osteo, xx, zz)
-        path = path + _sclerosis(shape, max(klg - 1, 0), medial, xx, zz)
-        leg_r = 62.0 * shape.s
-        soft = 2.0 * np.sqrt(np.clip(leg_r**2 - xx**2, 0.0, None))
-        atten += MU_BONE * path + MU_SOFT * soft
-        mjsw_m, mjsw_l = knee_mjsw(shape)
-        truths.append(KneeXrayTruth(side, mjsw_m, mjsw_l, klg, osteo))
+    vol, truths, _ = render_knee_film(knees, seed=seed, vary=vary, pixel_mm=pixel_mm)
+    return vol, truths
+
+
+def render_knee_film(
+    knees: dict[str, tuple[KneeParams, int, int, bool]],
+    *,
+    seed: int,
+    vary: bool = True,
+    pixel_mm: float = KNEE_PIXEL_MM,
+) -> tuple[Volume, list[KneeXrayTruth], FilmTruth]:
+    """:func:`render_knee_radiograph` with the film's own truth."""
     rng = np.random.default_rng(seed)
-    signal = DISPLAY_MAX * (1.0 - np.exp(-atten)) + 150.0
-    signal += rng.normal(0.0, 1.0, signal.shape).astype(np.float32) * np.sqrt(signal) * 0.8
-    pixels = np.clip(np.rint(signal), 0, 4095).astype(np.uint16)
-    affine = radiograph_affine((left_x, 20.0, -450.0 + top_z), px)
+    shape = (round(FILM_MM[0] / pixel_mm), round(FILM_MM[1] / pixel_mm))
+    film_scale = float(rng.uniform(0.92, 1.08)) if vary else 1.0
+    places, phi = place_knees(rng, tuple(knees), shape, pixel_mm, vary=vary)
+    drawn = []
+    for side, (params, klg, osteo, medial) in knees.items():
+        fp, scl = film_params_from_knee(
+            params, klg, osteo, medial, rng, film_scale=film_scale, vary=vary
+        )
+        geom = build_geometry(fp)
+        look = sample_knee_look(rng, fp.scale, scl, vary=vary)
+        jsn = (jsn_grade(params.loss_medial), jsn_grade(params.loss_lateral))
+        drawn.append(KneeOnFilm(geom, places[side], look, fp, klg, osteo, jsn))
+    film_look = sample_film_look(rng, shape, pixel_mm, vary=vary)
+    pixels = compose_film(drawn, shape, pixel_mm, film_look, rng)
+    truths = [knee_truth(k, pixel_mm) for k in drawn]
     meta = {"kind": "knee_pa_bilateral", "synthetic": True}
-    return Volume(pixels, affine, meta), truths
+    film = FilmTruth(
+        view="pa_bilateral" if len(drawn) == 2 else "pa_one_knee",
+        shape=shape,
+        pixel_mm=pixel_mm,
+        sides=tuple(knees),
+        markers=marker_centres(film_look),
+        collimation=film_look.collimation,
+        rotation_deg=phi,
+    )
+    return Volume(pixels, film_affine(shape, pixel_mm), meta), truths, film
+
+
+def marker_centres(look: FilmLook) -> tuple[tuple[str, float, float], ...]:
+    """(letter, row, col) of each marker letter's centre."""
+    out = []
+    for letter, r, c, h in look.markers:
+        k = max(1, h // 7)
+        out.append((letter, r + 3.5 * k - 0.5, c + 2.5 * k - 0.5))
+    return tuple(out)
+
+
+def truth_columns(t: KneeXrayTruth) -> dict[str, str]:
+    """The xray truth table's columns of one knee beyond KLG/OsteophyteGrade/mJSW (fixed-point
+    text; NaN written empty). ``JSW_M_0175_mm`` is the JSW at 0.175 of the tibial width from
+    the medial margin, and so on; rows/columns are film pixels (float)."""
+
+    def f(v: float, digits: int = 4) -> str:
+        return "" if np.isnan(v) else f"{v:.{digits}f}"
+
+    out = {
+        "JSN_M": str(t.jsn_medial),
+        "JSN_L": str(t.jsn_lateral),
+        "CentreRow": f(t.centre_rc[0], 2),
+        "CentreCol": f(t.centre_rc[1], 2),
+        "TibiaMedialRow": f(t.tibia_medial_rc[0], 2),
+        "TibiaMedialCol": f(t.tibia_medial_rc[1], 2),
+        "TibiaLateralRow": f(t.tibia_lateral_rc[0], 2),
+        "TibiaLateralCol": f(t.tibia_lateral_rc[1], 2),
+        "TibialWidth_mm": f(t.tibial_width_mm),
+    }
+    for frac, m, lat in zip(
+        JSW_FIXED_FRACTIONS, t.jsw_fixed_medial_mm, t.jsw_fixed_lateral_mm, strict=True
+    ):
+        key = f"{round(frac * 1000):04d}"
+        out[f"JSW_M_{key}_mm"] = f(m)
+        out[f"JSW_L_{key}_mm"] = f(lat)
+    out.update(
+        {
+            "Implant": "1" if t.implant else "0",
+            "Rotation_deg": f(t.rotation_deg, 3),
+            "PixelSpacing_mm": f(t.pixel_mm, 4),
+            "Scale": f(t.scale),
+            "BeamError_deg": f(t.beam_error_deg, 3),
+            "Flexion_deg": f(t.flexion_deg, 2),
+        }
+    )
+    return out

@@ -24,7 +24,7 @@ from kneescope.synth.full_leg import render_full_leg
 from kneescope.synth.knee import render_knee
 from kneescope.synth.layout import to_series_layout
 from kneescope.synth.params import size_spec
-from kneescope.synth.radiograph import render_knee_radiograph
+from kneescope.synth.radiograph import render_knee_radiograph, truth_columns
 from kneescope.synth.visits import VISIT_MONTHS, VISIT_NAME, VISIT_RELEASE
 
 Row = dict[str, str]
@@ -228,6 +228,7 @@ def write_subject(spec: CohortSpec, plan: SubjectPlan, out: Path) -> SubjectRows
                         "OsteophyteGrade": str(tr.osteophyte_grade),
                         "mJSW_M_mm": fmt(tr.mjsw_medial_mm),
                         "mJSW_L_mm": fmt(tr.mjsw_lateral_mm),
+                        **truth_columns(tr),
                     }
                 )
         if spec.full_leg and (v_index == 0 or VISIT_MONTHS[visit] % 24 == 0):
