@@ -191,16 +191,13 @@ def test_initialising_from_another_network_is_refused(trained: tuple[Path, Path]
 def test_temperature_sharpens_or_flattens_probabilities(trained: tuple[Path, Path]) -> None:
     root, single_path = trained
     model = load_model_file(single_path)
-    hot = root / "hot.pt"
-    save_model_file(
-        type(model)(**{**model.__dict__, "spec": {**model.spec, "temperature": 4.0}}), hot
-    )
+    for name, t in (("hot.pt", 4.0), ("cold.pt", 0.25)):
+        spec = {**model.spec, "temperature": t}
+        save_model_file(type(model)(**{**model.__dict__, "spec": spec}), root / name)
     images = np.random.default_rng(1).normal(size=(6, 40, 40)).astype(np.float32)
     logits = predict_logits(single_path, images)
-    cold = load_kl_model(single_path)
-    warm = load_kl_model(hot)
-    p_cold = grade_crops(cold, list(images)).probabilities
-    p_warm = grade_crops(warm, list(images)).probabilities
+    p_cold = grade_crops(load_kl_model(root / "cold.pt"), list(images)).probabilities
+    p_warm = grade_crops(load_kl_model(root / "hot.pt"), list(images)).probabilities
     expected = np.exp(logits / 4.0) / np.exp(logits / 4.0).sum(axis=1, keepdims=True)
     assert np.allclose(p_warm, expected, atol=1e-6)
     assert (p_warm.max(axis=1) <= p_cold.max(axis=1) + 1e-9).all()
@@ -255,3 +252,24 @@ def test_kl_grade_step_grades_a_knee_roi_and_skips_an_ungradable_one(
     assert result.values["kl_index"] == int(np.argmax(expected))
     skipped = step.run(item, StepContext(tmp_path, {"knee_roi": None, "other_knee_roi": None}))
     assert skipped.values == {}
+
+
+def test_training_keeps_the_validation_temperature_and_recalibration_refits_it(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from kneescope.capabilities.classification.calibration import fit_temperature
+    from kneescope.capabilities.classification.recalibrate import recalibrate
+
+    root, single_path = trained
+    model = load_model_file(single_path)
+    assert model.metrics is not None
+    values = model.metrics["values"]
+    assert model.spec["temperature"] == pytest.approx(values["temperature"])
+    assert 0.0 <= values["ece"] <= 1.0 and 0.0 <= values["ece_uncalibrated"] <= 1.0
+    # a new validation set: the refitted temperature is the NLL fit of that set's logits
+    data = load_class_folder(root / "train", ("0", "1", "2", "3", "4"), (40, 40))
+    report = recalibrate(single_path, data, tmp_path / "recalibrated.pt")
+    logits = predict_logits(single_path, data.images)
+    assert report["temperature"] == pytest.approx(fit_temperature(logits, data.labels))
+    again = load_kl_model(tmp_path / "recalibrated.pt")
+    assert again.spec.temperature == pytest.approx(report["temperature"])

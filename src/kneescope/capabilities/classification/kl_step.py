@@ -60,9 +60,7 @@ class KlGrade(BaseStep):
     name = "kl_grade"
     version = "1"
     capability = CAPABILITY
-    results: ClassVar[tuple[ResultColumn, ...]] = result_columns(
-        ("0", "1", "2", "3", "4"), PREFIX
-    )
+    results: ClassVar[tuple[ResultColumn, ...]] = result_columns(("0", "1", "2", "3", "4"), PREFIX)
     reads: ClassVar[tuple[str, ...]] = ("knee_roi", "other_knee_roi")
     model_options: ClassVar[tuple[str, ...]] = ("model",)
 

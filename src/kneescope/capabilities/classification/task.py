@@ -14,6 +14,12 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
+from kneescope.capabilities.classification.calibration import (
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+    softmax,
+)
 from kneescope.capabilities.classification.config import (
     ClassificationConfig,
     FolderClassificationSource,
@@ -172,7 +178,7 @@ class ClassificationTask:
                 chunk = self._inputs(self._val_x, self._val_pairs, picks).to(device)
                 logits.append(network(chunk).float().cpu())
         network.train(was_training)
-        return classification_metrics(torch.cat(logits), self._val_y, len(self.classes))
+        return calibrated_metrics(torch.cat(logits), self._val_y, len(self.classes))
 
     def initialise(self, network: torch.nn.Module) -> None:
         """Start from ``init_path``'s weights (the config's ``init_weights``), if given.
@@ -207,6 +213,7 @@ class ClassificationTask:
             input_size_vox=self.config.input_size_vox,
             normalisation=self.config.normalisation,
             crop_mm=self.config.crop_mm,
+            temperature=_temperature(metrics),
         )
         training = {"task_config": self.config.model_dump(mode="json")}
         return {**spec.model_dump(mode="json"), "training": training}
@@ -269,6 +276,29 @@ class ClassificationTaskFactory:
 
 FACTORY = ClassificationTaskFactory()
 """The object the ``kneescope.tasks`` entry point ``classification`` names."""
+
+
+def _temperature(metrics: Metrics | None) -> float:
+    if metrics is None:
+        return 1.0
+    value = metrics.values.get("temperature")
+    return float(value) if isinstance(value, int | float) else 1.0
+
+
+def calibrated_metrics(logits: torch.Tensor, truth: torch.Tensor, n_classes: int) -> Metrics:
+    """:func:`classification_metrics` plus calibration on the same validation set:
+    ``temperature`` (fitted by NLL; the model file keeps it), ``ece_uncalibrated`` and
+    ``ece`` (expected calibration error, 15 bins, before and after the temperature)."""
+    metrics = classification_metrics(logits, truth, n_classes)
+    raw = logits.double().numpy()
+    labels = truth.numpy()
+    temperature = fit_temperature(raw, labels)
+    extra = {
+        "temperature": temperature,
+        "ece_uncalibrated": expected_calibration_error(softmax(raw), labels),
+        "ece": expected_calibration_error(apply_temperature(raw, temperature), labels),
+    }
+    return Metrics(score=metrics.score, values={**metrics.values, **extra})
 
 
 def _pairs_of(data: ClassificationData) -> np.ndarray[Any, Any]:
