@@ -1,0 +1,88 @@
+"""Evaluate a KL classification model on a folder of knee crops (kneeKL224 layout).
+
+    .venv/bin/python benchmarks/kl_evaluate.py --model MODEL --data DIR [--json OUT.json]
+        [--diagram OUT.png] [--no-pairs]
+
+``DIR/<grade>/<id><L|R>.png``: every crop is resized to the model's input (no ROI cropping:
+the crops are already the model's field of view); a paired model sees each knee with the
+other knee of the same id (``--no-pairs``: with itself). Prints and writes accuracy,
+quadratic kappa, AUC for KL >= 2, mean absolute grade error, ECE (15 bins) with the model's
+temperature and without, recall per grade and the confusion matrix (rows truth), and with
+``--diagram`` a reliability diagram.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from kneescope.capabilities.classification.calibration import (
+    apply_temperature,
+    expected_calibration_error,
+    save_reliability_diagram,
+)
+from kneescope.capabilities.classification.folder_data import load_class_folder
+from kneescope.capabilities.classification.grade_metrics import binary_auc, quadratic_kappa
+from kneescope.capabilities.classification.kl import KL_CLASSES, load_kl_model
+from kneescope.capabilities.classification.predict import predict_logits
+
+
+def evaluate(model_name: str, data_dir: Path, *, pairs: bool = True) -> dict[str, object]:
+    model = load_kl_model(model_name)
+    data = load_class_folder(data_dir, KL_CLASSES, model.spec.input_size_vox)
+    other = data.images[data.pairs] if pairs and data.pairs is not None else None
+    logits = predict_logits(model, data.images, other)
+    probs = apply_temperature(logits, model.spec.temperature)
+    truth = data.labels
+    predicted = probs.argmax(axis=1)
+    confusion = np.zeros((5, 5), dtype=int)
+    np.add.at(confusion, (truth, predicted), 1)
+    recall = [
+        float(confusion[k, k] / confusion[k].sum()) if confusion[k].sum() else None
+        for k in range(5)
+    ]
+    return {
+        "model": model_name,
+        "temperature": model.spec.temperature,
+        "data": str(data_dir),
+        "n": len(truth),
+        "paired_input": bool(model.model_file.network.paired and pairs),
+        "accuracy": float((predicted == truth).mean()),
+        "quadratic_kappa": quadratic_kappa(truth, predicted, 5),
+        "auc_kl_ge_2": binary_auc(probs[:, 2:].sum(axis=1), truth >= 2),
+        "mean_abs_error": float(np.abs(predicted - truth).mean()),
+        "ece": expected_calibration_error(probs, truth),
+        "ece_uncalibrated": expected_calibration_error(apply_temperature(logits, 1.0), truth),
+        "recall": recall,
+        "confusion": confusion.tolist(),
+        "_probs": probs,
+        "_truth": truth,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--diagram", type=Path)
+    parser.add_argument("--no-pairs", action="store_true")
+    args = parser.parse_args()
+    report = evaluate(args.model, args.data, pairs=not args.no_pairs)
+    probs, truth = report.pop("_probs"), report.pop("_truth")
+    if args.diagram is not None:
+        save_reliability_diagram(
+            probs, truth, args.diagram, title=f"{args.model} on {args.data.name}"
+        )
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
