@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from kneescope.core import Volume
+from kneescope.synth.knee_film_geometry import build_geometry
 from kneescope.synth.params import KneeParams
 from kneescope.synth.radiograph import (
     KNEE_PIXEL_MM,
@@ -14,7 +16,7 @@ from kneescope.synth.radiograph import (
     render_knee_radiograph,
 )
 
-Knees = tuple  # (Volume, list[KneeXrayTruth])
+Knees = tuple[Volume, list[KneeXrayTruth]]
 
 
 def _knees(vary: bool, seed: int = 1) -> Knees:
@@ -146,7 +148,7 @@ def test_truth_jsw_is_exactly_the_drawn_bone_margins() -> None:
         rng = np.random.default_rng(seed)
         places, _ = rg.place_knees(rng, (side,), (700, 900), 0.2)
         fp, scl = rg.film_params_from_knee(KneeParams(side=side, loss_medial=0.3), 2, 1, True, rng)
-        geom = rg.build_geometry(fp)
+        geom = build_geometry(fp)
         knee = rg.KneeOnFilm(
             geom, places[side], rg.sample_knee_look(rng, 1.0, scl), fp, 2, 1, (1, 0)
         )

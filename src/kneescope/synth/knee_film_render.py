@@ -88,12 +88,12 @@ def _ease(t: F32) -> F32:
     return (1.0 - (1.0 - t) ** 2).astype(np.float32)
 
 
-def _ellipse_sd(x: F32, z: F32, e: Ellipse) -> F32:
+def ellipse_sd(x: F32, z: F32, e: Ellipse) -> F32:
     q = np.sqrt(((x - e.cx) / e.rx) ** 2 + ((z - e.cz) / e.rz) ** 2)
     return ((q - 1.0) * min(e.rx, e.rz)).astype(np.float32)
 
 
-def _capsule_sd(x: F32, z: F32, a: tuple[float, float], b: tuple[float, float], r: float) -> F32:
+def capsule_sd(x: F32, z: F32, a: tuple[float, float], b: tuple[float, float], r: float) -> F32:
     dx, dz = b[0] - a[0], b[1] - a[1]
     h = np.clip(((x - a[0]) * dx + (z - a[1]) * dz) / (dx * dx + dz * dz), 0.0, 1.0)
     return (np.sqrt((x - a[0] - h * dx) ** 2 + (z - a[1] - h * dz) ** 2) - r).astype(np.float32)
@@ -115,7 +115,7 @@ def femur_sd(geom: KneeFilmGeometry, x: F32, z: F32, *, osteophytes: bool = True
     # above the condyles' arcs the femur spans its whole width, less the notch (a half
     # ellipse on the notch's columns below its base): no internal seams
     hole = np.minimum(
-        _ellipse_sd(
+        ellipse_sd(
             x, z, Ellipse(geom.notch_x, geom.notch_base_z, geom.notch_half_width, geom.notch_height)
         ),
         np.maximum(
@@ -133,7 +133,7 @@ def femur_sd(geom: KneeFilmGeometry, x: F32, z: F32, *, osteophytes: bool = True
     sd = np.maximum(np.minimum(bands, bridge), env)
     if osteophytes:
         for e in geom.osteo_femur:
-            sd = np.minimum(sd, _ellipse_sd(x, z, e))
+            sd = np.minimum(sd, ellipse_sd(x, z, e))
     return sd.astype(np.float32)
 
 
@@ -158,14 +158,14 @@ def tibia_sd(geom: KneeFilmGeometry, x: F32, z: F32, *, osteophytes: bool = True
     sd = np.maximum(top_sd, np.abs(x - xs) - hw)
     if osteophytes:
         for e in geom.osteo_tibia:
-            sd = np.minimum(sd, _ellipse_sd(x, z, e))
+            sd = np.minimum(sd, ellipse_sd(x, z, e))
     return sd.astype(np.float32)
 
 
 def fibula_sd(geom: KneeFilmGeometry, x: F32, z: F32) -> F32:
     e = geom.fibula_head
-    head = _ellipse_sd(x, z, e)
-    shaft = _capsule_sd(x, z, (e.cx, e.cz), (e.cx - 0.1 * e.rx, e.cz - 200.0), geom.fibula_shaft_r)
+    head = ellipse_sd(x, z, e)
+    shaft = capsule_sd(x, z, (e.cx, e.cz), (e.cx - 0.1 * e.rx, e.cz - 200.0), geom.fibula_shaft_r)
     return np.minimum(head, shaft)
 
 
@@ -221,6 +221,19 @@ def letter_mask(letter: str, height_px: int) -> npt.NDArray[np.bool_]:
     return np.kron(bits, np.ones((k, k), dtype=bool))
 
 
+def bone_path(
+    sd: F32, depth: float, cortex_mm: float, cortex_w: float, pixel_mm: float
+) -> tuple[F32, F32]:
+    """(trabecular body, cortex) path (mm) of a bone from its signed distance (mm): occupancy
+    anti-aliased over one pixel, the body deepening over 9 mm from the edge, the cortex a band
+    of ``cortex_mm`` along the edge weighted ``cortex_w``."""
+    px = np.float32(pixel_mm)
+    o = np.clip(0.5 - sd / px, 0.0, 1.0)
+    body = o * np.float32(depth) * (0.3 + 0.7 * np.sqrt(np.clip(-sd / 9.0, 0.0, 1.0)))
+    cortex = o - np.clip(0.5 - (sd + np.float32(cortex_mm)) / px, 0.0, 1.0)
+    return body.astype(np.float32), (cortex * np.float32(cortex_w)).astype(np.float32)
+
+
 def knee_paths(
     geom: KneeFilmGeometry,
     place: KneePlacement,
@@ -251,10 +264,7 @@ def knee_paths(
         return np.clip(0.5 - sd / px, 0.0, 1.0)
 
     def bone(sd: F32, depth: float, cortex_w: float) -> tuple[F32, F32]:
-        o = occ(sd)
-        body = o * np.float32(depth) * (0.3 + 0.7 * np.sqrt(np.clip(-sd / 9.0, 0.0, 1.0)))
-        cortex = o - occ(sd + np.float32(look.cortex_mm))
-        return body.astype(np.float32), (cortex * np.float32(cortex_w)).astype(np.float32)
+        return bone_path(sd, depth, look.cortex_mm, cortex_w, pixel_mm)
 
     sd_f = femur_sd(geom, x, z)
     sd_t = tibia_sd(geom, x, z)
@@ -264,7 +274,7 @@ def knee_paths(
         fibula_sd(geom, x, z), 0.45 * look.bone_depth_mm, 0.8 * look.cortex_weight
     )
     body_p, cort_p = bone(
-        _ellipse_sd(x, z, geom.patella), 0.3 * look.bone_depth_mm, 0.08 * look.cortex_weight
+        ellipse_sd(x, z, geom.patella), 0.3 * look.bone_depth_mm, 0.08 * look.cortex_weight
     )
     body = body_f + body_t + body_b + body_p
     if texture is not None:
@@ -311,11 +321,11 @@ def _implant_path(geom: KneeFilmGeometry, x: F32, z: F32, sd_f: F32, px: np.floa
     top = float(geom.tibia_top(np.array([geom.notch_x]))[0])
     tray = (
         (np.abs(x - 0.5 * (geom.tibia_medial_x + geom.tibia_lateral_x)) < 0.48 * geom.tibial_width)
-        & (z < top - 9.0)
-        & (z > top - 14.0)
+        & (z <= top)
+        & (z > top - 4.0)
     )
-    stem = (np.abs(x - geom.tibia_shaft_x) < 6.0) & (z < top - 9.0) & (z > top - 55.0)
-    return (30.0 * shell + 30.0 * (tray | stem)).astype(np.float32)
+    stem = (np.abs(x - geom.tibia_shaft_x) < 6.0) & (z < top - 3.0) & (z > top - 50.0)
+    return (60.0 * shell + 60.0 * (tray | stem)).astype(np.float32)
 
 
 def trabecular_texture(

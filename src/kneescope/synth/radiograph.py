@@ -267,7 +267,7 @@ def sample_film_look(
         photons=float(np.exp(rng.uniform(np.log(1500.0), np.log(20000.0)))),
         blur_px=float(rng.uniform(0.5, 1.3) * 0.2 / pixel_mm),
         texture=float(rng.uniform(0.10, 0.30)),
-        contrast_k=float(rng.uniform(0.35, 1.1)),
+        contrast_k=float(rng.uniform(0.25, 0.65)),
         display_lo=float(rng.uniform(0.0, 400.0)),
         display_hi=float(rng.uniform(2800.0, 4095.0)),
         heel=float(rng.uniform(-0.3, 0.3)),
@@ -305,6 +305,7 @@ def film_params_from_knee(
     *,
     film_scale: float = 1.0,
     vary: bool = True,
+    implant: bool = False,
 ) -> tuple[KneeFilmParams, tuple[float, float]]:
     """A knee's film parameters from its MRI anatomy and disease state; also its sclerosis
     grade (medial, lateral).
@@ -334,6 +335,9 @@ def film_params_from_knee(
         sizes.append(size * params.scale * film_scale)
     scl = float(max(klg - 2, 0))
     sclerosis = (scl, 0.0) if medial else (0.0, scl)
+    if implant:  # a replaced joint: flat tray, polyethylene gap, no spurs or sclerosis
+        jsw_m = jsw_l = u(7.0, 10.0, 8.5) * film_scale
+        sizes, sclerosis = [0.0, 0.0, 0.0, 0.0], (0.0, 0.0)
     fp = KneeFilmParams(
         scale=s,
         tibia_half_medial=2.0 * params.plateau_halfwidth_medial + u(-1.0, 1.5, 0.5),
@@ -343,9 +347,9 @@ def film_params_from_knee(
         condyle_gap_lateral=u(1.5, 4.5, 3.0),
         condyle_height=(u(12.0, 16.0, 14.0), u(11.0, 15.0, 13.0)),
         condyle_exponent=(u(2.0, 2.9, 2.4), u(1.9, 2.7, 2.2)),
-        medial_concavity=params.medial_concavity,
-        lateral_convexity=params.lateral_convexity,
-        spine_height=params.spine_height * (1.15 if klg >= 2 else 1.0),
+        medial_concavity=0.0 if implant else params.medial_concavity,
+        lateral_convexity=0.0 if implant else params.lateral_convexity,
+        spine_height=0.3 if implant else params.spine_height * (1.15 if klg >= 2 else 1.0),
         plateau_depth=(params.plateau_depth_medial, params.plateau_depth_lateral),
         beam_error_deg=float(np.clip(rng.normal(0.0, 2.0), -5.0, 5.0)) if vary else 0.0,
         flexion_deg=u(10.0, 20.0, 15.0),
@@ -437,27 +441,37 @@ def render_knee_film(
     seed: int,
     vary: bool = True,
     pixel_mm: float = KNEE_PIXEL_MM,
+    implants: tuple[str, ...] = (),
+    film_mm: tuple[float, float] = FILM_MM,
 ) -> tuple[Volume, list[KneeXrayTruth], FilmTruth]:
-    """:func:`render_knee_radiograph` with the film's own truth."""
+    """:func:`render_knee_radiograph` with the film's own truth.
+
+    Args:
+        implants: sides drawn with a total knee replacement (truth ``implant=True``, grades
+            -1, JSW NaN).
+        film_mm: film (height, width) in mm.
+    """
     rng = np.random.default_rng(seed)
-    shape = (round(FILM_MM[0] / pixel_mm), round(FILM_MM[1] / pixel_mm))
+    shape = (round(film_mm[0] / pixel_mm), round(film_mm[1] / pixel_mm))
     film_scale = float(rng.uniform(0.92, 1.08)) if vary else 1.0
     places, phi = place_knees(rng, tuple(knees), shape, pixel_mm, vary=vary)
     drawn = []
     for side, (params, klg, osteo, medial) in knees.items():
+        implant = side in implants
         fp, scl = film_params_from_knee(
-            params, klg, osteo, medial, rng, film_scale=film_scale, vary=vary
+            params, klg, osteo, medial, rng, film_scale=film_scale, vary=vary, implant=implant
         )
         geom = build_geometry(fp)
-        look = sample_knee_look(rng, fp.scale, scl, vary=vary)
+        look = sample_knee_look(rng, fp.scale, scl, vary=vary, implant=implant)
         jsn = (jsn_grade(params.loss_medial), jsn_grade(params.loss_lateral))
         drawn.append(KneeOnFilm(geom, places[side], look, fp, klg, osteo, jsn))
     film_look = sample_film_look(rng, shape, pixel_mm, vary=vary)
     pixels = compose_film(drawn, shape, pixel_mm, film_look, rng)
     truths = [knee_truth(k, pixel_mm) for k in drawn]
+    view = "pa_bilateral" if len(drawn) == 2 else "pa_one_knee"
     meta = {"kind": "knee_pa_bilateral", "synthetic": True}
     film = FilmTruth(
-        view="pa_bilateral" if len(drawn) == 2 else "pa_one_knee",
+        view=view,
         shape=shape,
         pixel_mm=pixel_mm,
         sides=tuple(knees),
