@@ -78,6 +78,9 @@ class CardInputs:
     results: tuple[tuple[str, Mapping[str, Any]], ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
     shipped: bool = True
+    intended_use: str = ""
+    limits: tuple[str, ...] = ()
+    usage: str = ""
 
 
 def render_model_card(model: ModelFile, card: CardInputs) -> str:
@@ -96,7 +99,9 @@ def render_model_card(model: ModelFile, card: CardInputs) -> str:
         lines += [card.summary, ""]
     lines += _identity(model, card)
     if card.shipped:
-        lines += ["", "## Intended use", "", INTENDED_USE, "", "## Limits", "", *LIMITS, ""]
+        intended = card.intended_use or INTENDED_USE
+        limits = card.limits or LIMITS
+        lines += ["", "## Intended use", "", intended, "", "## Limits", "", *limits, ""]
     else:
         lines += ["", "Not a shipped model: this card says only what its model file records.", ""]
     lines += ["## Training", ""]
@@ -109,7 +114,8 @@ def render_model_card(model: ModelFile, card: CardInputs) -> str:
         lines += ["Not evaluated on a test set yet.", ""]
     for note in card.notes:
         lines += [note.strip(), ""]
-    lines += ["## Use", "", "```", f"kneescope segment -m {card.name} -o OUT IMAGE...", "```", ""]
+    usage = card.usage or f"kneescope segment -m {card.name} -o OUT IMAGE..."
+    lines += ["## Use", "", "```", usage, "```", ""]
     if spec.get("side_canonical"):
         lines += [
             "The model is side-canonical: it needs each knee's side (DICOM Laterality, the "
@@ -119,10 +125,43 @@ def render_model_card(model: ModelFile, card: CardInputs) -> str:
     return "\n".join(_trim(lines)).rstrip("\n") + "\n"
 
 
+def _classifier_rows(model: ModelFile) -> list[tuple[str, str]]:
+    spec = model.spec
+    net = model.network
+    crop = spec.get("crop_mm")
+    return [
+        (
+            "kind",
+            f"{model.kind} ({'paired: each image with its pair' if net.paired else 'one image'})",
+        ),
+        ("classes", ", ".join(str(c) for c in spec.get("classes", ()))),
+        ("input", _vox(spec.get("input_size_vox"))),
+        ("field of view", "-" if crop is None else f"{_num(crop, 1)} mm square"),
+        ("temperature", _num(spec.get("temperature", 1.0))),
+    ]
+
+
 def _identity(model: ModelFile, card: CardInputs) -> list[str]:
     spec = model.spec
     net = model.network
     params = sum(int(t.numel()) for t in model.state_dict.values() if t.is_floating_point())
+    if model.kind == "classification":
+        rows = [
+            ("names", ", ".join([card.name, *card.aliases])),
+            *_classifier_rows(model),
+            ("network", f"{net.name}, features {list(net.features)}, {params:,} parameters"),
+            ("normalisation", _compact(spec.get("normalisation"))),
+            ("default for", ", ".join(card.default_for) or "-"),
+            (
+                "weights file",
+                f"{card.name}.pt, {card.size_bytes / 1e6:.2f} MB, weights stored as "
+                f"{card.weights_dtype} (loaded as float32)",
+            ),
+            ("sha256", f"`{card.sha256}`"),
+        ]
+        if card.source_sha256 and card.source_sha256 != card.sha256:
+            rows.append(("made from", f"float32 model file sha256 `{card.source_sha256}`"))
+        return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     labels = spec.get("labels") or {}
     names = ", ".join(str(labels[k]) for k in sorted(labels, key=lambda k: int(k)))
     rows = [
