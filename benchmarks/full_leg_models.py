@@ -65,12 +65,14 @@ def network(out_channels: int, features: tuple[int, ...]) -> NetworkConfig:
     )
 
 
-def _sets(n: int, seed: int) -> tuple[LandmarkData, LandmarkData]:
+def _sets(
+    n: int, seed: int, per_landmark: int, first: int = 0
+) -> tuple[LandmarkData, LandmarkData]:
     coarse, fine = [], []
-    for k, f in enumerate(full_leg_films(n, seed)):  # one film in memory at a time
-        pair = [(f.film, {leg.side: leg.landmarks_mm() for leg in f.legs})]
+    for k, f in enumerate(full_leg_films(n, seed, first=first), start=first):
+        pair = [(f.film, {leg.side: leg.landmarks_mm() for leg in f.legs})]  # one film at a time
         coarse.append(coarse_examples(pair, seed=seed * 100_003 + k))
-        fine.append(fine_examples(pair, seed=seed * 100_003 + k, per_landmark=3))
+        fine.append(fine_examples(pair, seed=seed * 100_003 + k, per_landmark=per_landmark))
     return _join(coarse), _join(fine)
 
 
@@ -83,38 +85,60 @@ def _join(sets: list[LandmarkData]) -> LandmarkData:
     )
 
 
-def data(run_dir: Path, n_train: int, n_val: int, seed: int) -> dict[str, LandmarkData]:
-    """The four sets, rendered once and cached in ``run_dir/data.npz``."""
-    cache = run_dir / "data.npz"
-    names = ("coarse_train", "fine_train", "coarse_val", "fine_val")
-    key = f"{n_train}|{n_val}|{seed}|v2"
-    if cache.is_file():
-        with np.load(cache) as z:
-            if str(z["key"]) == key:
-                spacing = {"coarse": COARSE_SPACING_MM, "fine": FINE_SPACING_MM}
-                marks = {"coarse": COARSE_LANDMARKS, "fine": FINE_LANDMARKS}
-                return {
-                    n: LandmarkData(
-                        images=z[f"{n}_images"],
-                        positions_mm=z[f"{n}_positions"],
-                        landmarks=marks[n.split("_")[0]],
-                        spacing_mm=(spacing[n.split("_")[0]],) * 2,
-                    )
-                    for n in names
-                }
-    t0 = time.perf_counter()
-    coarse_train, fine_train = _sets(n_train, seed)
-    coarse_val, fine_val = _sets(n_val, seed + 1)
-    sets = dict(zip(names, (coarse_train, fine_train, coarse_val, fine_val), strict=True))
-    arrays: dict[str, np.ndarray] = {"key": np.array(key)}
-    for n, d in sets.items():
-        arrays[f"{n}_images"] = d.images
-        arrays[f"{n}_positions"] = d.positions_mm
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "data.tmp.npz"
+def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
-    tmp.replace(cache)
-    print(f"rendered {n_train + n_val} films in {time.perf_counter() - t0:.0f} s", flush=True)
+    tmp.replace(path)
+
+
+def _load(path: Path, key: str) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files} if str(z["key"]) == key else None
+
+
+def render_part(run_dir: Path, part: int, parts: int, n_train: int, n_val: int, seed: int) -> None:
+    """Render every ``parts``-th film from ``part`` (train and validation) into a part file,
+    so that several processes can share the rendering."""
+    key = f"{n_train}|{n_val}|{seed}|{part}/{parts}|v4"
+    path = run_dir / f"data.v4.part{part}.npz"
+    if _load(path, key) is not None:
+        return
+    arrays: dict[str, np.ndarray] = {"key": np.array(key)}
+    for what, n, s, per in (("train", n_train, seed, 4), ("val", n_val, seed + 1, 2)):
+        ks = [k for k in range(n) if k % parts == part]
+        sets = [_sets(1, s, per, first=k) for k in ks]
+        for name, idx in (("coarse", 0), ("fine", 1)):
+            joined = _join([x[idx] for x in sets])
+            arrays[f"{name}_{what}_images"] = joined.images
+            arrays[f"{name}_{what}_positions"] = joined.positions_mm
+    _save(path, arrays)
+
+
+def data(run_dir: Path, n_train: int, n_val: int, seed: int, parts: int) -> dict[str, LandmarkData]:
+    """The four sets (``coarse_train``, ``fine_train``, ``coarse_val``, ``fine_val``) from the
+    part files (rendered here when missing)."""
+    t0 = time.perf_counter()
+    for part in range(parts):
+        render_part(run_dir, part, parts, n_train, n_val, seed)
+    loaded = [
+        _load(run_dir / f"data.v4.part{p}.npz", f"{n_train}|{n_val}|{seed}|{p}/{parts}|v4")
+        for p in range(parts)
+    ]
+    spacing = {"coarse": COARSE_SPACING_MM, "fine": FINE_SPACING_MM}
+    marks = {"coarse": COARSE_LANDMARKS, "fine": FINE_LANDMARKS}
+    sets = {}
+    for name in ("coarse_train", "fine_train", "coarse_val", "fine_val"):
+        kind = name.split("_")[0]
+        sets[name] = LandmarkData(
+            images=np.concatenate([z[f"{name}_images"] for z in loaded if z is not None]),
+            positions_mm=np.concatenate([z[f"{name}_positions"] for z in loaded if z is not None]),
+            landmarks=marks[kind],
+            spacing_mm=(spacing[kind],) * 2,
+        )
+    print(f"data ready in {time.perf_counter() - t0:.0f} s", flush=True)
     return sets
 
 
@@ -142,15 +166,23 @@ def train(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", type=Path, default=Path("runs/full_leg"))
-    parser.add_argument("--train-films", type=int, default=120)
-    parser.add_argument("--val-films", type=int, default=16)
+    parser.add_argument("--train-films", type=int, default=60)
+    parser.add_argument("--val-films", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7100)
-    parser.add_argument("--coarse-iterations", type=int, default=400)
-    parser.add_argument("--fine-iterations", type=int, default=900)
+    parser.add_argument("--coarse-iterations", type=int, default=300)
+    parser.add_argument("--fine-iterations", type=int, default=500)
     parser.add_argument("--only", choices=("coarse", "fine"), default=None)
+    parser.add_argument("--parts", type=int, default=3, help="rendering split into parts")
+    parser.add_argument("--max-minutes", type=float, default=None, help="wall-time budget")
+    parser.add_argument("--render-part", type=int, default=None, help="render this part only")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    sets = data(args.run_dir, args.train_films, args.val_films, args.seed)
+    if args.render_part is not None:
+        render_part(
+            args.run_dir, args.render_part, args.parts, args.train_films, args.val_films, args.seed
+        )
+        return 0
+    sets = data(args.run_dir, args.train_films, args.val_films, args.seed, args.parts)
     common = {
         "batch_size": 16,
         "lr": 0.003,
@@ -162,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint_every": 50,
         "threads": 1,
         "seed": args.seed,
+        "max_minutes": args.max_minutes,
     }
     if args.only in (None, "coarse"):
         coarse = LandmarkConfig(
@@ -170,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             spacing_mm=(COARSE_SPACING_MM, COARSE_SPACING_MM),
             heatmap_sigma_mm=7.5,
             success_radius_mm=10.0,
-            network=network(3, (16, 32, 64, 64)),
+            network=network(3, (8, 16, 32, 64)),
         )
         engine = EngineConfig(iterations=args.coarse_iterations, **common)  # type: ignore[arg-type]
         train(

@@ -275,20 +275,26 @@ class _Leg:
 
 
 def _leg_geometry(side: str, hka: float, scale: float, hip_half: float, tilt: float) -> _Leg:
-    """Hip, knee and ankle centres (patient mm) of a leg with the given HKA.
+    """Hip, knee and ankle centres (patient mm) of a standing leg with the given HKA.
 
-    The femoral mechanical axis runs ``tilt`` degrees medially from the vertical; the tibia
-    turns from it by ``180 - hka`` (towards the medial side when varus).
+    The weight-bearing line (hip centre to ankle centre) runs ``tilt`` degrees medially from
+    the vertical, as in standing; the knee lies off it, lateral when varus (``hka < 180``),
+    medial when valgus, so that the angle at the knee is the HKA (the law of sines in the
+    hip-knee-ankle triangle). So the ankles stay apart whatever the two legs' HKA.
     """
     lat = 1.0 if side == "right" else -1.0
     hip = (lat * hip_half, 0.0)
-    a = math.radians(tilt)
+    t = math.radians(tilt)
     lf, lt = _FEMUR_MM * scale, _TIBIA_MM * scale
-    knee = (hip[0] - lat * lf * math.sin(a), hip[1] - lf * math.cos(a))
-    # varus (hka < 180): the ankle lies medial of the femoral axis' extension, so the knee
-    # lies lateral of the hip-ankle line
-    b = a + math.radians(180.0 - hka)
-    ankle = (knee[0] - lat * lt * math.sin(b), knee[1] - lt * math.cos(b))
+    dev = math.radians(abs(180.0 - hka))
+    span = math.sqrt(lf * lf + lt * lt + 2.0 * lf * lt * math.cos(dev))  # |hip - ankle|
+    alpha = math.asin(min(1.0, lt * math.sin(dev) / span))  # angle at the hip
+    u = (-lat * math.sin(t), -math.cos(t))  # down the weight-bearing line (medially)
+    n = (lat * math.cos(t), -math.sin(t))  # perpendicular to it, lateral
+    off = 1.0 if hka < 180.0 else -1.0  # varus: the knee lateral of the line
+    ca, sa = math.cos(alpha), off * math.sin(alpha)
+    knee = (hip[0] + lf * (ca * u[0] + sa * n[0]), hip[1] + lf * (ca * u[1] + sa * n[1]))
+    ankle = (hip[0] + span * u[0], hip[1] + span * u[1])
     return _Leg(side, hip, knee, ankle, hka)
 
 
@@ -586,7 +592,7 @@ def render_full_leg_film(
     col_c = 0.5 * (cols - 1) * px + (-12.0 + 24.0 * u_col if vary else 0.0)
     cv = _Canvas(shape, px, t_mm=(hip_row, col_c), magnification=mag, rotation_deg=rot)
     hip_half = rng.uniform(82.0, 96.0) * scale
-    tilt = rng.uniform(2.0, 4.0)
+    tilt = rng.uniform(1.5, 3.5)
     geo = [
         _leg_geometry(side, legs[side][0], legs[side][1], hip_half, tilt)
         for side in ("right", "left")
@@ -670,13 +676,15 @@ def full_leg_films(
     *,
     hka_range: tuple[float, float] = (170.0, 190.0),
     layouts: tuple[tuple[int, int, float], ...] = FILM_LAYOUTS,
+    first: int = 0,
 ) -> Iterator[FullLegFilm]:
-    """``n`` varied films with exact truth, seeded (film ``k`` depends on ``seed`` and ``k``).
+    """``n`` varied films with exact truth, seeded: films ``first`` .. ``first + n - 1`` of
+    the seed's sequence (film ``k`` depends on ``seed`` and ``k`` only).
 
     Each film draws its format from ``layouts`` (rows, columns, pixel mm), both legs' HKA
     uniformly from ``hka_range`` and a body scale 0.88-1.12 (the two legs within 2 %).
     """
-    for k in range(n):
+    for k in range(first, first + n):
         film_seed = int(np.random.SeedSequence((seed, k)).generate_state(1)[0])
         rng = np.random.default_rng(film_seed)
         rows, cols, px = layouts[int(rng.integers(0, len(layouts)))]

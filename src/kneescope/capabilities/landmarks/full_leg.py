@@ -501,8 +501,11 @@ def coarse_examples(
             -> film (row, column) mm.
         seed: seeds the midline jitter (the estimated midline moved by up to
             ``midline_jitter_mm``, so the coarse model does not rely on it).
+
+    A leg with a landmark off its coarse grid is left out.
     """
     rng = np.random.default_rng(seed)
+    extent = np.asarray(COARSE_SHAPE, dtype=np.float64) * COARSE_SPACING_MM
     images, positions = [], []
     for film, truth in films:
         overview = film_overview(film)
@@ -511,12 +514,16 @@ def coarse_examples(
             if side not in truth:
                 continue
             shift = rng.uniform(-midline_jitter_mm, midline_jitter_mm)
-            images.append(coarse_image(overview, side, midline + shift))
             pts = np.array([truth[side][name] for name in COARSE_LANDMARKS], dtype=np.float64)
-            positions.append(film_to_coarse_mm(side, midline + shift, pts))
+            grid_mm = film_to_coarse_mm(side, midline + shift, pts)
+            if (grid_mm < 0).any() or (grid_mm > extent - COARSE_SPACING_MM).any():
+                continue  # a landmark off the leg's grid: nothing the model could learn
+            images.append(coarse_image(overview, side, midline + shift))
+            positions.append(grid_mm)
+    shape = (0, *COARSE_SHAPE)
     return LandmarkData(
-        images=np.stack(images),
-        positions_mm=np.stack(positions),
+        images=np.stack(images) if images else np.zeros(shape, dtype=np.float32),
+        positions_mm=np.stack(positions) if positions else np.zeros((0, 3, 2)),
         landmarks=COARSE_LANDMARKS,
         spacing_mm=(COARSE_SPACING_MM, COARSE_SPACING_MM),
     )

@@ -1,6 +1,6 @@
 """The ``hka`` step: leg alignment of a full-leg standing film (item unit ``full_leg``).
 
-Reads the item's film (a single-frame DICOM file, or a folder holding one; or an ``image``
+Reads the item's film (a single-frame DICOM file, or a folder holding one; or a 2D ``image``
 an earlier step loaded), runs the full-leg cascade
 (:func:`kneescope.capabilities.landmarks.full_leg.measure_full_leg`) and returns per leg the
 HKA angle, the mechanical axis deviation, the three landmarks in film mm and a reason when
@@ -159,7 +159,7 @@ class Hka(BaseStep):
             self.setup()
         assert self._models is not None
         film = context.data.get("image")
-        if film is None:
+        if film is None or getattr(film, "ndim", 0) != 2:  # none, or a series read as 3D
             if item.path is None:
                 raise InputError(f"item {item.item_id} has no film; give the film's path")
             with context.phase("read"):
