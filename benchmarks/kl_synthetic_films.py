@@ -12,6 +12,12 @@ the field of view of the real kneeKL224 crops) and writes it as a 224 x 224 8-bi
 training file trains on either and each domain's model can grade the other's crops.
 Knees with an implant are left out (not gradable). ``DIR/<split>/truth.csv`` lists every crop
 with its KL, JSN and osteophyte grades. Test films are for the release report only.
+
+    .venv/bin/python benchmarks/kl_synthetic_films.py relabel --data DIR --column OsteophyteGrade
+        --out DIR2
+
+sorts the same crops (hard links) by another truth column, e.g. to train an osteophyte-grade
+classifier with the same training file.
 """
 
 from __future__ import annotations
@@ -80,6 +86,21 @@ def export(out: Path, counts: dict[str, int], crop_mm: float) -> None:
         print(f"{split}: {len(rows)} knees from {n} films")
 
 
+def relabel(data: Path, column: str, out: Path) -> None:
+    """``out/<split>/<value of column>/<file>``: the same crops (hard links) sorted by another
+    truth column (e.g. ``OsteophyteGrade`` to train an osteophyte-grade classifier)."""
+    for split_dir in sorted(p for p in data.iterdir() if (p / "truth.csv").is_file()):
+        with (split_dir / "truth.csv").open() as fh:
+            rows = list(csv.DictReader(fh))
+        for row in rows:
+            source = split_dir / row["file"]
+            target = out / split_dir.name / row[column] / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                target.hardlink_to(source)
+        print(f"{split_dir.name}: {len(rows)} crops by {column}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,7 +110,14 @@ def main() -> None:
     ex.add_argument("--val", type=int, default=60)
     ex.add_argument("--test", type=int, default=100)
     ex.add_argument("--crop-mm", type=float, default=90.0)
+    rl = sub.add_parser("relabel")
+    rl.add_argument("--data", type=Path, required=True)
+    rl.add_argument("--column", required=True)
+    rl.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if args.command == "relabel":
+        relabel(args.data, args.column, args.out)
+        return
     export(args.out, {"train": args.train, "val": args.val, "test": args.test}, args.crop_mm)
 
 
