@@ -46,6 +46,7 @@ import os
 import sys
 import tempfile
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,10 @@ class ModelRelease(BaseModel):
     results: tuple[ResultsFile, ...] = ()
     notes: tuple[str, ...] = ()
     weights_dtype: str = Field("float16", pattern="^(float16|bfloat16)$")
+    task: str = ""
+    intended_use: str = ""
+    limits: tuple[str, ...] = ()
+    usage: str = ""
 
 
 class ReleaseSpec(BaseModel):
@@ -180,23 +185,36 @@ def _read_report(path: Path) -> dict[str, Any]:
     return report
 
 
-def release(spec: ReleaseSpec, out: Path, docs: Path | None) -> list[dict[str, Any]]:
-    """Write the shipped folder (and docs); returns one summary row per model."""
-    from kneescope.models.pretrained import INDEX_NAME
+def release(
+    spec: ReleaseSpec, out: Path, docs: Path | None, *, add: bool = False
+) -> list[dict[str, Any]]:
+    """Write the shipped folder (and docs); returns one summary row per model.
+
+    ``add``: the release adds (or replaces) its models and keeps every other model already
+    shipped in ``out`` (its file, card, index entry and aliases).
+    """
+    from kneescope.models.pretrained import INDEX_NAME, read_index
 
     names = [m.name for m in spec.models]
     if len(set(names)) != len(names):
         raise InputError(f"a model is listed twice in the release file: {names}")
+    kept: list[Any] = []
+    if add and (out / INDEX_NAME).is_file():
+        index = read_index(out)
+        kept = [e for e in index.models if e.name not in names]
+        aliases = {a: t for a, t in index.aliases.items() if t not in names}
+        spec = spec.model_copy(update={"aliases": {**aliases, **spec.aliases}})
+    known = names + [e.name for e in kept]
     for alias, target in spec.aliases.items():
-        if target not in names:
+        if target not in known:
             raise InputError(f"alias {alias} names {target}, which this release does not have")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".release-") as tmp:
-        rows = _stage(spec, Path(tmp), docs)
+        rows = _stage(spec, Path(tmp), docs, kept=kept, shipped=out)
         for f in sorted(Path(tmp).iterdir()):
             if f.suffix in (".pt", ".md"):
                 os.replace(f, out / f.name)
-        keep = {f"{m.name}{ext}" for m in spec.models for ext in (".pt", ".md")}
+        keep = {f"{n}{ext}" for n in known for ext in (".pt", ".md")}
         for old in sorted(out.glob("*.pt")) + sorted(out.glob("*.md")):
             if old.name not in keep:
                 old.unlink()  # a model dropped from the release leaves the package
@@ -206,9 +224,17 @@ def release(spec: ReleaseSpec, out: Path, docs: Path | None) -> list[dict[str, A
     return rows
 
 
-def _stage(spec: ReleaseSpec, out: Path, docs: Path | None) -> list[dict[str, Any]]:
+def _stage(
+    spec: ReleaseSpec,
+    out: Path,
+    docs: Path | None,
+    *,
+    kept: Sequence[Any] = (),
+    shipped: Path | None = None,
+) -> list[dict[str, Any]]:
     """Write every file of the release into the empty folder ``out`` (and its docs page as
-    ``out/docs.txt``); nothing is written anywhere else."""
+    ``out/docs.txt``); nothing is written anywhere else. ``kept``: index entries of models
+    already in ``shipped`` that stay (their cards go into the docs page, first)."""
     from kneescope.models.model_card import CardInputs, render_model_card
     from kneescope.models.model_file import load_model_file, save_model_file
     from kneescope.models.pretrained import PretrainedIndex, ShippedEntry, write_index
@@ -221,14 +247,19 @@ def _stage(spec: ReleaseSpec, out: Path, docs: Path | None) -> list[dict[str, An
         save_model_file(model, target, weights_dtype=m.weights_dtype)  # type: ignore[arg-type]
         staged.append((m, model, target, source_sha))
     total = sum(t.stat().st_size for _, _, t, _ in staged)
+    if shipped is not None:
+        total += sum((shipped / e.file).stat().st_size for e in kept)
     if total > SIZE_LIMIT_BYTES:
         raise InputError(
             f"the shipped weights would be {total / 1e6:.1f} MB, more than the "
             f"{SIZE_LIMIT_BYTES / 1e6:.0f} MB limit; ship smaller networks"
         )
-    entries = []
+    entries: list[Any] = list(kept)
     rows = []
     cards: list[str] = []
+    for entry in kept:
+        if shipped is not None:
+            cards.append((shipped / entry.card).read_text(encoding="utf-8"))
     for m, model, target, source_sha in staged:
         sha = file_sha256(target)
         results = []
@@ -245,7 +276,7 @@ def _stage(spec: ReleaseSpec, out: Path, docs: Path | None) -> list[dict[str, An
         aliases = tuple(sorted(a for a, t in spec.aliases.items() if t == m.name))
         mode = str(model.spec.get("mode", ""))
         labels = model.spec.get("labels") or {}
-        task = f"{mode} knee MRI, {len(labels)} structures".strip()
+        task = m.task or f"{mode} knee MRI, {len(labels)} structures".strip()
         card = render_model_card(
             model,
             CardInputs(
@@ -262,6 +293,9 @@ def _stage(spec: ReleaseSpec, out: Path, docs: Path | None) -> list[dict[str, An
                 training_data=m.training_data,
                 results=tuple(results),
                 notes=m.notes,
+                intended_use=m.intended_use,
+                limits=m.limits,
+                usage=m.usage,
             ),
         )
         atomic_write_text(out / f"{m.name}.md", card)
@@ -313,10 +347,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=PACKAGE_DIR, help="shipped-model folder")
     parser.add_argument("--docs", type=Path, default=DOCS, help="docs page to write")
     parser.add_argument("--no-docs", action="store_true", help="do not write the docs page")
+    parser.add_argument(
+        "--add", action="store_true", help="keep the models already shipped that are not listed"
+    )
     args = parser.parse_args(argv)
     try:
         spec = _read_spec(args.spec.expanduser().absolute())
-        rows = release(spec, args.out.expanduser().absolute(), None if args.no_docs else args.docs)
+        rows = release(
+            spec,
+            args.out.expanduser().absolute(),
+            None if args.no_docs else args.docs,
+            add=args.add,
+        )
     except KneescopeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

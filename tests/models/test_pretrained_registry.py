@@ -283,3 +283,32 @@ def test_model_card_is_deterministic_and_complete(tmp_path: Path) -> None:
     assert "| femur | 0.970 | 0.951 | 0.71 | 1.93 |" in card
     assert re.search(r"20 knees, 19 QC-pass", card)
     assert "2: femur, femoral_cartilage" in card
+
+
+def test_an_added_release_keeps_the_models_already_shipped(tmp_path: Path) -> None:
+    folder, _, docs = release(tmp_path)
+    before = {p.name: file_sha256(p) for p in folder.iterdir() if p.suffix in (".pt", ".md")}
+    extra = tiny_model(tmp_path / "trained" / "c.pt", seed=2)
+    model_c = {
+        "name": "kl-test",
+        "file": str(extra),
+        "summary": "third",
+        "task": "knee radiograph KL grade",
+        "intended_use": "Grading test knees.",
+        "limits": ["- only a test"],
+        "usage": "kneescope xray -m kl-test -i FILM",
+    }
+    spec = _write_spec(tmp_path / "trained", [model_c], {"kl": "kl-test"})
+    module = _release_module()
+    args = ["--spec", str(spec), "--out", str(folder), "--docs", str(docs), "--add"]
+    assert module.main(args) == 0
+    index = read_index(folder)
+    assert [m.name for m in index.models] == ["knee-seg-2d", "knee-seg-3d", "kl-test"]
+    assert index.aliases == {"knee-seg": "knee-seg-2d", "kl": "kl-test"}
+    assert index.models[2].task == "knee radiograph KL grade"
+    for name, sha in before.items():  # the earlier models' files are untouched
+        assert file_sha256(folder / name) == sha
+    card = (folder / "kl-test.md").read_text()
+    assert "Grading test knees." in card and "kneescope xray -m kl-test -i FILM" in card
+    text = docs.read_text()
+    assert "## knee-seg-2d" in text and "## kl-test" in text
