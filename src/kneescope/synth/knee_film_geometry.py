@@ -382,7 +382,9 @@ def add_osteophytes(
             sign = -1.0 if medial else 1.0
             top = float(geom.tibia_bone_top(np.array([xm - sign * 3.0]))[0])
             tib.append(
-                Ellipse(xm + sign * 0.45 * size, top - 1.2 - 0.35 * size, size, 0.55 * size + 0.6)
+                Ellipse(
+                    xm + sign * 0.5 * size, top - 0.6 - 0.2 * size, 1.2 * size, 0.45 * size + 0.5
+                )
             )
         else:  # femoral condyle's outer-lower corner
             medial = k == 2
@@ -391,10 +393,10 @@ def add_osteophytes(
             sign = -1.0 if medial else 1.0
             fem.append(
                 Ellipse(
-                    xo + sign * 0.55 * size,
-                    c.bottom_z + 0.75 * c.height,
-                    0.9 * size,
-                    1.2 * size + 0.5,
+                    xo + sign * 0.3 * size,
+                    c.bottom_z + 0.55 * c.height + 0.3 * size,
+                    0.8 * size,
+                    1.0 * size + 0.5,
                 )
             )
     return replace(geom, osteo_tibia=tuple(tib), osteo_femur=tuple(fem))

@@ -280,6 +280,9 @@ def knee_paths(
     if texture is not None:
         body = body * (1.0 + texture[:, j0:j1][:, bs])
     path = body + cort_f + cort_t + cort_b + cort_p
+    # osteophytes: dense new bone (solid, not a ring), inside the outline already drawn
+    for e in (*geom.osteo_tibia, *geom.osteo_femur):
+        path += np.float32(28.0) * occ(ellipse_sd(x, z, e) + np.float32(0.3))
     # the lower plateau rim: a thin dense line inside the tibia's shadow
     if geom.beam_tan > 0:
         rim2 = geom.second_rim(np.clip(x, geom.tibia_medial_x, geom.tibia_lateral_x))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from kneescope.core import Volume
 from kneescope.io import DicomWriteMeta, write_dicom_radiograph, write_dicom_series, write_nifti
@@ -66,11 +67,27 @@ def barcode(seed: int, pid: str, visit: str) -> str:
 
 
 def _write_radiograph(
-    image: Volume, folder: Path, release_dir: Path, meta: DicomWriteMeta, code: str
+    image: Volume,
+    folder: Path,
+    release_dir: Path,
+    meta: DicomWriteMeta,
+    code: str,
+    *,
+    photometric: Literal["MONOCHROME1", "MONOCHROME2"] = "MONOCHROME1",
+    pixel_spacing: bool = True,
+    image_laterality: Literal["R", "L", "B", "U"] | None = None,
 ) -> Row:
-    """Write one single-file CR series (MONOCHROME1) and return its contents.csv row."""
+    """Write one single-file CR series and return its contents.csv row (MONOCHROME1 with
+    PixelSpacing and ImagerPixelSpacing unless told otherwise)."""
     folder.mkdir(parents=True, exist_ok=True)
-    write_dicom_radiograph(image, folder / "001", meta=meta, photometric="MONOCHROME1")
+    write_dicom_radiograph(
+        image,
+        folder / "001",
+        meta=meta,
+        photometric=photometric,
+        pixel_spacing=pixel_spacing,
+        image_laterality=image_laterality,
+    )
     return {
         "Folder": folder.relative_to(release_dir).as_posix(),
         "ParticipantID": meta.patient_id,
@@ -79,6 +96,15 @@ def _write_radiograph(
         "StudyDescription": meta.study_description,
         "SeriesDescription": meta.series_description,
     }
+
+
+def knee_film_format(
+    seed: int, pid: str, visit: str
+) -> tuple[Literal["MONOCHROME1", "MONOCHROME2"], bool]:
+    """How a knee film is stored, varied across films (seeded): (photometric interpretation,
+    whether PixelSpacing is written besides ImagerPixelSpacing; two films in three)."""
+    h = int(series_folder_name(seed, pid, visit, "xr-format"))
+    return ("MONOCHROME1" if h % 2 == 0 else "MONOCHROME2"), (h // 2) % 3 != 0
 
 
 def write_subject(spec: CohortSpec, plan: SubjectPlan, out: Path) -> SubjectRows:
@@ -201,6 +227,7 @@ def write_subject(spec: CohortSpec, plan: SubjectPlan, out: Path) -> SubjectRows
             }
             seed = int(series_folder_name(spec.seed, pid, visit, "noise"))
             image, truths = render_knee_radiograph(knees, seed=seed)
+            photometric, pixel_spacing = knee_film_format(spec.seed, pid, visit)
             contents.append(
                 _write_radiograph(
                     image,
@@ -216,6 +243,9 @@ def write_subject(spec: CohortSpec, plan: SubjectPlan, out: Path) -> SubjectRows
                         uid_seed=f"{spec.seed}|{pid}|{visit}|{kind}",
                     ),
                     code,
+                    photometric=photometric,
+                    pixel_spacing=pixel_spacing,
+                    image_laterality="B",
                 )
             )
             for tr in truths:
@@ -229,6 +259,8 @@ def write_subject(spec: CohortSpec, plan: SubjectPlan, out: Path) -> SubjectRows
                         "mJSW_M_mm": fmt(tr.mjsw_medial_mm),
                         "mJSW_L_mm": fmt(tr.mjsw_lateral_mm),
                         **truth_columns(tr),
+                        "Photometric": photometric,
+                        "SpacingTag": "PixelSpacing" if pixel_spacing else "ImagerPixelSpacing",
                     }
                 )
         if spec.full_leg and (v_index == 0 or VISIT_MONTHS[visit] % 24 == 0):
