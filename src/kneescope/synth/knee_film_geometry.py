@@ -102,6 +102,9 @@ class KneeFilmGeometry:
         femur_shaft_x / femur_shaft_r, tibia_shaft_x / tibia_shaft_r: diaphyses.
         fibula_head / patella: ellipses; fibula_shaft_r: radius of the fibular shaft.
         osteo_tibia / osteo_femur: marginal osteophytes (ellipses; may be empty).
+        epicondyles: the femur's convex outer contour above the condyles (ellipses centred
+            on the condyles' outer sides; they reach no lower than the condyles' arcs
+            except on those sides).
     """
 
     tibia_medial_x: float
@@ -128,6 +131,7 @@ class KneeFilmGeometry:
     patella: Ellipse
     osteo_tibia: tuple[Ellipse, ...] = field(default=())
     osteo_femur: tuple[Ellipse, ...] = field(default=())
+    epicondyles: tuple[Ellipse, ...] = field(default=())
 
     # ---- tibia ------------------------------------------------------------------------------
     @property
@@ -200,7 +204,7 @@ class KneeFilmGeometry:
     def femur_low(self, x: FArr) -> FArr:
         """Femoral projected lower bone margin z (mm), osteophytes included."""
         z = self.femur_bone_low(x)
-        for e in self.osteo_femur:
+        for e in (*self.osteo_femur, *self.epicondyles):
             z = np.fmin(z, e.cz - e.half_height(x))
         return z
 
@@ -363,7 +367,15 @@ def build_geometry(p: KneeFilmParams) -> KneeFilmGeometry:
         patella=Ellipse(3.0 * s, (26.0 + 0.9 * flex) * s, 21.0 * s, 19.0 * s),
     )
     geom = set_jsw(geom, p.jsw_medial_mm, p.jsw_lateral_mm)
-    return add_osteophytes(geom, p.osteophyte_mm)
+    out_m, out_l = geom.femur_outer
+    epi = tuple(
+        Ellipse(xo - sign * 1.0 * s, c.bottom_z + c.height, 2.8 * s, 9.0 * s)
+        for xo, sign, c in (
+            (out_m, -1.0, geom.condyle_medial),
+            (out_l, 1.0, geom.condyle_lateral),
+        )
+    )
+    return add_osteophytes(replace(geom, epicondyles=epi), p.osteophyte_mm)
 
 
 def add_osteophytes(

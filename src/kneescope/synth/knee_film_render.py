@@ -131,6 +131,8 @@ def femur_sd(geom: KneeFilmGeometry, x: F32, z: F32, *, osteophytes: bool = True
     xs = mid + (geom.femur_shaft_x - mid) * t
     env = np.abs(x - xs) - hw
     sd = np.maximum(np.minimum(bands, bridge), env)
+    for e in geom.epicondyles:
+        sd = np.minimum(sd, ellipse_sd(x, z, e))
     if osteophytes:
         for e in geom.osteo_femur:
             sd = np.minimum(sd, ellipse_sd(x, z, e))
@@ -195,6 +197,9 @@ class FilmLook:
         heel: linear exposure gradient across the columns (attenuation units).
         collimation: (row0, row1, col0, col1) of the exposed field (pixels, end exclusive).
         markers: lead letters: (letter, row, col, height_px) of each.
+        grid: anti-scatter grid lines: (amplitude, period in pixels); amplitude 0 = none.
+        labels: burned-in annotation text (blocky random glyphs at the display's top value):
+            (row, col, characters, height_px) of each line.
     """
 
     photons: float = 6000.0
@@ -206,6 +211,8 @@ class FilmLook:
     heel: float = 0.0
     collimation: tuple[int, int, int, int] | None = None
     markers: tuple[tuple[str, int, int, int], ...] = field(default=())
+    grid: tuple[float, float] = (0.0, 4.0)
+    labels: tuple[tuple[int, int, int, int], ...] = field(default=())
 
 
 _LETTERS = {
@@ -376,6 +383,18 @@ def expose(atten: F32, look: FilmLook, rng: np.random.Generator) -> npt.NDArray[
         cc = slice(max(c, 0), min(c + m.shape[1], shape[1]))
         sub = m[: rr.stop - rr.start, : cc.stop - cc.start]
         a[rr, cc] = np.where(sub, np.float32(4.0), a[rr, cc] + np.float32(0.25))
+    for r, c, n, h in look.labels:
+        size = max(1, h // 7)
+        glyphs = rng.random((7, 6 * n)) < 0.45
+        glyphs[:, 5::6] = False  # a blank column between characters
+        m = np.kron(glyphs, np.ones((size, size), dtype=bool))
+        rr = slice(max(r, 0), min(r + m.shape[0], shape[0]))
+        cc = slice(max(c, 0), min(c + m.shape[1], shape[1]))
+        sub = m[: rr.stop - rr.start, : cc.stop - cc.start]
+        a[rr, cc] = np.where(sub, unexposed, a[rr, cc])
+    if look.grid[0] > 0:
+        cols = np.arange(shape[1], dtype=np.float32)
+        a += np.float32(look.grid[0]) * np.cos(2 * np.pi * cols / np.float32(look.grid[1]))[None, :]
     counts = np.float32(look.photons) * np.exp(-np.clip(a, 0.0, 8.0))
     a = a + rng.standard_normal(shape, dtype=np.float32) / np.sqrt(counts + 1.0)
     k = np.float32(look.contrast_k)

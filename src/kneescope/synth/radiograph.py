@@ -252,7 +252,7 @@ def sample_film_look(
             int(rng.uniform(0.0, 0.06) * cols),
             cols - int(rng.uniform(0.0, 0.06) * cols),
         )
-    r0, _r1, c0, c1 = collimation or (0, rows, 0, cols)
+    r0, r1, c0, c1 = collimation or (0, rows, 0, cols)
     h = round(rng.uniform(8.0, 14.0) / pixel_mm)
     w = 5 * max(1, h // 7)
     u = rng.random()
@@ -263,6 +263,19 @@ def sample_film_look(
         inset = round(rng.uniform(4.0, 25.0) / pixel_mm)
         c = c0 + inset if letter == "R" else c1 - inset - w
         markers.append((letter, int(r), int(c), int(h)))
+    grid = (float(rng.uniform(0.01, 0.04)), float(rng.uniform(2.5, 6.0)))
+    if rng.random() >= 0.3:
+        grid = (0.0, 4.0)
+    labels = []
+    if rng.random() < 0.4:
+        lh = round(rng.uniform(4.0, 7.0) / pixel_mm)
+        n = int(rng.integers(6, 15))
+        lw = n * 6 * max(1, lh // 7)
+        lr = r1 - round(rng.uniform(3.0, 10.0) / pixel_mm) - lh
+        lc = c0 + round(rng.uniform(5.0, 40.0) / pixel_mm)
+        if rng.random() < 0.5:
+            lc = c1 - round(rng.uniform(5.0, 40.0) / pixel_mm) - lw
+        labels.append((int(lr), int(lc), n, int(lh)))
     return FilmLook(
         photons=float(np.exp(rng.uniform(np.log(1500.0), np.log(20000.0)))),
         blur_px=float(rng.uniform(0.5, 1.3) * 0.2 / pixel_mm),
@@ -273,6 +286,8 @@ def sample_film_look(
         heel=float(rng.uniform(-0.3, 0.3)),
         collimation=collimation,
         markers=tuple(markers),
+        grid=grid,
+        labels=tuple(labels),
     )
 
 
