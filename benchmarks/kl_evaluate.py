@@ -1,14 +1,14 @@
-"""Evaluate a KL classification model on a folder of knee crops (kneeKL224 layout).
+"""Evaluate a KL (or other graded) classification model on a folder of crops (kneeKL224 layout).
 
     .venv/bin/python benchmarks/kl_evaluate.py --model MODEL --data DIR [--json OUT.json]
         [--diagram OUT.png] [--no-pairs]
 
-``DIR/<grade>/<id><L|R>.png``: every crop is resized to the model's input (no ROI cropping:
-the crops are already the model's field of view); a paired model sees each knee with the
-other knee of the same id (``--no-pairs``: with itself). Prints and writes accuracy,
-quadratic kappa, AUC for KL >= 2, mean absolute grade error, ECE (15 bins) with the model's
-temperature and without, recall per grade and the confusion matrix (rows truth), and with
-``--diagram`` a reliability diagram.
+``DIR/<grade>/<id><L|R>.png`` (grades = the model's classes): every crop is resized to the
+model's input (no ROI cropping: the crops are already the model's field of view); a paired
+model sees each knee with the other knee of the same id (``--no-pairs``: with itself). Prints
+and writes accuracy, quadratic kappa, AUC for grade >= 2, mean absolute grade error, ECE (15
+bins) with the model's temperature and without, recall per grade and the confusion matrix
+(rows truth), and with ``--diagram`` a reliability diagram.
 """
 
 from __future__ import annotations
@@ -26,23 +26,25 @@ from kneescope.capabilities.classification.calibration import (
 )
 from kneescope.capabilities.classification.folder_data import load_class_folder
 from kneescope.capabilities.classification.grade_metrics import binary_auc, quadratic_kappa
-from kneescope.capabilities.classification.kl import KL_CLASSES, load_kl_model
-from kneescope.capabilities.classification.predict import predict_logits
+from kneescope.capabilities.classification.predict import load_classifier, predict_logits
+from kneescope.models.pretrained import resolve_model
 
 
 def evaluate(model_name: str, data_dir: Path, *, pairs: bool = True) -> dict[str, object]:
-    model = load_kl_model(model_name)
-    data = load_class_folder(data_dir, KL_CLASSES, model.spec.input_size_vox)
+    model = load_classifier(resolve_model(model_name))
+    classes = model.spec.classes
+    k = len(classes)
+    data = load_class_folder(data_dir, classes, model.spec.input_size_vox)
     other = data.images[data.pairs] if pairs and data.pairs is not None else None
     logits = predict_logits(model, data.images, other)
     probs = apply_temperature(logits, model.spec.temperature)
     truth = data.labels
     predicted = probs.argmax(axis=1)
-    confusion = np.zeros((5, 5), dtype=int)
+    confusion = np.zeros((k, k), dtype=int)
     np.add.at(confusion, (truth, predicted), 1)
     recall = [
-        float(confusion[k, k] / confusion[k].sum()) if confusion[k].sum() else None
-        for k in range(5)
+        float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else None
+        for c in range(k)
     ]
     return {
         "model": model_name,
@@ -51,7 +53,8 @@ def evaluate(model_name: str, data_dir: Path, *, pairs: bool = True) -> dict[str
         "n": len(truth),
         "paired_input": bool(model.model_file.network.paired and pairs),
         "accuracy": float((predicted == truth).mean()),
-        "quadratic_kappa": quadratic_kappa(truth, predicted, 5),
+        "classes": list(classes),
+        "quadratic_kappa": quadratic_kappa(truth, predicted, k),
         "auc_kl_ge_2": binary_auc(probs[:, 2:].sum(axis=1), truth >= 2),
         "mean_abs_error": float(np.abs(predicted - truth).mean()),
         "ece": expected_calibration_error(probs, truth),
