@@ -76,3 +76,25 @@ def test_bad_input_films() -> None:
     assert np.array_equal(
         bad_input_film("lateral", 1, pixel_mm=PX).image.array, lateral.image.array
     )
+
+
+def test_film_looks_and_placements_vary() -> None:
+    """Across films: collimation or not, 0/1/2 lead markers, grid lines, annotation text,
+    exposure, rotation up to +-8 deg (+ a little per knee), the right knee left of the left."""
+    from kneescope.synth.radiograph import place_knees, sample_film_look
+
+    looks, rotations = [], []
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        looks.append(sample_film_look(rng, (700, 1650), 0.2))
+        places, phi = place_knees(rng, ("right", "left"), (700, 1650), 0.2)
+        rotations.append(phi)
+        assert places["right"].centre_rc[1] < places["left"].centre_rc[1]
+        assert places["right"].rotation_deg == pytest.approx(phi, abs=6.0)
+        assert places["left"].rotation_deg == pytest.approx(-phi, abs=6.0)
+    assert {look.collimation is None for look in looks} == {True, False}
+    assert {len(look.markers) for look in looks} == {0, 1, 2}
+    assert any(look.labels for look in looks) and any(look.grid[0] > 0 for look in looks)
+    photons = [look.photons for look in looks]
+    assert max(photons) > 4 * min(photons)
+    assert max(np.abs(rotations)) <= 8.0 and max(np.abs(rotations)) > 6.0

@@ -72,6 +72,32 @@ def _knee_state(
     return params, klg, int(np.clip(np.floor(d - 1.0), 0, 3)), medial
 
 
+def _kl_probabilities(kl_weights: Sequence[float] | None) -> npt.NDArray[np.float64]:
+    weights = np.asarray(kl_weights if kl_weights is not None else [0.2] * 5, dtype=float)
+    if (
+        weights.shape != (5,)
+        or not np.all(np.isfinite(weights))
+        or np.any(weights < 0)
+        or weights.sum() <= 0
+    ):
+        raise InputError(
+            f"kl_weights must be 5 non-negative numbers (KL 0..4), got {list(weights)}; "
+            "give one weight per KL grade"
+        )
+    return weights / weights.sum()
+
+
+def _check(seed: int, index: int, implant_rate: float, pixel_mm: float) -> None:
+    if seed < 0 or index < 0:
+        raise InputError(f"seed and film index must be >= 0, got {seed}, {index}")
+    if not 0.0 <= implant_rate <= 1.0:
+        raise InputError(f"implant_rate is a probability (0..1), got {implant_rate}")
+    if not 0.05 < pixel_mm <= 1.0:
+        raise InputError(
+            f"pixel_mm {pixel_mm} is not a knee film's pixel spacing; give 0.05-1 mm (e.g. 0.2)"
+        )
+
+
 def _film_rng(seed: int, index: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, index, stream, 0x4B46]))
 
@@ -85,14 +111,16 @@ def knee_film(
     pixel_mm: float = KNEE_PIXEL_MM,
     sides: tuple[str, ...] = ("right", "left"),
 ) -> KneeFilm:
-    """Film ``index`` of the set ``seed`` (see :func:`knee_films`)."""
-    weights = np.asarray(kl_weights if kl_weights is not None else [0.2] * 5, dtype=float)
-    if weights.shape != (5,) or np.any(weights < 0) or weights.sum() <= 0:
-        raise InputError(
-            f"kl_weights must be 5 non-negative numbers (KL 0..4), got {list(weights)}; "
-            "give one weight per KL grade"
-        )
-    p = weights / weights.sum()
+    """Film ``index`` of the set ``seed`` (see :func:`knee_films`).
+
+    Raises:
+        InputError: bad ``kl_weights``, ``implant_rate`` outside 0..1, ``pixel_mm`` outside
+            (0.05, 1], a negative seed or index, or sides other than right/left.
+    """
+    _check(seed, index, implant_rate, pixel_mm)
+    if not sides or len(set(sides)) != len(sides) or not set(sides) <= {"right", "left"}:
+        raise InputError(f"sides must be 'right' and/or 'left' once each, got {sides!r}")
+    p = _kl_probabilities(kl_weights)
     rng = _film_rng(seed, index, 0)
     anatomy = sample_anatomy(rng)
     first = int(rng.choice(5, p=p))
@@ -137,14 +165,22 @@ def knee_films(
         pixel_mm: film pixel spacing.
         start: index of the first film.
 
-    Yields:
-        :class:`KneeFilm` (image uint16, rows to the feet, columns to the patient's Left;
-        truth per knee, right knee first; the film's truth).
+    Returns:
+        An iterator of :class:`KneeFilm` (image uint16, rows to the feet, columns to the
+        patient's Left; truth per knee, right knee first; the film's truth), rendered lazily.
+
+    Raises:
+        InputError: (at the call, before any film) as :func:`knee_film`, or a negative
+            ``n`` / ``start``.
     """
-    for i in range(start, start + n):
-        yield knee_film(
-            seed, i, kl_weights=kl_weights, implant_rate=implant_rate, pixel_mm=pixel_mm
-        )
+    if n < 0 or start < 0:
+        raise InputError(f"n and start must be >= 0, got {n}, {start}")
+    _check(seed, start, implant_rate, pixel_mm)
+    _kl_probabilities(kl_weights)
+    return (
+        knee_film(seed, i, kl_weights=kl_weights, implant_rate=implant_rate, pixel_mm=pixel_mm)
+        for i in range(start, start + n)
+    )
 
 
 def bad_input_film(kind: BadInput, seed: int, *, pixel_mm: float = KNEE_PIXEL_MM) -> KneeFilm:
@@ -155,6 +191,11 @@ def bad_input_film(kind: BadInput, seed: int, *, pixel_mm: float = KNEE_PIXEL_MM
     one knee. ``implant``: a bilateral PA film with a total knee replacement on one side (or,
     rarely, both).
     """
+    if kind not in BAD_INPUTS:
+        raise InputError(
+            f"unknown bad-input film kind {kind!r}; choose one of {', '.join(BAD_INPUTS)}"
+        )
+    _check(seed, 0, 0.0, pixel_mm)
     rng = _film_rng(seed, 0, 1 + BAD_INPUTS.index(kind))
     if kind == "one_knee":
         side = "right" if rng.random() < 0.5 else "left"
@@ -172,9 +213,7 @@ def bad_input_film(kind: BadInput, seed: int, *, pixel_mm: float = KNEE_PIXEL_MM
         return KneeFilm(vol, truths, film)
     if kind == "no_knee":
         return _no_knee(rng, pixel_mm)
-    if kind == "lateral":
-        return _lateral(rng, pixel_mm)
-    raise InputError(f"unknown bad-input film kind {kind!r}; choose one of {', '.join(BAD_INPUTS)}")
+    return _lateral(rng, pixel_mm)
 
 
 def _grid(shape: tuple[int, int], pixel_mm: float) -> tuple[F32, F32]:
