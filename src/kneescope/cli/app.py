@@ -82,6 +82,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("models", "cmd_models"),
     ("segment", "cmd_segment"),
     ("measure", "cmd_measure"),
+    ("xray", "cmd_xray"),
     ("run", "cmd_run"),
     ("status", "cmd_status"),
     ("results", "cmd_results"),
