@@ -299,9 +299,27 @@ def memory(args: argparse.Namespace) -> None:
             row["step_s"] = m.seconds
         print(json.dumps(row), flush=True)
         rows.append(row)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "memory.json", json.dumps(rows, indent=1))
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "memory.json", json.dumps(rows, indent=1))  # row by row
+
+
+def _partial(run: Path, batch: int) -> str:
+    """What an unfinished run reached (from its last checkpoint)."""
+    ckpt = run / "checkpoint.pt"
+    if not ckpt.exists():
+        return "(not run)"
+    import torch
+
+    state = torch.load(ckpt, weights_only=False)["state"]
+    it, cpu = state["iteration"], state["cpu_s"]
+    seen = [f"val accuracy {m['accuracy']:.3f} at {m['images_seen']}" for m in state["validations"]]
+    return (
+        f"unfinished: {it * batch} images in {cpu / 60:.1f} CPU min "
+        f"({cpu / max(it * batch, 1):.2f} CPU s per image incl. validation); "
+        f"mean of the last 10 losses {np.mean(state['curve'][-10:] or [np.nan]):.3f}; "
+        + "; ".join(seen)
+    )
 
 
 def table(args: argparse.Namespace) -> None:
@@ -319,7 +337,7 @@ def table(args: argparse.Namespace) -> None:
     for size in (224, 512):
         path = out / f"train_{size}" / "result.json"
         if not path.exists():
-            print(f"| {size}² | (not run) | | | | | |")
+            print(f"| {size}² | {_partial(out / f'train_{size}', args.batch)} | | | | | |")
             continue
         r = json.loads(path.read_text())
         v = r["validations"]

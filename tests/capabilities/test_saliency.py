@@ -139,6 +139,47 @@ class _SharedBranches(nn.Module):
         return out
 
 
+class _Folding(nn.Module):
+    """A both-knees network in miniature: ``(B, 2, H, W)`` -> one pass of a shared 1 x 1
+    convolution (identity) over ``(2B, 1, H, W)`` -> mean per image -> class 0 scores the
+    image (channel 0), class 1 its pair (channel 1). Grad-CAM of class 0 on the image is then
+    exactly ``relu(image) / max``; its map of the pair is empty."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1, bias=False)
+        self.head = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0)
+            self.head.weight.copy_(torch.eye(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        both = x.reshape(x.shape[0] * 2, 1, *x.shape[2:])
+        pooled = self.conv(both).mean(dim=(2, 3)).reshape(x.shape[0], 2)
+        out: torch.Tensor = self.head(pooled)
+        return out
+
+
+def test_folded_views_give_the_map_of_the_image_or_of_its_pair() -> None:
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(3, 2, 12, 10)).astype(np.float32))
+    net = _Folding()
+
+    def truth(a: torch.Tensor) -> np.ndarray:
+        r = a.clamp_min(0).numpy()
+        return r / r.max(axis=(1, 2), keepdims=True)
+
+    image_map = gradcam_saliency(net, x, class_index=0)
+    assert image_map.shape == (3, 12, 10)
+    np.testing.assert_allclose(image_map, truth(x[:, 0]), atol=1e-5)
+    assert not gradcam_saliency(net, x, class_index=0, view=1).any()
+    np.testing.assert_allclose(
+        gradcam_saliency(net, x, class_index=1, view=1), truth(x[:, 1]), atol=1e-5
+    )
+    with pytest.raises(InputError, match=r"view must lie in 0\.\.1"):
+        gradcam_saliency(net, x, view=2)
+
+
 def test_bad_requests_are_refused(trained: nn.Module) -> None:
     x = _zscore(synthetic_classification(2, size_vox=SIZE, seed=14).images)
     with pytest.raises(InputError, match="no layer 'nope'"):

@@ -87,6 +87,7 @@ def gradcam_saliency(
     *,
     class_index: int | Sequence[int] | None = None,
     target_layer: str | None = None,
+    view: int = 0,
 ) -> npt.NDArray[np.float32]:
     """Grad-CAM saliency of ``network`` for each image of a batch.
 
@@ -99,6 +100,10 @@ def gradcam_saliency(
             image, an int the same class for all, or one int per image.
         target_layer: name of the layer (``named_modules``) whose activations are weighted;
             ``None``: :func:`last_conv_layer`.
+        view: for a network that folds several images of one input into its batch (the
+            both-knees network runs its shared backbone once on ``(2N, C, *spatial)``: input
+            ``i``'s image at ``2i``, its pair at ``2i + 1``), which of them the map is of:
+            0 the image being graded, 1 its pair. A network that does not fold has only view 0.
 
     Returns:
         ``(N, *spatial)`` float32 maps in ``[0, 1]`` at the input size (1 = the strongest
@@ -106,20 +111,24 @@ def gradcam_saliency(
 
     Raises:
         InputError: a batch of the wrong shape or with non-finite values, an unknown
-            ``target_layer``, a class index out of range, or a target layer that runs more than
-            once per forward pass (a shared-weight network: give a layer that runs once, or
-            compute the maps on the single-branch network).
+            ``target_layer``, a class index or view out of range, or a target layer that runs
+            more than once per forward pass (a network that calls a shared branch twice: give
+            a layer that runs once, or compute the maps on the single-branch network).
     """
     x = _as_batch(images)
     picks = _classes(class_index, x.shape[0])
     # the copy's parameters and the cloned input must be ordinary (autograd) tensors even when
     # the caller runs under torch.inference_mode() or torch.no_grad()
     with torch.inference_mode(False), torch.enable_grad():
-        return _gradcam(network, x, picks, target_layer)
+        return _gradcam(network, x, picks, target_layer, view)
 
 
 def _gradcam(
-    network: nn.Module, x: torch.Tensor, picks: list[int] | None, target_layer: str | None
+    network: nn.Module,
+    x: torch.Tensor,
+    picks: list[int] | None,
+    target_layer: str | None,
+    view: int,
 ) -> npt.NDArray[np.float32]:
     from monai.visualize.class_activation_maps import GradCAM
 
@@ -163,12 +172,24 @@ def _gradcam(
     for c in sorted(set(picks)):
         rows = [i for i, p in enumerate(picks) if p == c]
         calls[0] = 0
-        maps = cam(batch[rows], class_idx=c).detach().float()  # (B, 1, *spatial)
+        maps = cam(batch[rows], class_idx=c).detach().float()  # (B * views, 1, *spatial)
         if calls[0] != 1:
             raise InputError(
                 f"layer {layer!r} runs {calls[0]} times per forward pass (shared weights); "
                 "pass a target_layer that runs once, or use the single-branch network"
             )
+        views, rest = divmod(maps.shape[0], len(rows))
+        if rest or views < 1:
+            raise InputError(
+                f"layer {layer!r} sees a batch of {maps.shape[0]} for {len(rows)} inputs; "
+                "pass a target_layer inside the network's per-image part"
+            )
+        if not 0 <= view < views:
+            raise InputError(
+                f"view must lie in 0..{views - 1} (the network folds {views} image(s) per "
+                f"input), found {view}"
+            )
+        maps = maps.reshape(len(rows), views, *maps.shape[1:])[:, view]
         flat = maps.reshape(len(rows), -1).clamp_min(0)
         peak = flat.max(dim=1, keepdim=True).values
         scaled = torch.where(peak > 0, flat / peak.clamp_min(1e-12), torch.zeros_like(flat))
