@@ -21,6 +21,8 @@ This benchmark does the same on the public kneeKL224 crops (Chen 2018, CC BY 4.0
   the same network, input and batch: the reduced network at both sizes and full-width VGG16
   (64 .. 512 channels, FC 4096) at 224 (batch 16) and 512 (batch 2, when enough RAM is free).
 * ``table``: the table (markdown) from the JSON files the two commands wrote.
+* ``speed``: CPU seconds per image of one training step at both sizes, at ``--width-div``
+  and at twice those widths (one thread).
 
 Usage (from the repository root; about 8 CPU-minutes for 512, 1 for 224)::
 
@@ -322,6 +324,32 @@ def _partial(run: Path, batch: int) -> str:
     )
 
 
+def speed(args: argparse.Namespace) -> None:
+    """CPU seconds per image of a training step (8 random images, Adam; the 2nd step timed)."""
+    import torch
+
+    from kneescope.models import build_network, count_parameters
+
+    torch.set_num_threads(1)
+    for div in (args.width_div, args.width_div // 2):
+        for size in (224, 512):
+            config = vgg16_config(size, div)
+            net = build_network(config)
+            opt = torch.optim.Adam(net.parameters(), 1e-4)
+            x, y = torch.randn(8, 1, size, size), torch.randint(0, CLASSES, (8,))
+            for _ in range(2):
+                start = time.process_time()
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(net(x), y).backward()
+                opt.step()
+                spent = time.process_time() - start
+            print(
+                f"VGG16/{div} {size}x{size}: {spent / 8:.3f} CPU s per image, "
+                f"{count_parameters(config)} parameters",
+                flush=True,
+            )
+
+
 def table(args: argparse.Namespace) -> None:
     from kneescope.capabilities.classification.calibration import (
         expected_calibration_error,
@@ -372,7 +400,7 @@ def table(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("train", "memory", "table"):
+    for name in ("train", "memory", "table", "speed"):
         p = sub.add_parser(name)
         p.add_argument("-o", "--output", default="bench-out/seed_vgg")
         p.add_argument("--width-div", type=int, default=8)
@@ -387,7 +415,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.environ.get("OMP_NUM_THREADS") != "1":
         print("note: set OMP_NUM_THREADS=1 (and run under nice -n 15) as documented")
-    {"train": train, "memory": memory, "table": table}[args.command](args)
+    {"train": train, "memory": memory, "table": table, "speed": speed}[args.command](args)
 
 
 if __name__ == "__main__":
