@@ -68,10 +68,18 @@ EDGE_SIGMA_MM = 0.3
 EDGE_STRENGTH = 0.35
 """A margin is the gradient extremum nearest to the joint line that reaches this share of
 the strongest extremum in its search window."""
-MARGIN_BAND_MM = (1.5, 6.0)
-"""Rows below the plateau line (mm) whose mean horizontal profile gives the tibial margins."""
 MARGIN_REACH_MM = 55.0
 """The tibial margins are searched within this distance of the notch."""
+SIDE_ROWS_MM = (2.5, 10.0)
+"""Rows (mm below the plateau's level) where the tibia's sides are traced."""
+SIDE_TOLERANCE_PX = 2.0
+"""Side points up to this far outside the fitted line are kept."""
+SIDE_SMOOTH_MM = 1.6
+"""Gaussian smoothing along rows (mm) of the horizontal gradient for the sides."""
+MARGIN_EDGE_SHARE = 0.3
+"""A tibial margin's horizontal edge must reach this share of the plateau's vertical edge."""
+MIN_RUN_MM = 3.0
+"""Margin traces shorter than this (mm of columns) are dropped (spines, notch walls)."""
 SPINE_HALF_MM = 10.0
 """Columns within this distance of the notch are not used to fit the plateau line."""
 MIN_EDGE_CONTRAST = 5.0
@@ -157,6 +165,8 @@ class _Margins:
     tibia: FloatArray
     joint: FloatArray
     contrast: float
+    tibia_edge: float
+    """median vertical gradient at the tibial margin (normalised intensity per pixel)."""
     """median edge gradient at the margins over the gradient's noise level (robust)."""
 
 
@@ -220,18 +230,22 @@ def _subpixel(g: FloatArray, i: int) -> float:
     return float(i + 0.5 * (a - c) / den)
 
 
-def _nearest_strong_extremum(g: FloatArray, from_end: bool) -> int | None:
+def _nearest_strong_extremum(
+    g: FloatArray, from_end: bool, threshold: float | None = None
+) -> int | None:
     """Index of the local maximum of ``g`` (> 0) nearest to the window's end (``from_end``)
-    or start that reaches :data:`EDGE_STRENGTH` of the window's largest value."""
+    or start that reaches ``threshold`` (default: :data:`EDGE_STRENGTH` of the window's
+    largest value); None when there is none."""
     if g.size < 3:
         return None
     peak = float(g.max())
     if peak <= 0.0:
         return None
+    level = EDGE_STRENGTH * peak if threshold is None else threshold
     inner = g[1:-1]
-    local = np.flatnonzero((inner >= g[:-2]) & (inner >= g[2:]) & (inner >= EDGE_STRENGTH * peak))
+    local = np.flatnonzero((inner >= g[:-2]) & (inner >= g[2:]) & (inner >= level))
     if local.size == 0:
-        return int(np.argmax(g))
+        return None if threshold is not None else int(np.argmax(g))
     return int(local[-1] + 1) if from_end else int(local[0] + 1)
 
 
@@ -266,11 +280,25 @@ def _find_margins(img: FloatArray, spacing_mm: float) -> _Margins:
         med = _nan_median_filter(arr, size)
         bad = np.abs(arr - med) > max(1.0, 0.5 / spacing_mm)
         arr[bad] = np.nan
+        _drop_short_runs(arr, round(MIN_RUN_MM / spacing_mm))
     both = np.isfinite(femur) & np.isfinite(tibia)
     noise = 1.4826 * float(np.median(np.abs(grad - np.median(grad))))
     edge = float(np.median(np.minimum(strength_f[both], strength_t[both]))) if both.any() else 0.0
     contrast = edge / noise if noise > 0 else (math.inf if edge > 0 else 0.0)
-    return _Margins(femur=femur, tibia=tibia, joint=joint, contrast=contrast)
+    tibia_edge = float(np.median(strength_t[both])) if both.any() else 0.0
+    return _Margins(femur=femur, tibia=tibia, joint=joint, contrast=contrast, tibia_edge=tibia_edge)
+
+
+def _drop_short_runs(arr: FloatArray, min_len: int) -> None:
+    """Set runs of finite values shorter than ``min_len`` to NaN (in place)."""
+    ok = np.isfinite(arr)
+    labels, n = ndimage.label(ok)
+    if n == 0:
+        return
+    sizes = np.bincount(labels.ravel())
+    short = sizes < min_len
+    short[0] = False
+    arr[short[labels]] = np.nan
 
 
 def _nan_median_filter(arr: FloatArray, size: int) -> FloatArray:
@@ -325,32 +353,80 @@ def _plateau_line(margins: _Margins, notch: float, spacing_mm: float) -> tuple[f
     return float(slope), float(icpt)
 
 
-def _tibial_margins(
-    img: FloatArray, plateau_row: float, notch: float, spacing_mm: float
+def _side_line(
+    grad: FloatArray, rows: npt.NDArray[np.int64], start: int, stop: int, outward: int, level: float
 ) -> tuple[float, float] | None:
-    """(lateral, medial) tibial plateau margin columns from the horizontal profile of the band
-    :data:`MARGIN_BAND_MM` below the (horizontal) plateau line; None if not found."""
-    n_rows, n_cols = img.shape
-    a = round(plateau_row + MARGIN_BAND_MM[0] / spacing_mm)
-    b = round(plateau_row + MARGIN_BAND_MM[1] / spacing_mm)
-    if a < 0 or b > n_rows or b <= a:
+    """Line ``col = a * row + b`` through the tibia's side over ``rows``: per row, the first
+    edge of at least ``level`` where the intensity falls going outwards from ``start``
+    (towards ``stop``; ``outward`` = +1 or -1), fitted with the points farthest outside
+    the line (osteophytes) dropped four times. None with fewer than 5 rows found."""
+    lo, hi = (start, stop) if outward > 0 else (stop, start)
+    lo, hi = max(lo, 0), min(hi, grad.shape[1])
+    found = np.full(rows.size, np.nan)
+    for signed in (True, False):  # then either sign: a collimator's bright shadow outside
+        for k, row in enumerate(rows):
+            g = -outward * grad[row, lo:hi] if signed else np.abs(grad[row, lo:hi])
+            i = _nearest_strong_extremum(g, from_end=outward < 0, threshold=level)
+            if i is not None:
+                found[k] = lo + _subpixel(g, i)
+        if np.isfinite(found).sum() >= 5:
+            break
+    ok = np.isfinite(found)
+    if ok.sum() < 5:
         return None
+    x, y = rows[ok].astype(np.float64), found[ok]
+    a, b = np.polyfit(x, y, 1)
+    for _ in range(4):
+        # osteophytes only ever push the edge outwards: drop the points farthest outside
+        out = (y - (a * x + b)) * outward
+        keep = out <= max(float(np.percentile(out, 70)), SIDE_TOLERANCE_PX)
+        if keep.sum() < 5:
+            break
+        x, y = x[keep], y[keep]
+        a, b = np.polyfit(x, y, 1)
+    return float(a), float(b)
+
+
+def _tibial_margins(
+    img: FloatArray, margins: _Margins, notch: float, spacing_mm: float
+) -> tuple[float, float] | None:
+    """(lateral, medial) tibial plateau margin columns (knee frame).
+
+    Each side's plateau level is the median tibial margin row of the compartment's outer
+    half. The tibia's side is traced in the rows :data:`SIDE_ROWS_MM` below that level
+    (below the marginal osteophytes, which sit at the plateau's corners): per row, going
+    outwards from :data:`MIN_COMPARTMENT_MM` beside the notch, the first edge where the
+    intensity falls by at least :data:`MARGIN_EDGE_SHARE` of the plateau's vertical edge
+    strength (vertical gradient smoothed over :data:`SIDE_SMOOTH_MM` rows). A line through
+    these points, extended up to the plateau level, gives the margin. None if not found.
+    """
+    n_rows, n_cols = img.shape
     sigma = max(EDGE_SIGMA_MM / spacing_mm, 0.5)
-    profile = ndimage.gaussian_filter1d(img[a:b].mean(axis=0), sigma)
-    grad = np.gradient(profile)
+    grad = ndimage.gaussian_filter(img, (SIDE_SMOOTH_MM / spacing_mm, sigma), order=(0, 1))
     gap = round(MIN_COMPARTMENT_MM / spacing_mm)
     reach = round(MARGIN_REACH_MM / spacing_mm)
+    level = MARGIN_EDGE_SHARE * margins.tibia_edge
     i_n = round(notch)
-    a_l, b_l = max(0, i_n - reach), max(1, i_n - gap)
-    a_m, b_m = min(n_cols - 1, i_n + gap), min(n_cols, i_n + reach)
-    left = grad[a_l:b_l]  # lateral margin: intensity rises towards the centre
-    right = -grad[a_m:b_m]  # medial margin: intensity falls going outwards
-    # the edge nearest to the notch that is strong: the bone's, not the leg's outline
-    i_l = _nearest_strong_extremum(left, from_end=True)
-    i_m = _nearest_strong_extremum(right, from_end=False)
-    if i_l is None or i_m is None:
-        return None
-    return a_l + _subpixel(left, i_l), a_m + _subpixel(right, i_m)
+    cols = np.arange(n_cols)
+    out: list[float] = []
+    for outward in (-1, +1):  # lateral (smaller columns), medial
+        side = (cols - notch) * outward > gap
+        tib = np.where(side, margins.tibia, np.nan)
+        ok = np.flatnonzero(np.isfinite(tib))
+        if ok.size < 5:
+            return None
+        outer = ok[ok * outward >= np.median(ok * outward)]
+        top = float(np.median(tib[outer]))
+        r0 = round(top + SIDE_ROWS_MM[0] / spacing_mm)
+        r1 = round(top + SIDE_ROWS_MM[1] / spacing_mm)
+        if r0 < 0 or r1 > n_rows:
+            return None
+        rows = np.arange(r0, r1, dtype=np.int64)
+        line = _side_line(grad, rows, i_n + outward * gap, i_n + outward * reach, outward, level)
+        if line is None:
+            return None
+        out.append(line[0] * top + line[1])
+    return out[0], out[1]
 
 
 def _interp(cols: FloatArray, values: FloatArray, at: float) -> float:
@@ -420,7 +496,7 @@ def measure_jsw(roi: npt.ArrayLike, spacing_mm: float = ROI_SPACING_MM) -> JswRe
         return _failed("tibial plateau margin not found in both compartments", angle)
     cols = np.arange(n_cols, dtype=np.float64)
     plateau_row = line2[0] * notch + line2[1]
-    edges = _tibial_margins(rot, plateau_row, notch, spacing_mm)
+    edges = _tibial_margins(rot, margins, notch, spacing_mm)
     if edges is None:
         return _failed("tibial margins not found", angle)
     lat, med = edges
