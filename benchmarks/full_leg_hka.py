@@ -69,15 +69,19 @@ def accuracy(n: int, seed: int, coarse: str | None, fine: str | None) -> dict[st
                     "film": f"{f.film.shape[0]}x{f.film.shape[1]} at {f.pixel_mm} mm",
                 }
     all_err = [e for v in errors.values() for e in v]
+
+    def stat(values: list[float], how: Any) -> float:
+        return float(how(values)) if values else float("nan")
+
     return {
         "films": n,
         "legs": 2 * n,
         "legs_refused": refused,
-        "landmark_mean_error_mm": {k: float(np.mean(v)) for k, v in errors.items()},
-        "landmark_max_error_mm": {k: float(np.max(v)) for k, v in errors.items()},
-        "landmark_mean_error_mm_all": float(np.mean(all_err)),
-        "hka_mae_deg": float(np.mean(hka_err)),
-        "hka_worst_deg": float(np.max(hka_err)),
+        "landmark_mean_error_mm": {k: stat(v, np.mean) for k, v in errors.items()},
+        "landmark_max_error_mm": {k: stat(v, np.max) for k, v in errors.items()},
+        "landmark_mean_error_mm_all": stat(all_err, np.mean),
+        "hka_mae_deg": stat(hka_err, np.mean),
+        "hka_worst_deg": stat(hka_err, np.max),
         "hka_worst_leg": worst,
         "seconds_per_film": seconds / n,
     }

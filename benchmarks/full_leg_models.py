@@ -99,11 +99,21 @@ def _load(path: Path, key: str) -> dict[str, np.ndarray] | None:
         return {k: z[k] for k in z.files} if str(z["key"]) == key else None
 
 
-def render_part(run_dir: Path, part: int, parts: int, n_train: int, n_val: int, seed: int) -> None:
+def _part_file(run_dir: Path, part: int, version: str) -> Path:
+    """Part files: ``data.part<k>.npz`` (v3: the films of the generator before its standing
+    geometry, what the shipped models were trained on) or ``data.<version>.part<k>.npz``."""
+    return run_dir / (
+        f"data.part{part}.npz" if version == "v3" else f"data.{version}.part{part}.npz"
+    )
+
+
+def render_part(
+    run_dir: Path, part: int, parts: int, n_train: int, n_val: int, seed: int, version: str = "v4"
+) -> None:
     """Render every ``parts``-th film from ``part`` (train and validation) into a part file,
     so that several processes can share the rendering."""
-    key = f"{n_train}|{n_val}|{seed}|{part}/{parts}|v4"
-    path = run_dir / f"data.v4.part{part}.npz"
+    key = f"{n_train}|{n_val}|{seed}|{part}/{parts}|{version}"
+    path = _part_file(run_dir, part, version)
     if _load(path, key) is not None:
         return
     arrays: dict[str, np.ndarray] = {"key": np.array(key)}
@@ -117,14 +127,16 @@ def render_part(run_dir: Path, part: int, parts: int, n_train: int, n_val: int, 
     _save(path, arrays)
 
 
-def data(run_dir: Path, n_train: int, n_val: int, seed: int, parts: int) -> dict[str, LandmarkData]:
+def data(
+    run_dir: Path, n_train: int, n_val: int, seed: int, parts: int, version: str = "v4"
+) -> dict[str, LandmarkData]:
     """The four sets (``coarse_train``, ``fine_train``, ``coarse_val``, ``fine_val``) from the
     part files (rendered here when missing)."""
     t0 = time.perf_counter()
     for part in range(parts):
-        render_part(run_dir, part, parts, n_train, n_val, seed)
+        render_part(run_dir, part, parts, n_train, n_val, seed, version)
     loaded = [
-        _load(run_dir / f"data.v4.part{p}.npz", f"{n_train}|{n_val}|{seed}|{p}/{parts}|v4")
+        _load(_part_file(run_dir, p, version), f"{n_train}|{n_val}|{seed}|{p}/{parts}|{version}")
         for p in range(parts)
     ]
     spacing = {"coarse": COARSE_SPACING_MM, "fine": FINE_SPACING_MM}
@@ -137,6 +149,16 @@ def data(run_dir: Path, n_train: int, n_val: int, seed: int, parts: int) -> dict
             positions_mm=np.concatenate([z[f"{name}_positions"] for z in loaded if z is not None]),
             landmarks=marks[kind],
             spacing_mm=(spacing[kind],) * 2,
+        )
+    extent = np.asarray(COARSE_SHAPE, dtype=np.float64) * COARSE_SPACING_MM - COARSE_SPACING_MM
+    for name in ("coarse_train", "coarse_val"):  # v3 files still hold legs off their grid
+        d = sets[name]
+        keep = ((d.positions_mm >= 0) & (d.positions_mm <= extent)).all(axis=(1, 2))
+        sets[name] = LandmarkData(
+            images=d.images[keep],
+            positions_mm=d.positions_mm[keep],
+            landmarks=d.landmarks,
+            spacing_mm=d.spacing_mm,
         )
     print(f"data ready in {time.perf_counter() - t0:.0f} s", flush=True)
     return sets
@@ -174,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("coarse", "fine"), default=None)
     parser.add_argument("--parts", type=int, default=3, help="rendering split into parts")
     parser.add_argument("--max-minutes", type=float, default=None, help="wall-time budget")
+    parser.add_argument(
+        "--data-version", default="v4", help="part files to train on (v3: the shipped models')"
+    )
     parser.add_argument("--render-part", type=int, default=None, help="render this part only")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -182,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             args.run_dir, args.render_part, args.parts, args.train_films, args.val_films, args.seed
         )
         return 0
-    sets = data(args.run_dir, args.train_films, args.val_films, args.seed, args.parts)
+    sets = data(
+        args.run_dir, args.train_films, args.val_films, args.seed, args.parts, args.data_version
+    )
     common = {
         "batch_size": 16,
         "lr": 0.003,
