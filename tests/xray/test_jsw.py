@@ -197,3 +197,25 @@ def test_xray_jsw_step_without_a_roi_gives_the_reason(tmp_path: Path) -> None:
 def test_xray_jsw_step_refuses_a_roi_of_the_wrong_size() -> None:
     with pytest.raises(InputError, match="700 x 700"):
         jsw_values(np.zeros((224, 224), dtype=np.float32))
+
+
+def test_measure_jsw_on_a_synthetic_film_against_its_truth() -> None:
+    """A fixed-flexion film (kneescope.synth): each knee's ROI cut around its true centre;
+    mJSW and the fixed-location JSW against the film's exact truth."""
+    from kneescope.synth.knee_film_set import knee_film
+    from kneescope.xray.roi import extract_roi
+
+    film = knee_film(2026, 0, kl_weights=[1.0, 1.0, 1.0, 0.0, 0.0], implant_rate=0.0)
+    for t in film.knees:
+        roi = extract_roi(
+            film.image.array, (t.pixel_mm, t.pixel_mm), t.centre_rc, mirror=t.side == "left"
+        )
+        res = measure_jsw(roi)
+        assert res.reason is None
+        assert res.mjsw_medial_mm == pytest.approx(t.mjsw_medial_mm, abs=0.3)
+        assert res.mjsw_lateral_mm == pytest.approx(t.mjsw_lateral_mm, abs=0.3)
+        err_m = np.subtract(res.jsw_fixed_medial_mm, t.jsw_fixed_medial_mm)
+        err_l = np.subtract(res.jsw_fixed_lateral_mm, t.jsw_fixed_lateral_mm)
+        assert float(np.mean(np.abs(err_m))) < 0.5
+        assert float(np.mean(np.abs(err_l))) < 0.5
+        assert res.tibial_width_mm == pytest.approx(t.tibial_width_mm, abs=3.0)
