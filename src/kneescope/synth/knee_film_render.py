@@ -183,6 +183,8 @@ class KneeLook:
     fat_mm: float = 12.0
     sclerosis: tuple[float, float] = (0.0, 0.0)
     implant: bool = False
+    cysts: tuple[tuple[float, float, float], ...] = ()
+    """Subchondral cysts: (x, depth below the tibial margin, radius) in mm, lucent."""
 
 
 @dataclass(frozen=True)
@@ -309,6 +311,12 @@ def knee_paths(
             sd_f
         )
         path += (np.float32(14.0 * grade) * band_x * sc).astype(np.float32)
+    for cx, depth, radius in look.cysts:
+        top = float(geom.tibia_bone_top(np.array([cx]))[0])
+        cyst = Ellipse(cx, top - depth, radius, 0.8 * radius)
+        path -= np.float32(15.0) * occ(ellipse_sd(x, z, cyst))
+    if look.cysts:
+        path = np.clip(path, 0.0, None)
     bone_atten = np.float32(MU_BONE) * path
     if look.implant:
         bone_atten += np.float32(MU_METAL) * _implant_path(geom, x, z, sd_f, px)

@@ -382,11 +382,24 @@ def sample_knee_look(
     *,
     vary: bool = True,
     implant: bool = False,
+    geom: KneeFilmGeometry | None = None,
 ) -> KneeLook:
-    """Soft tissue and bone density of one knee."""
+    """Soft tissue and bone density of one knee; with ``geom``, subchondral cysts in half of
+    the sclerotic compartments (1-2, radius 1.2-2.8 mm, 2-8 mm under the tibial margin)."""
     if not vary:
         return KneeLook(leg_radius_mm=62.0 * scale, sclerosis=sclerosis, implant=implant)
+    cysts: list[tuple[float, float, float]] = []
+    if geom is not None:
+        for medial, grade in ((True, sclerosis[0]), (False, sclerosis[1])):
+            if grade <= 0 or rng.random() < 0.5:
+                continue
+            a, b = geom.compartment(medial)
+            for _ in range(int(rng.integers(1, 3))):
+                r = float(rng.uniform(1.2, 2.8)) * scale
+                x = a + (b - a) * float(rng.uniform(0.25, 0.75))
+                cysts.append((x, r + float(rng.uniform(2.0, 5.0)), r))
     return KneeLook(
+        cysts=tuple(cysts),
         bone_depth_mm=float(rng.uniform(38.0, 52.0)) * scale,
         cortex_mm=float(rng.uniform(0.9, 1.5)),
         cortex_weight=float(rng.uniform(35.0, 55.0)),
@@ -477,7 +490,7 @@ def render_knee_film(
             params, klg, osteo, medial, rng, film_scale=film_scale, vary=vary, implant=implant
         )
         geom = build_geometry(fp)
-        look = sample_knee_look(rng, fp.scale, scl, vary=vary, implant=implant)
+        look = sample_knee_look(rng, fp.scale, scl, vary=vary, implant=implant, geom=geom)
         jsn = (jsn_grade(params.loss_medial), jsn_grade(params.loss_lateral))
         drawn.append(KneeOnFilm(geom, places[side], look, fp, klg, osteo, jsn))
     film_look = sample_film_look(rng, shape, pixel_mm, vary=vary)
