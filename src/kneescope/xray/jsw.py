@@ -14,14 +14,24 @@ Method (pure numpy/scipy):
    vertical intensity gradient (bright above, dark below) nearest to the joint line from
    above, the tibial plateau's upper margin the strong positive one nearest from below (the
    upper of two rim lines when the beam shows both); sub-pixel by a parabola through the
-   gradient's extremum; outliers removed by a running median.
-3. Plateau rotation. A line is fitted to the tibial margin over both compartments (the
-   tibial spines and the outer edges left out); the ROI is turned about its centre so that
-   this plateau line is horizontal (the knee frame) and steps 1-2 are repeated: vertical
-   distances are then perpendicular to the plateau line.
-4. Tibial margins. The medial and lateral tibial plateau margins are the strongest
-   horizontal intensity edges of the band :data:`MARGIN_BAND_MM` below the plateau line
-   (bright bone inside, soft tissue outside); the tibial width is their distance.
+   gradient's extremum; outliers (off a running median over 2 mm) and traces shorter than
+   :data:`MIN_RUN_MM` (tibial spines, notch walls) removed.
+3. Plateau rotation. A line is fitted by least squares to the tibial margin over both
+   compartments (the tibial spines and the outer 15 % of each side left out, then the
+   points farthest off trimmed); the ROI is turned about its centre so that this plateau
+   line is horizontal (the knee frame) and steps 1-2 are repeated: vertical distances are
+   then perpendicular to the plateau line. (The medial plateau is concave and the lateral
+   convex, so this line is not the generator's knee-frame axis: on kneescope's synthetic
+   films its medial end is about 2.5 deg lower; JSW is insensitive to that, to second
+   order.)
+4. Tibial margins. Per side, from the plateau's level there (median tibial margin row of the
+   compartment's outer half), the tibia's side is traced in the rows :data:`SIDE_ROWS_MM`
+   below (per row, going outwards, the first edge where the intensity falls by at least
+   :data:`MARGIN_EDGE_SHARE` of the plateau's vertical edge strength; either sign when a
+   collimator's bright shadow lies outside); a line through those points, with the points
+   farthest outside it trimmed (marginal osteophytes only push the edge outwards), is
+   extended up to the plateau's level: that column is the margin. Tibial width = the
+   margins' distance.
 5. JSW at column x = tibial margin row - femoral margin row (mm). The compartments meet at
    the intercondylar notch (the column where the femoral margin is highest between the
    condyles). mJSW of a compartment = the minimum JSW over its central region
