@@ -32,6 +32,10 @@ def test_film_sets_are_seeded_by_set_and_index() -> None:
     assert np.array_equal(first[1].image.array, again.image.array)
     assert first[1].knees == again.knees
     assert not np.array_equal(first[0].image.array, first[1].image.array)
+    # film 0 of set 3 carries a burned-in annotation line: at the display's top value
+    ((r0, r1, c0, c1),) = first[0].film.annotations
+    a = first[0].image.array
+    assert a[r0:r1, c0:c1].max() >= a.max() - 60
     for f in first:
         assert f.film.view == "pa_bilateral" and [k.side for k in f.knees] == ["right", "left"]
         right, left = f.knees

@@ -38,6 +38,7 @@ from kneescope.synth.radiograph import (
     KNEE_PIXEL_MM,
     FilmTruth,
     KneeXrayTruth,
+    annotation_boxes,
     film_affine,
     marker_centres,
     render_knee_film,
@@ -253,6 +254,7 @@ def _finish(
         markers=marker_centres(look),
         collimation=look.collimation,
         rotation_deg=rotation,
+        annotations=annotation_boxes(look),
     )
     meta = {"kind": f"knee_{view}", "synthetic": True}
     return KneeFilm(Volume(pixels, film_affine(shape, pixel_mm), meta), [], film)

@@ -142,6 +142,7 @@ class FilmTruth:
         markers: lead letters burned in: (letter, row, col) of each letter's centre.
         collimation: (row0, row1, col0, col1) of the exposed field, or None (whole film).
         rotation_deg: the film's in-plane rotation (+ = counterclockwise as displayed).
+        annotations: burned-in annotation text (not markers): (row0, row1, col0, col1) boxes.
     """
 
     view: str
@@ -151,6 +152,7 @@ class FilmTruth:
     markers: tuple[tuple[str, float, float], ...]
     collimation: tuple[int, int, int, int] | None
     rotation_deg: float
+    annotations: tuple[tuple[int, int, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,7 @@ def sample_film_look(
     letters = ("R", "L") if u < 0.7 else (("R",) if u < 0.8 else (("L",) if u < 0.9 else ()))
     markers = []
     for letter in letters:
-        r = r0 + round(rng.uniform(3.0, 12.0) / pixel_mm)
+        r = r0 + round(rng.uniform(3.0, 35.0) / pixel_mm)
         inset = round(rng.uniform(4.0, 25.0) / pixel_mm)
         c = c0 + inset if letter == "R" else c1 - inset - w
         markers.append((letter, int(r), int(c), int(h)))
@@ -506,8 +508,18 @@ def render_knee_film(
         markers=marker_centres(film_look),
         collimation=film_look.collimation,
         rotation_deg=phi,
+        annotations=annotation_boxes(film_look),
     )
     return Volume(pixels, film_affine(shape, pixel_mm), meta), truths, film
+
+
+def annotation_boxes(look: FilmLook) -> tuple[tuple[int, int, int, int], ...]:
+    """(row0, row1, col0, col1) of each burned-in annotation line."""
+    out = []
+    for r, c, n, h in look.labels:
+        k = max(1, h // 7)
+        out.append((r, r + 7 * k, c, c + 6 * n * k))
+    return tuple(out)
 
 
 def marker_centres(look: FilmLook) -> tuple[tuple[str, float, float], ...]:
