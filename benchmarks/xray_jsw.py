@@ -15,7 +15,7 @@ localisation. Knees with an implant are left out (not gradable).
    (and with the shipped ones, :data:`kneescope.xray.jsn.JSN_THRESHOLDS_MM`).
 
     OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python benchmarks/xray_jsw.py \\
-        [--train-films 50] [--test-films 55] [--train-seed 151] [--test-seed 152]
+        [--train-films 30] [--test-films 52] [--train-seed 151] [--test-seed 152]
 
 Prints Markdown tables.
 """
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 
 import numpy as np
@@ -42,19 +43,15 @@ from kneescope.xray.roi import extract_roi
 def measure_set(n_films: int, seed: int) -> list[dict[str, object]]:
     """Measure every gradable knee of ``n_films`` films of the set ``seed``."""
     rows: list[dict[str, object]] = []
-    for film in knee_films(n_films, seed):
+    for i, film in enumerate(knee_films(n_films, seed)):
+        print(f"film {i + 1}/{n_films} of set {seed}", file=sys.stderr, flush=True)
         arr = film.image.array
         for t in film.knees:
             if t.implant:
                 continue
             roi = extract_roi(arr, (t.pixel_mm, t.pixel_mm), t.centre_rc, mirror=t.side == "left")
             res = measure_jsw(roi)
-            rows.append(
-                {
-                    "truth": t,
-                    "res": res,
-                }
-            )
+            rows.append({"truth": t, "res": res})
     return rows
 
 
@@ -67,8 +64,8 @@ def _mae(errors: list[float]) -> tuple[float, float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train-films", type=int, default=50)
-    ap.add_argument("--test-films", type=int, default=55)
+    ap.add_argument("--train-films", type=int, default=30)
+    ap.add_argument("--test-films", type=int, default=52)
     ap.add_argument("--train-seed", type=int, default=151)
     ap.add_argument("--test-seed", type=int, default=152)
     args = ap.parse_args()

@@ -60,7 +60,7 @@ def _phantom(
     soft tissue 0.35, Gaussian blur 0.25 mm, noise; then turned about the ROI's centre.
     """
     rng = np.random.default_rng(seed)
-    up = 4  # supersampling
+    up = 2  # supersampling
     n = N * up
     coords = (np.arange(n) - (n - 1) / 2.0) * PX / up
     z, x = np.meshgrid(coords, coords, indexing="ij")
