@@ -19,7 +19,7 @@ from kneescope.cohort.result_schema import ResultColumn
 from kneescope.cohort.step import BaseStep, Scalar, StepContext, StepResult
 from kneescope.errors import InputError
 from kneescope.xray.jsn import JSN_THRESHOLDS_MM, jsn_grade
-from kneescope.xray.jsw import FIXED_FRACTIONS, ROI_SIZE, ROI_SPACING_MM, measure_jsw
+from kneescope.xray.jsw import FIXED_FRACTIONS, ROI_SIZE, ROI_SPACING_MM, JswResult, measure_jsw
 
 CAPABILITY = "radiographs"
 
@@ -94,7 +94,12 @@ def jsw_values(roi: Any) -> dict[str, Scalar]:
             f"knee_roi has shape {arr.shape}, not {ROI_SIZE} x {ROI_SIZE}; run locate_knee "
             "before xray_jsw (it writes the standard 0.2 mm knee ROI)"
         )
-    result = measure_jsw(arr, ROI_SPACING_MM)
+    return result_values(measure_jsw(arr, ROI_SPACING_MM))
+
+
+def result_values(result: JswResult) -> dict[str, Scalar]:
+    """The step's columns from a :class:`~kneescope.xray.jsw.JswResult` (measure once, use
+    both the columns and the result's JSW profile)."""
     if result.reason is not None:
         return _empty(result.reason)
     values: dict[str, Scalar] = {}
@@ -128,4 +133,11 @@ class XrayJsw(BaseStep):
         return StepResult(values=values)
 
 
-__all__ = ["CAPABILITY", "JSW_RESULTS", "XrayJsw", "fixed_column", "jsw_values"]
+__all__ = [
+    "CAPABILITY",
+    "JSW_RESULTS",
+    "XrayJsw",
+    "fixed_column",
+    "jsw_values",
+    "result_values",
+]
