@@ -116,7 +116,7 @@ class JswResult:
         plateau_angle_deg: rotation of the plateau line in the ROI: the angle from the
             ROI's column axis to the line, positive when the line rises (smaller row)
             towards larger columns (medial).
-        joint_row: mean row of the tibial plateau line in the knee frame.
+        joint_row: row of the fitted tibial plateau line at the notch column (knee frame).
         profile_col: ROI columns (knee frame) where the JSW profile is measured.
         profile_jsw_mm: JSW (mm) at ``profile_col`` (NaN where a margin is missing).
         femur_row, tibia_row: the margins' rows (knee frame) at ``profile_col``.
@@ -324,8 +324,9 @@ def _nan_median_filter(arr: FloatArray, size: int) -> FloatArray:
 
 
 def _notch_col(margins: _Margins, spacing_mm: float, centre: float) -> float:
-    """Column of the intercondylar notch: the highest femoral margin (smallest row) within
-    15 mm of the ROI's centre column, or of the widest gap in the femoral margin there."""
+    """Column of the intercondylar notch: the middle of the columns within 15 mm of the ROI's
+    centre column where the femoral margin is highest (or missing: the notch's roof lies
+    beyond the margin search)."""
     n = margins.femur.size
     half = round(15.0 / spacing_mm)
     lo, hi = max(0, round(centre) - half), min(n, round(centre) + half + 1)
