@@ -58,6 +58,7 @@ FREE_TEXT: dict[tuple[str, str], str] = {
     ("catalog", "--modality"): "DICOM modality codes are open (MR, CR, DX, OT, ...)",
     ("export", "series"): "a catalog id or SeriesInstanceUID",
     ("plan", "--model"): "a model file or a name in WORKSPACE/models/",
+    ("xray", "--model"): "a model file, a name in WORKSPACE/models/ or a shipped model's name",
     ("models", "name"): "a shipped model's name or alias, a name in WORKSPACE/models/ or a file",
     ("measure", "--labels"): "a scheme name (listed in its metavar) or a JSON scheme file",
     ("plan", "--shape"): "a size like 160x384x384",

@@ -57,6 +57,12 @@ ANGLES_DEG = tuple(float(a) for a in range(-14, 15, 4))
 MIN_RESPONSE = 0.004
 """Least joint-line (ridge) response of a knee, in normalised intensity per mm^2."""
 
+MIN_NOTCH_CONTRAST = 0.03
+"""Least depth of the intercondylar notch (normalised brightness) of a knee in a PA view."""
+
+MAX_LATERAL_PLATEAU_MM = 75.0
+"""A notch-less joint whose plateau is at most this long is a knee seen from the side."""
+
 MIN_KNEE_SEPARATION_MM = 80.0
 """Two knee candidates closer than this (along the film's width) are one knee."""
 
@@ -149,6 +155,7 @@ class _Candidate:
     lateral_sign: int  # -1: fibula towards smaller columns, +1 larger, 0 unsure
     implant: bool
     tibial_width_mm: float
+    bone_above: float  # brightness 8-16 mm above the plateau over that 4-16 mm below
 
 
 def _working_image(
@@ -419,6 +426,13 @@ def _refine(
         ]
     )
     band = ndimage.gaussian_filter1d(band, 1.5 / LOCAL_MM)
+    below = np.array(
+        [
+            norm[int(line[j] + 4 / LOCAL_MM) : int(line[j] + 16 / LOCAL_MM), j].mean()
+            for j in range(a, b + 1)
+        ]
+    )
+    bone_above = float(np.median(band[a : b + 1])) / max(float(np.median(below)), 1e-3)
     band[:a] = 0.0  # condyles lie over the plateau: nothing outside it is one
     band[b + 1 :] = 0.0
     # the deepest valley between two bright condyles (peaks within 25 mm on either side)
@@ -447,7 +461,7 @@ def _refine(
     centre_row = float(np.mean(mids)) if mids else float(line[n_i])
     u_c, v_c = notch * LOCAL_MM - u_half, centre_row * LOCAL_MM - v_up
     r_mm, c_mm = sampled.to_film_mm(u_c, v_c)
-    lateral = _fibula_side(norm, line, a, b)
+    lateral = _fibula_side(norm, line, a, b, n_i)
     implant = _has_implant(local, line, a, b)
     return _Candidate(
         row=float(r_mm / spacing[0]),
@@ -458,63 +472,97 @@ def _refine(
         lateral_sign=lateral,
         implant=implant,
         tibial_width_mm=width_mm,
+        bone_above=bone_above,
     )
 
 
-def _fibula_side(norm: npt.NDArray[Any], line: npt.NDArray[Any], a: int, b: int) -> int:
+def _fibula_side(
+    norm: npt.NDArray[Any], line: npt.NDArray[Any], a: int, b: int, centre: int
+) -> int:
     """-1 / +1: the fibula lies towards smaller / larger columns of the knee; 0: unsure.
 
-    The fibular head sits just below the lateral tibial plateau, at and beyond its margin:
-    compare the brightness 12..40 mm below the plateau line, from 12 mm outside each margin
-    to 8 mm inside it.
+    30..60 mm below the plateau line the fibula is a narrow bone beside the tibial shaft,
+    apart from it by a darker gap. Across that band, the tibial shaft is the bright run
+    around the knee centre (above halfway between the soft tissue and its peak); walking
+    outwards from each of its edges for 40 mm, the fibula is a rise after a dip. Its
+    prominence (the rise over the dip, relative to the shaft's contrast) must reach 0.08 and
+    twice the other side's.
     """
     n_rows, n_cols = norm.shape
-    scores = []
-    for lo, hi in ((a - 12 / LOCAL_MM, a + 8 / LOCAL_MM), (b - 8 / LOCAL_MM, b + 12 / LOCAL_MM)):
-        j0, j1 = max(int(lo), 0), min(int(hi), n_cols)
-        if j1 - j0 < 10:
-            return 0
-        r = int(line[(j0 + j1) // 2])
-        r0, r1 = min(r + int(12 / LOCAL_MM), n_rows), min(r + int(40 / LOCAL_MM), n_rows)
-        if r1 - r0 < 10:
-            return 0
-        scores.append(float(norm[r0:r1, j0:j1].mean()))
-    diff = scores[0] - scores[1]
-    if abs(diff) < 0.04:
+    mm = 1.0 / LOCAL_MM
+    r = int(np.nanmedian(line[a : b + 1]))
+    r0, r1 = min(r + int(30 * mm), n_rows), min(r + int(60 * mm), n_rows)
+    if r1 - r0 < 10 * mm:
         return 0
-    return -1 if diff > 0 else 1
+    prof = ndimage.gaussian_filter1d(norm[r0:r1].mean(axis=0), 1.0 * mm)
+    reach = int(40 * mm)
+    window = prof[max(a - reach, 0) : min(b + reach, n_cols)]
+    soft = float(np.percentile(window, 10))
+    c_lo, c_hi = max(centre - int(15 * mm), 0), min(centre + int(15 * mm), n_cols)
+    peak_at = c_lo + int(np.argmax(prof[c_lo:c_hi]))
+    contrast = float(prof[peak_at]) - soft
+    if contrast <= 0:
+        return 0
+    shaft = next(run for run in _runs(prof > soft + 0.5 * contrast) if run[0] <= peak_at < run[1])
+    scores = []
+    for outward in (
+        prof[max(shaft[0] - reach, 0) : shaft[0]][::-1],
+        prof[shaft[1] : shaft[1] + reach],
+    ):
+        if outward.size < 5:
+            scores.append(0.0)
+            continue
+        scores.append(float((outward - np.minimum.accumulate(outward)).max()) / contrast)
+    small, large = scores
+    if max(small, large) < 0.08:
+        return 0
+    if small > 2.0 * large:
+        return -1
+    if large > 2.0 * small:
+        return 1
+    return 0
 
 
 def _has_implant(local: npt.NDArray[Any], line: npt.NDArray[Any], a: int, b: int) -> bool:
-    """A metal-bright blob (>= 100 mm^2 after removing lines thinner than ~3 mm) within
-    25 mm of the plateau line, brighter than the femoral shaft's bone by a quarter of the
-    bone-to-soft-tissue contrast (raw film values)."""
+    """Metal by the joint: >= 100 mm^2 of blobs (after removing lines thinner than ~3.5 mm)
+    that reach from 20 mm above to 8 mm below the plateau line, inside its middle 80 %, and
+    are brighter than the tibia's bone (the median of the metaphysis, 10..35 mm below the
+    line) by half the bone-to-soft-tissue contrast. Raw film values; soft tissue: the median
+    beside the knee."""
     n_rows = local.shape[0]
     r = int(np.nanmedian(line[a : b + 1]))
     w = b - a
-    region = local[max(r - int(25 / LOCAL_MM), 0) : min(r + int(25 / LOCAL_MM), n_rows), a : b + 1]
-    shaft = local[: max(r - int(25 / LOCAL_MM), 1), a + w // 4 : b - w // 4]
-    side = np.concatenate(
-        [
-            local[:, : max(a - int(10 / LOCAL_MM), 1)].ravel(),
-            local[:, b + int(10 / LOCAL_MM) :].ravel(),
-        ]
+    mm = int(1.0 / LOCAL_MM)
+    img = np.nan_to_num(local, nan=float(np.nanmin(local)))
+    rows = slice(max(r - 25 * mm, 0), min(r + 25 * mm, n_rows))
+    t_rows = slice(min(r + 10 * mm, n_rows - 1), min(r + 35 * mm, n_rows))
+    t_cols = slice(a + w // 6, b - w // 6)
+    tibia = local[t_rows, t_cols]
+    beside = np.concatenate(
+        [local[:, : max(a - 10 * mm, 1)].ravel(), local[:, b + 10 * mm :].ravel()]
     )
-    side = side[np.isfinite(side)]
-    shaft = shaft[np.isfinite(shaft)]
-    if region.size == 0 or shaft.size < 50 or side.size < 50:
+    beside = beside[np.isfinite(beside)]
+    finite = np.isfinite(tibia)
+    if tibia.size == 0 or finite.sum() < 50 or beside.size < 50:
         return False
-    bone = float(np.percentile(shaft, 90))
-    soft = float(np.percentile(side, 50))
+    bone = float(np.percentile(tibia[finite], 50))
+    soft = float(np.percentile(beside, 50))
     if bone <= soft:
         return False
-    metal = np.nan_to_num(region, nan=soft) > bone + 0.25 * (bone - soft)
+    cols = slice(a + w // 10, b - w // 10)
+    region = img[rows, cols]
+    metal = region > bone + 0.5 * (bone - soft)
     metal = ndimage.binary_opening(metal, structure=np.ones((7, 7), dtype=bool))
     if not metal.any():
         return False
-    labels, n = ndimage.label(metal)
-    sizes = np.bincount(labels.ravel())[1:] * LOCAL_MM**2
-    return bool(n and sizes.max() >= 100.0)
+    # only blobs by the joint line (20 mm above to 8 mm below): not a collimator edge or a
+    # lead marker
+    labels, _ = ndimage.label(metal)
+    line_rows = slice(max(r - 20 * mm - rows.start, 0), r + 8 * mm - rows.start)
+    at_joint = np.unique(labels[line_rows])
+    at_joint = at_joint[at_joint > 0]
+    area = float(np.isin(labels, at_joint).sum()) * LOCAL_MM**2
+    return area >= 100.0
 
 
 def _candidates(film: npt.NDArray[Any], spacing: tuple[float, float]) -> list[_Candidate]:
@@ -525,14 +573,13 @@ def _candidates(film: npt.NDArray[Any], spacing: tuple[float, float]) -> list[_C
     found: list[_Candidate] = []
     strongest = 0.0
     half = int(MIN_KNEE_SEPARATION_MM / WORK_MM)
-    for _ in range(4):
+    near = int(20.0 / WORK_MM)
+    for _ in range(8):
         idx = np.unravel_index(int(np.argmax(resp)), resp.shape)
         value = float(resp[idx])
-        if value < MIN_RESPONSE or value < 0.4 * strongest:
+        if value < MIN_RESPONSE or value < 0.15 * strongest:
             break
-        strongest = max(strongest, value)
         c0 = int(idx[1])
-        resp[:, max(c0 - half, 0) : c0 + half] = 0.0
         row = (idx[0] + 0.5) * to_film[0] - 0.5
         col = (idx[1] + 0.5) * to_film[1] - 0.5
         cand = _refine(
@@ -542,9 +589,14 @@ def _candidates(film: npt.NDArray[Any], spacing: tuple[float, float]) -> list[_C
             ANGLES_DEG[int(which[idx])],
             value,
         )
-        if cand is not None and all(
-            abs(cand.col - c.col) * spacing[1] > MIN_KNEE_SEPARATION_MM for c in found
-        ):
+        if cand is None:
+            resp[max(int(idx[0]) - near, 0) : int(idx[0]) + near, max(c0 - near, 0) : c0 + near] = 0
+            continue
+        # a knee found: no other knee within the separation of its centre
+        kc = round((cand.col + 0.5) / to_film[1] - 0.5)
+        resp[:, max(min(c0, kc) - half, 0) : max(c0, kc) + half] = 0.0
+        if all(abs(cand.col - c.col) * spacing[1] > MIN_KNEE_SEPARATION_MM for c in found):
+            strongest = max(strongest, value)
             found.append(cand)
         if len(found) == 2:
             break
@@ -632,8 +684,14 @@ def locate_knees(
             response=float(c.response),
         )
 
-    knees = [c for c in cands if c.notch_contrast > 0.02]
-    if not cands:
+    knees = [c for c in cands if c.notch_contrast > MIN_NOTCH_CONTRAST]
+    # a joint without a notch, bone above a plateau as deep as a tibia is wide: a lateral view
+    lateral = [
+        c
+        for c in cands
+        if c not in knees and c.tibial_width_mm <= MAX_LATERAL_PLATEAU_MM and c.bone_above > 0.5
+    ]
+    if not knees and not lateral:
         return FilmKnees(
             _missing("right", NO_KNEE, orient),
             _missing("left", NO_KNEE, orient),
