@@ -72,7 +72,9 @@ def test_rois_are_in_the_right_frame(films: list[KneeFilm]) -> None:
         assert medial[1] > ROI_PIXELS / 2 > lateral[1], (truth.side, medial, lateral)
         # the mapping back to the film is exact
         assert knee.centre_rc is not None
-        back = roi_to_film(medial, (truth.pixel_mm,) * 2, knee.centre_rc, mirror=knee.side == "left")
+        back = roi_to_film(
+            medial, (truth.pixel_mm,) * 2, knee.centre_rc, mirror=knee.side == "left"
+        )
         assert back == pytest.approx(truth.tibia_medial_rc, abs=1e-6)
 
 
