@@ -182,11 +182,9 @@ def midline_mm(overview: Overview) -> float:
     edge = max(1, int(0.08 * cols))
     signal = np.clip(image[:, edge : cols - edge] - overview.background, 0.0, None)
     weights = signal.sum(axis=0, dtype=np.float64)
-    block_mm = overview.factor[1] * overview.spacing_mm[1]
     centres = np.arange(edge, cols - edge) * overview.factor[1] + (overview.factor[1] - 1) / 2.0
     if weights.sum() <= 0:
         return float((cols * overview.factor[1] - 1) / 2.0 * overview.spacing_mm[1])
-    del block_mm
     return float((weights * centres).sum() / weights.sum() * overview.spacing_mm[1])
 
 
