@@ -1,8 +1,9 @@
 """The ``locate_knee`` step: find the item's knee on a bilateral PA knee film.
 
-Pipeline: ``load_volume -> locate_knee -> [kl_grade ->] xray_jsw`` with items of unit
-``radiograph_knee`` (one item per knee of a film: the item's ``side`` names the knee). It
-reads data ``image`` (the film, as ``load_volume`` reads it) and writes:
+Pipeline: ``locate_knee -> [kl_grade ->] xray_jsw`` with items of unit ``radiograph_knee``
+(one item per knee of a film: the item's ``side`` names the knee). It reads the item's film
+itself (a DICOM file, or a catalog series folder holding one file; data ``image`` from an
+earlier step is used when it is a 2D film) and writes:
 
 - ``knee_roi``: the standard ROI of the item's knee (``(700, 700)`` float32, 140 mm at
   0.2 mm, right frame; :mod:`kneescope.xray.roi`), or None when the knee cannot be graded
@@ -20,6 +21,7 @@ and the reason.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from kneescope.cohort.item import Item
@@ -48,6 +50,29 @@ LOCATE_RESULTS: tuple[ResultColumn, ...] = (
     ResultColumn("reason", "str", "", "why the knee cannot be graded (empty: it can)"),
 )
 """Columns of ``locate_knee``."""
+
+
+def read_film(path: Path) -> Any:
+    """A knee film from a DICOM file (or any 2D image kneescope reads), or from a folder
+    holding one file (a catalog's radiograph series).
+
+    Raises:
+        InputError: no such file, a folder without exactly one file, or not a 2D image.
+    """
+    from kneescope.io import read_volume
+
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if len(files) != 1:
+            raise InputError(
+                f"{path}: a knee film's folder must hold one file, found {len(files)}; give "
+                "the film's file"
+            )
+        path = files[0]
+    film = read_volume(path)
+    if film.ndim != 2:
+        raise InputError(f"{path}: a knee film is a 2D image, found shape {film.shape}")
+    return film
 
 
 def location_values(knees: FilmKnees, knee: KneeLocation) -> dict[str, Scalar]:
@@ -79,7 +104,6 @@ class LocateKnee(BaseStep):
     version = "1"
     capability = CAPABILITY
     results: ClassVar[tuple[ResultColumn, ...]] = LOCATE_RESULTS
-    reads: ClassVar[tuple[str, ...]] = ("image",)
     writes: ClassVar[tuple[str, ...]] = ("knee_roi", "other_knee_roi", "knee_reason")
 
     def __init__(self, side: str = "auto", **options: Any) -> None:
@@ -104,7 +128,12 @@ class LocateKnee(BaseStep):
                 "items.unit = 'radiograph_knee' (one item per knee), give a side column in "
                 "the item list, or set the step's side option"
             )
-        film = context.data["image"]
+        film = context.data.get("image")
+        if film is None:
+            if item.path is None:
+                raise InputError(f"item {item.item_id} has no film; give its path")
+            with context.phase("read"):
+                film = read_film(Path(item.path))
         if getattr(film, "ndim", 0) != 2:
             raise InputError(
                 f"item {item.item_id}: locate_knee needs a 2D knee radiograph, got an image of "
@@ -124,4 +153,4 @@ class LocateKnee(BaseStep):
         )
 
 
-__all__ = ["CAPABILITY", "LOCATE_RESULTS", "LocateKnee", "location_values"]
+__all__ = ["CAPABILITY", "LOCATE_RESULTS", "LocateKnee", "location_values", "read_film"]
