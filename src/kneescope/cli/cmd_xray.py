@@ -249,8 +249,9 @@ def _knee_rows(
 ) -> list[dict[str, Any]]:
     import numpy as np
 
-    from kneescope.capabilities.radiographs.jsw_step import jsw_values
+    from kneescope.capabilities.radiographs.jsw_step import jsw_values, result_values
     from kneescope.capabilities.radiographs.locate_step import location_values
+    from kneescope.xray.jsw import measure_jsw
     from kneescope.xray.locate import locate_knees
 
     located = locate_knees(film)
@@ -259,10 +260,14 @@ def _knee_rows(
         row: dict[str, Any] = {"film": str(path), **location_values(located, knee)}
         row.update({"kl_grade": None, **{f"kl_p{g}": None for g in range(KL_GRADES)}})
         row["kl_model"] = ""
-        if knee.gradable:
-            row.update(jsw_values(knee.roi))
+        if knee.gradable and knee.roi is not None:
+            result = measure_jsw(knee.roi)
+            row.update(result_values(result))
             if with_profile:
-                row["_profile"] = _profile(knee.roi)
+                row["_profile"] = {
+                    "roi_col": [round(float(c), 1) for c in result.profile_col],
+                    "jsw_mm": [round(float(v), 3) for v in result.profile_jsw_mm],
+                }
         else:
             row.update(jsw_values(None))
             row["jsw_reason"] = knee.reason or row["jsw_reason"]
@@ -288,17 +293,6 @@ def _knee_rows(
             row.update({f"kl_p{g}": round(float(p), 4) for g, p in enumerate(probs)})
             row["kl_model"] = kl.label
     return rows
-
-
-def _profile(roi: Any) -> dict[str, Any]:
-    """The JSW profile of a knee ROI for JSON: ROI columns (right frame) and JSW (mm)."""
-    from kneescope.xray.jsw import measure_jsw
-
-    result = measure_jsw(roi)
-    return {
-        "roi_col": [round(float(c), 1) for c in result.profile_col],
-        "jsw_mm": [round(float(v), 3) for v in result.profile_jsw_mm],
-    }
 
 
 def _leg_rows(path: Path, film: Any, report: _Report) -> list[dict[str, Any]]:
