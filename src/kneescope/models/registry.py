@@ -62,17 +62,6 @@ PRESETS: dict[str, NetworkConfig] = {
         act="relu",
         input_shape_vox=(224, 224),
     ),
-    # ResNet-18 layout (MONAI ResNet, basic blocks) as a 5-grade classifier
-    "resnet18-2d": NetworkConfig(
-        name="resnet",
-        spatial_dims=2,
-        out_channels=5,
-        features=(64, 128, 256, 512),
-        layers=(2, 2, 2, 2),
-        norm="batch",
-        act="relu",
-        dropout=0.3,
-    ),
     "vgg19-3d": NetworkConfig(
         name="vgg_classifier",
         spatial_dims=3,
