@@ -151,6 +151,31 @@ def _check_npy(path: Path, size: int) -> None:
     check_image_bytes(shape or (1,), dtype.itemsize, what=str(path), file_bytes=size - offset)
 
 
+def read_film(path: Path, what: str = "radiograph") -> Volume:
+    """A radiograph (a 2D image) from a file, or from a folder holding exactly one file (a
+    catalog's radiograph series: one DICOM file per series).
+
+    Args:
+        path: the file or the series folder.
+        what: what the film is, for the messages (``"knee film"``, ``"full-leg film"``).
+
+    Raises:
+        InputError: no such file, a folder without exactly one file, or not a 2D image.
+    """
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if len(files) != 1:
+            raise InputError(
+                f"{path}: a {what}'s folder must hold one DICOM file, found {len(files)}; "
+                "give the film's file"
+            )
+        path = files[0]
+    film = read_volume(path)
+    if film.ndim != 2:
+        raise InputError(f"{path}: a {what} is a 2D image, found shape {film.shape}")
+    return film
+
+
 def write_volume(volume: Volume, path: Path) -> Path:
     """Write ``volume`` in the format its suffix names, atomically; returns ``path``.
 

@@ -292,6 +292,21 @@ def resolve_model(
     raise ModelError(not_found)
 
 
+def step_model_path(model: object, default: str) -> Path:
+    """The model file a cohort step's option names. The runner has already resolved names in
+    ``WS/models/`` and relative paths (:func:`resolve_model`); a step built directly still
+    takes a file path or a shipped name, and no value means ``default`` (a shipped name). A
+    path that exists nowhere is returned as given (the step's hash then says it cannot be
+    read)."""
+    name = default if model is None or str(model) == "" else str(model)
+    path = Path(name).expanduser().absolute()
+    if not path.is_file():
+        shipped = find_shipped(name)
+        if shipped is not None:
+            return shipped.verified_path()
+    return path
+
+
 def write_index(folder: Path, index: PretrainedIndex) -> Path:
     """Write ``folder/index.json`` atomically (sorted keys, 2-space indent, LF)."""
     text = json.dumps(index.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"

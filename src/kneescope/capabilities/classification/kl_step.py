@@ -27,16 +27,11 @@ ROI_SPACING_MM = 0.2
 
 
 def _model_path(model: object) -> Path:
+    """The model file the ``model`` option names (default: the shipped KL model)."""
     from kneescope.capabilities.classification.kl import DEFAULT_KL_MODEL
-    from kneescope.models.pretrained import find_shipped
+    from kneescope.models.pretrained import step_model_path
 
-    name = DEFAULT_KL_MODEL if model is None or str(model) == "" else str(model)
-    path = Path(name).expanduser().absolute()
-    if not path.is_file():
-        shipped = find_shipped(name)
-        if shipped is not None:
-            return shipped.verified_path()
-    return path
+    return step_model_path(model, DEFAULT_KL_MODEL)
 
 
 def _hash(path: Path) -> str:

@@ -65,26 +65,15 @@ HKA_RESULTS = _columns()
 
 
 def read_film(path: Path) -> Any:
-    """A full-leg film from a DICOM file, a folder holding one DICOM file, or any 2D image
-    kneescope reads.
+    """The full-leg film of an item: a file, or a folder holding one file
+    (:func:`kneescope.io.readers.read_film`).
 
     Raises:
         InputError: no such file, a folder without exactly one file, or not a 2D image.
     """
-    from kneescope.io import read_volume
+    from kneescope.io.readers import read_film as read_one
 
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        if len(files) != 1:
-            raise InputError(
-                f"{path}: a full-leg film folder must hold one DICOM file, found {len(files)}; "
-                "give the film's file"
-            )
-        path = files[0]
-    film = read_volume(path)
-    if film.ndim != 2:
-        raise InputError(f"{path}: a full-leg film is a 2D image, found shape {film.shape}")
-    return film
+    return read_one(path, "full-leg film")
 
 
 def _model_hash(model: object, default: str) -> str:

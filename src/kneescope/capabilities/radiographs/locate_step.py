@@ -53,26 +53,15 @@ LOCATE_RESULTS: tuple[ResultColumn, ...] = (
 
 
 def read_film(path: Path) -> Any:
-    """A knee film from a DICOM file (or any 2D image kneescope reads), or from a folder
-    holding one file (a catalog's radiograph series).
+    """The knee film of an item: a file, or a folder holding one file
+    (:func:`kneescope.io.readers.read_film`).
 
     Raises:
         InputError: no such file, a folder without exactly one file, or not a 2D image.
     """
-    from kneescope.io import read_volume
+    from kneescope.io.readers import read_film as read_one
 
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        if len(files) != 1:
-            raise InputError(
-                f"{path}: a knee film's folder must hold one file, found {len(files)}; give "
-                "the film's file"
-            )
-        path = files[0]
-    film = read_volume(path)
-    if film.ndim != 2:
-        raise InputError(f"{path}: a knee film is a 2D image, found shape {film.shape}")
-    return film
+    return read_one(path, "knee film")
 
 
 def location_values(knees: FilmKnees, knee: KneeLocation) -> dict[str, Scalar]:

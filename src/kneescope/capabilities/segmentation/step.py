@@ -97,20 +97,10 @@ class Segment(BaseStep):
 
 
 def _model_path(model: object) -> Path:
-    """The model file a step option names. The runner has already resolved names in
-    ``WS/models/`` and relative paths (:func:`kneescope.models.pretrained.resolve_model`); a
-    step built directly still takes a file path or a shipped name, and no value means the
-    shipped default. A path that exists nowhere is returned as given (the hash then says it
-    cannot be read)."""
-    from kneescope.models.pretrained import DEFAULT_MODEL, find_shipped  # torch: only here
+    """The model file the ``model`` option names (default: the shipped default model)."""
+    from kneescope.models.pretrained import DEFAULT_MODEL, step_model_path  # torch: only here
 
-    name = DEFAULT_MODEL if model is None or str(model) == "" else str(model)
-    path = Path(name).expanduser().absolute()
-    if not path.is_file():
-        shipped = find_shipped(name)
-        if shipped is not None:
-            return shipped.verified_path()
-    return path
+    return step_model_path(model, DEFAULT_MODEL)
 
 
 def _model_file_hash(path: Path) -> str:
