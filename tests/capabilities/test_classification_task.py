@@ -100,7 +100,8 @@ def test_model_file_round_trip_predicts_what_the_trained_network_predicts(
     direct = result.model.build()
     batch = torch.from_numpy(normalise_images(images, (32, 32), task.config.normalisation))
     with torch.no_grad():
-        expected = torch.softmax(direct(batch).double(), dim=1).numpy()
+        logits = direct(batch).double() / float(loaded.spec["temperature"])
+        expected = torch.softmax(logits, dim=1).numpy()
     prediction = predict_classes(load_classifier(result.model_path), images)
     assert prediction.classes == task.classes
     np.testing.assert_allclose(prediction.probabilities, expected, rtol=1e-6, atol=1e-9)

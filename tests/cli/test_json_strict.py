@@ -26,7 +26,7 @@ from kneescope.io import write_nifti
 # The commands whose --json this module checks (the last test checks it is all of them).
 COVERED = {
     "synth", "ingest", "catalog", "export", "convert", "plan", "train", "segment", "measure",
-    "run", "status", "demo", "results", "models",
+    "run", "status", "demo", "results", "models", "xray",
 }  # fmt: skip
 
 
@@ -170,6 +170,34 @@ def test_models_json_is_strict(tmp_path: Path) -> None:
     assert "knee-seg-2d" in [m["name"] for m in listed["models"]]
     shown = run_json("models", "show", "knee-seg", "-w", str(tmp_path))
     assert shown["name"] == "knee-seg-2d"
+
+
+def test_xray_json_is_strict(tmp_path: Path) -> None:
+    """A film with one knee: the missing knee's KL and JSW are null, never NaN; and crops."""
+    from PIL import Image
+
+    from kneescope.io import DicomWriteMeta
+    from kneescope.io.dicom_radiograph import write_dicom_radiograph
+    from kneescope.synth.knee_film_set import bad_input_film
+
+    film = bad_input_film("one_knee", seed=3)
+    meta = DicomWriteMeta(
+        patient_id="9000001",
+        study_date="20050301",
+        study_description="OAI^XR",
+        series_description="Bilateral PA Fixed Flexion Knee",
+        modality="CR",
+        uid_seed="json-strict",
+    )
+    path = write_dicom_radiograph(film.image, tmp_path / "film.dcm", meta=meta)
+    payload = run_json("xray", "-i", str(path), "-w", str(tmp_path))
+    knees = payload["knees"]
+    assert len(knees) == 2 and sum(1 for k in knees if k["reason"]) == 1
+    crop = tmp_path / "crop.png"
+    pixels = np.random.default_rng(0).integers(0, 255, (224, 224), dtype=np.uint8)
+    Image.fromarray(pixels).save(crop)
+    crops = run_json("xray", "--cropped", "-i", str(crop), "-w", str(tmp_path))
+    assert len(crops["crops"]) == 1
 
 
 def test_every_json_command_is_covered() -> None:

@@ -308,6 +308,8 @@ def write_dicom_radiograph(
     ds.ViewPosition = view_position
     if image_laterality is not None:
         ds.ImageLaterality = image_laterality
+        if not ds.get("Laterality"):
+            del ds.Laterality  # Type 2C: only when ImageLaterality is not sent
     ds.ImagerPixelSpacing = ds_values([row_mm, col_mm])
     if pixel_spacing:
         ds.PixelSpacing = ds_values([row_mm, col_mm])

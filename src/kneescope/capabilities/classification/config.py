@@ -143,7 +143,7 @@ class ClassificationConfig(BaseModel):
     crop_mm: float | None = Field(None, gt=0.0, le=1000.0)
     init_weights: str | None = None
     data: SyntheticClassificationSource | FolderClassificationSource | None = Field(
-        None, discriminator="source"
+        None, union_mode="left_to_right"
     )
 
     @model_validator(mode="after")
