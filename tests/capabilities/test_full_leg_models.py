@@ -39,6 +39,7 @@ def test_cascade_finds_the_landmarks_and_the_hka_of_held_out_films() -> None:
             ) < 2.5
 
 
+@pytest.mark.slow  # the steps' columns and reasons are covered by faster tests
 def test_a_film_of_another_size_and_spacing(tmp_path: Path) -> None:
     """4000 x 1000 at 0.36 mm, read back from DICOM, measured by the hka step."""
     legs = {"right": (174.0, 1.02), "left": (185.0, 1.02)}

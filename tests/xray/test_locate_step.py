@@ -27,6 +27,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ws
 
 
+@pytest.mark.slow  # the steps' columns and reasons are covered by faster tests
 def test_locate_then_jsw_per_knee_of_each_film(workspace: Path) -> None:
     config = PipelineConfig.model_validate(
         {
