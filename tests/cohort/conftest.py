@@ -42,7 +42,8 @@ EXECUTOR_KINDS = [
 MULTI_RUN_EXECUTOR_KINDS = [
     "local",
     pytest.param("dask", marks=pytest.mark.slow),
-    "address",
+    # a running scheduler stays in the default suite through the shared executor suite
+    pytest.param("address", marks=pytest.mark.slow),
     pytest.param("slurm", marks=pytest.mark.integration),
 ]
 
