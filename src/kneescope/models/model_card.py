@@ -141,42 +141,37 @@ def _classifier_rows(model: ModelFile) -> list[tuple[str, str]]:
     ]
 
 
-def _identity(model: ModelFile, card: CardInputs) -> list[str]:
+def _segmentation_rows(model: ModelFile) -> list[tuple[str, str]]:
     spec = model.spec
-    net = model.network
-    params = sum(int(t.numel()) for t in model.state_dict.values() if t.is_floating_point())
-    if model.kind == "classification":
-        rows = [
-            ("names", ", ".join([card.name, *card.aliases])),
-            *_classifier_rows(model),
-            ("network", f"{net.name}, features {list(net.features)}, {params:,} parameters"),
-            ("normalisation", _compact(spec.get("normalisation"))),
-            ("default for", ", ".join(card.default_for) or "-"),
-            (
-                "weights file",
-                f"{card.name}.pt, {card.size_bytes / 1e6:.2f} MB, weights stored as "
-                f"{card.weights_dtype} (loaded as float32)",
-            ),
-            ("sha256", f"`{card.sha256}`"),
-        ]
-        if card.source_sha256 and card.source_sha256 != card.sha256:
-            rows.append(("made from", f"float32 model file sha256 `{card.source_sha256}`"))
-        return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     labels = spec.get("labels") or {}
     names = ", ".join(str(labels[k]) for k in sorted(labels, key=lambda k: int(k)))
-    rows = [
-        ("names", ", ".join([card.name, *card.aliases])),
+    return [
         ("kind", f"{model.kind} ({spec.get('mode', '?')})"),
         ("structures", f"{len(labels)}: {names}" if labels else "-"),
         ("label scheme", str(spec.get("label_scheme", "-"))),
-        (
-            "network",
-            f"{net.name}, features {list(net.features)}, {params:,} parameters",
-        ),
+    ]
+
+
+def _segmentation_grid_rows(model: ModelFile) -> list[tuple[str, str]]:
+    spec = model.spec
+    return [
         ("working spacing", _spacing(spec.get("spacing_mm"))),
         ("orientation", str(spec.get("orientation", "-"))),
         ("inference window", _vox(spec.get("roi_size_vox"))),
         ("side-canonical", "yes" if spec.get("side_canonical") else "no"),
+    ]
+
+
+def _identity(model: ModelFile, card: CardInputs) -> list[str]:
+    spec = model.spec
+    net = model.network
+    params = sum(int(t.numel()) for t in model.state_dict.values() if t.is_floating_point())
+    classifier = model.kind == "classification"
+    rows = [
+        ("names", ", ".join([card.name, *card.aliases])),
+        *(_classifier_rows(model) if classifier else _segmentation_rows(model)),
+        ("network", f"{net.name}, features {list(net.features)}, {params:,} parameters"),
+        *([] if classifier else _segmentation_grid_rows(model)),
         ("normalisation", _compact(spec.get("normalisation"))),
         ("default for", ", ".join(card.default_for) or "-"),
         (
