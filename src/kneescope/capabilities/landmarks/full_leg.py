@@ -312,19 +312,16 @@ def load_full_leg_model(model: ModelArg, default: str) -> LandmarkModel:
     """
     if isinstance(model, LandmarkModel):
         return model
-    from kneescope.models.pretrained import find_shipped
+    from kneescope.models.pretrained import step_model_path
 
-    name = default if model is None or str(model) == "" else str(model)
-    path = Path(name).expanduser()
+    path = step_model_path(model, default)
+    name = str(model or default)
     if not path.is_file():
-        shipped = find_shipped(name)
-        if shipped is None:
-            raise ModelError(
-                f"no landmark model file or shipped model called {name!r}; give the file "
-                "written by `kneescope train` or a name from `kneescope models list`"
-            )
-        path = shipped.verified_path()
-    return _load_cached(str(path.absolute()))
+        raise ModelError(
+            f"no landmark model file or shipped model called {name!r}; give the file "
+            "written by `kneescope train` or a name from `kneescope models list`"
+        )
+    return _load_cached(str(path))
 
 
 def _check_model(

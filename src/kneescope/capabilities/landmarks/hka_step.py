@@ -77,18 +77,15 @@ def read_film(path: Path) -> Any:
 
 
 def _model_hash(model: object, default: str) -> str:
-    from kneescope.models.pretrained import find_shipped
+    from kneescope.models.pretrained import step_model_path
 
-    name = default if model is None or str(model) == "" else str(model)
-    path = Path(name).expanduser()
+    path = step_model_path(model, default)
+    name = str(model or default)
     if not path.is_file():
-        shipped = find_shipped(name)
-        if shipped is None:
-            raise ConfigError(
-                f"hka: no landmark model file or shipped model called {name!r}; give the "
-                "file written by `kneescope train` or a name from `kneescope models list`"
-            )
-        path = shipped.path
+        raise ConfigError(
+            f"hka: no landmark model file or shipped model called {name!r}; give the "
+            "file written by `kneescope train` or a name from `kneescope models list`"
+        )
     try:
         return file_sha256(path)[:16]
     except OSError as exc:
