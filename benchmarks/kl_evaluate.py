@@ -25,7 +25,7 @@ from kneescope.capabilities.classification.calibration import (
     save_reliability_diagram,
 )
 from kneescope.capabilities.classification.folder_data import load_class_folder
-from kneescope.capabilities.classification.grade_metrics import binary_auc, quadratic_kappa
+from kneescope.capabilities.classification.grade_metrics import grade_summary
 from kneescope.capabilities.classification.predict import load_classifier, predict_logits
 from kneescope.models.pretrained import resolve_model
 
@@ -40,6 +40,7 @@ def evaluate(model_name: str, data_dir: Path, *, pairs: bool = True) -> dict[str
     probs = apply_temperature(logits, model.spec.temperature)
     truth = data.labels
     predicted = probs.argmax(axis=1)
+    summary = grade_summary(probs, truth)
     confusion = np.zeros((k, k), dtype=int)
     np.add.at(confusion, (truth, predicted), 1)
     recall = [
@@ -52,11 +53,11 @@ def evaluate(model_name: str, data_dir: Path, *, pairs: bool = True) -> dict[str
         "data": str(data_dir),
         "n": len(truth),
         "paired_input": bool(model.model_file.network.paired and pairs),
-        "accuracy": float((predicted == truth).mean()),
+        "accuracy": summary["accuracy"],
         "classes": list(classes),
-        "quadratic_kappa": quadratic_kappa(truth, predicted, k),
-        "auc_kl_ge_2": binary_auc(probs[:, 2:].sum(axis=1), truth >= 2),
-        "mean_abs_error": float(np.abs(predicted - truth).mean()),
+        "quadratic_kappa": summary["quadratic_kappa"],
+        "auc_kl_ge_2": summary["auc_at_least_2"],
+        "mean_abs_error": summary["mean_abs_error"],
         "ece": expected_calibration_error(probs, truth),
         "ece_uncalibrated": expected_calibration_error(apply_temperature(logits, 1.0), truth),
         "recall": recall,

@@ -33,7 +33,7 @@ from kneescope.capabilities.classification.calibration import (
     fit_temperature,
 )
 from kneescope.capabilities.classification.folder_data import load_class_folder
-from kneescope.capabilities.classification.grade_metrics import binary_auc, quadratic_kappa
+from kneescope.capabilities.classification.grade_metrics import grade_summary
 from kneescope.capabilities.classification.predict import load_classifier
 from kneescope.models.model_file import save_model_file
 from kneescope.transforms.image_batch import normalise_images
@@ -73,12 +73,12 @@ def train_head(
 def score(logits: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     t = fit_temperature(logits, truth)
     probs = apply_temperature(logits, t)
-    predicted = probs.argmax(axis=1)
+    summary = grade_summary(probs, truth)
     return {
-        "accuracy": float((predicted == truth).mean()),
-        "quadratic_kappa": quadratic_kappa(truth, predicted, probs.shape[1]),
-        "auc_kl_ge_2": binary_auc(probs[:, 2:].sum(axis=1), truth >= 2),
-        "mean_abs_error": float(np.abs(predicted - truth).mean()),
+        "accuracy": summary["accuracy"],
+        "quadratic_kappa": summary["quadratic_kappa"],
+        "auc_kl_ge_2": summary["auc_at_least_2"],
+        "mean_abs_error": summary["mean_abs_error"],
         "temperature": t,
         "ece": expected_calibration_error(probs, truth),
     }

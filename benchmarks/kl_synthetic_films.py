@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from kneescope.capabilities.classification.folder_data import resize_images
 from kneescope.synth.knee_film_set import knee_films
 from kneescope.xray.roi import extract_roi
 
@@ -38,15 +39,10 @@ CROP_PX = 224
 
 def crop_png(roi: np.ndarray, crop_mm: float, roi_pixel_mm: float = 0.2) -> np.ndarray:
     """The central ``crop_mm`` of a standard ROI, 224 x 224 uint8 (1-99 % window)."""
-    import torch
-
     keep = round(crop_mm / roi_pixel_mm)
     start = (roi.shape[0] - keep) // 2
-    crop = roi[start : start + keep, start : start + keep].astype(np.float32)
-    t = torch.from_numpy(crop)[None, None]
-    small = torch.nn.functional.interpolate(
-        t, size=(CROP_PX, CROP_PX), mode="bilinear", align_corners=False, antialias=True
-    )[0, 0].numpy()
+    crop = roi[start : start + keep, start : start + keep]
+    small = resize_images([crop], (CROP_PX, CROP_PX))[0]
     lo, hi = np.percentile(small, (1.0, 99.0))
     return np.clip((small - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
 

@@ -41,15 +41,25 @@ def binary_auc(scores: npt.NDArray[Any], positive: npt.NDArray[np.bool_]) -> flo
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def grade_summary(
+    probabilities: npt.NDArray[Any], truth: npt.NDArray[Any]
+) -> dict[str, float | None]:
+    """``accuracy``, ``quadratic_kappa``, ``mean_abs_error`` (grades) and ``auc_at_least_2``
+    of ``(N, K)`` probabilities against ``(N,)`` grades."""
+    grades = np.asarray(truth, dtype=np.int64)
+    predicted = probabilities.argmax(axis=1)
+    return {
+        "accuracy": float((predicted == grades).mean()),
+        "quadratic_kappa": quadratic_kappa(grades, predicted, probabilities.shape[1]),
+        "mean_abs_error": float(np.abs(predicted - grades).mean()),
+        "auc_at_least_2": binary_auc(probabilities[:, 2:].sum(axis=1), grades >= 2),
+    }
+
+
 def grade_metrics(logits: torch.Tensor, truth: torch.Tensor) -> dict[str, float | None]:
     """``quadratic_kappa``, ``mean_abs_error`` (grades) and ``auc_at_least_2`` of ``(N, K)``
     logits against ``(N,)`` grades."""
     probabilities = torch.softmax(logits.double(), dim=1).numpy()
-    grades = np.asarray(truth.numpy(), dtype=np.int64)
-    predicted = probabilities.argmax(axis=1)
-    n_classes = probabilities.shape[1]
-    return {
-        "quadratic_kappa": quadratic_kappa(grades, predicted, n_classes),
-        "mean_abs_error": float(np.abs(predicted - grades).mean()),
-        "auc_at_least_2": binary_auc(probabilities[:, 2:].sum(axis=1), grades >= 2),
-    }
+    summary = grade_summary(probabilities, truth.numpy())
+    del summary["accuracy"]
+    return summary
