@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from kneescope.core.agreement import quadratic_kappa
 from kneescope.errors import InputError
 
 N_GRADES = 4
@@ -140,23 +141,6 @@ def fit_thresholds(mjsw_mm: npt.ArrayLike, grades: npt.ArrayLike) -> tuple[float
 
     t1, t2, t3 = (threshold(k) for k in bounds)
     return t1, t2, t3
-
-
-def quadratic_kappa(truth: npt.ArrayLike, predicted: npt.ArrayLike, n_classes: int) -> float:
-    """Cohen's quadratic-weighted kappa of two integer gradings (1 = perfect agreement)."""
-    a = np.asarray(truth, dtype=np.int64).ravel()
-    b = np.asarray(predicted, dtype=np.int64).ravel()
-    if a.shape != b.shape or a.size == 0:
-        raise InputError("kappa needs two gradings of the same, non-zero length")
-    observed = np.zeros((n_classes, n_classes))
-    np.add.at(observed, (a, b), 1.0)
-    idx = np.arange(n_classes)
-    weights = (idx[:, None] - idx[None, :]) ** 2 / max(1, (n_classes - 1) ** 2)
-    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / a.size
-    den = float((weights * expected).sum())
-    if den == 0.0:
-        return 1.0 if float((weights * observed).sum()) == 0.0 else 0.0
-    return 1.0 - float((weights * observed).sum()) / den
 
 
 __all__ = [

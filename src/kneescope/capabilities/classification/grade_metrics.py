@@ -1,4 +1,7 @@
-"""Metrics and soft targets for ordered classes (grades such as Kellgren-Lawrence 0-4)."""
+"""Metrics and soft targets for ordered classes (grades such as Kellgren-Lawrence 0-4).
+
+``quadratic_kappa`` is :func:`kneescope.core.agreement.quadratic_kappa`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import numpy.typing as npt
 import torch
 from scipy.stats import rankdata
 
+from kneescope.core.agreement import quadratic_kappa
+
 
 def ordinal_targets(n_classes: int, sigma: float) -> npt.NDArray[np.float32]:
     """``(n_classes, n_classes)`` soft targets: row ``y`` is ``exp(-(k - y)^2 / (2 sigma^2))``
@@ -16,19 +21,6 @@ def ordinal_targets(n_classes: int, sigma: float) -> npt.NDArray[np.float32]:
     k = np.arange(n_classes, dtype=np.float64)
     weights = np.exp(-((k[None, :] - k[:, None]) ** 2) / (2.0 * sigma * sigma))
     return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def quadratic_kappa(truth: npt.NDArray[Any], predicted: npt.NDArray[Any], n_classes: int) -> float:
-    """Cohen's kappa with quadratic weights between two ``(N,)`` integer gradings."""
-    observed = np.zeros((n_classes, n_classes), dtype=np.float64)
-    np.add.at(observed, (np.asarray(truth), np.asarray(predicted)), 1.0)
-    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / max(observed.sum(), 1.0)
-    k = np.arange(n_classes, dtype=np.float64)
-    weights = (k[:, None] - k[None, :]) ** 2 / max((n_classes - 1) ** 2, 1)
-    denominator = float((weights * expected).sum())
-    if denominator == 0.0:
-        return 1.0 if float((weights * observed).sum()) == 0.0 else 0.0
-    return 1.0 - float((weights * observed).sum()) / denominator
 
 
 def binary_auc(scores: npt.NDArray[Any], positive: npt.NDArray[np.bool_]) -> float | None:
