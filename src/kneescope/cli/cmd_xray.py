@@ -153,15 +153,12 @@ def _check_output(output: Path, overwrite: bool, cropped: bool) -> None:
 
 
 def _read_film(path: Path) -> Any:
-    from kneescope.io.readers import read_volume
+    from kneescope.io.readers import read_film
 
     try:
-        film = read_volume(path)
+        return read_film(path)
     except OSError as exc:
         raise InputError(f"cannot read it ({exc.strerror or exc})") from None
-    if film.ndim != 2:
-        raise InputError(f"a {film.ndim}D image of shape {film.shape}, not a radiograph")
-    return film
 
 
 def _why(exc: KneescopeError, path: Path) -> str:
