@@ -96,7 +96,8 @@ class ReleaseSpec(BaseModel):
 
 DOCS_INTRO = """# Shipped models
 
-kneescope comes with pretrained knee MRI segmentation models inside the package
+kneescope comes with pretrained models inside the package (knee MRI segmentation, knee
+radiograph KL grading, full-leg landmarks)
 (`kneescope/pretrained/`: no download at run time). `kneescope models list` shows them,
 `kneescope models show NAME` prints a model's card (this page has every card).
 
