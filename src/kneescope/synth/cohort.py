@@ -13,6 +13,9 @@ parallel. Disease model, per knee:
   :func:`loss_of_severity`, the other compartment and the patella lose 30 % of that; focal
   lesions deepen with ``D`` and become full-thickness defects from D ~ 3.6; meniscal
   extrusion and effusion grow with ``D``; HKA drifts to varus (medial) or valgus (lateral);
+- bone-marrow lesions and meniscal tears (:class:`KneeFindings`, drawn from a random stream
+  of their own so every other draw is unchanged) appear once ``D`` passes a per-knee onset
+  severity and grow with ``D`` at fixed positions;
 - WOMAC knee pain (0-20) = subject propensity + 1.2 KLG + 4 effusion + noise.
 """
 
@@ -31,6 +34,8 @@ from kneescope.synth.params import (
     OSTEOPHYTE_STREAM,
     KneeParams,
     Lesion,
+    MarrowLesion,
+    MeniscalTear,
     sample_anatomy,
     sample_scan,
     sample_tibial_osteophytes,
@@ -120,6 +125,130 @@ class SubjectPlan:
     baseline_klg: dict[str, int]
     rate: dict[str, float]
     medial_predominant: dict[str, bool]
+
+
+FINDINGS_STREAM = 0xF16D
+"""Fourth word of the seed of a knee's findings stream (bone-marrow lesions, meniscal tears):
+``SeedSequence([seed, index, side, FINDINGS_STREAM])``, apart from every other draw."""
+
+BML_ONSET = (1.8, 1.0)
+"""A knee's BML onset severity is ``1.8 + Exponential(1.0)``: P(BML) ~ 0.5 at D = 2.5,
+0.8 at D = 3.5, 0.9 at D = 4.5 (about ``params.BML_PROBABILITY`` per KL grade)."""
+
+TEAR_ONSET = (1.6, 1.2)
+"""A knee's meniscal-tear onset severity is ``1.6 + Exponential(1.2)``: P(tear) ~ 0.45 at
+D = 2.3, 0.7 at D = 3.0, 0.85 at D = 4.0 (about ``params.TEAR_PROBABILITY``)."""
+
+
+@dataclass(frozen=True)
+class KneeFindings:
+    """One knee's bone-marrow lesions and meniscal tears, fixed for all its visits.
+
+    Positions, kinds and onset severities are drawn once per knee
+    (:func:`sample_knee_findings`); what a visit shows depends on its latent severity ``d``:
+    nothing before the onset, then a lesion whose size grows with ``d - onset``.
+    """
+
+    bml_onset: float
+    bml_bone: tuple[Literal["femur", "tibia"], ...]  # first, then a "kissing" one
+    bml_centre_mm: tuple[tuple[float, float], ...]
+    bml_radius0_mm: float
+    bml_second_after: float  # severity past the onset at which the kissing lesion appears
+    tear_onset: float
+    tear_medial: bool
+    tear_kind: Literal["horizontal", "radial", "maceration"]
+    tear_angle_deg: float
+    tear_length0_mm: float
+    tear_depth0: float
+
+    def marrow_lesions(self, d: float) -> tuple[MarrowLesion, ...]:
+        """The BMLs at latent severity ``d``: radius ``r0 + 2.5 (d - onset)`` mm (<= 15)."""
+        past = d - self.bml_onset
+        if past < 0:
+            return ()
+        radius = float(min(self.bml_radius0_mm + 2.5 * past, 15.0))
+        count = 2 if past >= self.bml_second_after else 1
+        return tuple(
+            MarrowLesion(bone=bone, centre_mm=centre, radius_mm=radius if i == 0 else 0.8 * radius)
+            for i, (bone, centre) in enumerate(
+                zip(self.bml_bone[:count], self.bml_centre_mm[:count], strict=True)
+            )
+            if (radius if i == 0 else 0.8 * radius) >= 2.0
+        )
+
+    def meniscal_tears(self, d: float) -> tuple[MeniscalTear, ...]:
+        """The tear at latent severity ``d``: length ``l0 + 5 (d - onset)`` mm (<= 30), depth
+        ``depth0 + 0.15 (d - onset)`` of the meniscal width (<= 1)."""
+        past = d - self.tear_onset
+        if past < 0:
+            return ()
+        return (
+            MeniscalTear(
+                medial=self.tear_medial,
+                kind=self.tear_kind,
+                angle_deg=self.tear_angle_deg,
+                length_mm=float(min(self.tear_length0_mm + 5.0 * past, 30.0)),
+                depth=float(min(self.tear_depth0 + 0.15 * past, 1.0)),
+            ),
+        )
+
+
+def sample_knee_findings(
+    rng: np.random.Generator, anatomy: dict[str, object], medial_predominant: bool
+) -> KneeFindings:
+    """Draw one knee's findings (a fixed number of draws from ``rng``, its own stream).
+
+    BMLs and tears sit in the predominant compartment in 80 % of knees; a BML lies under the
+    load-bearing part of the condyle or plateau (as :func:`params.sample_marrow_lesions`),
+    a tear mostly at the posterior horn / body junction.
+    """
+
+    def size(name: str) -> float:
+        return float(anatomy[name])  # type: ignore[arg-type]
+
+    bml_onset = BML_ONSET[0] + float(rng.exponential(BML_ONSET[1]))
+    bml_medial = bool(rng.random() < 0.8) == medial_predominant
+    first: Literal["femur", "tibia"] = "femur" if rng.random() < 0.5 else "tibia"
+    second: Literal["femur", "tibia"] = "tibia" if first == "femur" else "femur"
+    centres = []
+    for bone in (first, second):
+        jx, jy = float(rng.uniform(-3.0, 3.0)), float(rng.uniform(-6.0, 6.0))
+        if bone == "femur":
+            cw = size("condyle_width_medial" if bml_medial else "condyle_width_lateral")
+            x = 0.5 * size("notch_width") + 0.5 * cw + jx
+            y = -2.0 + jy
+        else:
+            x = size("plateau_halfwidth_medial" if bml_medial else "plateau_halfwidth_lateral")
+            x += 1.3 * jx
+            y = (0.0 if bml_medial else -1.5) + 1.3 * jy
+        centres.append((-x if bml_medial else x, y))
+    radius0 = float(rng.uniform(3.0, 5.0))
+    second_after = float(rng.uniform(1.0, 3.0)) if rng.random() < 0.4 else float("inf")
+    tear_onset = TEAR_ONSET[0] + float(rng.exponential(TEAR_ONSET[1]))
+    tear_medial = bool(rng.random() < 0.8) == medial_predominant
+    kinds: tuple[Literal["horizontal", "radial", "maceration"], ...] = (
+        "horizontal",
+        "radial",
+        "maceration",
+    )
+    kind = kinds[int(rng.choice(3, p=[0.5, 0.25, 0.25]))]
+    if rng.random() < 0.7:  # posterior horn / body junction
+        angle = float(rng.uniform(-160.0, -100.0))
+    else:  # body
+        angle = float(rng.uniform(150.0, 180.0))
+    return KneeFindings(
+        bml_onset=bml_onset,
+        bml_bone=(first, second),
+        bml_centre_mm=(centres[0], centres[1]),
+        bml_radius0_mm=radius0,
+        bml_second_after=second_after,
+        tear_onset=tear_onset,
+        tear_medial=tear_medial,
+        tear_kind=kind,
+        tear_angle_deg=angle,
+        tear_length0_mm=float(rng.uniform(6.0, 10.0)),
+        tear_depth0=float(rng.uniform(0.45, 0.7)),
+    )
 
 
 def loss_of_severity(d: float) -> float:
@@ -217,6 +346,13 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
                 np.random.SeedSequence([spec.seed, index, SIDES.index(side), OSTEOPHYTE_STREAM])
             )
         )
+        findings = sample_knee_findings(
+            np.random.default_rng(
+                np.random.SeedSequence([spec.seed, index, SIDES.index(side), FINDINGS_STREAM])
+            ),
+            knee_anatomy,
+            medial,
+        )
         states = []
         for visit in spec.visits:
             vrng = np.random.default_rng(
@@ -264,6 +400,8 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
                 "effusion": effusion,
                 "osteophyte_mm": 1.8 * float(np.clip(np.floor(d - 1.0), 0, 3)),
                 "tibial_osteophytes": spurs,
+                "marrow_lesions": findings.marrow_lesions(d),
+                "meniscal_tears": findings.meniscal_tears(d),
             }
             params = KneeParams.model_validate(fields)
             drift = max(d - 1.0, 0.0)

@@ -21,6 +21,7 @@ from typing import Literal
 from kneescope.core import Volume
 from kneescope.io import DicomWriteMeta, write_dicom_radiograph, write_dicom_series, write_nifti
 from kneescope.synth.cohort import CohortSpec, KneeVisit, SubjectPlan, klg_text
+from kneescope.synth.findings_truth import findings_truth_row
 from kneescope.synth.full_leg import render_full_leg
 from kneescope.synth.knee import render_knee
 from kneescope.synth.layout import to_series_layout
@@ -217,6 +218,7 @@ def write_subject(spec: CohortSpec, plan: SubjectPlan, out: Path) -> SubjectRows
                 truth_row["LatExtrusion_mm"] = fmt(t.extrusion_mm["lateral"])
                 truth_row["MedBoneGap_mm"] = fmt(t.bone_gap_mm["medial"])
                 truth_row["LatBoneGap_mm"] = fmt(t.bone_gap_mm["lateral"])
+                truth_row.update(findings_truth_row(state.params, t.biomarkers))
             rows.knee_truth.append(truth_row)
         if spec.radiographs:
             kind = "XR_PA"
