@@ -71,6 +71,8 @@ FREE_TEXT: dict[tuple[str, str], str] = {
     ("status", "--run"): "a run name",
     ("results", "--run"): "run names",
     ("results", "--capability"): "capability names are open: a plug-in brings its own",
+    ("score", "--run"): "run names",
+    ("score", "--feature"): "result column name patterns (mjsw_*_mm): columns are open",
 }
 TEXT_METAVARS = ("<str>", "<list[str]>", "TEXT")
 

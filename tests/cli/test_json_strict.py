@@ -26,7 +26,7 @@ from kneescope.io import write_nifti
 # The commands whose --json this module checks (the last test checks it is all of them).
 COVERED = {
     "synth", "ingest", "catalog", "export", "convert", "plan", "train", "segment", "measure",
-    "run", "status", "demo", "results", "models", "xray",
+    "run", "status", "demo", "results", "models", "xray", "score",
 }  # fmt: skip
 
 
@@ -198,6 +198,32 @@ def test_xray_json_is_strict(tmp_path: Path) -> None:
     Image.fromarray(pixels).save(crop)
     crops = run_json("xray", "--cropped", "-i", str(crop), "-w", str(tmp_path))
     assert len(crops["crops"]) == 1
+
+
+def test_score_json_is_strict(tmp_path: Path) -> None:
+    """``score -m`` on knees with no reader grade: its agreement figures are null, not NaN."""
+    import pandas as pd
+
+    from kneescope.capabilities.oa_score.features import knee_features
+    from kneescope.capabilities.oa_score.model_file import save_model
+    from kneescope.capabilities.oa_score.score import ScoreOptions, fit_score
+
+    rng = np.random.default_rng(0)
+    d = rng.uniform(0, 4.9, 40)
+    table = pd.DataFrame(
+        {
+            "subject": [f"S{i // 2}" for i in range(40)],
+            "visit": "V00",
+            "side": ["right", "left"] * 20,
+            "mjsw_medial_mm": 5 - 0.8 * d + rng.normal(0, 0.3, 40),
+        }
+    )
+    result = fit_score(knee_features([table]), np.floor(d), ScoreOptions(), {})
+    model = save_model(result.model, tmp_path / "oa_score_model.json", "card")
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    table.to_parquet(tmp_path / "runs" / "r" / "results.parquet")
+    payload = run_json("score", "--run", "r", "-m", str(model), "--no-store", "-w", str(tmp_path))
+    assert payload["knees"] == 40 and payload["spearman_reader_kl"] is None
 
 
 def test_every_json_command_is_covered() -> None:

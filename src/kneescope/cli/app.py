@@ -86,6 +86,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("run", "cmd_run"),
     ("status", "cmd_status"),
     ("results", "cmd_results"),
+    ("score", "cmd_score"),
 )
 
 

@@ -1,0 +1,262 @@
+"""``kneescope score`` and the ``oa_score`` cohort step on a real workspace: run results
+tables on disk, the readers' KL grades in a real SQLite catalog (``kneescope ingest --kind
+clinical``), values read back with ``kneescope results``.
+
+The two runs' tables (an MRI run: cartilage thickness; a radiograph run: JSW and a KL
+classifier's probabilities) follow a latent severity D per knee-visit, and the reader's KL
+grade is floor(D): the score's ordering can be checked against D.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from kneescope.capabilities.oa_score.model_file import load_model, model_digest
+from kneescope.capabilities.oa_score.score import predict
+from kneescope.catalog.view import CatalogView
+from kneescope.cli.app import main
+from kneescope.cohort.cohort_steps import RESULTS_FILE, run_cohort_steps
+from kneescope.cohort.pipeline_config import StepConfig
+
+VISITS = ("V00", "V01")
+
+
+def _tables(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(MRI run results, radiograph run results, truth with D and KLG)."""
+    rng = np.random.default_rng(seed)
+    mri, xray, truth = [], [], []
+    for s in range(n):
+        subject = f"9{seed:02d}{s:04d}"
+        for side in ("right", "left"):
+            d0 = rng.uniform(0.0, 4.7)
+            for v, visit in enumerate(VISITS):
+                d = min(d0 + 0.2 * v, 4.99)
+                key = {"subject": subject, "visit": visit, "side": side}
+                truth.append({**key, "D": d, "KLG": int(np.floor(d))})
+                mri.append(
+                    {
+                        "item_id": f"m{subject}{visit}{side}",
+                        **key,
+                        "series": f"1.2.{seed}.{s}.{v}.{side}",
+                        "medial_tibial_cartilage_thickness_mean_mm": 2.2
+                        - 0.3 * d
+                        + rng.normal(0, 0.25),
+                        "qc_reasons": "",
+                    }
+                )
+                centre = d - 0.5 + rng.normal(0, 0.7)
+                logits = -((np.arange(5) - centre) ** 2) / 0.8
+                p = np.exp(logits - logits.max())
+                p /= p.sum()
+                xray.append(
+                    {
+                        "item_id": f"x{subject}{visit}{side}",
+                        **key,
+                        "series": f"1.3.{seed}.{s}.{v}",
+                        "mjsw_medial_mm": 5.0 - 0.7 * d + rng.normal(0, 0.7),
+                        **{f"kl_probability_{k}": float(p[k]) for k in range(5)},
+                    }
+                )
+    return pd.DataFrame(mri), pd.DataFrame(xray), pd.DataFrame(truth)
+
+
+def _cli(argv: list[str], expect: int = 0) -> tuple[Any, str]:
+    """(parsed --json stdout or None, stderr) of ``kneescope ARGV``; asserts the exit code."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    assert code == expect, (argv, code, err.getvalue())
+    text = out.getvalue()
+    return (json.loads(text) if text.strip().startswith(("{", "[")) else None), err.getvalue()
+
+
+def _workspace(root: Path, n: int = 14, seed: int = 1, names: tuple[str, str] = ("mri", "xray")):  # type: ignore[no-untyped-def]
+    """A workspace with two runs' results tables and the readers' KL grades in its catalog;
+    returns (workspace, truth)."""
+    ws = root / "ws"
+    mri, xray, truth = _tables(n, seed)
+    for name, table in zip(names, (mri, xray), strict=True):
+        (ws / "runs" / name).mkdir(parents=True)
+        table.to_parquet(ws / "runs" / name / "results.parquet", index=False)
+    wide = truth.pivot_table(index=["subject", "side"], columns="visit", values="KLG")
+    lines = ["ID,SIDE," + ",".join(f"{v}XRKL" for v in VISITS)]
+    for (subject, side), row in wide.iterrows():
+        grades = ",".join(f"{int(row[v])}: grade" for v in VISITS)
+        lines.append(f"{subject},{1 if side == 'right' else 2},{grades}")
+    kxr = root / f"kxr{seed}.csv"
+    kxr.write_text("\n".join(lines) + "\n")
+    _cli(["ingest", str(kxr), "--kind", "clinical", "-w", str(ws)])
+    return ws, truth
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    """A workspace of 14 subjects (56 knee-visits), built once; tests take copies."""
+    return _workspace(tmp_path_factory.mktemp("template"))  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def big(template: tuple[Path, pd.DataFrame], tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    ws = tmp_path / "ws"
+    shutil.copytree(template[0], ws)
+    return ws, template[1]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace of 3 subjects (12 knee-visits: too few to fit), shared: tests that use
+    it must write nothing."""
+    ws, _ = _workspace(tmp_path_factory.mktemp("small"), n=3)
+    return ws  # type: ignore[no-any-return]
+
+
+def test_score_fits_joined_runs_stores_every_knee_and_applies_to_another_run(
+    big: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    ws, truth = big
+    payload, _ = _cli(["score", "--run", "mri", "--run", "xray", "-w", str(ws), "--json"])
+    folder = ws / "runs" / "mri" / "oa_score"
+    assert payload["mode"] == "fit" and payload["output"] == str(folder)
+    assert payload["knees"] == payload["knees_with_reader_kl"] == len(truth) == 56
+    assert set(payload["features"]) == {
+        "medial_tibial_cartilage_thickness_mean_mm",
+        "mjsw_medial_mm",
+        "kl_expected_grade",
+    }
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [
+            "oa_scores.csv",
+            "oa_score_summary.json",
+            "oa_score_model.json",
+            "oa_score_model.md",
+            "oa_coefficients.csv",
+            "oa_reliability.csv",
+            "oa_reliability.png",
+        ]
+    )
+    assert (folder / "oa_reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    scores = pd.read_csv(folder / "oa_scores.csv", dtype={"subject": str})
+    known = scores.merge(truth, on=["subject", "visit", "side"])
+    assert len(known) == 56 and (known["oa_reader_kl"] == known["KLG"]).all()
+    assert spearmanr(known["oa_score"], known["D"]).statistic > 0.85
+    # every knee's values are in the catalog, with units and provenance
+    export = tmp_path / "scores.csv"
+    _cli(["results", "--run", "mri+xray.oa_score", "-o", str(export), "-w", str(ws), "--json"])
+    tidy = pd.read_csv(export, dtype={"subject": str})
+    assert set(tidy["capability"]) == {"oa_score"} and set(tidy["step"]) == {"oa_score"}
+    stored = tidy[tidy["name"] == "oa_score"].merge(scores, on=["subject", "visit", "side"])
+    assert len(stored) == 56
+    assert stored["value"].to_numpy() == pytest.approx(stored["oa_score"].to_numpy())
+    units = dict(zip(tidy["name"], tidy["unit"], strict=False))
+    assert units["oa_score"] == "KL grade" and units["oa_probability_kl2"] == "1"
+    assert set(tidy["model_hash"]) == {model_digest(folder / "oa_score_model.json")}
+    assert tidy["input_checksum"].str.len().eq(16).all()
+    # a second fit refuses to replace the first without --overwrite, then replaces it
+    _, err = _cli(["score", "--run", "mri", "--run", "xray", "-w", str(ws)], expect=2)
+    assert err.startswith("error: ") and "--overwrite" in err and len(err.splitlines()) == 1
+    _cli(["score", "--run", "mri", "--run", "xray", "-w", str(ws), "--overwrite", "--json"])
+    again = pd.read_csv(folder / "oa_scores.csv", dtype={"subject": str})
+    assert again["oa_score"].to_numpy() == pytest.approx(scores["oa_score"].to_numpy())
+    # the saved model scores another run's knees (no fitting)
+    model_path = Path(payload["files"]["model"])
+    mri, xray, _ = _tables(6, seed=7)
+    for name, table in (("mri2", mri), ("xray2", xray)):
+        (ws / "runs" / name).mkdir(parents=True)
+        table.to_parquet(ws / "runs" / name / "results.parquet", index=False)
+    out = tmp_path / "applied"
+    payload, _ = _cli(
+        ["score", "--run", "mri2", "--run", "xray2", "-m", str(model_path), "-o", str(out),
+         "-w", str(ws), "--json"]
+    )  # fmt: skip
+    assert payload["mode"] == "apply" and payload["knees"] == 24
+    assert payload["knees_with_reader_kl"] == 0  # these subjects have no clinical values
+    assert not (out / "oa_score_model.json").exists()  # nothing fitted
+    scores = pd.read_csv(out / "oa_scores.csv", dtype={"subject": str})
+    assert (scores["oa_fold"] == -1).all()
+    model = load_model(model_path)
+    knees = scores.merge(
+        mri.drop(columns=["item_id", "series"]).merge(
+            xray.drop(columns=["item_id", "series"]), on=["subject", "visit", "side"]
+        ),
+        on=["subject", "visit", "side"],
+    )
+    knees["kl_expected_grade"] = sum(k * knees[f"kl_probability_{k}"] for k in range(5))
+    direct = predict(model, knees.loc[:, list(model.features)].to_numpy())
+    assert knees["oa_score"].to_numpy() == pytest.approx(direct["oa_score"])
+    # the model's features must all be there
+    _, err = _cli(
+        ["score", "--run", "mri2", "-m", str(model_path), "-o", str(tmp_path / "x"),
+         "-w", str(ws)], expect=2,
+    )  # fmt: skip
+    assert "needs" in err and "mjsw_medial_mm" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "words"),
+    [
+        (["--run", "nope"], 3, "run 'nope' not found"),
+        (["--run", "../x"], 2, "is not a run name"),
+        (["--run", "mri", "--run", "mri"], 2, "names a run twice"),
+        (["--run", "mri", "-m", "MODEL", "--feature", "x*"], 2, "drop -m to fit"),
+        (["--run", "mri", "-m", "NOTAMODEL"], 2, "is not a score model"),
+        (["--run", "mri", "-m", "ABSENT"], 3, "not found"),
+        (["--run", "mri", "--feature", "nothing_*"], 2, "no usable score feature"),
+        (["--run", "mri", "--folds", "1"], 2, "--folds"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    small: Path, tmp_path: Path, argv: list[str], code: int, words: str
+) -> None:
+    ws = small
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something else"}')
+    swap = {"MODEL": str(bad), "NOTAMODEL": str(bad), "ABSENT": str(tmp_path / "absent.json")}
+    argv = [swap.get(a, a) for a in argv]
+    _, err = _cli(["score", *argv, "-w", str(ws)], expect=code)
+    assert err.startswith("error: ") and words in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (ws / "runs" / "mri" / "oa_score").exists()
+
+
+def test_too_few_graded_knees_to_fit(small: Path) -> None:
+    ws = small  # 12 knee-visits
+    _, err = _cli(["score", "--run", "mri", "--run", "xray", "-w", str(ws)], expect=2)
+    assert "12 knee-visits of 3 subjects have a reader KL grade" in err
+
+
+def test_oa_score_cohort_step_fits_on_the_run_and_joins_another(
+    big: tuple[Path, pd.DataFrame],
+) -> None:
+    ws, truth = big
+    run_dir = ws / "runs" / "mri"
+    rows = pd.read_parquet(run_dir / "results.parquet").to_dict("records")
+    view = CatalogView(f"sqlite:///{ws / 'catalog.sqlite'}", ws)
+    config = StepConfig(name="oa_score", options={"join_runs": ["xray"], "folds": 4})
+    outcome = run_cohort_steps([config], rows, run_dir, view)
+    assert outcome.ran == ("oa_score",)
+    data = json.loads((run_dir / RESULTS_FILE).read_text())
+    (entry,) = data["steps"]
+    assert entry["ok"] is True
+    values = entry["values"]
+    assert values["knees"] == 56 and values["folds"] == 4
+    assert values["catalog_run"] == "mri+xray.oa_score" and values["values_stored"] == 56 * 6
+    assert set(values["coefficients_per_sd"]) == set(values["features"])
+    assert values["coefficients_per_sd"]["mjsw_medial_mm"] < 0
+    assert [r["call"] for r in entry["catalog_reads"]] == ["clinical_values"]
+    scores = pd.read_csv(run_dir / entry["files"]["scores"]["path"], dtype={"subject": str})
+    assert (run_dir / "cohort" / "oa_score" / "oa_score_model.json").is_file()
+    known = scores.merge(truth, on=["subject", "visit", "side"])
+    assert spearmanr(known["oa_score"], known["D"]).statistic > 0.85
+    # nothing changed: skipped
+    assert run_cohort_steps([config], rows, run_dir, view).skipped == ("oa_score",)
