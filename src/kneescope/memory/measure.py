@@ -61,15 +61,20 @@ def _measure_one(network: NetworkConfig, step: StepConfig, cold: bool) -> Measur
 
     from kneescope.memory.step import run_steps
     from kneescope.memory.tracker import AllocationTracker
-    from kneescope.models import build_network
+    from kneescope.models import build_network, is_classifier
 
     if step.offload:
         raise ResourceError("offload cannot be measured on the CPU (host and device are one)")
     torch.manual_seed(0)
     net = build_network(network)
-    classifier = network.name == "vgg_classifier"
+    classifier = is_classifier(network)
     args = (classifier, network.out_channels, network.in_channels)
-    small = step.input_shape_vox if classifier else tuple(2 * d for d in divisor(network))
+    if network.name == "vgg_classifier":
+        small = step.input_shape_vox  # its FC layer takes this size only
+    elif classifier:
+        small = (32,) * network.spatial_dims  # global pooling: any size of 32 or more
+    else:
+        small = tuple(2 * d for d in divisor(network))
     # Warm-up: load kernels, start thread pools, grow library caches.
     warm = step.model_copy(update={"input_shape_vox": small if cold else step.input_shape_vox})
     run_steps(net, warm, *args, AllocationTracker(), torch.device("cpu"), "none", count_flops=False)

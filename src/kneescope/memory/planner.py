@@ -32,7 +32,13 @@ from kneescope.config import FROZEN
 from kneescope.errors import InputError, ResourceError
 from kneescope.memory.predict import MemoryEstimate, PeakModel, margin_for, peak_model, predict_step
 from kneescope.memory.step import OptimizerName, Precision, StepConfig
-from kneescope.models import NetworkConfig, build_network, divisor, model_fingerprint
+from kneescope.models import (
+    NetworkConfig,
+    build_network,
+    divisor,
+    is_classifier,
+    model_fingerprint,
+)
 from kneescope.models.checkpointing import Checkpointing
 from kneescope.models.registry import count_parameters
 
@@ -218,6 +224,8 @@ def sharding_advice(
     if network.name == "vgg_classifier":
         assert network.input_shape_vox is not None  # checked by NetworkConfig
         shape = tuple(network.input_shape_vox)
+    elif is_classifier(network):
+        shape = min_patch_vox or (32,) * network.spatial_dims  # global pooling: >= 32 per axis
     else:
         shape = min_patch_vox or tuple(2 * d for d in divisor(network))
     step = StepConfig(
@@ -458,7 +466,9 @@ def plan_training(
 ) -> Plan:
     """Search configurations of ``network`` for a ``input_shape_vox`` volume within a budget.
 
-    Precisions are tried in order; a later one (e.g. fp32, slower and larger than bf16) is
+    A classifier (``vgg_classifier``, ``resnet``) is planned on its whole input, never on
+    patches: only batch, precision, checkpointing and offload vary. Precisions are tried in
+    order; a later one (e.g. fp32, slower and larger than bf16) is
     searched only when no earlier one fits. (checkpointing, offload) combinations are traced
     at the full (padded) volume cheapest first, stopping at the first that fits (the
     ``full_volume`` answer); patches and batches are then searched in the first
@@ -490,9 +500,9 @@ def plan_training(
     step_budget = budget_bytes - ddp  # what one rank's step may use besides the buckets
     effective_batch = max(1, math.ceil(effective_batch / world_size))  # per rank
     div = divisor(network)
-    classifier = network.name == "vgg_classifier"
+    classifier = is_classifier(network)  # planned on its whole input: no patches
     if classifier:
-        if tuple(input_shape_vox) != network.input_shape_vox:
+        if network.name == "vgg_classifier" and tuple(input_shape_vox) != network.input_shape_vox:
             raise InputError(
                 f"classifier is built for {network.input_shape_vox}, not {input_shape_vox}; "
                 "size the preset for the input (preset(name, input_shape_vox))"

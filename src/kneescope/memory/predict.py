@@ -30,7 +30,13 @@ from kneescope.config import FROZEN
 from kneescope.io.atomic import atomic_write_text
 from kneescope.memory.step import StepConfig, run_steps
 from kneescope.memory.tracker import CATEGORIES, AllocationTracker
-from kneescope.models import NetworkConfig, build_network, count_parameters, model_fingerprint
+from kneescope.models import (
+    NetworkConfig,
+    build_network,
+    count_parameters,
+    is_classifier,
+    model_fingerprint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +144,7 @@ def _trace_uncached(
         counters = run_steps(
             net,
             step,
-            classifier=network.name == "vgg_classifier",
+            classifier=is_classifier(network),
             out_channels=network.out_channels,
             in_channels=network.in_channels,
             tracker=tracker,

@@ -11,6 +11,7 @@ from kneescope.models.registry import (
     build_network,
     count_parameters,
     divisor,
+    is_classifier,
     model_fingerprint,
     preset,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "build_network",
     "count_parameters",
     "divisor",
+    "is_classifier",
     "model_fingerprint",
     "preset",
     "vgg_parameter_count",

@@ -1,10 +1,11 @@
 """Activation checkpointing for registry networks, without changing their state dicts.
 
 ``per_block``: each block (a VGG stage; a MONAI ``Convolution``/``ResidualUnit``, U-Net basic,
-residual or up block, ``TwoConv``, ``Down``, ``UpCat``) keeps only its inputs during the
-forward pass and recomputes its inside during backward. ``selective``: the same blocks, but
-convolution outputs are saved and only the cheap element-wise ops (norms, activations,
-pooling) are recomputed: less memory saved, far less recomputation.
+residual or up block, ``TwoConv``, ``Down``, ``UpCat``, a ResNet basic or bottleneck block)
+keeps only its inputs during the forward pass and recomputes its inside during backward.
+``selective``: the same blocks, but convolution outputs are saved and only the cheap
+element-wise ops (norms, activations, pooling) are recomputed: less memory saved, far less
+recomputation.
 The blocks' ``forward`` is wrapped in place, so parameter names and model files are unchanged.
 """
 
@@ -37,9 +38,12 @@ def _block_types() -> tuple[type[nn.Module], ...]:
     from monai.networks.blocks.convolutions import Convolution, ResidualUnit
     from monai.networks.blocks.dynunet_block import UnetBasicBlock, UnetResBlock, UnetUpBlock
     from monai.networks.nets.basic_unet import Down, TwoConv, UpCat
+    from monai.networks.nets.resnet import ResNetBlock, ResNetBottleneck
 
     return (
         VGGStage,
+        ResNetBlock,
+        ResNetBottleneck,
         ResidualUnit,
         Convolution,
         UnetBasicBlock,

@@ -39,7 +39,8 @@ class ImageClassifier(nn.Module):
             num_classes=config.out_channels,
             feed_forward=False,
             act=act,
-            norm="instance" if config.norm == "instance" else "batch",
+            # affine: MONAI's ResNet initialises every norm layer's weight (none without it)
+            norm=("instance", {"affine": True}) if config.norm == "instance" else "batch",
         )
         width = config.features[-1] * (2 if config.paired else 1)
         self.dropout = nn.Dropout(config.dropout)

@@ -114,6 +114,12 @@ def divisor(config: NetworkConfig) -> tuple[int, ...]:
     return tuple(math.prod(s[a] for s in per_axis) for a in range(dims))
 
 
+def is_classifier(config: NetworkConfig) -> bool:
+    """Whether ``config`` is an image classifier (one class score vector per image: targets
+    ``(B,)``), not a segmentation network (a score per voxel)."""
+    return config.name in ("vgg_classifier", "resnet")
+
+
 def model_fingerprint(config: NetworkConfig) -> str:
     """Deterministic 16-hex-digit hash of the config (same config -> same fingerprint)."""
     return f"{config.name}-{config_hash(config)}"

@@ -107,7 +107,7 @@ def grade_knees(
             missing knee: the knee itself stands in.
         roi_spacing_mm: pixel spacing of the ROIs.
     """
-    size = model.spec.input_size_vox
+    size = model.spec.image_size_vox
     images = crop_rois(rois, roi_spacing_mm, model.spec.crop_mm, size)
     pairs = None
     if other_rois is not None:
@@ -123,7 +123,7 @@ def grade_crops(model: Classifier, images: Sequence[npt.NDArray[Any]]) -> KlPred
     for idx, image in enumerate(images):
         if np.asarray(image).ndim != 2:
             raise InputError(f"image {idx} is not a 2D greyscale image")
-    resized = resize_images([np.asarray(i) for i in images], model.spec.input_size_vox)
+    resized = resize_images([np.asarray(i) for i in images], model.spec.image_size_vox)
     return _result(predict_classes(model, resized).probabilities)
 
 

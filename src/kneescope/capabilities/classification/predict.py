@@ -107,12 +107,12 @@ def predict_logits(
     """
     classifier = model if isinstance(model, Classifier) else load_classifier(model)
     spec = classifier.spec
-    batch = torch.from_numpy(normalise_images(images, spec.input_size_vox, spec.normalisation))
+    batch = torch.from_numpy(normalise_images(images, spec.image_size_vox, spec.normalisation))
     if classifier.model_file.network.paired:
         other = batch
         if pairs is not None:
             other = torch.from_numpy(
-                normalise_images(pairs, spec.input_size_vox, spec.normalisation)
+                normalise_images(pairs, spec.image_size_vox, spec.normalisation)
             )
             if other.shape != batch.shape:
                 raise InputError(
