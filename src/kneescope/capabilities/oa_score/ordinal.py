@@ -30,12 +30,9 @@ _TINY = 1e-300
 
 
 def _sigmoid(x: Array) -> Array:
-    out: Array = np.empty_like(x)
-    pos = x >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-    ex = np.exp(x[~pos])
-    out[~pos] = ex / (1.0 + ex)
-    return out
+    from scipy.special import expit
+
+    return np.asarray(expit(x), dtype=np.float64)
 
 
 @dataclass(frozen=True)
