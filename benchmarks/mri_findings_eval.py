@@ -6,7 +6,8 @@ the detector (:func:`kneescope.biomarkers.findings.detect_findings`), on
 
 - the truth label map (``--labels truth``, every cached knee), and/or
 - the label map of the shipped segmentation model (``--labels model``, the first ``--seg``
-  knees of each stratum in file order: a smaller sample, CPU inference).
+  knees of each stratum in file order: a smaller sample, CPU inference; ``--segment-only``
+  segments and caches them without reading any truth).
 
 Each knee gives one case per compartment (medial, lateral) and finding. A finding is
 positive in the truth as :mod:`kneescope.synth.findings_truth` defines it (full-thickness
@@ -58,6 +59,20 @@ def segment(image: Volume, side: str) -> Volume:
 _SEGMENTER: Any = None
 
 
+def model_labels(npz: Path, doc: dict[str, Any]) -> Volume:
+    """The shipped model's label map of a cached knee (segmented once, cached beside it as
+    ``<key>.model-labels.npz``)."""
+    cache = npz.with_suffix(".model-labels.npz")
+    meta = {"side": doc["side"]}
+    if cache.exists():
+        z = np.load(cache)
+        return Volume(z["labels"], z["affine"], meta)
+    z = np.load(npz)
+    labels = segment(Volume(z["image"], z["affine"], meta), doc["side"])
+    np.savez_compressed(cache, labels=labels.array, affine=labels.affine_ras)
+    return labels
+
+
 def knee_features(npz: Path, doc: dict[str, Any], source: str) -> dict[str, float]:
     """Detector output + measured extrusion of one cached knee on ``source`` labels."""
     z = np.load(npz)
@@ -65,7 +80,7 @@ def knee_features(npz: Path, doc: dict[str, Any], source: str) -> dict[str, floa
     image = Volume(z["image"], z["affine"], meta)
     labels = Volume(z["labels"], z["affine"], meta)
     if source == "model":
-        labels = segment(image, doc["side"])
+        labels = model_labels(npz, doc)
     measured = measure_knee(labels, doc["side"], with_maps=False).values
     found = detect_findings(image.array, labels.array, labels.affine_ras, measured)
     for c in COMPARTMENTS:
@@ -135,9 +150,13 @@ def main() -> None:
     ap.add_argument("--seg", type=int, default=2, help="model labels: knees per stratum")
     ap.add_argument("--tune", action="store_true", help="choose thresholds (validation only)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--segment-only",
+        action="store_true",
+        help="model labels: only segment and cache the sample's knees (no truth is read)",
+    )
     args = ap.parse_args()
     docs = sorted(args.data.glob("*.json"))
-    docs = [d for d in docs if not d.name.endswith(".found.json")]
     rows: list[dict[str, Any]] = []
     per_stratum: dict[str, int] = {}
     cpu = 0.0
@@ -149,15 +168,17 @@ def main() -> None:
             if per_stratum.get(stratum, 0) >= args.seg:
                 continue
             per_stratum[stratum] = per_stratum.get(stratum, 0) + 1
-        cache = path.with_suffix(f".{args.labels}.found.json")
-        if cache.exists():
-            found = json.loads(cache.read_text())
-        else:
-            t0 = time.process_time()
-            found = knee_features(path.with_suffix(".npz"), doc, args.labels)
+        t0 = time.process_time()
+        if args.segment_only:
+            model_labels(path.with_suffix(".npz"), doc)
             cpu += time.process_time() - t0
-            cache.write_text(json.dumps(found))
+            print(f"{path.stem} segmented ({cpu:.0f} s cpu so far)", flush=True)
+            continue
+        found = knee_features(path.with_suffix(".npz"), doc, args.labels)
+        cpu += time.process_time() - t0
         rows.append({"key": path.stem, "severity": d, "truth": doc["truth"], "found": found})
+    if args.segment_only:
+        return
     cfg = FindingsConfig()
     report: dict[str, Any] = {
         "data": str(args.data),
