@@ -42,8 +42,12 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "kl_probability_*",
     # radiograph joint space width (minimum, per compartment)
     "mjsw_*_mm",
-    # MRI cartilage and meniscus biomarkers (measure)
+    # MRI cartilage and meniscus biomarkers (measure): mean thickness per plate, and the
+    # central (weight-bearing) medial and lateral femorotibial compartments of Wirth-Eckstein
+    # 2008, where OA thins cartilage first (chosen on validation seed 16002: docs)
     "*_cartilage_thickness_mean_mm",
+    "we2008_c[ML]FTC_ThCtAB_mm",
+    "we2008_c[ML]FTC_dABp_pct",
     "*_denuded_bone_area_mm2",
     "*_meniscus_extrusion_mm",
     "*_tibial_coverage_pct",
