@@ -43,11 +43,14 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     # radiograph joint space width (minimum, per compartment)
     "mjsw_*_mm",
     # MRI cartilage and meniscus biomarkers (measure): mean thickness per plate, and the
-    # central (weight-bearing) medial and lateral femorotibial compartments of Wirth-Eckstein
-    # 2008, where OA thins cartilage first (chosen on validation seed 16002: docs)
+    # central (weight-bearing) subregions of Wirth-Eckstein 2008 - central medial/lateral
+    # tibia cMT/cLT, central-central medial/lateral femur ccMF/ccLF - where OA thins
+    # cartilage first: mean thickness and denuded share (chosen on validation seed 16002)
     "*_cartilage_thickness_mean_mm",
-    "we2008_c[ML]FTC_ThCtAB_mm",
-    "we2008_c[ML]FTC_dABp_pct",
+    "we2008_c[ML]T_ThCtAB_mm",
+    "we2008_cc[ML]F_ThCtAB_mm",
+    "we2008_c[ML]T_dABp_pct",
+    "we2008_cc[ML]F_dABp_pct",
     "*_denuded_bone_area_mm2",
     "*_meniscus_extrusion_mm",
     "*_tibial_coverage_pct",
