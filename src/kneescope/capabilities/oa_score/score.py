@@ -375,7 +375,10 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a[ok], b[ok]).statistic)
 
 
-def _frame(kf: KneeFeatures, pred: dict[str, np.ndarray], grades: np.ndarray, fold: np.ndarray):  # type: ignore[no-untyped-def]
+def _frame(
+    kf: KneeFeatures, pred: dict[str, np.ndarray], grades: np.ndarray, fold: np.ndarray
+) -> pd.DataFrame:
+    """The per-knee score table: the knee keys and :data:`SCORE_COLUMNS`."""
     import pandas as pd
 
     out = kf.knees.loc[:, list(KNEE_KEYS)].reset_index(drop=True).copy()
@@ -410,7 +413,7 @@ def fit_score(
     if known.sum() < 20 or n_subjects < 2:
         raise InputError(
             f"{int(known.sum())} knee-visits of {n_subjects} subjects have a reader KL grade "
-            f"({TARGET}) in the catalog; fitting a score needs at least 20 of 2 subjects "
+            f"({TARGET}) in the catalog; fitting a score needs at least 20, of 2 subjects or more "
             "(ingest the clinical tables, or apply a saved model with -m)"
         )
     if np.unique(grades[known]).size < 2:
