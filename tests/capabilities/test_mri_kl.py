@@ -161,3 +161,11 @@ def test_mri_klg_step_writes_the_calibrated_columns(trained: Path, tmp_path: Pat
     assert np.allclose(got, expected)
     assert result.values["mri_kl_index"] == int(np.argmax(expected))
     assert result.values["mri_kl_label"] == str(int(np.argmax(expected)))
+
+
+def test_mri_klg_is_a_registered_step() -> None:
+    from kneescope.capabilities.classification.mri_klg_step import MriKlGrade
+    from kneescope.cohort.step_registry import step_class
+
+    assert step_class("mri_klg") is MriKlGrade
+    assert MriKlGrade.reads == ("image",)
