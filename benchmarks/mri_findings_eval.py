@@ -203,6 +203,16 @@ def main() -> None:
             entry["at_tuned"] = rates(truth, call(size, tuned, strict))
         if finding in ("ftd", "bml"):
             entry["grade_agreement"] = grade_agreement(rows, finding)
+        entry["cases"] = [
+            [
+                r["key"],
+                c,
+                r["truth"][f"finding_{finding}_{c}"],
+                r["found"][SIZE[finding][0].format(c=c)],
+            ]
+            for r in rows
+            for c in COMPARTMENTS
+        ]
         report["findings"][finding] = entry
         line = (
             f"  {finding:9s} thr {threshold:7.2f}  pos {r['positives']:3d} neg {r['negatives']:3d}"

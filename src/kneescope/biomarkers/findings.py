@@ -31,8 +31,8 @@ and mm^3, so independent of the grid).
   least :attr:`~FindingsConfig.tear_relative_intensity` (meniscus ~0.1, fluid in a cleft
   ~1-2); their volume ``tear_<c>_volume_mm3``. Present at
   :attr:`~FindingsConfig.tear_volume_mm3`.
-- Meniscal extrusion (``extrusion``): ``<c>_meniscus_extrusion_mm`` (mid-coronal, as
-  measured) above :attr:`~FindingsConfig.extrusion_mm` (3 mm).
+- Meniscal extrusion (``extrusion``, > 3 mm): ``<c>_meniscus_extrusion_mm`` (mid-coronal,
+  as measured) above :attr:`~FindingsConfig.extrusion_mm`.
 
 The medial side of the knee is told by the medial tibial cartilage (label 4): a voxel is
 medial when it lies on the medial plate's side of the plane halfway between the two tibial
@@ -51,8 +51,6 @@ from scipy import ndimage
 from kneescope.config import FROZEN
 from kneescope.synth.findings_truth import (
     COMPARTMENTS,
-    DEFECT_MIN_MM2,
-    EXTRUSION_MIN_MM,
     SUBCHONDRAL_DEPTH_MM,
     defect_values,
     size_grade,
@@ -75,12 +73,19 @@ CARTILAGE = (2, 4, 5, 7)
 
 
 class FindingsConfig(BaseModel):
-    """Detection thresholds (see the module doc; defaults chosen on validation knees).
+    """Detection thresholds (see the module doc).
+
+    The size thresholds are the ones with the best sensitivity at specificity >= 0.90 on
+    validation knees (26 synthetic knees of seed 16002 on the DEMO grid, truth label maps:
+    ``benchmarks/mri_findings_eval.py --tune``), so that a true finding as
+    :mod:`kneescope.synth.findings_truth` defines it is called (a label map loses thin
+    cartilage at a defect's rim, so a true defect of >= 10 mm^2 measures larger there).
 
     Attributes:
         defect_area_mm2: measured denuded area (mm^2) from which a full-thickness defect
-            counts as present.
-        extrusion_mm: measured mid-coronal extrusion (mm) above which extrusion is present.
+            (>= 10 mm^2 in truth) counts as present.
+        extrusion_mm: measured mid-coronal extrusion (mm) above which extrusion (> 3 mm in
+            truth) counts as present.
         bml_relative_intensity: voxel intensity / median cartilage intensity of lesion voxels.
         bml_edge_mm: lesion voxels lie at least this far inside the bone (partial volume
             with the cartilage at the bone's surface is bright too).
@@ -91,13 +96,13 @@ class FindingsConfig(BaseModel):
 
     model_config = FROZEN
 
-    defect_area_mm2: float = Field(default=DEFECT_MIN_MM2, ge=0.0)
-    extrusion_mm: float = EXTRUSION_MIN_MM
+    defect_area_mm2: float = Field(default=30.0, ge=0.0)
+    extrusion_mm: float = 2.85
     bml_relative_intensity: float = Field(default=0.55, gt=0.0)
     bml_edge_mm: float = Field(default=1.5, ge=0.0)
-    bml_volume_mm3: float = Field(default=20.0, ge=0.0)
+    bml_volume_mm3: float = Field(default=60.0, ge=0.0)
     tear_relative_intensity: float = Field(default=0.5, gt=0.0)
-    tear_volume_mm3: float = Field(default=2.0, ge=0.0)
+    tear_volume_mm3: float = Field(default=1.6, ge=0.0)
 
 
 def _spacing(affine: npt.NDArray[np.float64]) -> tuple[float, float, float]:
