@@ -260,3 +260,42 @@ def test_oa_score_cohort_step_fits_on_the_run_and_joins_another(
     assert spearmanr(known["oa_score"], known["D"]).statistic > 0.85
     # nothing changed: skipped
     assert run_cohort_steps([config], rows, run_dir, view).skipped == ("oa_score",)
+
+
+@pytest.mark.slow  # a real synthetic cohort through two pipelines: minutes
+def test_oa_score_on_real_pipeline_runs_of_a_synthetic_cohort(tmp_path: Path) -> None:
+    """synth -> ingest -> a radiograph run (locate_knee, kl_grade, xray_jsw) -> an MRI run
+    (load_labels, measure) ending with the oa_score cohort step joined with the radiograph
+    run; then `kneescope score` on the same runs. Checked against the truth table."""
+    ws = tmp_path / "ws"
+    synth = tmp_path / "synth"
+    _cli(["synth", "-o", str(synth), "-n", "6", "--seed", "16003", "--json"])
+    _cli(["ingest", str(synth), "-w", str(ws), "-j", "1", "--json"])
+    (ws / "xray.toml").write_text(
+        'name = "xray"\n[items]\nunit = "radiograph_knee"\ncatalog = { kind = "radiograph" }\n'
+        + "".join(f'[[steps]]\nname = "{s}"\n' for s in ("locate_knee", "kl_grade", "xray_jsw"))
+    )
+    (ws / "mri.toml").write_text(
+        'name = "mri"\n[items]\ncatalog = { sequence = "DESS" }\n'
+        '[[steps]]\nname = "load_labels"\n[[steps]]\nname = "measure"\n'
+        '[[cohort_steps]]\nname = "oa_score"\noptions = { join_runs = ["xray"] }\n'
+    )
+    _cli(["run", "-c", str(ws / "xray.toml"), "-w", str(ws), "--json"])
+    run, _ = _cli(["run", "-c", str(ws / "mri.toml"), "-w", str(ws), "--json"])
+    assert run["done"] == 24 and run["cohort_steps_ran"] == ["oa_score"]
+    (entry,) = json.loads((ws / "runs" / "mri" / RESULTS_FILE).read_text())["steps"]
+    assert entry["ok"] and entry["values"]["knees"] == 24
+    assert entry["values"]["catalog_run"] == "mri+xray.oa_score"
+    assert "kl_expected_grade" in entry["values"]["features"]
+    assert "medial_tibial_cartilage_thickness_mean_mm" in entry["values"]["features"]
+    truth = pd.read_csv(synth / "truth" / "knee_truth.csv", dtype={"ParticipantID": str})
+    truth = truth.rename(columns={"ParticipantID": "subject", "Visit": "visit", "Side": "side"})
+    scores = pd.read_csv(
+        ws / "runs" / "mri" / "cohort" / "oa_score" / "oa_scores.csv", dtype={"subject": str}
+    ).merge(truth, on=["subject", "visit", "side"])
+    assert len(scores) == 24 and (scores["oa_reader_kl"] == scores["KLG"]).all()
+    assert spearmanr(scores["oa_score"], scores["Severity"]).statistic > 0.5
+    listed, _ = _cli(["results", "-w", str(ws), "--json"])
+    assert "mri+xray.oa_score" in [r["name"] for r in listed]
+    payload, _ = _cli(["score", "--run", "mri", "--run", "xray", "-w", str(ws), "--json"])
+    assert payload["knees"] == 24 and payload["features"] == entry["values"]["features"]
