@@ -7,7 +7,9 @@ Each is prepared exactly as the ``mri_klg`` step prepares a loaded MRI
 of view resampled to the working grid, z-score normalised) and the network
 (``mri_kl.mri_kl_network()``) is trained by the engine (AdamW, cosine schedule, fp32 on the
 CPU, checkpoints every ``--checkpoint-every`` iterations; a second call resumes). The model
-file keeps the temperature fitted on the validation set. Usage::
+file keeps the temperature fitted on the validation set; then the prior correction
+(:func:`prior_correction`, kept only when it helps on validation; ``--calibrate-only`` runs
+just that on a finished model). Usage::
 
     OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python benchmarks/mri_kl_train.py \
         --data /work/data16/A/knees --run /work/data16/A/run \
@@ -82,6 +84,13 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=10)
     parser.add_argument("--stop-after", type=int, default=None)
     parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument("--init", type=Path, default=None, help="start from this model file")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument(
+        "--calibrate-only",
+        action="store_true",
+        help="only the prior correction and temperature of the finished --model",
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     train = VolumeClassificationData(
@@ -100,13 +109,17 @@ def main() -> None:
         validation,
         orientation=MRI_ORIENTATION,
         seed=args.seed,
+        init_path=args.init,
     )
+    if args.calibrate_only:
+        prior_correction(args.model, task, train.labels)
+        return
     config = EngineConfig(
         iterations=args.iterations,
         batch_size=args.batch,
         lr=args.lr,
         schedule="cosine",
-        warmup_iterations=10,
+        warmup_iterations=args.warmup,
         precision="fp32",
         validate_every=args.validate_every,
         checkpoint_every=args.checkpoint_every,
@@ -137,6 +150,53 @@ def main() -> None:
     if result.metrics is not None:
         print(json.dumps({k: v for k, v in result.metrics.values.items() if k != "confusion"}))
         print("confusion", result.metrics.values.get("confusion"))
+    if result.model_path is not None:
+        prior_correction(result.model_path, task, train.labels)
+
+
+def prior_correction(path: Path, task: VolumeClassificationTask, train_labels: np.ndarray) -> None:
+    """Balanced sampling trains for equal class frequencies; the cohort's are skewed. Adding
+    the log of the training set's class frequencies to the head's bias restores them (a
+    prior shift, not fitted on anything but the training labels). Kept only when it raises
+    the validation quadratic kappa (then accuracy); the temperature is then refitted on the
+    validation set and the model file rewritten with the new temperature and metrics."""
+    import torch
+
+    from kneescope.capabilities.classification.task import calibrated_metrics
+    from kneescope.models.model_file import ModelFile, load_model_file, save_model_file
+
+    model = load_model_file(path)
+    net = model.build("cpu")
+    logits = task.logits(net, torch.device("cpu"))
+    truth = torch.from_numpy(np.asarray(task._val_y))
+    prior = np.bincount(train_labels, minlength=len(task.classes)) / len(train_labels)
+    shift = torch.from_numpy(np.log(np.maximum(prior, 1e-3)) + np.log(len(prior))).float()
+    plain = calibrated_metrics(logits, truth, len(task.classes))
+    shifted = calibrated_metrics(logits + shift, truth, len(task.classes))
+
+    def key(m: object) -> tuple[float, float]:
+        v = m.values  # type: ignore[attr-defined]
+        return (float(v["quadratic_kappa"]), float(v["accuracy"]))
+
+    report = {
+        "without": {k: plain.values[k] for k in ("accuracy", "quadratic_kappa", "ece")},
+        "with": {k: shifted.values[k] for k in ("accuracy", "quadratic_kappa", "ece")},
+        "log_prior_shift": shift.tolist(),
+    }
+    print("prior correction on validation:", json.dumps(report), flush=True)
+    if key(shifted) <= key(plain):
+        print("kept the model as trained (no prior correction)")
+        return
+    state = dict(model.state_dict)
+    state["head.bias"] = state["head.bias"] + shift
+    spec = {**model.spec, "temperature": shifted.values["temperature"]}
+    metrics = {"score": shifted.score, "values": dict(shifted.values)}
+    training = {**model.training, "prior_correction": report}
+    corrected = ModelFile(
+        model.kind, model.network, spec, state, model.data_fingerprint, metrics, training
+    )
+    save_model_file(corrected, path)
+    print(f"prior correction kept; temperature {spec['temperature']:.3f}; rewrote {path}")
 
 
 def _concat(

@@ -129,14 +129,21 @@ def _classifier_rows(model: ModelFile) -> list[tuple[str, str]]:
     spec = model.spec
     net = model.network
     crop = spec.get("crop_mm")
+    orientation = spec.get("orientation")
+    if orientation is not None:  # a volume classifier: the whole volume, reoriented
+        what = "one 3D volume"
+        view = (
+            f"the whole volume, reoriented to {orientation} (a left knee mirrored) and "
+            "resampled to the input"
+        )
+    else:
+        what = "paired: each image with its pair" if net.paired else "one image"
+        view = "-" if crop is None else f"{_num(crop, 1)} mm square"
     return [
-        (
-            "kind",
-            f"{model.kind} ({'paired: each image with its pair' if net.paired else 'one image'})",
-        ),
+        ("kind", f"{model.kind} ({what})"),
         ("classes", ", ".join(str(c) for c in spec.get("classes", ()))),
         ("input", _vox(spec.get("input_size_vox"))),
-        ("field of view", "-" if crop is None else f"{_num(crop, 1)} mm square"),
+        ("field of view", view),
         ("temperature", _num(spec.get("temperature", 1.0))),
     ]
 

@@ -9,6 +9,7 @@ scaling on the validation set.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -18,8 +19,9 @@ from kneescope.capabilities.classification.grade_metrics import ordinal_targets
 from kneescope.capabilities.classification.spec import KIND, ClassificationSpec
 from kneescope.capabilities.classification.task import calibrated_metrics
 from kneescope.capabilities.classification.volume_data import VolumeClassificationData
-from kneescope.errors import ConfigError, InputError
+from kneescope.errors import ConfigError, InputError, ModelError
 from kneescope.models import NetworkConfig
+from kneescope.models.model_file import load_model_file
 from kneescope.training.task import Metrics, TaskBatch
 from kneescope.transforms.intensity import NormalisationConfig
 
@@ -62,6 +64,8 @@ class VolumeClassificationTask:
         ordinal_sigma: width of the ordinal soft targets, in grades.
         balanced_sampling: draw training volumes class-balanced.
         seed: seeds sampling and augmentation.
+        init_path: a ``classification`` model file of the same network whose weights start
+            the training (a second stage, fine-tuning); ``None``: fresh weights.
 
     Raises:
         InputError: empty sets, or sets whose classes or grids differ.
@@ -84,6 +88,7 @@ class VolumeClassificationTask:
         shift_vox: int = 4,
         intensity: float = 0.1,
         seed: int = 0,
+        init_path: Path | None = None,
     ) -> None:
         self.classes = tuple(train.classes)
         _check(train, self.classes, "training")
@@ -107,6 +112,7 @@ class VolumeClassificationTask:
         self.orientation = orientation
         self.normalisation = normalisation or NormalisationConfig()
         self.seed = seed
+        self.init_path = init_path
         self.shift_vox = shift_vox
         self.intensity = intensity
         self.balanced_sampling = balanced_sampling
@@ -174,6 +180,23 @@ class VolumeClassificationTask:
         """Accuracy, quadratic kappa, AUC(>= 2), temperature and ECE on the validation set."""
         return calibrated_metrics(self.logits(network, device), self._val_y, len(self.classes))
 
+    def initialise(self, network: torch.nn.Module) -> None:
+        """Start from ``init_path``'s weights, if given.
+
+        Raises:
+            ModelError: the file is missing, of another kind, or of another network.
+        """
+        if self.init_path is None:
+            return
+        start = load_model_file(self.init_path, kind=KIND)
+        if start.network != self.network:
+            raise ModelError(
+                f"{self.init_path}: its network ({start.network.name}, features "
+                f"{start.network.features}) is not the one being trained; start from a model "
+                "of the same network"
+            )
+        network.load_state_dict(start.state_dict)
+
     def model_spec(self, metrics: Metrics | None) -> dict[str, Any]:
         """The ``classification`` spec: classes, 3D grid, orientation, normalisation and the
         temperature fitted on the validation set."""
@@ -193,6 +216,7 @@ class VolumeClassificationTask:
                 "balanced_sampling": self.balanced_sampling,
                 "shift_vox": self.shift_vox,
                 "intensity": self.intensity,
+                "init_weights": None if self.init_path is None else str(self.init_path),
                 "train_volumes": self.train_size,
                 "validation_volumes": self.val_size,
             }
