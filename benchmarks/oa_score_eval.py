@@ -7,7 +7,7 @@ severity, and time a 10,000-knee fit + application.
         [--json OUT.json] [--figure OUT.png]
 
     # fit + application of 10,000 knee-visits (5-fold CV + the full model + scoring)
-    .venv/bin/python benchmarks/oa_score_eval.py timing [--knees 10000]
+    .venv/bin/python benchmarks/oa_score_eval.py timing [--knees 10000] [--features 12]
 
 ``eval`` fits the score exactly as ``kneescope score`` does (features by column name, the
 readers' KL grades ``XRKL`` from WS's catalog, subject-grouped 5-fold cross-validation) and
@@ -216,6 +216,7 @@ def main() -> None:
     ev.add_argument("--figure", type=Path)
     tm = sub.add_parser("timing")
     tm.add_argument("--knees", type=int, default=10000)
+    tm.add_argument("--features", type=int, default=12)
     tm.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.command == "eval":
@@ -230,7 +231,7 @@ def main() -> None:
         )
     else:
         timing(200)  # warm the imports (sklearn, scipy) so that the figure is the work itself
-        out = timing(args.knees)
+        out = timing(args.knees, args.features)
     text = json.dumps(out, indent=2, default=str)
     print(text)
     if args.json:
