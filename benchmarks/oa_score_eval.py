@@ -19,6 +19,8 @@ compares its **out-of-fold** score with the generator's latent severity ``Severi
   count against a feature), and ``best_single``;
 * ``kl_grade``: Spearman of the reader's KL grade with the severity (the grade ties every
   knee of one grade, so inside a grade it says nothing);
+* ``kl_grade_refined_by_score``: the reader's grade with its ties broken by the score (what
+  the score adds to a known grade);
 * ``within_klg``: per KL grade, the score's Spearman with the severity among the knees of
   that grade (and the best single feature's there);
 * ``ece_kl2_oof`` (10 bins) and ``auc_kl2_oof`` of P(KL >= 2); the coefficients.
@@ -118,6 +120,12 @@ def evaluate(
             "best_single_feature": best_inside[1],
         }
     rho = _spearman(score[use], severity[use])
+    # the reader's grade with its ties broken by the score (rank inside the grade in (0, 1))
+    refined = np.full(len(score), np.nan)
+    for grade in np.unique(grades[use]):
+        inside = np.nonzero(use & (grades == grade))[0]
+        order = np.argsort(np.argsort(score[inside]))
+        refined[inside] = grade + (order + 1) / (len(inside) + 1)
     summary = {
         "workspace": str(ws.root),
         "runs": runs,
@@ -133,6 +141,7 @@ def evaluate(
         "best_single": {"feature": best_name, "spearman": singles[best_name]},
         "margin_over_best_single": rho - singles[best_name],
         "kl_grade": _spearman(grades[use], severity[use]),
+        "kl_grade_refined_by_score": _spearman(refined[use], severity[use]),
         "within_klg": within,
         "ece_kl2_oof": result.summary.get("ece_kl2_oof"),
         "auc_kl2_oof": result.summary.get("auc_kl2_oof"),
