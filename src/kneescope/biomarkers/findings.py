@@ -97,12 +97,12 @@ class FindingsConfig(BaseModel):
     model_config = FROZEN
 
     defect_area_mm2: float = Field(default=30.0, ge=0.0)
-    extrusion_mm: float = 2.85
+    extrusion_mm: float = 2.83
     bml_relative_intensity: float = Field(default=0.55, gt=0.0)
     bml_edge_mm: float = Field(default=1.5, ge=0.0)
     bml_volume_mm3: float = Field(default=60.0, ge=0.0)
-    tear_relative_intensity: float = Field(default=0.5, gt=0.0)
-    tear_volume_mm3: float = Field(default=1.6, ge=0.0)
+    tear_relative_intensity: float = Field(default=0.8, gt=0.0)
+    tear_volume_mm3: float = Field(default=0.9, ge=0.0)
 
 
 def _spacing(affine: npt.NDArray[np.float64]) -> tuple[float, float, float]:
