@@ -299,3 +299,35 @@ def test_oa_score_on_real_pipeline_runs_of_a_synthetic_cohort(tmp_path: Path) ->
     assert "mri+xray.oa_score" in [r["name"] for r in listed]
     payload, _ = _cli(["score", "--run", "mri", "--run", "xray", "-w", str(ws), "--json"])
     assert payload["knees"] == 24 and payload["features"] == entry["values"]["features"]
+
+
+def test_clinical_covariates_come_from_the_catalog(
+    big: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    """Age (V00AGE, carried to later visits), sex (P02SEX 2 = female) and BMI (P01BMI) of
+    each knee-visit, read from an ingested OAI-style table; a subject without them: NaN."""
+    from kneescope.capabilities.oa_score.features import knee_features
+    from kneescope.capabilities.oa_score.score import clinical_covariates
+
+    ws, truth = big
+    subjects = sorted(truth["subject"].unique())
+    lines = ["ID,P02SEX,V00AGE,P01BMI"]
+    lines += [f"{s},{1 + i % 2},{50 + i},{25.5 + i}" for i, s in enumerate(subjects[:-1])]
+    table = tmp_path / "allclinical.csv"
+    table.write_text("\n".join(lines) + "\n")
+    _cli(["ingest", str(table), "--kind", "clinical", "-w", str(ws)])
+    knees = knee_features([pd.read_parquet(ws / "runs" / "mri" / "results.parquet")]).knees
+    view = CatalogView(f"sqlite:///{ws / 'catalog.sqlite'}", ws)
+    covariates = clinical_covariates(view, knees)
+    for i, subject in enumerate(subjects[:-1]):
+        rows = covariates[knees["subject"] == subject]
+        assert len(rows) == 4  # two knees at V00 and V01
+        assert (rows["age_years"] == 50 + i).all()
+        assert (rows["sex_female"] == (1.0 if i % 2 else 0.0)).all()
+        assert rows["bmi_kg_m2"].to_numpy() == pytest.approx([25.5 + i] * 4)
+    assert covariates[knees["subject"] == subjects[-1]].isna().all().all()
+    payload, _ = _cli(
+        ["score", "--run", "mri", "--run", "xray", "--clinical", "--no-store", "-w", str(ws),
+         "--json"]
+    )  # fmt: skip
+    assert {"age_years", "sex_female", "bmi_kg_m2"} <= set(payload["features"])
