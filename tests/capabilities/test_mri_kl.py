@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from kneescope.capabilities.classification.kl import KL_CLASSES
 from kneescope.capabilities.classification.mri_kl import (
@@ -169,3 +170,24 @@ def test_mri_klg_is_a_registered_step() -> None:
 
     assert step_class("mri_klg") is MriKlGrade
     assert MriKlGrade.reads == ("image",)
+
+
+def test_a_second_stage_starts_from_the_first_stages_weights(trained: Path) -> None:
+    from kneescope.errors import ModelError
+    from kneescope.models import build_network
+    from kneescope.models.model_file import load_model_file
+
+    rng = np.random.default_rng(2)
+    knees = [_knee(g, rng) for g in range(5)]
+    data = VolumeClassificationData(
+        _prepared(knees, ["right"] * 5), np.arange(5, dtype=np.int64), KL_CLASSES
+    )
+    task = VolumeClassificationTask(TINY, data, data, orientation="RIA", init_path=trained)
+    net = build_network(TINY)
+    task.initialise(net)
+    saved = load_model_file(trained).state_dict
+    assert all(torch.equal(v, saved[k]) for k, v in net.state_dict().items())
+    wider = TINY.model_copy(update={"features": (8, 8, 8, 8)})
+    other = VolumeClassificationTask(wider, data, data, orientation="RIA", init_path=trained)
+    with pytest.raises(ModelError, match="not the one being trained"):
+        other.initialise(build_network(wider))
