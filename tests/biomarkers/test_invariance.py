@@ -69,6 +69,7 @@ def assert_same(a: KneeMeasurements, b: KneeMeasurements) -> None:
         assert b.qc["qc_ok"] == a.qc["qc_ok"]
 
 
+@pytest.mark.slow  # the flipped-axis and rigid-rotation invariances stay in the default suite
 @SETTINGS
 @given(perm=st.permutations([0, 1, 2]))
 def test_axis_permutation_with_permuted_spacing(

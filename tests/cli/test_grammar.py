@@ -224,6 +224,7 @@ def test_old_and_new_spellings_parse(
         assert ctx.params[key] == value
 
 
+@pytest.mark.slow  # three measure runs; the shared grammar rules are checked by default
 def test_measure_positional_and_input_options_add_up(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -168,6 +168,7 @@ def test_setup_runs_once_per_worker_process(
         assert (per_pid == 1).all()
 
 
+@pytest.mark.slow  # the single-death retry (test_worker_that_dies_has_its_item_retried) is default
 def test_items_whose_workers_keep_dying_are_retried_then_failed(tmp_path: Path) -> None:
     """Past Dask's allowed failures (0 here) the runner counts an attempt and resubmits, up to
     max_attempts; an item that always kills its worker ends failed with the reason."""

@@ -59,7 +59,13 @@ def test_nnunet_class_preset_is_big_enough() -> None:
     assert divisor(config) == (32, 32, 32)
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n == "unet3d-nnunet" else n  # 30 M parameters
+        for n in sorted(PRESETS)
+    ],
+)
 def test_presets_run_forward_on_divisible_input(name: str) -> None:
     config = preset(name)
     if config.name == "vgg_classifier":

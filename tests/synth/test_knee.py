@@ -210,7 +210,7 @@ def test_any_sampled_knee_is_seated_without_bone_contact(seed: int, klg: int) ->
     assert 0.0 < gaps["lateral"] < 2.0 * cart + 1.0
 
 
-@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("seed", [0, pytest.param(3, marks=pytest.mark.slow)])
 def test_extrusion_truth_matches_geometry(seed: int) -> None:
     """In the coronal plane through each compartment centre, the meniscus edge lies the
     extrusion beyond the tibial rim (rim taken 3 mm below the plateau surface)."""

@@ -124,7 +124,9 @@ def test_no_lesions_or_tears_below_kl2(klg: int) -> None:
         assert p.marrow_lesions == () and p.meniscal_tears == ()
 
 
-@pytest.mark.parametrize(("klg", "lo", "hi"), [(2, 0.3, 0.7), (4, 0.7, 0.97)])
+@pytest.mark.parametrize(
+    ("klg", "lo", "hi"), [(2, 0.3, 0.7), pytest.param(4, 0.7, 0.97, marks=pytest.mark.slow)]
+)
 def test_sampled_frequency_grows_with_kl_grade(klg: int, lo: float, hi: float) -> None:
     draws = [sample_knee_params(np.random.default_rng(s), klg=klg) for s in range(150)]
     bml = np.mean([bool(p.marrow_lesions) for p in draws])

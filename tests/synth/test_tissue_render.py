@@ -79,6 +79,7 @@ def test_dess_tissue_signal_follows_the_contrast_table(dess: KneeSample) -> None
     assert med["medial_meniscus"] < 0.6 * marrow and med["tendon"] < 0.6 * marrow
 
 
+@pytest.mark.slow  # three full renders (~4 s); the DESS tissue order is checked by default
 def test_contrast_switch_changes_the_tissue_order(dess: KneeSample) -> None:
     t1_sample = _render("t1-gre", bias_strength=0.0, noise_sigma=0.02)
     t1 = _medians(t1_sample)
