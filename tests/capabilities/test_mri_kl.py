@@ -191,3 +191,23 @@ def test_a_second_stage_starts_from_the_first_stages_weights(trained: Path) -> N
     other = VolumeClassificationTask(wider, data, data, orientation="RIA", init_path=trained)
     with pytest.raises(ModelError, match="not the one being trained"):
         other.initialise(build_network(wider))
+
+
+@pytest.mark.slow
+def test_the_shipped_model_grades_unseen_synthetic_knees_near_their_truth() -> None:
+    """kl-mri-synth (weights_only model file, float16 weights) on three knees of a cohort seed
+    used for nothing else (16150): a right KL 3, a left KL 0 and a left KL 4 knee, rendered on
+    the small grid. Each within one grade of the truth; P(KL >= 2) on the right side of 0.5."""
+    from kneescope.synth.cohort import CohortSpec, plan_subject
+    from kneescope.synth.knee import render_knee
+    from kneescope.synth.params import SMALL
+
+    model = load_mri_kl_model("kl-mri-synth")
+    spec = CohortSpec(subjects=3, seed=16150, visits=("V00",))
+    for index, side in ((2, "right"), (2, "left"), (1, "left")):
+        state = plan_subject(spec, index).knees[side][0]
+        image = render_knee(state.params, SMALL).image
+        graded = grade_volumes(model, [image], [side])
+        assert abs(int(graded.grades[0]) - state.klg) <= 1, (index, side, graded.grades)
+        p_oa = float(graded.probabilities[0, 2:].sum())
+        assert (p_oa > 0.5) == (state.klg >= 2), (index, side, p_oa)
