@@ -168,10 +168,11 @@ def _xray(cohort_dir: Path, out: Path) -> dict[tuple[str, str], np.ndarray]:
     result: dict[tuple[str, str], np.ndarray] = {}
     with (out / "xray_knees.csv").open(newline="") as fh:
         for row in csv.DictReader(fh):
-            pid = films.get(str(Path(row["film"]).resolve()))
-            if pid is None or row.get("kl_probability_0", "") == "":
-                continue
-            probs = np.array([float(row[f"kl_probability_{k}"]) for k in range(5)])
+            film = Path(row["film"]).resolve()  # a file of the film's series folder
+            pid = films.get(str(film)) or films.get(str(film.parent))
+            if pid is None or row.get("kl_p0", "") == "":
+                continue  # not located or not gradable
+            probs = np.array([float(row[f"kl_p{k}"]) for k in range(5)])
             result[(pid, row["knee_side"])] = probs
     return result
 
