@@ -3,6 +3,7 @@ whole input (never cut into patches) and its residual blocks can be checkpointed
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from kneescope.models import NetworkConfig, build_network
@@ -54,3 +55,16 @@ def test_the_planner_fits_a_whole_volume_training_step_in_11_gb() -> None:
     assert plan.full_volume.patch_size == (160, 384, 384)
     assert plan.full_volume.required_bytes <= 11 * 10**9
     assert all(c.patch_size == (160, 384, 384) for c in plan.candidates)
+
+
+@pytest.mark.slow  # ~15 s: a real training step in a fresh process
+def test_the_3d_classifier_step_is_predicted_within_10_percent_of_the_cpu_rss() -> None:
+    """The shipped network's training step (fp32: this CPU has no native bf16, Adam, batch
+    2, on the shipped model's 48x128x128 grid) measured in a fresh process against the
+    prediction; benchmarks/mri_kl_memory.py does the same on the whole 160x384x384 volume."""
+    from kneescope.memory import StepConfig, measure_cpu, predict_step
+
+    step = StepConfig(input_shape_vox=(48, 128, 128), batch_size=2, precision="fp32")
+    measured = measure_cpu([(SHIPPED, step)])[0]
+    predicted = predict_step(SHIPPED, step).peak_bytes
+    assert 0.9 <= predicted / measured.peak_rss_bytes <= 1.1, (predicted, measured)
