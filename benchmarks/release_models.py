@@ -97,7 +97,7 @@ class ReleaseSpec(BaseModel):
 DOCS_INTRO = """# Shipped models
 
 kneescope comes with pretrained models inside the package (knee MRI segmentation, knee
-radiograph KL grading, full-leg landmarks)
+radiograph KL grading, KL grading from the whole knee MRI, full-leg landmarks)
 (`kneescope/pretrained/`: no download at run time). `kneescope models list` shows them,
 `kneescope models show NAME` prints a model's card (this page has every card).
 
