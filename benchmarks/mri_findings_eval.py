@@ -151,6 +151,14 @@ def main() -> None:
     ap.add_argument("--tune", action="store_true", help="choose thresholds (validation only)")
     ap.add_argument("--json", type=Path)
     ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="also report a finding at another threshold declared beforehand, e.g. "
+        "defect_area_mm2=30 (repeatable; the defaults stay the primary result)",
+    )
+    ap.add_argument(
         "--segment-only",
         action="store_true",
         help="model labels: only segment and cache the sample's knees (no truth is read)",
@@ -180,6 +188,12 @@ def main() -> None:
     if args.segment_only:
         return
     cfg = FindingsConfig()
+    also: dict[str, list[float]] = {}
+    for item in args.also:
+        field, _, value = item.partition("=")
+        if field not in {f for _, f, _ in SIZE.values()}:
+            ap.error(f"--also {item}: unknown threshold field")
+        also.setdefault(field, []).append(float(value))
     report: dict[str, Any] = {
         "data": str(args.data),
         "labels": args.labels,
@@ -198,6 +212,13 @@ def main() -> None:
             **r,
             "not_measurable": int((~np.isfinite(size)).sum()),
         }
+        for value in also.get(field, []):
+            a = rates(truth, call(size, value, strict))
+            entry.setdefault("also", {})[str(value)] = a
+            print(
+                f"  {finding:9s} also {value:7.2f}: pos {a['positives']:3d} neg "
+                f"{a['negatives']:3d}  sens {a['sensitivity']:.3f} spec {a['specificity']:.3f}"
+            )
         if tuned is not None:
             entry["tuned_threshold"] = tuned
             entry["at_tuned"] = rates(truth, call(size, tuned, strict))
