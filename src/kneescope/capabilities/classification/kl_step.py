@@ -10,41 +10,22 @@ cannot be graded: the locate step's ``xray_reason`` column then says why) and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from kneescope.capabilities.classification.kl import DEFAULT_KL_MODEL
+from kneescope.capabilities.classification.model_step import ModelFileStep
 from kneescope.capabilities.classification.results import CAPABILITY, result_columns
 from kneescope.cohort.item import Item
 from kneescope.cohort.result_schema import ResultColumn
-from kneescope.cohort.step import BaseStep, StepContext, StepResult
-from kneescope.errors import ConfigError
-from kneescope.io.digest import file_sha256
+from kneescope.cohort.step import StepContext, StepResult
 
 PREFIX = "kl"
 ROI_SPACING_MM = 0.2
 """Pixel spacing of the standard knee ROI the locate step writes."""
 
 
-def _model_path(model: object) -> Path:
-    """The model file the ``model`` option names (default: the shipped KL model)."""
-    from kneescope.capabilities.classification.kl import DEFAULT_KL_MODEL
-    from kneescope.models.pretrained import step_model_path
-
-    return step_model_path(model, DEFAULT_KL_MODEL)
-
-
-def _hash(path: Path) -> str:
-    try:
-        return file_sha256(path)[:16]
-    except OSError as exc:
-        raise ConfigError(
-            f"kl_grade: cannot read model {path} ({exc.strerror}); give a KL model file or a "
-            "shipped model's name (kneescope models list)"
-        ) from None
-
-
-class KlGrade(BaseStep):
+class KlGrade(ModelFileStep):
     """KL grade and calibrated probabilities of ``knee_roi``.
 
     Options:
@@ -57,26 +38,13 @@ class KlGrade(BaseStep):
     capability = CAPABILITY
     results: ClassVar[tuple[ResultColumn, ...]] = result_columns(("0", "1", "2", "3", "4"), PREFIX)
     reads: ClassVar[tuple[str, ...]] = ("knee_roi", "other_knee_roi")
-    model_options: ClassVar[tuple[str, ...]] = ("model",)
+    default_model = DEFAULT_KL_MODEL
+    model_what = "a KL model file"
 
-    @classmethod
-    def model_hash_for(cls, options: Mapping[str, Any]) -> str:
-        """sha256 (16 hex) of the model file ``options["model"]`` names."""
-        return _hash(_model_path(options.get("model")))
-
-    def __init__(self, model: str | None = None) -> None:
-        self.model_path = _model_path(model)
-        self._model_hash = _hash(self.model_path)
-        self._model: Any = None
-
-    @property
-    def model_hash(self) -> str:
-        return self._model_hash
-
-    def setup(self) -> None:
+    def load_model(self, path: Path) -> Any:
         from kneescope.capabilities.classification.kl import load_kl_model
 
-        self._model = load_kl_model(self.model_path)
+        return load_kl_model(path)
 
     def run(self, item: Item, context: StepContext) -> StepResult:
         from kneescope.capabilities.classification.kl import KL_CLASSES, grade_knees
@@ -86,12 +54,10 @@ class KlGrade(BaseStep):
         roi = context.data.get("knee_roi")
         if roi is None:
             return StepResult()
-        if self._model is None:
-            self.setup()
         other = context.data.get("other_knee_roi")
         with context.phase("infer"):
             graded = grade_knees(
-                self._model,
+                self.loaded_model(),
                 roi[None],
                 None if other is None else other[None],
                 roi_spacing_mm=ROI_SPACING_MM,

@@ -11,39 +11,20 @@ the model sees.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from kneescope.capabilities.classification.model_step import ModelFileStep
+from kneescope.capabilities.classification.mri_kl import DEFAULT_MRI_KL_MODEL
 from kneescope.capabilities.classification.results import CAPABILITY, result_columns
 from kneescope.cohort.item import Item
 from kneescope.cohort.result_schema import ResultColumn
-from kneescope.cohort.step import BaseStep, StepContext, StepResult
-from kneescope.errors import ConfigError
-from kneescope.io.digest import file_sha256
+from kneescope.cohort.step import StepContext, StepResult
 
 PREFIX = "mri_kl"
 
 
-def _model_path(model: object) -> Path:
-    """The model file the ``model`` option names (default: the shipped MRI KL model)."""
-    from kneescope.capabilities.classification.mri_kl import DEFAULT_MRI_KL_MODEL
-    from kneescope.models.pretrained import step_model_path
-
-    return step_model_path(model, DEFAULT_MRI_KL_MODEL)
-
-
-def _hash(path: Path) -> str:
-    try:
-        return file_sha256(path)[:16]
-    except OSError as exc:
-        raise ConfigError(
-            f"mri_klg: cannot read model {path} ({exc.strerror}); give an MRI KL model file or "
-            "a shipped model's name (kneescope models list)"
-        ) from None
-
-
-class MriKlGrade(BaseStep):
+class MriKlGrade(ModelFileStep):
     """KL grade and calibrated probabilities of ``image`` (a whole knee MRI).
 
     Options:
@@ -56,26 +37,13 @@ class MriKlGrade(BaseStep):
     capability = CAPABILITY
     results: ClassVar[tuple[ResultColumn, ...]] = result_columns(("0", "1", "2", "3", "4"), PREFIX)
     reads: ClassVar[tuple[str, ...]] = ("image",)
-    model_options: ClassVar[tuple[str, ...]] = ("model",)
+    default_model = DEFAULT_MRI_KL_MODEL
+    model_what = "an MRI KL model file"
 
-    @classmethod
-    def model_hash_for(cls, options: Mapping[str, Any]) -> str:
-        """sha256 (16 hex) of the model file ``options["model"]`` names."""
-        return _hash(_model_path(options.get("model")))
-
-    def __init__(self, model: str | None = None) -> None:
-        self.model_path = _model_path(model)
-        self._model_hash = _hash(self.model_path)
-        self._model: Any = None
-
-    @property
-    def model_hash(self) -> str:
-        return self._model_hash
-
-    def setup(self) -> None:
+    def load_model(self, path: Path) -> Any:
         from kneescope.capabilities.classification.mri_kl import load_mri_kl_model
 
-        self._model = load_mri_kl_model(self.model_path)
+        return load_mri_kl_model(path)
 
     def run(self, item: Item, context: StepContext) -> StepResult:
         from kneescope.capabilities.classification.kl import KL_CLASSES
@@ -83,10 +51,8 @@ class MriKlGrade(BaseStep):
         from kneescope.capabilities.classification.predict import ClassPrediction
         from kneescope.capabilities.classification.results import result_values
 
-        if self._model is None:
-            self.setup()
         side = item.side if item.side in ("right", "left") else None
         with context.phase("infer"):
-            graded = grade_volume(self._model, context.data["image"], side)
+            graded = grade_volume(self.loaded_model(), context.data["image"], side)
         prediction = ClassPrediction(classes=KL_CLASSES, probabilities=graded.probabilities)
         return StepResult(values=result_values(prediction, 0, PREFIX))
