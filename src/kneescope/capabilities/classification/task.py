@@ -27,6 +27,7 @@ from kneescope.capabilities.classification.config import (
 )
 from kneescope.capabilities.classification.folder_data import load_class_folder
 from kneescope.capabilities.classification.grade_metrics import grade_metrics, ordinal_targets
+from kneescope.capabilities.classification.sampling import batch_indices
 from kneescope.capabilities.classification.spec import KIND, ClassificationSpec
 from kneescope.capabilities.classification.synthetic import (
     ClassificationData,
@@ -134,11 +135,8 @@ class ClassificationTask:
         return torch.cat([images[index], images[partner]], dim=1)
 
     def _indices(self, rng: np.random.Generator, size: int) -> np.ndarray[Any, Any]:
-        if not self.config.balanced_sampling:
-            return rng.integers(0, self.train_size, size=size)
-        present = [members for members in self._by_class if len(members)]
-        which = rng.integers(0, len(present), size=size)
-        return np.array([present[k][rng.integers(0, len(present[k]))] for k in which])
+        balanced = self.config.balanced_sampling
+        return batch_indices(rng, size, self.train_size, self._by_class, balanced)
 
     def batch(self, index: int, size: int) -> TaskBatch:
         """Global batch ``index``: ``size`` training images drawn with a seeded generator."""

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from kneescope.capabilities.classification.grade_metrics import ordinal_targets
+from kneescope.capabilities.classification.sampling import batch_indices
 from kneescope.capabilities.classification.spec import KIND, ClassificationSpec
 from kneescope.capabilities.classification.task import calibrated_metrics
 from kneescope.capabilities.classification.volume_data import VolumeClassificationData
@@ -134,11 +135,7 @@ class VolumeClassificationTask:
         )
 
     def _indices(self, rng: np.random.Generator, size: int) -> np.ndarray[Any, Any]:
-        if not self.balanced_sampling:
-            return rng.integers(0, self.train_size, size=size)
-        present = [members for members in self._by_class if len(members)]
-        which = rng.integers(0, len(present), size=size)
-        return np.array([present[k][rng.integers(0, len(present[k]))] for k in which])
+        return batch_indices(rng, size, self.train_size, self._by_class, self.balanced_sampling)
 
     def batch(self, index: int, size: int) -> TaskBatch:
         """Global batch ``index``: ``size`` training volumes drawn with a seeded generator."""
