@@ -3,7 +3,7 @@ severity, and time a 10,000-knee fit + application.
 
     # a run's results (one or several runs joined by knee-visit) + the cohort's truth table
     .venv/bin/python benchmarks/oa_score_eval.py eval -w WS --run mri --run xray \\
-        --truth SYNTH/truth/knee_truth.csv [--features PATTERN ...] [--clinical] [--c 1.0] \\
+        --truth SYNTH/truth/knee_truth.csv [--features PATTERN ...] [--clinical] [--c 10] \\
         [--json OUT.json] [--figure OUT.png]
 
     # fit + application of 10,000 knee-visits (5-fold CV + the full model + scoring)
@@ -68,11 +68,12 @@ def evaluate(
     *,
     features: list[str] | None,
     clinical: bool,
-    c: float,
+    c: float | None,
     figure: Path | None,
 ) -> dict[str, Any]:
     from kneescope.capabilities.oa_score.features import DEFAULT_FEATURES
     from kneescope.capabilities.oa_score.score import (
+        DEFAULT_C,
         ScoreOptions,
         assemble,
         fit_score,
@@ -83,6 +84,7 @@ def evaluate(
     from kneescope.catalog.view import CatalogView
     from kneescope.workspace import Workspace
 
+    c = DEFAULT_C if c is None else c
     ws = Workspace.resolve(workspace)
     view = CatalogView.for_workspace(ws)
     tables = [read_run_results(ws.root / "runs" / r) for r in runs]
@@ -220,7 +222,7 @@ def main() -> None:
     ev.add_argument("--truth", type=Path, required=True)
     ev.add_argument("--features", nargs="*", default=None)
     ev.add_argument("--clinical", action="store_true")
-    ev.add_argument("--c", type=float, default=1.0)
+    ev.add_argument("--c", type=float, default=None, help="default: the score's DEFAULT_C")
     ev.add_argument("--json", type=Path)
     ev.add_argument("--figure", type=Path)
     tm = sub.add_parser("timing")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from kneescope.capabilities.oa_score.features import DEFAULT_FEATURES
-from kneescope.capabilities.oa_score.score import ScoreOptions
+from kneescope.capabilities.oa_score.score import DEFAULT_C, ScoreOptions
 from kneescope.cohort.cohort_steps import CohortContext, CohortStepResult
 from kneescope.errors import ConfigError
 
@@ -41,14 +41,14 @@ class OaScore:
     by knee-visit, ``store`` values in the catalog)."""
 
     name: ClassVar[str] = "oa_score"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
 
     def __init__(
         self,
         features: list[str] | None = None,
         clinical: bool = False,
         folds: int = 5,
-        c: float = 1.0,
+        c: float = DEFAULT_C,
         model: str | None = None,
         join_runs: list[str] | None = None,
         store: bool = True,
