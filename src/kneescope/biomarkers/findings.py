@@ -76,7 +76,8 @@ class FindingsConfig(BaseModel):
     """Detection thresholds (see the module doc).
 
     The size thresholds are the ones with the best sensitivity at specificity >= 0.90 on
-    validation knees (26 synthetic knees of seed 16002 on the DEMO grid, truth label maps:
+    validation knees (34 synthetic knees of seed 16002 on the DEMO grid, 8 of them with
+    3.4 <= D < 3.8 where small full-thickness defects start; truth label maps:
     ``benchmarks/mri_findings_eval.py --tune``), so that a true finding as
     :mod:`kneescope.synth.findings_truth` defines it is called (a label map loses thin
     cartilage at a defect's rim, so a true defect of >= 10 mm^2 measures larger there).
@@ -97,7 +98,7 @@ class FindingsConfig(BaseModel):
     model_config = FROZEN
 
     defect_area_mm2: float = Field(default=30.0, ge=0.0)
-    extrusion_mm: float = 2.83
+    extrusion_mm: float = 2.63
     bml_relative_intensity: float = Field(default=0.55, gt=0.0)
     bml_edge_mm: float = Field(default=1.5, ge=0.0)
     bml_volume_mm3: float = Field(default=60.0, ge=0.0)

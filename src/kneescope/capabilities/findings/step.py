@@ -27,7 +27,7 @@ class MriFindings(BaseStep):
     """
 
     name = "mri_findings"
-    version = "1"
+    version = "2"  # 2: extrusion_mm default 2.83 -> 2.63 (re-chosen on enriched validation)
     capability = CAPABILITY
     results: ClassVar[tuple[ResultColumn, ...]] = FINDINGS_RESULTS
     reads: ClassVar[tuple[str, ...]] = ("image", "labels")
