@@ -20,6 +20,7 @@ The backend is NCCL when the process sees a CUDA device, gloo otherwise (CPU).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import os
@@ -260,7 +261,18 @@ def world_from_env(
             f"{wait_s:g} s ({first[:200]}); start every rank (kneescope train --nproc N, "
             "srun or torchrun) and check MASTER_ADDR and MASTER_PORT"
         ) from None
+    # a rank that exits early (sys.exit after one error line) must not leave the process
+    # group to C++ destructors at interpreter teardown: gloo can abort there (SIGABRT), and
+    # the launcher would then report a crash instead of the rank's exit code and message
+    atexit.register(_destroy_at_exit)
     return World(rank=rank, size=size, local_rank=local, backend=chosen)
+
+
+def _destroy_at_exit() -> None:
+    """Tear the default process group down if it is still up (at interpreter exit)."""
+    with contextlib.suppress(Exception):
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _timeout(timeout_s: float | None, env: Mapping[str, str] | None) -> float:
