@@ -139,3 +139,25 @@ def test_full_thickness_defect_truth_from_the_exact_regions() -> None:
     assert out["finding_ftd_lateral"] == 0.0 and out["finding_ftd_lateral_grade"] == 0.0
     assert out["finding_extrusion_medial"] == 1.0 and out["finding_extrusion_lateral"] == 0.0
     assert out["finding_bml_medial"] == 0.0 and out["bml_medial_volume_mm3"] == 0.0
+
+
+def test_a_cohort_without_findings_differs_only_in_them() -> None:
+    """``findings=False`` (the demo's cohort): no lesion or tear in any knee-visit, every
+    other parameter the same as with them."""
+    with_them = [
+        plan_subject(CohortSpec(subjects=30, visits=("V00", "V06"), seed=7), i) for i in range(30)
+    ]
+    without = [
+        plan_subject(CohortSpec(subjects=30, visits=("V00", "V06"), seed=7, findings=False), i)
+        for i in range(30)
+    ]
+    seen = 0
+    for a, b in zip(with_them, without, strict=True):
+        for side in a.knees:
+            for va, vb in zip(a.knees[side], b.knees[side], strict=True):
+                assert vb.params.marrow_lesions == () and vb.params.meniscal_tears == ()
+                seen += bool(va.params.marrow_lesions or va.params.meniscal_tears)
+                keep = {"marrow_lesions", "meniscal_tears"}
+                assert va.params.model_dump(exclude=keep) == vb.params.model_dump(exclude=keep)
+                assert (va.severity, va.klg) == (vb.severity, vb.klg)
+    assert seen > 0  # the comparison is not vacuous: the default cohort has findings

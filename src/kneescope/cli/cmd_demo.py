@@ -190,7 +190,12 @@ def _synth(
     from kneescope.synth.visits import parse_visits
 
     size_spec(size)
-    spec = CohortSpec(subjects=subjects, visits=parse_visits(visits), size=size, seed=seed)
+    # no bone-marrow lesions or meniscal tears: the shipped segmentation model was trained
+    # and tested on knees without them, and a tear's bright signal can cost it a meniscus
+    # (docs/diagnosis.md); the demo shows the main job as the model card describes it
+    spec = CohortSpec(
+        subjects=subjects, visits=parse_visits(visits), size=size, seed=seed, findings=False
+    )
     spec_file = out / "synth_spec.json"
     wanted = spec.model_dump(mode="json")
     if spec_file.is_file() and json.loads(spec_file.read_text()) == wanted:

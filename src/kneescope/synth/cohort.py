@@ -69,6 +69,9 @@ class CohortSpec(BaseModel):
             OAI), ``iw-tse-fs`` (intermediate-weighted fat-suppressed TSE) or ``t1-gre``
             (T1-weighted gradient echo); see ``core.tissues.CONTRASTS``.
         tissues: also write each series' tissue map (``tissues/``, ``core.tissues`` values).
+        findings: draw bone-marrow lesions and meniscal tears (:func:`sample_knee_findings`);
+            ``False``: knees without them (as every cohort before they existed; the demo's
+            cohort, which the shipped segmentation model was trained and tested on).
     """
 
     model_config = FROZEN
@@ -84,6 +87,7 @@ class CohortSpec(BaseModel):
     mri: bool = True
     contrast: Literal["dess", "iw-tse-fs", "t1-gre"] = "dess"
     tissues: bool = False
+    findings: bool = True
 
 
 @dataclass(frozen=True)
@@ -400,8 +404,8 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
                 "effusion": effusion,
                 "osteophyte_mm": 1.8 * float(np.clip(np.floor(d - 1.0), 0, 3)),
                 "tibial_osteophytes": spurs,
-                "marrow_lesions": findings.marrow_lesions(d),
-                "meniscal_tears": findings.meniscal_tears(d),
+                "marrow_lesions": findings.marrow_lesions(d) if spec.findings else (),
+                "meniscal_tears": findings.meniscal_tears(d) if spec.findings else (),
             }
             params = KneeParams.model_validate(fields)
             drift = max(d - 1.0, 0.0)
