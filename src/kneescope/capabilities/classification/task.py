@@ -7,6 +7,7 @@ is of kind ``classification`` (:mod:`kneescope.capabilities.classification.spec`
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +55,21 @@ def _check_data(data: ClassificationData, classes: tuple[str, ...], what: str) -
         raise InputError(f"the {what} set has labels outside 0..{len(classes) - 1}")
 
 
+def arrays_fingerprint(
+    sets: Sequence[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], Any]],
+) -> str:
+    """16-hex-digit SHA-256 of ``(images, labels, classes)`` sets (2D images or volumes)."""
+    digest = hashlib.sha256()
+    for images, labels, classes in sets:
+        digest.update(repr((images.shape, classes)).encode())
+        digest.update(np.ascontiguousarray(images, dtype=np.float32).tobytes())
+        digest.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def data_fingerprint(*sets: ClassificationData) -> str:
     """16-hex-digit SHA-256 of the images, labels and class names of ``sets``."""
-    digest = hashlib.sha256()
-    for data in sets:
-        digest.update(repr((data.images.shape, data.classes)).encode())
-        digest.update(np.ascontiguousarray(data.images, dtype=np.float32).tobytes())
-        digest.update(np.ascontiguousarray(data.labels, dtype=np.int64).tobytes())
-    return digest.hexdigest()[:16]
+    return arrays_fingerprint([(d.images, d.labels, d.classes) for d in sets])
 
 
 class ClassificationTask:

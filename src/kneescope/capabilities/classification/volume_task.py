@@ -8,7 +8,6 @@ scaling on the validation set.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,12 +28,9 @@ from kneescope.transforms.intensity import NormalisationConfig
 
 def volume_fingerprint(*sets: VolumeClassificationData) -> str:
     """16-hex-digit SHA-256 of the volumes, labels and class names of ``sets``."""
-    digest = hashlib.sha256()
-    for data in sets:
-        digest.update(repr((data.volumes.shape, data.classes)).encode())
-        digest.update(np.ascontiguousarray(data.volumes, dtype=np.float32).tobytes())
-        digest.update(np.ascontiguousarray(data.labels, dtype=np.int64).tobytes())
-    return digest.hexdigest()[:16]
+    from kneescope.capabilities.classification.task import arrays_fingerprint
+
+    return arrays_fingerprint([(d.volumes, d.labels, d.classes) for d in sets])
 
 
 def _check(data: VolumeClassificationData, classes: tuple[str, ...], what: str) -> None:
