@@ -1,0 +1,1 @@
+"""The longitudinal capability (issue 17)."""

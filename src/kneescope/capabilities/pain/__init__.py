@@ -1,0 +1,1 @@
+"""The pain capability (issue 17)."""

@@ -1,0 +1,1 @@
+"""The prediction capability (issue 17)."""

@@ -1,0 +1,1 @@
+"""The trial capability (issue 17)."""
