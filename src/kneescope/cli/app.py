@@ -87,6 +87,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("status", "cmd_status"),
     ("results", "cmd_results"),
     ("score", "cmd_score"),
+    ("trial", "cmd_trial"),
 )
 
 
