@@ -6,9 +6,13 @@ parallel. Disease model, per knee:
 - a latent severity ``D`` (KLG = ``min(4, floor(D))``), baseline ``D0 = KLG0 + U(0.05, 0.95)``
   with baseline KLG drawn from :data:`BASELINE_KLG` (the two knees of a subject correlated
   through a Gaussian copula, rho = 0.5);
-- ``D(t) = D0 + r * years``; the rate ``r`` (severity units / year) is
+- ``D`` grows from ``D0`` at a rate ``r`` (severity units / year)
   ``RATE_BY_KLG[KLG0] * lognormal(0, 0.5) * (1 + 0.03 (BMI - 27))``, x3 for ~8 % fast
-  progressors, x ``(1 - treatment_effect)`` in the treatment arm;
+  progressors, x ``(1 - treatment_effect)`` in the treatment arm; after baseline
+  (:mod:`kneescope.synth.disease`, a random stream of its own): a further between-knee rate
+  factor, a share of non-progressors (r = 0), a rate that drifts over time (AR(1) on its log)
+  and a per-visit biological fluctuation of cartilage thickness (all plates of the knee x
+  ``1 + N(0, FLUCTUATION_SD)`` at follow-up visits);
 - cartilage loss of the predominant compartment (medial in 80 % of knees) follows
   :func:`loss_of_severity`, the other compartment and the patella lose 30 % of that; focal
   lesions deepen with ``D`` and become full-thickness defects from D ~ 3.6; meniscal
@@ -16,13 +20,14 @@ parallel. Disease model, per knee:
 - bone-marrow lesions and meniscal tears (:class:`KneeFindings`, drawn from a random stream
   of their own so every other draw is unchanged) appear once ``D`` passes a per-knee onset
   severity and grow with ``D`` at fixed positions;
-- WOMAC knee pain (0-20) = subject propensity + 1.2 KLG + 4 effusion + noise.
+- WOMAC knee pain (0-20) = subject propensity + 1.2 KLG + 4 effusion + 0.1 (BMI - 27) +
+  noise (:mod:`kneescope.synth.pain`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Literal
 
@@ -30,6 +35,19 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from kneescope.config import FROZEN
+from kneescope.synth.disease import (
+    DISEASE_STREAM,
+    FAST_SHARE,
+    FLUCTUATION_SD,
+    RATE_BY_KLG,
+    RATE_LOGNORMAL_SD,
+    ProgressionDraws,
+    draw_stream_part,
+    knee_rate,
+    severity_path,
+)
+from kneescope.synth.disease import loss_of_severity as _loss_of_severity
+from kneescope.synth.pain import draw_pain_noise, draw_pain_propensity, womac_pain
 from kneescope.synth.params import (
     OSTEOPHYTE_STREAM,
     KneeParams,
@@ -46,10 +64,12 @@ from kneescope.types import Side
 BASELINE_KLG = (0.38, 0.18, 0.25, 0.14, 0.05)
 """Baseline KLG 0..4 probabilities (OAI-like)."""
 
-RATE_BY_KLG = (0.035, 0.07, 0.08, 0.06, 0.05)
-"""Median progression rate of the latent severity per year, by baseline KLG."""
-
 SIDES: tuple[Side, Side] = ("right", "left")
+
+CARTILAGE_KEYS = ("cart_femoral", "cart_medial_tibial", "cart_lateral_tibial", "cart_patellar")
+"""The anatomy's mean cartilage thickness parameters (mm), scaled by the visit's fluctuation."""
+
+__all__ = ["RATE_BY_KLG", "CohortSpec", "SubjectPlan", "plan_cohort", "plan_subject"]
 
 
 class CohortSpec(BaseModel):
@@ -61,7 +81,8 @@ class CohortSpec(BaseModel):
         size: MRI grid, ``"small"`` or ``"full"``.
         seed: master seed; everything derives from it.
         treatment_effect: fraction by which treatment slows progression (0 = no arm).
-        treated_fraction: share of subjects randomised to treatment when the effect > 0.
+        treated_fraction: share of subjects randomised to treatment when the effect > 0 (or
+            ``randomise``).
         radiographs: write bilateral PA knee radiographs per visit.
         full_leg: write full-leg standing radiographs (first visit and every 24 months).
         mri: write MRI series (and label maps).
@@ -72,6 +93,9 @@ class CohortSpec(BaseModel):
         findings: draw bone-marrow lesions and meniscal tears (:func:`sample_knee_findings`);
             ``False``: knees without them (as every cohort before they existed; the demo's
             cohort, which the shipped segmentation model was trained and tested on).
+        randomise: randomise subjects to two arms even when ``treatment_effect`` is 0 (a null
+            trial; ``TRTARM`` in the clinical table). ``False``: arms only when the effect is
+            > 0, every draw as without this option.
     """
 
     model_config = FROZEN
@@ -88,6 +112,7 @@ class CohortSpec(BaseModel):
     contrast: Literal["dess", "iw-tse-fs", "t1-gre"] = "dess"
     tissues: bool = False
     findings: bool = True
+    randomise: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,6 +154,7 @@ class SubjectPlan:
     baseline_klg: dict[str, int]
     rate: dict[str, float]
     medial_predominant: dict[str, bool]
+    lesion_radius_mm: dict[str, float] = field(default_factory=dict)  # side -> focal lesion
 
 
 FINDINGS_STREAM = 0xF16D
@@ -256,10 +282,21 @@ def sample_knee_findings(
 
 
 def loss_of_severity(d: float) -> float:
-    """Fraction of weight-bearing cartilage lost at latent severity ``d`` (piecewise linear)."""
-    xs = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
-    ys = (0.0, 0.02, 0.08, 0.30, 0.60, 0.85)
-    return float(np.interp(d, xs, ys))
+    """Fraction of weight-bearing cartilage lost at latent severity ``d`` (piecewise linear;
+    :func:`kneescope.synth.disease.loss_of_severity`)."""
+    return float(_loss_of_severity(d))
+
+
+def visit_fluctuation(seed: int, index: int, side_index: int, months: int) -> float:
+    """The knee's relative cartilage-thickness fluctuation at the visit ``months`` after
+    baseline: ``N(0, FLUCTUATION_SD)`` from ``SeedSequence([seed, index, side_index,
+    DISEASE_STREAM, months])``; 0 at baseline."""
+    if months == 0:
+        return 0.0
+    rng = np.random.default_rng(
+        np.random.SeedSequence([seed, index, side_index, DISEASE_STREAM, months])
+    )
+    return float(rng.normal(0.0, FLUCTUATION_SD))
 
 
 def jsn_grade(loss: float) -> int:
@@ -312,27 +349,41 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
     sex = 2 if rng.random() < 0.58 else 1
     bmi = float(np.clip(rng.normal(28.5, 4.5), 18.5, 45.0))
     arm = "control"
-    if spec.treatment_effect > 0 and rng.random() < spec.treated_fraction:
+    if (spec.treatment_effect > 0 or spec.randomise) and rng.random() < spec.treated_fraction:
         arm = "treatment"
     start = date(2004, 2, 1) + timedelta(days=int(rng.integers(0, 840)))
     visit_dates = {v: visit_date(spec.seed, index, start, v) for v in spec.visits}
     anatomy = sample_anatomy(rng)
-    pain_propensity = float(rng.normal(2.0, 1.5))
+    pain_propensity = draw_pain_propensity(rng)
     z_subject = float(rng.normal())
     knees: dict[str, tuple[KneeVisit, ...]] = {}
     baseline_klg: dict[str, int] = {}
     rates: dict[str, float] = {}
     medial_pred: dict[str, bool] = {}
+    lesion_radii: dict[str, float] = {}
     for side in SIDES:
         z = 0.5**0.5 * z_subject + 0.5**0.5 * float(rng.normal())
         klg0 = _baseline_klg(_norm_cdf(z))
         d0 = klg0 + float(rng.uniform(0.05, 0.95))
-        rate = RATE_BY_KLG[klg0] * float(rng.lognormal(0.0, 0.5))
-        rate *= max(0.5, 1.0 + 0.03 * (bmi - 27.0))
-        if rng.random() < 0.08:
-            rate *= 3.0
-        if arm == "treatment":
-            rate *= 1.0 - spec.treatment_effect
+        # post-baseline disease draws (synth.disease): the original two from this stream,
+        # the rest (extra rate variation, non-progressor, rate drift) from a stream of their own
+        rate_lognormal = float(rng.lognormal(0.0, RATE_LOGNORMAL_SD))
+        fast = bool(rng.random() < FAST_SHARE)
+        side_index = SIDES.index(side)
+        extra, non_progressor, rate_drift = draw_stream_part(
+            1,
+            np.random.default_rng(
+                np.random.SeedSequence([spec.seed, index, side_index, DISEASE_STREAM])
+            ),
+        )
+        draws = ProgressionDraws(
+            np.array([rate_lognormal]), np.array([fast]), extra, non_progressor, rate_drift
+        )
+        rate = float(
+            knee_rate([klg0], [bmi], draws, [arm == "treatment"], spec.treatment_effect)[0]
+        )
+        months_all = [VISIT_MONTHS[v] for v in spec.visits]
+        severities = severity_path([d0], [rate], draws, months_all)[0]
         medial = bool(rng.random() < 0.8)
         hka0 = float(rng.normal(179.3, 1.5))
         e0 = float(rng.normal(0.8, 0.5))
@@ -340,7 +391,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
         lesion_r = float(rng.uniform(3.5, 5.0))
         fem_xy = (float(rng.uniform(-30, -20)), float(rng.uniform(-8, 4)))
         knee_anatomy = dict(anatomy)
-        for key in ("cart_femoral", "cart_medial_tibial", "cart_lateral_tibial", "cart_patellar"):
+        for key in CARTILAGE_KEYS:
             knee_anatomy[key] = float(anatomy[key]) * float(rng.uniform(0.97, 1.03))  # type: ignore[arg-type]
         knee_anatomy["side"] = side
         # tibial spur positions: once per knee (they stay put across visits), from a stream
@@ -362,8 +413,8 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
             vrng = np.random.default_rng(
                 np.random.SeedSequence([spec.seed, index, SIDES.index(side), VISIT_MONTHS[visit]])
             )
-            years = VISIT_MONTHS[visit] / 12.0
-            d = d0 + rate * years
+            d = float(severities[months_all.index(VISIT_MONTHS[visit])])
+            fluct = visit_fluctuation(spec.seed, index, side_index, VISIT_MONTHS[visit])
             klg = min(4, int(np.floor(d)))
             loss = loss_of_severity(d)
             loss_m, loss_l = (loss, 0.3 * loss) if medial else (0.3 * loss, loss)
@@ -389,6 +440,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
             effusion = float(np.clip(0.15 + 0.15 * d + vrng.normal(0, 0.08), 0.0, 1.0))
             fields = {
                 **knee_anatomy,
+                **{key: float(knee_anatomy[key]) * (1.0 + fluct) for key in CARTILAGE_KEYS},  # type: ignore[arg-type]
                 **sample_scan(vrng),
                 "contrast": spec.contrast,
                 "loss_medial": loss_m,
@@ -410,13 +462,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
             params = KneeParams.model_validate(fields)
             drift = max(d - 1.0, 0.0)
             hka = hka0 - 0.9 * drift if medial else hka0 + 0.6 * drift
-            pain = (
-                pain_propensity
-                + 1.2 * klg
-                + 4.0 * effusion
-                + 0.1 * (bmi - 27)
-                + vrng.normal(0, 1.5)
-            )
+            pain = womac_pain(pain_propensity, klg, effusion, bmi, draw_pain_noise(vrng))
             states.append(
                 KneeVisit(
                     visit=visit,
@@ -427,7 +473,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
                     jsn_lateral=jsn_grade(loss_l),
                     osteophyte_grade=int(np.clip(np.floor(d - 1.0), 0, 3)),
                     hka_deg=float(hka),
-                    pain=int(np.clip(round(pain), 0, 20)),
+                    pain=int(pain),
                     params=params,
                 )
             )
@@ -435,6 +481,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
         baseline_klg[side] = klg0
         rates[side] = rate
         medial_pred[side] = medial
+        lesion_radii[side] = lesion_r
     return SubjectPlan(
         index=index,
         participant_id=participant_id(spec.seed, index),
@@ -448,6 +495,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
         baseline_klg=baseline_klg,
         rate=rates,
         medial_predominant=medial_pred,
+        lesion_radius_mm=lesion_radii,
     )
 
 
