@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Start or stop the throwaway services the test suite uses: PostgreSQL (catalog backend) and a
 # one-node Slurm cluster on localhost (cluster executor), and install dicom3tools (dciodvfy,
-# the independent DICOM validator). All come from Debian's packages.
+# the independent DICOM validator) and R with nlme, emmeans and lme4 (the reference the MMRM
+# engine is checked against, tests/stats/test_mmrm_vs_r.py). All come from Debian's packages.
 #
 #   source scripts/services.sh start   # exports KNEESCOPE_TEST_PG_URL and KNEESCOPE_TEST_SLURM=1
+#                                      # and KNEESCOPE_TEST_RSCRIPT (or KNEESCOPE_R_UNAVAILABLE)
 #   scripts/services.sh stop
 #
 # State lives in $KNEESCOPE_SERVICES_DIR (default /tmp/kneescope-services). Needs root for
@@ -16,7 +18,9 @@ PG_PORT="${KNEESCOPE_PG_PORT:-55432}"
 _log() { printf 'services: %s\n' "$*" >&2; }
 
 _apt_install() {
-    local missing=()
+    # optional first argument --no-install-recommends (R's recommends pull in hundreds of packages)
+    local opts=() missing=()
+    if [ "${1:-}" = "--no-install-recommends" ]; then opts+=("$1"); shift; fi
     for pkg in "$@"; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
@@ -26,7 +30,8 @@ _apt_install() {
         apt-get update -qq >/dev/null 2>&1 || true
         touch "$SVC_DIR/.apt-updated"
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${opts[@]+"${opts[@]}"} "${missing[@]}" \
+        >/dev/null 2>&1
 }
 
 start_postgres() {
@@ -111,6 +116,16 @@ CONF
     return 1
 }
 
+start_r() {
+    _apt_install --no-install-recommends r-base-core r-cran-nlme r-cran-emmeans r-cran-lme4 \
+        || { _log "R could not be installed"; return 1; }
+    Rscript -e 'suppressPackageStartupMessages({library(nlme); library(emmeans); library(lme4)})' \
+        >/dev/null 2>&1 || { _log "R is installed but nlme, emmeans or lme4 does not load"; return 1; }
+    export KNEESCOPE_TEST_RSCRIPT
+    KNEESCOPE_TEST_RSCRIPT=$(command -v Rscript)
+    _log "R up at $KNEESCOPE_TEST_RSCRIPT ($(Rscript --version 2>&1 | head -n 1))"
+}
+
 stop_slurm() {
     local state="$SVC_DIR/slurm" f
     for f in "$state/slurmd.pid" "$state/slurmctld.pid"; do
@@ -124,10 +139,18 @@ case "${1:-}" in
         mkdir -p "$SVC_DIR"
         if [ "$(id -u)" -ne 0 ]; then
             _log "not root: PostgreSQL and Slurm tests will be skipped"
+            if ! command -v Rscript >/dev/null 2>&1; then
+                export KNEESCOPE_R_UNAVAILABLE="not root: apt-get cannot install R"
+                _log "R not installed; the R comparison tests will be skipped"
+            fi
         else
             _apt_install dicom3tools || _log "dicom3tools not installed; dciodvfy tests will skip"
             start_postgres || _log "PostgreSQL not started; its tests will be skipped"
             start_slurm || _log "Slurm not started; its tests will be skipped"
+            if ! start_r; then
+                export KNEESCOPE_R_UNAVAILABLE="scripts/services.sh could not install R with nlme and emmeans from Debian's packages"
+                _log "R not installed; the R comparison tests will be skipped"
+            fi
         fi
         ;;
     stop)

@@ -288,25 +288,27 @@ def _evaluate(theta: FloatArray, pats: list[_Pattern], T: int, p: int) -> _Evalu
     for pat in pats:
         sub = sigma[np.ix_(pat.idx, pat.idx)]
         try:
-            chol = linalg.cholesky(sub, lower=True)
-        except linalg.LinAlgError:
+            chol = np.linalg.cholesky(sub)
+        except np.linalg.LinAlgError:
             return None
-        if np.min(np.diag(chol)) <= 0:
+        diag = np.diag(chol)
+        if np.min(diag) <= 0:
             return None
-        W = linalg.cho_solve((chol, True), np.eye(len(pat.idx)))
+        chol_inv = np.linalg.inv(chol)
+        W = chol_inv.T @ chol_inv
         Ws.append(W)
-        logdet += pat.n * 2.0 * float(np.sum(np.log(np.diag(chol))))
+        logdet += pat.n * 2.0 * float(np.sum(np.log(diag)))
         mm = W.size
         M += (pat.S.reshape(p * p, mm) @ W.ravel()).reshape(p, p)
         c += pat.T.reshape(p, mm) @ W.ravel()
     try:
-        chol_M = linalg.cho_factor(M, lower=True)
-    except linalg.LinAlgError:
+        chol_M = np.linalg.cholesky(M)
+    except np.linalg.LinAlgError:
         return None
-    C = linalg.cho_solve(chol_M, np.eye(p))
-    C = 0.5 * (C + C.T)
+    chol_M_inv = np.linalg.inv(chol_M)
+    C = chol_M_inv.T @ chol_M_inv
     beta = C @ c
-    logdet_M = 2.0 * float(np.sum(np.log(np.diag(chol_M[0]))))
+    logdet_M = 2.0 * float(np.sum(np.log(np.diag(chol_M))))
 
     quad = 0.0
     grad = np.zeros(J)
