@@ -112,9 +112,9 @@ class AnalysisConfig(BaseModel):
         covariates: baseline covariates added to every model (numbers; a run's clinical
             variables are looked up subject-level, then at the baseline visit, then for the
             knee at the baseline visit). The endpoint's own baseline value is always in.
-        knee: ``index``: per subject the worse knee at baseline (higher ``index_by``; a tie
-            goes to the knee with the lower baseline value of the first endpoint, then to the
-            right knee); ``right``/``left``: that knee.
+        knee: ``index``: per subject the worse knee at baseline (the higher ``index_by``; a
+            tie, or no value for either knee, goes to the right knee: the generator's
+            ``synth.endpoints.index_knees`` rule); ``right``/``left``: that knee.
         index_by: the baseline variable that defines the worse knee (a clinical knee variable
             such as ``XRKL`` or a table/results column).
         alpha: two-sided significance level of every test and 1 - CI level.

@@ -319,7 +319,6 @@ def assemble(
     by_subject: dict[str, list[str]] = {}
     for subject, side in arms:
         by_subject.setdefault(subject, []).append(side)
-    first = endpoints[0]
     for subject, sides in by_subject.items():
         subject_arms = {arms[(subject, s)] for s in sides} - {None}
         reason = (
@@ -346,14 +345,9 @@ def assemble(
             continue
         else:
 
-            def worse(s: str, subject: str = subject) -> tuple[float, float, int]:
+            def worse(s: str, subject: str = subject) -> tuple[float, int]:
                 grade = _number(index_values.get((subject, s)))
-                value = _number(base_rows[first].get((subject, s)))
-                return (
-                    -grade if math.isfinite(grade) else math.inf,
-                    value if math.isfinite(value) else math.inf,
-                    SIDES.index(s),
-                )
+                return (-grade if math.isfinite(grade) else math.inf, SIDES.index(s))
 
             side = min(with_base, key=worse)
         chosen.append((subject, side))
