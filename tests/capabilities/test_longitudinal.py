@@ -382,3 +382,34 @@ def test_bad_options_and_bad_tables_give_one_clear_line(tmp_path: Path) -> None:
     missing = StepConfig(name="longitudinal", options={"precision": "nope.json"})
     with pytest.raises(RunError, match="does not exist"):
         run_cohort_steps([missing], records(table), run_dir, None)
+
+
+# -- the generator's endpoint table ------------------------------------------------------------
+def test_on_the_generators_endpoint_table_change_and_srm_equal_its_own_arithmetic() -> None:
+    """A's fast endpoint table (one row per knee x visit with months, baseline KL grade and
+    noise-free twins): the step's per-knee change and its SRM in KL >= 2 knees equal what the
+    table itself gives, and the truth twins are never followed."""
+    from kneescope.synth.cohort import CohortSpec
+    from kneescope.synth.endpoints import endpoint_table
+
+    spec = CohortSpec(subjects=60, visits=VISITS, seed=17003)
+    table = endpoint_table(spec)
+    name = "we2008_cMFTC_ThCtAB_mm"
+    result = analyse(table, LongitudinalConfig(), shipped_precision())
+    assert name in result.knee_visits.biomarkers
+    assert not any(b.startswith(("true_", "latent_")) for b in result.knee_visits.biomarkers)
+    assert result.klg_source == "results table column baseline_klg at baseline"
+    assert set(result.changes["months_source"]) == {"table"}
+    wide = table.pivot_table(index=["subject", "side"], columns="visit", values=name)
+    klg = table.loc[table["visit"] == "V00"].set_index(["subject", "side"])["baseline_klg"]
+    two_years = (wide["V03"] - wide["V00"]).rename("truth").reset_index()
+    got = result.changes.loc[
+        (result.changes["biomarker"] == name) & (result.changes["visit"] == "V03")
+    ].merge(two_years, on=["subject", "side"])
+    assert len(got) == 120
+    assert np.allclose(got["change"], got["truth"], atol=1e-12)
+    oa = (wide["V03"] - wide["V00"])[klg.reindex(wide.index) >= 2]
+    row = cell(result.summary, name, "V03", "KL>=2")
+    assert row["n"] == len(oa)
+    assert row["srm"] == pytest.approx(oa.mean() / oa.std(ddof=1))
+    assert row["share_increase"] == pytest.approx(float((oa > 0).mean()))

@@ -126,7 +126,10 @@ def matching(columns: Sequence[str], patterns: Sequence[str]) -> list[str]:
 
 
 def knee_visits(
-    table: pd.DataFrame, biomarker_patterns: Sequence[str], bone_patterns: Sequence[str]
+    table: pd.DataFrame,
+    biomarker_patterns: Sequence[str],
+    bone_patterns: Sequence[str],
+    exclude: Sequence[str] = (),
 ) -> KneeVisits:
     """Collapse a results table into one row per knee-visit (see :class:`KneeVisits`).
 
@@ -135,6 +138,7 @@ def knee_visits(
             visit, side and biomarker columns.
         biomarker_patterns: globs of the biomarkers to follow (numeric columns only).
         bone_patterns: globs of the bone-size columns.
+        exclude: globs of columns never followed (truth twins, QC flags).
 
     Raises:
         InputError: no subject/visit/side columns, no knee-visit, or no biomarker matched.
@@ -176,8 +180,9 @@ def knee_visits(
     columns = [str(c) for c in table.columns]
     biomarkers: list[str] = []
     values: dict[str, pd.Series] = {}
+    excluded = set(matching(columns, exclude))
     for name in matching(columns, biomarker_patterns):
-        if name in KNEE_VISIT or name == "months":
+        if name in KNEE_VISIT or name == "months" or name in excluded:
             continue
         number = _numeric(table[name])
         if number is not None:
@@ -471,9 +476,10 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "sdc95",
 )
 """The summary table's columns: one row per biomarker x follow-up visit x group (``all``,
-then ``KL0`` .. ``KL4`` by baseline KL grade where known). Changes in the biomarker's unit,
-``*_pct`` in %, the rate per year; ``share_increase`` the share of knees whose value went up
-(for thickness: apparent thickening)."""
+then ``KL0`` .. ``KL4`` by baseline KL grade where known, and ``KL>=2``: the knees with
+radiographic OA at baseline, where the usual cartilage-loss SRMs are reported). Changes in
+the biomarker's unit, ``*_pct`` in %, the rate per year; ``share_increase`` the share of
+knees whose value went up (for thickness: apparent thickening)."""
 
 
 def summarise(changes: pd.DataFrame) -> pd.DataFrame:
@@ -493,8 +499,11 @@ def summarise(changes: pd.DataFrame) -> pd.DataFrame:
     order = list(dict.fromkeys(changes["biomarker"]))
     groups = [("all", used)]
     klg = used["baseline_klg"]
-    for grade in sorted({int(g) for g in klg.dropna()}):
+    grades = sorted({int(g) for g in klg.dropna()})
+    for grade in grades:
         groups.append((f"KL{grade}", used.loc[klg == grade]))
+    if any(g >= 2 for g in grades) and any(g < 2 for g in grades):
+        groups.append(("KL>=2", used.loc[klg >= 2]))
     for name, part in groups:
         for (biomarker, rank, visit, base), cell in part.groupby(
             ["biomarker", "visit_rank", "visit", "baseline_visit"], sort=False

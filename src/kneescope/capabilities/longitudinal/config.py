@@ -30,6 +30,10 @@ DEFAULT_BIOMARKERS: tuple[str, ...] = (
 """Biomarker column patterns (``fnmatch`` globs, case-sensitive) used when none are given:
 thickness, volume, area and extrusion columns of ``measure`` (and radiographic JSW)."""
 
+DEFAULT_EXCLUDE: tuple[str, ...] = ("true_*", "latent_*", "qc_*", "time_*")
+"""Columns never followed even when a biomarker pattern matches them: a synthetic table's
+noise-free truth twins and latent variables, QC flags, timings."""
+
 DEFAULT_BONE_SIZE: tuple[str, ...] = ("*bone_volume_mm3", "*_subchondral_bone_area_mm2")
 """Columns that measure the size of a knee's bones, which must stay put across visits: a
 bone volume where a step measures one, else ``measure``'s total subchondral bone area per
@@ -42,6 +46,7 @@ class LongitudinalConfig(BaseModel):
 
     Attributes:
         biomarkers: column patterns of the biomarkers to follow (numeric columns only).
+        exclude: column patterns left out even when a biomarker pattern matches.
         baseline: the baseline visit code (``V00``); None: each knee's first visit. A knee
             without the baseline visit is left out (listed in the step's values).
         bone_size: column patterns of bone-size quantities checked across visits.
@@ -63,6 +68,7 @@ class LongitudinalConfig(BaseModel):
     model_config = FROZEN
 
     biomarkers: tuple[str, ...] = DEFAULT_BIOMARKERS
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     baseline: str | None = None
     bone_size: tuple[str, ...] = DEFAULT_BONE_SIZE
     bone_tolerance_pct: float = Field(5.0, gt=0.0, le=100.0)

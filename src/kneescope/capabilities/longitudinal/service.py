@@ -210,7 +210,7 @@ def analyse(
     """
     from kneescope.biomarkers.change import sdc95
 
-    kv = knee_visits(table, config.biomarkers, config.bone_size)
+    kv = knee_visits(table, config.biomarkers, config.bone_size, config.exclude)
     aligned = align(kv, config.baseline, dates)
     frame = aligned.frame
     bone = bone_size_columns(kv.bone_size)
