@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.signal import lfilter
 
 F64 = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
@@ -56,7 +57,7 @@ FAST_FACTOR = 3.0
 EXTRA_RATE_SD = 0.6
 """Sigma of the additional between-knee lognormal rate factor (disease stream)."""
 
-NON_PROGRESSOR_SHARE = 0.3
+NON_PROGRESSOR_SHARE = 0.5
 """Share of knees that do not progress at all (rate 0; disease stream)."""
 
 DRIFT_STEP_MONTHS = 6
@@ -71,7 +72,7 @@ DRIFT_SD = 0.6
 DRIFT_PHI = 0.85
 """Correlation of the log-rate drift from one 6-month step to the next."""
 
-FLUCTUATION_SD = 0.015
+FLUCTUATION_SD = 0.02
 """Relative SD of the per-visit biological fluctuation of cartilage thickness."""
 
 LOSS_KNOTS = ((0.0, 1.0, 2.0, 3.0, 4.0, 5.0), (0.0, 0.02, 0.08, 0.30, 0.60, 0.85))
@@ -126,8 +127,8 @@ def draw_stream_part(n: int, rng: np.random.Generator) -> tuple[F64, B, F64]:
     eps = rng.normal(size=(n, DRIFT_STEPS - 1))
     drift = np.zeros((n, DRIFT_STEPS))
     innov = DRIFT_SD * np.sqrt(1.0 - DRIFT_PHI**2)
-    for k in range(1, DRIFT_STEPS):
-        drift[:, k] = DRIFT_PHI * drift[:, k - 1] + innov * eps[:, k - 1]
+    # x_k = phi x_(k-1) + innov eps_k, x_0 = 0 (an AR(1) recursion as a linear filter)
+    drift[:, 1:] = lfilter([innov], [1.0, -DRIFT_PHI], eps, axis=1)
     return extra, u < NON_PROGRESSOR_SHARE, drift
 
 

@@ -58,18 +58,18 @@ AGGREGATES = {"MFTC": ("MT", "cMF"), "cMFTC": ("cMT", "ccMF"), "LFTC": ("LT", "c
 REGIONS = (*PART_REGIONS, *AGGREGATES)
 
 THICKNESS_COEF: dict[str, tuple[float, float, float]] = {
-    "MT": (0.9594, -0.5053, -0.0043),
-    "cMT": (1.1826, -0.9676, -0.0128),
-    "cMF": (1.0382, -0.4906, -0.0020),
-    "ccMF": (1.1336, -0.5722, -0.0051),
-    "LT": (0.9546, -0.5367, -0.0037),
-    "cLF": (1.0479, -0.5784, -0.0007),
+    "MT": (0.9574, -0.4862, -0.0047),
+    "cMT": (1.1745, -0.9038, -0.0132),
+    "cMF": (1.0401, -0.4819, -0.0028),
+    "ccMF": (1.1355, -0.5799, -0.0047),
+    "LT": (0.9546, -0.5347, -0.0041),
+    "cLF": (1.0497, -0.5989, 0.0001),
 }
 """Region -> (a, b, c) of ``ThCtAB = cart (a + b loss + c L)`` (fitted, see module doc)."""
 
 JSW_COEF: dict[str, tuple[float, float, float, float, float]] = {
-    "medial": (-0.4220, 1.1859, 1.1389, -1.1322, -0.6161),
-    "lateral": (-0.4808, 1.2072, 1.2143, -1.2110, -0.9500),
+    "medial": (-0.3659, 1.1179, 1.1782, -0.8863, -0.8974),
+    "lateral": (-0.5077, 1.1788, 1.2442, -0.9243, -1.1385),
 }
 """Compartment -> (c0, cf, ct, cfl, ctl) of ``JSW = c0 + cf F + ct T + cfl F loss + ctl T loss``
 (``F``, ``T``: femoral and tibial cartilage parameters, mm): the bone gap of the seated knee."""
