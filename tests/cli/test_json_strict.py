@@ -26,7 +26,7 @@ from kneescope.io import write_nifti
 # The commands whose --json this module checks (the last test checks it is all of them).
 COVERED = {
     "synth", "ingest", "catalog", "export", "convert", "plan", "train", "segment", "measure",
-    "run", "status", "demo", "results", "models", "xray", "score",
+    "run", "status", "demo", "results", "models", "xray", "score", "trial",
 }  # fmt: skip
 
 
@@ -224,6 +224,30 @@ def test_score_json_is_strict(tmp_path: Path) -> None:
     table.to_parquet(tmp_path / "runs" / "r" / "results.parquet")
     payload = run_json("score", "--run", "r", "-m", str(model), "--no-store", "-w", str(tmp_path))
     assert payload["knees"] == 40 and payload["spearman_reader_kl"] is None
+
+
+def test_trial_json_is_strict(tmp_path: Path) -> None:
+    """``trial --json`` with an endpoint measured at baseline only (no model: its difference,
+    power and responder rates are null, never NaN)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(17009)
+    rows = [
+        {"subject": f"S{s}", "side": "right", "visit": visit, "arm": "ab"[s % 2],
+         "a_mm": 2.0 - 0.05 * m / 12 + rng.normal(0, 0.1),
+         "b_mm": rng.normal(1.0, 0.1) if visit == "V00" else None}
+        for s in range(30) for visit, m in (("V00", 0), ("V01", 12), ("V03", 24))
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "trial.toml").write_text(
+        '[data]\ntable = "t.csv"\n[arms]\nvariable = "arm"\ncontrol = "a"\ntreatment = "b"\n'
+        '[analysis]\nendpoints = ["a_mm", "b_mm"]\nknee = "right"\n'
+        '[[responders]]\nendpoint = "b_mm"\nthreshold = 0\n'
+    )
+    payload = run_json("trial", "-c", str(tmp_path / "trial.toml"), "-w", str(tmp_path))
+    assert payload["endpoints"][0]["primary"]["visit"] == "V03"
+    assert payload["endpoints"][1]["primary"] is None and payload["endpoints"][1]["error"]
+    assert payload["responders"][0]["rate_control"] is None
 
 
 def test_every_json_command_is_covered() -> None:
