@@ -367,32 +367,38 @@ def _solve_pd(A: FloatArray, b: FloatArray) -> FloatArray | None:
         return None
 
 
-def _full_rank(X: FloatArray) -> bool:
-    """Whether ``X`` (n, p) has full column rank (columns scaled to unit norm first)."""
-    norms = np.sqrt(np.sum(X * X, axis=0))
-    if np.any(norms == 0):
+def _full_rank(xtx: FloatArray) -> bool:
+    """Whether ``X`` has full column rank, from ``X'X`` (p, p) (columns scaled to unit norm)."""
+    d = np.diag(xtx)
+    if np.any(d <= 0):
         return False
-    Xs = X / norms
-    w = np.linalg.eigvalsh(Xs.T @ Xs)
+    scaled = xtx / np.sqrt(np.outer(d, d))
+    w = np.linalg.eigvalsh(scaled)
     return bool(w[0] > 1e-10 * w[-1])
 
 
-def _start(
-    y: FloatArray, X: FloatArray, subj_codes: NDArray[np.intp], visit: NDArray[np.intp], T: int
-) -> FloatArray:
-    """Starting covariance: pairwise covariance of OLS residuals, made positive definite."""
-    beta = linalg.solve(X.T @ X, X.T @ y, assume_a="pos")
-    r = y - X @ beta
-    n_subj = int(subj_codes.max()) + 1
-    wide = np.full((n_subj, T), np.nan)
-    wide[subj_codes, visit] = r
-    frame = pd.DataFrame(wide)
-    cov = frame.cov(min_periods=2).to_numpy()
-    var = np.nanvar(wide, axis=0)
-    var = np.where(np.isfinite(var) & (var > 0), var, float(np.var(r)) or 1.0)
-    cov = np.where(np.isfinite(cov), cov, 0.0)
-    np.fill_diagonal(cov, var)
-    w, v = np.linalg.eigh(cov)
+def _start(pats: list[_Pattern], xtx: FloatArray, xty: FloatArray, T: int) -> FloatArray:
+    """Starting covariance: pairwise covariance of OLS residuals, made positive definite.
+
+    Computed from the patterns' sufficient statistics (no pass over the rows).
+    """
+    beta = np.linalg.solve(xtx, xty)
+    sums = np.zeros((T, T))
+    counts = np.zeros((T, T))
+    for pat in pats:
+        m = len(pat.idx)
+        Xb_y = np.einsum("p,pab->ab", beta, pat.T)
+        XbXb = np.einsum("p,q,pqab->ab", beta, beta, pat.S)
+        rr = pat.Y - Xb_y - Xb_y.T + XbXb
+        ix = np.ix_(pat.idx, pat.idx)
+        sums[ix] += rr
+        counts[ix] += pat.n * np.ones((m, m))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cov = np.where(counts > 0, sums / np.maximum(counts, 1.0), 0.0)
+    var = np.diag(cov).copy()
+    fallback = float(np.mean(var[var > 0])) if np.any(var > 0) else 1.0
+    np.fill_diagonal(cov, np.where(var > 0, var, fallback))
+    w, v = np.linalg.eigh(0.5 * (cov + cov.T))
     floor = 1e-3 * float(np.max(w)) if np.max(w) > 0 else 1.0
     cov = (v * np.maximum(w, floor)) @ v.T
     return _theta_from_sigma(0.5 * (cov + cov.T))
@@ -465,12 +471,17 @@ def fit_mmrm(
             "an MMRM takes one value per subject and visit"
         )
     n_subj = int(s_s.max()) + 1
-    if not _full_rank(X_s):
+    pats = _patterns(y_s, X_s, s_s, v_s, T)
+    xtx = np.zeros((p, p))
+    xty = np.zeros(p)
+    for pat in pats:
+        xtx += np.einsum("pqaa->pq", pat.S)
+        xty += np.einsum("paa->p", pat.T)
+    if not _full_rank(xtx):
         raise InputError(
             "the design matrix is rank deficient (a visit or arm without observations, or "
             "collinear covariates): drop the empty level or covariate"
         )
-    pats = _patterns(y_s, X_s, s_s, v_s, T)
     together = np.zeros((T, T), dtype=bool)
     for pat in pats:
         together[np.ix_(pat.idx, pat.idx)] = True
@@ -486,7 +497,7 @@ def fit_mmrm(
             f"covariance over {T} visits"
         )
 
-    theta = _start(y_s, X_s, s_s, v_s, T)
+    theta = _start(pats, xtx, xty, T)
     ev = _evaluate(theta, pats, T, p)
     if ev is None:  # pragma: no cover - the start is positive definite by construction
         raise InputError("could not evaluate the REML criterion at the starting covariance")
