@@ -57,6 +57,14 @@ def synth(
             help="Fraction by which treatment slows progression (0: no treatment arm).",
         ),
     ] = 0.0,
+    randomise: Annotated[
+        bool,
+        typer.Option(
+            "--randomise",
+            help="Randomise subjects to a control and a treatment arm (TRTARM) even when "
+            "--treatment-effect is 0 (a null trial).",
+        ),
+    ] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
     no_mri: Annotated[bool, typer.Option("--no-mri", help="Skip the MRI series.")] = False,
     no_xray: Annotated[
@@ -105,6 +113,7 @@ def synth(
         size=size,
         seed=seed,
         treatment_effect=treatment_effect,
+        randomise=randomise,
         mri=not no_mri,
         radiographs=not no_xray,
         full_leg=not no_xray,

@@ -66,6 +66,10 @@ BASELINE_KLG = (0.38, 0.18, 0.25, 0.14, 0.05)
 
 SIDES: tuple[Side, Side] = ("right", "left")
 
+PROGRESSION_CLASSES = ("non-progressor", "typical", "fast")
+"""A knee's progression class (truth): rate 0; the usual rate distribution; a fast progressor
+(rate x 3)."""
+
 CARTILAGE_KEYS = ("cart_femoral", "cart_medial_tibial", "cart_lateral_tibial", "cart_patellar")
 """The anatomy's mean cartilage thickness parameters (mm), scaled by the visit's fluctuation."""
 
@@ -155,6 +159,7 @@ class SubjectPlan:
     rate: dict[str, float]
     medial_predominant: dict[str, bool]
     lesion_radius_mm: dict[str, float] = field(default_factory=dict)  # side -> focal lesion
+    progression: dict[str, str] = field(default_factory=dict)  # side -> PROGRESSION_CLASSES
 
 
 FINDINGS_STREAM = 0xF16D
@@ -361,6 +366,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
     rates: dict[str, float] = {}
     medial_pred: dict[str, bool] = {}
     lesion_radii: dict[str, float] = {}
+    progression: dict[str, str] = {}
     for side in SIDES:
         z = 0.5**0.5 * z_subject + 0.5**0.5 * float(rng.normal())
         klg0 = _baseline_klg(_norm_cdf(z))
@@ -482,6 +488,9 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
         rates[side] = rate
         medial_pred[side] = medial
         lesion_radii[side] = lesion_r
+        progression[side] = (
+            "non-progressor" if bool(non_progressor[0]) else "fast" if fast else "typical"
+        )
     return SubjectPlan(
         index=index,
         participant_id=participant_id(spec.seed, index),
@@ -496,6 +505,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
         rate=rates,
         medial_predominant=medial_pred,
         lesion_radius_mm=lesion_radii,
+        progression=progression,
     )
 
 

@@ -213,8 +213,10 @@ def endpoint_table(
     ``visit`` (OAI code), ``months``, ``arm`` (control/treatment), ``age``, ``sex`` (1 male, 2
     female), ``bmi``, ``klg``, ``jsn_medial``, ``jsn_lateral``, ``severity``, ``effusion``,
     ``pain`` (WOMAC 0-20), ``rate`` (initial rate, severity units / year),
-    ``baseline_klg``, ``medial_predominant``; every name of :data:`ENDPOINTS` (mm; with
-    measurement noise unless ``measurement_noise`` is False) and ``true_<name>``; latent
+    ``baseline_klg``, ``medial_predominant``, ``progression`` (non-progressor / typical /
+    fast: :data:`~kneescope.synth.cohort.PROGRESSION_CLASSES`); every name of
+    :data:`ENDPOINTS` (mm; with measurement noise unless ``measurement_noise`` is False) and
+    ``true_<name>``; latent
     columns for :func:`simulate_future`: ``latent_d0``, ``latent_cart_femoral_mm``,
     ``latent_cart_medial_tibial_mm``, ``latent_cart_lateral_tibial_mm``,
     ``latent_lesion_radius_mm``, ``latent_fluctuation``.
@@ -249,6 +251,7 @@ def endpoint_table(
                 put("rate", plan.rate[side])
                 put("baseline_klg", plan.baseline_klg[side])
                 put("medial_predominant", plan.medial_predominant[side])
+                put("progression", plan.progression[side])
                 put("latent_d0", states[0].severity)
                 put("latent_cart_femoral_mm", base.cart_femoral)
                 put("latent_cart_medial_tibial_mm", base.cart_medial_tibial)

@@ -191,7 +191,8 @@ def clinical_rows(spec: CohortSpec, plans: Sequence[SubjectPlan]) -> tuple[list[
 
 
 def subject_rows(plans: Sequence[SubjectPlan]) -> list[Row]:
-    """Truth about each subject's disease model (arm, rates, baseline KLG)."""
+    """Truth about each subject's disease model (arm, rates, baseline KLG, predominant
+    compartment, progression class: non-progressor / typical / fast)."""
     out = []
     for p in plans:
         out.append(
@@ -207,6 +208,8 @@ def subject_rows(plans: Sequence[SubjectPlan]) -> list[Row]:
                 "Rate_L": fmt(p.rate["left"]),
                 "MedialPredominant_R": str(int(p.medial_predominant["right"])),
                 "MedialPredominant_L": str(int(p.medial_predominant["left"])),
+                "Progression_R": p.progression["right"],
+                "Progression_L": p.progression["left"],
             }
         )
     return out
