@@ -44,7 +44,8 @@ def write_outputs(result: LongitudinalResult, write: Writer) -> dict[str, str]:
     from kneescope.io.parquet_table import TableColumn, write_parquet_table
 
     columns = [TableColumn(name, kind, unit) for name, kind, unit in CHANGE_COLUMNS]  # type: ignore[arg-type]
-    changes = _records(result.changes.loc[:, [c for c, _, _ in CHANGE_COLUMNS]])
+    # NaN floats go to Parquet as they are (pandas reads them back as NaN): no per-cell pass
+    changes = result.changes.loc[:, [c for c, _, _ in CHANGE_COLUMNS]].to_dict("records")
     summary = _records(result.summary.loc[:, list(SUMMARY_COLUMNS)])
     flags = _records(result.qc.loc[:, list(QC_COLUMNS)])
     return {
