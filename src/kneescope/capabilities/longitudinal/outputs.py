@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kneescope.capabilities.longitudinal.change import CHANGE_COLUMNS, SUMMARY_COLUMNS
 from kneescope.capabilities.longitudinal.qc import QC_COLUMNS
@@ -45,7 +45,10 @@ def write_outputs(result: LongitudinalResult, write: Writer) -> dict[str, str]:
 
     columns = [TableColumn(name, kind, unit) for name, kind, unit in CHANGE_COLUMNS]  # type: ignore[arg-type]
     # NaN floats go to Parquet as they are (pandas reads them back as NaN): no per-cell pass
-    changes = result.changes.loc[:, [c for c, _, _ in CHANGE_COLUMNS]].to_dict("records")
+    changes = cast(
+        "list[dict[str, Any]]",
+        result.changes.loc[:, [c for c, _, _ in CHANGE_COLUMNS]].to_dict("records"),
+    )
     summary = _records(result.summary.loc[:, list(SUMMARY_COLUMNS)])
     flags = _records(result.qc.loc[:, list(QC_COLUMNS)])
     return {
