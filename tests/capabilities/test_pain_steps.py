@@ -100,6 +100,7 @@ def test_pain_step_recovers_the_generators_coefficients(tmp_path: Path) -> None:
     table = pd.read_csv(folder / "pain_table.csv", dtype={"subject": str})
     assert list(table.columns[:5]) == ["subject", "visit", "side", "months", "pain"]
     assert table["pain"].between(0, 20).all() and len(table) == values["knee_visits"]
+    assert (folder / "pain_forest.png").read_bytes()[:4] == b"\x89PNG"
     calls = {r["call"] for r in entry["catalog_reads"]}
     assert calls == {"clinical_values"}
     # nothing changed: skipped
@@ -171,6 +172,7 @@ def test_phenotypes_step_finds_known_trajectory_classes(tmp_path: Path) -> None:
     slope = f"{MEDIAL}_slope_per_year"
     # the fastest medial phenotype's mean medial slope is the medial class's -0.25 mm/year
     assert means[slope].min() == pytest.approx(-0.25, abs=0.03)
+    assert Path(out.files["figure"]).read_bytes()[:4] == b"\x89PNG"
     bic = pd.read_csv(out.files["bic"])
     assert bic.loc[bic["chosen"], "k"].tolist() == [3]
 

@@ -14,12 +14,13 @@ Registered under ``kneescope.cohort_steps``; in a pipeline config::
 KL grade (``XRKL``) and BMI (``P01BMI``) and fits a random-intercept model per subject
 (:mod:`~kneescope.capabilities.pain.association`); files in ``RUN/cohort/pain/``:
 ``pain_coefficients.csv`` (every model's coefficients with 95 % CIs), ``pain_table.csv``
-(the knee-visit rows analysed), ``pain_summary.json``.
+(the knee-visit rows analysed), ``pain_summary.json``, ``pain_forest.png``.
 
 ``phenotypes`` summarises each knee by its baseline values and slopes of the feature
 columns and finds Gaussian-mixture phenotypes (:mod:`~kneescope.capabilities.pain.phenotypes`);
 files in ``RUN/cohort/phenotypes/``: ``phenotypes.csv`` (each knee's features, phenotype and
-its probability), ``phenotype_means.csv``, ``phenotype_bic.csv``, ``phenotype_summary.json``.
+its probability), ``phenotype_means.csv``, ``phenotype_bic.csv``, ``phenotype_summary.json``,
+``phenotypes.png`` (the knees' two first slopes, coloured by phenotype).
 Where the catalog has baseline KL grades, the summary cross-tabulates phenotypes by grade.
 """
 
@@ -94,6 +95,7 @@ class Pain:
         """Fit the pain model on the run's knee-visits; write its files."""
         from kneescope.capabilities.pain.association import pain_association
         from kneescope.capabilities.pain.data import add_clinical, knee_visits, matching
+        from kneescope.capabilities.pain.figures import save_forest
 
         cfg = self.config
         biomarkers = matching([str(c) for c in results.columns], cfg.biomarkers)
@@ -135,6 +137,11 @@ class Pain:
                 "pain_summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n"
             ),
         }
+        rows = found.coefficient_rows()
+        title = f"WOMAC knee pain: {found.knee_visits} knee-visits of {found.subjects} subjects"
+        files["forest"] = context.write_output(
+            "pain_forest.png", lambda tmp: save_forest(rows, tmp, title)
+        )
         values = {**summary, "rows_without_knee": kv.rows_without_knee}
         return CohortStepResult(values=values, files=files)
 
@@ -156,6 +163,7 @@ class Phenotypes:
     def run(self, results: pd.DataFrame, context: CohortContext) -> CohortStepResult:
         """Find the run's knee phenotypes; write their files."""
         from kneescope.capabilities.pain.data import knee_visits, matching
+        from kneescope.capabilities.pain.figures import save_phenotype_scatter
         from kneescope.capabilities.pain.phenotypes import find_phenotypes, knee_trajectories
 
         cfg = self.config
@@ -188,6 +196,12 @@ class Phenotypes:
                 "phenotype_summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n"
             ),
         }
+        slopes = [f for f in features if f.endswith("_slope_per_year")]
+        x, y = (slopes if len(slopes) >= 2 else [*features, *features])[:2]
+        title = f"{found.selection.k} phenotypes of {len(found.knees)} knees"
+        files["figure"] = context.write_output(
+            "phenotypes.png", lambda tmp: save_phenotype_scatter(found.knees, x, y, tmp, title)
+        )
         return CohortStepResult(values=summary, files=files)
 
     @staticmethod
