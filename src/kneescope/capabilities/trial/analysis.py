@@ -152,19 +152,26 @@ def change_frame(data: TrialData, endpoint: str) -> tuple[pd.DataFrame, dict[str
 def _descriptive(data: TrialData, endpoint: str, alpha: float) -> list[dict[str, Any]]:
     frame = data.frame
     base = frame.loc[frame["visit"] == data.baseline, ["subject", endpoint]]
-    joined = frame.merge(base, on="subject", suffixes=("", "__base"))
+    joined = frame.loc[:, ["subject", "arm", "visit", endpoint]].merge(
+        base, on="subject", suffixes=("", "__base")
+    )
     joined["__change"] = joined[endpoint] - joined[f"{endpoint}__base"]
+    groups = joined.groupby(["arm", "visit"], sort=False)
+    value: dict[Any, dict[Any, Any]] = (
+        groups[endpoint].agg(["count", "mean", "std"]).to_dict(orient="index")
+    )
+    change: dict[Any, dict[Any, Any]] = (
+        groups["__change"].agg(["count", "mean", "std"]).to_dict(orient="index")
+    )
+    empty = {"count": 0.0, "mean": math.nan, "std": math.nan}
     out: list[dict[str, Any]] = []
     for arm in ARMS:
         for visit in data.visits:
-            part = joined[(joined["arm"] == arm) & (joined["visit"] == visit)]
-            values = part[endpoint].dropna().to_numpy(np.float64)
-            change = part["__change"].dropna().to_numpy(np.float64)
-            n = len(change)
-            mean_c = float(change.mean()) if n else math.nan
-            sd_c = float(change.std(ddof=1)) if n > 1 else math.nan
+            v, c = value.get((arm, visit), empty), change.get((arm, visit), empty)
+            n_v, mean_v, sd_v = int(v["count"]), float(v["mean"]), float(v["std"])
+            n, mean_c, sd_c = int(c["count"]), float(c["mean"]), float(c["std"])
             if visit == data.baseline:
-                mean_c = sd_c = math.nan
+                n, mean_c, sd_c = 0, math.nan, math.nan
             half = (
                 float(stats.t.ppf(1 - alpha / 2, n - 1)) * sd_c / math.sqrt(n)
                 if n > 1 and math.isfinite(sd_c)
@@ -175,15 +182,17 @@ def _descriptive(data: TrialData, endpoint: str, alpha: float) -> list[dict[str,
                     "arm": arm,
                     "visit": visit,
                     "months": data.months[visit],
-                    "n": len(values),
-                    "n_change": 0 if visit == data.baseline else n,
-                    "mean_value": float(values.mean()) if len(values) else math.nan,
-                    "sd_value": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
-                    "mean_change": mean_c,
-                    "sd_change": sd_c,
+                    "n": n_v,
+                    "n_change": n,
+                    "mean_value": mean_v if n_v else math.nan,
+                    "sd_value": sd_v if n_v > 1 else math.nan,
+                    "mean_change": mean_c if n else math.nan,
+                    "sd_change": sd_c if n > 1 else math.nan,
                     "ci_low": mean_c - half,
                     "ci_high": mean_c + half,
-                    "srm": mean_c / sd_c if sd_c and math.isfinite(sd_c) and sd_c > 0 else math.nan,
+                    "srm": mean_c / sd_c
+                    if n > 1 and math.isfinite(sd_c) and sd_c > 0
+                    else math.nan,
                 }
             )
     return out

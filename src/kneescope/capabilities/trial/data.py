@@ -154,7 +154,8 @@ def _knee_rows(table: pd.DataFrame, source: str) -> pd.DataFrame:
         )
     out = table.copy()
     out["subject"] = out["subject"].astype(str)
-    out["side"] = [side_from_text(str(s)) if isinstance(s, str) else None for s in out["side"]]
+    sides = {s: side_from_text(s) if isinstance(s, str) else None for s in out["side"].unique()}
+    out["side"] = out["side"].map(sides)
     out = out[out["side"].isin(SIDES)]
 
     def visit_code(text: Any) -> str | None:
@@ -163,7 +164,7 @@ def _knee_rows(table: pd.DataFrame, source: str) -> pd.DataFrame:
         except ValueError:
             return None
 
-    out["visit"] = [visit_code(v) for v in out["visit"]]
+    out["visit"] = out["visit"].map({v: visit_code(v) for v in out["visit"].unique()})
     out = out[out["visit"].notna()]
     duplicated = out.duplicated(list(KEYS), keep=False)
     if duplicated.any():
@@ -290,7 +291,7 @@ def assemble(
         """(subject, side) -> baseline value of ``variable`` for every knee in the data."""
         knees = list(dict.fromkeys(zip(rows["subject"], rows["side"], strict=True)))
         if variable in rows.columns:
-            found = base_rows[variable] if variable in base_rows.columns else pd.Series()
+            found = base_rows[variable].to_dict() if variable in base_rows.columns else {}
             return {k: found.get(k) for k in knees}
         if view is None:
             raise InputError(
