@@ -80,8 +80,16 @@ def test_index_knee_is_the_generators_and_arms_come_from_the_table(
     assert (data.frame["arm"] == data.frame["subject"].map(arms)).all()
     assert data.subjects("control") + data.subjects("treatment") == 160
     assert min(data.subjects("control"), data.subjects("treatment")) > 50  # randomised
-    right = assemble(null_trial, config(knee="left"))
-    assert set(right.frame["side"]) == {"left"}
+    left = assemble(null_trial, config(knee="left"))
+    assert set(left.frame["side"]) == {"left"}
+    # subjects without a baseline visit: no index knee (counted); a fixed knee keeps them,
+    # with the arm of a later visit, but its model cannot use them (no baseline value)
+    gone = sorted(null_trial["subject"].unique())[:3]
+    no_base = null_trial[~(null_trial["subject"].isin(gone) & (null_trial["visit"] == "V00"))]
+    assert assemble(no_base, config()).excluded == {"no baseline visit": 3}
+    fixed = assemble(no_base, config(knee="left"))
+    assert fixed.subjects("control") + fixed.subjects("treatment") == 160
+    assert change_frame(fixed, ENDPOINT)[1] == {"no baseline value": 3}
 
 
 def test_complete_data_mmrm_is_the_per_visit_ancova(null_trial: pd.DataFrame) -> None:

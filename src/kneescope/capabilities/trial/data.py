@@ -214,7 +214,7 @@ def _months(table: pd.DataFrame, visits: Sequence[str]) -> dict[str, float]:
 
 def _arm_of(value: Any, config: TrialConfig) -> str | None:
     """``control``/``treatment`` for a value of the arm variable (text or number)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return None
     for arm, wanted in (("control", config.arms.control), ("treatment", config.arms.treatment)):
         if str(value) == wanted:
@@ -247,6 +247,10 @@ def _clinical_lookup(
         if key not in ranked or ranked[key][0] < rank:
             ranked[key] = (rank, value)
     return {k: v for k, (_, v) in ranked.items()}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _number(value: Any) -> float:
@@ -308,6 +312,16 @@ def assemble(
         return {k: clinical.get(k, clinical.get((k[0], None))) for k in knees}
 
     arm_values = lookup(config.arms.variable, "arm variable")
+    if config.arms.variable in rows.columns:  # a knee without a baseline row: any visit's arm
+        known = rows.dropna(subset=[config.arms.variable]).drop_duplicates(["subject", "side"])
+        later = dict(
+            zip(
+                zip(known["subject"], known["side"], strict=True),
+                known[config.arms.variable],
+                strict=True,
+            )
+        )
+        arm_values = {k: later.get(k) if _missing(v) else v for k, v in arm_values.items()}
     arms = {key: _arm_of(value, config) for key, value in arm_values.items()}
     covariates = tuple(config.analysis.covariates)
     cov_values = {c: lookup(c, "covariate") for c in covariates}
