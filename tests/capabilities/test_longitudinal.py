@@ -414,3 +414,38 @@ def test_on_the_generators_endpoint_table_change_and_srm_equal_its_own_arithmeti
     assert row["n"] == len(oa)
     assert row["srm"] == pytest.approx(oa.mean() / oa.std(ddof=1))
     assert row["share_increase"] == pytest.approx(float((oa > 0).mean()))
+
+
+def test_item_qc_and_a_precision_table_of_ones_own(tmp_path: Path) -> None:
+    from kneescope.biomarkers.change import Precision, PrecisionTable
+
+    table, _ = truth_table(5)
+    failed_base = (table["subject"] == "9000000") & (table["side"] == "right")
+    failed_base &= table["visit"] == "V00"
+    failed_v03 = (table["subject"] == "9000001") & (table["side"] == "left")
+    failed_v03 &= table["visit"] == "V03"
+    table.loc[failed_base | failed_v03, "qc_ok"] = False
+    strict = analyse(table, only({"qc_ok_only": True}), shipped_precision())
+    loose = analyse(table, only(), shipped_precision())
+    assert cell(loose.summary, THICKNESS, "V01", "all")["n"] == 10
+    assert cell(strict.summary, THICKNESS, "V01", "all")["n"] == 9  # its baseline failed
+    assert cell(strict.summary, THICKNESS, "V03", "all")["n"] == 8  # and one V03 failed
+    assert strict.qc.empty  # item QC is not a longitudinal flag
+    # the SDC95 from a precision table given as an option (relative to the workspace)
+    ws = tmp_path / "ws"
+    run_dir = ws / "runs" / "mri"
+    run_dir.mkdir(parents=True)
+    own = PrecisionTable({THICKNESS: Precision(sd=0.05, cv_pct=2.0, knees=4, scans=3)}, "mine")
+    (ws / "precision.json").write_text(own.to_json())
+    step = StepConfig(
+        name="longitudinal",
+        options={"biomarkers": [THICKNESS, VOLUME], "precision": "precision.json"},
+    )
+    run_cohort_steps([step], records(table), run_dir, None)
+    changes = pd.read_parquet(run_dir / "cohort" / "longitudinal" / "longitudinal_changes.parquet")
+    thick = changes.loc[changes["biomarker"] == THICKNESS]
+    assert np.allclose(thick["sdc95"], sdc95(0.05))
+    assert (thick["exceeds_sdc95"] == (thick["change"].abs() > sdc95(0.05))).all()
+    assert changes.loc[changes["biomarker"] == VOLUME, "sdc95"].isna().all()  # not in it
+    (entry,) = json.loads((run_dir / RESULTS_FILE).read_text())["steps"]
+    assert entry["values"]["precision_source"].startswith("mine (read from ")
