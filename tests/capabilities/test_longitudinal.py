@@ -352,6 +352,13 @@ def test_the_step_writes_its_files_and_summarises_by_the_catalogs_kl_grade(
         got = cell(summary, THICKNESS, "V03", f"KL{grade}")
         assert got["n"] == len(knees)
         assert got["mean_change"] == pytest.approx(2.0 * knees["rate"].mean())
+    png = (folder / "longitudinal_change.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and set(entry["files"]) == {
+        "changes",
+        "summary",
+        "qc",
+        "figure",
+    }
     qc = pd.read_csv(folder / "longitudinal_qc.csv")
     assert qc.empty and list(qc.columns)[:3] == ["subject", "side", "visit"]
     calls = [r["call"] for r in entry["catalog_reads"]]  # (visit_dates where the view has it)

@@ -9,7 +9,10 @@
   change, mean annualised rate, share of knees increasing and beyond the SDC95
   (:data:`~.change.SUMMARY_COLUMNS`);
 * ``longitudinal_qc.csv``: one row per flag of the longitudinal QC (:data:`~.qc.QC_COLUMNS`),
-  the reason in words.
+  the reason in words;
+* ``longitudinal_change.png`` (when there is a follow-up): mean change with its 95 % CI
+  against months, per headline biomarker (:data:`~.service.HEADLINE`, else the first ones)
+  and group (:mod:`~.figures`).
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from typing import Any, cast
 
 from kneescope.capabilities.longitudinal.change import CHANGE_COLUMNS, SUMMARY_COLUMNS
 from kneescope.capabilities.longitudinal.qc import QC_COLUMNS
-from kneescope.capabilities.longitudinal.service import LongitudinalResult
+from kneescope.capabilities.longitudinal.service import HEADLINE, LongitudinalResult
 
 CHANGES_FILE = "longitudinal_changes.parquet"
 SUMMARY_FILE = "longitudinal_summary.csv"
 QC_FILE = "longitudinal_qc.csv"
+FIGURE_FILE = "longitudinal_change.png"
 
 Writer = Callable[[str, str | bytes | Callable[[Path], object]], str]
 """``write(filename, content)`` -> absolute path (``CohortContext.write_output``)."""
@@ -39,7 +43,7 @@ def _records(frame: Any) -> list[dict[str, Any]]:
 
 
 def write_outputs(result: LongitudinalResult, write: Writer) -> dict[str, str]:
-    """Write the three files (see the module), each atomically; returns name -> path."""
+    """Write the files (see the module), each atomically; returns name -> path."""
     from kneescope.io.csv_table import write_csv_table
     from kneescope.io.parquet_table import TableColumn, write_parquet_table
 
@@ -51,10 +55,21 @@ def write_outputs(result: LongitudinalResult, write: Writer) -> dict[str, str]:
     )
     summary = _records(result.summary.loc[:, list(SUMMARY_COLUMNS)])
     flags = _records(result.qc.loc[:, list(QC_COLUMNS)])
-    return {
+    files = {
         "changes": write(CHANGES_FILE, lambda tmp: write_parquet_table(tmp, changes, columns)),
         "summary": write(
             SUMMARY_FILE, lambda tmp: write_csv_table(tmp, summary, list(SUMMARY_COLUMNS))
         ),
         "qc": write(QC_FILE, lambda tmp: write_csv_table(tmp, flags, list(QC_COLUMNS))),
     }
+    if not result.summary.empty:
+        from kneescope.capabilities.longitudinal.figures import (
+            figure_biomarkers,
+            save_change_figure,
+        )
+
+        shown = figure_biomarkers(result.summary, HEADLINE)
+        files["figure"] = write(
+            FIGURE_FILE, lambda tmp: save_change_figure(result.summary, shown, tmp)
+        )
+    return files
