@@ -147,6 +147,24 @@ def full_trial(
     return dropout(table, drop, rng)
 
 
+def crn_truth(pool: pd.DataFrame, effect: float, endpoint: str, seed: int) -> float:
+    """The true effect on the pool's own index knees at 24 months: each knee's future drawn
+    once (``simulate_future``, noise-free) with every knee treated and once with none, from
+    the same random numbers (only the rate differs); mean of treated - untreated."""
+    if effect == 0:
+        return 0.0
+    knees = pool[index_knees(pool).to_numpy(bool)].reset_index(drop=True)
+    out = []
+    for arm in ("treatment", "control"):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 999]))
+        future = simulate_future(
+            knees.assign(arm=arm), [MONTHS[-1]], rng, treatment_effect=effect,
+            measurement_noise=False,
+        )  # fmt: skip
+        out.append(future[f"true_{endpoint}"].to_numpy())
+    return float(np.mean(out[0] - out[1]))
+
+
 def summarise(rows: list[dict[str, Any]], truth: float, alpha: float) -> dict[str, Any]:
     ok = [r for r in rows if r["estimate"] is not None and math.isfinite(r["estimate"])]
     n = len(ok)
@@ -218,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             truth = true_treatment_effect(
                 truth_spec, args.endpoint, "V03", knees=args.truth_knees, select=index_knees
             )
+        pool_truth = math.nan
+        if args.mode == "pool":
+            pool_truth = crn_truth(pool, effect, args.endpoint, args.pool_seed)
         rows: list[dict[str, Any]] = []
         for t in range(args.trials):
             rng = np.random.default_rng(np.random.SeedSequence([args.pool_seed, s, t]))
@@ -244,10 +265,20 @@ def main(argv: list[str] | None = None) -> int:
             )
         summary = summarise(rows, truth, args.alpha)
         summary.update(
-            {"treatment_effect": effect, "seconds": time.perf_counter() - t0, "mode": args.mode}
+            {
+                "treatment_effect": effect,
+                "seconds": time.perf_counter() - t0,
+                "mode": args.mode,
+                "pool_true_effect": pool_truth,
+                "coverage_of_pool_truth": float(
+                    np.mean([r["ci_low"] <= pool_truth <= r["ci_high"] for r in rows])
+                ),
+            }
         )
+        summary["per_trial"] = rows
         settings.append(summary)
-        print(f"setting {effect}: {json.dumps(summary)}", file=sys.stderr)
+        brief = {k: v for k, v in summary.items() if k != "per_trial"}
+        print(f"setting {effect}: {json.dumps(brief)}", file=sys.stderr)
     print(
         f"\n{args.trials} trials per setting, {args.subjects} subjects, {args.mode} mode, "
         f"endpoint {args.endpoint} at {args.primary}, dropout {args.dropout:.0%} per "
@@ -265,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
             f"({r['coverage_mc_se']:.3f}) | {r['rejection_rate']:.3f} "
             f"({r['rejection_mc_se']:.3f}) | {r['estimated_power']:.3f} | "
             f"{r['power_gap_points']:+.1f} |"
+        )
+    for r in settings:
+        print(
+            f"- effect {r['treatment_effect']:g}: truth on the pool's own knees (same random "
+            f"numbers treated/untreated) {r['pool_true_effect']:.4f}, coverage of it "
+            f"{r['coverage_of_pool_truth']:.3f}"
         )
     print(f"\n{time.perf_counter() - started:.0f} s in all")
     if args.json:
