@@ -22,6 +22,7 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "jsn_medial",
     "jsn_lateral",
     "medial_jsw_mm",
+    "lateral_jsw_mm",
     "mjsw_*_mm",
     "we2008_*_ThCtAB_mm",
     "*_cartilage_thickness_mean_mm",
@@ -34,14 +35,25 @@ covariates, the reader's KL and JSN grades, radiographic JSW, cartilage thicknes
 Columns that hold the generator's hidden truth (``true_*``, ``severity``, ``rate``) are never
 features, whatever the patterns say (:data:`HIDDEN`)."""
 
-HIDDEN: tuple[str, ...] = ("true_*", "severity", "rate", "oracle_*", "arm_truth")
+HIDDEN: tuple[str, ...] = (
+    "true_*",
+    "latent_*",
+    "severity",
+    "rate",
+    "effusion",
+    "medial_predominant",
+    "subject_index",
+    "oracle*",
+)
 """Column patterns never used as features: the synthetic generator's latent truth."""
 
-SDC_CMFTC_MM = 0.074
-"""Default smallest detectable change (95 %) of the medial femorotibial cartilage thickness
-(mm) for the ``thickness_loss`` outcome: ``1.96 * sqrt(2) * 0.027 mm``, the OAI test-retest
-SD of cMFTC ThCtAB from repositioned DESS scans (Eckstein et al., Arthritis Rheum 2008;
-precision ~1-2 % of ~2.6 mm)."""
+SDC_CMFTC_MM = 0.196
+"""Default smallest detectable change (95 %) of the central medial femorotibial cartilage
+thickness cMFTC ThCtAB (mm) for the ``thickness_loss`` outcome: ``1.96 * sqrt(2) * SD`` with
+the test-retest SD of one cMFTC measurement ``sqrt(0.05^2 + 0.05^2) = 0.071 mm`` (cMT and
+ccMF, the published precisions the synthetic generator uses:
+``kneescope.synth.endpoints.MEASUREMENT_SD_MM``, references in docs/synth.md). Give the SDC of
+your own reader or segmentation for real data."""
 
 
 class PredictionConfig(BaseModel):
