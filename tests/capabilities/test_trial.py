@@ -104,8 +104,9 @@ def test_complete_data_mmrm_is_the_per_visit_ancova(null_trial: pd.DataFrame) ->
     assert result.mmrm is not None and result.mmrm.converged and not result.error
     rows, left_out = change_frame(data, ENDPOINT)
     assert left_out == {} and result.observations == 160 * 2
+    residuals = []
     for visit in ("V01", "V03"):
-        part = rows[rows["visit"] == visit]
+        part = rows[rows["visit"] == visit].sort_values("subject")
         x = np.column_stack(
             [
                 np.ones(len(part)),
@@ -114,12 +115,19 @@ def test_complete_data_mmrm_is_the_per_visit_ancova(null_trial: pd.DataFrame) ->
             ]
         )
         ols = sm.OLS(part["change"].to_numpy(), x).fit()
+        residuals.append(ols.resid)
         got = result.primary(visit)
         assert got is not None
         assert got["estimate"] == pytest.approx(ols.params[1], rel=1e-5)
         assert got["se"] == pytest.approx(ols.bse[1], rel=1e-4)
         assert got["df"] == pytest.approx(ols.df_resid, rel=1e-3)
         assert got["p_value"] == pytest.approx(ols.pvalues[1], rel=1e-3, abs=1e-6)
+    # and the REML covariance over visits is the residual cross-products / (n - 3)
+    resid = np.column_stack(residuals)
+    assert result.mmrm.visits == ("V01", "V03")
+    assert np.asarray(result.mmrm.covariance) == pytest.approx(
+        resid.T @ resid / (160 - 3), rel=1e-3
+    )
     # a null trial: the true effect is 0 and this trial's CI holds it
     last = result.primary("V03")
     assert last is not None and last["ci_low"] < 0.0 < last["ci_high"]
@@ -139,8 +147,8 @@ def test_treatment_slows_loss_and_missing_visits_are_not_imputed(
     treated_trial: pd.DataFrame,
 ) -> None:
     """Treatment slows the generator's progression: the treated arm loses less (difference >
-    0, significant at 5 % with 200 subjects and effect 0.9); dropping visits keeps every subject with
-    a baseline and one later value in the model and counts the others."""
+    0, significant at 5 % with 200 subjects and effect 0.9); dropping visits keeps every
+    subject with a baseline and one later value in the model and counts the others."""
     cfg = config(primary_visit="V03")
     data = assemble(treated_trial, cfg)
     full = analyse_endpoint(data, ENDPOINT, cfg)

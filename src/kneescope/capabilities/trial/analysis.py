@@ -52,9 +52,11 @@ class MmrmResult:
     Attributes:
         lsmeans: dicts ``arm, visit, estimate, se, df, ci_low, ci_high``.
         differences: dicts ``visit, estimate, se, df, t_value, p_value, ci_low, ci_high``.
-        covariance: the fitted unstructured covariance (visits x visits, endpoint unit^2).
+        covariance: the fitted unstructured covariance of the change (``visits`` x
+            ``visits``, endpoint unit^2).
         converged: whether the REML optimisation converged.
         iterations: optimiser iterations.
+        visits: the post-baseline visits of ``covariance``, in time order.
     """
 
     lsmeans: list[dict[str, Any]]
@@ -62,6 +64,7 @@ class MmrmResult:
     covariance: list[list[float]]
     converged: bool
     iterations: int = 0
+    visits: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,7 @@ def fit_endpoint_mmrm(rows: pd.DataFrame, covariates: Sequence[str], alpha: floa
         covariance=np.asarray(fit.sigma, dtype=np.float64).tolist(),
         converged=bool(fit.converged),
         iterations=int(fit.iterations),
+        visits=tuple(visits),
     )
 
 

@@ -206,6 +206,7 @@ def _endpoint_summary(e: EndpointResult, primary: str) -> dict[str, Any]:
             if d["n_change"]
         ],
         "covariance": e.mmrm.covariance if e.mmrm else None,
+        "covariance_visits": list(e.mmrm.visits) if e.mmrm else None,
         "power": e.power,
     }
 
