@@ -12,8 +12,9 @@ Two fits of the same model ``y_ij = x_ij' beta + b_i + e_ij``, ``b_i ~ N(0, tau^
   read as the interval it stands for: an integer score ``k`` inside the range means the
   latent value lies in ``[k - 0.5, k + 0.5)``, the floor ``0`` means ``(-inf, 0.5)``, the
   ceiling ``20`` means ``[19.5, inf)`` (a Tobit model with rounding). The random intercept
-  is integrated out by Gauss-Hermite quadrature; standard errors come from the observed
-  information (the numerically differentiated analytic gradient).
+  is integrated out by Gauss-Hermite quadrature; the predictors are centred and scaled inside
+  (a well-conditioned optimum) and the coefficients mapped back; standard errors come from
+  the observed information (the numerically differentiated analytic gradient).
 
 Arrays in, numbers out: no files, no tables beyond pandas for statsmodels.
 """
@@ -295,7 +296,7 @@ def fit_censored_mixed(
     low: float = 0.0,
     high: float = 20.0,
     step: float = 1.0,
-    nodes: int = 24,
+    nodes: int = 48,
 ) -> RandomInterceptFit:
     """Random-intercept model of a rounded score clipped to ``[low, high]``, by maximum
     likelihood over the latent intervals (:func:`score_intervals`).
@@ -305,8 +306,9 @@ def fit_censored_mixed(
         x: ``(n, p)`` predictors (an intercept is added); groups: ``(n,)`` subject labels;
         names: ``p`` predictor names.
         low, high, step: the score's floor, ceiling and rounding unit.
-        nodes: Gauss-Hermite nodes for the random intercept (24: slopes within 1e-4 of
-            40 nodes for a subject SD about the residual SD and ~6 observations each).
+        nodes: Gauss-Hermite nodes for the random intercept (48: coefficients within about
+            1e-3 of a 160-node fit for a subject SD about the residual SD, 8 observations
+            per subject; 24 nodes were off by up to 0.04 in the intercept).
 
     Returns:
         The fit (``method="censored-ml"``): coefficients on the latent (unclipped, unrounded)
@@ -318,13 +320,24 @@ def fit_censored_mixed(
     """
     yy, design, codes, full = _check(y, x, groups, names)
     lower, upper = score_intervals(yy, low, high, step)
+    # fitted on centred, scaled predictors (a well-conditioned optimum), mapped back after
+    means = design[:, 1:].mean(axis=0)
+    scales = design[:, 1:].std(axis=0)
+    back = np.eye(design.shape[1])
+    back[0, 1:] = -means / scales
+    back[1:, 1:] = np.diag(1.0 / scales)
+    design = np.column_stack([design[:, 0], (design[:, 1:] - means) / scales])
     nll = _IntervalLikelihood(lower, upper, design, codes, nodes)
     # start: OLS on the recorded values, half the residual variance to each component
     beta0, *_ = np.linalg.lstsq(design, yy, rcond=None)
     resid_sd = float(np.std(yy - design @ beta0)) or 1.0
     theta0 = np.concatenate([beta0, [np.log(resid_sd / np.sqrt(2)), np.log(resid_sd / np.sqrt(2))]])
     result = optimize.minimize(
-        nll, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-7}
+        nll,
+        theta0,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 5000, "gtol": 1e-8, "ftol": 1e-14},
     )
     theta = result.x
     hessian = _numerical_hessian(nll, theta)
@@ -339,8 +352,11 @@ def fit_censored_mixed(
         notes.append(f"standard errors unavailable: {exc}")
         var = np.full(len(theta), np.nan)
     p = design.shape[1]
-    coef = theta[:p].copy()
-    se = np.sqrt(var[:p])
+    coef = back @ theta[:p]
+    if np.all(np.isfinite(var)):
+        se = np.sqrt(np.diag(back @ cov[:p, :p] @ back.T))
+    else:
+        se = np.full(p, np.nan)
     low_ci, high_ci, p_value = _wald(coef, se)
     tau = float(np.exp(theta[p + 1]))
     if tau < 1e-3:

@@ -142,10 +142,13 @@ def add_clinical(
         return float("nan")
 
     def pick_pain(subject: str, visit: str, side: str) -> float:
-        source = pain_r if side.lower().startswith("r") else pain_l
-        return source.get((subject, visit, None), float("nan"))
+        source = {"right": pain_r, "left": pain_l}.get(side)
+        return float("nan") if source is None else source.get((subject, visit, None), float("nan"))
 
-    keys = list(zip(out["subject"], out["visit"], out["side"], strict=True))
+    from kneescope.catalog.naming import side_from_text
+
+    sides = [side_from_text(str(d)) or str(d) for d in out["side"]]
+    keys = list(zip(out["subject"], out["visit"], sides, strict=True))
     out["pain"] = np.array([pick_pain(s, v, d) for s, v, d in keys], dtype=np.float64)
     out["klg"] = np.array([klg.get((s, v, d), float("nan")) for s, v, d in keys], dtype=np.float64)
     out["bmi"] = np.array([pick_bmi(s, v) for s, v, _ in keys], dtype=np.float64)
