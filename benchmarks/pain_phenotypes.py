@@ -15,10 +15,11 @@ by statsmodels MixedLM (:mod:`kneescope.capabilities.pain.association`):
 Phenotypes: each knee's baseline value and slope (per year) of the central medial and the
 lateral femorotibial ThCtAB (``--pheno-visits``, with measurement noise), a Gaussian mixture
 with k by BIC, bootstrap ARI stability over subjects (``--resamples``), and the agreement
-(ARI) of the phenotypes with the generator's known classes: progression class (non-
-progressor "stable" vs medial vs lateral progressor: rate 0 / medial_predominant), medial
-predominance, baseline KL grade; also within KL >= 2 knees; and the same mixture design on
-the noise-free twins (``true_*``) of the endpoints, for what measurement noise costs.
+(ARI) of the phenotypes with the generator's known classes: ``progression`` (non-progressor /
+typical / fast), progression class (non-progressors "stable" vs medial vs lateral
+progressors), both crossed, medial predominance, baseline KL grade; also within KL >= 2
+knees; and the same mixture design on the noise-free twins (``true_*``) of the endpoints,
+for what measurement noise costs.
 
 Validation (designs chosen on it)::
 
@@ -120,14 +121,21 @@ def pain_replicates(seeds: list[int], subjects: int, visits: tuple[str, ...]) ->
 def phenotypes(table: pd.DataFrame, resamples: int, seed: int) -> dict[str, Any]:
     """Phenotypes of the cohort's knees and their agreement with the generator's classes."""
     knees = knee_trajectories(table, FEATURES)
-    base = table.loc[table["months"] == 0, ["subject", "side", "rate", "medial_predominant"]]
-    base = base.assign(
-        baseline_klg=table.loc[table["months"] == 0, "klg"].to_numpy(),
-        subject=base["subject"].astype(str),
+    first = table.loc[table["months"] == 0]
+    base = first.loc[:, ["subject", "side", "progression", "medial_predominant"]].assign(
+        baseline_klg=first["klg"].to_numpy(), subject=first["subject"].astype(str)
     )
     knees = knees.merge(base, on=["subject", "side"], how="left")
+    compartment = np.where(knees["medial_predominant"], "medial", "lateral")
+    # the generator's known classes: progression (non-progressor / typical / fast), and
+    # progression by compartment (non-progressors have none: "stable")
     knees["progression_class"] = np.where(
-        knees["rate"] <= 0, "stable", np.where(knees["medial_predominant"], "medial", "lateral")
+        knees["progression"] == "non-progressor", "stable", compartment
+    )
+    knees["progression_by_compartment"] = np.where(
+        knees["progression"] == "non-progressor",
+        "stable",
+        np.char.add(np.char.add(compartment.astype(str), "-"), knees["progression"].astype(str)),
     )
     features = [c for c in knees.columns if c.endswith(("_baseline", "_slope_per_year"))]
     config = PhenotypeConfig(features=FEATURES, resamples=resamples, seed=seed)
@@ -136,7 +144,9 @@ def phenotypes(table: pd.DataFrame, resamples: int, seed: int) -> dict[str, Any]
         features,
         config,
         {
+            "progression": "progression",
             "progression_class": "progression_class",
+            "progression_by_compartment": "progression_by_compartment",
             "medial_predominant": "medial_predominant",
             "baseline_klg": "baseline_klg",
         },
@@ -146,14 +156,15 @@ def phenotypes(table: pd.DataFrame, resamples: int, seed: int) -> dict[str, Any]
     summary = found.summary()
     summary["agreement_ari_kl2plus"] = {
         c: agreement(k.loc[oa, "phenotype"].to_numpy(), k.loc[oa, c].astype(str).to_numpy())
-        for c in ("progression_class", "medial_predominant")
+        for c in ("progression", "progression_class", "medial_predominant")
     }
     # the same design on the noise-free endpoints: what measurement noise costs
     true_table = table.drop(columns=list(FEATURES)).rename(
         columns={f"true_{c}": c for c in FEATURES}
     )
     true_knees = knee_trajectories(true_table, FEATURES).merge(
-        k.loc[:, ["subject", "side", "phenotype", "progression_class"]], on=["subject", "side"]
+        k.loc[:, ["subject", "side", "phenotype", "progression", "progression_class"]],
+        on=["subject", "side"],
     )
     noise_free = select_mixture(
         true_knees.loc[:, features].to_numpy(np.float64), config.k_range, seed=seed
@@ -163,13 +174,14 @@ def phenotypes(table: pd.DataFrame, resamples: int, seed: int) -> dict[str, Any]
         "ari_with_measured_phenotypes": agreement(
             noise_free.labels, true_knees["phenotype"].to_numpy()
         ),
+        "ari_with_progression": agreement(noise_free.labels, true_knees["progression"].to_numpy()),
         "ari_with_progression_class": agreement(
             noise_free.labels, true_knees["progression_class"].to_numpy()
         ),
     }
-    summary["crosstab_progression_class"] = {
+    summary["crosstab_progression_by_compartment"] = {
         str(p): {str(c): int(n) for c, n in row.items()}
-        for p, row in pd.crosstab(k["phenotype"], k["progression_class"]).iterrows()
+        for p, row in pd.crosstab(k["phenotype"], k["progression_by_compartment"]).iterrows()
     }
     summary["means"] = found.means_rows()
     return summary
@@ -239,7 +251,7 @@ def main() -> None:
     )
     print(f"ARI with known classes: {json.dumps(pheno['agreement_ari'])}")
     print(f"ARI within KL >= 2: {json.dumps(pheno['agreement_ari_kl2plus'])}")
-    print(f"phenotype x class: {json.dumps(pheno['crosstab_progression_class'])}")
+    print(f"phenotype x class: {json.dumps(pheno['crosstab_progression_by_compartment'])}")
     print(f"same design on the noise-free endpoints: {json.dumps(pheno['noise_free'])}")
     print(f"\n{report['seconds']:.0f} s")
     if args.json is not None:
