@@ -35,7 +35,7 @@ _CACHE_SIZE = 4
 _OPEN: OrderedDict[tuple[str, str | None], Catalog] = OrderedDict()
 _OPEN_LOCK = threading.Lock()
 
-_QUESTIONS = ("clinical", "clinical_values", "visits", "series", "subjects")
+_QUESTIONS = ("clinical", "clinical_values", "visits", "visit_dates", "series", "subjects")
 """The methods whose answers a recording view digests (and :func:`replay_digest` re-asks)."""
 
 
@@ -149,6 +149,23 @@ class CatalogView:
         with self._catalog().session() as session:
             codes = sorted(str(c) for c in session.scalars(stmt))
         return self._answer("visits", {"subject": subject}, codes)
+
+    def visit_dates(self) -> list[dict[str, str | None]]:
+        """Every visit's date: ``{"subject", "visit", "study_date"}`` rows (``study_date``
+        ``YYYYMMDD`` as the DICOM StudyDate, None when unknown), ordered by subject and visit."""
+        from sqlalchemy import select
+
+        from kneescope.catalog.schema import Subject, Visit
+
+        stmt = select(Subject.code, Visit.code, Visit.study_date).join(
+            Subject, Visit.subject_id == Subject.id
+        )
+        with self._catalog().session() as session:
+            rows = sorted(
+                (str(s), str(v), str(d) if d else None) for s, v, d in session.execute(stmt)
+            )
+        answer = [{"subject": s, "visit": v, "study_date": d} for s, v, d in rows]
+        return self._answer("visit_dates", {}, answer)
 
     def clinical(
         self, subject: str, visit: str | None = None, side: str | None = None
