@@ -9,7 +9,8 @@ import pytest
 
 from kneescope.errors import InputError
 from kneescope.synth.anatomy import KneeShape
-from kneescope.synth.cohort import CohortSpec, plan_cohort
+from kneescope.synth.cohort import CohortSpec, jsn_grade, plan_cohort
+from kneescope.synth.disease import loss_of_severity
 from kneescope.synth.endpoints import (
     ENDPOINTS,
     MEASUREMENT_SD_MM,
@@ -98,6 +99,10 @@ def test_simulated_futures_match_the_table(table: pd.DataFrame) -> None:
     assert 0.8 < sim.std() / planned.std() < 1.25
     assert list(sims[0].columns[:3]) == ["row", "months", "severity"]
     assert (sims[0]["klg"] >= base["baseline_klg"]).all()
+    loss = loss_of_severity(sims[0]["severity"].to_numpy())
+    medial = base["medial_predominant"].to_numpy(bool)
+    expected = [jsn_grade(x) for x in np.where(medial, loss, 0.3 * loss)]
+    assert sims[0]["jsn_medial"].tolist() == expected
 
 
 def test_true_treatment_effect_grows_with_the_effect() -> None:

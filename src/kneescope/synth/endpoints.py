@@ -36,7 +36,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from kneescope.errors import InputError
-from kneescope.synth.cohort import CohortSpec, SubjectPlan, jsn_grade, plan_cohort
+from kneescope.synth.cohort import CohortSpec, SubjectPlan, plan_cohort
 from kneescope.synth.disease import (
     draw_fluctuation,
     klg_of_severity,
@@ -293,6 +293,12 @@ def _true_from_frame(
     )
 
 
+def _jsn_grades(loss: F64) -> npt.NDArray[np.int64]:
+    """:func:`~kneescope.synth.cohort.jsn_grade` of every element of ``loss`` (vectorised:
+    the same cut-offs 0.1, 0.3, 0.6)."""
+    return np.searchsorted(np.array([0.1, 0.3, 0.6]), loss, side="right").astype(np.int64)
+
+
 def simulate_future(
     baseline: pd.DataFrame,
     months: Sequence[int],
@@ -329,7 +335,7 @@ def simulate_future(
         rng,
     )
     fluct = draw_fluctuation(n, mo, rng)
-    rep = baseline.loc[baseline.index.repeat(m)].reset_index(drop=True)
+    rep = baseline.iloc[np.repeat(np.arange(n), m)].reset_index(drop=True)
     d = sev.reshape(-1)
     true = _true_from_frame(rep, d, fluct.reshape(-1))
     medial = rep["medial_predominant"].to_numpy(bool)
@@ -340,8 +346,8 @@ def simulate_future(
             "months": np.tile(np.asarray(months, dtype=np.int64), n),
             "severity": d,
             "klg": klg_of_severity(d),
-            "jsn_medial": [jsn_grade(x) for x in np.where(medial, loss, 0.3 * loss)],
-            "jsn_lateral": [jsn_grade(x) for x in np.where(medial, 0.3 * loss, loss)],
+            "jsn_medial": _jsn_grades(np.where(medial, loss, 0.3 * loss)),
+            "jsn_lateral": _jsn_grades(np.where(medial, 0.3 * loss, loss)),
         }
     )
     measured = (
