@@ -186,3 +186,14 @@ def test_bad_input_is_one_clear_error(sim_trial: Callable[..., Any]) -> None:
         fit_mmrm(np.r_[np.nan, des.y[1:]], des.X, des.subject, des.visit, des.names)
     with pytest.raises(InputError, match="columns"):
         fit_design(des).contrast(np.ones(3))
+
+
+def test_too_few_subjects_for_an_unstructured_covariance(sim_trial: Callable[..., Any]) -> None:
+    """40 subjects, 6 visits with 14-24 rows after baseline, 20 fixed effects: the REML
+    criterion falls without bound towards a singular covariance (R's gls stops with "function
+    evaluation limit reached" on these data); the fit says so in one line."""
+    visits = tuple(f"V{j:02d}" for j in range(1, 7))
+    trial = sim_trial(17030, 40, visits=visits, dropout="mcar", intermittent=0.25)
+    des = _design(trial.data, visits, baseline="base", covariates=("age", "sex"))
+    with pytest.raises(InputError, match=r"tends to a singular matrix.*needs more subjects"):
+        fit_design(des)

@@ -55,6 +55,11 @@ MAX_ITERATIONS = 200
 MAX_HALVINGS = 60
 """Step halvings per iteration before the step is declared not improvable."""
 
+SINGULAR_CORRELATION = 1e-8
+"""A fit stops (and fails) when the smallest eigenvalue of the correlation matrix over visits
+falls below this: the REML criterion then has no interior optimum (too few subjects for an
+unstructured covariance); R's gls fails on such data too."""
+
 
 @dataclass(frozen=True)
 class Contrast:
@@ -367,6 +372,12 @@ def _solve_pd(A: FloatArray, b: FloatArray) -> FloatArray | None:
         return None
 
 
+def _min_correlation_eigenvalue(theta: FloatArray, T: int) -> float:
+    sigma = _sigma_from_theta(theta, T)
+    sd = np.sqrt(np.diag(sigma))
+    return float(np.linalg.eigvalsh(sigma / np.outer(sd, sd))[0])
+
+
 def _full_rank(xtx: FloatArray) -> bool:
     """Whether ``X`` has full column rank, from ``X'X`` (p, p) (columns scaled to unit norm)."""
     d = np.diag(xtx)
@@ -526,10 +537,21 @@ def fit_mmrm(
             break
         theta = theta - t * step
         ev = new
+        if _min_correlation_eigenvalue(theta, T) < SINGULAR_CORRELATION:
+            break  # the REML criterion decreases without bound towards a singular covariance
     if not converged:
+        min_eig = _min_correlation_eigenvalue(theta, T)
+        per_visit = np.bincount(v_s, minlength=T)
+        sparse = int(np.argmin(per_visit))
+        why = (
+            "the estimated covariance over visits tends to a singular matrix"
+            if min_eig < 1e-4
+            else f"no convergence in {iterations} iterations"
+        )
         raise InputError(
-            f"the REML fit did not converge in {iterations} iterations (a visit with almost "
-            "no data, or a response without variance?)"
+            f"the REML fit failed: {why} (fewest rows: {per_visit[sparse]} at visit code "
+            f"{sparse}, for {p} fixed effects and {len(theta)} covariance parameters); an "
+            "unstructured MMRM needs more subjects per visit: drop sparse visits or covariates"
         )
     cov_theta = _solve_pd(ev.hessian, 2.0 * np.eye(len(theta)))
     if cov_theta is None:
