@@ -92,7 +92,8 @@ def test_truth_thickness_loss_grows_with_time() -> None:
             if p.knees[s][0].klg < 2:
                 continue
             plate = "medial_tibial" if p.medial_predominant[s] else "lateral_tibial"
-            th, nominal = [], []
+            th: list[float] = []
+            nominal: list[float] = []
             for v in p.knees[s]:
                 scale = 1.0 + visit_fluctuation(spec.seed, p.index, side_index, v.months)
                 steady = v.params.model_copy(
