@@ -37,6 +37,11 @@ def test_one_row_per_knee_visit_with_every_column(table: pd.DataFrame) -> None:
     for col in ("jsn_medial", "jsn_lateral", "severity", "effusion", "pain", "rate"):
         assert col in table.columns
     assert {"baseline_klg", "medial_predominant"} <= set(table.columns)
+    assert set(table["progression"]) == {"non-progressor", "typical", "fast"}
+    assert (table["non_progressor"] == (table["rate"] == 0)).all()
+    fast = table.loc[table["fast_progressor"] & (table["months"] == 0), "rate"]
+    typical = table.loc[(table["progression"] == "typical") & (table["months"] == 0), "rate"]
+    assert fast.median() > 2 * typical.median()  # x3 the rate
     for name in ENDPOINTS:
         assert table[name].notna().all() and table[f"true_{name}"].notna().all()
     assert set(table["arm"]) == {"control"}

@@ -214,7 +214,8 @@ def endpoint_table(
     female), ``bmi``, ``klg``, ``jsn_medial``, ``jsn_lateral``, ``severity``, ``effusion``,
     ``pain`` (WOMAC 0-20), ``rate`` (initial rate, severity units / year),
     ``baseline_klg``, ``medial_predominant``, ``progression`` (non-progressor / typical /
-    fast: :data:`~kneescope.synth.cohort.PROGRESSION_CLASSES`); every name of
+    fast: :data:`~kneescope.synth.cohort.PROGRESSION_CLASSES`; also as the booleans
+    ``non_progressor`` and ``fast_progressor``); every name of
     :data:`ENDPOINTS` (mm; with measurement noise unless ``measurement_noise`` is False) and
     ``true_<name>``; latent
     columns for :func:`simulate_future`: ``latent_d0``, ``latent_cart_femoral_mm``,
@@ -252,6 +253,8 @@ def endpoint_table(
                 put("baseline_klg", plan.baseline_klg[side])
                 put("medial_predominant", plan.medial_predominant[side])
                 put("progression", plan.progression[side])
+                put("non_progressor", plan.progression[side] == "non-progressor")
+                put("fast_progressor", plan.progression[side] == "fast")
                 put("latent_d0", states[0].severity)
                 put("latent_cart_femoral_mm", base.cart_femoral)
                 put("latent_cart_medial_tibial_mm", base.cart_medial_tibial)
