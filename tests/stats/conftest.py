@@ -16,8 +16,9 @@ class SimTrial:
 
     ``data``: one row per subject x observed post-baseline visit: subject, visit, arm
     (control/treatment), chg (change from baseline, mm), base (baseline, mm), age (years), sex
-    (F/M). Truth: ``chg = mu[v] + delta[v] treated + gamma[v] (base - 2) + AGE_COEF (age - 60)
-    + SEX_COEF male + e``, ``e ~ N(0, sigma)`` over the visits.
+    (F/M), site (north/south/west, no effect). Truth: ``chg = mu[v] + delta[v] treated +
+    gamma[v] (base - 2) + AGE_COEF (age - 60) + SEX_COEF male + e``, ``e ~ N(0, sigma)`` over
+    the visits.
     """
 
     data: pd.DataFrame
@@ -83,6 +84,8 @@ def simulate_trial(
         hole = rng.random((n_subjects, T)) < intermittent
         hole[:, 0] = False
         observed &= ~hole
+    # a three-level factor without effect, drawn last so that the draws above stay as they were
+    site = rng.choice(np.array(["north", "south", "west"]), size=n_subjects)
     rows = []
     for i in range(n_subjects):
         for j, v in enumerate(visits):
@@ -95,6 +98,7 @@ def simulate_trial(
                     "base": base[i],
                     "age": age[i],
                     "sex": "M" if male[i] else "F",
+                    "site": site[i],
                     "observed": observed[i, j],
                 }
             )

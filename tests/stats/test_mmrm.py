@@ -135,6 +135,39 @@ def test_row_order_and_subject_labels_do_not_matter(sim_trial: Callable[..., Any
     np.testing.assert_allclose(fit2.sigma, fit.sigma, rtol=1e-9)
 
 
+def test_estimates_follow_the_unit_of_the_response(sim_trial: Callable[..., Any]) -> None:
+    """Response and baseline in micrometres instead of millimetres: LS-means and SEs scale by
+    1000, df and p stay (the fit does not depend on the response's scale)."""
+    trial = sim_trial(17007, 60, dropout="mar", intermittent=0.1)
+    um = trial.data.assign(chg=trial.data["chg"] * 1000.0, base=trial.data["base"] * 1000.0)
+    res = []
+    for d in (trial.data, um):
+        des = _design(d, trial.visits, baseline="base", covariates=("age",))
+        res.append(lsmeans(fit_design(des), des).differences)
+    mm, micro = res
+    np.testing.assert_allclose(micro["estimate"], 1000.0 * mm["estimate"], rtol=1e-7)
+    np.testing.assert_allclose(micro["se"], 1000.0 * mm["se"], rtol=1e-7)
+    np.testing.assert_allclose(micro["df"], mm["df"], rtol=1e-6)
+    np.testing.assert_allclose(micro["p"], mm["p"], rtol=1e-6)
+
+
+def test_a_single_visit_is_an_ancova(sim_trial: Callable[..., Any]) -> None:
+    """One post-baseline visit: the MMRM is the ANCOVA chg ~ arm + base, whose treatment
+    effect and SE are ordinary least squares with n - 3 df."""
+    trial = sim_trial(17008, 50, visits=("V06",), dropout="none")
+    des = _design(trial.data, trial.visits, baseline="base")
+    assert des.names == ("(Intercept)", "armtreatment", "base")
+    fit = fit_design(des)
+    beta, *_ = np.linalg.lstsq(des.X, des.y, rcond=None)
+    resid = des.y - des.X @ beta
+    s2 = resid @ resid / (len(des.y) - 3)
+    se = np.sqrt(s2 * np.diag(np.linalg.inv(des.X.T @ des.X)))
+    np.testing.assert_allclose(fit.beta, beta, rtol=1e-9)
+    np.testing.assert_allclose(fit.se, se, rtol=1e-7)
+    diff = lsmeans(fit, des).differences.iloc[0]
+    assert diff["df"] == pytest.approx(len(des.y) - 3, rel=1e-6)
+
+
 def test_design_columns_follow_r_model_matrix(sim_trial: Callable[..., Any]) -> None:
     trial = sim_trial(17005, 30, visits=("V01", "V03", "V05"), dropout="none")
     des = _design(trial.data, trial.visits, baseline="base", covariates=("age", "sex"))

@@ -78,8 +78,8 @@ CASES: dict[str, dict[str, Any]] = {
     "mar_dropout_covariates": {
         "sim": {"seed": 17020, "n_subjects": 150, "dropout": "mar", "intermittent": 0.08},
         "baseline": "base",
-        "covariates": ("age", "sex"),
-        "factors": ("sex",),
+        "covariates": ("age", "sex", "site"),
+        "factors": ("sex", "site"),
     },
     "five_visits_no_baseline": {
         "sim": {
