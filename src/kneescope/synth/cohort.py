@@ -27,6 +27,7 @@ parallel. Disease model, per knee:
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Literal
@@ -286,6 +287,12 @@ def sample_knee_findings(
     )
 
 
+def _clip(x: float, lo: float, hi: float) -> float:
+    """``x`` limited to ``[lo, hi]`` as a Python float (what ``float(np.clip(x, lo, hi))`` gives
+    for a finite scalar, without numpy's per-call overhead)."""
+    return float(min(max(x, lo), hi))
+
+
 def loss_of_severity(d: float) -> float:
     """Fraction of weight-bearing cartilage lost at latent severity ``d`` (piecewise linear;
     :func:`kneescope.synth.disease.loss_of_severity`)."""
@@ -352,7 +359,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, index, 0x5EED]))
     age = int(rng.integers(45, 80))
     sex = 2 if rng.random() < 0.58 else 1
-    bmi = float(np.clip(rng.normal(28.5, 4.5), 18.5, 45.0))
+    bmi = _clip(float(rng.normal(28.5, 4.5)), 18.5, 45.0)
     arm = "control"
     if (spec.treatment_effect > 0 or spec.randomise) and rng.random() < spec.treated_fraction:
         arm = "treatment"
@@ -424,7 +431,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
             klg = min(4, int(np.floor(d)))
             loss = loss_of_severity(d)
             loss_m, loss_l = (loss, 0.3 * loss) if medial else (0.3 * loss, loss)
-            depth = float(np.clip((d - 2.3) * 0.8, 0.0, 1.6))
+            depth = _clip((d - 2.3) * 0.8, 0.0, 1.6)
             lesions: tuple[Lesion, ...] = ()
             if depth > 0.05:
                 x_sign = 1.0 if medial else -1.0
@@ -443,7 +450,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
                     ),
                 )
             growth = 1.2 * max(d - 1.5, 0.0)
-            effusion = float(np.clip(0.15 + 0.15 * d + vrng.normal(0, 0.08), 0.0, 1.0))
+            effusion = _clip(0.15 + 0.15 * d + float(vrng.normal(0, 0.08)), 0.0, 1.0)
             fields = {
                 **knee_anatomy,
                 **{key: float(knee_anatomy[key]) * (1.0 + fluct) for key in CARTILAGE_KEYS},  # type: ignore[arg-type]
@@ -454,13 +461,13 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
                 "loss_patellar": 0.3 * loss,
                 "lesions": lesions,
                 "extrusion_medial": float(
-                    np.clip(e0 + (growth if medial else 0.2 * growth), -1.5, 7.5)
+                    _clip(e0 + (growth if medial else 0.2 * growth), -1.5, 7.5)
                 ),
                 "extrusion_lateral": float(
-                    np.clip(0.5 * e0 + (0.2 * growth if medial else growth), -1.5, 7.5)
+                    _clip(0.5 * e0 + (0.2 * growth if medial else growth), -1.5, 7.5)
                 ),
                 "effusion": effusion,
-                "osteophyte_mm": 1.8 * float(np.clip(np.floor(d - 1.0), 0, 3)),
+                "osteophyte_mm": 1.8 * _clip(math.floor(d - 1.0), 0.0, 3.0),
                 "tibial_osteophytes": spurs,
                 "marrow_lesions": findings.marrow_lesions(d) if spec.findings else (),
                 "meniscal_tears": findings.meniscal_tears(d) if spec.findings else (),
@@ -477,7 +484,7 @@ def plan_subject(spec: CohortSpec, index: int) -> SubjectPlan:
                     klg=klg,
                     jsn_medial=jsn_grade(loss_m),
                     jsn_lateral=jsn_grade(loss_l),
-                    osteophyte_grade=int(np.clip(np.floor(d - 1.0), 0, 3)),
+                    osteophyte_grade=int(_clip(math.floor(d - 1.0), 0.0, 3.0)),
                     hka_deg=float(hka),
                     pain=int(pain),
                     params=params,
