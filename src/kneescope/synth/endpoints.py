@@ -81,8 +81,8 @@ MEASUREMENT_SD_MM: dict[str, float] = {
     "ccMF": 0.05,
     "LT": 0.03,
     "cLF": 0.04,
-    "medial_jsw_mm": 0.1,
-    "lateral_jsw_mm": 0.1,
+    "medial_jsw_mm": 0.14,
+    "lateral_jsw_mm": 0.23,
 }
 """Test-retest SD (mm) of one measurement: part regions' ThCtAB and the radiographic JSWs
 (references in docs/synth.md, "Disease model and its variance")."""
