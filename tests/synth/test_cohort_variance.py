@@ -3,10 +3,15 @@ drift, fluctuation, and the 2-year SRM and apparent thickening in the published 
 
 from __future__ import annotations
 
+import csv
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats
 
+from kneescope.cli.app import main
 from kneescope.synth import disease
 from kneescope.synth.cohort import SIDES, CohortSpec, plan_cohort, plan_subject
 from kneescope.synth.endpoints import endpoint_table
@@ -126,3 +131,19 @@ def test_some_knees_apparently_thicken(change: dict[str, np.ndarray]) -> None:
     sel = change["klg"] >= 2
     assert 0.2 < float((change["d"][sel] > 0).mean()) < 0.45
     assert float((change["true"][sel] > 0).mean()) > 0.1
+
+
+def test_synth_randomise_flag_writes_both_arms(tmp_path: Path) -> None:
+    """``kneescope synth --randomise`` (effect 0): TRTARM holds both arms, the spec records it;
+    without the flag every subject is a control."""
+    out = tmp_path / "null_trial"
+    args = ["-n", "40", "--visits", "V00,V01", "--no-mri", "--no-xray", "--seed", "17015"]
+    assert main(["synth", "-o", str(out), *args, "--randomise"]) == 0
+    with (out / "clinical" / "AllClinical.csv").open(newline="") as handle:
+        arms = [row["TRTARM"] for row in csv.DictReader(handle)]
+    assert sorted(set(arms)) == ["0", "1"]  # 40 subjects: P(one arm only) ~ 2e-12
+    assert json.loads((out / "synth_spec.json").read_text())["randomise"] is True
+    plain = tmp_path / "plain"
+    assert main(["synth", "-o", str(plain), *args]) == 0
+    with (plain / "clinical" / "AllClinical.csv").open(newline="") as handle:
+        assert {row["TRTARM"] for row in csv.DictReader(handle)} == {"0"}
