@@ -215,6 +215,14 @@ def test_bad_input_is_one_clear_error(sim_trial: Callable[..., Any]) -> None:
         _design(d, trial.visits, baseline="baseline_mm")
     with pytest.raises(InputError, match="have no rows"):
         _design(d, (*trial.visits, "V08"))
+    with pytest.raises(InputError, match=r"more than one row at visit 'V01'.*one knee"):
+        _design(pd.concat([d, d.iloc[:1]]), trial.visits)
+    swapped = d.copy()
+    swapped.loc[swapped.index[0], "arm"] = (
+        "treatment" if swapped["arm"].iloc[0] == "control" else "control"
+    )
+    with pytest.raises(InputError, match="is in both arms"):
+        _design(swapped, trial.visits)
     with pytest.raises(InputError, match="finite"):
         fit_mmrm(np.r_[np.nan, des.y[1:]], des.X, des.subject, des.visit, des.names)
     with pytest.raises(InputError, match="columns"):

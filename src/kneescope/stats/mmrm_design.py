@@ -202,6 +202,21 @@ def build_design(
     empty = [v for v in visits_t if not (df[visit] == v).any()]
     if empty:
         raise InputError(f"visit(s) {empty} have no rows with data: drop them from visits")
+    dup = df.duplicated([subject, visit])
+    if dup.any():
+        first = df[dup].iloc[0]
+        raise InputError(
+            f"subject {first[subject]!r} has more than one row at visit {first[visit]!r} "
+            f"({int(dup.sum())} repeated subject x visit rows): an MMRM takes one value per "
+            "subject and visit (e.g. one knee per subject)"
+        )
+    arms_per_subject = df.groupby(subject)[arm].nunique()
+    mixed = arms_per_subject[arms_per_subject > 1]
+    if len(mixed):
+        raise InputError(
+            f"subject {mixed.index[0]!r} is in both arms ({len(mixed)} such subjects): a "
+            "subject's arm must be the same at every visit"
+        )
 
     visit_code = {v: i for i, v in enumerate(visits_t)}
     codes = np.asarray(df[visit].map(visit_code), dtype=np.intp)
