@@ -9,7 +9,9 @@ Default mode: the fast endpoint table (:func:`kneescope.synth.endpoints.endpoint
 measurement noise on) of ``--subjects`` subjects at V00, V01, V03 (0, 12, 24 months), no
 treatment; per baseline-KL group: n knees, mean and SD of the 2-year change (mm), SRM = mean /
 SD, the share of knees with an apparent increase (change > 0) and with an increase beyond the
-smallest detectable change (SDC95 = 1.96 sqrt(2) x the measurement SD), for the measured and
+smallest detectable change (SDC95 = 1.96 sqrt(2) x the measurement SD), and (Buck et al. 2010's
+definition) beyond the healthy KL 0 knees' 2.5th / 97.5th percentiles of change in at least one
+of cMT, ccMF, MT, cMF, for the measured and
 the noise-free (``true_``) endpoints; also the total femorotibial thickness (MT + LT + cMF +
 cLF) of KL 2-3 knees (the FORWARD trial's endpoint and population), incident OA and KL
 progression rates. ``--json`` writes everything as JSON.
@@ -85,6 +87,26 @@ def summarise(ch: pd.DataFrame) -> dict[str, object]:
                     "thinning_beyond_sdc_pct": round(100 * float((x < -sdc).mean()), 1),
                 }
         res[group] = g
+    # Buck et al. 2010's definition: change beyond the healthy (KL 0) knees' 2.5th / 97.5th
+    # percentiles in at least one region (here the 4 medial regions the table models)
+    healthy = ch[ch["baseline_klg"] == 0]
+    regions = ("cMT", "ccMF", "MT", "cMF")
+    limits = {
+        r: np.percentile(healthy[f"d_{thickness_column(r)}"].to_numpy(), [2.5, 97.5])
+        for r in regions
+    }
+    for group, (lo, hi) in GROUPS.items():
+        sel = ch[(ch["baseline_klg"] >= lo) & (ch["baseline_klg"] <= hi)]
+        thick = np.zeros(len(sel), bool)
+        thin = np.zeros(len(sel), bool)
+        for r in regions:
+            x = sel[f"d_{thickness_column(r)}"].to_numpy()
+            thin |= x < limits[r][0]
+            thick |= x > limits[r][1]
+        res[f"{group} beyond healthy limits (cMT, ccMF, MT, cMF)"] = {
+            "thickening_pct": round(100 * float(thick.mean()), 1),
+            "thinning_pct": round(100 * float(thin.mean()), 1),
+        }
     kl23 = ch[ch["baseline_klg"].between(2, 3)]
     for prefix in ("", "true_"):
         x = kl23[f"d_{prefix}total_FT"].to_numpy()
