@@ -57,6 +57,7 @@ def generator_run(tmp_path: Path, table: pd.DataFrame) -> tuple[pd.DataFrame, Ca
     with an ``effusion_fraction`` biomarker column, and OAI-style clinical tables (WOMKPR/L,
     XRKL, P01BMI) ingested into a workspace catalog."""
     results = table.loc[:, ["subject", "visit", "side", MEDIAL, LATERAL]].copy()
+    results["side"] = results["side"].map({"right": "R", "left": "L"})  # as some runs write it
     results["effusion_fraction"] = table["effusion"]
     results.insert(0, "item_id", [f"mri-{i}" for i in range(len(results))])
     wide = table.pivot_table(index="subject", columns=["visit", "side"], values="pain")
