@@ -88,10 +88,11 @@ def test_pain_step_recovers_the_generators_coefficients(
     run_dir = tmp_path / "ws" / "runs" / "mri"
     run_dir.mkdir(parents=True)
     config = StepConfig(name="pain", options={"biomarkers": ["effusion_fraction"]})
+    pheno = StepConfig(name="phenotypes", options={"resamples": 3, "k_range": [1, 2, 3, 4]})
     rows = _records(results)
-    outcome = run_cohort_steps([config], rows, run_dir, view)
-    assert outcome.ran == ("pain",)
-    (entry,) = json.loads((run_dir / RESULTS_FILE).read_text())["steps"]
+    outcome = run_cohort_steps([config, pheno], rows, run_dir, view)
+    assert outcome.ran == ("pain", "phenotypes")
+    entry, pheno_entry = json.loads((run_dir / RESULTS_FILE).read_text())["steps"]
     assert entry["ok"] is True
     values = entry["values"]
     assert values["knee_visits"] == 200 * 2 * len(VISITS) and values["subjects"] == 200
@@ -111,8 +112,14 @@ def test_pain_step_recovers_the_generators_coefficients(
     assert (folder / "pain_forest.png").read_bytes()[:4] == b"\x89PNG"
     calls = {r["call"] for r in entry["catalog_reads"]}
     assert calls == {"clinical_values"}
+    # phenotypes beside the catalog's baseline KL grades: every knee counted once, and the
+    # phenotypes follow the stage (ARI with the grade well above chance)
+    ph = pheno_entry["values"]
+    assert pheno_entry["ok"] is True and ph["knees"] == 400
+    assert sum(sum(c.values()) for c in ph["by_baseline_klg"].values()) == 400
+    assert ph["agreement_ari"]["baseline_klg"] > 0.1
     # nothing changed: skipped
-    assert run_cohort_steps([config], rows, run_dir, view).skipped == ("pain",)
+    assert run_cohort_steps([config, pheno], rows, run_dir, view).skipped == ("pain", "phenotypes")
 
 
 def test_pain_without_the_confounder_biases_the_kl_slope(generator_table: pd.DataFrame) -> None:

@@ -186,7 +186,7 @@ class Phenotypes:
         summary = found.summary()
         by_grade = self._by_baseline_grade(found.knees, kv.table, context)
         if by_grade is not None:
-            summary["by_baseline_klg"] = by_grade
+            summary["by_baseline_klg"], summary["agreement_ari"]["baseline_klg"] = by_grade
         summary = _json_ready(summary)
         files = {
             "phenotypes": _write_csv(context, "phenotypes.csv", _records(found.knees)),
@@ -207,9 +207,12 @@ class Phenotypes:
     @staticmethod
     def _by_baseline_grade(
         knees: pd.DataFrame, table: pd.DataFrame, context: CohortContext
-    ) -> dict[str, dict[str, int]] | None:
-        """``{phenotype: {KL grade: knees}}`` from the catalog's XRKL at each knee's first
-        visit; None without a catalog or grades."""
+    ) -> tuple[dict[str, dict[str, int]], float] | None:
+        """``({phenotype: {KL grade: knees}}, ARI of the phenotypes with the grade)`` from
+        the catalog's XRKL at each knee's first visit; None without a catalog or grades."""
+        from kneescope.catalog.naming import side_from_text
+        from kneescope.stats.clusters import agreement
+
         if context.catalog is None:
             return None
         first = table.sort_values("months").groupby(["subject", "side"]).first().reset_index()
@@ -218,14 +221,19 @@ class Phenotypes:
             for r in context.catalog.clinical_values("XRKL")
         }
         base = {
-            (str(s), str(d)): grades.get((str(s), str(v), str(d)))
+            (str(s), str(d)): grades.get((str(s), str(v), side_from_text(str(d))))
             for s, v, d in zip(first["subject"], first["visit"], first["side"], strict=True)
         }
         out: dict[str, dict[str, int]] = {}
+        pairs: list[tuple[int, int]] = []
         for s, d, k in zip(knees["subject"], knees["side"], knees["phenotype"], strict=True):
             grade = base.get((str(s), str(d)))
             if grade is None:
                 continue
+            pairs.append((int(k), int(grade)))
             cell = out.setdefault(str(int(k)), {})
             cell[f"KL{int(grade)}"] = cell.get(f"KL{int(grade)}", 0) + 1
-        return out or None
+        if not pairs:
+            return None
+        labels, klg = zip(*pairs, strict=True)
+        return out, agreement(list(labels), list(klg))
