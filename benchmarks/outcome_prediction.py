@@ -47,7 +47,7 @@ from kneescope.capabilities.prediction.config import PredictionConfig
 from kneescope.capabilities.prediction.evaluate import predict_outcomes
 from kneescope.capabilities.prediction.oracle import oracle_probabilities
 from kneescope.capabilities.prediction.outcomes import baseline_features, knee_outcome, prepare
-from kneescope.capabilities.prediction.outputs import json_ready, write_outputs
+from kneescope.capabilities.prediction.outputs import folder_writer, json_ready, write_outputs
 from kneescope.synth.cohort import CohortSpec
 from kneescope.synth.endpoints import endpoint_table
 
@@ -153,20 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     result = predict_outcomes(table, config, refs)
     timings["predict_s"] = time.perf_counter() - t0
     if args.out is not None:
-        from kneescope.io.atomic import atomic_write, atomic_write_bytes, atomic_write_text
-
-        def write(name: str, content: Any) -> str:
-            args.out.mkdir(parents=True, exist_ok=True)
-            final = args.out / name
-            if isinstance(content, str):
-                atomic_write_text(final, content)
-            elif isinstance(content, bytes):
-                atomic_write_bytes(final, content)
-            else:
-                atomic_write(final, content)
-            return str(final)
-
-        write_outputs(result, write)
+        write_outputs(result, folder_writer(args.out))
     print(
         f"seed {args.seed}, {args.subjects} subjects, {len(table)} knee-visits; "
         f"oracle {args.draws} draws/knee; bootstrap {args.n_boot}"

@@ -247,3 +247,15 @@ def test_bad_options_are_one_clear_error() -> None:
         Prediction(folds=1)
     with pytest.raises(InputError, match="no column 'klg'"):
         predict_outcomes(hand_table().drop(columns="klg"), PredictionConfig())
+
+
+def test_too_few_events_is_reported_not_modelled(tmp_path: Path) -> None:
+    from kneescope.capabilities.prediction.outputs import folder_writer, write_outputs
+
+    result = predict_outcomes(hand_table(), PredictionConfig(outcomes=("incident_oa", "jsw_loss")))
+    incident = result.outcomes["incident_oa"]
+    assert "1 events and 1 non-events" in incident.skipped and incident.metrics == []
+    files = write_outputs(result, folder_writer(tmp_path))
+    assert set(files) == {"metrics", "knees", "summary"}
+    summary = json.loads((tmp_path / "prediction_summary.json").read_text())
+    assert summary["outcomes"]["jsw_loss"]["excluded"] == {"no value at 48 months": 1}

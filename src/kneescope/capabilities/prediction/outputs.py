@@ -94,6 +94,24 @@ def save_calibration_figure(
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
 
 
+def folder_writer(folder: Path) -> Writer:
+    """A :data:`Writer` into ``folder`` (created), each file written atomically."""
+    from kneescope.io.atomic import atomic_write, atomic_write_bytes, atomic_write_text
+
+    def write(filename: str, content: str | bytes | Callable[[Path], object]) -> str:
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / filename
+        if isinstance(content, str):
+            atomic_write_text(final, content)
+        elif isinstance(content, bytes):
+            atomic_write_bytes(final, content)
+        else:
+            atomic_write(final, content)
+        return str(final)
+
+    return write
+
+
 def _figure_writer(
     curves: Mapping[str, Sequence[dict[str, Any]]], title: str
 ) -> Callable[[Path], object]:
