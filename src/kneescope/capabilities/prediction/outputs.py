@@ -147,7 +147,7 @@ def write_outputs(result: PredictionResult, write: Writer) -> dict[str, str]:
         aucs = ", ".join(
             f"{m['name']} AUC {m['auc']:.3f}" for m in o.metrics if m["kind"] == "model"
         )
-        title = f"{name}: {aucs}"
+        title = f"{name}, out-of-fold\n{aucs}"
         curves = dict(o.calibration)
         fname = f"prediction_calibration_{name}.png"
         files[f"calibration_{name}"] = write(fname, _figure_writer(curves, title))
