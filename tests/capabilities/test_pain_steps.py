@@ -25,7 +25,7 @@ from kneescope.catalog.view import CatalogView
 from kneescope.cli.app import main
 from kneescope.cohort.cohort_steps import RESULTS_FILE, CohortContext, run_cohort_steps
 from kneescope.cohort.pipeline_config import StepConfig
-from kneescope.errors import ConfigError, InputError
+from kneescope.errors import ConfigError, InputError, NotFoundError
 from kneescope.stats.clusters import agreement
 from kneescope.synth.pain import PAIN_PER_BMI, PAIN_PER_EFFUSION, PAIN_PER_KLG
 
@@ -87,7 +87,15 @@ def test_pain_step_recovers_the_generators_coefficients(
     results, view = generator_run(tmp_path, generator_table)
     run_dir = tmp_path / "ws" / "runs" / "mri"
     run_dir.mkdir(parents=True)
-    config = StepConfig(name="pain", options={"biomarkers": ["effusion_fraction"]})
+    # effusion comes from another run of the workspace, joined by knee-visit
+    other = tmp_path / "ws" / "runs" / "effusion"
+    other.mkdir()
+    keys = ["subject", "visit", "side", "effusion_fraction"]
+    results.loc[:, keys].assign(item_id="eff").to_parquet(other / "results.parquet")
+    results = results.drop(columns=["effusion_fraction"])
+    config = StepConfig(
+        name="pain", options={"biomarkers": ["effusion_fraction"], "join_runs": ["effusion"]}
+    )
     pheno = StepConfig(name="phenotypes", options={"resamples": 3, "k_range": [1, 2, 3, 4]})
     rows = _records(results)
     outcome = run_cohort_steps([config, pheno], rows, run_dir, view)
@@ -202,6 +210,10 @@ def test_bad_options_and_inputs_are_one_clear_line(tmp_path: Path) -> None:
         Pain().run(results, context)
     with pytest.raises(InputError, match="no results column matches features"):
         Phenotypes(features=["nothing_*"]).run(results, context)
+    with pytest.raises(ConfigError, match="join_runs"):
+        Pain(join_runs=["../elsewhere"])
+    with pytest.raises(NotFoundError, match="run 'nothing' not found"):
+        Phenotypes(join_runs=["nothing"]).run(results, context)
     with pytest.raises(InputError, match="not OAI visits"):
         Phenotypes().run(results.assign(visit="week3"), context)
     assert not (tmp_path / "out").exists()  # nothing half-written

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from kneescope.config import FROZEN
+
+
+def _run_names(value: tuple[str, ...]) -> tuple[str, ...]:
+    from kneescope.cohort.pipeline_config import is_run_name
+
+    bad = [r for r in value if not is_run_name(r)]
+    if bad:
+        raise ValueError(f"{bad} are not run names")
+    return value
+
 
 DEFAULT_PHENOTYPE_FEATURES: tuple[str, ...] = (
     "we2008_cMFTC_ThCtAB_mm",
@@ -32,6 +42,9 @@ class PainConfig(BaseModel):
         score_range: the pain score's floor and ceiling (WOMAC knee pain: 0, 20).
         method: ``censored`` (interval-censored ML: the floor, ceiling and rounding modelled),
             ``linear`` (statsmodels MixedLM) or ``both`` (the headline is the censored fit).
+        join_runs: other runs of the workspace whose results columns join this run's by
+            knee-visit (e.g. a radiograph run's ``mjsw_medial_mm`` or ``kl_expected_grade``
+            as a score predictor).
     """
 
     model_config = FROZEN
@@ -45,6 +58,12 @@ class PainConfig(BaseModel):
     visits: tuple[str, ...] | None = None
     score_range: tuple[float, float] = (0.0, 20.0)
     method: Literal["censored", "linear", "both"] = "both"
+    join_runs: tuple[str, ...] = ()
+
+    @field_validator("join_runs")
+    @classmethod
+    def _run_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _run_names(value)
 
     @model_validator(mode="after")
     def _some_predictor(self) -> PainConfig:
@@ -68,6 +87,8 @@ class PhenotypeConfig(BaseModel):
         reselect_k: choose k by BIC again in every resample (the number of phenotypes is
             part of what must be stable).
         seed: random seed of the fits and the bootstrap.
+        join_runs: other runs of the workspace whose results columns join this run's by
+            knee-visit.
     """
 
     model_config = FROZEN
@@ -80,6 +101,12 @@ class PhenotypeConfig(BaseModel):
     resamples: int = Field(50, ge=2, le=2000)
     reselect_k: bool = False
     seed: int = Field(0, ge=0)
+    join_runs: tuple[str, ...] = ()
+
+    @field_validator("join_runs")
+    @classmethod
+    def _run_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _run_names(value)
 
     @model_validator(mode="after")
     def _something(self) -> PhenotypeConfig:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -153,3 +154,49 @@ def add_clinical(
     out["klg"] = np.array([klg.get((s, v, d), float("nan")) for s, v, d in keys], dtype=np.float64)
     out["bmi"] = np.array([pick_bmi(s, v) for s, v, _ in keys], dtype=np.float64)
     return out
+
+
+def read_run_results(run_dir: Path) -> pd.DataFrame:
+    """Another run's results table (``RUN/results.parquet``, else ``RUN/results.csv``).
+
+    Raises:
+        NotFoundError: no such run, or it has no results table.
+        InputError: the table cannot be read.
+    """
+    import pandas as pd
+
+    from kneescope.errors import NotFoundError
+
+    for name in ("results.parquet", "results.csv"):
+        path = run_dir / name
+        if path.is_file():
+            try:
+                if name.endswith(".csv"):
+                    return pd.read_csv(path, dtype={k: str for k in KEYS})
+                return pd.read_parquet(path)
+            except (OSError, ValueError) as exc:
+                raise InputError(
+                    f"cannot read {path} ({type(exc).__name__}: {exc}); run that pipeline "
+                    "again to rewrite it"
+                ) from None
+    if not run_dir.is_dir():
+        raise NotFoundError(
+            f"run {run_dir.name!r} not found ({run_dir} does not exist); see `kneescope status`"
+        )
+    raise NotFoundError(
+        f"run {run_dir.name!r} has no results table in {run_dir}; finish it with "
+        "`kneescope run` first"
+    )
+
+
+def joined_results(results: pd.DataFrame, run_dir: Path, join_runs: Sequence[str]) -> pd.DataFrame:
+    """``results`` with the rows of other runs of the same workspace appended (``join_runs``:
+    run names, e.g. a radiograph run whose JSW or KL probabilities sit beside this run's MRI
+    biomarkers); :func:`knee_visits` then averages each knee-visit's rows column by column,
+    so each run's columns join by subject, visit and side."""
+    import pandas as pd
+
+    if not join_runs:
+        return results
+    others = [read_run_results(run_dir.parent / name) for name in join_runs]
+    return pd.concat([results, *others], ignore_index=True, sort=False)

@@ -94,10 +94,16 @@ class Pain:
     def run(self, results: pd.DataFrame, context: CohortContext) -> CohortStepResult:
         """Fit the pain model on the run's knee-visits; write its files."""
         from kneescope.capabilities.pain.association import pain_association
-        from kneescope.capabilities.pain.data import add_clinical, knee_visits, matching
+        from kneescope.capabilities.pain.data import (
+            add_clinical,
+            joined_results,
+            knee_visits,
+            matching,
+        )
         from kneescope.capabilities.pain.figures import save_forest
 
         cfg = self.config
+        results = joined_results(results, context.run_dir, cfg.join_runs)
         biomarkers = matching([str(c) for c in results.columns], cfg.biomarkers)
         if cfg.biomarkers and not biomarkers:
             raise InputError(
@@ -162,11 +168,12 @@ class Phenotypes:
 
     def run(self, results: pd.DataFrame, context: CohortContext) -> CohortStepResult:
         """Find the run's knee phenotypes; write their files."""
-        from kneescope.capabilities.pain.data import knee_visits, matching
+        from kneescope.capabilities.pain.data import joined_results, knee_visits, matching
         from kneescope.capabilities.pain.figures import save_phenotype_scatter
         from kneescope.capabilities.pain.phenotypes import find_phenotypes, knee_trajectories
 
         cfg = self.config
+        results = joined_results(results, context.run_dir, cfg.join_runs)
         columns = matching([str(c) for c in results.columns], cfg.features)
         if not columns:
             raise InputError(
