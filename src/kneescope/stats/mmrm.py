@@ -279,7 +279,51 @@ def _patterns(
     return out
 
 
-def _evaluate(theta: FloatArray, pats: list[_Pattern], T: int, p: int) -> _Evaluation | None:
+@dataclass(frozen=True)
+class _Group:
+    """The patterns with the same number ``m`` of observed visits, stacked (K patterns).
+
+    ``idx`` (K, m); ``n`` (K,); ``S`` (K, p, p, m, m); ``T`` (K, p, m, m); ``Y`` (K, m, m)
+    as in :class:`_Pattern`; ``D`` (J_m, m, m) the derivatives of a pattern's Sigma block
+    with respect to its J_m = m (m + 1) / 2 covariance parameters (the same for every pattern
+    of the group); ``params`` (K, J_m) their indices into theta, ``onehot`` (K, J_m, J) the
+    same as a 0/1 array (sums over patterns become matrix products).
+    """
+
+    idx: NDArray[np.intp]
+    n: FloatArray
+    S: FloatArray
+    T: FloatArray
+    Y: FloatArray
+    D: FloatArray
+    params: NDArray[np.intp]
+    onehot: FloatArray
+
+
+def _groups(pats: list[_Pattern], n_params: int) -> list[_Group]:
+    """Stack the patterns by their number of observed visits (vectorised evaluation)."""
+    out = []
+    for m in sorted({len(pat.idx) for pat in pats}):
+        members = [pat for pat in pats if len(pat.idx) == m]
+        params = np.stack([pat.params for pat in members])
+        onehot = np.zeros((*params.shape, n_params))
+        np.put_along_axis(onehot, params[:, :, None], 1.0, axis=2)
+        out.append(
+            _Group(
+                idx=np.stack([pat.idx for pat in members]),
+                n=np.array([float(pat.n) for pat in members]),
+                S=np.stack([pat.S for pat in members]),
+                T=np.stack([pat.T for pat in members]),
+                Y=np.stack([pat.Y for pat in members]),
+                D=members[0].D,
+                params=params,
+                onehot=onehot,
+            )
+        )
+    return out
+
+
+def _evaluate(theta: FloatArray, groups: list[_Group], T: int, p: int) -> _Evaluation | None:
     """-2 REML criterion (without constants), its gradient, Hessian and Fisher information.
 
     Returns None when Sigma(theta) is not positive definite.
@@ -290,22 +334,24 @@ def _evaluate(theta: FloatArray, pats: list[_Pattern], T: int, p: int) -> _Evalu
     M = np.zeros((p, p))
     c = np.zeros(p)
     Ws: list[FloatArray] = []
-    for pat in pats:
-        sub = sigma[np.ix_(pat.idx, pat.idx)]
+    for g in groups:
+        K, m = g.idx.shape
+        mm = m * m
+        sub = sigma[g.idx[:, :, None], g.idx[:, None, :]]  # (K, m, m)
         try:
             chol = np.linalg.cholesky(sub)
         except np.linalg.LinAlgError:
             return None
-        diag = np.diag(chol)
+        diag = np.diagonal(chol, axis1=1, axis2=2)
         if np.min(diag) <= 0:
             return None
         chol_inv = np.linalg.inv(chol)
-        W = chol_inv.T @ chol_inv
+        W = np.matmul(np.swapaxes(chol_inv, 1, 2), chol_inv)
         Ws.append(W)
-        logdet += pat.n * 2.0 * float(np.sum(np.log(diag)))
-        mm = W.size
-        M += (pat.S.reshape(p * p, mm) @ W.ravel()).reshape(p, p)
-        c += pat.T.reshape(p, mm) @ W.ravel()
+        logdet += 2.0 * float(np.sum(g.n * np.sum(np.log(diag), axis=1)))
+        Wf = W.reshape(K, mm)
+        M += np.einsum("kxa,ka->x", g.S.reshape(K, p * p, mm), Wf).reshape(p, p)
+        c += np.einsum("kxa,ka->x", g.T.reshape(K, p, mm), Wf)
     try:
         chol_M = np.linalg.cholesky(M)
     except np.linalg.LinAlgError:
@@ -321,39 +367,44 @@ def _evaluate(theta: FloatArray, pats: list[_Pattern], T: int, p: int) -> _Evalu
     F = np.zeros((J, J))
     G = np.zeros((J, p, p))
     bvec = np.zeros((J, p))
-    for pat, W in zip(pats, Ws, strict=True):
-        # sum_i r_i r_i' and sum_i X_i[:, p] r_i' from the sufficient statistics
-        m = W.shape[0]
+    for g, W in zip(groups, Ws, strict=True):
+        K, m = g.idx.shape
         mm = m * m
-        Xb_y = (beta @ pat.T.reshape(p, mm)).reshape(m, m)  # sum_i (X_i beta)[a] y_i[b]
-        SB = (pat.S.reshape(p, p * mm).T @ beta).reshape(p, m, m)  # sum_q beta_q S[p, q]
-        XbXb = (beta @ SB.reshape(p, mm)).reshape(m, m)
-        RR = pat.Y - Xb_y - Xb_y.T + XbXb
-        XR = pat.T - SB  # sum_i X_i[a, p] r_i[b]
+        Jm = g.D.shape[0]
+        # sum_i r_i r_i' and sum_i X_i[:, p] r_i' from the sufficient statistics
+        Xb_y = np.einsum("p,kpab->kab", beta, g.T)  # sum_i (X_i beta)[a] y_i[b]
+        SB = np.einsum("kpqab,q->kpab", g.S, beta)  # sum_q beta_q S[p, q]
+        XbXb = np.einsum("p,kpab->kab", beta, SB)
+        RR = g.Y - Xb_y - np.swapaxes(Xb_y, 1, 2) + XbXb
+        XR = g.T - SB  # sum_i X_i[a, p] r_i[b]
         quad += float(np.sum(W * RR))
-        U = W @ RR @ W  # sum_i u_i u_i', u_i = W r_i
-        R = (C.ravel() @ pat.S.reshape(p * p, mm)).reshape(m, m)  # sum_i X_i C X_i'
-        K = W @ R @ W
-        D = pat.D
-        js = pat.params
-        Gam = pat.n * W - K - U
-        grad[js] += np.einsum("ab,jab->j", Gam, D)
-        WD = np.einsum("ab,jbc->jac", W, D)  # W D_j
-        KD = np.einsum("ab,jbc->jac", K, D)
-        UD = np.einsum("ab,jbc->jac", U, D)
-        tr_WDWD = np.einsum("jab,lba->jl", WD, WD)
-        tr_WDKD = np.einsum("jab,lba->jl", WD, KD)
-        tr_UDWD = np.einsum("jab,lba->jl", UD, WD)
-        h12 = -pat.n * tr_WDWD + tr_WDKD + tr_WDKD.T
-        H[np.ix_(js, js)] += h12 + tr_UDWD + tr_UDWD.T
-        F[np.ix_(js, js)] -= h12
+        U = np.matmul(np.matmul(W, RR), W)  # sum_i u_i u_i', u_i = W r_i
+        R = np.einsum("x,kxa->ka", C.ravel(), g.S.reshape(K, p * p, mm)).reshape(K, m, m)
+        KK = np.matmul(np.matmul(W, R), W)  # W (sum_i X_i C X_i') W
+        D = g.D
+        Gam = g.n[:, None, None] * W - KK - U
+        A = g.onehot  # (K, Jm, J): scatter-add over patterns as a matrix product
+        grad += np.einsum("kjx,kj->x", A, np.einsum("kab,jab->kj", Gam, D))
+        WD = np.einsum("kab,jbc->kjac", W, D)  # W D_j
+        KD = np.einsum("kab,jbc->kjac", KK, D)
+        UD = np.einsum("kab,jbc->kjac", U, D)
+        tr_WDWD = np.einsum("kjab,klba->kjl", WD, WD)
+        tr_WDKD = np.einsum("kjab,klba->kjl", WD, KD)
+        tr_UDWD = np.einsum("kjab,klba->kjl", UD, WD)
+        h12 = -g.n[:, None, None] * tr_WDWD + tr_WDKD + np.swapaxes(tr_WDKD, 1, 2)
+        h3 = tr_UDWD + np.swapaxes(tr_UDWD, 1, 2)
+        rows, cols = g.params[:, :, None], g.params[:, None, :]
+        np.add.at(H, (rows, cols), h12 + h3)
+        np.add.at(F, (rows, cols), -h12)
         # Z[p, q] = W S[p, q] W ; G_j[p, q] = sum_ab D_j[a, b] Z[p, q, a, b]
-        Z = np.matmul(np.matmul(W, pat.S), W)
-        Dm = D.reshape(len(js), mm)
-        G[js] += (Dm @ Z.reshape(p * p, mm).T).reshape(len(js), p, p)
+        Wb = W[:, None, None]
+        Z = np.matmul(np.matmul(Wb, g.S), Wb).reshape(K, p * p, mm)
+        Dm = D.reshape(Jm, mm)
+        G += np.einsum("kjy,kjx->yx", A, np.einsum("ja,kxa->kjx", Dm, Z)).reshape(J, p, p)
         # b_j[p] = sum_i (W X_i)[:, p]' D_j u_i = sum_ab D_j[a, b] (W XR[p] W)[a, b]
-        Yp = np.matmul(np.matmul(W, XR), W)
-        bvec[js] += Dm @ Yp.reshape(p, mm).T
+        Wp = W[:, None]
+        Yp = np.matmul(np.matmul(Wp, XR), Wp).reshape(K, p, mm)
+        bvec += np.einsum("kjy,kjp->yp", A, np.einsum("ja,kpa->kjp", Dm, Yp))
     CG = np.einsum("pq,jqr->jpr", C, G)
     trCGCG = np.einsum("jpq,lqp->jl", CG, CG)
     H -= trCGCG
@@ -509,7 +560,8 @@ def fit_mmrm(
         )
 
     theta = _start(pats, xtx, xty, T)
-    ev = _evaluate(theta, pats, T, p)
+    groups = _groups(pats, len(theta))
+    ev = _evaluate(theta, groups, T, p)
     if ev is None:  # pragma: no cover - the start is positive definite by construction
         raise InputError("could not evaluate the REML criterion at the starting covariance")
     converged = False
@@ -528,7 +580,7 @@ def fit_mmrm(
         t = 1.0
         new: _Evaluation | None = None
         for _ in range(MAX_HALVINGS):
-            cand = _evaluate(theta - t * step, pats, T, p)
+            cand = _evaluate(theta - t * step, groups, T, p)
             if cand is not None and cand.f <= ev.f + 1e-12 * abs(ev.f):
                 new = cand
                 break
