@@ -225,7 +225,11 @@ def score_intervals(
         raise InputError(f"scores must lie in [{low}, {high}]; found {yy.min()}..{yy.max()}")
     off = (yy - low) / step
     if np.any(np.abs(off - np.round(off)) > 1e-6):
-        raise InputError(f"scores must be multiples of {step} from {low} (rounded values)")
+        raise InputError(
+            f"scores must be multiples of {step} from {low} (rounded values) for the censored "
+            "model; fit fractional scores (e.g. a prorated WOMAC) with the linear model "
+            '(method = "linear")'
+        )
     lower = np.where(yy <= low, -np.inf, yy - step / 2.0)
     upper = np.where(yy >= high, np.inf, yy + step / 2.0)
     return lower, upper
