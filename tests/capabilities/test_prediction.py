@@ -152,10 +152,10 @@ def test_the_oracle_is_calibrated_against_the_generators_futures() -> None:
     from kneescope.synth.cohort import CohortSpec
     from kneescope.synth.endpoints import endpoint_table
 
-    table = endpoint_table(CohortSpec(subjects=400, visits=VISITS, seed=17003))
+    table = endpoint_table(CohortSpec(subjects=300, visits=VISITS, seed=17003))
     config = PredictionConfig(outcomes=("incident_oa", "kl_progression", "jsw_loss"))
-    oracle = oracle_probabilities(table, config, draws=40, seed=1)
-    rate = oracle_probabilities(table, config, draws=40, seed=1, known_rate=True)
+    oracle = oracle_probabilities(table, config, draws=30, seed=1)
+    rate = oracle_probabilities(table, config, draws=30, seed=1, known_rate=True)
     frame = prepare(table, config)
     for name in config.outcomes:
         knees = knee_outcome(frame, name, config).knees

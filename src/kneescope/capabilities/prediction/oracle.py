@@ -46,6 +46,9 @@ AUC of the averaged probability is far more precise than that)."""
 
 ORACLE_NAMES = ("oracle", "oracle_rate")
 
+BATCH = 25
+"""Monte Carlo futures simulated in one pass (memory: knees x BATCH x visits rows)."""
+
 
 def _simulate_known_rate(
     baseline: pd.DataFrame, months: Sequence[int], rng: np.random.Generator
@@ -155,30 +158,42 @@ def oracle_probabilities(
     base_index = pd.MultiIndex.from_frame(baseline.loc[:, list(KNEE)])
     counts = {name: np.zeros(len(baseline)) for name in config.outcomes}
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x0AC1E]))
-    keys = baseline.loc[:, list(KNEE)]
-    observed_base = baseline.loc[:, list(KNEE)].assign(visit="V00", baseline_months=0.0)
-    for column in (config.kl_column, config.jsw_column, config.thickness_column):
-        if column in baseline.columns:
-            observed_base[column] = baseline[column].to_numpy()
-    for _ in range(draws):
+    columns = [
+        c
+        for c in dict.fromkeys((config.kl_column, config.jsw_column, config.thickness_column))
+        if c in baseline.columns
+    ]
+    n = len(baseline)
+    done = 0
+    while done < draws:
+        # a batch of futures at once: the baseline knees repeated, each copy a knee of its own
+        # (subject "<id>#<copy>"), so one simulation and one outcome pass serve the batch
+        batch = min(BATCH, draws - done)
+        done += batch
+        copy = np.repeat(np.arange(batch), n)
+        knee = np.tile(np.arange(n), batch)
+        rep = baseline.iloc[knee].reset_index(drop=True)
+        rep["subject"] = rep["subject"].astype(str) + "#" + copy.astype(str)
         if known_rate:
-            future = _simulate_known_rate(baseline, follow, rng)
+            future = _simulate_known_rate(rep, follow, rng)
         else:
             future = simulate_future(
-                baseline, follow, rng, treatment_effect=treatment_effect, measurement_noise=True
+                rep, follow, rng, treatment_effect=treatment_effect, measurement_noise=True
             )
         rows = future["row"].to_numpy()
-        sim = keys.iloc[rows].reset_index(drop=True)
-        sim["visit"] = ""
+        observed = rep.loc[:, [*KNEE, *columns]].assign(baseline_months=0.0)
+        sim = rep.loc[:, list(KNEE)].iloc[rows].reset_index(drop=True)
         sim["baseline_months"] = future["months"].to_numpy(np.float64)
-        for column in (config.kl_column, config.jsw_column, config.thickness_column):
+        for column in columns:
             if column in future.columns:
                 sim[column] = future[column].to_numpy()
-        both = pd.concat([observed_base, sim], ignore_index=True)
+        both = pd.concat([observed, sim], ignore_index=True)
+        position = pd.Series(knee, index=pd.MultiIndex.from_frame(rep.loc[:, list(KNEE)]))
         for name in config.outcomes:
             o = knee_outcome(both, name, config)
-            hit = pd.MultiIndex.from_frame(o.knees.loc[o.knees["event"] == 1, list(KNEE)])
-            counts[name] += base_index.isin(hit)
+            events = o.knees.loc[o.knees["event"] == 1, list(KNEE)]
+            hit = position.reindex(pd.MultiIndex.from_frame(events)).to_numpy()
+            counts[name] += np.bincount(hit.astype(np.int64), minlength=n)
     out: dict[OutcomeName, pd.Series] = {}
     for name in config.outcomes:
         p = pd.Series(counts[name] / draws, index=base_index)
