@@ -27,7 +27,11 @@ Validation (designs chosen on it)::
 
 Test (run once)::
 
-    nice .venv/bin/python benchmarks/pain_phenotypes.py --seed 17101 --json /work/data17/E/test.json
+    nice .venv/bin/python benchmarks/pain_phenotypes.py --seed 17101 --replicates 80 \
+        --json /work/data17/E/test.json
+
+(replicate cohorts: seeds 17102-17181, inside the locked test range 17101-17199; ~6 min on
+2 shared cores.)
 
 Prints Markdown; ``--json`` also writes every number.
 """
