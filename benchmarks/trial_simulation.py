@@ -26,7 +26,8 @@ their whole future afresh with the generator's own post-baseline model
 (``synth.endpoints.simulate_future``: rate factors, non-progressors, drift, fluctuation,
 measurement noise) under the setting's effect. ``--mode full`` instead plans every trial's
 cohort from scratch (``endpoint_table`` of a cohort with the trial's own seed: exactly the
-cohorts ``kneescope synth --randomise`` writes, ~9 ms per subject, so fewer trials). Each
+cohorts ``kneescope synth --randomise`` writes, ~9 ms per subject, so fewer trials; visits
+V00, V01, V03, as the synthetic cohorts have no 18-month visit). Each
 follow-up visit loses ``--dropout`` of the remaining subjects (monotone, completely at
 random); nothing is imputed.
 
@@ -80,7 +81,12 @@ def spec_of(seed: int, subjects: int, effect: float, visits: tuple[str, ...]) ->
     )
 
 
-def trial_config(endpoint: str, primary: str) -> TrialConfig:
+FULL_VISITS = ("V00", "V01", "V03")
+FULL_MONTHS = (0, 12, 24)
+"""``--mode full``: the synthetic cohorts have no 18-month visit code."""
+
+
+def trial_config(endpoint: str, primary: str, visits: tuple[str, ...]) -> TrialConfig:
     return TrialConfig.model_validate(
         {
             "name": "simulated",
@@ -88,7 +94,7 @@ def trial_config(endpoint: str, primary: str) -> TrialConfig:
             "arms": {"variable": "arm", "control": "control", "treatment": "treatment"},
             "analysis": {
                 "endpoints": [endpoint],
-                "visits": list(VISITS),
+                "visits": list(visits),
                 "primary_visit": primary,
                 "knee": "index",
                 "index_by": "klg",
@@ -97,17 +103,18 @@ def trial_config(endpoint: str, primary: str) -> TrialConfig:
     )
 
 
-def dropout(table: pd.DataFrame, rate: float, rng: np.random.Generator) -> pd.DataFrame:
-    """Monotone MCAR dropout: at each follow-up visit ``rate`` of the remaining subjects
-    leave (both knees), never to return."""
+def dropout(
+    table: pd.DataFrame, rate: float, rng: np.random.Generator, months: tuple[int, ...] = MONTHS
+) -> pd.DataFrame:
+    """Monotone MCAR dropout: at each follow-up visit (``months[1:]``) ``rate`` of the
+    remaining subjects leave (both knees), never to return."""
     if rate <= 0:
         return table
     subjects = table["subject"].unique()
     leave_at = np.full(len(subjects), np.inf)
-    for k, month in enumerate(MONTHS[1:]):
+    for month in months[1:]:
         gone = (rng.random(len(subjects)) < rate) & ~np.isfinite(leave_at)
         leave_at[gone] = month
-        del k
     limit = dict(zip(subjects, leave_at, strict=True))
     return table[table["months"] < table["subject"].map(limit)]
 
@@ -142,9 +149,9 @@ def full_trial(
 ) -> pd.DataFrame:
     """One trial's tidy table planned from scratch (the cohort ``kneescope synth`` writes;
     months 18 has no synthetic visit code, so the design is V00, V01, V03)."""
-    table = endpoint_table(spec_of(seed, subjects, effect, ("V00", "V01", "V03")))
+    table = endpoint_table(spec_of(seed, subjects, effect, FULL_VISITS))
     table = table.loc[:, ["subject", "side", "arm", "klg", "visit", "months", endpoint]]
-    return dropout(table, drop, rng)
+    return dropout(table, drop, rng, FULL_MONTHS)
 
 
 def crn_truth(pool: pd.DataFrame, effect: float, endpoint: str, seed: int) -> float:
@@ -216,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default="", help="write the results here too")
     args = parser.parse_args(argv)
     effects = [float(x) for x in args.effects.split(",")]
-    config = trial_config(args.endpoint, args.primary if args.mode == "pool" else "V03")
+    if args.mode == "pool":
+        config = trial_config(args.endpoint, args.primary, VISITS)
+    else:
+        config = trial_config(args.endpoint, "V03", FULL_VISITS)
     started = time.perf_counter()
     pool = pd.DataFrame()
     if args.mode == "pool":
