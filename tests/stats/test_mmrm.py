@@ -45,10 +45,14 @@ def test_complete_data_cell_means_closed_form(sim_trial: Callable[..., Any]) -> 
     for _, row in ls.means.iterrows():
         assert row["estimate"] == pytest.approx(cell.loc[row["arm"], row["visit"]], rel=1e-9)
     n0, n1 = (arm == "control").sum(), (arm == "treatment").sum()
+    kr = lsmeans(fit, des, method="kenward-roger").differences.set_index("visit")
     for j, v in enumerate(trial.visits):
         diff = ls.differences.set_index("visit").loc[v]
         assert diff["se"] == pytest.approx(np.sqrt(pooled[j, j] * (1 / n0 + 1 / n1)), rel=1e-7)
         assert diff["df"] == pytest.approx(n - 2, rel=1e-6)
+        # Kenward-Roger is exact here too: no SE inflation (beta-hat does not depend on Sigma)
+        assert kr.loc[v, "se"] == pytest.approx(diff["se"], rel=1e-7)
+        assert kr.loc[v, "df"] == pytest.approx(n - 2, rel=1e-6)
 
 
 def test_recovers_truth_under_mar_dropout(sim_trial: Callable[..., Any]) -> None:
@@ -84,8 +88,9 @@ def test_recovers_truth_under_mar_dropout(sim_trial: Callable[..., Any]) -> None
 def test_confidence_intervals_cover_the_truth(sim_trial: Callable[..., Any]) -> None:
     """Small trials (24 subjects, 3 visits, MCAR dropout): the 95 % CI of the treatment effect
     at the last visit, with Satterthwaite df, covers the true effect in 92-98 % of 200 trials
-    (binomial SD 1.5 points); normal quantiles (df = inf) cover less."""
-    hits, hits_normal, trials = 0, 0, 200
+    (binomial SD 1.5 points), and so does Kenward-Roger's (wider: its SEs are adjusted up);
+    normal quantiles (df = inf) cover less."""
+    hits, hits_normal, hits_kr, trials = 0, 0, 0, 200
     for k in range(trials):
         trial = sim_trial(17010 + k, 24, visits=("V01", "V03", "V05"), dropout="mcar")
         des = _design(trial.data, trial.visits)
@@ -94,8 +99,48 @@ def test_confidence_intervals_cover_the_truth(sim_trial: Callable[..., Any]) -> 
         c = fit.contrast(L)
         hits += bool(c.lower[0] <= trial.delta[-1] <= c.upper[0])
         hits_normal += bool(abs(c.estimate[0] - trial.delta[-1]) <= 1.959964 * c.se[0])
+        k = fit.contrast(L, method="kenward-roger")
+        hits_kr += bool(k.lower[0] <= trial.delta[-1] <= k.upper[0])
     assert 0.92 <= hits / trials <= 0.98
-    assert hits_normal < hits
+    assert 0.92 <= hits_kr / trials <= 0.98
+    assert hits_normal < hits <= hits_kr
+
+
+def test_kenward_roger_equals_its_dense_matrix_definition(sim_trial: Callable[..., Any]) -> None:
+    """The adjusted covariance Phi_A = Phi + 2 Phi sum_ij w_ij (Q_ij - P_i Phi P_j) Phi
+    (Kenward & Roger 1997; w the inverse expected REML information) computed from the
+    per-pattern statistics equals the textbook computation with N x N matrices; with missing
+    visits it inflates the SEs (here by 0.1-10 %)."""
+    trial = sim_trial(17070, 30, visits=("V01", "V03", "V05"), dropout="mcar", intermittent=0.2)
+    des = _design(trial.data, trial.visits, baseline="base", covariates=("age",))
+    fit = fit_design(des)
+    X, subj, vis = des.X, des.subject, des.visit
+    same = subj[:, None] == subj[None, :]
+    V = np.where(same, fit.sigma[vis[:, None], vis[None, :]], 0.0)
+    Vi = np.linalg.inv(V)
+    phi = np.linalg.inv(X.T @ Vi @ X)
+    T = len(des.visits)
+    Ds = []
+    for a in range(T):
+        for b in range(a, T):
+            E = np.zeros((T, T))
+            E[a, b] = E[b, a] = 1.0
+            Ds.append(np.where(same, E[vis[:, None], vis[None, :]], 0.0))
+    P = Vi - Vi @ X @ phi @ X.T @ Vi
+    info = np.array([[0.5 * np.trace(P @ Di @ P @ Dj) for Dj in Ds] for Di in Ds])
+    w = np.linalg.inv(info)
+    A = [-Vi @ D @ Vi for D in Ds]
+    Pm = [X.T @ a @ X for a in A]
+    total = sum(
+        w[i, j] * (X.T @ A[i] @ V @ A[j] @ X - Pm[i] @ phi @ Pm[j])
+        for i in range(len(Ds))
+        for j in range(len(Ds))
+    )
+    phi_a = phi + 2.0 * phi @ total @ phi
+    np.testing.assert_allclose(fit.cov_beta, phi, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(fit.cov_beta_kenward_roger, phi_a, rtol=1e-8, atol=1e-14)
+    inflation = np.sqrt(np.diag(phi_a) / np.diag(phi))
+    assert np.all(inflation >= 1.0) and 1.01 < inflation.max() < 1.2
 
 
 def test_lsmeans_are_average_counterfactual_predictions(sim_trial: Callable[..., Any]) -> None:
@@ -227,6 +272,8 @@ def test_bad_input_is_one_clear_error(sim_trial: Callable[..., Any]) -> None:
         fit_mmrm(np.r_[np.nan, des.y[1:]], des.X, des.subject, des.visit, des.names)
     with pytest.raises(InputError, match="columns"):
         fit_design(des).contrast(np.ones(3))
+    with pytest.raises(InputError, match="unknown df method"):
+        fit_design(des).contrast(np.ones(len(des.names)), method="containment")
 
 
 def test_too_few_subjects_for_an_unstructured_covariance(sim_trial: Callable[..., Any]) -> None:

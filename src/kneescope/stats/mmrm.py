@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,9 @@ MAX_ITERATIONS = 200
 
 MAX_HALVINGS = 60
 """Step halvings per iteration before the step is declared not improvable."""
+
+DF_METHODS = ("satterthwaite", "kenward-roger")
+"""Small-sample inference methods of :meth:`MmrmFit.contrast`."""
 
 SINGULAR_CORRELATION = 1e-8
 """A fit stops (and fails) when the smallest eigenvalue of the correlation matrix over visits
@@ -143,6 +147,9 @@ class MmrmFit:
     converged: bool
     _G: FloatArray = field(repr=False)
     _cov_theta: FloatArray = field(repr=False)
+    _cov_theta_expected: FloatArray = field(repr=False)
+    _theta: FloatArray = field(repr=False)
+    _groups: list[_Group] = field(repr=False, compare=False)
 
     @property
     def se(self) -> FloatArray:
@@ -155,31 +162,58 @@ class MmrmFit:
         d = np.sqrt(np.diag(self.sigma))
         return np.asarray(self.sigma / np.outer(d, d), dtype=np.float64)
 
-    def satterthwaite_df(self, L: ArrayLike) -> FloatArray:
-        """``(k,)`` Satterthwaite df of the contrasts ``L`` (``(p,)`` or ``(k, p)``)."""
+    @cached_property
+    def cov_beta_kenward_roger(self) -> FloatArray:
+        """``(p, p)`` Kenward-Roger adjusted covariance of ``beta`` (>= ``cov_beta``)."""
+        return _kenward_roger_cov(
+            self._theta,
+            self._groups,
+            self.n_visits,
+            self.cov_beta,
+            self._G,
+            self._cov_theta_expected,
+        )
+
+    def satterthwaite_df(self, L: ArrayLike, *, expected: bool = False) -> FloatArray:
+        """``(k,)`` Satterthwaite df of the contrasts ``L`` (``(p,)`` or ``(k, p)``).
+
+        ``expected``: take the covariance of the variance parameters from the expected
+        instead of the observed REML information (the Kenward-Roger df of a 1-df contrast).
+        """
         Lm = self._contrast_matrix(L)
         C = self.cov_beta
         v = np.einsum("kp,pq,kq->k", Lm, C, Lm)
         CL = C @ Lm.T  # (p, k)
         g = np.einsum("pk,jpq,qk->kj", CL, self._G, CL)  # (k, J)
-        var_v = np.einsum("kj,jl,kl->k", g, self._cov_theta, g)
+        cov_theta = self._cov_theta_expected if expected else self._cov_theta
+        var_v = np.einsum("kj,jl,kl->k", g, cov_theta, g)
         with np.errstate(divide="ignore", invalid="ignore"):
             df = 2.0 * v**2 / var_v
         return np.asarray(np.where(var_v > 0, df, np.inf), dtype=np.float64)
 
-    def contrast(self, L: ArrayLike, *, level: float = 0.95) -> Contrast:
-        """Estimate, SE, Satterthwaite df, t, two-sided p and ``level`` CI of ``L beta``.
+    def contrast(
+        self, L: ArrayLike, *, level: float = 0.95, method: str = "satterthwaite"
+    ) -> Contrast:
+        """Estimate, SE, df, t, two-sided p and ``level`` CI of ``L beta``.
 
         Args:
             L: ``(p,)`` one contrast or ``(k, p)`` k contrasts (each row tested on its own).
             level: confidence level of the intervals, in (0, 1).
+            method: ``"satterthwaite"`` (model-based SE, Satterthwaite df from the observed
+                information: as emmeans for gls) or ``"kenward-roger"`` (the Kenward-Roger
+                adjusted SE and, for a 1-df contrast, its df: Satterthwaite's formula with
+                the expected information).
         """
         if not 0.0 < level < 1.0:
             raise InputError(f"confidence level must be in (0, 1), got {level}")
+        if method not in DF_METHODS:
+            raise InputError(f"unknown df method {method!r}; choose one of {list(DF_METHODS)}")
         Lm = self._contrast_matrix(L)
         est = Lm @ self.beta
-        se = np.sqrt(np.einsum("kp,pq,kq->k", Lm, self.cov_beta, Lm))
-        df = self.satterthwaite_df(Lm)
+        kr = method == "kenward-roger"
+        cov = self.cov_beta_kenward_roger if kr else self.cov_beta
+        se = np.sqrt(np.einsum("kp,pq,kq->k", Lm, cov, Lm))
+        df = self.satterthwaite_df(Lm, expected=kr)
         with np.errstate(divide="ignore", invalid="ignore"):
             t = est / se
         p = 2.0 * stats.t.sf(np.abs(t), df)
@@ -416,6 +450,38 @@ def _evaluate(theta: FloatArray, groups: list[_Group], T: int, p: int) -> _Evalu
     return _Evaluation(f=f, beta=beta, cov_beta=C, grad=grad, hessian=H, fisher=F, G=G)
 
 
+def _kenward_roger_cov(
+    theta: FloatArray,
+    groups: list[_Group],
+    T: int,
+    C: FloatArray,
+    G: FloatArray,
+    cov_theta: FloatArray,
+) -> FloatArray:
+    """Kenward & Roger's (1997) adjusted covariance of beta, ``(p, p)``.
+
+    ``Phi_A = Phi + 2 Phi [sum_ij w_ij (Q_ij - P_i Phi P_j)] Phi`` with ``Phi = C``,
+    ``P_i = X' dSigma^-1/dtheta_i X = -G_i``, ``Q_ij = X' W D_i W D_j W X`` (sums over
+    subjects), ``w = cov_theta``; the ``R_ij`` term vanishes because Sigma is linear in theta.
+    ``sum_ij w_ij Q_ij = sum_s X_s' W Omega W X_s`` with ``Omega = sum_ij w_ij D_i W D_j``.
+    """
+    p = C.shape[0]
+    sigma = _sigma_from_theta(theta, T)
+    sum_q = np.zeros((p, p))
+    for g in groups:
+        K, m = g.idx.shape
+        sub = sigma[g.idx[:, :, None], g.idx[:, None, :]]
+        W = np.linalg.inv(sub)
+        w_loc = cov_theta[g.params[:, :, None], g.params[:, None, :]]  # (K, Jm, Jm)
+        DW = np.einsum("iab,kbc->kiac", g.D, W)  # D_i W
+        omega = np.einsum("kij,kiac,jcd->kad", w_loc, DW, g.D)
+        E = np.matmul(np.matmul(W, omega), W).reshape(K, m * m)
+        sum_q += np.einsum("kxa,ka->x", g.S.reshape(K, p * p, m * m), E).reshape(p, p)
+    sum_pcp = np.einsum("ij,ipq,qr,jrs->ps", cov_theta, G, C, G)
+    adj = C + 2.0 * C @ (sum_q - sum_pcp) @ C
+    return np.asarray(0.5 * (adj + adj.T), dtype=np.float64)
+
+
 def _solve_pd(A: FloatArray, b: FloatArray) -> FloatArray | None:
     try:
         return np.asarray(linalg.cho_solve(linalg.cho_factor(A), b), dtype=np.float64)
@@ -608,6 +674,9 @@ def fit_mmrm(
     cov_theta = _solve_pd(ev.hessian, 2.0 * np.eye(len(theta)))
     if cov_theta is None:
         cov_theta = np.asarray(2.0 * np.linalg.pinv(ev.hessian), dtype=np.float64)
+    cov_theta_expected = _solve_pd(ev.fisher, 2.0 * np.eye(len(theta)))
+    if cov_theta_expected is None:
+        cov_theta_expected = np.asarray(2.0 * np.linalg.pinv(ev.fisher), dtype=np.float64)
     loglik = -0.5 * ((n - p) * math.log(2.0 * math.pi) + ev.f)
     return MmrmFit(
         names=names_t,
@@ -622,4 +691,7 @@ def fit_mmrm(
         converged=converged,
         _G=ev.G,
         _cov_theta=cov_theta,
+        _cov_theta_expected=cov_theta_expected,
+        _theta=theta,
+        _groups=groups,
     )

@@ -297,13 +297,17 @@ def fit_design(design: MmrmDesign) -> MmrmFit:
     )
 
 
-def lsmeans(fit: MmrmFit, design: MmrmDesign, *, level: float = 0.95) -> LsMeans:
+def lsmeans(
+    fit: MmrmFit, design: MmrmDesign, *, level: float = 0.95, method: str = "satterthwaite"
+) -> LsMeans:
     """LS-means per visit x arm and treatment - control differences per visit (as emmeans).
 
     Args:
         fit: the fit of ``design`` (:func:`fit_design`).
         design: the design the fit was made on.
         level: confidence level of the intervals.
+        method: ``"satterthwaite"`` (as emmeans on a gls fit) or ``"kenward-roger"``
+            (adjusted SEs and df; see :meth:`kneescope.stats.mmrm.MmrmFit.contrast`).
 
     Returns:
         :class:`LsMeans`; estimates in the response's unit.
@@ -316,7 +320,7 @@ def lsmeans(fit: MmrmFit, design: MmrmDesign, *, level: float = 0.95) -> LsMeans
             rows.append(design.row(v, a))
             keys.append((v, a))
     L = np.asarray(rows)
-    c = fit.contrast(L, level=level)
+    c = fit.contrast(L, level=level, method=method)
     means = pd.DataFrame(
         {
             "visit": [k[0] for k in keys],
@@ -329,7 +333,7 @@ def lsmeans(fit: MmrmFit, design: MmrmDesign, *, level: float = 0.95) -> LsMeans
         }
     )
     D = np.asarray([L[2 * i + 1] - L[2 * i] for i in range(len(design.visits))])
-    d = fit.contrast(D, level=level)
+    d = fit.contrast(D, level=level, method=method)
     differences = pd.DataFrame(
         {
             "visit": list(design.visits),
