@@ -259,3 +259,17 @@ def test_too_few_events_is_reported_not_modelled(tmp_path: Path) -> None:
     assert set(files) == {"metrics", "knees", "summary"}
     summary = json.loads((tmp_path / "prediction_summary.json").read_text())
     assert summary["outcomes"]["jsw_loss"]["excluded"] == {"no value at 48 months": 1}
+
+
+def test_ambiguous_or_unknown_visits_are_refused() -> None:
+    twice = pd.concat([hand_table(), hand_table().iloc[:1]], ignore_index=True)
+    with pytest.raises(InputError, match="two rows at visit V00"):
+        prepare(twice, PredictionConfig())
+    odd = hand_table().assign(visit="M12")
+    with pytest.raises(InputError, match="no months"):
+        prepare(odd, PredictionConfig())
+    with pytest.raises(InputError, match="baseline visit 'V99'"):
+        prepare(hand_table(), PredictionConfig(baseline_visit="V99"))
+    # a later baseline: visits before it are left out, months count from it
+    later = prepare(hand_table(), PredictionConfig(baseline_visit="V01"))
+    assert later["baseline_months"].min() == 0 and later["baseline_months"].max() == 36
