@@ -282,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                 "pool_true_effect": pool_truth,
                 "coverage_of_pool_truth": float(
                     np.mean([r["ci_low"] <= pool_truth <= r["ci_high"] for r in rows])
-                ),
+                )
+                if math.isfinite(pool_truth)
+                else None,
             }
         )
         summary["per_trial"] = rows
@@ -307,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({r['rejection_mc_se']:.3f}) | {r['estimated_power']:.3f} | "
             f"{r['power_gap_points']:+.1f} |"
         )
-    for r in settings:
+    for r in settings if args.mode == "pool" else []:
         print(
             f"- effect {r['treatment_effect']:g}: truth on the pool's own knees (same random "
             f"numbers treated/untreated) {r['pool_true_effect']:.4f}, coverage of it "
