@@ -33,7 +33,7 @@ from datetime import date, timedelta
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from kneescope.config import FROZEN
 from kneescope.synth.disease import (
@@ -118,6 +118,26 @@ class CohortSpec(BaseModel):
     tissues: bool = False
     findings: bool = True
     randomise: bool = False
+
+    @field_validator("visits")
+    @classmethod
+    def _known_visits(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Visits the generator writes, each once, in time order (else planning a subject
+        failed later with a bare ``KeyError: 'V02'``)."""
+        if not value:
+            raise ValueError("no visits given; expected e.g. ('V00', 'V01')")
+        unknown = [v for v in value if v not in VISIT_MONTHS]
+        if unknown:
+            raise ValueError(
+                f"unknown visit code(s) {unknown}: the generator writes the OAI MRI visits "
+                f"{', '.join(VISIT_MONTHS)}"
+            )
+        ordered = tuple(sorted(set(value), key=VISIT_MONTHS.__getitem__))
+        if value != ordered:
+            raise ValueError(
+                f"visits {list(value)} must be distinct and in time order: {list(ordered)}"
+            )
+        return value
 
 
 @dataclass(frozen=True)
