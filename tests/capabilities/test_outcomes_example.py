@@ -155,3 +155,29 @@ def test_the_outcomes_example_runs_as_documented(tmp_path: Path) -> None:
         f"forest_{ENDPOINT}.png",
     ):
         assert (trial / name).is_file(), name
+
+
+def _block(language: str, marker: str) -> str:
+    match = re.search(rf"```{language}\n(# {marker}\n.*?)```", DOC.read_text(), re.S)
+    assert match, f"docs/outcomes.md lost its '# {marker}' {language} block"
+    return match.group(1)
+
+
+def test_the_endpoint_table_trial_runs_as_documented(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "trial_table.toml").write_text(_block("toml", "trial-table"))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(_block("python", "outcomes-table"), "docs/outcomes.md", "exec"), {})
+    truth = float(re.findall(r"([+-]\d+\.\d+) mm", printed.getvalue())[0])
+    _cli(["trial", "-c", "trial_table.toml", "-o", "endpoint-table"])
+    table = pd.read_csv(tmp_path / "endpoints.csv", dtype={"subject": str})
+    summary = json.loads((tmp_path / "endpoint-table" / "trial_summary.json").read_text())
+    arms = table.drop_duplicates("subject")["arm"].value_counts().to_dict()
+    assert summary["subjects"] == {"control": arms["control"], "treatment": arms["treatment"]}
+    primary = summary["endpoints"][0]["primary"]
+    assert summary["endpoints"][0]["endpoint"] == ENDPOINT and primary["visit"] == "V05"
+    assert primary["ci_low"] < truth < primary["ci_high"]  # the generator's true effect
+    assert 0.0 < truth < 0.2  # treatment slows cartilage loss: less loss, positive
