@@ -273,3 +273,32 @@ def test_ambiguous_or_unknown_visits_are_refused() -> None:
     # a later baseline: visits before it are left out, months count from it
     later = prepare(hand_table(), PredictionConfig(baseline_visit="V01"))
     assert later["baseline_months"].min() == 0 and later["baseline_months"].max() == 36
+
+
+def _toml_blocks(text: str) -> list[str]:
+    import re
+    import textwrap
+
+    return [
+        textwrap.dedent(b)
+        for b in re.findall(r"```toml\n(.*?)```", text, re.S)
+        + re.findall(r"config::\n\n(.*?)\n\n", text, re.S)
+    ]
+
+
+def test_the_documented_pipeline_snippets_parse_and_validate() -> None:
+    """The TOML shown in docs/prediction.md and the step's docstring is valid TOML (no
+    multi-line inline table) and its options are valid step options."""
+    import tomllib
+
+    import kneescope.capabilities.prediction.step as step_module
+    from kneescope.capabilities.prediction.step import Prediction
+
+    doc = (Path(__file__).parents[2] / "docs" / "prediction.md").read_text()
+    blocks = _toml_blocks(doc) + _toml_blocks(step_module.__doc__ or "")
+    assert len(blocks) == 2
+    for block in blocks:
+        (entry,) = tomllib.loads(block)["cohort_steps"]
+        assert entry["name"] == "prediction"
+        step = Prediction(**entry["options"])
+        assert step.join_runs == ("xray",) and "incident_oa" in step.config.outcomes

@@ -4,8 +4,10 @@ Registered under ``kneescope.cohort_steps``; in a pipeline config::
 
     [[cohort_steps]]
     name = "prediction"
-    options = { outcomes = ["incident_oa", "kl_progression"], kl_horizon_months = 24,
-                join_runs = ["xray"] }
+    [cohort_steps.options]
+    outcomes = ["incident_oa", "kl_progression"]
+    kl_horizon_months = 24
+    join_runs = ["xray"]
 
 It joins the run's results (and those of ``join_runs``, other runs of the same workspace) with
 the catalog's clinical values into a knee x visit table (:mod:`~.data`), takes the outcomes
