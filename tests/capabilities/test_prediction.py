@@ -245,8 +245,44 @@ def test_bad_options_are_one_clear_error() -> None:
         Prediction(outcomes=["incident_oa", "death"])
     with pytest.raises(ConfigError, match="folds"):
         Prediction(folds=1)
-    with pytest.raises(InputError, match="no column 'klg'"):
-        predict_outcomes(hand_table().drop(columns="klg"), PredictionConfig())
+    asked = PredictionConfig(outcomes=("incident_oa",))
+    with pytest.raises(InputError, match="no column 'klg' for incident_oa: give the reader"):
+        predict_outcomes(hand_table().drop(columns="klg"), asked)
+
+
+def test_a_default_outcome_without_its_column_is_skipped_with_the_way_out(
+    tmp_path: Path,
+) -> None:
+    """An MRI-only run has no radiographic JSW: with the default outcomes, jsw_loss is
+    skipped with the reason and the way out (join_runs / outcomes) and the others are
+    modelled; asked for by name, it stays a clear error."""
+    from kneescope.capabilities.prediction.outputs import folder_writer, write_outputs
+
+    table, _ = known_risk_table(60, seed=5, signal=2.0)
+    table["klg"] = np.where(table["visit"] == "V00", 1.0, 1.0 + (table["medial_jsw_mm"] < 3.5))
+    mri_only = table.drop(columns="medial_jsw_mm")
+    config = PredictionConfig(
+        models=("logistic",), features=("marker", "klg"), n_boot=20, min_events=2, folds=2
+    )
+    result = predict_outcomes(mri_only, config)
+    jsw = result.outcomes["jsw_loss"]
+    assert "no column 'medial_jsw_mm' for jsw_loss" in jsw.skipped
+    assert 'join_runs = ["xray"]' in jsw.skipped and "outcomes = [...]" in jsw.skipped
+    assert jsw.metrics == [] and jsw.to_json()["knees"] == 0
+    assert "thickness" in result.outcomes["thickness_loss"].skipped
+    incident = result.outcomes["incident_oa"]
+    # incident OA's events are the knees whose JSW fell by 1 mm (KL 1 -> 2): modelled
+    assert incident.skipped == "" and incident.metrics[0]["auc"] > 0.7
+    assert incident.to_json()["events"] == int((table["medial_jsw_mm"] < 3.5).sum())
+    write_outputs(result, folder_writer(tmp_path))
+    summary = json.loads((tmp_path / "prediction_summary.json").read_text())
+    assert "join_runs" in summary["outcomes"]["jsw_loss"]["skipped"]
+    for asked in (
+        config.model_copy(update={"outcomes": ("incident_oa", "jsw_loss")}),
+        PredictionConfig(jsw_column="medial_jsw_mm", features=("marker",), n_boot=0),
+    ):
+        with pytest.raises(InputError, match="no column 'medial_jsw_mm' for jsw_loss"):
+            predict_outcomes(mri_only, asked)
 
 
 def test_too_few_events_is_reported_not_modelled(tmp_path: Path) -> None:

@@ -23,10 +23,13 @@ from kneescope.capabilities.prediction.config import OutcomeName, PredictionConf
 from kneescope.capabilities.prediction.models import grouped_folds, out_of_fold
 from kneescope.capabilities.prediction.outcomes import (
     KNEE,
+    OUTCOME_COLUMN,
     baseline_features,
     knee_outcome,
+    missing_column,
     prepare,
 )
+from kneescope.errors import InputError
 from kneescope.stats.discrimination import (
     bootstrap_difference,
     brier_score,
@@ -103,7 +106,33 @@ def evaluate_outcome(
     config: PredictionConfig,
     references: Mapping[str, pd.Series] | None = None,
 ) -> OutcomeResult:
-    """Model and evaluate one outcome on the :func:`~.outcomes.prepare`-d table."""
+    """Model and evaluate one outcome on the :func:`~.outcomes.prepare`-d table.
+
+    An outcome whose column (``kl_column``, ``jsw_column``, ``thickness_column``) is not in
+    the table is skipped with the reason and the way out when it is one of the default
+    outcomes (an MRI-only run has no radiographic JSW); it is an error when the user asked
+    for it (``outcomes`` or its column option given).
+
+    Raises:
+        InputError: an outcome the user asked for lacks its column.
+    """
+    missing = missing_column(frame, name, config)
+    if missing:
+        asked = {"outcomes", OUTCOME_COLUMN[name]} & config.model_fields_set
+        if asked:
+            raise InputError(missing)
+        import pandas as pd
+
+        empty = pd.DataFrame(
+            columns=["subject", "side", "event", "time_months", "time_event", "baseline"]
+        )
+        return OutcomeResult(
+            name=name,
+            definition=f"needs the column {getattr(config, OUTCOME_COLUMN[name])!r}",
+            knees=empty,
+            features=feature_names,
+            skipped=missing,
+        )
     outcome = knee_outcome(frame, name, config)
     knees = outcome.knees.merge(features, on=list(KNEE), how="left")
     result = OutcomeResult(

@@ -134,6 +134,37 @@ class _Wide:
         return self.values[:, hit[0]] if hit.size else np.full(len(self.index), np.nan)
 
 
+OUTCOME_COLUMN: dict[str, str] = {
+    "incident_oa": "kl_column",
+    "kl_progression": "kl_column",
+    "jsw_loss": "jsw_column",
+    "thickness_loss": "thickness_column",
+}
+"""The :class:`~.config.PredictionConfig` option naming the column each outcome needs."""
+
+_WAY_OUT: dict[str, str] = {
+    "kl_column": "give the reader's KL grades (the catalog's XRKL clinical values, or a run "
+    "of join_runs that has them) or name the column with kl_column",
+    "jsw_column": 'join the radiograph run (join_runs = ["xray"]: its medial minimum JSW) or '
+    "name the column with jsw_column",
+    "thickness_column": "measure cartilage thickness in this run (the measure step) or name "
+    "the column with thickness_column",
+}
+
+
+def missing_column(frame: pd.DataFrame, name: OutcomeName, config: PredictionConfig) -> str:
+    """Why outcome ``name`` cannot be computed from ``frame`` (its column is absent) and the
+    way out, in words; ``""`` when the column is there."""
+    option = OUTCOME_COLUMN[name]
+    column = str(getattr(config, option))
+    if column in frame.columns:
+        return ""
+    return (
+        f"the knee table has no column {column!r} for {name}: {_WAY_OUT[option]}, or leave "
+        "the outcome out (outcomes = [...])"
+    )
+
+
 def _wide(frame: pd.DataFrame, column: str) -> _Wide:
     """knee x baseline_months table of ``column``."""
     if column not in frame.columns:
