@@ -338,3 +338,37 @@ def test_the_documented_pipeline_snippets_parse_and_validate() -> None:
         assert entry["name"] == "prediction"
         step = Prediction(**entry["options"])
         assert step.join_runs == ("xray",) and "incident_oa" in step.config.outcomes
+
+
+def test_folds_are_capped_by_the_rarer_class_without_a_warning() -> None:
+    """3 events among 40 knees with folds = 5: stratified folds cannot all hold an event;
+    the outcome is modelled with 3 folds (said in folds/notes) and scikit-learn has nothing
+    to warn about."""
+    import warnings
+
+    table, _ = known_risk_table(20, seed=7, signal=2.0)
+    # the three events in three subjects (right knees)
+    base = table.loc[(table["visit"] == "V00") & (table["side"] == "right")].nlargest(3, "marker")
+    events = set(zip(base["subject"], base["side"], strict=True))
+    hit = [
+        (s, side) in events and v == "V06"
+        for s, side, v in zip(table["subject"], table["side"], table["visit"], strict=True)
+    ]
+    table["medial_jsw_mm"] = np.where(hit, 3.0, 4.0)
+    config = PredictionConfig(
+        outcomes=("jsw_loss",),
+        models=("logistic", "gbm"),
+        features=("marker",),
+        n_boot=20,
+        min_events=2,
+        folds=5,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = predict_outcomes(table, config).outcomes["jsw_loss"]
+    assert result.skipped == "" and result.to_json()["events"] == 3
+    assert result.folds == 3 and set(result.knees["fold"]) == {0, 1, 2}
+    # every fold holds one of the three events
+    assert result.knees.groupby("fold")["event"].sum().tolist() == [1, 1, 1]
+    assert result.notes == ["3 cross-validation folds, not 5: only 3 events"]
+    assert result.to_json()["folds"] == 3

@@ -58,6 +58,9 @@ class OutcomeResult:
         excluded: knees left out, by reason.
         features: the feature names used.
         skipped: why the outcome was not modelled ("" when it was).
+        folds: the cross-validation folds used (0 when not modelled): ``config.folds``, or
+            fewer when the events or non-events are fewer than that (see ``notes``).
+        notes: what was changed from the options, and why, in words.
     """
 
     name: OutcomeName
@@ -68,6 +71,8 @@ class OutcomeResult:
     excluded: dict[str, int] = field(default_factory=dict)
     features: tuple[str, ...] = ()
     skipped: str = ""
+    folds: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         n = len(self.knees)
@@ -80,6 +85,8 @@ class OutcomeResult:
             "excluded": self.excluded,
             "features": list(self.features),
             "skipped": self.skipped,
+            "folds": self.folds,
+            "notes": self.notes,
             "metrics": self.metrics,
         }
 
@@ -150,13 +157,27 @@ def evaluate_outcome(
             f"modelling needs at least {config.min_events} of each"
         )
         return result
-    if knees["subject"].nunique() < config.folds:
-        result.skipped = f"{knees['subject'].nunique()} subjects: fewer than {config.folds} folds"
+    # stratified folds need each class in every fold: no more folds than the rarer class has
+    # knees (scikit-learn warns otherwise and leaves folds without an event)
+    folds = min(config.folds, events, n - events)
+    if folds < 2:
+        result.skipped = (
+            f"{events} events and {n - events} non-events: fewer than 2 cross-validation folds"
+        )
+        return result
+    if folds < config.folds:
+        rarer = "events" if events <= n - events else "non-events"
+        result.notes.append(
+            f"{folds} cross-validation folds, not {config.folds}: only {folds} {rarer}"
+        )
+    if knees["subject"].nunique() < folds:
+        result.skipped = f"{knees['subject'].nunique()} subjects: fewer than {folds} folds"
         return result
     y = knees["event"].to_numpy(dtype=np.int64)
     groups = knees["subject"].to_numpy()
     x = knees.loc[:, list(feature_names)].to_numpy(dtype=np.float64)
-    fold = grouped_folds(y, groups, config.folds, config.seed)
+    fold = grouped_folds(y, groups, folds, config.seed)
+    result.folds = folds
     result.knees["fold"] = fold
     horizon = {
         "incident_oa": config.kl_horizon_months,

@@ -29,6 +29,9 @@ from kneescope.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
+VALUE_KEYS = ("definition", "knees", "events", "subjects", "skipped", "folds", "notes", "metrics")
+"""What of each outcome's summary goes into the step's values in ``cohort_results.json``."""
+
 
 class Prediction:
     """Cohort step ``prediction`` (options: those of :class:`PredictionConfig`, and
@@ -67,11 +70,7 @@ class Prediction:
         files = write_outputs(result, context.write_output)
         values = json_ready(
             {
-                name: {
-                    k: v
-                    for k, v in outcome.to_json().items()
-                    if k in ("definition", "knees", "events", "subjects", "skipped", "metrics")
-                }
+                name: {k: v for k, v in outcome.to_json().items() if k in VALUE_KEYS}
                 for name, outcome in result.outcomes.items()
             }
         )
