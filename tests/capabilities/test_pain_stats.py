@@ -136,3 +136,19 @@ def test_no_structure_gives_one_cluster_and_unstable_forced_splits() -> None:
         select_mixture(x[:5])
     with pytest.raises(InputError, match="does not vary"):
         select_mixture(np.column_stack([x, np.ones(300)]))
+
+
+def test_bic_never_picks_clusters_too_small_for_their_covariance() -> None:
+    """16 knees of pure noise in 4 features: a full-covariance cluster of 1-4 knees is
+    singular and BIC would reward it (k = 5 with a 1-knee cluster); such ks are rejected with
+    the reason, and the noise is one cluster."""
+    x = np.random.default_rng(0).normal(size=(16, 4))
+    sel = select_mixture(x, (1, 2, 3, 4, 5), seed=0)
+    assert sel.k == 1 and sel.sizes.tolist() == [16]
+    assert set(sel.rejected) == {2, 3, 4, 5}
+    assert "fewer than features + 1 = 5" in sel.rejected[2]
+    assert sel.rejected[5] == "5 clusters of at least features + 1 = 5 rows need 25"
+    stab = bootstrap_stability(x, sel, resamples=5, seed=1, reselect=(1, 2, 3, 4, 5))
+    assert stab.k_chosen.max() <= 3  # 4 clusters of 5 knees cannot fit 16
+    with pytest.raises(InputError, match="features \\+ 1 = 5"):
+        select_mixture(x, (4, 5), seed=0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -38,6 +38,9 @@ class MixtureSelection:
         sizes: ``(k,)`` rows per cluster.
         centre, scale: ``(p,)`` the standardisation used (mean, SD per feature).
         seed: random seed of the fits.
+        rejected: ``{k: reason}`` for each k tried but not eligible: a fit with a cluster of
+            fewer than ``features + 1`` rows (its full covariance is singular; BIC would
+            reward it), or more clusters than the rows can fill.
     """
 
     k: int
@@ -49,6 +52,7 @@ class MixtureSelection:
     centre: NDArray[np.float64]
     scale: NDArray[np.float64]
     seed: int
+    rejected: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,29 @@ def _fit(z: NDArray[np.float64], k: int, seed: int, restarts: int) -> object:
         ).fit(z)
 
 
+def _too_small(model: object, z: NDArray[np.float64]) -> str:
+    """Why a fitted mixture is not eligible for BIC selection ("" when it is): a cluster
+    (hard assignment) of fewer than ``features + 1`` rows, whose full covariance is
+    singular (only ``reg_covar`` keeps it invertible, and the likelihood of its few points,
+    hence BIC, is then arbitrarily good)."""
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    k = int(model.n_components)  # type: ignore[attr-defined]
+    if k == 1:
+        return ""
+    need = z.shape[1] + 1
+    with threadpool_limits(limits=1):
+        labels = np.asarray(model.predict(z))  # type: ignore[attr-defined]
+    smallest = int(np.bincount(labels, minlength=k).min())
+    if smallest < need:
+        rows = "row" if smallest == 1 else "rows"
+        return (
+            f"a cluster of {smallest} {rows}: fewer than features + 1 = {need}, its "
+            "covariance is singular"
+        )
+    return ""
+
+
 def _relabel(labels: NDArray[np.int64], k: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Labels renumbered by cluster size (largest 0); also the order used."""
     counts = np.bincount(labels, minlength=k)
@@ -137,11 +164,25 @@ def select_mixture(
     z, centre, scale = _standardise(xx)
     bic: dict[int, float] = {}
     models: dict[int, object] = {}
+    rejected: dict[int, str] = {}
+    need = z.shape[1] + 1
     for k in ks:
+        if k > 1 and k * need > len(z):
+            rejected[k] = f"{k} clusters of at least features + 1 = {need} rows need {k * need}"
+            continue
         model = _fit(z, k, seed, restarts)
         bic[k] = float(model.bic(z))  # type: ignore[attr-defined]
         models[k] = model
-    best = min(bic, key=lambda k: bic[k])
+        why = _too_small(model, z)
+        if why:
+            rejected[k] = why
+    eligible = [k for k in bic if k not in rejected]
+    if not eligible:
+        raise InputError(
+            f"no number of clusters in {ks} gives clusters of at least features + 1 = {need} "
+            f"rows on {len(z)} rows; try k = 1 or fewer features"
+        )
+    best = min(eligible, key=lambda k: bic[k])
     model = models[best]
     with threadpool_limits(limits=1):
         proba = np.asarray(model.predict_proba(z))  # type: ignore[attr-defined]
@@ -158,6 +199,7 @@ def select_mixture(
         centre=centre,
         scale=scale,
         seed=seed,
+        rejected=rejected,
     )
 
 
@@ -227,11 +269,14 @@ def bootstrap_stability(
             for k in sorted({int(k) for k in reselect}):
                 if k >= len(sample):
                     continue
+                if k > 1 and k * (sample.shape[1] + 1) > len(sample):
+                    continue
                 m = _fit(sample, k, fit_seed, restarts)
                 value = float(m.bic(sample))  # type: ignore[attr-defined]
-                if value < best_bic:
+                if value < best_bic and not _too_small(m, sample):
                     best_bic, model = value, m
-            assert model is not None
+            if model is None:  # no eligible k in this resample: the reference's k
+                model = _fit(sample, reference.k, fit_seed, restarts)
         else:
             model = _fit(sample, reference.k, fit_seed, restarts)
         chosen[b] = int(model.n_components)  # type: ignore[attr-defined]

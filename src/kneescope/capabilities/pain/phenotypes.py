@@ -117,10 +117,17 @@ class Phenotypes:
         ]
 
     def bic_rows(self) -> list[dict[str, Any]]:
-        """``k``, ``bic`` and ``chosen`` per number of clusters tried."""
+        """``k``, ``bic`` (NaN when not fitted), ``chosen`` and ``rejected`` (why the k was
+        not eligible, "" when it was) per number of clusters tried."""
+        sel = self.selection
         return [
-            {"k": k, "bic": b, "chosen": k == self.selection.k}
-            for k, b in sorted(self.selection.bic.items())
+            {
+                "k": k,
+                "bic": sel.bic.get(k, float("nan")),
+                "chosen": k == sel.k,
+                "rejected": sel.rejected.get(k, ""),
+            }
+            for k in sorted({*sel.bic, *sel.rejected})
         ]
 
     def summary(self) -> dict[str, Any]:
@@ -132,6 +139,7 @@ class Phenotypes:
             "features": list(self.features),
             "k": self.selection.k,
             "bic": {str(k): v for k, v in sorted(self.selection.bic.items())},
+            "rejected_k": {str(k): v for k, v in sorted(self.selection.rejected.items())},
             "sizes": [int(s) for s in self.selection.sizes],
             "stability_ari_mean": st.mean,
             "stability_ari_95": [st.low, st.high],
