@@ -197,3 +197,29 @@ def test_implausible_volume_flagged_and_unknown_labels_refused(toy_knee: ToyKnee
     arr[0:3, 0:3, 0:3] = 12  # a label kneescope does not define: not a kneescope label map
     with pytest.raises(InputError, match=r"0\.\.12.*0\.\.9"):
         measure_knee(Volume(arr, toy_knee.labels.affine_ras), "right", with_maps=False)
+
+
+def test_bone_volumes_against_closed_form_and_unmoved_by_cartilage_loss() -> None:
+    """The toy's patella is a sphere (4/3 pi r^3), its tibia an elliptic cylinder of which the
+    field of view holds the top part (pi r_m r_a x the height inside the grid); taking the
+    femoral cartilage away (denuded bone) leaves every bone volume as it was."""
+    from kneescope.biomarkers.knee_phantom import PATELLA_RADIUS_MM, TIBIA_RADII_MM
+
+    toy = render_compact_toy_knee()
+    v = measure_knee(toy.labels, with_maps=False).values
+    r = PATELLA_RADIUS_MM
+    assert v["patella_bone_volume_mm3"] == pytest.approx(4.0 / 3.0 * math.pi * r**3, rel=0.005)
+    affine = toy.labels.affine_ras  # axis-aligned: k is superior, the plateau at s = 0
+    z = affine[2, 3] + affine[2, 2] * np.arange(toy.labels.array.shape[2])
+    height = float(((z < 0.0) & (z > -45.0)).sum()) * affine[2, 2]
+    assert height < 45.0  # the grid cuts the shaft: the volume inside the field of view
+    tibia = math.pi * TIBIA_RADII_MM[0] * TIBIA_RADII_MM[1] * height
+    assert v["tibia_bone_volume_mm3"] == pytest.approx(tibia, rel=0.01)
+    assert v["femur_bone_volume_mm3"] > v["tibia_bone_volume_mm3"] > v["patella_bone_volume_mm3"]
+    denuded = toy.labels.array.copy()
+    denuded[denuded == 2] = 0
+    worn = measure_knee(Volume(denuded, affine, {"side": "right"}), with_maps=False).values
+    for bone in ("femur", "tibia", "patella"):
+        key = f"{bone}_bone_volume_mm3"
+        assert worn[key] == v[key], key
+    assert worn["femoral_cartilage_volume_mm3"] == 0.0

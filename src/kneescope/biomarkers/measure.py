@@ -54,6 +54,9 @@ SideArg = Literal["right", "left", "auto"]
 NAN = float("nan")
 
 PLATES = tuple(CARTILAGE_PLATES)  # femoral, medial_tibial, lateral_tibial, patellar
+BONES = ("femur", "tibia", "patella")
+"""Bones whose volume is measured (``<bone>_bone_volume_mm3``: voxel count x voxel volume of
+the bone's label, the part of the bone inside the field of view)."""
 FACING_COS_MIN = 0.3
 """Bone surface counts as facing a plate within ~72 deg of the joint direction."""
 
@@ -196,7 +199,9 @@ def measure_knee(
     plateau_up = _plateau_normal([found["medial_tibial"], found["lateral_tibial"]])
     if plateau_up is not None:
         frame = with_superior(frame, plateau_up)
-    values: dict[str, float] = {}
+    values: dict[str, float] = {
+        f"{bone}_bone_volume_mm3": counts[KNEE_LABELS.value_of(bone)] * voxel_mm3 for bone in BONES
+    }
     maps: dict[str, ThicknessMap] = {}
     plates: dict[str, PlateSummary] = {}
     for plate in PLATES:

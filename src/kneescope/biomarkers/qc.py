@@ -118,6 +118,7 @@ def value_structures(name: str) -> frozenset[str]:
     """The labelled structures (kneescope names) a biomarker column is measured from; empty
     for a name this does not know.
 
+    ``<bone>_bone_...`` (femur, tibia, patella): that bone;
     ``femoral_...``, ``medial_tibial_...``, ``lateral_tibial_...``, ``patellar_...``: the
     plate's cartilage and bone; ``<m>_meniscus_...``: that meniscus; ``<m>_tibial_coverage_pct``:
     the meniscus and its tibial plate; ``we2008_<REGION>_...``: the plate(s) of the
@@ -137,6 +138,9 @@ def value_structures(name: str) -> frozenset[str]:
             elif region.endswith(f"{compartment}T"):
                 out |= _plate_structures(plate)
         return frozenset(out)
+    for bone in ("femur", "tibia", "patella"):
+        if name.startswith(f"{bone}_bone_"):
+            return frozenset({bone})
     for side in ("medial", "lateral"):
         if name.startswith(f"{side}_meniscus_"):
             return frozenset({f"{side}_meniscus"})

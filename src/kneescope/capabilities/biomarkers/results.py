@@ -8,7 +8,7 @@ checks that its row has exactly these columns; the runner refuses any other.
 
 from __future__ import annotations
 
-from kneescope.biomarkers.measure import PLATES
+from kneescope.biomarkers.measure import BONES, PLATES
 from kneescope.biomarkers.menisci import MENISCI
 from kneescope.capabilities.biomarkers.config import VOLUME_STRUCTURES
 from kneescope.cohort.result_schema import ResultColumn
@@ -164,6 +164,15 @@ def _measure_results() -> tuple[ResultColumn, ...]:
         ResultColumn(
             "side_from_anatomy", "str", "", "side the anatomy tells (empty when it cannot)"
         ),
+    ]
+    columns += [
+        ResultColumn(
+            f"{bone}_bone_volume_mm3",
+            "float",
+            "mm3",
+            f"{bone} volume inside the field of view (voxel count x voxel volume)",
+        )
+        for bone in BONES
     ]
     for plate in PLATES:
         columns += _plate_columns(plate)

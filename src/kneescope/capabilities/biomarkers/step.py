@@ -31,7 +31,7 @@ class Measure(BaseStep):
     """
 
     name = "measure"
-    version = "2"  # 2: label schemes (qc_not_labelled_*, qc_tibial_split_unclear columns)
+    version = "3"  # 2: label schemes (qc_not_labelled_*, ...); 3: <bone>_bone_volume_mm3
     capability = CAPABILITY
     results: ClassVar[tuple[ResultColumn, ...]] = MEASURE_RESULTS
     reads: ClassVar[tuple[str, ...]] = ("labels",)
