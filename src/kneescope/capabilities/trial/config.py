@@ -14,7 +14,7 @@
     treatment = "1"
 
     [analysis]
-    endpoints = ["we2008_cMFTC_ThCtAB_mm", "medial_jsw_mm"]   # names or * ? patterns
+    endpoints = ["we2008_cMFTC_ThCtAB_mm", "we2008_MT_ThCtAB_mm"]   # names, * ? patterns
     visits = ["V00", "V01", "V03"]          # baseline first; default: every visit in the data
     covariates = ["P01BMI"]                 # baseline covariates (the endpoint's baseline is in)
     knee = "index"                          # index (the worse knee at baseline) | right | left

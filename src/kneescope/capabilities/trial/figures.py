@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,9 @@ def save_forest_figure(
     ax.set_yticks(list(range(len(rows)))[::-1], labels, fontsize=7)
     ax.axvline(0.0, color="0.5", linestyle="--", linewidth=1)
     ax.set_xlabel(f"treatment - control, {endpoint} ({level:.0%} CI)", fontsize=8)
-    ax.set_title(title, fontsize=9)
+    # over the whole figure, wrapped: the long visit labels leave the axes too narrow for it
+    fig.suptitle(textwrap.fill(title, 80), fontsize=9)
     fig.tight_layout()
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
+    return atomic_write(
+        path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"), suffix=".png"
+    )
