@@ -456,3 +456,26 @@ def test_item_qc_and_a_precision_table_of_ones_own(tmp_path: Path) -> None:
     assert changes.loc[changes["biomarker"] == VOLUME, "sdc95"].isna().all()  # not in it
     (entry,) = json.loads((run_dir / RESULTS_FILE).read_text())["steps"]
     assert entry["values"]["precision_source"].startswith("mine (read from ")
+
+
+def test_bone_volumes_from_measure_win_over_areas_that_follow_cartilage_cover() -> None:
+    """A KL 4 knee whose femoral tAB shrinks 8 % by V03 as its cartilage cover goes (the bone
+    surface the plate's footprint takes in), while its bones stay as they were: with
+    ``measure``'s bone volumes in the table the bone-size check sums those and flags nothing;
+    from the areas alone it would flag a knee that is the same knee."""
+    table, _ = truth_table(4)
+    shrink = (table["subject"] == "9000000") & (table["side"] == "right")
+    shrink &= table["visit"] == "V03"
+    table.loc[shrink, BONES[0]] *= 0.92
+    areas_only = analyse(table, only(), shipped_precision())
+    assert areas_only.bone_columns == BONES
+    assert set(zip(areas_only.qc["subject"], areas_only.qc["visit"], strict=True)) == {
+        ("9000000", "V03")
+    }
+    volumes = {"femur": 130_000.0, "tibia": 70_000.0, "patella": 9_000.0}
+    for bone, mm3 in volumes.items():
+        size = table["subject"].map({f"900000{i}": 1.0 + 0.1 * i for i in range(4)})
+        table[f"{bone}_bone_volume_mm3"] = mm3 * size
+    result = analyse(table, only(), shipped_precision())
+    assert result.bone_columns == tuple(f"{b}_bone_volume_mm3" for b in volumes)
+    assert result.qc.empty and result.values()["bone_checked"] == 4 * 2 * 2
