@@ -22,8 +22,9 @@ import pytest
 from kneescope.capabilities.trial.analysis import analyse, analyse_endpoint, change_frame
 from kneescope.capabilities.trial.config import TrialConfig, load_trial_config
 from kneescope.capabilities.trial.data import assemble
-from kneescope.capabilities.trial.outputs import folder_writer, write_outputs
+from kneescope.capabilities.trial.outputs import write_outputs
 from kneescope.errors import ConfigError, InputError
+from kneescope.io.folder_writer import folder_writer
 from kneescope.synth.cohort import CohortSpec
 from kneescope.synth.endpoints import endpoint_table, index_knees, true_treatment_effect
 

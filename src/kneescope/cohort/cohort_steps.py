@@ -105,19 +105,11 @@ class CohortContext:
     def write_output(self, filename: str, content: str | bytes | Callable[[Path], object]) -> str:
         """Write one output file atomically (text, bytes, or ``write(tmp_path)``); returns its
         absolute path. A reader never sees half a file; a failed write leaves the old one."""
-        from kneescope.io.atomic import atomic_write, atomic_write_bytes, atomic_write_text
+        from kneescope.io.folder_writer import write_into
 
         if Path(filename).name != filename or filename.startswith("."):
             raise ConfigError(f"output name {filename!r} must be a plain file name")
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        final = self.output_dir / filename
-        if isinstance(content, str):
-            atomic_write_text(final, content)
-        elif isinstance(content, bytes):
-            atomic_write_bytes(final, content)
-        else:
-            atomic_write(final, content)
-        return str(final)
+        return write_into(self.output_dir, filename, content)
 
 
 @runtime_checkable

@@ -26,6 +26,7 @@ from kneescope.capabilities.longitudinal.change import (
 )
 from kneescope.capabilities.longitudinal.config import LongitudinalConfig
 from kneescope.capabilities.longitudinal.qc import QcResult, longitudinal_qc
+from kneescope.io.folder_writer import json_ready
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,7 +83,7 @@ class LongitudinalResult:
         heads = self.summary.loc[
             self.summary["biomarker"].isin(list(headline)) & (self.summary["group"] == "all")
         ]
-        return _json_ready(
+        return json_ready(
             {
                 "knees": int(frame.groupby(list(KNEE)).ngroups),
                 "knee_visits": len(frame),
@@ -123,18 +124,6 @@ the radiographic medial JSW."""
 def _max_abs(values: np.ndarray) -> float:
     finite = values[np.isfinite(values)]
     return float(np.abs(finite).max()) if finite.size else math.nan
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def bone_size_columns(columns: Sequence[str]) -> tuple[str, ...]:

@@ -12,7 +12,6 @@ from kneescope.capabilities.oa_score.features import KNEE_KEYS
 from kneescope.capabilities.oa_score.model_file import ScoreModel
 from kneescope.capabilities.oa_score.outputs import (
     CATALOG_SUFFIX,
-    Writer,
     options_hash,
     store_scores,
     write_outputs,
@@ -26,6 +25,7 @@ from kneescope.capabilities.oa_score.score import (
     reader_grades,
 )
 from kneescope.errors import InputError, NotFoundError
+from kneescope.io.folder_writer import Writer
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,7 +52,7 @@ class ScoreOutcome:
     fitted: bool
 
     def to_json(self) -> dict[str, Any]:
-        from kneescope.capabilities.oa_score.outputs import json_ready
+        from kneescope.io.folder_writer import json_ready
 
         return json_ready(
             {

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from kneescope.capabilities.pain.config import PainConfig, PhenotypeConfig
 from kneescope.cohort.cohort_steps import CohortContext, CohortStepResult
 from kneescope.errors import ConfigError, InputError
+from kneescope.io.folder_writer import json_ready
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,23 +50,6 @@ def _options(model: type[Any], name: str, options: dict[str, Any]) -> Any:
         raise ConfigError(
             f"{name} options: {where + ': ' if where else ''}{message}; see docs/pain.md"
         ) from None
-
-
-def _json_ready(value: Any) -> Any:
-    """``value`` with NaN/inf as None and numpy numbers as Python numbers (recursively)."""
-    import math
-
-    import numpy as np
-
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _write_csv(context: CohortContext, name: str, rows: list[dict[str, Any]]) -> str:
@@ -131,7 +115,7 @@ class Pain:
             *biomarkers,
         ]
         found = pain_association(table, predictors, method=cfg.method, score_range=cfg.score_range)
-        summary = _json_ready({**found.summary(), "predictors": predictors})
+        summary = json_ready({**found.summary(), "predictors": predictors})
         files = {
             "coefficients": _write_csv(context, "pain_coefficients.csv", found.coefficient_rows()),
             "table": _write_csv(
@@ -194,7 +178,7 @@ class Phenotypes:
         by_grade = self._by_baseline_grade(found.knees, kv.table, context)
         if by_grade is not None:
             summary["by_baseline_klg"], summary["agreement_ari"]["baseline_klg"] = by_grade
-        summary = _json_ready(summary)
+        summary = json_ready(summary)
         files = {
             "phenotypes": _write_csv(context, "phenotypes.csv", _records(found.knees)),
             "means": _write_csv(context, "phenotype_means.csv", found.means_rows()),

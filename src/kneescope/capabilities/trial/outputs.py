@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import numpy as np
 
 from kneescope import __version__
 from kneescope.capabilities.trial.analysis import DIFFERENCE, EndpointResult, TrialResult
+from kneescope.io.folder_writer import Writer, json_ready
 from kneescope.io.parquet_table import TableColumn
 
 RESULTS_CSV = "trial_results.csv"
@@ -74,40 +74,6 @@ POWER_COLUMNS = (
     "n_control_this_trial",
     "n_treatment_this_trial",
 )
-
-Writer = Callable[[str, str | bytes | Callable[[Path], object]], str]
-"""``write(filename, content)`` -> absolute path; content as text, bytes or ``f(tmp_path)``."""
-
-
-def folder_writer(folder: Path) -> Writer:
-    """A :data:`Writer` into ``folder`` (created), each file written atomically."""
-    from kneescope.io.atomic import atomic_write, atomic_write_bytes, atomic_write_text
-
-    def write(filename: str, content: str | bytes | Callable[[Path], object]) -> str:
-        folder.mkdir(parents=True, exist_ok=True)
-        final = folder / filename
-        if isinstance(content, str):
-            atomic_write_text(final, content)
-        elif isinstance(content, bytes):
-            atomic_write_bytes(final, content)
-        else:
-            atomic_write(final, content)
-        return str(final)
-
-    return write
-
-
-def json_ready(value: Any) -> Any:
-    """``value`` with NaN/inf as None and numpy numbers as Python numbers (recursively)."""
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def figure_stem(endpoint: str) -> str:

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 from kneescope.capabilities.trial.analysis import analyse
 from kneescope.capabilities.trial.config import TrialConfig
 from kneescope.capabilities.trial.data import load_data
-from kneescope.capabilities.trial.outputs import folder_writer, write_outputs
+from kneescope.capabilities.trial.outputs import write_outputs
 from kneescope.errors import InputError
+from kneescope.io.folder_writer import folder_writer
 
 if TYPE_CHECKING:
     from kneescope.catalog.view import CatalogView
