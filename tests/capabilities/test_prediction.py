@@ -372,3 +372,16 @@ def test_folds_are_capped_by_the_rarer_class_without_a_warning() -> None:
     assert result.knees.groupby("fold")["event"].sum().tolist() == [1, 1, 1]
     assert result.notes == ["3 cross-validation folds, not 5: only 3 events"]
     assert result.to_json()["folds"] == 3
+
+
+def test_an_outcome_whose_features_do_not_vary_is_skipped_not_a_traceback() -> None:
+    """Every knee at risk has baseline KL 1 and KL is the only feature: nothing to model
+    from; the outcome is skipped with the reason (scikit-learn raised a ValueError)."""
+    table, _ = known_risk_table(40, seed=5, signal=2.0)
+    table["klg"] = np.where(table["visit"] == "V00", 1.0, 1.0 + (table["medial_jsw_mm"] < 3.5))
+    config = PredictionConfig(
+        outcomes=("incident_oa",), models=("logistic",), features=("klg",), min_events=2
+    )
+    result = predict_outcomes(table, config).outcomes["incident_oa"]
+    assert result.to_json()["events"] >= 2 and result.metrics == []
+    assert result.skipped.startswith("no feature varies among the 80 knees at risk (klg")

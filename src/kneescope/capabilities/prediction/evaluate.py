@@ -176,6 +176,17 @@ def evaluate_outcome(
     y = knees["event"].to_numpy(dtype=np.int64)
     groups = knees["subject"].to_numpy()
     x = knees.loc[:, list(feature_names)].to_numpy(dtype=np.float64)
+    finite = np.where(np.isfinite(x), x, np.nan)
+    with np.errstate(invalid="ignore"):
+        varies = np.nanmax(finite, axis=0, initial=-np.inf) > np.nanmin(
+            finite, axis=0, initial=np.inf
+        )
+    if not varies.any():
+        result.skipped = (
+            f"no feature varies among the {n} knees at risk ({', '.join(feature_names)}); "
+            "give features that do (the features option)"
+        )
+        return result
     fold = grouped_folds(y, groups, folds, config.seed)
     result.folds = folds
     result.knees["fold"] = fold
