@@ -47,7 +47,8 @@ from kneescope.capabilities.prediction.config import PredictionConfig
 from kneescope.capabilities.prediction.evaluate import predict_outcomes
 from kneescope.capabilities.prediction.oracle import oracle_probabilities
 from kneescope.capabilities.prediction.outcomes import baseline_features, knee_outcome, prepare
-from kneescope.capabilities.prediction.outputs import folder_writer, json_ready, write_outputs
+from kneescope.capabilities.prediction.outputs import write_outputs
+from kneescope.io.folder_writer import folder_writer, json_ready
 from kneescope.synth.cohort import CohortSpec
 from kneescope.synth.endpoints import endpoint_table
 

@@ -256,7 +256,8 @@ def test_a_default_outcome_without_its_column_is_skipped_with_the_way_out(
     """An MRI-only run has no radiographic JSW: with the default outcomes, jsw_loss is
     skipped with the reason and the way out (join_runs / outcomes) and the others are
     modelled; asked for by name, it stays a clear error."""
-    from kneescope.capabilities.prediction.outputs import folder_writer, write_outputs
+    from kneescope.capabilities.prediction.outputs import write_outputs
+    from kneescope.io.folder_writer import folder_writer
 
     table, _ = known_risk_table(60, seed=5, signal=2.0)
     table["klg"] = np.where(table["visit"] == "V00", 1.0, 1.0 + (table["medial_jsw_mm"] < 3.5))
@@ -286,7 +287,8 @@ def test_a_default_outcome_without_its_column_is_skipped_with_the_way_out(
 
 
 def test_too_few_events_is_reported_not_modelled(tmp_path: Path) -> None:
-    from kneescope.capabilities.prediction.outputs import folder_writer, write_outputs
+    from kneescope.capabilities.prediction.outputs import write_outputs
+    from kneescope.io.folder_writer import folder_writer
 
     result = predict_outcomes(hand_table(), PredictionConfig(outcomes=("incident_oa", "jsw_loss")))
     incident = result.outcomes["incident_oa"]

@@ -16,35 +16,17 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from kneescope.capabilities.prediction.evaluate import PredictionResult
+from kneescope.io.folder_writer import Writer, json_ready
 
 METRICS_FILE = "prediction_metrics.csv"
 KNEES_FILE = "prediction_knees.csv"
 CALIBRATION_FILE = "prediction_calibration.csv"
 SUMMARY_FILE = "prediction_summary.json"
-
-Writer = Callable[[str, str | bytes | Callable[[Path], object]], str]
-"""``write(filename, content)`` -> absolute path (as ``CohortContext.write_output``)."""
-
-
-def json_ready(value: Any) -> Any:
-    """``value`` with NaN/inf as None and numpy numbers as Python numbers (recursively)."""
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def metric_rows(result: PredictionResult) -> list[dict[str, Any]]:
@@ -92,24 +74,6 @@ def save_calibration_figure(
     ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
-
-
-def folder_writer(folder: Path) -> Writer:
-    """A :data:`Writer` into ``folder`` (created), each file written atomically."""
-    from kneescope.io.atomic import atomic_write, atomic_write_bytes, atomic_write_text
-
-    def write(filename: str, content: str | bytes | Callable[[Path], object]) -> str:
-        folder.mkdir(parents=True, exist_ok=True)
-        final = folder / filename
-        if isinstance(content, str):
-            atomic_write_text(final, content)
-        elif isinstance(content, bytes):
-            atomic_write_bytes(final, content)
-        else:
-            atomic_write(final, content)
-        return str(final)
-
-    return write
 
 
 def _figure_writer(

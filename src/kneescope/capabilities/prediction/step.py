@@ -60,7 +60,8 @@ class Prediction:
         """Build the knee x visit table, predict and evaluate, write the files."""
         from kneescope.capabilities.prediction.data import knee_visit_table
         from kneescope.capabilities.prediction.evaluate import predict_outcomes
-        from kneescope.capabilities.prediction.outputs import json_ready, write_outputs
+        from kneescope.capabilities.prediction.outputs import write_outputs
+        from kneescope.io.folder_writer import json_ready
 
         tables = [results]
         for other in self.join_runs:
