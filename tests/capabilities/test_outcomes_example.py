@@ -163,6 +163,7 @@ def _block(language: str, marker: str) -> str:
     return match.group(1)
 
 
+@pytest.mark.slow  # ~7 s; the example files' text stays checked in the default suite
 def test_the_endpoint_table_trial_runs_as_documented(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -92,3 +92,23 @@ def synth_catalog_template(tmp_path_factory: pytest.TempPathFactory) -> SynthCat
     """One small synthetic catalog (radiographs of one subject at two visits, two tiny MRI),
     built once per session; tests work on copies (``copy_synth_catalog``)."""
     return build_synth_catalog(tmp_path_factory.mktemp("synth_catalog"))
+
+
+# Slurm cases whose logic the local and running-cluster cases check in the default suite (and
+# Slurm itself stays there through the provenance, kill -9, scancel and training tests): in the
+# slow suite, to keep the default suite under 10 minutes on 2 cores (~36 s, issue 17).
+SLOW_SLURM_CASES = frozenset(
+    {
+        "test_rerun_skips_unchanged_and_reruns_only_what_changed[slurm]",
+        "test_failed_items_are_retried_up_to_the_limit[slurm]",
+        "test_ctrl_c_stops_cleanly_and_resumes[slurm]",
+    }
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark :data:`SLOW_SLURM_CASES` slow (before ``-m`` deselects)."""
+    for item in items:
+        if item.name in SLOW_SLURM_CASES:
+            item.add_marker(pytest.mark.slow)

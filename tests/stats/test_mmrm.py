@@ -88,6 +88,7 @@ def test_recovers_truth_under_mar_dropout(sim_trial: Callable[..., Any]) -> None
     assert ctrl["lower"] < ctrl["estimate"] < ctrl["upper"]
 
 
+@pytest.mark.slow  # 200 fits; coverage at scale: benchmarks/trial_simulation.py
 def test_confidence_intervals_cover_the_truth(sim_trial: Callable[..., Any]) -> None:
     """Small trials (24 subjects, 3 visits, MCAR dropout): the 95 % CI of the treatment effect
     at the last visit, with Satterthwaite df, covers the true effect in 92-98 % of 200 trials
