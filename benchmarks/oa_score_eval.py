@@ -80,8 +80,8 @@ def evaluate(
         reader_grades,
         save_reliability_figure,
     )
-    from kneescope.capabilities.oa_score.service import read_run_results
     from kneescope.catalog.view import CatalogView
+    from kneescope.cohort.results_table import read_run_results
     from kneescope.workspace import Workspace
 
     c = DEFAULT_C if c is None else c

@@ -75,9 +75,10 @@ def score(
     from kneescope.capabilities.oa_score.model_file import load_model, model_digest
     from kneescope.capabilities.oa_score.outputs import OUTPUT_FILES
     from kneescope.capabilities.oa_score.score import ScoreOptions
-    from kneescope.capabilities.oa_score.service import read_run_results, score_runs
+    from kneescope.capabilities.oa_score.service import score_runs
     from kneescope.catalog.view import CatalogView
     from kneescope.cohort.pipeline_config import is_run_name
+    from kneescope.cohort.results_table import read_run_results
     from kneescope.errors import InputError
     from kneescope.io.atomic import atomic_write_dir
     from kneescope.io.folder_writer import folder_writer

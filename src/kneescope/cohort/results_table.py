@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kneescope.cohort.manifest import Manifest
 from kneescope.cohort.outputs import output_path
 from kneescope.cohort.step import PHASES
 from kneescope.io.atomic import atomic_write
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 KEY_COLUMNS = ("item_id", "subject", "visit", "side", "series")
 
@@ -127,3 +130,37 @@ def write_results(
     if frame.empty:
         frame = pd.DataFrame(columns=list(KEY_COLUMNS))
     return atomic_write(final, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def read_run_results(run_dir: Path) -> pd.DataFrame:
+    """A finished run's results table (``RUN/results.parquet``, else ``RUN/results.csv``, its
+    subject, visit and side read as text): what cohort steps and commands join other runs by.
+
+    Raises:
+        NotFoundError: no such run, or it has no results table yet.
+        InputError: the table cannot be read.
+    """
+    import pandas as pd
+
+    from kneescope.errors import InputError, NotFoundError
+
+    for name in ("results.parquet", "results.csv"):
+        path = run_dir / name
+        if path.is_file():
+            try:
+                if name.endswith(".csv"):
+                    return pd.read_csv(path, dtype={k: str for k in ("subject", "visit", "side")})
+                return pd.read_parquet(path)
+            except (OSError, ValueError) as exc:
+                raise InputError(
+                    f"cannot read {path} ({type(exc).__name__}: {exc}); run that pipeline "
+                    "again to rewrite it"
+                ) from None
+    if not run_dir.is_dir():
+        raise NotFoundError(
+            f"run {run_dir.name!r} not found ({run_dir} does not exist); see `kneescope status`"
+        )
+    raise NotFoundError(
+        f"run {run_dir.name!r} has no results table in {run_dir}; finish it with "
+        "`kneescope run` first"
+    )

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kneescope.capabilities.oa_score.features import KNEE_KEYS
 from kneescope.capabilities.oa_score.model_file import ScoreModel
 from kneescope.capabilities.oa_score.outputs import (
     CATALOG_SUFFIX,
@@ -24,7 +23,6 @@ from kneescope.capabilities.oa_score.score import (
     fit_score,
     reader_grades,
 )
-from kneescope.errors import InputError, NotFoundError
 from kneescope.io.folder_writer import Writer
 
 if TYPE_CHECKING:
@@ -66,39 +64,6 @@ class ScoreOutcome:
                 "values_stored": self.values_stored,
             }
         )
-
-
-def read_run_results(run_dir: Path) -> pd.DataFrame:
-    """A run's results table (``RUN/results.parquet`` or ``.csv``).
-
-    Raises:
-        NotFoundError: the run has no results table.
-        InputError: the table cannot be read.
-    """
-    import pandas as pd
-
-    for name in ("results.parquet", "results.csv"):
-        path = run_dir / name
-        if path.is_file():
-            try:
-                if name.endswith(".csv"):
-                    return pd.read_csv(
-                        path, dtype={k: str for k in KNEE_KEYS}, keep_default_na=True
-                    )
-                return pd.read_parquet(path)
-            except (OSError, ValueError) as exc:
-                raise InputError(
-                    f"cannot read {path} ({type(exc).__name__}: {exc}); run the pipeline "
-                    "again to rewrite it"
-                ) from None
-    if not run_dir.is_dir():
-        raise NotFoundError(
-            f"run {run_dir.name!r} not found ({run_dir} does not exist); see `kneescope status`"
-        )
-    raise NotFoundError(
-        f"run {run_dir.name!r} has no results table in {run_dir}; finish it with "
-        "`kneescope run` first"
-    )
 
 
 def score_runs(

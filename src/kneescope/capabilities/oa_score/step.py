@@ -78,7 +78,8 @@ class OaScore:
     def run(self, results: pd.DataFrame, context: CohortContext) -> CohortStepResult:
         """Fit or apply the score on the run's (and joined runs') results."""
         from kneescope.capabilities.oa_score.model_file import load_model, model_digest
-        from kneescope.capabilities.oa_score.service import read_run_results, score_runs
+        from kneescope.capabilities.oa_score.service import score_runs
+        from kneescope.cohort.results_table import read_run_results
 
         tables = [results]
         for other in self.join_runs:

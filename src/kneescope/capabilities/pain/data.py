@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kneescope.cohort.results_table import read_run_results
 from kneescope.errors import InputError
 
 if TYPE_CHECKING:
@@ -154,39 +155,6 @@ def add_clinical(
     out["klg"] = np.array([klg.get((s, v, d), float("nan")) for s, v, d in keys], dtype=np.float64)
     out["bmi"] = np.array([pick_bmi(s, v) for s, v, _ in keys], dtype=np.float64)
     return out
-
-
-def read_run_results(run_dir: Path) -> pd.DataFrame:
-    """Another run's results table (``RUN/results.parquet``, else ``RUN/results.csv``).
-
-    Raises:
-        NotFoundError: no such run, or it has no results table.
-        InputError: the table cannot be read.
-    """
-    import pandas as pd
-
-    from kneescope.errors import NotFoundError
-
-    for name in ("results.parquet", "results.csv"):
-        path = run_dir / name
-        if path.is_file():
-            try:
-                if name.endswith(".csv"):
-                    return pd.read_csv(path, dtype={k: str for k in KEYS})
-                return pd.read_parquet(path)
-            except (OSError, ValueError) as exc:
-                raise InputError(
-                    f"cannot read {path} ({type(exc).__name__}: {exc}); run that pipeline "
-                    "again to rewrite it"
-                ) from None
-    if not run_dir.is_dir():
-        raise NotFoundError(
-            f"run {run_dir.name!r} not found ({run_dir} does not exist); see `kneescope status`"
-        )
-    raise NotFoundError(
-        f"run {run_dir.name!r} has no results table in {run_dir}; finish it with "
-        "`kneescope run` first"
-    )
 
 
 def joined_results(results: pd.DataFrame, run_dir: Path, join_runs: Sequence[str]) -> pd.DataFrame:
