@@ -17,6 +17,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -277,3 +278,19 @@ def _side_code(text: str) -> str:
     if side is None:
         raise InputError(f"side {text!r} is not right or left")
     return side
+
+
+def numeric_values_by_subject(
+    catalog: CatalogView, names: Sequence[str]
+) -> dict[str, dict[str | None, float]]:
+    """subject -> visit (None: subject-level) -> the numeric value of the first of ``names``
+    the catalog has there (``("P01BMI", "BMI")``: OAI name first, then a generic one)."""
+    out: dict[str, dict[str | None, float]] = {}
+    for name in names:
+        for row in catalog.clinical_values(name):
+            if row.get("value_num") is None:
+                continue
+            out.setdefault(str(row["subject"]), {}).setdefault(
+                row.get("visit"), float(row["value_num"])
+            )
+    return out

@@ -43,6 +43,7 @@ from kneescope.capabilities.oa_score.features import (
 )
 from kneescope.capabilities.oa_score.model_file import ScoreModel
 from kneescope.capabilities.oa_score.ordinal import OrdinalFit, fit_ordinal
+from kneescope.catalog.view import numeric_values_by_subject
 from kneescope.errors import InputError
 
 if TYPE_CHECKING:
@@ -142,21 +143,6 @@ def reader_grades(catalog: CatalogView | None, knees: pd.DataFrame) -> np.ndarra
     return out
 
 
-def _subject_values(
-    catalog: CatalogView, names: Sequence[str]
-) -> dict[str, dict[str | None, float]]:
-    """subject -> visit (None: subject-level) -> value of the first of ``names`` it has."""
-    out: dict[str, dict[str | None, float]] = {}
-    for name in names:
-        for row in catalog.clinical_values(name):
-            if row.get("value_num") is None:
-                continue
-            out.setdefault(str(row["subject"]), {}).setdefault(
-                row.get("visit"), float(row["value_num"])
-            )
-    return out
-
-
 def clinical_covariates(catalog: CatalogView | None, knees: pd.DataFrame) -> pd.DataFrame:
     """Age (at the knee's visit, else the subject's first recorded age), sex (1 female) and
     BMI of each knee-visit (NaN where unknown), columns :data:`CLINICAL_FEATURES`.
@@ -168,9 +154,9 @@ def clinical_covariates(catalog: CatalogView | None, knees: pd.DataFrame) -> pd.
 
     if catalog is None:
         raise InputError("clinical covariates need the workspace catalog; give -w WORKSPACE")
-    age = _subject_values(catalog, ("AGE",))
-    sex = _subject_values(catalog, ("P02SEX", "SEX"))
-    bmi = _subject_values(catalog, ("P01BMI", "BMI"))
+    age = numeric_values_by_subject(catalog, ("AGE",))
+    sex = numeric_values_by_subject(catalog, ("P02SEX", "SEX"))
+    bmi = numeric_values_by_subject(catalog, ("P01BMI", "BMI"))
 
     def pick(table: dict[str, dict[str | None, float]], subject: str, visit: str) -> float:
         values = table.get(subject, {})

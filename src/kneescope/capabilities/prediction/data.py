@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kneescope.catalog.view import numeric_values_by_subject
 from kneescope.errors import InputError
 
 if TYPE_CHECKING:
@@ -84,18 +85,6 @@ def _catalog_knee_values(catalog: CatalogView) -> pd.DataFrame:
     return pd.DataFrame(records, columns=[*KEYS, *KNEE_VARIABLES.values(), "womac_pain"])
 
 
-def _subject_values(catalog: CatalogView, names: Sequence[str]) -> dict[str, dict[Any, float]]:
-    out: dict[str, dict[Any, float]] = {}
-    for name in names:
-        for row in catalog.clinical_values(name):
-            if row.get("value_num") is None:
-                continue
-            out.setdefault(str(row["subject"]), {}).setdefault(
-                row.get("visit"), float(row["value_num"])
-            )
-    return out
-
-
 def _pick(values: dict[Any, float], visit: str) -> float:
     if visit in values:
         return values[visit]
@@ -126,9 +115,9 @@ def knee_visit_table(tables: Sequence[pd.DataFrame], catalog: CatalogView | None
         overlap = [c for c in clinical.columns if c not in KEYS and c in results.columns]
         results = results.drop(columns=overlap)
         table = results.merge(clinical, on=list(KEYS), how="outer")
-        age = _subject_values(catalog, ("AGE",))
-        sex = _subject_values(catalog, ("P02SEX", "SEX"))
-        bmi = _subject_values(catalog, ("P01BMI", "BMI"))
+        age = numeric_values_by_subject(catalog, ("AGE",))
+        sex = numeric_values_by_subject(catalog, ("P02SEX", "SEX"))
+        bmi = numeric_values_by_subject(catalog, ("P01BMI", "BMI"))
         subjects, visits = table["subject"].tolist(), table["visit"].tolist()
         table["age_years"] = [
             _pick(age.get(s, {}), v) for s, v in zip(subjects, visits, strict=True)
