@@ -15,6 +15,15 @@ fi
 .venv/bin/python -m pip install -q -e '.[dev]'
 # Test-only cohort steps, plugged in through the kneescope.steps entry points (tests/plugin_pkg).
 .venv/bin/python -m pip install -q -e tests/plugin_pkg
+# nnU-Net v2, for the test that its own integrity check accepts kneescope's nnU-Net export.
+# Its network package asks for timm -> torchvision -> a multi-GB CUDA torch, which nnU-Net's
+# planning and checks never import: those two packages come without their dependencies, the
+# others with torch held at the build installed above.
+NNUNET_PIN="$(mktemp)"; echo "torch==$(.venv/bin/python -c 'import torch; print(torch.__version__.split("+")[0])')" > "$NNUNET_PIN"
+.venv/bin/python -m pip install -q -c "$NNUNET_PIN" 'acvl-utils>=0.2.6,<0.3' 'batchgenerators>=0.25.1' \
+    'batchgeneratorsv2>=0.3.2' tqdm graphviz tifffile requests seaborn imagecodecs yacs einops 'blosc2>=3.3.2'
+.venv/bin/python -m pip install -q --no-deps 'nnunetv2==2.8.1' 'dynamic-network-architectures>=0.4.4,<0.5'
+rm -f "$NNUNET_PIN"
 
 export PATH="$PWD/.venv/bin:$PATH"
 

@@ -57,6 +57,7 @@ FREE_TEXT: dict[tuple[str, str], str] = {
     ("catalog", "--sequence"): "sequence names are open: a manifest may bring its own",
     ("catalog", "--modality"): "DICOM modality codes are open (MR, CR, DX, OT, ...)",
     ("export", "series"): "a catalog id or SeriesInstanceUID",
+    ("export", "--run"): "a run name",
     ("plan", "--model"): "a model file or a name in WORKSPACE/models/",
     ("xray", "--model"): "a model file, a name in WORKSPACE/models/ or a shipped model's name",
     ("models", "name"): "a shipped model's name or alias, a name in WORKSPACE/models/ or a file",
