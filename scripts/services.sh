@@ -2,10 +2,12 @@
 # Start or stop the throwaway services the test suite uses: PostgreSQL (catalog backend) and a
 # one-node Slurm cluster on localhost (cluster executor), and install dicom3tools (dciodvfy,
 # the independent DICOM validator) and R with nlme, emmeans and lme4 (the reference the MMRM
-# engine is checked against, tests/stats/test_mmrm_vs_r.py). All come from Debian's packages.
+# engine is checked against, tests/stats/test_mmrm_vs_r.py) and Chromium (headless browser of the
+# report pages' tests, tests/browser/, driven by Playwright). All come from Debian's packages.
 #
 #   source scripts/services.sh start   # exports KNEESCOPE_TEST_PG_URL and KNEESCOPE_TEST_SLURM=1
 #                                      # and KNEESCOPE_TEST_RSCRIPT (or KNEESCOPE_R_UNAVAILABLE)
+#                                      # and KNEESCOPE_TEST_CHROMIUM (or KNEESCOPE_CHROMIUM_UNAVAILABLE)
 #   scripts/services.sh stop
 #
 # State lives in $KNEESCOPE_SERVICES_DIR (default /tmp/kneescope-services). Needs root for
@@ -126,6 +128,18 @@ start_r() {
     _log "R up at $KNEESCOPE_TEST_RSCRIPT ($(Rscript --version 2>&1 | head -n 1))"
 }
 
+start_chromium() {
+    # Debian's chromium (Playwright drives it through executable_path; no browser download)
+    _apt_install --no-install-recommends chromium chromium-driver \
+        || { _log "chromium could not be installed"; return 1; }
+    local bin
+    bin=$(command -v chromium) || { _log "chromium installed but not on PATH"; return 1; }
+    "$bin" --headless --no-sandbox --disable-gpu --version >/dev/null 2>&1 \
+        || { _log "chromium does not start"; return 1; }
+    export KNEESCOPE_TEST_CHROMIUM="$bin"
+    _log "Chromium up at $KNEESCOPE_TEST_CHROMIUM ($("$bin" --version 2>/dev/null | head -n 1))"
+}
+
 stop_slurm() {
     local state="$SVC_DIR/slurm" f
     for f in "$state/slurmd.pid" "$state/slurmctld.pid"; do
@@ -143,6 +157,13 @@ case "${1:-}" in
                 export KNEESCOPE_R_UNAVAILABLE="not root: apt-get cannot install R"
                 _log "R not installed; the R comparison tests will be skipped"
             fi
+            if command -v chromium >/dev/null 2>&1; then
+                export KNEESCOPE_TEST_CHROMIUM
+                KNEESCOPE_TEST_CHROMIUM=$(command -v chromium)
+            else
+                export KNEESCOPE_CHROMIUM_UNAVAILABLE="not root: apt-get cannot install chromium"
+                _log "Chromium not installed; the browser tests will be skipped"
+            fi
         else
             _apt_install dicom3tools || _log "dicom3tools not installed; dciodvfy tests will skip"
             start_postgres || _log "PostgreSQL not started; its tests will be skipped"
@@ -150,6 +171,10 @@ case "${1:-}" in
             if ! start_r; then
                 export KNEESCOPE_R_UNAVAILABLE="scripts/services.sh could not install R with nlme and emmeans from Debian's packages"
                 _log "R not installed; the R comparison tests will be skipped"
+            fi
+            if ! start_chromium; then
+                export KNEESCOPE_CHROMIUM_UNAVAILABLE="scripts/services.sh could not install chromium from Debian's packages"
+                _log "Chromium not installed; the browser tests will be skipped"
             fi
         fi
         ;;
