@@ -86,8 +86,10 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("run", "cmd_run"),
     ("status", "cmd_status"),
     ("results", "cmd_results"),
+    ("qc", "cmd_qc"),
     ("score", "cmd_score"),
     ("trial", "cmd_trial"),
+    ("report", "cmd_report"),
 )
 
 

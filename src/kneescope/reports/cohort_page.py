@@ -1,0 +1,225 @@
+"""The cohort page of a report (``index.html``): a run's summary, the distributions of key
+biomarkers by KL grade and by visit, the outliers linked to their knee pages, a thumbnail grid
+of every knee (QC-flagged first) with the QC review controls, and the trial's figures.
+
+The review controls are plain JavaScript (``static/review.js``, no framework, works from
+``file://``): a reviewer marks knees accept / reject / re-segment with a note; decisions persist
+in the browser's localStorage per run and "Export decisions" downloads them as
+``qc-decisions-<run>.json`` (format :data:`DECISIONS_FORMAT`, version
+:data:`DECISIONS_VERSION`), which ``kneescope qc import`` writes into the catalog.
+
+Every text on the page goes through Jinja2's autoescaping: a header string holding markup is
+shown as text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kneescope.reports.distributions import NO_KL, Outlier, kl_group
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DECISIONS_FORMAT = "kneescope-qc-decisions"
+"""The ``format`` field of an exported decisions file."""
+
+DECISIONS_VERSION = 1
+"""The ``version`` field of an exported decisions file."""
+
+DECISIONS = ("accept", "reject", "resegment")
+"""A reviewer's choices for a knee, as written in the decisions file."""
+
+
+@dataclass(frozen=True)
+class KneeCard:
+    """One knee (and visit) in the grid.
+
+    Attributes:
+        item_id: the run item.
+        subject, visit, side, series: as in the results table (pseudonymous subject code).
+        qc_ok: False when any QC flag is raised.
+        qc_reasons: the raised flags' reasons in words, one per entry.
+        kl: the reader's KL grade group (``"KL 2"``, ``"no KL"``).
+        page: the knee page, relative to the report folder.
+        thumbnail: its thumbnail PNG relative to the report folder, or None.
+        outliers: how many key biomarkers of this knee are outliers.
+    """
+
+    item_id: str
+    subject: str
+    visit: str
+    side: str
+    series: str
+    qc_ok: bool
+    qc_reasons: tuple[str, ...]
+    kl: str
+    page: str
+    thumbnail: str | None
+    outliers: int = 0
+
+
+@dataclass(frozen=True)
+class PageFigure:
+    """A figure on the page: its title, its PNG relative to the report folder, a caption."""
+
+    title: str
+    src: str
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class OutlierRow:
+    """An outlier as the page lists it (:class:`~kneescope.reports.distributions.Outlier`
+    plus the knee's names and page)."""
+
+    outlier: Outlier
+    card: KneeCard
+
+
+@dataclass(frozen=True)
+class CohortPage:
+    """Everything the cohort page shows.
+
+    Attributes:
+        run: the run's name.
+        kneescope_version: the version that wrote the report (and ``results_versions``: the
+            versions that wrote the run's rows).
+        generated_at: ISO-8601 UTC time of the report.
+        cards: the knees, QC-flagged first.
+        distributions: one figure per key biomarker.
+        outliers: outlying values, largest first, with their knees.
+        trial_figures: figures of a trial analysed on the run (may be empty).
+        kl_source: where the KL grades came from, in words.
+    """
+
+    run: str
+    kneescope_version: str
+    generated_at: str
+    cards: tuple[KneeCard, ...]
+    distributions: tuple[PageFigure, ...] = ()
+    outliers: tuple[OutlierRow, ...] = ()
+    trial_figures: tuple[PageFigure, ...] = ()
+    kl_source: str = ""
+    results_versions: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def flagged(self) -> int:
+        """How many knees have a QC flag raised."""
+        return sum(1 for c in self.cards if not c.qc_ok)
+
+    @property
+    def subjects(self) -> int:
+        """How many subjects the run has."""
+        return len({c.subject for c in self.cards})
+
+    @property
+    def visits(self) -> list[str]:
+        """The run's visits, sorted."""
+        return sorted({c.visit for c in self.cards})
+
+    @property
+    def with_kl(self) -> int:
+        """How many knees have a reader's KL grade."""
+        return sum(1 for c in self.cards if c.kl != NO_KL)
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _qc_ok(value: Any) -> bool:
+    """A row's ``qc_ok``; a run without QC (no ``measure`` step) counts as passed."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    return bool(value)
+
+
+def split_reasons(text: str) -> tuple[str, ...]:
+    """``"flag: why; flag2: why"`` (a results row's ``qc_reasons``) -> one entry per flag."""
+    return tuple(part.strip() for part in _text(text).split("; ") if part.strip())
+
+
+def knee_cards(
+    frame: pd.DataFrame,
+    kl: Mapping[tuple[str, str, str], float],
+    pages: Mapping[str, str],
+    thumbnails: Mapping[str, str],
+    outliers: Sequence[Outlier] = (),
+) -> list[KneeCard]:
+    """One card per results row: QC-flagged knees first, then by subject, visit and side.
+
+    Args:
+        frame: the run's results table.
+        kl: (subject, visit, side) -> the reader's KL grade.
+        pages: item_id -> knee page relative to the report folder.
+        thumbnails: item_id -> thumbnail relative to the report folder (absent: none).
+        outliers: counted per knee.
+    """
+    from kneescope.reports.names import knee_page_path
+
+    count: dict[str, int] = {}
+    for o in outliers:
+        count[o.item_id] = count.get(o.item_id, 0) + 1
+    has_qc = "qc_ok" in frame.columns
+    has_reasons = "qc_reasons" in frame.columns
+    cards = []
+    for row in frame.to_dict("records"):
+        item = _text(row["item_id"])
+        subject, visit, side = (_text(row[k]) for k in ("subject", "visit", "side"))
+        cards.append(
+            KneeCard(
+                item_id=item,
+                subject=subject,
+                visit=visit,
+                side=side,
+                series=_text(row.get("series")),
+                qc_ok=_qc_ok(row["qc_ok"]) if has_qc else True,
+                qc_reasons=split_reasons(row["qc_reasons"]) if has_reasons else (),
+                kl=kl_group(kl.get((subject, visit, side))),
+                page=pages.get(item, knee_page_path(subject, side, visit)),
+                thumbnail=thumbnails.get(item),
+                outliers=count.get(item, 0),
+            )
+        )
+    cards.sort(key=lambda c: (c.qc_ok, c.subject, c.visit, c.side, c.item_id))
+    return cards
+
+
+def outlier_rows(outliers: Sequence[Outlier], cards: Sequence[KneeCard]) -> list[OutlierRow]:
+    """The outliers with their knees' cards (an outlier of an unknown item is left out)."""
+    by_item = {c.item_id: c for c in cards}
+    return [OutlierRow(o, by_item[o.item_id]) for o in outliers if o.item_id in by_item]
+
+
+def render_cohort_page(page: CohortPage) -> str:
+    """The cohort page's HTML (``index.html``; autoescaped)."""
+    return (
+        _environment()
+        .get_template("cohort.html.j2")
+        .render(
+            page=page,
+            decisions=DECISIONS,
+            decisions_format=DECISIONS_FORMAT,
+            decisions_version=DECISIONS_VERSION,
+        )
+    )
+
+
+def _environment() -> Any:
+    """The Jinja2 environment of the package's templates (autoescape always on)."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("kneescope.reports", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )

@@ -1,0 +1,333 @@
+"""``kneescope report``: a finished run -> a report folder of static HTML (no server; it opens
+from disk).
+
+The folder (``WS/reports/RUN/`` by default) holds ``index.html`` (the cohort page,
+:mod:`kneescope.reports.cohort_page`), ``knees/<subject>_<side>_<visit>.html`` (a page per
+knee and visit, :mod:`kneescope.reports.knee_page`), the figures of each (``knees/<stem>/``,
+``cohort/``) and ``static/`` (style sheets, the QC review script). It is written into a
+temporary sibling folder and renamed into place at the end: a reader sees the old report or
+the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kneescope.errors import InputError
+from kneescope.reports.names import COHORT_PAGE
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from kneescope.catalog.view import CatalogView
+
+COHORT_FIGURES = "cohort"
+"""The cohort page's figures, relative to the report folder."""
+
+STATIC = "static"
+"""Style sheets and scripts, relative to the report folder."""
+
+KL_VARIABLE = "XRKL"
+"""The catalog's clinical variable holding the reader's KL grade of a knee at a visit."""
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    """What :func:`write_report` wrote.
+
+    Attributes:
+        run: the run's name.
+        output: the report folder.
+        knees: knee pages written (one per results row).
+        flagged: knees with a QC flag raised.
+        outliers: outlying key-biomarker values named on the cohort page.
+        distributions: distribution figures.
+        trial_figures: trial figures copied in.
+        seconds: wall-clock seconds of the whole report.
+    """
+
+    run: str
+    output: Path
+    knees: int
+    flagged: int
+    outliers: int
+    distributions: int
+    trial_figures: int
+    seconds: float
+    largest_knee_page_bytes: int = 0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (paths as text)."""
+        return {
+            "run": self.run,
+            "output": str(self.output),
+            "index": str(self.output / COHORT_PAGE),
+            "knees": self.knees,
+            "flagged": self.flagged,
+            "outliers": self.outliers,
+            "distributions": self.distributions,
+            "trial_figures": self.trial_figures,
+            "largest_knee_page_bytes": self.largest_knee_page_bytes,
+            "seconds": round(self.seconds, 3),
+            "notes": list(self.notes),
+        }
+
+
+def check_output(folder: Path, overwrite: bool) -> None:
+    """Refuse a file, a non-empty folder that is not a report, or an earlier report without
+    ``overwrite`` (one line each: what is wrong and what to do).
+
+    Raises:
+        InputError: as above.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--output {folder} is a file; give a folder for the report")
+    if not folder.is_dir():
+        return
+    entries = sorted(p.name for p in folder.iterdir())
+    if not entries:
+        return
+    if COHORT_PAGE not in entries:
+        raise InputError(
+            f"{folder} holds other files ({', '.join(entries[:3])}) and no report; give a new "
+            "or empty folder with -o"
+        )
+    if not overwrite:
+        raise InputError(
+            f"{folder} holds an earlier report; add --overwrite to replace it, or give "
+            "another folder with -o"
+        )
+
+
+def kl_grades(view: CatalogView | None) -> dict[tuple[str, str, str], float]:
+    """(subject, visit, side) -> the reader's KL grade (:data:`KL_VARIABLE`) from the
+    catalog; empty without a catalog."""
+    if view is None:
+        return {}
+    out: dict[tuple[str, str, str], float] = {}
+    for row in view.clinical_values(KL_VARIABLE):
+        if row.get("value_num") is None or not row.get("visit") or not row.get("side"):
+            continue
+        out[(str(row["subject"]), str(row["visit"]), str(row["side"]))] = float(row["value_num"])
+    return out
+
+
+def _copy_static(folder: Path) -> None:
+    """The package's ``static/`` files into ``folder/static``."""
+    from importlib.resources import files
+
+    target = folder / STATIC
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in files("kneescope.reports").joinpath("static").iterdir():
+        if entry.is_file() and not entry.name.startswith("."):
+            (target / entry.name).write_bytes(entry.read_bytes())
+
+
+def trial_figure_sources(run_dir: Path, trial_dir: Path | None) -> list[tuple[str, Path]]:
+    """(title, PNG) of the figures of a trial analysed on the run: the run's cohort steps'
+    figures (``RUN/cohort/<step>/*.png``) and those of a ``kneescope trial`` output folder.
+
+    Raises:
+        InputError: ``trial_dir`` is not a folder, or holds no PNG figure.
+    """
+    found: list[tuple[str, Path]] = []
+    cohort = run_dir / "cohort"
+    if cohort.is_dir():
+        for png in sorted(cohort.glob("*/*.png")):
+            found.append((f"{png.parent.name}: {_figure_title(png)}", png))
+    if trial_dir is not None:
+        if not trial_dir.is_dir():
+            raise InputError(
+                f"--trial {trial_dir} is not a folder; give the output folder of `kneescope trial`"
+            )
+        pngs = sorted(trial_dir.glob("*.png"))
+        if not pngs:
+            raise InputError(
+                f"--trial {trial_dir} holds no figures (*.png); give the output folder of "
+                "`kneescope trial`"
+            )
+        found.extend((f"trial: {_figure_title(p)}", p) for p in pngs)
+    return found
+
+
+def _figure_title(png: Path) -> str:
+    """``trajectories_mt_thickness.png`` -> ``trajectories of mt_thickness``."""
+    kind, _, rest = png.stem.partition("_")
+    return f"{kind} of {rest}" if rest else kind
+
+
+def write_report(
+    run_dir: Path,
+    folder: Path,
+    *,
+    view: CatalogView | None = None,
+    jobs: int = 1,
+    overwrite: bool = False,
+    trial_dir: Path | None = None,
+) -> ReportOutcome:
+    """Write the report of the finished run in ``run_dir`` into ``folder`` (atomically).
+
+    Args:
+        run_dir: the run folder (``WS/runs/NAME``) with its results table.
+        folder: the report folder (created; replaced only with ``overwrite``).
+        view: the workspace's catalog (KL grades, series descriptions); None: without them.
+        jobs: worker processes for the knee pages (>= 1).
+        overwrite: replace an earlier report in ``folder``.
+        trial_dir: a ``kneescope trial`` output folder whose figures go on the cohort page.
+
+    Raises:
+        NotFoundError: no such run, or it has no results table.
+        InputError: a bad output folder or ``trial_dir``; a run without knees.
+    """
+    from kneescope.cohort.results_table import read_run_results
+    from kneescope.io.atomic import atomic_write_dir
+
+    started = time.perf_counter()
+    if jobs < 1:
+        raise InputError(f"--jobs {jobs}: give 1 or more worker processes")
+    check_output(folder, overwrite)
+    frame = read_run_results(run_dir)
+    if frame.empty:
+        raise InputError(
+            f"run {run_dir.name!r} has no finished items in its results table; finish it with "
+            "`kneescope run` first"
+        )
+    trial = trial_figure_sources(run_dir, trial_dir)
+    kl = kl_grades(view)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write_dir(folder) as tmp:
+        _copy_static(tmp)
+        pages, thumbnails = write_knee_pages(run_dir, frame, tmp, view=view, jobs=jobs)
+        outcome = write_cohort_page(
+            run_dir.name, frame, tmp, kl=kl, pages=pages, thumbnails=thumbnails, trial=trial
+        )
+        largest = _largest_knee_page(tmp, pages)
+    return ReportOutcome(
+        run=run_dir.name,
+        output=folder,
+        knees=len(pages),
+        flagged=outcome["flagged"],
+        outliers=outcome["outliers"],
+        distributions=outcome["distributions"],
+        trial_figures=len(trial),
+        seconds=time.perf_counter() - started,
+        largest_knee_page_bytes=largest,
+        notes=tuple(outcome["notes"]),
+    )
+
+
+def write_knee_pages(
+    run_dir: Path,
+    frame: pd.DataFrame,
+    folder: Path,
+    *,
+    view: CatalogView | None,
+    jobs: int,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """A page per knee and visit (:mod:`kneescope.reports.knee_page`) into ``folder``;
+    returns (item_id -> page, item_id -> thumbnail), both relative to ``folder``."""
+    # Integration point with the knee pages (A1): filled in when knee_page.py lands.
+    return {}, {}
+
+
+def _largest_knee_page(folder: Path, pages: Mapping[str, str]) -> int:
+    """Bytes of the largest knee page with its own figure folder."""
+    largest = 0
+    for rel in pages.values():
+        page = folder / rel
+        figures = page.with_suffix("")
+        size = page.stat().st_size if page.is_file() else 0
+        if figures.is_dir():
+            size += sum(p.stat().st_size for p in figures.rglob("*") if p.is_file())
+        largest = max(largest, size)
+    return largest
+
+
+def write_cohort_page(
+    run: str,
+    frame: pd.DataFrame,
+    folder: Path,
+    *,
+    kl: Mapping[tuple[str, str, str], float],
+    pages: Mapping[str, str],
+    thumbnails: Mapping[str, str],
+    trial: list[tuple[str, Path]],
+) -> dict[str, Any]:
+    """The cohort page (``index.html``) with its figures (``cohort/``) into ``folder``.
+
+    Args:
+        run: the run's name.
+        frame: its results table.
+        folder: the report folder being written.
+        kl: (subject, visit, side) -> the reader's KL grade.
+        pages, thumbnails: item_id -> knee page / thumbnail relative to ``folder``.
+        trial: (title, PNG) of trial figures to copy in.
+
+    Returns:
+        ``{"flagged", "outliers", "distributions", "notes"}``.
+    """
+    from kneescope import __version__
+    from kneescope.io.atomic import atomic_write_text
+    from kneescope.reports.cohort_page import (
+        CohortPage,
+        PageFigure,
+        knee_cards,
+        outlier_rows,
+        render_cohort_page,
+    )
+    from kneescope.reports.distributions import find_outliers, write_distributions
+
+    figures_dir = folder / COHORT_FIGURES
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    outliers = find_outliers(frame)
+    distributions = write_distributions(frame, kl, figures_dir, outliers=outliers)
+    cards = knee_cards(frame, kl, pages, thumbnails, outliers)
+    trial_figures = []
+    trial_target = figures_dir / "trial"
+    for k, (title, source) in enumerate(trial):
+        trial_target.mkdir(exist_ok=True)
+        name = f"{k:02d}_{source.parent.name}_{source.name}"
+        shutil.copyfile(source, trial_target / name)
+        trial_figures.append(PageFigure(title, f"{COHORT_FIGURES}/trial/{name}"))
+    notes = []
+    if not kl:
+        notes.append(
+            "No reader's KL grades (clinical variable XRKL) in the catalog: every knee is "
+            "shown as 'no KL'."
+        )
+    if not pages:
+        notes.append("No knee pages in this report.")
+    versions = sorted(
+        {str(v) for v in frame.get("kneescope_version", []) if isinstance(v, str) and v}
+    )
+    page = CohortPage(
+        run=run,
+        kneescope_version=__version__,
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        cards=tuple(cards),
+        distributions=tuple(
+            PageFigure(
+                d.label, f"{COHORT_FIGURES}/{d.path.name}", f"{d.knees} knee-visits with a value"
+            )
+            for d in distributions
+        ),
+        outliers=tuple(outlier_rows(outliers, cards)),
+        trial_figures=tuple(trial_figures),
+        kl_source=f"catalog variable {KL_VARIABLE}" if kl else "",
+        results_versions=tuple(versions),
+        notes=tuple(notes),
+    )
+    atomic_write_text(folder / COHORT_PAGE, render_cohort_page(page))
+    return {
+        "flagged": page.flagged,
+        "outliers": len(page.outliers),
+        "distributions": len(distributions),
+        "notes": notes,
+    }
