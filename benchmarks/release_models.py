@@ -25,8 +25,10 @@ its card says::
 For each model it writes ``NAME.pt`` (the weights stored as float16: half the size, loaded
 back as float32), ``NAME.md`` (the model card, :mod:`kneescope.models.model_card`) and the
 folder's ``index.json`` (name, file, sha256, size, kind, task, summary, default-for,
-aliases); then docs/models.md (a fixed introduction + every card). Relative paths in the
-release file are relative to its folder. Every write is atomic.
+aliases); the card and the index entry carry the releasing kneescope version
+(``kneescope.__version__``, from the installed package's metadata, i.e. pyproject.toml);
+then docs/models.md (a fixed introduction + every card). Relative paths in the release file
+are relative to its folder. Every write is atomic.
 
 Checks, each refusing the release with one line: the shipped weights together stay within
 25 MB (the package's limit); each results file's ``model.sha256`` is the shipped (float16)
@@ -121,7 +123,8 @@ layout to use instead of the package's (e.g. to try a release before installing 
 Each shipped model is `NAME.pt`, a kneescope model file (version 2: `torch.load(...,
 weights_only=True)` reads it without running code) whose weights are stored as float16 (half
 the size; kneescope loads them as float32), its model card `NAME.md`, and a line in
-`index.json` (name, file, card, sha256, size, kind, task, summary, default-for; aliases). All
+`index.json` (name, file, card, sha256, size, kind, task, summary, default-for, the kneescope
+version that released it; aliases). All
 shipped weights together stay within 25 MB (a test checks it). The folder is written by
 `benchmarks/release_models.py` from the trained model files and the reports of
 `benchmarks/evaluate_segmentation.py` on the locked test sets (docs/benchmarks.md); the test
@@ -236,6 +239,7 @@ def _stage(
     """Write every file of the release into the empty folder ``out`` (and its docs page as
     ``out/docs.txt``); nothing is written anywhere else. ``kept``: index entries of models
     already in ``shipped`` that stay (their cards go into the docs page, first)."""
+    from kneescope import __version__
     from kneescope.models.model_card import CardInputs, render_model_card
     from kneescope.models.model_file import load_model_file, save_model_file
     from kneescope.models.pretrained import PretrainedIndex, ShippedEntry, write_index
@@ -297,6 +301,7 @@ def _stage(
                 intended_use=m.intended_use,
                 limits=m.limits,
                 usage=m.usage,
+                kneescope_version=__version__,
             ),
         )
         atomic_write_text(out / f"{m.name}.md", card)
@@ -312,6 +317,7 @@ def _stage(
                 task=task,
                 summary=m.summary,
                 default_for=m.default_for,
+                kneescope_version=__version__,
             )
         )
         rows.append(

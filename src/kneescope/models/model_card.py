@@ -62,6 +62,8 @@ class CardInputs:
         notes: further Markdown paragraphs (e.g. how it compares with a baseline).
         shipped: a model kneescope ships (with the fixed intended-use and limits sections);
             False for a user's own model file (its card says only what the file records).
+        kneescope_version: the kneescope version that released the model (``0.1.0``; the
+            package's ``kneescope.__version__`` at release); "" leaves the row out.
     """
 
     name: str
@@ -81,6 +83,7 @@ class CardInputs:
     intended_use: str = ""
     limits: tuple[str, ...] = ()
     usage: str = ""
+    kneescope_version: str = ""
 
 
 def render_model_card(model: ModelFile, card: CardInputs) -> str:
@@ -190,6 +193,8 @@ def _identity(model: ModelFile, card: CardInputs) -> list[str]:
     ]
     if card.source_sha256 and card.source_sha256 != card.sha256:
         rows.append(("made from", f"float32 model file sha256 `{card.source_sha256}`"))
+    if card.kneescope_version:
+        rows.append(("kneescope version", card.kneescope_version))
     return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
 
 

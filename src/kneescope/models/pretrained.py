@@ -66,6 +66,8 @@ class ShippedEntry(BaseModel):
         task: what it does, in a few words (``2d knee MRI, 9 structures``).
         summary: one sentence for ``kneescope models list``.
         default_for: what uses it when no model is given (``kneescope segment``, ...).
+        kneescope_version: the kneescope version that released it (``0.1.0``; also in its
+            card); "" in an index written before versions were recorded.
     """
 
     model_config = FROZEN
@@ -79,6 +81,7 @@ class ShippedEntry(BaseModel):
     task: str = ""
     summary: str = ""
     default_for: tuple[str, ...] = ()
+    kneescope_version: str = ""
 
 
 class PretrainedIndex(BaseModel):
