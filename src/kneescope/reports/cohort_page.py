@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kneescope.reports.distributions import NO_KL, Outlier, kl_group
+from kneescope.reports.distributions import NO_KL, OUTLIER_THRESHOLD, Outlier, kl_group
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,6 +94,8 @@ class CohortPage:
         outliers: outlying values, largest first, with their knees.
         trial_figures: figures of a trial analysed on the run (may be empty).
         kl_source: where the KL grades came from, in words.
+        notes: sentences about what the page lacks (no KL grades, no knee pages).
+        outlier_threshold: in robust SDs.
     """
 
     run: str
@@ -106,6 +108,7 @@ class CohortPage:
     kl_source: str = ""
     results_versions: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    outlier_threshold: float = OUTLIER_THRESHOLD
 
     @property
     def flagged(self) -> int:

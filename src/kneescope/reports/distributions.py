@@ -43,8 +43,10 @@ outliers, in page order."""
 ROBUST_SD_PER_MAD = 1.4826
 """The MAD of a normal distribution times this is its SD."""
 
-OUTLIER_THRESHOLD = 3.0
-"""A value is an outlier when it lies more than this many robust SDs from the run's median."""
+OUTLIER_THRESHOLD = 3.5
+"""A value is an outlier when it lies more than this many robust SDs from the run's median
+(Iglewicz and Hoaglin's modified z-score cut-off, 3.5: about 1 value in 2,000 of a normal
+sample, so a 100-knee run names few false outliers)."""
 
 MIN_VALUES_FOR_OUTLIERS = 5
 """Fewer finite values than this: no outliers are named (a median of 3 says little)."""
