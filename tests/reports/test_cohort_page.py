@@ -62,12 +62,12 @@ def results_table(n_subjects: int = 30, seed: int = 1) -> pd.DataFrame:
 
 def kl_of(frame: pd.DataFrame) -> dict[tuple[str, str, str], float]:
     """The KL grade the table was drawn with, for every knee but subject 0's (no grade)."""
-    out = {}
-    for row in frame.itertuples():
-        s = int(row.subject[2:])
+    out: dict[tuple[str, str, str], float] = {}
+    for subject, visit, side in zip(frame["subject"], frame["visit"], frame["side"], strict=True):
+        s = int(str(subject)[2:])
         if s == 0:
             continue
-        out[(row.subject, row.visit, row.side)] = float((s + (row.side == "left")) % 5)
+        out[(str(subject), str(visit), str(side))] = float((s + (side == "left")) % 5)
     return out
 
 
