@@ -7,6 +7,7 @@ Entities::
                              series 1--1 store_entries
     subjects 1--n clinical_values (long format: visit, side nullable, variable, value)
     result_runs 1--n result_values (one row per item and value of a ``kneescope run``)
+    qc_reviews (reviewers' accept / reject / re-segment decisions, ``kneescope qc import``)
 
 Shapes are stored as JSON lists of voxel counts ``[I, J, K]`` (or ``[I, J]`` for radiographs),
 spacings as JSON lists of mm per array axis. Sides are ``"right"``/``"left"`` (NULL when a
@@ -34,7 +35,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SCHEMA_VERSION = 3
 """Bumped whenever a table or column changes meaning (2: paths relative to the workspace;
-3: the run results tables ``result_runs`` and ``result_values``)."""
+3: the run results tables ``result_runs`` and ``result_values``). The ``qc_reviews`` table
+came later without a bump: opening any catalog creates it (empty), and a kneescope that does
+not know it ignores it."""
 
 UPGRADABLE_VERSIONS = ("1", "2")
 """Versions that are upgraded in place when a catalog is opened: version 1 holds only absolute
@@ -297,3 +300,43 @@ class ResultValue(Base):
     computed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
     run: Mapped[ResultRun] = relationship(back_populates="values")
+
+
+class QcReview(Base):
+    """One reviewer's decision on one knee of a run, imported from a decisions file.
+
+    ``decision`` is ``accept``, ``reject`` or ``resegment``. ``run`` and ``item_id`` name the
+    reviewed item; ``subject``, ``visit``, ``side`` and ``series`` are the item's as stored
+    with the run's results (``""`` when unknown), so that later runs find the decisions of
+    the knee they select. Rows are never updated or deleted: a later decision for the same
+    knee supersedes an earlier one (by ``decided_at``) and the history stays. ``key`` (sha256
+    of run, item, decision, reviewer, decision time and note) makes re-importing a file a
+    no-op. ``source_digest`` is the sha256 of the file the decision came from.
+    """
+
+    __tablename__ = "qc_reviews"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_qc_review_key"),
+        Index("ix_qc_reviews_knee", "subject", "visit", "side"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    run: Mapped[str] = mapped_column(String(128), index=True)
+    item_id: Mapped[str] = mapped_column(Text, index=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    visit: Mapped[str] = mapped_column(String(16), default="")
+    side: Mapped[str] = mapped_column(String(8), default="")
+    series: Mapped[str] = mapped_column(Text, default="")
+    decision: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    reviewer: Mapped[str] = mapped_column(Text)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    source_name: Mapped[str] = mapped_column(Text, default="")
+    """The decisions file's name (not its folder)."""
+    source_digest: Mapped[str] = mapped_column(String(64))
+    exported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    """When the report exported the file (its ``exported_at``)."""
+    file_version: Mapped[str] = mapped_column(String(64), default="")
+    """The kneescope version that wrote the report (the file's ``kneescope_version``)."""
