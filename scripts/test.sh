@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install kneescope with its development tools into .venv and run every quality gate:
-# ruff (lint + format check), mypy, import-linter contracts, and pytest (default suite,
-# with PostgreSQL and a one-node Slurm started for the integration tests when run as root).
+# ruff (lint + format check), mypy, import-linter contracts, the documentation site's strict
+# build, and pytest (default suite, with PostgreSQL and a one-node Slurm started for the
+# integration tests when run as root).
 # Usage: bash scripts/test.sh [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"; ruff check src tests benchmarks; ruff format --check src tests benchmarks
 echo "== mypy"; mypy
 echo "== import-linter"; lint-imports
+# The documentation site (mkdocs.yml): a broken link, a missing page or a docstring griffe
+# cannot parse fails the build (--strict); the site goes to site/ (ignored by git).
+echo "== docs"; mkdocs build --strict --quiet
 
 # shellcheck source=services.sh
 source scripts/services.sh start

@@ -72,8 +72,10 @@ class DicomFileInfo:
         spacing_mm: (row spacing, column spacing) in mm (PixelSpacing, else
             ImagerPixelSpacing, else (1, 1)).
         spacing_source: ``"PixelSpacing"``, ``"ImagerPixelSpacing"`` or ``"none"``.
-        modality, sop_class_uid, series_description, study_description, series_uid,
-        study_uid, patient_id, study_date, photometric: header values ('' when absent).
+        modality, sop_class_uid, series_description, study_description: header values
+            ('' when absent).
+        series_uid, study_uid, patient_id, study_date, photometric: header values ('' when
+            absent).
         laterality: ``"right"``/``"left"``/None.
         n_frames: NumberOfFrames (1 when absent).
         bits_stored, stored_dtype: stored pixel format.
