@@ -28,7 +28,7 @@ brought onto it without resampling. Frame ``k`` of each segment references the s
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -169,38 +169,42 @@ def _concept(code: Code) -> Any:
     return CodedConcept(value=code.value, scheme_designator=code.scheme, meaning=code.meaning)
 
 
-def _grid_array(labels: Volume, affine_ras: npt.NDArray[np.float64], shape: tuple[int, ...]) -> Any:
-    """``labels.array`` on the grid (``shape``, ``affine_ras``), permuting/flipping axes.
+def _grid_array(
+    labels: Volume, affine_ras: npt.NDArray[np.float64], shape: tuple[int, ...]
+) -> npt.NDArray[Any]:
+    """``labels.array`` on the grid (``shape``, ``affine_ras``): the same voxels with axes
+    permuted or flipped (e.g. a mirrored write), never resampled, padded or cropped.
 
     Raises:
-        InputError: the label map lies on another grid (needs resampling, or another extent).
+        InputError: the label map lies on another grid.
     """
-    if labels.shape == tuple(shape) and np.allclose(labels.affine_ras, affine_ras, atol=1e-3):
-        return labels.array
-    import highdicom as hd
-
-    def geometry(aff_ras: npt.NDArray[np.float64], shp: tuple[int, ...]) -> Any:
-        aff = ras_to_lps(aff_ras)[:, [2, 1, 0, 3]]  # highdicom: (slice, row, column)
-        return hd.VolumeGeometry(aff, tuple(int(n) for n in shp[::-1]), "PATIENT")
-
-    problem = (
+    problem = InputError(
         f"the label map ({'x'.join(map(str, labels.shape))} voxels, {labels.orientation}) "
         f"is not on the series' voxel grid ({'x'.join(map(str, shape))}); export a label "
         "map of this series (its segmentation or its catalog label map)"
     )
-    if sorted(labels.shape) != sorted(shape):
-        raise InputError(problem)
-    source = geometry(labels.affine_ras, labels.shape)
-    vol = hd.Volume(
-        np.ascontiguousarray(labels.array.transpose(2, 1, 0)),
-        source.affine,
-        "PATIENT",
-    )
-    try:
-        matched = vol.match_geometry(geometry(affine_ras, shape), tol=1e-3)
-    except (RuntimeError, ValueError):
-        raise InputError(problem) from None
-    return np.ascontiguousarray(matched.array.transpose(2, 1, 0))
+    # target voxel index t -> label voxel index: P @ t + o
+    m = np.linalg.solve(labels.affine_ras, affine_ras)
+    p = np.rint(m[:3, :3])
+    o = np.rint(m[:3, 3])
+    if (
+        not np.allclose(m[:3, :3], p, atol=1e-3)
+        or not np.allclose(m[:3, 3], o, atol=1e-2)
+        or not np.array_equal(np.abs(p).sum(axis=0), np.ones(3))
+        or not np.array_equal(np.abs(p).sum(axis=1), np.ones(3))
+    ):
+        raise problem
+    axes = [int(np.flatnonzero(p[:, b])[0]) for b in range(3)]  # label axis of target axis b
+    array = labels.array.transpose(axes)
+    if tuple(array.shape) != tuple(shape):
+        raise problem
+    for b, a in enumerate(axes):
+        sign = int(p[a, b])
+        if o[a] != (0 if sign > 0 else shape[b] - 1):
+            raise problem
+        if sign < 0:
+            array = np.flip(array, axis=b)
+    return np.ascontiguousarray(array)
 
 
 def write_dicom_seg(
@@ -476,11 +480,3 @@ def seg_segments(path: Path) -> list[DicomSegSegment]:
         )
         for item in ds.SegmentSequence
     ]
-
-
-def source_instance_uids(folder: Path) -> Sequence[str]:
-    """SOPInstanceUIDs of a DICOM series' slices in slice order (k = 0 first)."""
-    import pydicom
-
-    info = scan_dicom_series(Path(folder))
-    return [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in info.files]
