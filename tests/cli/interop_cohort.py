@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from kneescope.core import Volume
 from kneescope.core.geometry import affine_from_axes
@@ -81,3 +82,23 @@ def build_cohort(root: Path) -> list[Knee]:
         knees.append(Knee(subject, visit, side, image, labels if with_labels else None))
     (root / "manifest.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     return knees
+
+
+_INGESTED: dict[str, tuple[list[Knee], Path]] = {}
+
+
+def ingested_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Knee], Path]:
+    """The cohort written and ingested into a workspace once per test process (the nnU-Net
+    and Slicer export tests share it): its knees and the workspace folder. Tests write
+    their exports into folders of their own (or under distinct names in WS/exports)."""
+    if "cohort" not in _INGESTED:
+        from kneescope.cli.app import main
+
+        root = tmp_path_factory.mktemp("interop")
+        knees = build_cohort(root / "cohort")
+        workspace = root / "ws"
+        workspace.mkdir()
+        code = main(["ingest", str(root / "cohort"), "-w", str(workspace), "--jobs", "1"])
+        assert code == 0, "ingest of the interop cohort failed"
+        _INGESTED["cohort"] = (knees, workspace)
+    return _INGESTED["cohort"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from interop_cohort import Knee, build_cohort
+from interop_cohort import Knee, build_cohort, ingested_cohort
 
 from kneescope.cli.app import main
 from kneescope.core.labels import KNEE_LABELS
@@ -49,11 +49,9 @@ def _clean_verdict(output: str) -> None:
 
 
 @pytest.fixture
-def cohort_ws(tmp_path: Path, workspace_dir: Path) -> tuple[list[Knee], list[str]]:
-    knees = build_cohort(tmp_path / "cohort")
-    ws = ["-w", str(workspace_dir)]
-    assert main(["ingest", str(tmp_path / "cohort"), *ws, "--jobs", "1"]) == 0
-    return knees, ws
+def cohort_ws(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Knee], list[str]]:
+    knees, workspace = ingested_cohort(tmp_path_factory)
+    return knees, ["-w", str(workspace)]
 
 
 def _export(capsys: pytest.CaptureFixture[str], *args: str) -> dict:  # type: ignore[type-arg]

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -258,8 +259,17 @@ def _first_line(exc: Exception) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
-def write_itk(volume: Volume, path: Path, *, compress: bool = True) -> Path:
+def write_itk(
+    volume: Volume,
+    path: Path,
+    *,
+    compress: bool = True,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
     """Write ``volume`` as MetaImage or NRRD (by suffix), atomically; geometry exact.
+
+    ``metadata`` adds text fields to the header (NRRD writes them as ``key:=value``, e.g. the
+    segment fields of a 3D Slicer ``.seg.nrrd``: :mod:`kneescope.io.seg_nrrd`).
 
     ``.mhd`` writes a header plus a ``.raw``/``.zraw`` data file next to it (both renamed into
     place only when complete). A 2D volume is written as a 3D image of one slice (shape
@@ -284,6 +294,8 @@ def write_itk(volume: Volume, path: Path, *, compress: bool = True) -> Path:
     image.SetSpacing([float(s) for s in spacing])
     image.SetDirection([float(d) for d in direction.reshape(-1)])
     image.SetOrigin([float(o) for o in affine_lps[:3, 3]])
+    for key, value in (metadata or {}).items():
+        image.SetMetaData(str(key), str(value))
     if suffix == ".mhd":
         _write_mhd(sitk, image, path, compress)
     else:
