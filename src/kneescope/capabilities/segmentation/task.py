@@ -221,6 +221,22 @@ class SegmentationTask:
         return ()
 
 
+def with_dataset_labels(config: SegmentationTrainConfig, base_dir: Path) -> SegmentationTrainConfig:
+    """``config`` with ``label_remap`` matching an nnU-Net dataset's label names to the
+    training scheme, when ``data_dir`` is such a dataset and no ``label_remap`` was given."""
+    from kneescope.capabilities.segmentation.nnunet_data import (
+        dataset_folder,
+        label_remap_by_name,
+        read_training_dataset,
+    )
+
+    folder = dataset_folder(config, base_dir)
+    if folder is None or config.label_remap is not None:
+        return config
+    table = label_remap_by_name(read_training_dataset(folder, config), config.labels)
+    return config if table is None else config.model_copy(update={"label_remap": table})
+
+
 class SegmentationTraining:
     """The ``kneescope.tasks`` entry ``segmentation``: a task from a training file's keys."""
 
@@ -231,6 +247,7 @@ class SegmentationTraining:
     ) -> SegmentationTask:
         """Find the pairs (folder or catalog), split them, prepare the cases."""
         pairs = find_pairs(config, workspace, base_dir)
+        config = with_dataset_labels(config, base_dir)
         tr, val = split_pairs(pairs, config.val_fraction, seed)
         log.info("training on %d pairs, validating on %d", len(tr), len(val))
         canonical = resolve_side_canonical(config, [p.side for p in [*tr, *val]])

@@ -25,9 +25,11 @@ class SegmentationTrainConfig(BaseModel):
         label_remap: source label value -> training label value, applied before the scheme
             (values not listed map to background); ``None``: labels are already in the scheme
             (a kneescope map trained as ``oai-zib`` is converted automatically).
-        data_dir: folder of NIfTI pairs (``images/X.nii.gz`` + ``labels/X.nii.gz``); relative
-            to the training file's folder; ``None`` takes image/label pairs from the workspace
-            catalog.
+        data_dir: folder of NIfTI pairs (``images/X.nii.gz`` + ``labels/X.nii.gz``), or an
+            nnU-Net v2 raw dataset folder (``DatasetNNN_Name`` with ``dataset.json``,
+            ``imagesTr/``, ``labelsTr/``; labels matched by name, see
+            :mod:`~kneescope.capabilities.segmentation.nnunet_data`); relative to the training
+            file's folder; ``None`` takes image/label pairs from the workspace catalog.
         spacing_mm: working spacing (i, j, k); ``None``: the median of the training data.
         orientation: axis code arrays are reoriented to; ``None``: the commonest in the data.
         side_canonical: mirror left knees onto right-knee anatomy before the network (and

@@ -231,8 +231,27 @@ class Pair:
 
 
 def find_pairs(config: SegmentationTrainConfig, workspace: Workspace, base_dir: Path) -> list[Pair]:
-    """Pairs from ``config.data_dir`` (relative to ``base_dir``) if set, else from the
-    workspace catalog."""
+    """Pairs from ``config.data_dir`` (relative to ``base_dir``: a folder of pairs or an
+    nnU-Net v2 raw dataset, see :mod:`.nnunet_data`) if set, else from the workspace
+    catalog."""
+    from kneescope.capabilities.segmentation.nnunet_data import (
+        dataset_folder,
+        read_training_dataset,
+    )
+
+    nnunet = dataset_folder(config, base_dir)
+    if nnunet is not None:
+        dataset = read_training_dataset(nnunet, config)
+        sides = sides_in_folder(nnunet)
+        return [
+            Pair(
+                name=case.case_id,
+                image=case.images[0],
+                labels=case.label,
+                side=dataset.case_info(case.case_id).get("side") or sides.get(case.case_id),
+            )
+            for case in dataset.cases
+        ]
     if config.data_dir is not None:
         folder = config.data_dir
         if not folder.is_absolute():
