@@ -5,6 +5,11 @@ pixel of a fixed grid in the plate's flattened coordinates (see
 :mod:`kneescope.biomarkers.flattening`): same extent and pixel for every knee, so maps of
 different knees and visits overlay pixel by pixel. Rows run from posterior/inferior (row 0 at
 the bottom when displayed) upwards; x grows laterally for both sides (left knees mirrored).
+
+Figures of the maps (colour bar, mm scale, orientation labels, title) are drawn by
+:mod:`kneescope.reports.thickness_figure` (matplotlib); this module stays numpy only. A run's
+``measure`` step keeps each knee's maps in one ``thickness_maps.npz`` (:func:`save_maps`,
+:func:`load_maps`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from kneescope.biomarkers.png import colourise, write_png
+from kneescope.errors import InputError
 from kneescope.io.atomic import atomic_write
 
 F64 = npt.NDArray[np.float64]
@@ -45,17 +50,51 @@ class ThicknessMap:
     extent_mm: tuple[float, float, float, float]
     pixel_mm: float
 
-    def save(self, folder: Path, stem: str, vmax_mm: float = 5.0) -> tuple[Path, Path]:
-        """Write ``<stem>_<plate>_thickness.npy`` and ``.png`` (0..vmax mm, NaN white).
-
-        The PNG is flipped vertically so anterior/superior is up. Returns both paths.
-        """
+    def save(self, folder: Path, stem: str) -> Path:
+        """Write ``<stem>_<plate>_thickness.npy`` (the float32 map, row 0 posterior/inferior)
+        into ``folder`` (created) atomically; returns its path."""
         folder.mkdir(parents=True, exist_ok=True)
         npy = folder / f"{stem}_{self.plate}_thickness.npy"
-        png = folder / f"{stem}_{self.plate}_thickness.png"
         atomic_write(npy, lambda tmp: np.save(tmp, self.thickness_mm))
-        write_png(png, colourise(self.thickness_mm[::-1], 0.0, vmax_mm, (255, 255, 255)))
-        return npy, png
+        return npy
+
+
+def save_maps(maps: dict[str, ThicknessMap], path: Path) -> None:
+    """Write the maps of one knee into one compressed ``.npz`` at ``path`` (written to
+    ``path`` as given: call it through an atomic writer). Per plate: ``<plate>`` (float32
+    (ny, nx) mm, NaN where no cartilage), ``<plate>__extent_mm`` (4 floats) and
+    ``<plate>__pixel_mm`` (1 float)."""
+    arrays: dict[str, npt.NDArray[np.generic]] = {}
+    for plate, m in maps.items():
+        arrays[plate] = m.thickness_mm.astype(np.float32)
+        arrays[f"{plate}__extent_mm"] = np.asarray(m.extent_mm, dtype=np.float64)
+        arrays[f"{plate}__pixel_mm"] = np.asarray([m.pixel_mm], dtype=np.float64)
+    with open(path, "wb") as handle:
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
+
+
+def load_maps(path: Path) -> dict[str, ThicknessMap]:
+    """The maps :func:`save_maps` wrote, by plate name (in the file's order).
+
+    Raises:
+        InputError: the file is missing, not an ``.npz`` of maps, or a map is malformed.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = [k for k in data.files if "__" not in k]
+            out: dict[str, ThicknessMap] = {}
+            for plate in names:
+                values = np.asarray(data[plate], dtype=np.float32)
+                extent = tuple(float(v) for v in data[f"{plate}__extent_mm"])
+                pixel = float(data[f"{plate}__pixel_mm"][0])
+                if values.ndim != 2 or len(extent) != 4 or not pixel > 0:
+                    raise ValueError(f"map {plate!r} is malformed")
+                out[plate] = ThicknessMap(plate, values, extent, pixel)  # type: ignore[arg-type]
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(
+            f"cannot read thickness maps {path} ({exc}); measure the knee again with maps"
+        ) from None
+    return out
 
 
 def thickness_map(

@@ -72,7 +72,11 @@ def measure(
     ] = None,
     maps_dir: Annotated[
         Path | None,
-        typer.Option("--maps", help="Folder for 2D thickness maps (.npy and .png per plate)."),
+        typer.Option(
+            "--maps",
+            help="Folder for 2D thickness maps: per plate the map (.npy, mm) and a figure "
+            "(.png: colour bar, mm scale, medial/lateral and anterior/posterior labels, title).",
+        ),
     ] = None,
     overwrite: Annotated[
         bool,
@@ -185,9 +189,17 @@ def _measure_one(path: Path, side: str, maps_dir: Path | None, scheme: Any) -> d
         source=str(path),
     )
     if maps_dir is not None:
+        from kneescope.reports.thickness_figure import PLATE_TITLES, write_plate_figure
+
         stem = label_map_stem(path)
         for plate_map in result.maps.values():
-            plate_map.save(maps_dir, stem)
+            npy = plate_map.save(maps_dir, stem)
+            words = PLATE_TITLES.get(plate_map.plate, plate_map.plate)
+            write_plate_figure(
+                plate_map,
+                npy.with_suffix(".png"),
+                title=f"{stem} ({result.side} knee): {words} thickness",
+            )
     told = "side unverified" if result.qc.get("qc_orientation_unknown") else "knee"
     qc = "QC ok" if result.qc["qc_ok"] else "QC flags raised"
     stderr().print(

@@ -29,11 +29,15 @@ class MeasureStepConfig(MeasureConfig):
         labels: the label scheme of the items' label maps: ``"kneescope"``, ``"oai-zib"``,
             ``"oaizib-cm"``, or the path of a JSON file mapping structure names to values
             (:mod:`kneescope.biomarkers.label_schemes`; checked when the step is made).
+        maps: keep each knee's 2D cartilage thickness maps (one ``thickness_maps.npz`` per
+            item, results column ``file_measure_thickness_maps``; ~50-150 kB): what
+            ``kneescope report`` draws on the knee pages. ``false``: no file.
         every other field: as :class:`kneescope.biomarkers.measure_config.MeasureConfig`.
     """
 
     side: Literal["auto", "right", "left"] = "auto"
     labels: str = "kneescope"
+    maps: bool = True
 
     @field_validator("labels")
     @classmethod
@@ -59,6 +63,6 @@ class MeasureStepConfig(MeasureConfig):
         return value
 
     def measure_config(self) -> MeasureConfig:
-        """The options :func:`kneescope.biomarkers.measure_knee` takes (without ``side`` and
-        ``labels``)."""
-        return MeasureConfig.model_validate(self.model_dump(exclude={"side", "labels"}))
+        """The options :func:`kneescope.biomarkers.measure_knee` takes (without ``side``,
+        ``labels`` and ``maps``)."""
+        return MeasureConfig.model_validate(self.model_dump(exclude={"side", "labels", "maps"}))

@@ -26,6 +26,8 @@ class Measure(BaseStep):
             (:mod:`kneescope.biomarkers.label_schemes`; a relative path is read from the
             folder the run starts in). The file's content is part of every item's key
             (:meth:`model_hash_for`): editing it re-measures the items.
+        maps: keep the knee's 2D thickness maps in ``thickness_maps.npz`` (default true; the
+            knee pages of ``kneescope report`` draw them).
         any option of :class:`kneescope.biomarkers.measure_config.MeasureConfig`; see
         :mod:`.config`.
     """
@@ -60,6 +62,7 @@ class Measure(BaseStep):
         self.side = step_config.side
         self.scheme = resolve_scheme(step_config.labels)
         self.config = step_config.measure_config()
+        self.maps = step_config.maps
 
     def run(self, item: Item, context: StepContext) -> StepResult:
         from kneescope.biomarkers.label_schemes import measure_labelled
@@ -69,10 +72,17 @@ class Measure(BaseStep):
             side = item.side
         with context.phase("measure"):
             measured = measure_labelled(
-                context.data["labels"], self.scheme, side, self.config, with_maps=False
+                context.data["labels"], self.scheme, side, self.config, with_maps=self.maps
+            )
+        files: dict[str, str] = {}
+        if self.maps and measured.maps:
+            from kneescope.biomarkers.maps import save_maps
+
+            files["thickness_maps"] = context.write_output(
+                "thickness_maps.npz", lambda p: save_maps(measured.maps, p)
             )
         row = measured.as_row()
         values: dict[str, Scalar] = {"measured_side": row.pop("side")}
         for key, value in row.items():
             values[key] = value if isinstance(value, str | bool | int | float) else str(value)
-        return StepResult(values=values)
+        return StepResult(values=values, files=files)
