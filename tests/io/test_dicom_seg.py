@@ -195,7 +195,28 @@ def test_compressions_are_lossless_and_smaller(tmp_path: Path) -> None:
             == (TRANSFER_SYNTAXES[compression])
         )
         sizes[compression] = written.size_bytes
+    binary = write_dicom_seg(
+        truth,
+        folder,
+        tmp_path / "binary.dcm",
+        label_names=KNEE_LABELS.labels,
+        algorithm=SegAlgorithm(kind="MANUAL"),
+        compression="none",
+        binary=True,
+    )
+    assert pydicom.dcmread(binary.path, stop_before_pixels=True).SegmentationType == "BINARY"
+    back = read_dicom_seg(binary.path, label_values=VALUES, reference=image)
+    assert np.array_equal(back.array, truth.array)
     assert sizes["jpeg-ls"] < sizes["none"] and sizes["rle"] < sizes["none"]
+    with pytest.raises(InputError, match="BINARY segments are written uncompressed"):
+        write_dicom_seg(
+            truth,
+            folder,
+            tmp_path / "never.dcm",
+            label_names=KNEE_LABELS.labels,
+            algorithm=SegAlgorithm(kind="MANUAL"),
+            binary=True,
+        )
 
 
 def test_label_values_missing_structures_and_a_mirrored_grid(tmp_path: Path) -> None:

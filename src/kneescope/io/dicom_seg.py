@@ -10,6 +10,8 @@ structure present:
   the frames be compressed losslessly (DICOM allows an encapsulated transfer syntax for
   ``BINARY`` segments only with JPEG 2000, for which no encoder is installed) and lets
   segments overlap (a label map never makes them overlap; other tools' masks may);
+  ``binary=True`` writes ``BINARY`` segments (1 bit per pixel, uncompressed) for readers
+  that know no other;
 * frames are compressed with JPEG-LS lossless (default; ``pyjpegls``) or RLE lossless, or
   left uncompressed; empty frames are left out;
 * each segment carries SNOMED CT codes (:data:`SEGMENT_CODES`): the property category
@@ -218,6 +220,7 @@ def write_dicom_seg(
     series_description: str = "kneescope segmentation",
     series_number: int = 300,
     compression: SegCompression = "jpeg-ls",
+    binary: bool = False,
     overwrite: bool = False,
 ) -> DicomSegWritten:
     """Write ``labels`` as a DICOM SEG referencing the DICOM series in ``source_folder``.
@@ -235,6 +238,8 @@ def write_dicom_seg(
         series_description: SeriesDescription of the SEG (<= 64 characters).
         series_number: SeriesNumber of the SEG.
         compression: lossless frame compression (:data:`SegCompression`).
+        binary: write ``BINARY`` segments (1 bit per pixel) instead of ``FRACTIONAL``
+            occupancy; DICOM allows them only uncompressed here (``compression="none"``).
         overwrite: replace an existing ``out``.
 
     Returns:
@@ -249,6 +254,11 @@ def write_dicom_seg(
     import pydicom
     from pydicom.sr.codedict import codes
 
+    if binary and compression != "none":
+        raise InputError(
+            "BINARY segments are written uncompressed here (DICOM allows only JPEG 2000 for "
+            "them); give compression 'none' or leave binary off"
+        )
     if compression not in TRANSFER_SYNTAXES:
         raise InputError(
             f"compression {compression!r} is not one of {', '.join(TRANSFER_SYNTAXES)}"
@@ -331,7 +341,11 @@ def write_dicom_seg(
     seg = hd.seg.Segmentation(
         source_images=sources,
         pixel_array=masks,
-        segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
+        segmentation_type=(
+            hd.seg.SegmentationTypeValues.BINARY
+            if binary
+            else hd.seg.SegmentationTypeValues.FRACTIONAL
+        ),
         fractional_type=hd.seg.SegmentationFractionalTypeValues.OCCUPANCY,
         max_fractional_value=1,
         segment_descriptions=descriptions,
