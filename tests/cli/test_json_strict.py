@@ -27,6 +27,7 @@ from kneescope.io import write_nifti
 COVERED = {
     "synth", "ingest", "catalog", "export", "convert", "plan", "train", "segment", "measure",
     "run", "status", "demo", "results", "models", "xray", "score", "trial",
+    "qc",  # strict JSON of qc import / qc list: tests/cli/test_qc_cli.py
 }  # fmt: skip
 
 

@@ -58,12 +58,21 @@ def results(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing --output file.")
     ] = False,
+    drop_rejected: Annotated[
+        bool,
+        typer.Option(
+            "--drop-rejected",
+            help="Leave out knees a reviewer rejected (kneescope qc import); by default they "
+            "are exported with qc_review = reject.",
+        ),
+    ] = False,
     workspace_dir: WorkspaceOpt = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List the runs whose results are in the catalog, or export their per-item values
-    (-o FILE) as Parquet or CSV, across runs."""
+    (-o FILE) as Parquet or CSV, across runs, with each knee's QC review decision
+    (qc_review, qc_reviewer, qc_reviewed_at, qc_review_note)."""
     from kneescope.catalog.database import Catalog
     from kneescope.catalog.results_store import list_runs
     from kneescope.errors import InputError
@@ -73,6 +82,7 @@ def results(
         "--format": fmt,
         "--wide": wide,
         "--overwrite": overwrite,
+        "--drop-rejected": drop_rejected,
     }
     if output is None:
         given = [name for name, value in export_only.items() if value]
@@ -91,7 +101,9 @@ def results(
             payload = [r.to_json() for r in stored]
             emit(payload, as_json, lambda console: render_runs(console, payload))
             return
-        summary = export_results(cat, output, fmt, runs or (), capabilities or (), wide)
+        summary = export_results(
+            cat, output, fmt, runs or (), capabilities or (), wide, drop_rejected
+        )
     finally:
         cat.close()
     emit(summary, as_json, lambda console: render_export(console, summary))
@@ -144,8 +156,11 @@ def export_results(
     runs: tuple[str, ...] | list[str],
     capabilities: tuple[str, ...] | list[str],
     wide: bool,
+    drop_rejected: bool = False,
 ) -> dict[str, Any]:
-    """Write the selected values to ``path``; returns what was written (for --json)."""
+    """Write the selected values to ``path`` with each knee's QC review columns (rejected
+    knees left out with ``drop_rejected``); returns what was written (for --json)."""
+    from kneescope.catalog.qc_reviews import REVIEW_COLUMNS, load_reviews
     from kneescope.catalog.results_store import (
         ITEM_COLUMNS,
         PROVENANCE_COLUMNS,
@@ -155,15 +170,30 @@ def export_results(
     )
     from kneescope.io.parquet_table import TableColumn
 
-    tidy = list(select_values(cat, runs, capabilities))
+    reviews = load_reviews(cat)
+    tidy = []
+    rejected: set[tuple[str, str]] = set()
+    for row in select_values(cat, runs, capabilities):
+        row.update(reviews.columns(row, row["computed_at"]))
+        if row["qc_review"] == "reject":
+            rejected.add((row["run"], row["item_id"]))
+            if drop_rejected:
+                continue
+        tidy.append(row)
+    review_columns = [TableColumn(c) for c in REVIEW_COLUMNS]
     if wide:
         rows, values = wide_rows(tidy)
-        columns = [TableColumn(c) for c in (*ITEM_COLUMNS, *PROVENANCE_COLUMNS)]
+        first = {(r["run"], r["item_id"]): r for r in tidy}
+        for row in rows:
+            source = first[(row["run"], row["item_id"])]
+            row.update({c: source[c] for c in REVIEW_COLUMNS})
+        columns = [TableColumn(c) for c in (*ITEM_COLUMNS, *PROVENANCE_COLUMNS)] + review_columns
         columns += [TableColumn(v.name, _table_kind(v.kind), v.unit) for v in values]
     else:
         rows = tidy
         kinds = {"value": "float", "computed_at": "time"}
         columns = [TableColumn(c, kinds.get(c, "str")) for c in TIDY_COLUMNS]  # type: ignore[arg-type]
+        columns += review_columns
     if fmt == "csv":
         from kneescope.io.csv_table import write_csv_table
 
@@ -180,6 +210,8 @@ def export_results(
         "values": len(tidy),
         "runs": list(dict.fromkeys(r["run"] for r in tidy)),
         "capabilities": sorted({r["capability"] for r in tidy}),
+        "rejected_knees": len(rejected),
+        "dropped_rejected": drop_rejected,
     }
 
 

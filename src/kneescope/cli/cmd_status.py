@@ -18,8 +18,8 @@ def status(
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a run's progress: done/failed/remaining, throughput, ETA, timing per step, and
-    how many done items passed QC (runs with a measure step)."""
+    """Show a run's progress: done/failed/remaining, throughput, ETA, timing per step, how
+    many done items passed QC (runs with a measure step) and reviewers' QC decisions."""
     from kneescope.cohort.run_status import read_status
 
     state = read_status(workspace(workspace_dir, catalog), run_name)
@@ -52,6 +52,7 @@ def render_status(console: Any, state: Any) -> None:
             "qc_reasons)",
             highlight=False,
         )
+    _render_reviews(console, state)
     table = Table("step / phase", "mean s per item")
     for name, seconds in state.mean_step_s.items():
         table.add_row(f"step {name}", f"{seconds:.4f}")
@@ -69,3 +70,28 @@ def render_status(console: Any, state: Any) -> None:
     shown = len(state.qc_failures)
     if state.qc and state.qc["failed"] > shown:
         console.print(f"... and {state.qc['failed'] - shown} more QC-failed items", markup=False)
+
+
+def _render_reviews(console: Any, state: Any) -> None:
+    """The reviewers' decisions on the run's knees (``kneescope qc import``)."""
+    if state.qc_review:
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(state.qc_review.items()))
+        console.print(
+            f"QC review: {counts} (rejected knees stay in the results with qc_review = reject "
+            "and are left out of cohort steps)",
+            markup=False,
+            highlight=False,
+        )
+    for item in state.qc_rejected:
+        note = f": {item['note']}" if item["note"] else ""
+        console.print(
+            f"rejected {item['item_id']} by {item['reviewer']} at {item['reviewed_at']}{note}",
+            markup=False,
+        )
+    if state.qc_excluded_count:
+        shown = ", ".join(state.qc_excluded[:10])
+        more = "" if state.qc_excluded_count <= 10 else ", ..."
+        console.print(
+            f"left out as rejected in QC review: {state.qc_excluded_count} items ({shown}{more})",
+            markup=False,
+        )

@@ -12,6 +12,7 @@ Loaded from TOML with :func:`kneescope.config.load_config`::
     # catalog = { sequence = "DESS" }  # or a catalog selection
     # unit = "series"                # catalog selections: series | radiograph_knee |
     #                                # full_leg | subject_visit | knee_longitudinal
+    # qc_rejected = "flag"           # knees rejected in QC review: flag | exclude
 
     [[steps]]
     name = "load_array"
@@ -70,6 +71,12 @@ class ItemsConfig(BaseModel):
             "bilateral PA knee radiograph (two items per film); a full-leg film; all series of "
             "a subject at a visit; one knee across visits",
         )
+    )
+    qc_rejected: Literal["flag", "exclude"] = Field(
+        default="flag",
+        description="knees a reviewer rejected (kneescope qc import): 'flag' runs them and "
+        "marks their rows qc_review = reject; 'exclude' leaves them out of the run. Cohort "
+        "steps never see them either way",
     )
 
     @model_validator(mode="after")

@@ -44,6 +44,8 @@ class RunPlan:
     cohort_steps: tuple[str, ...] = ()
     """The cohort-level steps that run after the items (each skipped when what it saw is
     unchanged)."""
+    qc_excluded: int = 0
+    """Items left out because a reviewer rejected them (``items.qc_rejected = "exclude"``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,9 +60,12 @@ def plan_run(config: PipelineConfig, workspace: Workspace, base_dir: Path | None
     before any step module is imported, and the hashes come from the step classes.
     """
     from kneescope.cohort.item_sources import checksum_from_cache
+    from kneescope.cohort.qc_honour import RejectedFilter, redo_token, workspace_reviews
 
     prepared = prepare_steps(config.steps, workspace, base_dir or workspace.root)
     check_cohort_step_names(config.cohort_steps)
+    reviews = workspace_reviews(workspace)
+    rejected = RejectedFilter(reviews, config.items.qc_rejected == "exclude")
     hashes = prepared.hashes
     run_dir = run_dir_for(workspace, config)
     manifest_path = run_dir / "manifest.sqlite"
@@ -70,12 +75,16 @@ def plan_run(config: PipelineConfig, workspace: Workspace, base_dir: Path | None
     db = None if manifest is None else manifest.connection
     try:
         with manifest_errors(manifest_path):
-            for raw in iter_items(
-                config.items, base_dir or workspace.root, workspace.catalog_url, workspace.root
+            for raw in rejected(
+                iter_items(
+                    config.items, base_dir or workspace.root, workspace.catalog_url, workspace.root
+                )
             ):
                 item: Item = checksum_from_cache(raw, manifest)
                 total += 1
-                key = item_key(item, hashes["config_hash"], hashes["model_hash"])
+                key = item_key(
+                    item, hashes["config_hash"], hashes["model_hash"], redo_token(reviews, item)
+                )
                 row = (
                     None
                     if db is None
@@ -115,4 +124,5 @@ def plan_run(config: PipelineConfig, workspace: Workspace, base_dir: Path | None
         config_hash=hashes["config_hash"],
         model_hash=hashes["model_hash"],
         cohort_steps=tuple(c.name for c in config.cohort_steps),
+        qc_excluded=rejected.count,
     )

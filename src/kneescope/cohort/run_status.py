@@ -7,14 +7,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from kneescope.cohort.manifest import Manifest, manifest_errors
 from kneescope.cohort.pipeline_config import is_run_name
+from kneescope.cohort.qc_honour import (
+    EXCLUDED_COUNT_META,
+    EXCLUDED_META,
+    workspace_reviews,
+)
 from kneescope.cohort.run_lock import RunLock
 from kneescope.cohort.step import PHASES
 from kneescope.errors import InputError, NotFoundError
 from kneescope.workspace import Workspace
+
+if TYPE_CHECKING:
+    from kneescope.catalog.qc_reviews import Reviews
 
 
 @dataclass
@@ -31,6 +40,13 @@ class RunStatus:
     step): ``{"passed": n, "failed": m}``, empty when no done item has one.
     ``qc_failures`` lists the first QC-failed items (``item_id``, ``reasons``: the
     ``qc_reasons`` text): a done item's values are results only with its QC verdict.
+
+    ``qc_review`` counts the done items by their knee's current reviewer decision
+    (``kneescope qc import``: accept, reject, resegment - not yet redone - and resegmented),
+    empty when none was reviewed; ``qc_rejected`` lists the first rejected done items
+    (``item_id``, ``reviewer``, ``reviewed_at``, ``note``); ``qc_excluded`` the items the
+    last run left out as rejected (``items.qc_rejected = "exclude"``), ``qc_excluded_count``
+    how many.
     """
 
     name: str
@@ -48,6 +64,10 @@ class RunStatus:
     meta: dict[str, Any] = field(default_factory=dict)
     qc: dict[str, int] = field(default_factory=dict)
     qc_failures: list[dict[str, Any]] = field(default_factory=list)
+    qc_review: dict[str, int] = field(default_factory=dict)
+    qc_rejected: list[dict[str, Any]] = field(default_factory=list)
+    qc_excluded: list[str] = field(default_factory=list)
+    qc_excluded_count: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +95,9 @@ def read_status(workspace: Workspace, name: str | None = None, max_failures: int
     if not (run_dir / "manifest.sqlite").exists():
         raise NotFoundError(f"no run named {name!r}; runs here: {', '.join(names) or 'none'}")
     path = run_dir / "manifest.sqlite"
+    reviews = workspace_reviews(workspace)
+    review_counts: dict[str, int] = {}
+    rejected: list[dict[str, Any]] = []
     with manifest_errors(path), Manifest(path, readonly=True) as manifest:
         meta = manifest.meta()
         counts = manifest.counts()
@@ -86,6 +109,8 @@ def read_status(workspace: Workspace, name: str | None = None, max_failures: int
         qc: dict[str, int] = {}
         qc_failures: list[dict[str, Any]] = []
         for row in manifest.rows(("done",)):
+            if reviews:
+                _count_review(reviews, row, review_counts, rejected, max_failures)
             verdict = row["result"].get("values", {}).get("qc_ok")
             if verdict is not None:
                 key = "passed" if bool(verdict) else "failed"
@@ -137,9 +162,39 @@ def read_status(workspace: Workspace, name: str | None = None, max_failures: int
         failures=failures,
         qc={"passed": qc.get("passed", 0), "failed": qc.get("failed", 0)} if qc else {},
         qc_failures=qc_failures,
+        qc_review=review_counts,
+        qc_rejected=rejected,
+        qc_excluded=[str(i) for i in meta.get(EXCLUDED_META, [])],
+        qc_excluded_count=int(meta.get(EXCLUDED_COUNT_META, 0)),
         meta={
             k: meta[k]
             for k in ("config_hash", "model_hash", "kneescope_version", "executor", "results_path")
             if k in meta
         },
     )
+
+
+def _count_review(
+    reviews: Reviews,
+    row: dict[str, Any],
+    counts: dict[str, int],
+    rejected: list[dict[str, Any]],
+    max_rows: int,
+) -> None:
+    """Count a done item's review state; note a rejected one (up to ``max_rows``)."""
+    finished = row.get("finished_at")
+    at = datetime.fromtimestamp(finished, UTC) if finished else None
+    columns = reviews.columns(row, at)
+    state = columns["qc_review"]
+    if not state:
+        return
+    counts[state] = counts.get(state, 0) + 1
+    if state == "reject" and len(rejected) < max_rows:
+        rejected.append(
+            {
+                "item_id": row["item_id"],
+                "reviewer": columns["qc_reviewer"],
+                "reviewed_at": columns["qc_reviewed_at"],
+                "note": columns["qc_review_note"],
+            }
+        )

@@ -30,6 +30,15 @@ from kneescope.cohort.item_task import SETUP_FAILED, TaskOutcome, TaskPayload
 from kneescope.cohort.manifest import Manifest, manifest_errors
 from kneescope.cohort.outputs import check_outputs
 from kneescope.cohort.pipeline_config import PipelineConfig, StepConfig, is_run_name
+from kneescope.cohort.qc_honour import (
+    EXCLUDED_COUNT_META,
+    EXCLUDED_META,
+    RejectedFilter,
+    cohort_input,
+    redo_token,
+    reviewed_rows,
+    workspace_reviews,
+)
 from kneescope.cohort.results_catalog import store_in_catalog
 from kneescope.cohort.results_table import done_records, rows_of, write_results
 from kneescope.cohort.run_lock import RunLock
@@ -78,9 +87,13 @@ class RunResult:
     """What the cohort-level steps did (None when the run has none)."""
 
 
-def item_key(item: Item, config_hash: str, model_hash: str) -> str:
-    """Key hash of one item's result: input checksum + step config + model (16 hex)."""
+def item_key(item: Item, config_hash: str, model_hash: str, redo: str = "") -> str:
+    """Key hash of one item's result: input checksum + step config + model (16 hex), and
+    ``redo``: the key of the knee's latest QC ``resegment`` decision ("" when none), so that
+    each such decision re-runs the item once (:mod:`kneescope.cohort.qc_honour`)."""
     text = f"{item.input_checksum}|{config_hash}|{model_hash}"
+    if redo:
+        text += f"|qc-resegment:{redo}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -163,8 +176,10 @@ def _run_pipeline(
     prefetch = config.prefetch if prepared.prefetchable else 0
     started = time.time()
     manifest_path = run_dir / "manifest.sqlite"
+    reviews = workspace_reviews(workspace)  # reviewers' QC decisions (kneescope qc import)
+    rejected = RejectedFilter(reviews, config.items.qc_rejected == "exclude")
     with RunLock(run_dir), manifest_errors(manifest_path), Manifest(manifest_path) as manifest:
-        source: Iterator[Item] = (
+        source: Iterator[Item] = rejected(
             iter(items)
             if items is not None
             else iter_items(
@@ -172,10 +187,11 @@ def _run_pipeline(
             )
         )
         keyed = (
-            (it, item_key(it, hashes["config_hash"], hashes["model_hash"]))
+            (it, item_key(it, hashes["config_hash"], hashes["model_hash"], redo_token(reviews, it)))
             for it in (with_checksum(i, manifest) for i in source)
         )
         total = manifest.sync(keyed)
+        rejected.report(config.name)
         recheck = verify_outputs(manifest, run_dir)
         _write_resolved_config(run_dir, config, prepared.configs)
         counts = manifest.counts()
@@ -185,6 +201,7 @@ def _run_pipeline(
             session_started_at=started,
             driver_pid=os.getpid(),
             executor=config.executor.kind if executor is None else executor.kind,
+            **{EXCLUDED_META: rejected.left_out, EXCLUDED_COUNT_META: rejected.count},
             **provenance,
         )
         executor = executor or make_executor(config.executor, prefetch=prefetch)
@@ -213,7 +230,7 @@ def _run_pipeline(
         finally:
             executor.close()
         records = done_records(manifest)  # read once: the table, the catalog, cohort steps
-        rows = rows_of(records, run_dir)
+        rows = reviewed_rows(rows_of(records, run_dir), records, reviews)
         results_path = write_results(manifest, run_dir, config.output_format, rows)
         counts = manifest.counts()
         if loop.finished:
@@ -238,7 +255,7 @@ def _run_pipeline(
         if config.cohort_steps or (run_dir / COHORT_RESULTS_FILE).exists():
             cohort = run_cohort_steps(
                 config.cohort_steps,
-                rows,
+                cohort_input(rows),  # rejected knees never reach cohort statistics
                 run_dir,
                 CatalogView.for_workspace(workspace),
             )
