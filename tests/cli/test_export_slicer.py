@@ -13,6 +13,7 @@ from interop_cohort import ingested_cohort
 from kneescope.cli.app import main
 from kneescope.core.labels import KNEE_LABELS
 from kneescope.io.itk_formats import read_itk
+from kneescope.io.readers import read_volume
 from kneescope.io.seg_nrrd import read_seg_nrrd
 
 
@@ -68,3 +69,40 @@ def test_export_slicer_from_catalog(
         err = capsys.readouterr().err.strip()
         assert message in err
         assert len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_export_slicer_takes_a_runs_segmentation(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--run NAME: the label map that run's segment step wrote (the shipped model), voxel for
+    voxel, on the image's grid."""
+    _, workspace_dir = ingested_cohort(tmp_path_factory)
+    ws = ["-w", str(workspace_dir)]
+    config = tmp_path / "run.toml"
+    config.write_text(
+        'name = "seg-e"\n[items]\ncatalog = { visit = "V00" }\n'
+        '[[steps]]\nname = "load_volume"\n'
+        '[[steps]]\nname = "segment"\noptions = { model = "knee-seg", tta = false }\n'
+    )
+    assert main(["run", "-c", str(config), *ws]) == 0
+    capsys.readouterr()
+    assert main(["catalog", *ws, "--side", "left", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    out_dir = tmp_path / "from-run"
+    args = [str(row["id"]), "--format", "slicer", "--run", "seg-e", "-o", str(out_dir), *ws]
+    assert main(["export", *args, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    written = workspace_dir / "runs" / "seg-e" / "outputs" / f"series-{row['id']}" / "labels.nii.gz"
+    assert out["labels_from"] == "run seg-e"
+    assert Path(out["label_map"]) == written
+    seg, segments = read_seg_nrrd(Path(out["segmentation"]))
+    truth = read_volume(written)
+    assert np.array_equal(seg.array, truth.array)
+    assert np.allclose(seg.affine_ras, truth.affine_ras, atol=1e-4)
+    assert {s.label_value: s.name for s in segments} == KNEE_LABELS.labels
+    assert (
+        main(["export", str(row["id"]), "--format", "slicer", "--run", "seg-e", "--labels", *ws])
+        == 2
+    )
+    assert "not both" in capsys.readouterr().err
