@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from contextlib import redirect_stdout
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,9 @@ import pytest
 
 from kneescope.catalog.qc_reviews import FORMAT, REVIEW_COLUMNS
 from kneescope.cli.app import main
+from kneescope.cohort.pipeline_config import PipelineConfig
+from kneescope.cohort.runner import run_pipeline
+from kneescope.workspace import Workspace
 
 MEANS = {"K0": 1.5, "K1": 2.5, "K2": 4.0}
 
@@ -41,13 +45,16 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         np.save(root / f"{item}.npy", np.full((3, 4, 5), mean, dtype=np.float32))
         lines.append(f"{item},S{n},V00,right,uid.{n},{item}.npy")
     (root / "items.csv").write_text("\n".join(lines) + "\n")
-    config = root / "run.toml"
-    config.write_text(
-        'name = "r"\n[items]\nlist = "items.csv"\n[[steps]]\nname = "load_array"\n'
-        '[[steps]]\nname = "array_stats"\n'
+    config = PipelineConfig.model_validate(
+        {
+            "name": "r",
+            "items": {"list": str(root / "items.csv")},
+            "steps": [{"name": "load_array"}, {"name": "array_stats"}],
+        }
     )
     ws = str(root / "ws")
-    assert _json("run", "-c", str(config), "-w", ws)["done"] == 3
+    # the library's run (the CLI's `run` would import torch for its model options: seconds)
+    assert run_pipeline(config, Workspace.resolve(Path(ws))).done == 3
     decisions = [
         {"item_id": "K0", "subject": "S0", "visit": "V00", "side": "right", "series": "uid.0",
          "decision": "reject", "note": "<b>motion</b>", "decided_at": "2026-12-01T14:02:11Z"},
