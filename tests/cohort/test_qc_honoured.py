@@ -23,6 +23,7 @@ from synth_catalog import SynthCatalog, copy_synth_catalog
 from kneescope.catalog.database import Catalog
 from kneescope.catalog.qc_reviews import FORMAT, import_decisions
 from kneescope.cohort.pipeline_config import ExecutorConfig, PipelineConfig
+from kneescope.cohort.results_table import read_run_results
 from kneescope.cohort.run_plan import plan_run
 from kneescope.cohort.run_status import read_status
 from kneescope.cohort.runner import RunResult, run_pipeline
@@ -98,6 +99,9 @@ def test_reject_flagged_resegment_redone_once_cohort_steps_without_rejected(
         "reject note",
     )
     assert table["mean"].to_dict() == pytest.approx(truth)  # flagged, values kept
+    dropped = read_run_results(second.run_dir, drop_rejected=True)
+    assert sorted(dropped["item_id"]) == [ids[0], ids[2], ids[3]]
+    assert len(read_run_results(second.run_dir)) == 4
     kept = sum(v for k, v in truth.items() if k != ids[1])
     assert _cohort_values(second) == {"sum": pytest.approx(kept), "rows": 3}
     status = read_status(ws, "r")

@@ -132,9 +132,11 @@ def write_results(
     return atomic_write(final, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-def read_run_results(run_dir: Path) -> pd.DataFrame:
+def read_run_results(run_dir: Path, *, drop_rejected: bool = False) -> pd.DataFrame:
     """A finished run's results table (``RUN/results.parquet``, else ``RUN/results.csv``, its
     subject, visit and side read as text): what cohort steps and commands join other runs by.
+    With ``drop_rejected`` the rows of knees a reviewer rejected (``qc_review == "reject"``,
+    see :mod:`kneescope.cohort.qc_honour`) are left out; by default they are there, flagged.
 
     Raises:
         NotFoundError: no such run, or it has no results table yet.
@@ -149,13 +151,17 @@ def read_run_results(run_dir: Path) -> pd.DataFrame:
         if path.is_file():
             try:
                 if name.endswith(".csv"):
-                    return pd.read_csv(path, dtype={k: str for k in ("subject", "visit", "side")})
-                return pd.read_parquet(path)
+                    table = pd.read_csv(path, dtype={k: str for k in ("subject", "visit", "side")})
+                else:
+                    table = pd.read_parquet(path)
             except (OSError, ValueError) as exc:
                 raise InputError(
                     f"cannot read {path} ({type(exc).__name__}: {exc}); run that pipeline "
                     "again to rewrite it"
                 ) from None
+            if drop_rejected and "qc_review" in table.columns:
+                table = table[table["qc_review"] != "reject"].reset_index(drop=True)
+            return table
     if not run_dir.is_dir():
         raise NotFoundError(
             f"run {run_dir.name!r} not found ({run_dir} does not exist); see `kneescope status`"
