@@ -147,6 +147,14 @@ def test_cohort_page_flags_first_links_knees_and_escapes_markup(tmp_path: Path) 
     for k in (3, 10):
         frame.loc[k, "qc_ok"] = False
         frame.loc[k, "qc_reasons"] = f"side_mismatch: {evil}; missing_patella: no patella label"
+    frame["qc_review"] = ""
+    frame["qc_reviewer"] = ""
+    frame["qc_reviewed_at"] = ""
+    frame.loc[10, ["qc_review", "qc_reviewer", "qc_reviewed_at"]] = [
+        "reject",
+        "A. <b>Reader</b>",
+        "2026-12-01T14:02:11Z",
+    ]
     html, page, summary = _render(tmp_path, frame)
 
     # every knee once, QC-flagged ones first, each with the review hooks
@@ -173,6 +181,9 @@ def test_cohort_page_flags_first_links_knees_and_escapes_markup(tmp_path: Path) 
     assert "<script>window" not in html and "<img src=x" not in html
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in html
     assert html.count("no patella label") == 2
+    # the catalog's review the row carries is shown (escaped) on that knee's card only
+    shown = "reviewed: reject by A. &lt;b&gt;Reader&lt;/b&gt; at 2026-12-01T14:02:11Z"
+    assert html.count(shown) == 1
 
     # the outlier is listed with a link to its knee page and drawn in the figures
     assert summary["outliers"] == 1

@@ -51,7 +51,6 @@ def report(
     """Write a run's report as static HTML that opens from disk: a cohort page (index.html:
     distributions by KL grade and visit, outliers, every knee with the QC review controls,
     trial figures) and a page per knee and visit."""
-    from kneescope.catalog.view import CatalogView
     from kneescope.cohort.pipeline_config import is_run_name
     from kneescope.errors import InputError
     from kneescope.reports.report import write_report
@@ -64,9 +63,10 @@ def report(
     ws = workspace(workspace_dir, catalog)
     folder = output if output is not None else ws.root / "reports" / run
     outcome = write_report(
-        ws.root / "runs" / run,
+        ws.root,
+        run,
         folder.expanduser().absolute(),
-        view=CatalogView.for_workspace(ws),
+        catalog_url=ws.catalog_url,
         jobs=jobs,
         overwrite=overwrite,
         trial_dir=trial,

@@ -47,6 +47,9 @@ class KneeCard:
         page: the knee page, relative to the report folder.
         thumbnail: its thumbnail PNG relative to the report folder, or None.
         outliers: how many key biomarkers of this knee are outliers.
+        review: the catalog's reviewer decision the run's row carries (``kneescope qc
+            import``), in words (``"reject by A. Reader at 2026-12-01T14:02:11Z"``); "" when
+            not reviewed.
     """
 
     item_id: str
@@ -60,6 +63,7 @@ class KneeCard:
     page: str
     thumbnail: str | None
     outliers: int = 0
+    review: str = ""
 
 
 @dataclass(frozen=True)
@@ -141,12 +145,24 @@ def _qc_ok(value: Any) -> bool:
     """A row's ``qc_ok``; a run without QC (no ``measure`` step) counts as passed."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return True
-    return bool(value)
+    try:
+        return bool(value)
+    except TypeError:  # pandas' NA: not known
+        return True
 
 
 def split_reasons(text: str) -> tuple[str, ...]:
     """``"flag: why; flag2: why"`` (a results row's ``qc_reasons``) -> one entry per flag."""
     return tuple(part.strip() for part in _text(text).split("; ") if part.strip())
+
+
+def _review(row: Mapping[Any, Any]) -> str:
+    """A row's catalog review (``qc_review``, ``qc_reviewer``, ``qc_reviewed_at``) in words."""
+    state = _text(row.get("qc_review"))
+    if not state:
+        return ""
+    who, when = _text(row.get("qc_reviewer")), _text(row.get("qc_reviewed_at"))
+    return state + (f" by {who}" if who else "") + (f" at {when}" if when else "")
 
 
 def knee_cards(
@@ -189,6 +205,7 @@ def knee_cards(
                 page=pages.get(item, knee_page_path(subject, side, visit)),
                 thumbnail=thumbnails.get(item),
                 outliers=count.get(item, 0),
+                review=_review(row),
             )
         )
     cards.sort(key=lambda c: (c.qc_ok, c.subject, c.visit, c.side, c.item_id))
@@ -202,27 +219,18 @@ def outlier_rows(outliers: Sequence[Outlier], cards: Sequence[KneeCard]) -> list
 
 
 def render_cohort_page(page: CohortPage) -> str:
-    """The cohort page's HTML (``index.html``; autoescaped)."""
-    return (
-        _environment()
-        .get_template("cohort.html.j2")
-        .render(
+    """The cohort page's HTML (``index.html``; autoescaped; extends ``base.html.j2``)."""
+    from kneescope.reports.templating import environment
+
+    template = environment().get_template("cohort.html.j2")
+    return str(
+        template.render(
+            static="static",
+            run_name=page.run,
+            kneescope_version=page.kneescope_version,
             page=page,
             decisions=DECISIONS,
             decisions_format=DECISIONS_FORMAT,
             decisions_version=DECISIONS_VERSION,
         )
-    )
-
-
-def _environment() -> Any:
-    """The Jinja2 environment of the package's templates (autoescape always on)."""
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("kneescope.reports", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
     )

@@ -197,6 +197,7 @@ def write_distribution_figure(
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     values = _values(frame, column)
     finite = np.isfinite(values)
@@ -237,8 +238,10 @@ def write_distribution_figure(
         ax.set_title(title, fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel(label, fontsize=7)
+    axes[0].yaxis.set_major_locator(MaxNLocator(5))
     fig.suptitle(label, fontsize=9)
-    fig.tight_layout()
+    # fixed margins: tight_layout would draw the whole figure once more to measure it
+    fig.subplots_adjust(left=0.1, right=0.98, top=0.82, bottom=0.2, wspace=0.06)
     fig.savefig(path, format="png")
     return DistributionFigure(column=column, label=label, path=path, knees=int(finite.sum()))
 

@@ -25,13 +25,10 @@ from kneescope.reports.names import COHORT_PAGE
 if TYPE_CHECKING:
     import pandas as pd
 
-    from kneescope.catalog.view import CatalogView
+    from kneescope.reports.run_data import RunData
 
 COHORT_FIGURES = "cohort"
 """The cohort page's figures, relative to the report folder."""
-
-STATIC = "static"
-"""Style sheets and scripts, relative to the report folder."""
 
 KL_VARIABLE = "XRKL"
 """The catalog's clinical variable holding the reader's KL grade of a knee at a visit."""
@@ -106,28 +103,12 @@ def check_output(folder: Path, overwrite: bool) -> None:
         )
 
 
-def kl_grades(view: CatalogView | None) -> dict[tuple[str, str, str], float]:
-    """(subject, visit, side) -> the reader's KL grade (:data:`KL_VARIABLE`) from the
-    catalog; empty without a catalog."""
-    if view is None:
-        return {}
-    out: dict[tuple[str, str, str], float] = {}
-    for row in view.clinical_values(KL_VARIABLE):
-        if row.get("value_num") is None or not row.get("visit") or not row.get("side"):
-            continue
-        out[(str(row["subject"]), str(row["visit"]), str(row["side"]))] = float(row["value_num"])
-    return out
-
-
-def _copy_static(folder: Path) -> None:
-    """The package's ``static/`` files into ``folder/static``."""
-    from importlib.resources import files
-
-    target = folder / STATIC
-    target.mkdir(parents=True, exist_ok=True)
-    for entry in files("kneescope.reports").joinpath("static").iterdir():
-        if entry.is_file() and not entry.name.startswith("."):
-            (target / entry.name).write_bytes(entry.read_bytes())
+def kl_grades(run: RunData) -> dict[tuple[str, str, str], float]:
+    """(subject, visit, side) -> the reader's KL grade (the catalog's XRKL) of the run's
+    knees that have one."""
+    return {
+        (k.subject, k.visit, k.side): float(k.kl_grade) for k in run.knees if k.kl_grade is not None
+    }
 
 
 def trial_figure_sources(run_dir: Path, trial_dir: Path | None) -> list[tuple[str, Path]]:
@@ -164,90 +145,75 @@ def _figure_title(png: Path) -> str:
 
 
 def write_report(
-    run_dir: Path,
+    workspace: Path,
+    run: str,
     folder: Path,
     *,
-    view: CatalogView | None = None,
+    catalog_url: str | None = None,
     jobs: int = 1,
     overwrite: bool = False,
     trial_dir: Path | None = None,
 ) -> ReportOutcome:
-    """Write the report of the finished run in ``run_dir`` into ``folder`` (atomically).
+    """Write the report of the finished run ``run`` of ``workspace`` into ``folder``
+    (atomically: a temporary sibling renamed into place at the end).
 
     Args:
-        run_dir: the run folder (``WS/runs/NAME``) with its results table.
+        workspace: the workspace folder (``runs/RUN`` with its results table, the catalog).
+        run: the run's name.
         folder: the report folder (created; replaced only with ``overwrite``).
-        view: the workspace's catalog (KL grades, series descriptions); None: without them.
+        catalog_url: the catalog (default: the workspace's ``catalog.sqlite``).
         jobs: worker processes for the knee pages (>= 1).
         overwrite: replace an earlier report in ``folder``.
-        trial_dir: a ``kneescope trial`` output folder whose figures go on the cohort page.
+        trial_dir: a ``kneescope trial`` output folder whose figures go on the cohort page
+            (the run's own cohort-step figures, ``RUN/cohort/<step>/*.png``, always do).
 
     Raises:
         NotFoundError: no such run, or it has no results table.
-        InputError: a bad output folder or ``trial_dir``; a run without knees.
+        InputError: a bad output folder or ``trial_dir``; a run without finished items.
     """
-    from kneescope.cohort.results_table import read_run_results
     from kneescope.io.atomic import atomic_write_dir
+    from kneescope.reports.knee_page import write_knee_pages
+    from kneescope.reports.run_data import load_run
+    from kneescope.reports.templating import write_static
 
     started = time.perf_counter()
     if jobs < 1:
         raise InputError(f"--jobs {jobs}: give 1 or more worker processes")
     check_output(folder, overwrite)
-    frame = read_run_results(run_dir)
-    if frame.empty:
+    data = load_run(workspace, run, catalog_url=catalog_url)
+    if data.table.empty or not data.knees:
         raise InputError(
-            f"run {run_dir.name!r} has no finished items in its results table; finish it with "
+            f"run {run!r} has no finished items in its results table; finish it with "
             "`kneescope run` first"
         )
-    trial = trial_figure_sources(run_dir, trial_dir)
-    kl = kl_grades(view)
+    trial = trial_figure_sources(data.run_dir, trial_dir)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write_dir(folder) as tmp:
-        _copy_static(tmp)
-        pages, thumbnails = write_knee_pages(run_dir, frame, tmp, view=view, jobs=jobs)
+        write_static(tmp)
+        knee_pages = write_knee_pages(data, tmp, workers=jobs)
+        pages = {k.item_id: k.page for k in knee_pages}
+        thumbnails = {k.item_id: k.thumbnail for k in knee_pages if (tmp / k.thumbnail).is_file()}
         outcome = write_cohort_page(
-            run_dir.name, frame, tmp, kl=kl, pages=pages, thumbnails=thumbnails, trial=trial
+            run,
+            data.table,
+            tmp,
+            kl=kl_grades(data),
+            pages=pages,
+            thumbnails=thumbnails,
+            trial=trial,
         )
-        largest = _largest_knee_page(tmp, pages)
     return ReportOutcome(
-        run=run_dir.name,
+        run=run,
         output=folder,
-        knees=len(pages),
+        knees=len(knee_pages),
         flagged=outcome["flagged"],
         outliers=outcome["outliers"],
         distributions=outcome["distributions"],
         trial_figures=len(trial),
         seconds=time.perf_counter() - started,
-        largest_knee_page_bytes=largest,
+        largest_knee_page_bytes=max((k.bytes for k in knee_pages), default=0),
         notes=tuple(outcome["notes"]),
     )
-
-
-def write_knee_pages(
-    run_dir: Path,
-    frame: pd.DataFrame,
-    folder: Path,
-    *,
-    view: CatalogView | None,
-    jobs: int,
-) -> tuple[dict[str, str], dict[str, str]]:
-    """A page per knee and visit (:mod:`kneescope.reports.knee_page`) into ``folder``;
-    returns (item_id -> page, item_id -> thumbnail), both relative to ``folder``."""
-    # Integration point with the knee pages (A1): filled in when knee_page.py lands.
-    return {}, {}
-
-
-def _largest_knee_page(folder: Path, pages: Mapping[str, str]) -> int:
-    """Bytes of the largest knee page with its own figure folder."""
-    largest = 0
-    for rel in pages.values():
-        page = folder / rel
-        figures = page.with_suffix("")
-        size = page.stat().st_size if page.is_file() else 0
-        if figures.is_dir():
-            size += sum(p.stat().st_size for p in figures.rglob("*") if p.is_file())
-        largest = max(largest, size)
-    return largest
 
 
 def write_cohort_page(
