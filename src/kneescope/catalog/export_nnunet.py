@@ -1,14 +1,15 @@
 """The catalog's image/label pairs as an nnU-Net v2 raw dataset (``kneescope export --format
 nnunet --dataset-id N``).
 
-Every series with status ``ok`` and a label map becomes one training case: its image (read
-from its DICOM folder or image file) as ``imagesTr/<case>_0000.nii.gz``, its label map as
-``labelsTr/<case>.nii.gz``; ``dataset.json`` names the labels from kneescope's label table
-(background 0, femur 1, ..., lateral_meniscus 9). Case ids are ``<subject>_<visit>_<side>``
-(``9001609_V00_right``); where two series share a knee and visit the ids of those become the
-series' canonical stems (``9001609_V00_right_DESS_s3``). dataset.json's ``kneescope`` entry
-records, per case, subject, visit, side, sequence, series id and SeriesInstanceUID, so that
-the case can be traced back (and ``kneescope train`` knows each knee's side).
+Every series with status ``ok`` and a label map (radiographs aside) becomes one training
+case: its image (read from its DICOM folder or image file) as
+``imagesTr/<case>_0000.nii.gz``, its label map as ``labelsTr/<case>.nii.gz``;
+``dataset.json`` names the labels from kneescope's label table (background 0, femur 1, ...,
+lateral_meniscus 9). Case ids are ``<subject>_<visit>_<side>`` (``9001609_V00_right``);
+where two series share a knee and visit the ids of those become the series' canonical stems
+(``9001609_V00_right_DESS_s3``). dataset.json's ``kneescope`` entry records, per case,
+subject, visit, side, sequence, series id and SeriesInstanceUID, so that the case can be
+traced back (and ``kneescope train`` knows each knee's side).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from kneescope.catalog.database import Catalog
 from kneescope.catalog.output_names import safe_token, series_stem
 from kneescope.catalog.queries import SeriesFilter, SeriesRecord, list_series
+from kneescope.catalog.schema import KIND_RADIOGRAPH
 from kneescope.catalog.volumes import read_image_file, read_series
 from kneescope.core.labels import KNEE_LABELS
 from kneescope.errors import InputError, NotFoundError
@@ -46,7 +48,7 @@ class NnunetExportResult:
         cases: number of training cases.
         case_ids: their ids, sorted.
         labels: structure name -> value, background included (as in dataset.json).
-        skipped_without_labels: ok series of the catalog that have no label map.
+        skipped_without_labels: ok image series (radiographs aside) without a label map.
     """
 
     folder: str
@@ -125,7 +127,9 @@ def export_nnunet_dataset(
     folder = dataset_folder(raw_dir, dataset_id)
     if folder.exists() and not overwrite:
         raise InputError(f"{folder} exists; pass --overwrite to replace it")
-    records = list_series(catalog, SeriesFilter(status="ok"))
+    records = [
+        r for r in list_series(catalog, SeriesFilter(status="ok")) if r.kind != KIND_RADIOGRAPH
+    ]
     pairs = [r for r in records if r.label_paths]
     if not pairs:
         raise NotFoundError(
