@@ -73,6 +73,7 @@ FREE_TEXT: dict[tuple[str, str], str] = {
     ("results", "--run"): "run names",
     ("results", "--capability"): "capability names are open: a plug-in brings its own",
     ("score", "--run"): "run names",
+    ("report", "--run"): "a run name",
     ("qc", "--run"): "a run name",
     ("score", "--feature"): "result column name patterns (mjsw_*_mm): columns are open",
 }
