@@ -28,6 +28,7 @@ COVERED = {
     "synth", "ingest", "catalog", "export", "convert", "plan", "train", "segment", "measure",
     "run", "status", "demo", "results", "models", "xray", "score", "trial",
     "qc",  # strict JSON of qc import / qc list: tests/cli/test_qc_cli.py
+    "report",  # strict JSON of report: tests/reports/test_report_cli.py
 }  # fmt: skip
 
 
