@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from kneescope.catalog.database import Catalog
 from kneescope.catalog.qc_reviews import (
@@ -202,3 +202,18 @@ def test_missing_file_and_not_utf8(tmp_path: Path) -> None:
     (tmp_path / "latin.json").write_bytes(b'{"note": "\xe9"}')
     with pytest.raises(InputError, match="is not UTF-8 text"):
         read_decisions_file(tmp_path / "latin.json")
+
+
+def test_a_catalog_without_the_table_reads_as_no_reviews_and_stays_unchanged(
+    tmp_path: Path,
+) -> None:
+    """A catalog of an older kneescope (no qc_reviews table), opened as is (a dry run or
+    `kneescope status` do so): no reviews, and nothing is created in it."""
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    Catalog.open(url).close()
+    old = Catalog.open(url, create=False)
+    with old.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE qc_reviews")
+    assert not load_reviews(old)
+    assert not inspect(old.engine).has_table("qc_reviews")
+    old.close()

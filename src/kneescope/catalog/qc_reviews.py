@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import insert, select
+from sqlalchemy import insert, inspect, select
 
 from kneescope.catalog.database import Catalog
 from kneescope.catalog.schema import QcReview, ResultRun, ResultValue, utc_now
@@ -332,7 +332,10 @@ def _review(row: QcReview) -> Review:
 
 
 def _all_reviews(catalog: Catalog, run: str | None = None) -> list[Review]:
-    """Every stored decision, oldest decision first (ties: import order)."""
+    """Every stored decision, oldest decision first (ties: import order); none when the
+    catalog predates the ``qc_reviews`` table (opened without creating the schema)."""
+    if not inspect(catalog.engine).has_table(QcReview.__tablename__):
+        return []
     with catalog.session() as session:
         query = select(QcReview).order_by(QcReview.decided_at, QcReview.id)
         if run is not None:

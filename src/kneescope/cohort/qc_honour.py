@@ -47,7 +47,8 @@ def workspace_reviews(workspace: Workspace) -> Reviews:
     if workspace.catalog_url_override is None and not workspace.catalog_path.is_file():
         return Reviews()
     try:
-        catalog = Catalog.for_workspace(workspace, create=False)
+        # opened as is (no schema created): a dry run or `status` writes nothing
+        catalog = Catalog.open(workspace.catalog_url, create=False, root=workspace.root)
     except NotFoundError:
         return Reviews()
     except CatalogError as exc:
