@@ -87,12 +87,14 @@ def test_import_stores_every_decision_with_reviewer_times_and_source(
 ) -> None:
     decisions = [_decision(0, "reject", note="cartilage leaks into fluid"), _decision(1, "accept")]
     decisions.append(_decision(3, "resegment"))
-    path = _file(tmp_path / "qc-decisions-demo.json", decisions)
+    decisions.append(_decision(2, "accept") | {"series": None, "note": None})  # as JS may
+    path = _file(tmp_path / "qc-decisions-demo.json", decisions, kneescope_version=None)
     summary = import_decisions(catalog, path)
-    assert (summary.imported, summary.unchanged, summary.changed_knees) == (3, 0, 3)
-    assert summary.by_decision == {"accept": 1, "reject": 1, "resegment": 1}
+    assert (summary.imported, summary.unchanged, summary.changed_knees) == (4, 0, 4)
+    assert summary.by_decision == {"accept": 2, "reject": 1, "resegment": 1}
     stored = {r.item_id: r for r in list_reviews(catalog)}
-    assert set(stored) == {"series-1", "series-2", "knee-9000003-left"}
+    assert set(stored) == {"series-1", "series-2", "series-3", "knee-9000003-left"}
+    assert stored["series-3"].series == ITEMS[2][4]  # null in the file: the run's
     reject = stored["series-1"]
     assert (reject.decision, reject.reviewer, reject.note) == (
         "reject",
@@ -105,7 +107,7 @@ def test_import_stores_every_decision_with_reviewer_times_and_source(
     # the knee's identity comes from the run's stored results
     assert (reject.subject, reject.visit, reject.side, reject.series) == ITEMS[0][1:]
     reviews = load_reviews(catalog)
-    assert reviews.of(*ITEMS[0]) is not None and reviews.of(*ITEMS[2]) is None
+    assert reviews.of(*ITEMS[0]) is not None and reviews.of("x", "9", "V00", "left", "9.9") is None
     # the same series under another item id (another run) is the same knee
     assert reviews.of("other-id", *ITEMS[0][1:]).decision == "reject"  # type: ignore[union-attr]
     # a knee without a series is known by its item id

@@ -107,6 +107,11 @@ class DecisionsFile(_Model):
     kneescope_version: str = ""
     decisions: tuple[FileDecision, ...] = Field(min_length=1)
 
+    @field_validator("kneescope_version", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return "" if value is None else value
+
     @field_validator("exported_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
