@@ -4,8 +4,12 @@ its files under ``dataset``)."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -177,3 +181,36 @@ def test_missing_files_and_channels(tmp_path: Path) -> None:
     dataset = read_nnunet_dataset(folder)
     with pytest.raises(InputError, match="2 channels"):
         read_nnunet_case(dataset.cases[0])
+
+
+def _nnunet_json_writer() -> Any:
+    """nnU-Net's own dataset.json writer (nnunetv2 from PyPI, a test-time tool)."""
+    if importlib.util.find_spec("nnunetv2") is None:
+        message = "nnunetv2 is not installed (scripts/test.sh installs it without timm)"
+        if os.environ.get("KNEESCOPE_REQUIRE_SERVICES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    module = importlib.import_module("nnunetv2.dataset_conversion.generate_dataset_json")
+    return module.generate_dataset_json
+
+
+def test_reads_dataset_json_written_by_nnunet(tmp_path: Path) -> None:
+    generate_dataset_json = _nnunet_json_writer()
+    folder = tmp_path / "Dataset002_Heart"
+    _nnunet_example(folder)
+    (folder / "dataset.json").unlink()
+    generate_dataset_json(
+        str(folder), {0: "MRI"}, {"background": 0, "left atrium": 1}, 2, ".nii.gz",
+        dataset_name="Dataset002_Heart",
+    )  # fmt: skip
+    dataset = read_nnunet_dataset(folder)
+    assert dataset.channel_names == {"0": "MRI"}
+    assert dataset.label_names() == {1: "left atrium"}
+    assert [c.case_id for c in dataset.cases] == ["la_003", "la_004"]
+
+    generate_dataset_json(
+        str(folder), {0: "MRI"}, {"background": 0, "atrium": (1, 2), "wall": 2}, 2, ".nii.gz",
+        regions_class_order=(1, 2),
+    )  # fmt: skip
+    with pytest.raises(InputError, match="is a region"):
+        read_nnunet_dataset(folder)
