@@ -126,3 +126,27 @@ def test_kneescope_train_on_dataset(tmp_path: Path, capsys: pytest.CaptureFixtur
     text = json.dumps(record, default=str)
     for case in ("knee0", "knee1", "knee2"):
         assert f'"{case}"' in text
+
+
+def test_sides_from_kneescopes_own_export(tmp_path: Path) -> None:
+    """A dataset kneescope wrote records each case's side in dataset.json: training reads it
+    (no sides.csv), and kneescope's label values are used as they are (no remap)."""
+    from kneescope.capabilities.segmentation.task import with_dataset_labels
+    from kneescope.capabilities.segmentation.training_data import find_pairs
+    from kneescope.core.labels import KNEE_LABELS
+    from kneescope.io.nnunet_dataset import NnunetCaseData, write_nnunet_dataset
+
+    cases = [
+        NnunetCaseData(
+            f"S1_V00_{side}",
+            Volume(np.zeros(SHAPE, np.int16), np.eye(4)),
+            Volume(_truth(n), np.eye(4)),
+            {"side": side},
+        )
+        for n, side in enumerate(("right", "left"))
+    ]
+    write_nnunet_dataset(tmp_path / "Dataset003_own", cases, labels=KNEE_LABELS.labels)
+    config = SegmentationTrainConfig(data_dir=Path("Dataset003_own"))
+    pairs = find_pairs(config, Workspace(tmp_path / "ws"), tmp_path)
+    assert {p.name: p.side for p in pairs} == {"S1_V00_right": "right", "S1_V00_left": "left"}
+    assert with_dataset_labels(config, tmp_path).label_remap is None
