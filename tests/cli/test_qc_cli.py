@@ -154,3 +154,19 @@ def test_mistakes_give_one_line_and_exit_code(
         assert message.format(**paths) in err
     # nothing was written by a refused import
     assert len(_json("qc", "list", "--history", "-w", reviewed["ws"])) == 2
+
+
+def test_dry_run_counts_the_rejected_knees_exclude_leaves_out(
+    reviewed: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = reviewed["root"]
+    config = root / "exclude.toml"
+    config.write_text(
+        'name = "r"\n[items]\nlist = "items.csv"\nqc_rejected = "exclude"\n'
+        '[[steps]]\nname = "load_array"\n[[steps]]\nname = "array_stats"\n'
+    )
+    plan = _json("run", "-c", str(config), "--dry-run", "-w", reviewed["ws"])["plan"]
+    assert (plan["total"], plan["qc_excluded"], plan["to_run"]) == (2, 1, 0)
+    capsys.readouterr()
+    assert main(["run", "-c", str(config), "--dry-run", "-w", reviewed["ws"]]) == 0
+    assert "left out: 1 items rejected in QC review" in capsys.readouterr().out

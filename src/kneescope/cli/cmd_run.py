@@ -85,6 +85,11 @@ def _dry_run(pipeline: Any, ws: Any, base_dir: Path, as_json: bool) -> None:
         console.print(f"executor: {pipeline.executor.kind}; results in {plan['run_dir']}")
         if plan["cohort_steps"]:
             console.print(f"then cohort steps: {', '.join(plan['cohort_steps'])}")
+        if plan["qc_excluded"]:
+            console.print(
+                f"left out: {plan['qc_excluded']} items rejected in QC review "
+                "(items.qc_rejected = 'exclude'; see `kneescope qc list`)"
+            )
         if script:
             console.print("job script:", style="bold")
             console.print(script, markup=False, highlight=False)
