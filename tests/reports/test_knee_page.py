@@ -218,3 +218,17 @@ def test_every_measure_qc_flag_has_its_own_words() -> None:
         assert not sentence.startswith("QC flag '"), flag  # a specific explanation
         assert sentence.endswith("Measured: why.")
     assert flag_sentence("made_up_flag").startswith("QC flag 'made up flag'")
+
+
+def test_qc_review_decision_is_shown_escaped(loaded: RunData, tmp_path: Path) -> None:
+    review = {
+        "review": "reject",
+        "reviewer": "A. Reader",
+        "reviewed_at": "2026-12-01T14:02:11Z",
+        "review_note": "<b>leaks</b> into fluid",
+    }
+    knee = dataclasses.replace(loaded.knees[0], review=review)
+    (page,) = write_knee_pages(dataclasses.replace(loaded, knees=(knee,)), tmp_path)
+    text = (tmp_path / page.page).read_text(encoding="utf-8")
+    assert "<strong>reject</strong> by A. Reader at 2026-12-01T14:02:11Z" in text
+    assert "&lt;b&gt;leaks&lt;/b&gt; into fluid" in text and "<b>leaks" not in text

@@ -79,6 +79,9 @@ class KneeRecord:
         labels_path: the label map the run measured (the run's own, else the catalog's).
         maps_path: the run's ``thickness_maps.npz`` of this knee, or None.
         page: the knee page, relative to the report folder; ``thumbnail``: its thumbnail.
+        review: the knee's current QC review when the results table carries one
+            (``qc_review``, ``qc_reviewer``, ``qc_reviewed_at``, ``qc_review_note`` after
+            ``kneescope qc import``); {} when not reviewed.
     """
 
     item_id: str
@@ -99,6 +102,7 @@ class KneeRecord:
     maps_path: str | None
     page: str
     thumbnail: str
+    review: dict[str, str] = field(default_factory=dict)
 
     @property
     def stem(self) -> str:
@@ -411,7 +415,20 @@ def _knee_record(
         maps_path=_text(row.get("file_measure_thickness_maps")) or None,
         page=knee_page_path(subject, side, visit),
         thumbnail=f"knees/{knee_page_stem(subject, side, visit)}/thumb.png",
+        review=_review(row),
     )
+
+
+REVIEW_COLUMNS = ("qc_review", "qc_reviewer", "qc_reviewed_at", "qc_review_note")
+"""The review columns a results table carries after ``kneescope qc import``
+(:data:`kneescope.catalog.qc_reviews.REVIEW_COLUMNS`)."""
+
+
+def _review(row: Mapping[str, Any]) -> dict[str, str]:
+    """The row's QC review (column name without ``qc_`` -> text), {} when not reviewed."""
+    if not _text(row.get("qc_review")):
+        return {}
+    return {c[3:]: _text(row.get(c)) for c in REVIEW_COLUMNS}
 
 
 def _is_nan(value: Any) -> bool:
