@@ -1,7 +1,7 @@
 """Reviewers' QC decisions in the catalog (``kneescope.catalog.qc_reviews``): a decisions file
 checked against a stored run and imported all or nothing, re-imports that change nothing,
 later decisions that supersede earlier ones with the history kept, and one clear line for
-every malformed file."""
+every malformed file; SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -35,9 +35,10 @@ ITEMS = [  # item_id, subject, visit, side, series (the last one a file-list ite
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> Any:
-    """A catalog holding run ``demo`` with the four ITEMS (one value each)."""
-    cat = Catalog.open(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+def catalog(catalog_url: str, tmp_path: Path) -> Any:
+    """A catalog holding run ``demo`` with the four ITEMS (one value each); SQLite and
+    PostgreSQL (``catalog_url`` of tests/catalog/conftest.py)."""
+    cat = Catalog.open(catalog_url)
     run = RunRecord("demo", tmp_path / "runs" / "demo", T0, T0, "cfg", "", "0.1.0")
     values = [
         ValueRecord(i, s, v, side, series, "biomarkers", "measure", "thickness_mm", "float", 2.0)
