@@ -144,9 +144,13 @@ def test_cohort_page_flags_first_links_knees_and_escapes_markup(tmp_path: Path) 
     frame = results_table(n_subjects=12)
     frame.loc[5, MFTC] = 9.0  # an outlier
     evil = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
+    frame["qc_side_mismatch"] = False
+    frame["qc_missing_patella"] = False
+    frame["qc_not_labelled_femur"] = False  # informative: never listed as a reason
     for k in (3, 10):
-        frame.loc[k, "qc_ok"] = False
+        frame.loc[k, ["qc_ok", "qc_side_mismatch", "qc_missing_patella"]] = [False, True, True]
         frame.loc[k, "qc_reasons"] = f"side_mismatch: {evil}; missing_patella: no patella label"
+    frame.loc[3, "qc_not_labelled_femur"] = True
     frame["qc_review"] = ""
     frame["qc_reviewer"] = ""
     frame["qc_reviewed_at"] = ""
@@ -180,7 +184,10 @@ def test_cohort_page_flags_first_links_knees_and_escapes_markup(tmp_path: Path) 
     # the markup in a QC reason is shown as text, never as markup
     assert "<script>window" not in html and "<img src=x" not in html
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in html
-    assert html.count("no patella label") == 2
+    assert html.count("no patella label") == 2  # in each flagged card's explanation
+    # the raised flags in words on the two flagged cards, nothing on the others
+    assert html.count(">side mismatch</li>") == 2 and html.count(">missing patella</li>") == 2
+    assert "not labelled femur" not in html and html.count('class="qc-reasons"') == 2
     # the catalog's review the row carries is shown (escaped) on that knee's card only
     shown = "reviewed: reject by A. &lt;b&gt;Reader&lt;/b&gt; at 2026-12-01T14:02:11Z"
     assert html.count(shown) == 1

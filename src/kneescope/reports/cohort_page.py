@@ -42,7 +42,11 @@ class KneeCard:
         item_id: the run item.
         subject, visit, side, series: as in the results table (pseudonymous subject code).
         qc_ok: False when any QC flag is raised.
-        qc_reasons: the raised flags' reasons in words, one per entry.
+        qc_reasons: the raised QC flags in a few words each (``"missing lateral
+            meniscus"``); flags that do not fail QC by themselves (``not_labelled_*``) are left
+            out.
+        qc_explanations: a sentence per entry of ``qc_reasons`` (what it means, what to do,
+            the measure step's reason), shown when the pointer rests on it.
         kl: the reader's KL grade group (``"KL 2"``, ``"no KL"``).
         page: the knee page, relative to the report folder.
         thumbnail: its thumbnail PNG relative to the report folder, or None.
@@ -64,6 +68,7 @@ class KneeCard:
     thumbnail: str | None
     outliers: int = 0
     review: str = ""
+    qc_explanations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,26 @@ def split_reasons(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in _text(text).split("; ") if part.strip())
 
 
+def qc_words(row: Mapping[Any, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(words, sentences) of the QC flags raised in a results row (its ``qc_*`` columns;
+    :mod:`kneescope.reports.qc_text`). A row with a ``qc_reasons`` text but no flag columns
+    gives the text's parts as both."""
+    from kneescope.reports.qc_text import flag_sentence, flag_words
+    from kneescope.reports.run_data import is_informative, raised_flags
+    from kneescope.reports.run_data import split_reasons as reasons_by_flag
+
+    text = _text(row.get("qc_reasons"))
+    flags = tuple(f for f in raised_flags(row) if not is_informative(f))
+    if not flags:
+        parts = split_reasons(text)
+        return parts, parts
+    reasons = reasons_by_flag(text, flags)
+    return (
+        tuple(flag_words(f) for f in flags),
+        tuple(flag_sentence(f, reasons.get(f) or None) for f in flags),
+    )
+
+
 def _review(row: Mapping[Any, Any]) -> str:
     """A row's catalog review (``qc_review``, ``qc_reviewer``, ``qc_reviewed_at``) in words."""
     state = _text(row.get("qc_review"))
@@ -187,11 +212,11 @@ def knee_cards(
     for o in outliers:
         count[o.item_id] = count.get(o.item_id, 0) + 1
     has_qc = "qc_ok" in frame.columns
-    has_reasons = "qc_reasons" in frame.columns
     cards = []
     for row in frame.to_dict("records"):
         item = _text(row["item_id"])
         subject, visit, side = (_text(row[k]) for k in ("subject", "visit", "side"))
+        words, sentences = qc_words(row)
         cards.append(
             KneeCard(
                 item_id=item,
@@ -200,7 +225,8 @@ def knee_cards(
                 side=side,
                 series=_text(row.get("series")),
                 qc_ok=_qc_ok(row["qc_ok"]) if has_qc else True,
-                qc_reasons=split_reasons(row["qc_reasons"]) if has_reasons else (),
+                qc_reasons=words,
+                qc_explanations=sentences,
                 kl=kl_group(kl.get((subject, visit, side))),
                 page=pages.get(item, knee_page_path(subject, side, visit)),
                 thumbnail=thumbnails.get(item),
