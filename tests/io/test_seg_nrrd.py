@@ -50,6 +50,15 @@ def test_seg_nrrd_round_trip(tmp_path: Path, side: str) -> None:
     for seg in segments:
         assert seg.colour_rgb == label_colour(seg.label_value, seg.name)
 
+    # the header as text: NRRD key:=value fields, as 3D Slicer's NRRD reader sees them
+    header = path.read_bytes().split(b"\n\n", 1)[0].decode("ascii").splitlines()
+    assert header[0].startswith("NRRD")
+    assert "type: unsigned char" in header
+    assert "Segmentation_MasterRepresentation:=Binary labelmap" in header
+    for n, (value, name) in enumerate(sorted(KNEE_LABELS.labels.items())):
+        assert f"Segment{n}_Name:={name}" in header
+        assert f"Segment{n}_LabelValue:={value}" in header
+
     # what Slicer reads: plain SimpleITK metadata, independent of kneescope's reader
     image: Any = SimpleITK.ReadImage(str(path))
     assert image.GetMetaData("Segmentation_MasterRepresentation") == "Binary labelmap"
