@@ -66,35 +66,44 @@ def run_label_map(
         NotFoundError: no such run or results table, or the series is not in it.
         InputError: the run has no segmentation outputs.
     """
+    row, algorithm = run_row(run_dir, series_id, series_uid)
+    value = row.get(LABELS_COLUMN)
+    if not isinstance(value, str) or not value:
+        raise InputError(
+            f"run {run_dir.name!r} wrote no label map for series {series_id} (no segment "
+            "step); give a run that segmented the series, or --labels"
+        )
+    path = Path(value)
+    return (path if path.is_absolute() else run_dir / path), algorithm
+
+
+def run_row(run_dir: Path, series_id: int, series_uid: str | None) -> tuple[Any, SegAlgorithm]:
+    """The results row (a pandas Series) of a series in run ``run_dir``, and the algorithm
+    (the run's segmentation model, kneescope version, model hash) behind it.
+
+    Raises:
+        NotFoundError: no such run or results table, or the series is not in it.
+    """
     from kneescope import __version__
     from kneescope.cohort.results_table import read_run_results
 
     table = read_run_results(run_dir)
-    if LABELS_COLUMN not in table.columns:
-        raise InputError(
-            f"run {run_dir.name!r} wrote no label maps (no segment step); give a run that "
-            "segmented the series, or --labels"
-        )
     hits = table[
         (table["item_id"].astype(str) == f"series-{series_id}")
         | (table["series"].astype(str) == str(series_uid or "-"))
     ]
-    hits = hits[hits[LABELS_COLUMN].notna()]
     if hits.empty:
         raise NotFoundError(
-            f"run {run_dir.name!r} has no segmentation of series {series_id}; see "
+            f"run {run_dir.name!r} has no result for series {series_id}; see "
             f"`kneescope results --run {run_dir.name}`"
         )
     row = hits.iloc[-1]
-    path = Path(str(row[LABELS_COLUMN]))
-    if not path.is_absolute():
-        path = run_dir / path
     version = str(row.get("kneescope_version") or __version__)
     parameters = {}
     if isinstance(row.get("model_hash"), str) and row["model_hash"]:
         parameters["model_hash"] = str(row["model_hash"])
     parameters["run"] = run_dir.name
-    return path, SegAlgorithm(
+    return row, SegAlgorithm(
         kind="AUTOMATIC",
         name=_model_name(run_dir),
         version=version,
