@@ -17,6 +17,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from kneescope.cli.app import main
@@ -152,20 +153,44 @@ def test_report_refuses_to_replace_without_overwrite(
 
 
 @pytest.mark.slow
-def test_report_overwrite_replaces_the_whole_folder(report_run: Any, tmp_path: Path) -> None:
-    """With --overwrite an earlier report is replaced whole: a file only the old one had is
-    gone (the folder is renamed in, not written over)."""
+def test_report_overwrite_replaces_the_folder_and_shows_catalog_reviews(
+    report_run: Any, tmp_path: Path
+) -> None:
+    """With --overwrite an earlier report is replaced whole (a file only the old one had is
+    gone: the folder is renamed in, not written over), and a decision imported into the
+    catalog since the run is shown on the knee's card (the catalog's state now)."""
+    ws = tmp_path / "ws"  # a copy: the import writes into its catalog
+    shutil.copytree(report_run.workspace, ws)
+    item = report_run.flagged_items[0]
+    knee = report_run.knees[item]
+    table = pd.read_parquet(report_run.run_dir / "results.parquet").set_index("item_id")
+    series = str(table.loc[item, "series"])
+    decisions = {
+        "format": "kneescope-qc-decisions", "version": 1, "run": report_run.name,
+        "kneescope_version": "0.1.0", "reviewer": "R. <i>Viewer</i>",
+        "exported_at": "2026-12-01T14:03:00Z",
+        "decisions": [{
+            "item_id": item, "subject": knee.subject, "visit": knee.visit, "side": knee.side,
+            "series": series, "decision": "reject", "note": "leaks",
+            "decided_at": "2026-12-01T14:02:11Z",
+        }],
+    }  # fmt: skip
+    (tmp_path / "d.json").write_text(json.dumps(decisions))
     out = tmp_path / "rep"
     out.mkdir()
     (out / "index.html").write_text("old report")
     (out / "stale.png").write_bytes(b"old")
-    ws = str(report_run.workspace)
+    code, _, stderr = run_cli("qc", "import", str(tmp_path / "d.json"), "-w", str(ws))
+    assert code == 0, stderr
     code, _, stderr = run_cli(
-        "report", "--run", report_run.name, "-w", ws, "-o", str(out), "--overwrite"
+        "report", "--run", report_run.name, "-w", str(ws), "-o", str(out), "--overwrite"
     )
     assert code == 0, stderr
     assert not (out / "stale.png").exists()
-    assert "cohort report" in (out / "index.html").read_text(encoding="utf-8")
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert (
+        html.count("reviewed: reject by R. &lt;i&gt;Viewer&lt;/i&gt; at 2026-12-01T14:02:11") == 1
+    )
 
 
 def test_report_bad_input_is_one_line(report_run: Any, tmp_path: Path) -> None:

@@ -111,6 +111,27 @@ def kl_grades(run: RunData) -> dict[tuple[str, str, str], float]:
     }
 
 
+def with_reviews(table: pd.DataFrame, workspace: Path, catalog_url: str | None) -> pd.DataFrame:
+    """``table`` with each knee's current QC review from the catalog (``kneescope qc
+    import``) in its review columns (``qc_review``, ``qc_reviewer``, ``qc_reviewed_at``,
+    ``qc_review_note``): the catalog's state now, not the one when the run ran. Unchanged
+    when the catalog has no reviews (or cannot be read: a warning)."""
+    from kneescope.catalog.qc_reviews import REVIEW_COLUMNS
+    from kneescope.cohort.qc_honour import workspace_reviews
+    from kneescope.workspace import Workspace
+
+    reviews = workspace_reviews(Workspace.resolve(workspace, catalog_url))
+    if not reviews:
+        return table
+    keys = ["item_id", "subject", "visit", "side", "series"]
+    rows = table.reindex(columns=keys).fillna("").astype(str).to_dict("records")
+    columns = [reviews.columns({str(k): v for k, v in row.items()}) for row in rows]
+    out = table.copy()
+    for name in REVIEW_COLUMNS:
+        out[name] = [c[name] for c in columns]
+    return out
+
+
 def trial_figure_sources(run_dir: Path, trial_dir: Path | None) -> list[tuple[str, Path]]:
     """(title, PNG) of the figures of a trial analysed on the run: the run's cohort steps'
     figures (``RUN/cohort/<step>/*.png``) and those of a ``kneescope trial`` output folder.
@@ -187,6 +208,7 @@ def write_report(
             "`kneescope run` first"
         )
     trial = trial_figure_sources(data.run_dir, trial_dir)
+    table = with_reviews(data.table, workspace, catalog_url)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write_dir(folder) as tmp:
         write_static(tmp)
@@ -195,7 +217,7 @@ def write_report(
         thumbnails = {k.item_id: k.thumbnail for k in knee_pages if (tmp / k.thumbnail).is_file()}
         outcome = write_cohort_page(
             run,
-            data.table,
+            table,
             tmp,
             kl=kl_grades(data),
             pages=pages,
