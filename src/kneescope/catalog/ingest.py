@@ -2,7 +2,9 @@
 
 ``auto`` picks: a table file with a ``path`` column -> manifest, any other table file ->
 clinical; a folder with OAI release folders (or itself one) -> oai; a folder with a
-``manifest.csv`` -> manifest. ``--kind clinical`` also takes a folder of tables.
+``manifest.csv`` -> manifest; a folder with ``dataset.json`` and ``imagesTr/`` -> nnunet (an
+nnU-Net v2 raw dataset, :mod:`kneescope.catalog.import_nnunet`). ``--kind clinical`` also
+takes a folder of tables.
 
 An OAI-style tree with a ``clinical/`` folder of tables (as ``kneescope synth`` writes) also
 imports those tables; they are parsed before anything is written, so a malformed one stops
@@ -29,11 +31,11 @@ from kneescope.catalog.report import IngestReport
 from kneescope.catalog.tables import read_table
 from kneescope.errors import InputError
 
-IngestKind = Literal["auto", "oai", "manifest", "clinical"]
+IngestKind = Literal["auto", "oai", "manifest", "clinical", "nnunet"]
 TABLE_SUFFIXES = (".csv", ".txt", ".tsv")
 
 
-def detect_kind(source: Path) -> Literal["oai", "manifest", "clinical"]:
+def detect_kind(source: Path) -> Literal["oai", "manifest", "clinical", "nnunet"]:
     """The importer for ``source`` (see the module docstring).
 
     Raises:
@@ -57,9 +59,11 @@ def detect_kind(source: Path) -> Literal["oai", "manifest", "clinical"]:
         return "oai"
     if any((source / name).is_file() for name in MANIFEST_NAMES):
         return "manifest"
+    if (source / "dataset.json").is_file() and (source / "imagesTr").is_dir():
+        return "nnunet"  # an nnU-Net v2 raw dataset (catalog.import_nnunet)
     raise InputError(
-        f"{source}: neither an OAI-style tree (release folders such as 0.C.2) nor a folder "
-        "with manifest.csv; pass --kind or point at the tree's root"
+        f"{source}: neither an OAI-style tree (release folders such as 0.C.2), a folder "
+        "with manifest.csv nor an nnU-Net dataset; pass --kind or point at the tree's root"
     )
 
 
@@ -87,7 +91,7 @@ def ingest(
     chosen = detect_kind(source) if kind == "auto" else kind
     if not source.exists():
         raise InputError(f"{source}: no such file or folder; check the path")
-    if clinical is None and chosen != "manifest":
+    if clinical is None and chosen not in ("manifest", "nnunet"):
         clinical = parse_clinical_source(source, chosen)
     if chosen == "oai":
         report = import_oai_tree(catalog, source, jobs=jobs, progress=progress)
@@ -98,6 +102,10 @@ def ingest(
         return report
     if chosen == "manifest":
         return import_manifest(catalog, source)
+    if chosen == "nnunet":
+        from kneescope.catalog.import_nnunet import import_nnunet_dataset
+
+        return import_nnunet_dataset(catalog, source)
     start = time.perf_counter()
     report = IngestReport(kind="clinical", source=str(source))
     _add_clinical(report, write_clinical_tables(catalog, clinical or []))

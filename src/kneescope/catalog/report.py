@@ -11,7 +11,7 @@ class IngestReport:
     """Outcome of one ``kneescope ingest`` run.
 
     Attributes:
-        kind: importer used: ``oai``, ``manifest`` or ``clinical``.
+        kind: importer used: ``oai``, ``manifest``, ``clinical`` or ``nnunet``.
         source: the ingested path.
         added: series new to the catalog.
         updated: series whose files changed since the last ingest (re-read).

@@ -17,7 +17,7 @@ from kneescope.cli.common import (
     workspace,
 )
 
-_KINDS = ("auto", "oai", "manifest", "clinical")
+_KINDS = ("auto", "oai", "manifest", "clinical", "nnunet")
 
 
 def ingest(
@@ -25,16 +25,17 @@ def ingest(
         Path,
         typer.Argument(
             help="OAI-style tree (release folders 0.C.2, ...), a folder with manifest.csv, "
-            "a manifest CSV, or a clinical table (CSV/TXT).",
+            "a manifest CSV, a clinical table (CSV/TXT), or an nnU-Net v2 dataset folder.",
             show_default=False,
         ),
     ],
     kind: Annotated[
-        Literal["auto", "oai", "manifest", "clinical"],
+        Literal["auto", "oai", "manifest", "clinical", "nnunet"],
         typer.Option(
             "--kind",
             help="What SOURCE is: an OAI-style tree (oai), a manifest CSV or folder with "
-            "manifest.csv (manifest), a clinical table (clinical), or auto to tell from SOURCE.",
+            "manifest.csv (manifest), a clinical table (clinical), an nnU-Net v2 dataset "
+            "folder (nnunet), or auto to tell from SOURCE.",
             case_sensitive=False,
         ),
     ] = "auto",
