@@ -1,8 +1,8 @@
-"""``kneescope export SERIES --format dicom-seg`` end to end, in process: a tiny cohort (two
-DICOM knees, right and left, oblique like the OAI's sagittal DESS, with label maps; one NIfTI
-knee; one DICOM knee without a label map) ingested by manifest, its catalog label maps and a
-real run's segmentations exported as DICOM SEG, read back voxel for voxel, ``dciodvfy`` 0
-errors on every SEG written; bad input one line and exit 2/3."""
+"""``kneescope export SERIES --format dicom-seg`` (and ``dicom-sr``) end to end, in process:
+a tiny cohort (two DICOM knees, right and left, oblique like the OAI's sagittal DESS, with
+label maps; one NIfTI knee; one DICOM knee without a label map) ingested by manifest, its
+catalog label maps and a real run's segmentations exported as DICOM SEG, read back voxel for
+voxel, ``dciodvfy`` 0 errors on every SEG and SR written; bad input one line and exit 2/3."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from kneescope.io.dicom_write import DicomWriteMeta, write_dicom_series
 SHAPE = (16, 14, 8)
 VALUES = {name: value for value, name in KNEE_LABELS.labels.items()}
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+SR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
 
 
 def _is_seg(path: Path) -> bool:
@@ -36,12 +37,13 @@ def _is_seg(path: Path) -> bool:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except pydicom.errors.InvalidDicomError:
         return False
-    return str(ds.get("SOPClassUID", "")) == SEG_SOP_CLASS
+    return str(ds.get("SOPClassUID", "")) in (SEG_SOP_CLASS, SR_SOP_CLASS)
 
 
 @pytest.fixture(autouse=True)
 def every_seg_passes_dciodvfy(tmp_path: Path) -> Iterator[None]:
-    """After each test: every DICOM SEG it wrote under tmp_path has 0 dciodvfy errors."""
+    """After each test: every DICOM SEG (and SR) it wrote under tmp_path has 0 dciodvfy
+    errors."""
     yield
     segs = [p for p in sorted(tmp_path.rglob("*.dcm")) if _is_seg(p)]
     if not segs:
@@ -263,3 +265,88 @@ def test_a_runs_segmentation_is_exported_with_its_model(
         assert item.SegmentAlgorithmName == "tiny-knee"
         params = item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmParameters
         assert row["model_hash"] in params
+
+
+@pytest.mark.slow
+def test_a_runs_biomarkers_as_a_dicom_sr(
+    tmp_path: Path, workspace_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real run (load_labels -> measure) over a DICOM toy knee (known anatomy): the SR
+    holds every finite biomarker of the run's row exactly; that run wrote no label maps, so
+    a SEG of it is refused in one line. Slow: the toy knee has 180 slices."""
+    import pandas as pd
+
+    from kneescope.biomarkers.knee_phantom import render_compact_toy_knee
+    from kneescope.cohort.pipeline_config import PipelineConfig
+    from kneescope.cohort.runner import run_pipeline
+    from kneescope.io.dicom_sr import read_measurement_report
+    from kneescope.workspace import Workspace
+
+    toy = render_compact_toy_knee().labels
+    root = tmp_path / "toy"
+    (root / "labels").mkdir(parents=True)
+    meta = DicomWriteMeta(
+        patient_id="9000009",
+        study_date="20040512",
+        study_description="OAI^MR^ENROLLMENT",
+        series_description="SAG_3D_DESS_RIGHT",
+        laterality="right",
+        uid_seed="seg-cli-toy",
+    )
+    image = Volume((toy.array.astype(np.int16) * 40), toy.affine_ras)
+    write_dicom_series(image, root / "knee", meta=meta)
+    write_nifti(toy, root / "labels" / "knee.nii.gz")
+    (root / "manifest.csv").write_text(
+        "path,subject,visit,side,sequence,label_path\n"
+        "knee,9000009,V00,right,DESS,labels/knee.nii.gz\n",
+        encoding="utf-8",
+    )
+    ws = ["-w", str(workspace_dir)]
+    _json(capsys, "ingest", str(root), *ws, "--jobs", "1")
+    series = _series_ids(capsys, ws)
+    config = PipelineConfig.model_validate(
+        {
+            "name": "bio",
+            "items": {"catalog": {"sequence": "DESS"}},
+            "steps": [{"name": "load_labels"}, {"name": "measure"}],
+            "executor": {"kind": "local", "workers": 1, "processes": False},
+        }
+    )
+    result = run_pipeline(config, Workspace.resolve(workspace_dir))
+    assert (result.done, result.failed) == (1, 0)
+    table = pd.read_parquet(result.results_path)
+    record = series["9000009_right"]
+    row = table[table["series"] == record["series_uid"]].iloc[0]
+    out = tmp_path / "bio.dcm"
+    exported = _json(
+        capsys,
+        "export",
+        str(record["id"]),
+        "--format",
+        "dicom-sr",
+        "--run",
+        "bio",
+        "-o",
+        str(out),
+        *ws,
+    )
+    assert isinstance(exported, dict) and exported["path"] == str(out)
+    back = read_measurement_report(out)
+    assert len(back) == exported["measurements"] > 10
+    for name, (value, _unit, _group) in back.items():
+        assert value == float(row[name]), name
+    assert back["medial_meniscus_volume_mm3"][1:] == ("mm3", "medial_meniscus")
+    assert back["femur_bone_volume_mm3"][0] > 0
+    cases = [
+        (["--format", "dicom-sr"], 2, "needs --run NAME"),
+        (
+            ["--format", "dicom-seg", "--run", "bio", "-o", str(tmp_path / "s.dcm")],
+            2,
+            "wrote no label map",
+        ),
+        (["--format", "dicom-sr", "--run", "bio", "-o", str(out)], 2, "exists; pass --overwrite"),
+    ]
+    for args, code, message in cases:
+        assert main(["export", str(record["id"]), *args, *ws]) == code, args
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, (args, err)
