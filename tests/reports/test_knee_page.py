@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from report_run_builder import HOSTILE_DESCRIPTION, ReportRun
 
+from kneescope.biomarkers.maps import load_maps
 from kneescope.errors import NotFoundError
 from kneescope.reports.knee_page import KneePage, write_knee_pages
 from kneescope.reports.overlays import RasPair, palette_for, to_ras_axes, view_rgb
 from kneescope.reports.qc_text import flag_sentence
-from kneescope.reports.run_data import RunData, load_run
+from kneescope.reports.run_data import RunData, compute_maps, load_run, read_labels
 
 MAX_PAGE_BYTES = 2 * 1024 * 1024  # the target: a knee page < 2 MB with its images
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -156,15 +157,25 @@ def test_biomarker_table_values_and_reference_ranges(
     assert loaded.reference.source in text
 
 
-def test_missing_image_still_gives_a_page_saying_why(loaded: RunData, tmp_path: Path) -> None:
+def test_missing_image_and_maps_still_give_a_page_saying_why(
+    loaded: RunData, tmp_path: Path
+) -> None:
+    kept = loaded.knees[0]
     knee = dataclasses.replace(
-        loaded.knees[0], image_path=str(tmp_path / "gone.nii.gz"), store_key=None
+        kept, image_path=str(tmp_path / "gone.nii.gz"), store_key=None, maps_path=None
     )
+    # a run that kept no maps: measured again from the label map, the same as the run's
+    again = compute_maps(knee, read_labels(knee), loaded.measure_options)
+    assert kept.maps_path is not None
+    for plate, stored in load_maps(Path(kept.maps_path)).items():
+        assert np.array_equal(again[plate].thickness_mm, stored.thickness_mm, equal_nan=True)
     run = dataclasses.replace(loaded, knees=(knee,))
     (page,) = write_knee_pages(run, tmp_path / "report")
     assert page.problems and "gone.nii.gz" in page.problems[0]
     text = (tmp_path / "report" / page.page).read_text(encoding="utf-8")
     assert "shown on black" in text and "overlay_femoral.png" in text
+    assert "measured again from the label map" in text
+    assert (tmp_path / "report" / "knees" / knee.stem / "thickness.png").is_file()
 
 
 def test_to_ras_axes_undoes_any_axis_order_and_flip() -> None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneescope.errors import KneescopeError
 from kneescope.reports.names import knee_page_stem
@@ -24,11 +24,15 @@ from kneescope.reports.run_data import (
     KneeRecord,
     ReferenceRanges,
     RunData,
+    compute_maps,
     is_informative,
     read_image,
     read_labels,
     read_maps,
 )
+
+if TYPE_CHECKING:
+    from kneescope.core import Volume
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,7 @@ class _Job:
     kneescope_version: str
     store_dir: Path
     report_dir: Path
+    measure_options: dict[str, Any]
 
 
 def write_knee_pages(run: RunData, report_dir: Path, *, workers: int = 1) -> list[KneePage]:
@@ -117,6 +122,7 @@ def write_knee_pages(run: RunData, report_dir: Path, *, workers: int = 1) -> lis
             kneescope_version=run.kneescope_version,
             store_dir=run.store_dir,
             report_dir=report_dir,
+            measure_options=run.measure_options,
         )
         for knee in run.knees
     ]
@@ -130,9 +136,11 @@ def write_knee_pages(run: RunData, report_dir: Path, *, workers: int = 1) -> lis
         return list(pool.map(_write_page, jobs, chunksize=1))
 
 
-def _overlay_context(job: _Job, folder: Path, problems: list[str]) -> tuple[list[Any], str]:
-    """Write the overlays and the thumbnail; return the template's overlay entries and, when
-    there are none, why."""
+def _overlay_context(
+    job: _Job, folder: Path, problems: list[str]
+) -> tuple[list[Any], str, Volume | None]:
+    """Write the overlays and the thumbnail; return the template's overlay entries, why there
+    are none (when there are none) and the label map (None when unreadable)."""
     import numpy as np
 
     from kneescope.core import Volume
@@ -146,7 +154,7 @@ def _overlay_context(job: _Job, folder: Path, problems: list[str]) -> tuple[list
         problems.append(f"segmentation overlays: {exc}")
         thumb.parent.mkdir(parents=True, exist_ok=True)
         write_png(thumb, np.full((120, 120, 3), 200, np.uint8))  # a placeholder: no segmentation
-        return [], str(exc)
+        return [], str(exc), None
     try:
         image = read_image(knee, job.store_dir)
     except KneescopeError as exc:
@@ -157,7 +165,7 @@ def _overlay_context(job: _Job, folder: Path, problems: list[str]) -> tuple[list
     except KneescopeError as exc:
         problems.append(f"segmentation overlays: {exc}")
         write_png(thumb, np.full((120, 120, 3), 200, np.uint8))
-        return [], str(exc)
+        return [], str(exc), labels
     words = {
         "femoral": "femoral cartilage",
         "medial_tibial": "medial tibial cartilage",
@@ -176,8 +184,8 @@ def _overlay_context(job: _Job, folder: Path, problems: list[str]) -> tuple[list
         if f.plate
     ]
     if not entries:
-        return [], "the label map holds no cartilage plate"
-    return entries, ""
+        return [], "the label map holds no cartilage plate", labels
+    return entries, "", labels
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -226,16 +234,29 @@ def _write_page(job: _Job) -> KneePage:
     folder.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
 
-    overlays, overlay_missing = _overlay_context(job, folder, problems)
+    overlays, overlay_missing, labels = _overlay_context(job, folder, problems)
 
     thickness = None
     thickness_missing = ""
+    thickness_note = ""
     try:
         maps = read_maps(knee)
     except KneescopeError as exc:
         maps = None
         thickness_missing = f"The thickness maps cannot be read: {exc}"
         problems.append(f"thickness maps: {exc}")
+    if maps is None and labels is not None and not thickness_missing:
+        try:
+            maps = compute_maps(knee, labels, job.measure_options)
+            thickness_note = (
+                "The run did not keep its thickness maps (a run from an older kneescope, or "
+                "the measure option maps = false): measured again from the label map for "
+                "this report."
+            )
+        except KneescopeError as exc:
+            thickness_missing = (
+                f"No thickness maps: the run kept none and measuring failed ({exc})."
+            )
     if maps:
         path = write_knee_thickness_figure(
             maps, folder / THICKNESS_FIGURE, title=f"{knee.title}: cartilage thickness"
@@ -315,6 +336,7 @@ def _write_page(job: _Job) -> KneePage:
         legend=legend,
         thickness=thickness,
         thickness_missing=thickness_missing,
+        thickness_note=thickness_note,
         reference_source=job.reference.source,
         key_rows=key_rows,
         other_rows=other_rows,

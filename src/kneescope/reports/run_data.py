@@ -79,6 +79,8 @@ class KneeRecord:
         labels_path: the label map the run measured (the run's own, else the catalog's).
         maps_path: the run's ``thickness_maps.npz`` of this knee, or None.
         page: the knee page, relative to the report folder; ``thumbnail``: its thumbnail.
+        labels_scheme: the label scheme of ``labels_path`` (kneescope's own for the run's
+            segmentations; the ``measure`` step's ``labels`` option for catalog label maps).
         review: the knee's current QC review when the results table carries one
             (``qc_review``, ``qc_reviewer``, ``qc_reviewed_at``, ``qc_review_note`` after
             ``kneescope qc import``); {} when not reviewed.
@@ -103,6 +105,7 @@ class KneeRecord:
     page: str
     thumbnail: str
     review: dict[str, str] = field(default_factory=dict)
+    labels_scheme: str = "kneescope"
 
     @property
     def stem(self) -> str:
@@ -129,6 +132,8 @@ class RunData:
         reference: the reference ranges of :attr:`numeric_columns`.
         cohort_figures: PNG figures the run's cohort steps wrote (``RUN/cohort/*/*.png``).
         store_dir: the workspace's Zarr store folder (images of converted series).
+        units: column -> unit in words (from the name's suffix).
+        measure_options: the options of the run's ``measure`` step ({} when none).
     """
 
     name: str
@@ -142,6 +147,7 @@ class RunData:
     cohort_figures: tuple[Path, ...]
     store_dir: Path
     units: dict[str, str] = field(default_factory=dict)
+    measure_options: dict[str, Any] = field(default_factory=dict)
 
     def visits_of(self, knee: KneeRecord) -> list[KneeRecord]:
         """Every visit of ``knee``'s knee (same subject and side) in the run, in visit order."""
@@ -275,14 +281,29 @@ def _units(table_columns: list[str]) -> dict[str, str]:
     return out
 
 
-def _version(run_dir: Path, table: pd.DataFrame) -> str:
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    """The run's ``config.json`` ({} when missing or unreadable)."""
     try:
         config = json.loads((run_dir / "config.json").read_text())
-        version = config.get("kneescope_version")
-        if version:
-            return str(version)
-    except (OSError, ValueError, AttributeError):
-        pass
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _measure_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of the run's ``measure`` step ({} when it has none)."""
+    steps = (config.get("config") or {}).get("steps") or []
+    for step in steps:
+        if isinstance(step, dict) and step.get("name") == "measure":
+            options = step.get("options") or {}
+            return dict(options) if isinstance(options, dict) else {}
+    return {}
+
+
+def _version(run_dir: Path, table: pd.DataFrame) -> str:
+    version = _run_config(run_dir).get("kneescope_version")
+    if version:
+        return str(version)
     if "kneescope_version" in table.columns and len(table):
         return _text(table["kneescope_version"].iloc[0])
     return ""
@@ -345,10 +366,12 @@ def load_run(workspace: Path, name: str, *, catalog_url: str | None = None) -> R
     series = _series_lookup(view, subjects)
     kl = _kl_lookup(view)
     columns = numeric_columns(table)
+    measure_options = _measure_options(_run_config(run_dir))
+    scheme = str(measure_options.get("labels", "kneescope"))
     knees = []
     kl_of_row: list[float | None] = []
     for row in rows:
-        knee = _knee_record({str(k): v for k, v in row.items()}, series, kl, columns)
+        knee = _knee_record({str(k): v for k, v in row.items()}, series, kl, columns, scheme)
         knees.append(knee)
         kl_of_row.append(knee.kl_grade)
     reference = reference_ranges(table, columns, kl_of_row)
@@ -366,6 +389,7 @@ def load_run(workspace: Path, name: str, *, catalog_url: str | None = None) -> R
         cohort_figures=figures,
         store_dir=ws.store_dir,
         units=_units(list(columns)),
+        measure_options=measure_options,
     )
 
 
@@ -374,6 +398,7 @@ def _knee_record(
     series: Mapping[str, Any],
     kl: Mapping[tuple[str, str, str], float],
     columns: tuple[str, ...],
+    scheme: str,
 ) -> KneeRecord:
     item_id = _text(row.get("item_id"))
     subject, visit, side = (_text(row.get(k)) for k in ("subject", "visit", "side"))
@@ -391,9 +416,8 @@ def _knee_record(
         if match and _is_number(value) and math.isfinite(float(value)):
             group = probabilities.setdefault(match["group"], {})
             group[match["cls"]] = float(value)
-    labels = _text(row.get("file_segment_labels")) or (
-        rec.label_paths[0] if rec is not None and rec.label_paths else ""
-    )
+    own = _text(row.get("file_segment_labels"))
+    labels = own or (rec.label_paths[0] if rec is not None and rec.label_paths else "")
     image = (rec.path if rec is not None else "") or _text(row.get("input_path"))
     qc_ok = row.get("qc_ok")
     return KneeRecord(
@@ -416,6 +440,7 @@ def _knee_record(
         page=knee_page_path(subject, side, visit),
         thumbnail=f"knees/{knee_page_stem(subject, side, visit)}/thumb.png",
         review=_review(row),
+        labels_scheme="kneescope" if own else scheme,
     )
 
 
@@ -457,16 +482,24 @@ def read_image(knee: KneeRecord, store_dir: Path | None = None) -> Volume:
 
 
 def read_labels(knee: KneeRecord) -> Volume:
-    """The label map the run measured for ``knee``.
+    """The label map the run measured for ``knee``, in kneescope's labels (a catalog label
+    map in another scheme is converted as the ``measure`` step did).
 
     Raises:
         NotFoundError: the run kept none and the catalog has none.
+        InputError: it cannot be read or is not written in its scheme.
     """
+    from kneescope.biomarkers.label_schemes import resolve_scheme, to_kneescope_labels
     from kneescope.io import read_volume
 
     if not knee.labels_path:
         raise NotFoundError(f"{knee.title}: no label map (the run kept none)")
-    return read_volume(Path(knee.labels_path))
+    volume = read_volume(Path(knee.labels_path))
+    if knee.labels_scheme.lower() == "kneescope":
+        return volume
+    side = knee.side if knee.side in ("right", "left") else "auto"
+    scheme = resolve_scheme(knee.labels_scheme)
+    return to_kneescope_labels(volume, scheme, side, source=knee.labels_path).labels  # type: ignore[arg-type]
 
 
 def read_maps(knee: KneeRecord) -> dict[str, ThicknessMap] | None:
@@ -477,3 +510,31 @@ def read_maps(knee: KneeRecord) -> dict[str, ThicknessMap] | None:
     if not knee.maps_path or not Path(knee.maps_path).is_file():
         return None
     return load_maps(Path(knee.maps_path))
+
+
+def compute_maps(
+    knee: KneeRecord, labels: Volume, measure_options: Mapping[str, Any]
+) -> dict[str, ThicknessMap]:
+    """The knee's thickness maps measured again from its label map (kneescope labels, as
+    :func:`read_labels` returns) with the run's ``measure`` options: for runs that did not
+    keep them (about a second or two per knee at full size).
+
+    Raises:
+        InputError: the options are invalid or the label map cannot be measured.
+    """
+    from kneescope.biomarkers.label_schemes import measure_labelled
+    from kneescope.capabilities.biomarkers.config import MeasureStepConfig
+    from kneescope.config import validate_config
+
+    options = {k: v for k, v in measure_options.items() if k not in ("labels", "side")}
+    config = validate_config(MeasureStepConfig, options, "the run's measure options")
+    side = knee.side if knee.side in ("right", "left") else "auto"
+    measured = measure_labelled(
+        labels,
+        "kneescope",
+        side,  # type: ignore[arg-type]
+        config.measure_config(),
+        with_maps=True,
+        source=knee.labels_path or knee.title,
+    )
+    return dict(measured.maps)
