@@ -20,11 +20,12 @@ def export(
         ),
     ] = None,
     fmt: Annotated[
-        Literal["nifti", "nrrd", "dicom-seg", "slicer", "nnunet"],
+        Literal["nifti", "nrrd", "dicom-seg", "dicom-sr", "slicer", "nnunet"],
         typer.Option(
             "--format",
             help="nifti (.nii/.nii.gz) or nrrd (.nrrd): one volume; dicom-seg: a DICOM "
-            "Segmentation of the label map; slicer: image + .seg.nrrd for 3D Slicer/ITK-SNAP; "
+            "Segmentation of the label map; dicom-sr: a DICOM SR measurement report of the "
+            "biomarkers --run NAME measured; slicer: image + .seg.nrrd for 3D Slicer/ITK-SNAP; "
             "nnunet: an nnU-Net v2 dataset of the catalog's image/label pairs.",
             case_sensitive=False,
         ),
@@ -94,6 +95,11 @@ def export(
         from kneescope.cli.export_dicom_seg import export_dicom_seg
 
         export_dicom_seg(request)
+        return
+    if fmt == "dicom-sr":
+        from kneescope.cli.export_dicom_sr import export_dicom_sr
+
+        export_dicom_sr(request)
         return
     if fmt == "slicer":
         from kneescope.cli.export_slicer import export_slicer
