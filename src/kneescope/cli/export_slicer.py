@@ -27,7 +27,8 @@ def export_slicer(request: ExportRequest) -> None:
         raise InputError("--dataset-id applies to --format nnunet")
     if request.run is not None and request.labels:
         raise InputError("give --labels (the catalog's label map) or --run NAME, not both")
-    assert request.series is not None  # cmd_export checks it
+    if request.series is None:
+        raise InputError("--format slicer needs SERIES (a catalog id; see `kneescope catalog`)")
     cat = Catalog.for_workspace(request.workspace, create=False)
     try:
         record = get_series(cat, request.series)
