@@ -316,24 +316,24 @@ class Reviews:
         return dict(EMPTY_COLUMNS) if review is None else review.columns(computed_at)
 
 
-def _review(row: QcReview) -> Review:
-    return Review(
-        id=row.id,
-        key=row.key,
-        run=row.run,
-        item_id=row.item_id,
-        subject=row.subject,
-        visit=row.visit,
-        side=row.side,
-        series=row.series,
-        decision=row.decision,
-        note=row.note,
-        reviewer=row.reviewer,
-        decided_at=_aware(row.decided_at),
-        imported_at=_aware(row.imported_at),
-        source_name=row.source_name,
-        source_digest=row.source_digest,
-    )
+_REVIEW_FIELDS = (
+    "id",
+    "key",
+    "run",
+    "item_id",
+    "subject",
+    "visit",
+    "side",
+    "series",
+    "decision",
+    "note",
+    "reviewer",
+    "decided_at",
+    "imported_at",
+    "source_name",
+    "source_digest",
+)
+_TABLE = QcReview.metadata.tables[QcReview.__tablename__]
 
 
 def _all_reviews(catalog: Catalog, run: str | None = None) -> list[Review]:
@@ -341,11 +341,20 @@ def _all_reviews(catalog: Catalog, run: str | None = None) -> list[Review]:
     catalog predates the ``qc_reviews`` table (opened without creating the schema)."""
     if not inspect(catalog.engine).has_table(QcReview.__tablename__):
         return []
-    with catalog.session() as session:
-        query = select(QcReview).order_by(QcReview.decided_at, QcReview.id)
-        if run is not None:
-            query = query.where(QcReview.run == run)
-        return [_review(r) for r in session.scalars(query)]
+    columns = [_TABLE.c[name] for name in _REVIEW_FIELDS]
+    query = select(*columns).order_by(_TABLE.c.decided_at, _TABLE.c.id)
+    if run is not None:
+        query = query.where(_TABLE.c.run == run)
+    with catalog.session() as session:  # rows, not ORM objects: a cohort may hold many
+        rows = session.execute(query).all()
+    # _REVIEW_FIELDS are Review's fields in order; the two times come back naive from SQLite
+    return [
+        Review(
+            r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
+            _aware(r[11]), _aware(r[12]), r[13], r[14],
+        )
+        for r in rows
+    ]  # fmt: skip
 
 
 def reviews_from(rows: Iterable[Review]) -> Reviews:
