@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from browser_checks import CHROMIUM_ARGS, VIEWPORT_WIDTH_PX, WatchedPage, watch_page
+
+# the report tests' shared small run (tests/reports/report_run_builder.py), built once per process
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
 
 
 def chromium_executable() -> str:

@@ -1,0 +1,242 @@
+"""Speed and size of ``kneescope report`` on a 100-knee run (issue 18 targets).
+
+Targets: the report of a 100-knee run in < 60 s on 2 cores; a knee page with its images
+< 2 MB; the cohort page loads in < 2 s in headless Chromium.
+
+The run (built once into ``--data``, each stage skipped when its output exists): ``kneescope
+synth`` of 25 subjects x 2 visits (V00, V01), both knees, the small MRI grid (48x128x128), seed
+1801 (100 DESS series = 100 knee-visits); ``ingest``; ``convert``; ``run`` of ``load_volume ->
+load_labels -> measure`` (the generator's truth label maps measured, thickness maps kept) on 2
+Dask workers. ``--workspace WS --run NAME`` measures an existing run instead (e.g. a copy of
+the full-size demo workspace, for the knee-page size at the OAI grid).
+
+Measured:
+- ``kneescope report --run NAME -o OUT --overwrite -j WORKERS`` as a subprocess: wall seconds
+  and the CPU seconds of the process tree;
+- every page's bytes with the local files it references (images, style sheets, scripts):
+  the largest knee page, the median knee page, the cohort page;
+- the cohort page in headless Chromium (Debian's ``/usr/bin/chromium`` through Playwright,
+  ``KNEESCOPE_TEST_CHROMIUM`` overrides): ``--loads`` fresh browser contexts (empty cache)
+  each open ``index.html`` from disk; the time from navigation start to the load event
+  (Navigation Timing ``loadEventEnd``; every ``<img>`` of the page is loaded by then, lazy ones
+  included as they are made eager first) and whether every image has loaded.
+
+    nice .venv/bin/python benchmarks/report_speed.py --data /work/data18/C/report_speed --workers 2
+    nice .venv/bin/python benchmarks/report_speed.py --workspace WS --run demo --workers 2
+
+Prints one JSON object (and a Markdown summary on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+KNEESCOPE = str(Path(sys.executable).with_name("kneescope"))
+PIPELINE = """name = "{name}"
+
+[items]
+catalog = {{ sequence = "DESS" }}
+
+[[steps]]
+name = "load_volume"
+[[steps]]
+name = "load_labels"
+[[steps]]
+name = "measure"
+
+[executor]
+kind = "dask"
+workers = {workers}
+"""
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _kneescope(*argv: str) -> None:
+    """Run ``kneescope ARGV``; exit codes 0 and 1 (some items flagged/failed) are fine."""
+    done = subprocess.run([KNEESCOPE, *argv], capture_output=True, text=True, check=False)
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"kneescope {' '.join(argv)} failed ({done.returncode}):\n{done.stderr}")
+
+
+def build_run(data: Path, subjects: int, seed: int, workers: int, name: str) -> Path:
+    """The benchmark's workspace under ``data`` with a finished run ``name``; returns it."""
+    cohort, ws = data / "cohort", data / "ws"
+    if not (cohort / "synth_spec.json").exists():
+        _kneescope(
+            "synth", "-o", str(cohort), "-n", str(subjects), "--visits", "V00,V01",
+            "--size", "small", "--seed", str(seed), "-j", str(workers),
+        )  # fmt: skip
+    if not (ws / "catalog.sqlite").exists():
+        ws.mkdir(parents=True, exist_ok=True)
+        _kneescope("ingest", str(cohort), "-w", str(ws))
+        _kneescope("convert", "-w", str(ws), "-j", str(workers))
+    if not (ws / "runs" / name / "results.parquet").exists():
+        config = data / "pipeline.toml"
+        config.write_text(PIPELINE.format(name=name, workers=workers), encoding="utf-8")
+        _kneescope("run", "-c", str(config), "-w", str(ws))
+    return ws
+
+
+class _Refs(HTMLParser):
+    """Local files a page references (img/script src, link href)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        ref = a.get("src", "") if tag in ("img", "script") else ""
+        if tag == "link":
+            ref = a.get("href", "")
+        if ref and ":" not in ref.split("/", 1)[0] and not ref.startswith("#"):
+            self.refs.add(ref.split("#", 1)[0].split("?", 1)[0])
+
+
+def page_bytes(page: Path) -> int:
+    """Bytes of ``page`` and of every local file it references (each counted once)."""
+    parser = _Refs()
+    parser.feed(page.read_text(encoding="utf-8"))
+    total = page.stat().st_size
+    for ref in parser.refs:
+        target = (page.parent / ref).resolve()
+        if target.is_file():
+            total += target.stat().st_size
+    return total
+
+
+def chromium_loads(index: Path, loads: int) -> list[dict[str, Any]]:
+    """Open ``index`` ``loads`` times in fresh contexts of headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    executable = os.environ.get("KNEESCOPE_TEST_CHROMIUM") or shutil.which("chromium") or ""
+    out: list[dict[str, Any]] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            for _ in range(loads):
+                context = browser.new_context(viewport={"width": 1280, "height": 900})
+                page = context.new_page()
+                failed: list[str] = []
+
+                def on_failed(request: Any, failed: list[str] = failed) -> None:
+                    failed.append(str(request.url))
+
+                page.on("requestfailed", on_failed)
+                page.add_init_script(
+                    "document.addEventListener('DOMContentLoaded', () => {"
+                    " for (const img of document.images) img.loading = 'eager'; });"
+                )
+                started = time.perf_counter()
+                page.goto(index.resolve().as_uri(), wait_until="load")
+                wall_s = time.perf_counter() - started
+                timing = page.evaluate(
+                    "() => { const n = performance.getEntriesByType('navigation')[0];"
+                    " const imgs = Array.from(document.images);"
+                    " return {load_ms: n.loadEventEnd - n.startTime,"
+                    " dom_ms: n.domContentLoadedEventEnd - n.startTime,"
+                    " images: imgs.length,"
+                    " loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length}; }"
+                )
+                out.append(
+                    {
+                        "load_s": round(timing["load_ms"] / 1000.0, 3),
+                        "dom_content_loaded_s": round(timing["dom_ms"] / 1000.0, 3),
+                        "goto_wall_s": round(wall_s, 3),
+                        "images": timing["images"],
+                        "images_loaded": timing["loaded"],
+                        "failed_requests": failed,
+                    }
+                )
+                context.close()
+        finally:
+            browser.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("report_speed_data"))
+    parser.add_argument("--workspace", type=Path, help="measure this workspace's run instead")
+    parser.add_argument("--run", default="bench100")
+    parser.add_argument("--subjects", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=1801)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--loads", type=int, default=5)
+    parser.add_argument("--out", type=Path, help="report folder (default: DATA/report)")
+    args = parser.parse_args(argv)
+
+    if args.workspace is not None:
+        ws = args.workspace
+    else:
+        ws = build_run(args.data, args.subjects, args.seed, args.workers, args.run)
+    out = args.out or (args.data / "report")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    _kneescope(
+        "report", "--run", args.run, "-w", str(ws), "-o", str(out), "--overwrite",
+        "-j", str(args.workers), "--json",
+    )  # fmt: skip
+    wall_s = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+    knee_pages = sorted((out / "knees").glob("*.html"))
+    sizes = {p.name: page_bytes(p) for p in knee_pages}
+    largest = max(sizes, key=lambda k: sizes[k]) if sizes else ""
+    loads = chromium_loads(out / "index.html", args.loads)
+    load_s = [entry["load_s"] for entry in loads]
+    result = {
+        "run": args.run,
+        "workspace": str(ws),
+        "knee_pages": len(knee_pages),
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "loadavg_before": os.getloadavg(),
+        "report_wall_s": round(wall_s, 2),
+        "report_cpu_s": round(cpu_s, 2),
+        "largest_knee_page": largest,
+        "largest_knee_page_mb": round(sizes.get(largest, 0) / 1e6, 3),
+        "median_knee_page_mb": round(statistics.median(sizes.values()) / 1e6, 3) if sizes else 0,
+        "cohort_page_mb": round(page_bytes(out / "index.html") / 1e6, 3),
+        "report_folder_mb": round(
+            sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6, 2
+        ),
+        "cohort_load_s_median": round(statistics.median(load_s), 3),
+        "cohort_load_s_max": round(max(load_s), 3),
+        "cohort_loads": loads,
+    }
+    print(json.dumps(result, indent=2))
+    print(
+        f"| {args.run} | {len(knee_pages)} knee pages | report {wall_s:.1f} s wall, {cpu_s:.1f} s "
+        f"CPU, -j {args.workers} | largest knee page {result['largest_knee_page_mb']} MB | "
+        f"cohort page {result['cohort_page_mb']} MB, loads in {result['cohort_load_s_median']} s "
+        f"(max {result['cohort_load_s_max']} s of {args.loads}) |",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
