@@ -38,7 +38,7 @@ def _json(*argv: str) -> Any:
 @pytest.fixture(scope="module")
 def reviewed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run ``r`` over three .npy knees (mean intensity MEANS), then a decisions file marking
-    K0 reject, K1 accept, imported once."""
+    K0 reject, K1 accept, K2 resegment, imported once."""
     root = tmp_path_factory.mktemp("qc")
     lines = ["item_id,subject,visit,side,series,path"]
     for n, (item, mean) in enumerate(MEANS.items()):
@@ -59,6 +59,7 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         {"item_id": "K0", "subject": "S0", "visit": "V00", "side": "right", "series": "uid.0",
          "decision": "reject", "note": "<b>motion</b>", "decided_at": "2026-12-01T14:02:11Z"},
         {"item_id": "K1", "decision": "accept", "decided_at": "2026-12-01T14:02:30+01:00"},
+        {"item_id": "K2", "decision": "resegment", "decided_at": "2026-12-01T14:02:20Z"},
     ]  # fmt: skip
     path = root / "qc-decisions-r.json"
     path.write_text(
@@ -77,17 +78,19 @@ def test_import_then_reimport_and_list(reviewed: dict[str, Any]) -> None:
     assert (first["run"], first["reviewer"], first["imported"], first["unchanged"]) == (
         "r",
         "A. Reader",
-        2,
+        3,
         0,
     )
-    assert first["by_decision"] == {"accept": 1, "reject": 1, "resegment": 0}
+    assert first["by_decision"] == {"accept": 1, "reject": 1, "resegment": 1}
     again = _json("qc", "import", str(reviewed["file"]), "-w", reviewed["ws"])
-    assert (again["imported"], again["unchanged"], again["sha256"]) == (0, 2, first["sha256"])
+    assert (again["imported"], again["unchanged"], again["sha256"]) == (0, 3, first["sha256"])
     rows = _json("qc", "list", "--run", "r", "--history", "-w", reviewed["ws"])
-    assert [(r["item_id"], r["decision"], r["reviewer"]) for r in rows] == [
-        ("K0", "reject", "A. Reader"),
-        ("K1", "accept", "A. Reader"),  # 14:02:30+01:00 is 13:02:30 UTC: listed by time
-    ][::-1]
+    assert [(r["item_id"], r["decision"]) for r in rows] == [
+        ("K1", "accept"),  # 14:02:30+01:00 is 13:02:30 UTC: listed by decision time
+        ("K0", "reject"),
+        ("K2", "resegment"),
+    ]
+    assert {r["reviewer"] for r in rows} == {"A. Reader"}
     assert rows[0]["decided_at"] == "2026-12-01T13:02:30Z"
     assert rows[1]["note"] == "<b>motion</b>" and rows[1]["source"] == "qc-decisions-r.json"
 
@@ -102,7 +105,7 @@ def test_results_exports_carry_the_review_and_can_drop_rejected(reviewed: dict[s
     assert {k: list(v) for k, v in by_item.items()} == {
         "K0": ["reject"],
         "K1": ["accept"],
-        "K2": [""],
+        "K2": ["resegment"],  # computed before the decision: not redone yet
     }
     assert set(frame.loc[frame.item_id == "K0", "qc_reviewer"]) == {"A. Reader"}
     wide = _json("results", "-o", str(root / "wide.parquet"), "--wide", "--drop-rejected", "-w", ws)
@@ -111,12 +114,13 @@ def test_results_exports_carry_the_review_and_can_drop_rejected(reviewed: dict[s
     assert sorted(table.index) == ["K1", "K2"]
     assert table["mean"].to_dict() == pytest.approx({k: MEANS[k] for k in ("K1", "K2")})
     assert table.loc["K1", "qc_review"] == "accept"
+    assert table.loc["K2", "qc_review"] == "resegment"
     assert table.loc["K1", "qc_reviewed_at"] == "2026-12-01T13:02:30Z"
 
 
 def test_status_shows_the_reviews(reviewed: dict[str, Any]) -> None:
     status = _json("status", "--run", "r", "-w", reviewed["ws"])
-    assert status["qc_review"] == {"accept": 1, "reject": 1}
+    assert status["qc_review"] == {"accept": 1, "reject": 1, "resegment": 1}
     assert status["qc_rejected"] == [
         {"item_id": "K0", "reviewer": "A. Reader", "reviewed_at": "2026-12-01T14:02:11Z",
          "note": "<b>motion</b>"}
@@ -153,7 +157,7 @@ def test_mistakes_give_one_line_and_exit_code(
         assert err.startswith("error: ") and err.count("\n") == 1, err
         assert message.format(**paths) in err
     # nothing was written by a refused import
-    assert len(_json("qc", "list", "--history", "-w", reviewed["ws"])) == 2
+    assert len(_json("qc", "list", "--history", "-w", reviewed["ws"])) == 3
 
 
 def test_dry_run_counts_the_rejected_knees_exclude_leaves_out(
@@ -166,7 +170,7 @@ def test_dry_run_counts_the_rejected_knees_exclude_leaves_out(
         '[[steps]]\nname = "load_array"\n[[steps]]\nname = "array_stats"\n'
     )
     plan = _json("run", "-c", str(config), "--dry-run", "-w", reviewed["ws"])["plan"]
-    assert (plan["total"], plan["qc_excluded"], plan["to_run"]) == (2, 1, 0)
+    assert (plan["total"], plan["qc_excluded"], plan["to_run"]) == (2, 1, 1)  # K2's redo
     capsys.readouterr()
     assert main(["run", "-c", str(config), "--dry-run", "-w", reviewed["ws"]]) == 0
     assert "left out: 1 items rejected in QC review" in capsys.readouterr().out
