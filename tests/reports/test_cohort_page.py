@@ -239,3 +239,18 @@ def test_page_decisions_match_what_qc_import_reads() -> None:
     assert DECISIONS_FORMAT == qc_reviews.FORMAT
     assert DECISIONS_VERSION == qc_reviews.FORMAT_VERSION
     assert tuple(DECISIONS) == tuple(qc_reviews.DECISIONS)
+
+
+def test_outlier_table_lists_the_farthest_and_counts_the_rest(tmp_path: Path) -> None:
+    from kneescope.reports.cohort_page import MAX_OUTLIER_ROWS
+
+    frame = results_table(n_subjects=40)  # 160 knee-visits
+    far = MAX_OUTLIER_ROWS + 7
+    frame.loc[: far - 1, MFTC] = 20.0 + np.arange(far)  # each far beyond the bulk
+    html, _, summary = _render(tmp_path, frame)
+    assert summary["outliers"] >= far  # the planted ones (and maybe a value of the bulk)
+    rows = html.split('<table class="outliers">')[1].split("</table>")[0].count("<tr>") - 1
+    assert rows == MAX_OUTLIER_ROWS
+    rest = summary["outliers"] - MAX_OUTLIER_ROWS
+    assert f"{rest} more outlying values are not listed (the {MAX_OUTLIER_ROWS} farthest" in html
+    assert f"knees/page-{far - 1}.html" in html.split("</table>")[1]  # the farthest is listed

@@ -31,6 +31,10 @@ DECISIONS_VERSION = 1
 """The ``version`` field of an exported decisions file."""
 
 DECISIONS = ("accept", "reject", "resegment")
+
+MAX_OUTLIER_ROWS = 50
+"""The outlier table lists the farthest this many values (a large or diseased cohort can have
+hundreds); the figures and the knee cards still show every one."""
 """A reviewer's choices for a knee, as written in the decisions file."""
 
 
@@ -105,6 +109,7 @@ class CohortPage:
         kl_source: where the KL grades came from, in words.
         notes: sentences about what the page lacks (no KL grades, no knee pages).
         outlier_threshold: in robust SDs.
+        max_outlier_rows: the outlier table lists at most this many (the farthest).
     """
 
     run: str
@@ -118,6 +123,7 @@ class CohortPage:
     results_versions: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
     outlier_threshold: float = OUTLIER_THRESHOLD
+    max_outlier_rows: int = MAX_OUTLIER_ROWS
 
     @property
     def flagged(self) -> int:
