@@ -254,3 +254,34 @@ def test_outlier_table_lists_the_farthest_and_counts_the_rest(tmp_path: Path) ->
     rest = summary["outliers"] - MAX_OUTLIER_ROWS
     assert f"{rest} more outlying values are not listed (the {MAX_OUTLIER_ROWS} farthest" in html
     assert f"knees/page-{far - 1}.html" in html.split("</table>")[1]  # the farthest is listed
+
+
+def test_trial_figures_come_from_the_runs_cohort_steps_and_a_trial_folder(
+    tmp_path: Path,
+) -> None:
+    from kneescope.errors import InputError
+    from kneescope.reports.report import check_output, trial_figure_sources
+
+    run_dir = tmp_path / "run"
+    (run_dir / "cohort" / "trial").mkdir(parents=True)
+    (run_dir / "cohort" / "trial" / "forest_mt_thickness_mm.png").write_bytes(PNG_MAGIC)
+    (run_dir / "cohort" / "trial" / "trial_results.csv").write_text("not a figure")
+    other = tmp_path / "trial_out"
+    other.mkdir()
+    (other / "trajectories_cartilage_mm.png").write_bytes(PNG_MAGIC)
+    found = trial_figure_sources(run_dir, other)
+    assert [(title, p.name) for title, p in found] == [
+        ("trial: forest of mt_thickness_mm", "forest_mt_thickness_mm.png"),
+        ("trial: trajectories of cartilage_mm", "trajectories_cartilage_mm.png"),
+    ]
+    assert trial_figure_sources(tmp_path / "no-cohort-steps", None) == []
+    with pytest.raises(InputError, match="holds no figures"):
+        trial_figure_sources(run_dir, run_dir / "cohort")  # a folder without *.png itself
+    # an empty folder or none is fine for a report; a report folder needs --overwrite
+    check_output(tmp_path / "new", overwrite=False)
+    (tmp_path / "empty").mkdir()
+    check_output(tmp_path / "empty", overwrite=False)
+    (tmp_path / "empty" / "index.html").write_text("an earlier report")
+    with pytest.raises(InputError, match="--overwrite"):
+        check_output(tmp_path / "empty", overwrite=False)
+    check_output(tmp_path / "empty", overwrite=True)
