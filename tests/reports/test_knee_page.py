@@ -243,3 +243,29 @@ def test_qc_review_decision_is_shown_escaped(loaded: RunData, tmp_path: Path) ->
     text = (tmp_path / page.page).read_text(encoding="utf-8")
     assert "<strong>reject</strong> by A. Reader at 2026-12-01T14:02:11Z" in text
     assert "&lt;b&gt;leaks&lt;/b&gt; into fluid" in text and "<b>leaks" not in text
+
+
+def test_oa_scores_of_a_scored_run_are_on_the_page(
+    report_run: ReportRun, loaded: RunData, tmp_path: Path
+) -> None:
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(report_run.workspace, ws)
+    folder = ws / "runs" / report_run.name / "cohort" / "oa_score"
+    folder.mkdir(parents=True)
+    rows = ["subject,visit,side,oa_score,oa_probability_kl2"]
+    truth = {}
+    for n, k in enumerate(report_run.knees.values()):
+        truth[(k.subject, k.visit, k.side)] = (0.5 + n, 0.1 * (n + 1))
+        rows.append(f"{k.subject},{k.visit},{k.side},{0.5 + n},{0.1 * (n + 1)}")
+    (folder / "oa_scores.csv").write_text("\n".join(rows) + "\n")
+    scored = load_run(ws, report_run.name)
+    for knee in scored.knees:
+        score, p = truth[(knee.subject, knee.visit, knee.side)]
+        assert knee.scores == {"oa_score": score, "oa_probability_kl2": pytest.approx(p)}
+    assert all(not k.scores for k in loaded.knees)  # the unscored run has none
+    (page,) = write_knee_pages(dataclasses.replace(scored, knees=scored.knees[:1]), tmp_path / "r")
+    text = (tmp_path / "r" / page.page).read_text(encoding="utf-8")
+    score, p = truth[(scored.knees[0].subject, scored.knees[0].visit, scored.knees[0].side)]
+    assert f"<strong>{score:.3g}</strong>" in text and f"<strong>{p:.3g}</strong>" in text

@@ -15,6 +15,7 @@ templates escape them (Jinja2 autoescape).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -41,7 +42,11 @@ QC-passed knees are used (and the page says so)."""
 
 _NOT_VALUES = ("qc_", "time_", "file_")
 _NOT_VALUE_COLUMNS = frozenset({"attempts", "slurm_job_id", "labels_present"})
-_PROBABILITY = re.compile(r"^(?P<group>.+?)_probability_(?P<cls>\d+)$")
+_PROBABILITY = re.compile(r"^(?P<group>.+?)_probability_(?P<cls>[0-9a-z_]+)$")
+SCORE_FILES = ("cohort/oa_score/oa_scores.csv", "oa_score/oa_scores.csv")
+"""Where a run's holistic OA scores are (the ``oa_score`` cohort step's, ``kneescope
+score``'s), relative to the run folder; the first found is read."""
+SCORE_VALUES = ("oa_score", "oa_probability_kl2")
 _INFORMATIVE_FLAGS = ("not_labelled_",)
 
 
@@ -79,6 +84,8 @@ class KneeRecord:
         labels_path: the label map the run measured (the run's own, else the catalog's).
         maps_path: the run's ``thickness_maps.npz`` of this knee, or None.
         page: the knee page, relative to the report folder; ``thumbnail``: its thumbnail.
+        scores: the knee-visit's holistic OA score (``oa_score``: expected KL grade,
+            ``oa_probability_kl2``: P(KL >= 2)) when the run was scored; {} otherwise.
         labels_scheme: the label scheme of ``labels_path`` (kneescope's own for the run's
             segmentations; the ``measure`` step's ``labels`` option for catalog label maps).
         review: the knee's current QC review when the results table carries one
@@ -106,6 +113,7 @@ class KneeRecord:
     thumbnail: str
     review: dict[str, str] = field(default_factory=dict)
     labels_scheme: str = "kneescope"
+    scores: dict[str, float] = field(default_factory=dict)
 
     @property
     def stem(self) -> str:
@@ -300,6 +308,32 @@ def _measure_options(config: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _scores(run_dir: Path) -> dict[tuple[str, str, str], dict[str, float]]:
+    """(subject, visit, side) -> the OA score values of the run's ``oa_scores.csv``
+    ({} when the run was not scored or the file cannot be read)."""
+    import pandas as pd
+
+    for name in SCORE_FILES:
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        try:
+            table = pd.read_csv(path, dtype={k: str for k in ("subject", "visit", "side")})
+        except (OSError, ValueError):
+            return {}
+        out: dict[tuple[str, str, str], dict[str, float]] = {}
+        for row in table.to_dict(orient="records"):
+            key = (_text(row.get("subject")), _text(row.get("visit")), _text(row.get("side")))
+            values = {}
+            for column in SCORE_VALUES:
+                value: Any = row.get(column)
+                if _is_number(value) and math.isfinite(float(value)):
+                    values[column] = float(value)
+            out[key] = values
+        return out
+    return {}
+
+
 def _version(run_dir: Path, table: pd.DataFrame) -> str:
     version = _run_config(run_dir).get("kneescope_version")
     if version:
@@ -374,6 +408,12 @@ def load_run(workspace: Path, name: str, *, catalog_url: str | None = None) -> R
         knee = _knee_record({str(k): v for k, v in row.items()}, series, kl, columns, scheme)
         knees.append(knee)
         kl_of_row.append(knee.kl_grade)
+    scores = _scores(run_dir)
+    if scores:
+        knees = [
+            dataclasses.replace(k, scores=scores.get((k.subject, k.visit, k.side), {}))
+            for k in knees
+        ]
     reference = reference_ranges(table, columns, kl_of_row)
     knees.sort(key=lambda k: (k.subject, k.side, _visit_order(k.visit), k.item_id))
     figures = tuple(sorted((run_dir / "cohort").glob("*/*.png")))
