@@ -350,3 +350,33 @@ def test_a_runs_biomarkers_as_a_dicom_sr(
         assert main(["export", str(record["id"]), *args, *ws]) == code, args
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, (args, err)
+
+
+def test_sr_biomarkers_of_a_results_row() -> None:
+    """Which columns of a results row the SR reports, and the structure of each."""
+    import pandas as pd
+
+    from kneescope.capabilities.biomarkers.results import MEASURE_RESULTS
+    from kneescope.cli.export_dicom_sr import biomarkers_of, structure_of
+    from kneescope.io.dicom_seg import SEGMENT_CODES
+
+    values = {c.name: float(n) + 0.5 for n, c in enumerate(MEASURE_RESULTS)}
+    values["femoral_cartilage_thickness_mean_mm"] = float("nan")
+    row = pd.Series({**values, "measured_side": "right", "item_id": "series-1"})
+    reported = {b.name: b for b in biomarkers_of(row)}
+    numeric = {
+        c.name
+        for c in MEASURE_RESULTS
+        if c.unit in ("mm", "mm2", "mm3", "%", "1") and not c.name.startswith("qc_")
+    }
+    assert set(reported) == numeric - {"femoral_cartilage_thickness_mean_mm"}
+    assert len(reported) > 150
+    for b in reported.values():
+        assert b.value == values[b.name] and b.unit and b.description
+        assert b.structure is None or b.structure in SEGMENT_CODES
+    assert reported["medial_meniscus_extrusion_mm"].structure == "medial_meniscus"
+    assert reported["lateral_tibial_denuded_bone_area_mm2"].structure == (
+        "lateral_tibial_cartilage"
+    )
+    assert reported["patella_bone_volume_mm3"].structure == "patella"
+    assert structure_of("we2008_cMF_ThCtAB_mm") is None
