@@ -67,6 +67,15 @@ def test_seg_nrrd_round_trip(tmp_path: Path, side: str) -> None:
     assert image.GetMetaData(f"Segment{femur}_Layer") == "0"
     rgb = [float(v) for v in image.GetMetaData(f"Segment{femur}_Color").split()]
     assert np.allclose(np.array(rgb) * 255, label_colour(1, "femur"), atol=0.01)
+    meniscus = next(
+        n for n in range(9) if image.GetMetaData(f"Segment{n}_Name") == "lateral_meniscus"
+    )
+    tags = image.GetMetaData(f"Segment{meniscus}_Tags")
+    assert tags.startswith("TerminologyEntry:") and tags.endswith("|")
+    parts = tags.removeprefix("TerminologyEntry:").rstrip("|").split("~")
+    assert len(parts) == 7
+    assert parts[2] == "SCT^74135004^Meniscus"
+    assert parts[6] == "SCT^49370004^Lateral"
     rows = np.nonzero(labels.array == 1)
     extent = " ".join(f"{int(r.min())} {int(r.max())}" for r in rows)
     assert image.GetMetaData(f"Segment{femur}_Extent") == extent
