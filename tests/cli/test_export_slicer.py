@@ -63,6 +63,7 @@ def test_export_slicer_from_catalog(
         ([str(row["id"]), "--format", "slicer", "--run", "nope"], 3, "run 'nope' not found"),
         ([str(row["id"]), "--format", "slicer", "-o", str(tmp_path / "a" / "b")], 2, "create it"),
         (["--format", "slicer"], 2, "needs SERIES"),
+        ([str(row["id"]), "--format", "slicer", "--run", "../x"], 2, "is not a run name"),
     ]
     for args, code, message in cases:
         assert main(["export", *args, *ws]) == code

@@ -5,6 +5,7 @@ DIR: ``WORKSPACE/exports/<series stem>_slicer/``."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,6 @@ def export_slicer(request: ExportRequest) -> None:
     stem = series_stem(record)
     folder = request.out or request.workspace.exports_dir / f"{stem}_slicer"
     folder = folder.expanduser().absolute()
-    if request.out is None:
-        folder.parent.mkdir(parents=True, exist_ok=True)
     if record.status != STATUS_OK:
         raise InputError(
             f"series {record.id} failed at ingest ({record.reason}); fix its files and re-run "
@@ -46,6 +45,8 @@ def export_slicer(request: ExportRequest) -> None:
         )
     names: dict[int, str] = dict(KNEE_LABELS.labels)
     if request.run is not None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", request.run):
+            raise InputError(f"--run {request.run!r} is not a run name (see `kneescope status`)")
         label_path = run_label_map(request.workspace.runs_dir / request.run, record)
         names = _recorded_names(label_path) or names
         source = f"run {request.run}"
@@ -59,6 +60,8 @@ def export_slicer(request: ExportRequest) -> None:
         source = "catalog"
     if folder.exists() and not request.overwrite:
         raise InputError(f"--out {folder} exists; pass --overwrite to replace it")
+    if request.out is None:
+        folder.parent.mkdir(parents=True, exist_ok=True)
     image = read_series(record.path, record.kind)
     labels = read_image_file(label_path)
     bundle = write_viewer_bundle(folder, image, labels, names, stem, overwrite=request.overwrite)
