@@ -29,7 +29,6 @@ brought onto it without resampling. Frame ``k`` of each segment references the s
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +44,6 @@ from kneescope.errors import DicomError, InputError
 from kneescope.io.atomic import atomic_write
 from kneescope.io.dicom_series import scan_dicom_series
 from kneescope.io.dicom_write import make_uid
-
-log = logging.getLogger(__name__)
 
 SegCompression = Literal["jpeg-ls", "rle", "none"]
 """Lossless frame compression of a written SEG: JPEG-LS lossless (1.2.840.10008.1.2.4.80),
