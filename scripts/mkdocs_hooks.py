@@ -13,7 +13,11 @@ import re
 from typing import Any
 
 _ROLE = re.compile(
-    r":(?:py:)?(?:func|class|mod|meth|attr|data|exc|obj|const):<code>(~?)([^<]*)</code>"
+    # the role's leading colon may be gone: griffe reads a Returns line ":class:`X`." as a
+    # type-less entry whose text starts "class:`X`."
+    r"(?:(?<=[\s>(])|^):?(?:py:)?(?:func|class|mod|meth|attr|data|exc|obj|const):"
+    r"<code>(~?)([^<]*)</code>",
+    flags=re.M,
 )
 _LITERAL = re.compile(r"::</p>")
 
