@@ -148,6 +148,7 @@ def test_no_pairs_and_taken_id(
     capsys.readouterr()
     assert main(["export", "--format", "nnunet", "--dataset-id", "5", *ws]) == 3
     assert "no series with a label map" in capsys.readouterr().err
+    assert not (workspace_dir / "exports").exists()  # nothing created for a refused export
     raw = tmp_path / "raw"
     (raw / "Dataset005_other").mkdir(parents=True)
     assert main(["export", "--format", "nnunet", "--dataset-id", "5", "-o", str(raw), *ws]) == 2

@@ -120,10 +120,8 @@ def export_nnunet_dataset(
     raw_dir = raw_dir.expanduser().absolute()
     if raw_dir.is_file():
         raise InputError(f"--out {raw_dir} is a file; give the nnU-Net raw folder")
-    if not raw_dir.is_dir():
-        if not create_raw_dir:
-            raise InputError(f"--out {raw_dir} does not exist; create it first")
-        raw_dir.mkdir(parents=True, exist_ok=True)
+    if not raw_dir.is_dir() and not create_raw_dir:
+        raise InputError(f"--out {raw_dir} does not exist; create it first")
     folder = dataset_folder(raw_dir, dataset_id)
     if folder.exists() and not overwrite:
         raise InputError(f"{folder} exists; pass --overwrite to replace it")
@@ -143,6 +141,7 @@ def export_nnunet_dataset(
         channel = "MRI"
     from kneescope import __version__
 
+    raw_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are checked
     dataset = write_nnunet_dataset(
         folder,
         _cases(pairs, ids),
