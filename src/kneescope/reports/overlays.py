@@ -127,9 +127,18 @@ def plate_centres(pair: RasPair) -> dict[str, tuple[int, int, int]]:
     nearest its centroid (so the slices through it cut the plate)."""
     out: dict[str, tuple[int, int, int]] = {}
     for plate, (value, _bone) in CARTILAGE_PLATES.items():
-        where = np.argwhere(pair.labels == value)
-        if len(where) == 0:
+        mask = pair.labels == value
+        spans = []
+        for axis in range(3):
+            other = tuple(a for a in range(3) if a != axis)
+            idx = np.flatnonzero(mask.any(axis=other))
+            if idx.size == 0:
+                break
+            spans.append((int(idx[0]), int(idx[-1]) + 1))
+        if len(spans) < 3:
             continue
+        box = tuple(slice(a, b) for a, b in spans)
+        where = np.argwhere(mask[box]) + np.array([a for a, _ in spans])
         centroid = where.mean(axis=0)
         nearest = where[int(np.argmin(((where - centroid) ** 2).sum(axis=1)))]
         out[plate] = (int(nearest[0]), int(nearest[1]), int(nearest[2]))
@@ -273,7 +282,7 @@ def write_png(path: Path, rgb: U8) -> Path:
         raise InputError(f"a PNG needs a uint8 (H, W, 3) array, got {rgb.dtype} {rgb.shape}")
     image = Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
     return atomic_write(
-        path, lambda tmp: image.save(tmp, format="PNG", compress_level=6), suffix=".png"
+        path, lambda tmp: image.save(tmp, format="PNG", compress_level=3), suffix=".png"
     )
 
 

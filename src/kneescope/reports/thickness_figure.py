@@ -164,7 +164,11 @@ def draw_plate(ax: Any, tmap: ThicknessMap, vmax_mm: float, *, fontsize: float =
 def _save(fig: Any, path: Path) -> Path:
     from kneescope.io.atomic import atomic_write
 
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
+    return atomic_write(
+        path,
+        lambda tmp: fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 3}),
+        suffix=".png",
+    )
 
 
 def write_plate_figure(

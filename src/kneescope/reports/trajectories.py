@@ -142,4 +142,8 @@ def write_trajectory_figure(
         unit = column.rsplit("_", 1)[-1].replace("mm3", "mm³").replace("mm2", "mm²")
         panel.ax.set_title(textwrap.fill(f"{words} ({unit})", 28), fontsize=7.5)
     figure.title.set_text(title)
-    return atomic_write(path, lambda tmp: figure.fig.savefig(tmp, format="png"), suffix=".png")
+    return atomic_write(
+        path,
+        lambda tmp: figure.fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 3}),
+        suffix=".png",
+    )
