@@ -79,6 +79,10 @@ def test_every_shipped_model_names_its_release_version_in_card_and_index() -> No
         rows = re.findall(r"^\| kneescope version \| (.+) \|$", card, flags=re.M)
         assert rows == [entry.kneescope_version], entry.name
         assert entry.name in notice, f"NOTICE does not name shipped model {entry.name}"
+    listed = _json(["models", "list"])
+    assert isinstance(listed, dict)
+    shown = {m["name"]: m["kneescope_version"] for m in listed["models"]}
+    assert shown == {e.name: e.kneescope_version for e in index.models}
 
 
 def _json(argv: list[str]) -> object:

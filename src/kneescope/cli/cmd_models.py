@@ -65,6 +65,7 @@ def _row(model: Any) -> dict[str, Any]:
         "size_bytes": e.size_bytes,
         "sha256": e.sha256,
         "default_for": list(e.default_for),
+        "kneescope_version": e.kneescope_version,
         "file": str(model.path),
         "card": str(model.card_path),
     }
