@@ -36,7 +36,8 @@ def export(
             "--output",
             "-o",
             "--out",
-            help="Output file (default: WORKSPACE/exports/).",
+            help="Output file; for slicer the folder to create, for nnunet the nnU-Net raw "
+            "folder (default: under WORKSPACE/exports/).",
             show_default=False,
         ),
     ] = None,

@@ -2,7 +2,8 @@
 
 ``cmd_export`` parses the options and dispatches on ``--format``: ``nifti``/``nrrd`` (one
 series or its label map, geometry exact), ``dicom-seg`` (a DICOM Segmentation referencing the
-source series: cli/export_dicom_seg.py), ``slicer`` (image + ``.seg.nrrd`` with segment names
+source series: cli/export_dicom_seg.py), ``dicom-sr`` (a run's biomarkers of the series as a
+DICOM SR measurement report: cli/export_dicom_sr.py), ``slicer`` (image + ``.seg.nrrd`` with segment names
 and colours, loadable in one step in 3D Slicer and ITK-SNAP: cli/export_slicer.py) and
 ``nnunet`` (an nnU-Net v2 raw dataset from the catalog's image/label pairs:
 cli/export_nnunet.py).
@@ -22,7 +23,7 @@ class ExportRequest:
 
     Attributes:
         series: catalog id or SeriesInstanceUID (None only for ``nnunet``).
-        fmt: ``nifti``, ``nrrd``, ``dicom-seg``, ``slicer`` or ``nnunet``.
+        fmt: ``nifti``, ``nrrd``, ``dicom-seg``, ``dicom-sr``, ``slicer`` or ``nnunet``.
         out: ``--output`` (a file or folder, by format), or None for the default under
             ``WS/exports/``.
         labels: export the catalog's label map of the series instead of the image.
