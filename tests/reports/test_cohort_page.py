@@ -8,6 +8,7 @@ the browser tests (tests/browser/) render the page in Chromium.
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -275,6 +276,19 @@ def test_trial_figures_come_from_the_runs_cohort_steps_and_a_trial_folder(
         ("trial: trajectories of cartilage_mm", "trajectories_cartilage_mm.png"),
     ]
     assert trial_figure_sources(tmp_path / "no-cohort-steps", None) == []
+    # a `kneescope trial` of this run in the workspace is found by its summary's source
+    ws = tmp_path / "ws"
+    for name, source in (("mine", "run visits"), ("theirs", "run other"), ("csv", "t.csv")):
+        (ws / "trials" / name).mkdir(parents=True)
+        (ws / "trials" / name / "trial_summary.json").write_text(json.dumps({"source": source}))
+        (ws / "trials" / name / "forest_a_mm.png").write_bytes(PNG_MAGIC)
+    (ws / "runs" / "visits").mkdir(parents=True)
+    found = trial_figure_sources(ws / "runs" / "visits", None)
+    assert [(title, p.parent.name) for title, p in found] == [
+        ("trial mine: forest of a_mm", "mine")
+    ]
+    # given again with --trial: listed once
+    assert trial_figure_sources(ws / "runs" / "visits", ws / "trials" / "mine") == found
     with pytest.raises(InputError, match="holds no figures"):
         trial_figure_sources(run_dir, run_dir / "cohort")  # a folder without *.png itself
     # an empty folder or none is fine for a report; a report folder needs --overwrite

@@ -134,7 +134,9 @@ def with_reviews(table: pd.DataFrame, workspace: Path, catalog_url: str | None) 
 
 def trial_figure_sources(run_dir: Path, trial_dir: Path | None) -> list[tuple[str, Path]]:
     """(title, PNG) of the figures of a trial analysed on the run: the run's cohort steps'
-    figures (``RUN/cohort/<step>/*.png``) and those of a ``kneescope trial`` output folder.
+    figures (``RUN/cohort/<step>/*.png``), those of every ``kneescope trial`` of this run in
+    the workspace (``WS/trials/<name>/`` whose ``trial_summary.json`` says ``"source": "run
+    RUN"``) and those of a ``kneescope trial`` output folder ``trial_dir``.
 
     Raises:
         InputError: ``trial_dir`` is not a folder, or holds no PNG figure.
@@ -144,19 +146,41 @@ def trial_figure_sources(run_dir: Path, trial_dir: Path | None) -> list[tuple[st
     if cohort.is_dir():
         for png in sorted(cohort.glob("*/*.png")):
             found.append((f"{png.parent.name}: {_figure_title(png)}", png))
+    folders = workspace_trials(run_dir.parent.parent, run_dir.name)
+    named = set(folders)  # labelled with their trial's name
     if trial_dir is not None:
         if not trial_dir.is_dir():
             raise InputError(
                 f"--trial {trial_dir} is not a folder; give the output folder of `kneescope trial`"
             )
-        pngs = sorted(trial_dir.glob("*.png"))
-        if not pngs:
+        if not any(trial_dir.glob("*.png")):
             raise InputError(
                 f"--trial {trial_dir} holds no figures (*.png); give the output folder of "
                 "`kneescope trial`"
             )
-        found.extend((f"trial: {_figure_title(p)}", p) for p in pngs)
+        if trial_dir.resolve() not in {f.resolve() for f in folders}:
+            folders.append(trial_dir)
+    for folder in folders:
+        label = f"trial {folder.name}" if folder in named else "trial"
+        found.extend((f"{label}: {_figure_title(p)}", p) for p in sorted(folder.glob("*.png")))
     return found
+
+
+def workspace_trials(workspace: Path, run: str) -> list[Path]:
+    """The ``kneescope trial`` output folders under ``WS/trials/`` analysing run ``run``
+    (their ``trial_summary.json`` names it as ``"source": "run RUN"``), by name; a summary
+    that cannot be read is skipped."""
+    import json
+
+    out = []
+    for summary in sorted((workspace / "trials").glob("*/trial_summary.json")):
+        try:
+            source = json.loads(summary.read_text(encoding="utf-8")).get("source")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if source == f"run {run}":
+            out.append(summary.parent)
+    return out
 
 
 def _figure_title(png: Path) -> str:
