@@ -34,7 +34,8 @@ def report(
         typer.Option(
             "--trial",
             help="Also show the figures of this `kneescope trial` output folder on the "
-            "cohort page (the run's own cohort-step figures are always shown).",
+            "cohort page (the run's cohort-step figures and its trials under "
+            "WORKSPACE/trials are always shown).",
             show_default=False,
         ),
     ] = None,
