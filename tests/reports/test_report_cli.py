@@ -217,3 +217,39 @@ def test_report_bad_input_is_one_line(report_run: Any, tmp_path: Path) -> None:
         assert "Traceback" not in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing (half-)written
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_cards_take_the_catalogs_current_review(report_run: Any, tmp_path: Path) -> None:
+    """The review columns come from the catalog now (decisions imported after the run), and
+    a knee the run redid after its re-segment decision stays ``resegmented``."""
+    from kneescope.reports.report import with_reviews
+
+    ws = tmp_path / "ws"  # a copy: the import writes into its catalog
+    shutil.copytree(report_run.workspace, ws)
+    table = pd.read_parquet(report_run.run_dir / "results.parquet")
+    first, second, third = (table.iloc[k] for k in range(3))
+    when = "2026-12-01T14:02:11Z"
+    decisions = [
+        {**{k: str(row[k]) for k in ("item_id", "subject", "visit", "side", "series")},
+         "decision": decision, "note": "", "decided_at": when}
+        for row, decision in ((first, "resegment"), (second, "resegment"), (third, "reject"))
+    ]  # fmt: skip
+    document = {
+        "format": "kneescope-qc-decisions", "version": 1, "run": report_run.name,
+        "kneescope_version": "0.1.0", "reviewer": "A. Reader", "exported_at": when,
+        "decisions": decisions,
+    }  # fmt: skip
+    (tmp_path / "d.json").write_text(json.dumps(document))
+    code, _, stderr = run_cli("qc", "import", str(tmp_path / "d.json"), "-w", str(ws))
+    assert code == 0, stderr
+    # as the run wrote it: the first knee redone after this decision, the second after an
+    # older one
+    table = table.assign(qc_review="", qc_reviewed_at="")
+    table.loc[0, ["qc_review", "qc_reviewed_at"]] = ["resegmented", when]
+    table.loc[1, ["qc_review", "qc_reviewed_at"]] = ["resegmented", "2026-11-01T09:00:00Z"]
+    out = with_reviews(table, ws, None)
+    assert list(out["qc_review"]) == ["resegmented", "resegment", "reject"] + [""] * (
+        len(table) - 3
+    )
+    assert set(out["qc_reviewer"][:3]) == {"A. Reader"} and set(out["qc_reviewer"][3:]) <= {""}
+    assert with_reviews(table, report_run.workspace, None) is table  # no reviews: unchanged

@@ -114,9 +114,10 @@ def kl_grades(run: RunData) -> dict[tuple[str, str, str], float]:
 def with_reviews(table: pd.DataFrame, workspace: Path, catalog_url: str | None) -> pd.DataFrame:
     """``table`` with each knee's current QC review from the catalog (``kneescope qc
     import``) in its review columns (``qc_review``, ``qc_reviewer``, ``qc_reviewed_at``,
-    ``qc_review_note``): the catalog's state now, not the one when the run ran. Unchanged
-    when the catalog has no reviews (or cannot be read: a warning)."""
-    from kneescope.catalog.qc_reviews import REVIEW_COLUMNS
+    ``qc_review_note``): the catalog's state now, not the one when the run ran (a knee the
+    run redid after its ``resegment`` decision stays ``resegmented``). Unchanged when the
+    catalog has no reviews (or cannot be read: a warning)."""
+    from kneescope.catalog.qc_reviews import RESEGMENTED, REVIEW_COLUMNS
     from kneescope.cohort.qc_honour import workspace_reviews
     from kneescope.workspace import Workspace
 
@@ -126,6 +127,15 @@ def with_reviews(table: pd.DataFrame, workspace: Path, catalog_url: str | None) 
     keys = ["item_id", "subject", "visit", "side", "series"]
     rows = table.reindex(columns=keys).fillna("").astype(str).to_dict("records")
     columns = [reviews.columns({str(k): v for k, v in row.items()}) for row in rows]
+    if "qc_review" in table.columns and "qc_reviewed_at" in table.columns:
+        # the run knows whether it redid a knee after its re-segment decision; the catalog
+        # alone (no computation time here) would say "resegment" still
+        states = table["qc_review"].astype(str)
+        times = table["qc_reviewed_at"].astype(str)
+        for current, state, when in zip(columns, states, times, strict=True):
+            redone = state == RESEGMENTED and current["qc_reviewed_at"] == when
+            if current["qc_review"] == "resegment" and redone:
+                current["qc_review"] = RESEGMENTED
     out = table.copy()
     for name in REVIEW_COLUMNS:
         out[name] = [c[name] for c in columns]
