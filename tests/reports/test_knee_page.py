@@ -269,3 +269,14 @@ def test_oa_scores_of_a_scored_run_are_on_the_page(
     text = (tmp_path / "r" / page.page).read_text(encoding="utf-8")
     score, p = truth[(scored.knees[0].subject, scored.knees[0].visit, scored.knees[0].side)]
     assert f"<strong>{score:.3g}</strong>" in text and f"<strong>{p:.3g}</strong>" in text
+
+
+def test_two_series_of_one_knee_visit_get_two_pages(loaded: RunData) -> None:
+    from kneescope.reports.run_data import _unique_pages
+
+    first = loaded.knees[0]
+    second = dataclasses.replace(first, item_id="series-99")
+    pages = _unique_pages([second, first])
+    assert [k.page for k in pages] == [first.page, f"knees/{first.stem}_series-99.html"]
+    assert pages[1].thumbnail == f"knees/{first.stem}_series-99/thumb.png"
+    assert pages[1].stem == f"{first.stem}_series-99"

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kneescope.errors import KneescopeError
-from kneescope.reports.names import knee_page_stem
 from kneescope.reports.run_data import (
     KneeRecord,
     ReferenceRanges,
@@ -344,7 +343,7 @@ def _write_page(job: _Job) -> KneePage:
             {
                 "visit": v.visit,
                 "current": v.item_id == knee.item_id,
-                "href": f"{knee_page_stem(v.subject, v.side, v.visit)}.html",
+                "href": f"{v.stem}.html",
             }
             for v in job.visits
         ],

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kneescope.errors import InputError, KneescopeError, NotFoundError
-from kneescope.reports.names import knee_page_path, knee_page_stem
+from kneescope.reports.names import knee_page_path, knee_page_stem, safe_part
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -118,7 +118,7 @@ class KneeRecord:
     @property
     def stem(self) -> str:
         """The page's file stem (``9000001_right_V00``): also its figure folder's name."""
-        return knee_page_stem(self.subject, self.side, self.visit)
+        return Path(self.page).stem
 
     @property
     def title(self) -> str:
@@ -415,6 +415,7 @@ def load_run(workspace: Path, name: str, *, catalog_url: str | None = None) -> R
             for k in knees
         ]
     reference = reference_ranges(table, columns, kl_of_row)
+    knees = _unique_pages(knees)
     knees.sort(key=lambda k: (k.subject, k.side, _visit_order(k.visit), k.item_id))
     figures = tuple(sorted((run_dir / "cohort").glob("*/*.png")))
     return RunData(
@@ -494,6 +495,23 @@ def _review(row: Mapping[str, Any]) -> dict[str, str]:
     if not _text(row.get("qc_review")):
         return {}
     return {c[3:]: _text(row.get(c)) for c in REVIEW_COLUMNS}
+
+
+def _unique_pages(knees: list[KneeRecord]) -> list[KneeRecord]:
+    """The knees with one page each: when several items share a knee and visit (two series
+    of one knee-visit in a run), every one but the first (by item id) gets its item id in
+    its page's name (``knees/9000001_right_V00_series-7.html``)."""
+    seen: set[str] = set()
+    out = []
+    for knee in sorted(knees, key=lambda k: k.item_id):
+        if knee.page in seen:
+            stem = f"{knee.stem}_{safe_part(knee.item_id)}"
+            knee = dataclasses.replace(
+                knee, page=f"knees/{stem}.html", thumbnail=f"knees/{stem}/thumb.png"
+            )
+        seen.add(knee.page)
+        out.append(knee)
+    return out
 
 
 def _is_nan(value: Any) -> bool:
