@@ -155,10 +155,12 @@ def test_cohort_page_flags_first_links_knees_and_escapes_markup(tmp_path: Path) 
     frame["qc_review"] = ""
     frame["qc_reviewer"] = ""
     frame["qc_reviewed_at"] = ""
-    frame.loc[10, ["qc_review", "qc_reviewer", "qc_reviewed_at"]] = [
+    frame["qc_review_note"] = ""
+    frame.loc[10, ["qc_review", "qc_reviewer", "qc_reviewed_at", "qc_review_note"]] = [
         "reject",
         "A. <b>Reader</b>",
         "2026-12-01T14:02:11Z",
+        "leaks <i>here</i>",
     ]
     html, page, summary = _render(tmp_path, frame)
 
@@ -190,7 +192,7 @@ def test_cohort_page_flags_first_links_knees_and_escapes_markup(tmp_path: Path) 
     assert html.count(">side mismatch</li>") == 2 and html.count(">missing patella</li>") == 2
     assert "not labelled femur" not in html and html.count('class="qc-reasons"') == 2
     # the catalog's review the row carries is shown (escaped) on that knee's card only
-    shown = "reviewed: reject by A. &lt;b&gt;Reader&lt;/b&gt; at 2026-12-01T14:02:11Z"
+    shown = "reviewed: reject by A. &lt;b&gt;Reader&lt;/b&gt; at 2026-12-01T14:02:11Z (leaks &lt;i"
     assert html.count(shown) == 1
 
     # the outlier is listed with a link to its knee page and drawn in the figures

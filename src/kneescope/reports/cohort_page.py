@@ -56,8 +56,8 @@ class KneeCard:
         thumbnail: its thumbnail PNG relative to the report folder, or None.
         outliers: how many key biomarkers of this knee are outliers.
         review: the catalog's reviewer decision the run's row carries (``kneescope qc
-            import``), in words (``"reject by A. Reader at 2026-12-01T14:02:11Z"``); "" when
-            not reviewed.
+            import``), in words (``"reject by A. Reader at 2026-12-01T14:02:11Z (leaks)"``);
+            "" when not reviewed.
     """
 
     item_id: str
@@ -188,12 +188,15 @@ def qc_words(row: Mapping[Any, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def _review(row: Mapping[Any, Any]) -> str:
-    """A row's catalog review (``qc_review``, ``qc_reviewer``, ``qc_reviewed_at``) in words."""
+    """A row's catalog review (``qc_review``, ``qc_reviewer``, ``qc_reviewed_at``,
+    ``qc_review_note``) in words."""
     state = _text(row.get("qc_review"))
     if not state:
         return ""
     who, when = _text(row.get("qc_reviewer")), _text(row.get("qc_reviewed_at"))
-    return state + (f" by {who}" if who else "") + (f" at {when}" if when else "")
+    note = _text(row.get("qc_review_note"))
+    text = state + (f" by {who}" if who else "") + (f" at {when}" if when else "")
+    return text + (f" ({note})" if note else "")
 
 
 def knee_cards(
