@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,6 +143,7 @@ def _overlay_context(
 
     from kneescope.core import Volume
     from kneescope.reports.overlays import write_overlays, write_png
+    from kneescope.reports.thickness_figure import PLATE_TITLES
 
     knee = job.knee
     thumb = job.report_dir / knee.thumbnail
@@ -165,19 +165,13 @@ def _overlay_context(
         problems.append(f"segmentation overlays: {exc}")
         write_png(thumb, np.full((120, 120, 3), 200, np.uint8))
         return [], str(exc), labels
-    words = {
-        "femoral": "femoral cartilage",
-        "medial_tibial": "medial tibial cartilage",
-        "lateral_tibial": "lateral tibial cartilage",
-        "patellar": "patellar cartilage",
-    }
     entries = [
         {
             "src": f"{knee.stem}/{f.path.name}",
             "width": f.width,
             "height": f.height,
-            "alt": f"sagittal, coronal and axial slices through the {words[f.plate]}",
-            "caption": f"Through the {words[f.plate]}: sagittal · coronal · axial.",
+            "alt": f"sagittal, coronal and axial slices through the {PLATE_TITLES[f.plate]}",
+            "caption": f"Through the {PLATE_TITLES[f.plate]}: sagittal · coronal · axial.",
         }
         for f in figures
         if f.plate
@@ -376,10 +370,3 @@ def _write_page(job: _Job) -> KneePage:
 def _class_key(item: tuple[str, float]) -> tuple[int, str]:
     label = item[0]
     return (int(label), label) if label.isdigit() else (10**6, label)
-
-
-def page_sizes(pages: Sequence[KneePage]) -> tuple[int, float]:
-    """(largest page size in bytes with its images, mean seconds per page)."""
-    if not pages:
-        return 0, 0.0
-    return max(p.bytes for p in pages), sum(p.seconds for p in pages) / len(pages)
