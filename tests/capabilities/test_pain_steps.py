@@ -119,7 +119,8 @@ def test_pain_step_recovers_the_generators_coefficients(
     assert table["pain"].between(0, 20).all() and len(table) == values["knee_visits"]
     assert (folder / "pain_forest.png").read_bytes()[:4] == b"\x89PNG"
     calls = {r["call"] for r in entry["catalog_reads"]}
-    assert calls == {"clinical_values"}
+    # the joined run's knees are checked against the catalog's QC review decisions
+    assert calls == {"clinical_values", "rejected_knees"}
     # phenotypes beside the catalog's baseline KL grades: every knee counted once, and the
     # phenotypes follow the stage (ARI with the grade well above chance)
     ph = pheno_entry["values"]

@@ -36,7 +36,15 @@ _CACHE_SIZE = 4
 _OPEN: OrderedDict[tuple[str, str | None], Catalog] = OrderedDict()
 _OPEN_LOCK = threading.Lock()
 
-_QUESTIONS = ("clinical", "clinical_values", "visits", "visit_dates", "series", "subjects")
+_QUESTIONS = (
+    "clinical",
+    "clinical_values",
+    "visits",
+    "visit_dates",
+    "series",
+    "subjects",
+    "rejected_knees",
+)
 """The methods whose answers a recording view digests (and :func:`replay_digest` re-asks)."""
 
 
@@ -134,6 +142,17 @@ class CatalogView:
         with self._catalog().session() as session:
             codes = sorted(str(c) for c in session.scalars(select(Subject.code)))
         return self._answer("subjects", {}, codes)
+
+    def rejected_knees(self) -> list[list[str]]:
+        """The knees whose current QC review decision is ``reject`` (``kneescope qc
+        import``), each as its :func:`~kneescope.catalog.qc_reviews.knee_key` (``["series",
+        subject, visit, side, series]`` or ``["item", item_id]``), sorted; [] when nobody
+        rejected a knee or the catalog predates reviews."""
+        from kneescope.catalog.qc_reviews import load_reviews
+
+        reviews = load_reviews(self._catalog())
+        keys = sorted(list(k) for k, r in reviews.current.items() if r.decision == "reject")
+        return self._answer("rejected_knees", {}, keys)
 
     def visits(self, subject: str) -> list[str]:
         """The visit codes of ``subject`` in time order (``["V00", "V01", ...]``); [] for an

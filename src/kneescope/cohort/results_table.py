@@ -10,6 +10,7 @@ Written atomically (temp + rename), so a reader never sees half a table.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,6 +21,8 @@ from kneescope.io.atomic import atomic_write
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from kneescope.catalog.view import CatalogView
 
 KEY_COLUMNS = ("item_id", "subject", "visit", "side", "series")
 
@@ -132,6 +135,47 @@ def write_results(
     return atomic_write(final, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
+def drop_rejected_knees(
+    table: pd.DataFrame, rejected: Sequence[Sequence[str]] = ()
+) -> pd.DataFrame:
+    """``table`` (a run's results) without the rows of knees a reviewer rejected: those whose
+    ``qc_review`` column (as of that run) says ``reject``, and those in ``rejected`` (the
+    catalog's current decisions: :meth:`CatalogView.rejected_knees`, knee keys as
+    :func:`kneescope.catalog.qc_reviews.knee_key` makes them), so a decision imported after
+    the run counts too."""
+    from kneescope.catalog.qc_reviews import knee_key
+
+    keep = [True] * len(table)
+    if "qc_review" in table.columns:
+        keep = [r != "reject" for r in table["qc_review"].tolist()]
+    if rejected and len(table):
+        wanted = {tuple(str(p) for p in key) for key in rejected}
+
+        def text(column: str) -> list[str]:
+            if column not in table.columns:
+                return [""] * len(table)
+            return ["" if v is None or v != v else str(v) for v in table[column].tolist()]
+
+        rows = zip(
+            text("item_id"),
+            text("subject"),
+            text("visit"),
+            text("side"),
+            text("series"),
+            strict=True,
+        )
+        keep = [k and knee_key(*row) not in wanted for k, row in zip(keep, rows, strict=True)]
+    return table[keep].reset_index(drop=True)
+
+
+def read_reviewed_run(run_dir: Path, view: CatalogView | None) -> pd.DataFrame:
+    """Another run's results table as cohort steps and ``kneescope trial`` join it: without
+    the knees a reviewer rejected, by that run's review columns and by the catalog's current
+    decisions (``view``; None: the columns only)."""
+    table = read_run_results(run_dir)
+    return drop_rejected_knees(table, view.rejected_knees() if view is not None else ())
+
+
 def read_run_results(run_dir: Path, *, drop_rejected: bool = False) -> pd.DataFrame:
     """A finished run's results table (``RUN/results.parquet``, else ``RUN/results.csv``, its
     subject, visit and side read as text): what cohort steps and commands join other runs by.
@@ -159,9 +203,7 @@ def read_run_results(run_dir: Path, *, drop_rejected: bool = False) -> pd.DataFr
                     f"cannot read {path} ({type(exc).__name__}: {exc}); run that pipeline "
                     "again to rewrite it"
                 ) from None
-            if drop_rejected and "qc_review" in table.columns:
-                table = table[table["qc_review"] != "reject"].reset_index(drop=True)
-            return table
+            return drop_rejected_knees(table) if drop_rejected else table
     if not run_dir.is_dir():
         raise NotFoundError(
             f"run {run_dir.name!r} not found ({run_dir} does not exist); see `kneescope status`"

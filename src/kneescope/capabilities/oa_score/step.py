@@ -79,11 +79,11 @@ class OaScore:
         """Fit or apply the score on the run's (and joined runs') results."""
         from kneescope.capabilities.oa_score.model_file import load_model, model_digest
         from kneescope.capabilities.oa_score.service import score_runs
-        from kneescope.cohort.results_table import read_run_results
+        from kneescope.cohort.results_table import read_reviewed_run
 
         tables = [results]
         for other in self.join_runs:
-            tables.append(read_run_results(context.run_dir.parent / other))
+            tables.append(read_reviewed_run(context.run_dir.parent / other, context.catalog))
         model = None
         model_hash = ""
         if self.model is not None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kneescope.cohort.results_table import read_run_results
+from kneescope.cohort.results_table import read_reviewed_run
 from kneescope.errors import InputError
 
 if TYPE_CHECKING:
@@ -157,14 +157,20 @@ def add_clinical(
     return out
 
 
-def joined_results(results: pd.DataFrame, run_dir: Path, join_runs: Sequence[str]) -> pd.DataFrame:
+def joined_results(
+    results: pd.DataFrame,
+    run_dir: Path,
+    join_runs: Sequence[str],
+    view: CatalogView | None = None,
+) -> pd.DataFrame:
     """``results`` with the rows of other runs of the same workspace appended (``join_runs``:
     run names, e.g. a radiograph run whose JSW or KL probabilities sit beside this run's MRI
     biomarkers); :func:`knee_visits` then averages each knee-visit's rows column by column,
-    so each run's columns join by subject, visit and side."""
+    so each run's columns join by subject, visit and side. Knees a reviewer rejected are left
+    out of the other runs (:func:`~kneescope.cohort.results_table.read_reviewed_run`)."""
     import pandas as pd
 
     if not join_runs:
         return results
-    others = [read_run_results(run_dir.parent / name) for name in join_runs]
+    others = [read_reviewed_run(run_dir.parent / name, view) for name in join_runs]
     return pd.concat([results, *others], ignore_index=True, sort=False)

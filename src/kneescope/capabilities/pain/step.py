@@ -87,7 +87,7 @@ class Pain:
         from kneescope.capabilities.pain.figures import save_forest
 
         cfg = self.config
-        results = joined_results(results, context.run_dir, cfg.join_runs)
+        results = joined_results(results, context.run_dir, cfg.join_runs, context.catalog)
         biomarkers = matching([str(c) for c in results.columns], cfg.biomarkers)
         if cfg.biomarkers and not biomarkers:
             raise InputError(
@@ -157,7 +157,7 @@ class Phenotypes:
         from kneescope.capabilities.pain.phenotypes import find_phenotypes, knee_trajectories
 
         cfg = self.config
-        results = joined_results(results, context.run_dir, cfg.join_runs)
+        results = joined_results(results, context.run_dir, cfg.join_runs, context.catalog)
         columns = matching([str(c) for c in results.columns], cfg.features)
         if not columns:
             raise InputError(

@@ -61,11 +61,12 @@ class Prediction:
         from kneescope.capabilities.prediction.data import knee_visit_table
         from kneescope.capabilities.prediction.evaluate import predict_outcomes
         from kneescope.capabilities.prediction.outputs import write_outputs
+        from kneescope.cohort.results_table import read_reviewed_run
         from kneescope.io.folder_writer import json_ready
 
         tables = [results]
         for other in self.join_runs:
-            tables.append(_read_results(context.run_dir.parent / other))
+            tables.append(read_reviewed_run(context.run_dir.parent / other, context.catalog))
         table = knee_visit_table(tables, context.catalog)
         result = predict_outcomes(table, self.config)
         files = write_outputs(result, context.write_output)
@@ -76,29 +77,3 @@ class Prediction:
             }
         )
         return CohortStepResult(values={"outcomes": values}, files=files)
-
-
-def _read_results(run_dir: Any) -> pd.DataFrame:
-    """Another run's results table (``RUN/results.parquet``).
-
-    Raises:
-        NotFoundError: the run has no results table.
-    """
-    from pathlib import Path
-
-    import pandas as pd
-
-    from kneescope.errors import InputError, NotFoundError
-
-    path = Path(run_dir) / "results.parquet"
-    if not path.is_file():
-        raise NotFoundError(
-            f"run {Path(run_dir).name!r} has no results table ({path}); finish it with "
-            "`kneescope run` first"
-        )
-    try:
-        return pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"cannot read {path} ({type(exc).__name__}: {exc}); run the pipeline again"
-        ) from None

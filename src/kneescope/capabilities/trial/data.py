@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from kneescope.capabilities.trial.config import TrialConfig
+from kneescope.cohort.results_table import drop_rejected_knees
 from kneescope.core.oai_layout import VISIT_MONTHS
 from kneescope.errors import InputError, NotFoundError
 
@@ -419,4 +420,8 @@ def load_data(config: TrialConfig, workspace_root: Path, view: CatalogView | Non
         return assemble(table, config, view=None, source=str(config.data.table))
     run = str(config.data.run)
     results = read_results(workspace_root / "runs" / run)
-    return assemble(results, config, view=view, source=f"run {run}")
+    kept = drop_rejected_knees(results, view.rejected_knees() if view is not None else ())
+    source = f"run {run}"
+    if len(kept) < len(results):
+        source += f" ({len(results) - len(kept)} rows of knees rejected in QC review left out)"
+    return assemble(kept, config, view=view, source=source)
