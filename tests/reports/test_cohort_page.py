@@ -301,3 +301,22 @@ def test_trial_figures_come_from_the_runs_cohort_steps_and_a_trial_folder(
     with pytest.raises(InputError, match="--overwrite"):
         check_output(tmp_path / "empty", overwrite=False)
     check_output(tmp_path / "empty", overwrite=True)
+
+
+def test_review_key_separates_runs_of_one_name_and_keeps_a_rewritten_report(
+    tmp_path: Path,
+) -> None:
+    """The browser keeps decisions per run and set of knees: the same run written again gets
+    the same key; another workspace's run of the same name (other series) another."""
+    from kneescope.reports.cohort_page import CohortPage
+
+    frame = results_table(n_subjects=3)
+    cards = knee_cards(frame, {}, {}, {})
+    page = CohortPage("demo", "0.1.0", "now", tuple(cards))
+    again = CohortPage("demo", "0.1.0", "later", tuple(reversed(cards)))
+    other = frame.assign(series=frame["series"] + ".9")
+    elsewhere = CohortPage("demo", "0.1.0", "now", tuple(knee_cards(other, {}, {}, {})))
+    assert page.review_key == again.review_key != elsewhere.review_key
+    assert page.review_key.startswith("demo:")
+    html, _, _ = _render(tmp_path, frame)
+    assert 'data-review-key="visit-run:' in html

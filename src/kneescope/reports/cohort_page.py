@@ -126,6 +126,18 @@ class CohortPage:
     max_outlier_rows: int = MAX_OUTLIER_ROWS
 
     @property
+    def review_key(self) -> str:
+        """What the browser keeps this report's decisions under (localStorage):
+        ``<run>:<12 hex digits of the run's item ids and series>``, so two workspaces with a
+        run of the same name (every demo's run is ``demo``) do not share decisions, while a
+        report written again for the same run keeps them."""
+        import hashlib
+
+        items = sorted(f"{c.item_id}|{c.series}" for c in self.cards)
+        digest = hashlib.sha256("\n".join(items).encode("utf-8")).hexdigest()[:12]
+        return f"{self.run}:{digest}"
+
+    @property
     def flagged(self) -> int:
         """How many knees have a QC flag raised."""
         return sum(1 for c in self.cards if not c.qc_ok)

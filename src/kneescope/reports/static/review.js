@@ -4,7 +4,8 @@
    Each knee card (article[data-item-id]) has radio inputs name="decision-<item_id>" with the
    values accept | reject | resegment and a textarea name="note-<item_id>"; input#reviewer
    holds the reviewer's name. Decisions persist in localStorage per run (key
-   "kneescope-qc-decisions:<run>"), so a reload or a later visit keeps them. The button
+   "kneescope-qc-decisions:<run>:<digest of the run's items>", data-review-key), so a reload
+   or a later visit keeps them, and another workspace's run of the same name does not. The button
    #export-decisions downloads qc-decisions-<run>.json:
 
    {"format": "kneescope-qc-decisions", "version": 1, "run": ..., "kneescope_version": ...,
@@ -22,7 +23,7 @@
     return;
   }
   var run = root.getAttribute("data-review-run");
-  var storageKey = "kneescope-qc-decisions:" + run;
+  var storageKey = "kneescope-qc-decisions:" + (root.getAttribute("data-review-key") || run);
   var cards = Array.prototype.slice.call(root.querySelectorAll("article[data-item-id]"));
   var reviewer = document.getElementById("reviewer");
   var exportButton = document.getElementById("export-decisions");
