@@ -280,3 +280,12 @@ def test_two_series_of_one_knee_visit_get_two_pages(loaded: RunData) -> None:
     assert [k.page for k in pages] == [first.page, f"knees/{first.stem}_series-99.html"]
     assert pages[1].thumbnail == f"knees/{first.stem}_series-99/thumb.png"
     assert pages[1].stem == f"{first.stem}_series-99"
+
+
+def test_thumbnail_cuts_the_plate_a_flag_concerns() -> None:
+    from kneescope.reports.knee_page import thumbnail_plate
+
+    assert thumbnail_plate(()) == "medial_tibial"
+    assert thumbnail_plate(("missing_lateral_meniscus", "unmeasured_values")) == "lateral_tibial"
+    assert thumbnail_plate(("unmeasured_values", "cartilage_off_bone_patellar")) == "patellar"
+    assert thumbnail_plate(("extra_components_femoral_cartilage",)) == "femoral"

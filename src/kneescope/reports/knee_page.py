@@ -160,7 +160,9 @@ def _overlay_context(
         problems.append(f"image: {exc}; the segmentation is shown on black")
         image = Volume(np.zeros(labels.array.shape, np.float32), labels.affine_ras)
     try:
-        figures = write_overlays(image, labels, folder, thumbnail=thumb)
+        figures = write_overlays(
+            image, labels, folder, thumbnail=thumb, thumbnail_plate=thumbnail_plate(knee.qc_flags)
+        )
     except KneescopeError as exc:
         problems.append(f"segmentation overlays: {exc}")
         write_png(thumb, np.full((120, 120, 3), 200, np.uint8))
@@ -179,6 +181,28 @@ def _overlay_context(
     if not entries:
         return [], "the label map holds no cartilage plate", labels
     return entries, "", labels
+
+
+_FLAG_PLATES = (
+    ("medial_tibial", "medial_tibial"),
+    ("lateral_tibial", "lateral_tibial"),
+    ("medial_meniscus", "medial_tibial"),
+    ("lateral_meniscus", "lateral_tibial"),
+    ("femoral", "femoral"),
+    ("patellar", "patellar"),
+    ("patella", "patellar"),
+)
+
+
+def thumbnail_plate(flags: tuple[str, ...]) -> str:
+    """The plate a knee's thumbnail cuts: the one its first structure-specific QC flag
+    concerns (a meniscus: its tibial plate), else the medial tibial plate (where OA shows
+    first)."""
+    for flag in flags:
+        for word, plate in _FLAG_PLATES:
+            if word in flag:
+                return plate
+    return "medial_tibial"
 
 
 def _png_size(path: Path) -> tuple[int, int]:

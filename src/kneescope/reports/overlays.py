@@ -307,11 +307,12 @@ def write_overlays(
     max_panel_px: int = 240,
     thumbnail: Path | None = None,
     thumbnail_px: int = 160,
+    thumbnail_plate: str = "medial_tibial",
 ) -> list[OverlayFigure]:
     """Write ``overlay_<plate>.png`` into ``folder`` for each cartilage plate present in
     ``labels``: sagittal, coronal and axial slices through the plate's centre side by side;
-    and, with ``thumbnail``, a small sagittal overlay through the medial tibial plate (else
-    the first plate, else the knee's centre) there.
+    and, with ``thumbnail``, a small sagittal overlay through ``thumbnail_plate`` (else the
+    first plate, else the knee's centre) there.
 
     Args:
         image: the knee's image (any orientation).
@@ -321,6 +322,7 @@ def write_overlays(
         max_panel_px: largest side of one panel in pixels (keeps pages small).
         thumbnail: path of the thumbnail PNG, or None for none.
         thumbnail_px: the thumbnail's largest side in pixels.
+        thumbnail_plate: the plate the thumbnail's slice passes through.
 
     Returns:
         The figures written, plates in :data:`~kneescope.core.labels.CARTILAGE_PLATES` order,
@@ -340,7 +342,7 @@ def write_overlays(
         path = write_png(folder / f"overlay_{plate}.png", rgb)
         out.append(OverlayFigure(plate, path, rgb.shape[1], rgb.shape[0], at))
     if thumbnail is not None:
-        at = centres.get("medial_tibial") or next(
+        at = centres.get(thumbnail_plate) or next(
             iter(centres.values()),
             tuple(n // 2 for n in pair.labels.shape),  # type: ignore[arg-type]
         )
