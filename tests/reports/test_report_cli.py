@@ -80,14 +80,15 @@ def _trial_figure(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def report(report_run: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The report of ``report_run`` written once for this module into the default folder of
-    a copy of its workspace, with a trial folder's figure and 2 worker processes."""
+    a copy of its workspace, with a trial folder's figure (one process: the slow test below
+    draws with 2 worker processes)."""
     root = tmp_path_factory.mktemp("report")
     ws = root / "ws"
     shutil.copytree(report_run.workspace, ws)
     figure = _trial_figure(root / "trial")
     code, stdout, stderr = run_cli(
         "report", "--run", report_run.name, "-w", str(ws), "--trial", str(figure.parent),
-        "-j", "2", "--json",
+        "--json",
     )  # fmt: skip
     assert code == 0, stderr
     out = ws / "reports" / report_run.name
@@ -158,7 +159,8 @@ def test_report_overwrite_replaces_the_folder_and_shows_catalog_reviews(
 ) -> None:
     """With --overwrite an earlier report is replaced whole (a file only the old one had is
     gone: the folder is renamed in, not written over), and a decision imported into the
-    catalog since the run is shown on the knee's card (the catalog's state now)."""
+    catalog since the run is shown on the knee's card (the catalog's state now); the knee
+    pages drawn by 2 worker processes."""
     ws = tmp_path / "ws"  # a copy: the import writes into its catalog
     shutil.copytree(report_run.workspace, ws)
     item = report_run.flagged_items[0]
@@ -183,7 +185,7 @@ def test_report_overwrite_replaces_the_folder_and_shows_catalog_reviews(
     code, _, stderr = run_cli("qc", "import", str(tmp_path / "d.json"), "-w", str(ws))
     assert code == 0, stderr
     code, _, stderr = run_cli(
-        "report", "--run", report_run.name, "-w", str(ws), "-o", str(out), "--overwrite"
+        "report", "--run", report_run.name, "-w", str(ws), "-o", str(out), "--overwrite", "-j", "2"
     )
     assert code == 0, stderr
     assert not (out / "stale.png").exists()
