@@ -289,3 +289,15 @@ def test_thumbnail_cuts_the_plate_a_flag_concerns() -> None:
     assert thumbnail_plate(("missing_lateral_meniscus", "unmeasured_values")) == "lateral_tibial"
     assert thumbnail_plate(("unmeasured_values", "cartilage_off_bone_patellar")) == "patellar"
     assert thumbnail_plate(("extra_components_femoral_cartilage",)) == "femoral"
+
+
+def test_a_knee_without_segmentation_gets_a_page_and_a_placeholder(
+    loaded: RunData, tmp_path: Path
+) -> None:
+    knee = dataclasses.replace(loaded.knees[0], labels_path=None, maps_path=None)
+    (page,) = write_knee_pages(dataclasses.replace(loaded, knees=(knee,)), tmp_path)
+    assert any("no label map" in p for p in page.problems)
+    assert (tmp_path / page.thumbnail).read_bytes()[:8] == PNG_MAGIC  # the grid still loads
+    text = (tmp_path / page.page).read_text(encoding="utf-8")
+    assert "No overlay:" in text and "did not keep thickness maps" in text
+    assert "<img" not in text  # nothing to show, nothing broken
