@@ -37,9 +37,10 @@ def chromium_executable() -> str:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser() -> Iterator[object]:
-    """One headless Chromium for the whole session (a ``playwright.sync_api.Browser``)."""
+    """One headless Chromium per test module (a ``playwright.sync_api.Browser``), closed with
+    the module: no browser or Playwright event loop outlives the browser tests."""
     executable = chromium_executable()
     from playwright.sync_api import sync_playwright
 
