@@ -120,10 +120,14 @@ def test_the_tables_own_review_column_counts_without_a_catalog() -> None:
             "subject": ["1", "1", "2"],
             "visit": ["V00", "V00", "V00"],
             "side": ["right", "left", "right"],
-            "series": ["s1", "s2", "s3"],
+            "series": ["1.2.9.1", "1.2.9.2", "Sag DESS"],
             "qc_review": ["accept", "reject", None],
         }
     )
     assert drop_rejected_knees(table)["item_id"].tolist() == ["a", "c"]
-    both = drop_rejected_knees(table, [["series", "2", "V00", "right", "s3"]])
-    assert both["item_id"].tolist() == ["a"]
+    # a DICOM series is one knee whatever the item; a series known only by its description
+    # (not stable, not unique) is its item
+    by_uid = drop_rejected_knees(table, [["series", "1", "V00", "right", "1.2.9.1"]])
+    assert by_uid["item_id"].tolist() == ["c"]
+    assert drop_rejected_knees(table, [["item", "c"]])["item_id"].tolist() == ["a"]
+    assert len(drop_rejected_knees(table, [["series", "2", "V00", "right", "Sag DESS"]])) == 2

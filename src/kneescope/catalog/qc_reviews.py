@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -198,11 +199,15 @@ def read_decisions_file(path: Path) -> ReadFile:
     return ReadFile(path, hashlib.sha256(raw).hexdigest(), content)
 
 
+_DICOM_UID = re.compile(r"[0-9]+(\.[0-9]+)+")
+
+
 def knee_key(item_id: str, subject: str, visit: str, side: str, series: str) -> tuple[str, ...]:
-    """What a decision is about: the knee's subject, visit, side and series when the item
-    names its series (catalog items do), else the item id (as a run's results table tells
-    two records of one item apart)."""
-    if series:
+    """What a decision is about: the knee's subject, visit, side and SeriesInstanceUID when
+    the item names a DICOM series (so another run over the same series follows it), else the
+    item id (``series-<catalog id>`` for a catalog series without a UID, whose ``series``
+    column is its description: neither stable nor unique; a file-list item's own id)."""
+    if series and _DICOM_UID.fullmatch(series):
         return ("series", subject or "", visit or "", side or "", series)
     return ("item", item_id)
 
