@@ -29,6 +29,10 @@ the knee pages on ``--workers`` processes; the cohort page), each with its wall 
 (this process and its reaped workers): on a machine shared with other work the wall time
 overstates what 2 quiet cores take, and ``serial CPU + knee-page CPU / workers`` estimates it.
 
+With ``--check-pages`` every page of the report also goes through the browser tests' checks
+(``tests/browser/browser_checks.py``: images loaded, failed requests, script errors, dialogs,
+horizontal overflow at 1280 px); the pages with a problem are listed.
+
 Prints one JSON object (and a Markdown summary on stderr).
 """
 
@@ -231,6 +235,45 @@ def report_phases(ws: Path, run: str, out: Path, workers: int) -> dict[str, Any]
     return phases
 
 
+def check_pages(folder: Path) -> dict[str, Any]:
+    """The browser tests' checks on every page of the report ``folder``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "browser"))
+    from browser_checks import (
+        broken_images,
+        horizontal_overflow,
+        open_file,
+        watch_page,
+    )
+    from playwright.sync_api import sync_playwright
+
+    executable = os.environ.get("KNEESCOPE_TEST_CHROMIUM") or shutil.which("chromium") or ""
+    pages = [folder / "index.html", *sorted((folder / "knees").glob("*.html"))]
+    problems: dict[str, Any] = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            for path in pages:
+                watched = watch_page(context.new_page())
+                open_file(watched, path)
+                found = {
+                    "broken_images": broken_images(watched.page),
+                    "overflow": horizontal_overflow(watched.page)[:5],
+                    "failed_requests": watched.failed_requests,
+                    "errors": watched.page_errors + watched.console_errors,
+                    "dialogs": watched.dialogs,
+                }
+                found = {k: v for k, v in found.items() if v}
+                if found:
+                    problems[str(path.relative_to(folder))] = found
+                watched.page.close()
+        finally:
+            browser.close()
+    return {"pages": len(pages), "pages_with_problems": len(problems), "problems": problems}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("report_speed_data"))
@@ -242,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loads", type=int, default=5)
     parser.add_argument("--out", type=Path, help="report folder (default: DATA/report)")
     parser.add_argument("--phases", action="store_true", help="also time each phase in-process")
+    parser.add_argument("--check-pages", action="store_true", help="browser checks on every page")
     args = parser.parse_args(argv)
 
     if args.workspace is not None:
@@ -284,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         "cohort_load_s_max": round(max(load_s), 3),
         "cohort_loads": loads,
     }
+    if args.check_pages:
+        result["page_checks"] = check_pages(out)
     if args.phases:
         phases_out = out.with_name(out.name + "-phases")
         result["phases"] = report_phases(ws, args.run, phases_out, args.workers)
