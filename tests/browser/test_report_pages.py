@@ -6,7 +6,8 @@ browser at 1280 px: every page loads with every image, no failed request, no scr
 nothing sticking out horizontally (screenshots under the test's tmp folder); the hostile
 description is shown as text and never runs; the review controls work end to end: decisions
 clicked on the cohort page survive a reload, "Export decisions" downloads the file, ``kneescope
-qc import`` writes it into the catalog, and the next report shows the review on the knee's card.
+qc import`` writes it into the catalog, and (slow suite) the next run's results and report show
+the review on the knee's card and page.
 """
 
 from __future__ import annotations
@@ -121,12 +122,14 @@ def test_knee_pages_load_every_image_fit_1280px_and_show_header_as_text(
         _assert_page_clean(browser_page, tmp_path / f"{Path(href).stem}.png")
 
 
-def test_review_controls_export_import_and_show_in_next_report(
+def _decide_and_export(
     browser_page: WatchedPage, built_run: ReportRun, report_dir: Path, tmp_path: Path
-) -> None:
+) -> tuple[Path, str, str, str]:
+    """On the cohort page: reject a knee QC passed (with a note holding markup), accept the
+    flagged one, enter the reviewer, export. Checks the page's behaviour on the way and the
+    downloaded file; returns (decisions file, rejected item, accepted item, note)."""
     page = browser_page.page
     open_file(browser_page, report_dir / "index.html")
-    # a reviewer overrides QC on the flagged knee (accept) and rejects a knee QC passed
     accepted = built_run.hostile_item
     rejected = next(i for i, k in built_run.knees.items() if not k.flagged and k.visit == "V01")
     note = "cartilage leaks into fluid <script>window.__xss=3</script>"
@@ -167,17 +170,42 @@ def test_review_controls_export_import_and_show_in_next_report(
             knee.visit,
             knee.side,
         )
+    assert browser_page.dialogs == [] and browser_page.page_errors == []
+    assert page.evaluate(f"() => window.{XSS_FLAG} === undefined")
+    return decisions_file, rejected, accepted, note
 
-    # kneescope qc import writes both into the catalog, with the reviewer and the note
+
+def _import_into_copy(built_run: ReportRun, decisions_file: Path, tmp_path: Path) -> Path:
+    """``kneescope qc import`` of the file into a copy of the run's workspace; the copy."""
     workspace = tmp_path / "ws"  # a copy: the import writes into its catalog
     shutil.copytree(built_run.workspace, workspace)
     code, _, err = _cli("qc", "import", str(decisions_file), "-w", str(workspace), "--json")
     assert code == 0, err
+    return workspace
+
+
+def test_review_controls_export_a_file_that_qc_import_takes(
+    browser_page: WatchedPage, built_run: ReportRun, report_dir: Path, tmp_path: Path
+) -> None:
+    decisions_file, rejected, accepted, note = _decide_and_export(
+        browser_page, built_run, report_dir, tmp_path
+    )
+    # kneescope qc import writes both into the catalog, with the reviewer and the note
+    workspace = _import_into_copy(built_run, decisions_file, tmp_path)
     code, out, err = _cli("qc", "list", "-w", str(workspace), "--json")
     assert code == 0, err
     listed = {(d["item_id"], d["decision"], d["reviewer"], d["note"]) for d in json.loads(out)}
     assert listed == {(rejected, "reject", REVIEWER, note), (accepted, "accept", REVIEWER, "")}
 
+
+@pytest.mark.slow
+def test_review_shows_in_the_next_runs_results_and_report(
+    browser_page: WatchedPage, built_run: ReportRun, report_dir: Path, tmp_path: Path
+) -> None:
+    decisions_file, rejected, _, note = _decide_and_export(
+        browser_page, built_run, report_dir, tmp_path
+    )
+    workspace = _import_into_copy(built_run, decisions_file, tmp_path)
     # the next run of the same pipeline carries the review in its results (rejected knees
     # flagged, not dropped: the default), and its report shows it, as text
     config = tmp_path / "run.toml"
@@ -193,6 +221,7 @@ def test_review_controls_export_import_and_show_in_next_report(
     assert reviewed.loc[rejected, "qc_review"] == "reject"
     assert reviewed.loc[rejected, "qc_reviewer"] == REVIEWER
     second = _report(workspace, built_run.name, tmp_path / "after")
+    page = browser_page.page
     open_file(browser_page, second / "index.html")
     review = page.locator(f'article[data-item-id="{rejected}"] .knee-review').inner_text()
     assert "reject" in review and REVIEWER in review
@@ -202,3 +231,36 @@ def test_review_controls_export_import_and_show_in_next_report(
     assert "reject" in knee_review and REVIEWER in knee_review and note in knee_review
     assert browser_page.dialogs == [] and browser_page.page_errors == []
     assert page.evaluate(f"() => window.{XSS_FLAG} === undefined")
+
+
+def test_review_filter_count_and_clear(
+    browser_page: WatchedPage, built_run: ReportRun, report_dir: Path
+) -> None:
+    page = browser_page.page
+    open_file(browser_page, report_dir / "index.html")
+    n, flagged = len(built_run.knees), set(built_run.flagged_items)
+
+    def shown() -> set[str]:
+        ids = page.locator("article[data-item-id]:visible").evaluate_all(
+            "els => els.map(e => e.dataset.itemId)"
+        )
+        return {str(i) for i in ids}
+
+    assert shown() == set(built_run.knees)
+    assert page.inner_text("#review-count").startswith(f"0 of {n} knees decided")
+    page.select_option("#review-filter", "flagged")
+    assert shown() == flagged
+    decided = next(iter(flagged))
+    page.check(f'input[name="decision-{decided}"][value="resegment"]')
+    page.select_option("#review-filter", "decided")
+    assert shown() == {decided}
+    assert page.inner_text("#review-count").startswith(f"1 of {n} knees decided")
+    page.select_option("#review-filter", "undecided")
+    assert shown() == set(built_run.knees) - {decided}
+    # clear takes the decision back, also from the stored state
+    page.select_option("#review-filter", "all")
+    page.click(f'article[data-item-id="{decided}"] button.clear-decision')
+    page.reload(wait_until="load")
+    assert not page.is_checked(f'input[name="decision-{decided}"][value="resegment"]')
+    assert page.inner_text("#review-count").startswith(f"0 of {n} knees decided")
+    assert browser_page.page_errors == [] and browser_page.dialogs == []
