@@ -202,7 +202,7 @@ def test_review_controls_export_a_file_that_qc_import_takes(
 def test_review_shows_in_the_next_runs_results_and_report(
     browser_page: WatchedPage, built_run: ReportRun, report_dir: Path, tmp_path: Path
 ) -> None:
-    decisions_file, rejected, _, note = _decide_and_export(
+    decisions_file, rejected, accepted, note = _decide_and_export(
         browser_page, built_run, report_dir, tmp_path
     )
     workspace = _import_into_copy(built_run, decisions_file, tmp_path)
@@ -220,6 +220,9 @@ def test_review_shows_in_the_next_runs_results_and_report(
     reviewed = rows.set_index("item_id")
     assert reviewed.loc[rejected, "qc_review"] == "reject"
     assert reviewed.loc[rejected, "qc_reviewer"] == REVIEWER
+    # the flagged knee's series has no UID and its description changed after the first run:
+    # its decision still belongs to it (the item), not to the description
+    assert reviewed.loc[accepted, "qc_review"] == "accept"
     second = _report(workspace, built_run.name, tmp_path / "after")
     page = browser_page.page
     open_file(browser_page, second / "index.html")
