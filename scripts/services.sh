@@ -129,8 +129,9 @@ start_r() {
 }
 
 start_chromium() {
-    # Debian's chromium (Playwright drives it through executable_path; no browser download)
-    _apt_install --no-install-recommends chromium chromium-driver \
+    # Debian's chromium (Playwright drives it through executable_path; no browser download);
+    # fonts-liberation is only recommended by chromium: without a font pages render no text
+    _apt_install --no-install-recommends chromium chromium-driver fonts-liberation \
         || { _log "chromium could not be installed"; return 1; }
     local bin
     bin=$(command -v chromium) || { _log "chromium installed but not on PATH"; return 1; }
