@@ -3,10 +3,10 @@
 ``cmd_export`` parses the options and dispatches on ``--format``: ``nifti``/``nrrd`` (one
 series or its label map, geometry exact), ``dicom-seg`` (a DICOM Segmentation referencing the
 source series: cli/export_dicom_seg.py), ``dicom-sr`` (a run's biomarkers of the series as a
-DICOM SR measurement report: cli/export_dicom_sr.py), ``slicer`` (image + ``.seg.nrrd`` with segment names
-and colours, loadable in one step in 3D Slicer and ITK-SNAP: cli/export_slicer.py) and
-``nnunet`` (an nnU-Net v2 raw dataset from the catalog's image/label pairs:
-cli/export_nnunet.py).
+DICOM SR measurement report: cli/export_dicom_sr.py), ``slicer`` (image + ``.seg.nrrd`` with
+segment names and colours, loadable in one step in 3D Slicer and ITK-SNAP:
+cli/export_slicer.py) and ``nnunet`` (an nnU-Net v2 raw dataset from the catalog's image/label
+pairs: cli/export_nnunet.py).
 """
 
 from __future__ import annotations
