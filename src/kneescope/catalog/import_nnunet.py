@@ -23,11 +23,9 @@ import time
 from pathlib import Path
 
 from kneescope.catalog.database import Catalog
-from kneescope.catalog.identity import MovedSeries, relativize_paths
-from kneescope.catalog.manifest import ManifestRow, _ingest_row
+from kneescope.catalog.manifest import ManifestRow, ingest_rows
 from kneescope.catalog.naming import normalize_visit, side_from_text
 from kneescope.catalog.report import IngestReport
-from kneescope.catalog.rows import RowWriter
 from kneescope.catalog.tables import read_table
 from kneescope.core.labels import KNEE_LABELS
 from kneescope.io.nnunet_dataset import NnunetDataset, read_nnunet_dataset
@@ -50,15 +48,7 @@ def import_nnunet_dataset(catalog: Catalog, folder: Path) -> IngestReport:
             "kneescope's, so its label maps were not attached; train on the dataset directly "
             "(data_dir) to match them by name"
         )
-    keys = {row.path: catalog.stored(row.path) for row in rows}
-    with catalog.session() as session:
-        relativize_paths(session, catalog.root)
-        writer = RowWriter(session, cohort=None)
-        moved = MovedSeries(session, catalog.root, set(keys.values()))
-        for row in rows:
-            _ingest_row(
-                session, writer, row, keys[row.path], catalog.root, moved, folder, {}, report
-            )
+    ingest_rows(catalog, rows, folder, {}, report)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -213,6 +213,21 @@ def import_manifest(catalog: Catalog, source: Path) -> IngestReport:
     rows = parse_manifest(read_table(manifest))
     report = IngestReport(kind="manifest", source=str(manifest))
     conventional = index_label_folder(manifest.parent / LABELS_FOLDER)
+    ingest_rows(catalog, rows, manifest.parent, conventional, report)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def ingest_rows(
+    catalog: Catalog,
+    rows: list[ManifestRow],
+    root: Path,
+    conventional: dict[str, Path],
+    report: IngestReport,
+) -> None:
+    """Catalog ``rows`` (relative paths relative to ``root``) in one transaction, counting
+    into ``report``: what the manifest importer and the nnU-Net dataset importer share.
+    ``conventional``: label maps found by name in a ``labels/`` folder ({} for none)."""
     keys = {row.path: catalog.stored(row.path) for row in rows}
     with catalog.session() as session:
         relativize_paths(session, catalog.root)
@@ -220,11 +235,9 @@ def import_manifest(catalog: Catalog, source: Path) -> IngestReport:
         moved = MovedSeries(session, catalog.root, set(keys.values()))
         for row in rows:
             _ingest_row(
-                session, writer, row, keys[row.path], catalog.root, moved, manifest.parent,
+                session, writer, row, keys[row.path], catalog.root, moved, root,
                 conventional, report,
             )  # fmt: skip
-    report.seconds = time.perf_counter() - start
-    return report
 
 
 def _ingest_row(
