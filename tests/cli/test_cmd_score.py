@@ -253,7 +253,8 @@ def test_oa_score_cohort_step_fits_on_the_run_and_joins_another(
     assert values["catalog_run"] == "mri+xray.oa_score" and values["values_stored"] == 56 * 6
     assert set(values["coefficients_per_sd"]) == set(values["features"])
     assert values["coefficients_per_sd"]["mjsw_medial_mm"] < 0
-    assert [r["call"] for r in entry["catalog_reads"]] == ["clinical_values"]
+    # the joined run's rejected knees (QC review), then the readers' grades
+    assert [r["call"] for r in entry["catalog_reads"]] == ["rejected_knees", "clinical_values"]
     scores = pd.read_csv(run_dir / entry["files"]["scores"]["path"], dtype={"subject": str})
     assert (run_dir / "cohort" / "oa_score" / "oa_score_model.json").is_file()
     known = scores.merge(truth, on=["subject", "visit", "side"])

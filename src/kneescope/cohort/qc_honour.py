@@ -39,7 +39,7 @@ _SHOWN = 200
 
 def workspace_reviews(workspace: Workspace) -> Reviews:
     """The reviews in the workspace catalog; none when the workspace has no catalog, or
-    (with a warning) when the catalog cannot be read: a run then stops later, where it
+    (logged at info level) when the catalog cannot be read: a run then stops later, where it
     stores its results in the catalog, with its own message."""
     from kneescope.catalog.database import Catalog
     from kneescope.catalog.qc_reviews import load_reviews
@@ -52,12 +52,13 @@ def workspace_reviews(workspace: Workspace) -> Reviews:
     except NotFoundError:
         return Reviews()
     except CatalogError as exc:
-        log.warning("QC review decisions not read: %s", exc)
+        # not a warning: the run's one error line, where it stores its results, says it
+        log.info("QC review decisions not read: %s", exc)
         return Reviews()
     try:
         return load_reviews(catalog)
     except CatalogError as exc:
-        log.warning("QC review decisions not read: %s", exc)
+        log.info("QC review decisions not read: %s", exc)
         return Reviews()
     finally:
         catalog.close()
