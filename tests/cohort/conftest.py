@@ -102,6 +102,9 @@ SLOW_SLURM_CASES = frozenset(
         "test_rerun_skips_unchanged_and_reruns_only_what_changed[slurm]",
         "test_failed_items_are_retried_up_to_the_limit[slurm]",
         "test_ctrl_c_stops_cleanly_and_resumes[slurm]",
+        # kill -9 of the driver is the local case's logic; a Slurm worker's death stays in the
+        # default suite (scancel of a worker job, a worker that dies)
+        "test_kill_9_of_the_driver_then_resume[slurm]",
     }
 )
 
