@@ -95,7 +95,7 @@ def synth_catalog_template(tmp_path_factory: pytest.TempPathFactory) -> SynthCat
 
 
 # Slurm cases whose logic the local and running-cluster cases check in the default suite (and
-# Slurm itself stays there through the provenance, kill -9, scancel and training tests): in the
+# Slurm itself stays there through the provenance, scancel, dying-worker and training tests): in the
 # slow suite, to keep the default suite under 10 minutes on 2 cores (~36 s, issue 17).
 SLOW_SLURM_CASES = frozenset(
     {
