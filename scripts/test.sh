@@ -40,4 +40,5 @@ source scripts/services.sh start
 trap 'bash scripts/services.sh stop' EXIT
 
 echo "== pytest"
-python -m pytest "$@"
+# both cores (pytest-xdist); tests of one outside service, or of the browser, share a worker
+python -m pytest -n 2 --dist loadgroup "$@"

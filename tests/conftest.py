@@ -19,6 +19,23 @@ def require_service(env_var: str, what: str) -> str:
     pytest.skip(message)
 
 
+# Under pytest-xdist (scripts/test.sh: -n 2 --dist loadgroup) the tests of one shared outside
+# resource run on one worker, one after another: the one-node Slurm cluster and the PostgreSQL
+# server (a test may create and drop what another reads), and the headless browser.
+_SERVICE_FIXTURES = frozenset({"pg_url", "slurm_available", "catalog_url"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the tests of a shared outside resource into one xdist group each."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        node = item.nodeid.lower()
+        if names & _SERVICE_FIXTURES or "slurm" in node or "postgres" in node:
+            item.add_marker(pytest.mark.xdist_group("services"))
+        elif node.startswith("tests/browser/"):
+            item.add_marker(pytest.mark.xdist_group("browser"))
+
+
 @pytest.fixture
 def pg_url() -> str:
     """SQLAlchemy URL of the throwaway PostgreSQL server started by scripts/services.sh."""
