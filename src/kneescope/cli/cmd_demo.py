@@ -562,6 +562,7 @@ def _render(console: Any, payload: dict[str, Any]) -> None:
         console.print(f"  check against the truth    {payload['truth_check']}", highlight=False)
     ws = payload["workspace"]
     console.print(
-        f"\nNext: kneescope catalog -w {ws} --summary; kneescope status -w {ws}",
+        f"\nNext: kneescope report --run demo -w {ws} (HTML pages: overlays, thickness maps, "
+        f"QC in words); kneescope catalog -w {ws} --summary; kneescope status -w {ws}",
         highlight=False,
     )
