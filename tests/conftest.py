@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,35 @@ def workspace_dir(tmp_path: Path) -> Path:
     ws = tmp_path / "ws"
     ws.mkdir()
     return ws
+
+
+# DICOM Segmentation and Comprehensive 3D SR storage classes: what kneescope's exports write
+_CHECKED_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.34")
+
+
+def _is_checked_dicom(path: Path) -> bool:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except pydicom.errors.InvalidDicomError:
+        return False
+    return str(ds.get("SOPClassUID", "")) in _CHECKED_SOP_CLASSES
+
+
+@pytest.fixture
+def dicom_objects_pass_dciodvfy(tmp_path: Path) -> Iterator[None]:
+    """After the test: every DICOM SEG and SR it left under ``tmp_path`` has 0 ``dciodvfy``
+    errors (dicom3tools; required when ``KNEESCOPE_REQUIRE_SERVICES`` is set)."""
+    yield
+    objects = [p for p in sorted(tmp_path.rglob("*.dcm")) if _is_checked_dicom(p)]
+    if not objects:
+        return
+    if shutil.which("dciodvfy") is None:
+        if os.environ.get("KNEESCOPE_REQUIRE_SERVICES"):
+            pytest.fail("dciodvfy (dicom3tools) is required but not installed")
+        return
+    for path in objects:
+        out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+        errors = [x for x in (out.stdout + out.stderr).splitlines() if x.startswith("Error")]
+        assert errors == [], path

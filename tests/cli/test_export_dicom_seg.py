@@ -7,10 +7,6 @@ voxel, ``dciodvfy`` 0 errors on every SEG and SR written; bad input one line and
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,34 +24,8 @@ from kneescope.io.dicom_write import DicomWriteMeta, write_dicom_series
 
 SHAPE = (16, 14, 8)
 VALUES = {name: value for value, name in KNEE_LABELS.labels.items()}
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-SR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
-
-
-def _is_seg(path: Path) -> bool:
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except pydicom.errors.InvalidDicomError:
-        return False
-    return str(ds.get("SOPClassUID", "")) in (SEG_SOP_CLASS, SR_SOP_CLASS)
-
-
-@pytest.fixture(autouse=True)
-def every_seg_passes_dciodvfy(tmp_path: Path) -> Iterator[None]:
-    """After each test: every DICOM SEG (and SR) it wrote under tmp_path has 0 dciodvfy
-    errors."""
-    yield
-    segs = [p for p in sorted(tmp_path.rglob("*.dcm")) if _is_seg(p)]
-    if not segs:
-        return
-    if shutil.which("dciodvfy") is None:
-        if os.environ.get("KNEESCOPE_REQUIRE_SERVICES"):
-            pytest.fail("dciodvfy (dicom3tools) is required but not installed")
-        return
-    for path in segs:
-        out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
-        errors = [x for x in (out.stdout + out.stderr).splitlines() if x.startswith("Error")]
-        assert errors == [], path
+# every DICOM SEG and SR a test leaves is checked by dciodvfy (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("dicom_objects_pass_dciodvfy")
 
 
 def _knee(n: int) -> tuple[Volume, Volume]:

@@ -5,10 +5,7 @@ standard codes in the file, lossless compression, and ``dciodvfy`` on every SEG 
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,32 +48,8 @@ def _orthonormal(axes: np.ndarray) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def _dciodvfy_errors(path: Path) -> list[str]:
-    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
-    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
-
-
-def _is_seg(path: Path) -> bool:
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except pydicom.errors.InvalidDicomError:
-        return False
-    return str(ds.get("SOPClassUID", "")) == "1.2.840.10008.5.1.4.1.1.66.4"
-
-
-@pytest.fixture(autouse=True)
-def every_seg_passes_dciodvfy(tmp_path: Path) -> Iterator[None]:
-    """After each test: every DICOM SEG it left under tmp_path has 0 dciodvfy errors."""
-    yield
-    segs = [p for p in sorted(tmp_path.rglob("*.dcm")) if _is_seg(p)]
-    if not segs:
-        return
-    if shutil.which("dciodvfy") is None:
-        if os.environ.get("KNEESCOPE_REQUIRE_SERVICES"):
-            pytest.fail("dciodvfy (dicom3tools) is required but not installed")
-        return
-    for path in segs:
-        assert _dciodvfy_errors(path) == [], path
+# every DICOM SEG and SR a test leaves is checked by dciodvfy (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("dicom_objects_pass_dciodvfy")
 
 
 def test_dciodvfy_available() -> None:

@@ -5,10 +5,6 @@ written here."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import highdicom as hd
@@ -49,32 +45,8 @@ BIOMARKERS = [
 ]
 
 
-def _dciodvfy_errors(path: Path) -> list[str]:
-    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
-    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
-
-
-def _is_sr(path: Path) -> bool:
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except pydicom.errors.InvalidDicomError:
-        return False
-    return str(ds.get("SOPClassUID", "")) == COMPREHENSIVE_3D_SR
-
-
-@pytest.fixture(autouse=True)
-def every_sr_passes_dciodvfy(tmp_path: Path) -> Iterator[None]:
-    """After each test: every DICOM SR it left under tmp_path has 0 dciodvfy errors."""
-    yield
-    reports = [p for p in sorted(tmp_path.rglob("*.dcm")) if _is_sr(p)]
-    if not reports:
-        return
-    if shutil.which("dciodvfy") is None:
-        if os.environ.get("KNEESCOPE_REQUIRE_SERVICES"):
-            pytest.fail("dciodvfy (dicom3tools) is required but not installed")
-        return
-    for path in reports:
-        assert _dciodvfy_errors(path) == [], path
+# every DICOM SEG and SR a test leaves is checked by dciodvfy (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("dicom_objects_pass_dciodvfy")
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
