@@ -68,15 +68,9 @@ name = "measure"
 kind = "dask"
 workers = {workers}
 """
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+# the browser tests' checks and Chromium flags (one place: tests/browser/browser_checks.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "browser"))
+from browser_checks import CHROMIUM_ARGS  # noqa: E402
 
 
 def _kneescope(*argv: str, ok: tuple[int, ...] = (0, 1)) -> None:
@@ -141,7 +135,7 @@ def chromium_loads(index: Path, loads: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+            executable_path=executable, headless=True, args=list(CHROMIUM_ARGS)
         )
         try:
             for _ in range(loads):
@@ -237,7 +231,6 @@ def report_phases(ws: Path, run: str, out: Path, workers: int) -> dict[str, Any]
 
 def check_pages(folder: Path) -> dict[str, Any]:
     """The browser tests' checks on every page of the report ``folder``."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "browser"))
     from browser_checks import (
         broken_images,
         horizontal_overflow,
@@ -251,7 +244,7 @@ def check_pages(folder: Path) -> dict[str, Any]:
     problems: dict[str, Any] = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+            executable_path=executable, headless=True, args=list(CHROMIUM_ARGS)
         )
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 900})
