@@ -238,3 +238,25 @@ def test_side_comes_from_dicom_laterality_or_is_a_clear_error(
         seg.segment(Volume(arr, np.eye(4)), side="middle")
     tagged = Volume(arr, np.eye(4), metadata={"laterality": "left"})
     assert seg.segment(tagged).side == "left"
+
+
+def test_phases_compose_to_segment_and_time_each_phase(model3d: SegmentationModel) -> None:
+    """prepare -> infer -> finish gives segment()'s labels; infer's result is on the model
+    grid (resampled here) and does not hold the working image; seconds has every phase."""
+    seg = Segmenter(model3d, SegmentConfig(precision="fp32", cleanup=True))
+    affine = affine_from_axes([0.0, 0.0, 0.0], np.eye(3), (1.5, 1.0, 1.0))
+    image = Volume(_phantom((12, 20, 16), 3), affine)
+    whole = seg.segment(image, side="right")
+    prepared = seg.prepare(image, side="right")
+    assert prepared.work.shape == (18, 20, 16)  # 1.5 mm -> the model's 1 mm along i
+    raw = seg.infer(prepared)
+    assert raw.labels.shape == prepared.work.shape and raw.labels.dtype == np.uint8
+    assert not hasattr(raw, "work")
+    result = seg.finish(raw)
+    np.testing.assert_array_equal(result.labels.array, whole.labels.array)
+    assert result.labels.shape == image.shape
+    np.testing.assert_array_equal(result.labels.affine_ras, image.affine_ras)
+    assert set(result.seconds) == {"prepare", "infer", "finish", "total"}
+    total = result.seconds["prepare"] + result.seconds["infer"] + result.seconds["finish"]
+    assert result.seconds["total"] == pytest.approx(total)
+    assert result.side == "right"

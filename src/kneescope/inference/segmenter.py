@@ -6,6 +6,13 @@ spacing if it differs, normalise intensities window by window, run the streaming
 (optionally inside the box a coarse pass found), clean up (medial/lateral pieces by position,
 then the largest component of each structure), and map the label map back onto the input's
 exact grid (nearest neighbour, integer labels).
+
+The work runs in three phases, so a caller can overlap them across volumes (prepare the next
+volume and finish the previous one while the network runs):
+``prepared = seg.prepare(image, side)`` (CPU: reorient, resample, intensity statistics),
+``raw = seg.infer(prepared)`` (the network's device: windows, stitching, labels on the model's
+grid) and ``result = seg.finish(raw)`` (CPU: clean-up, back to the input grid);
+``seg.segment(image, side)`` is ``seg.finish(seg.infer(seg.prepare(image, side)))``.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from kneescope.core import Volume
 from kneescope.errors import InputError
 from kneescope.inference.cascade import coarse_view, foreground_box
 from kneescope.inference.cleanup import clean_up_knee
-from kneescope.inference.model_grid import plan_model_grid
+from kneescope.inference.model_grid import ModelGrid, plan_model_grid
 from kneescope.inference.predictor import (
     make_predictor,
     resolve_device,
@@ -105,6 +112,51 @@ class Segmentation:
     side: str | None = None
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One volume after :meth:`Segmenter.prepare`.
+
+    Attributes:
+        image: the input image (its grid is the output's grid).
+        frame: the way from the input grid to the model's working grid and back.
+        work: the image on the working grid (I, J, K), the input's dtype (a view when only
+            reoriented) or, resampled, uint8/uint16/int16 kept or float32.
+        stats: intensity statistics the windows are normalised with.
+        side: the knee's side used (``"right"``/``"left"``), or ``None``.
+        seconds: wall time so far (``"prepare"``).
+    """
+
+    image: Volume
+    frame: ModelGrid
+    work: npt.NDArray[Any]
+    stats: IntensityStats
+    side: str | None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RawSegmentation:
+    """One volume after :meth:`Segmenter.infer`: the network's labels, before clean-up.
+
+    Attributes:
+        image: the input image.
+        frame: the way back from the working grid to the input grid.
+        labels: uint8 (I, J, K) labels on the working grid.
+        probabilities: uint8 (I, J, K, C) softmax x 255 on the working grid, or ``None``.
+        box: region of the working grid the fine pass covered (cascade), else ``None``.
+        side: the knee's side used, or ``None``.
+        seconds: wall time so far (``"prepare"``, ``"infer"``).
+    """
+
+    image: Volume
+    frame: ModelGrid
+    labels: npt.NDArray[np.uint8]
+    probabilities: npt.NDArray[np.uint8] | None
+    box: tuple[slice, slice, slice] | None
+    side: str | None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
 class Segmenter:
     """Segments volumes with one model, loaded once per process.
 
@@ -161,17 +213,32 @@ class Segmenter:
     def segment(self, image: Volume, side: str | None = None) -> Segmentation:
         """Segment one 3D image; the label map has the image's exact shape and affine.
 
+        The same as ``finish(infer(prepare(image, side)))``.
+
         Args:
             image: the knee image (any orientation; integer or float voxels).
             side: ``"right"``/``"left"`` (also R/L, 1/2); ``None``: the image's DICOM
                 Laterality when it has one. Models trained side-canonical need it.
         """
+        return self.finish(self.infer(self.prepare(image, side)))
+
+    def prepare(self, image: Volume, side: str | None = None) -> Prepared:
+        """Phase 1 (CPU): check the image, resolve the side, reorient (and mirror) it to the
+        model's axes, resample it to the model's spacing and take its intensity statistics.
+
+        Args:
+            image: the knee image (3D, any orientation; integer or float voxels).
+            side: as for :meth:`segment`.
+
+        Returns:
+            A :class:`Prepared` holding the working-grid image (a view of ``image`` when no
+            resampling is needed).
+        """
         if image.ndim != 3:
             raise InputError(f"segmentation needs a 3D image, got shape {image.shape}")
         spec = self.model.spec
-        side = self._side_of(image, side)
-        seconds: dict[str, float] = {}
         t0 = time.perf_counter()
+        side = self._side_of(image, side)
         frame = plan_model_grid(image, spec, side)  # refuses a grid beyond the memory limit
         grid = frame.grid
         plane = grid.target_shape[1:] if spec.mode == "2d" else grid.target_shape
@@ -185,47 +252,89 @@ class Segmenter:
         arr = frame.to_model_axes(image.array)
         work = arr if grid.is_identity else grid.image_to_target(arr, dtype=_work_dtype(arr.dtype))
         stats = intensity_stats(work, spec.normalisation)
-        seconds["prepare"] = time.perf_counter() - t0
+        return Prepared(
+            image=image,
+            frame=frame,
+            work=work,
+            stats=stats,
+            side=side,
+            seconds={"prepare": time.perf_counter() - t0},
+        )
 
+    def infer(self, prepared: Prepared) -> RawSegmentation:
+        """Phase 2 (the network's device): the sliding-window pass (inside the coarse pass's
+        box with ``cascade``) and the labels on the model's working grid.
+
+        Args:
+            prepared: the result of :meth:`prepare` (with this segmenter).
+
+        Returns:
+            A :class:`RawSegmentation`: uint8 labels (I, J, K) on the working grid, not
+            cleaned up; it does not keep the working-grid image.
+        """
+        spec = self.model.spec
         t1 = time.perf_counter()
+        work = prepared.work
+        target_shape = tuple(int(n) for n in work.shape)
         box = None
         if self.config.cascade:
-            box = self._coarse_box(work, stats, frame.spacing_mm)
+            box = self._coarse_box(work, prepared.stats, prepared.frame.spacing_mm)
         region = work if box is None else work[box]
-        want_probs = self.config.probabilities
-        lab, prob = self._run(region, stats, want_probs)
+        lab, prob = self._run(region, prepared.stats, self.config.probabilities)
+        labels_t = lab
         probs_t = prob
-        if box is None:
-            labels_t = lab  # the whole grid: no second array
-        else:
-            labels_t = np.zeros(grid.target_shape, dtype=np.uint8)
+        if box is not None:  # the whole grid needs no second array
+            labels_t = np.zeros(target_shape, dtype=np.uint8)
             labels_t[box] = lab
             if prob is not None:
-                probs_t = np.zeros((*grid.target_shape, spec.num_classes), dtype=np.uint8)
+                probs_t = np.zeros((*target_shape, spec.num_classes), dtype=np.uint8)
                 probs_t[..., 0] = 255  # outside the box: background with certainty
                 probs_t[box] = prob
+        seconds = dict(prepared.seconds)
         seconds["infer"] = time.perf_counter() - t1
+        return RawSegmentation(
+            image=prepared.image,
+            frame=prepared.frame,
+            labels=labels_t,
+            probabilities=probs_t,
+            box=box,
+            side=prepared.side,
+            seconds=seconds,
+        )
 
+    def finish(self, raw: RawSegmentation) -> Segmentation:
+        """Phase 3 (CPU): clean-up on the working grid (medial/lateral pieces by position,
+        largest component of each structure) and the labels back on the input's exact grid.
+
+        Args:
+            raw: the result of :meth:`infer`; its label map is cleaned in place.
+
+        Returns:
+            The :class:`Segmentation`; ``seconds`` has prepare, infer, finish and total.
+        """
+        spec = self.model.spec
         t2 = time.perf_counter()
+        labels_t = raw.labels
         if self.config.cleanup:
             clean_up_knee(
                 labels_t,
                 names=spec.labels,
                 orientation=spec.orientation,
-                side=side,
+                side=raw.side,
                 side_canonical=spec.side_canonical,
             )
-
-        to_source = frame.labels_to_source
-        labels = image.with_array(np.ascontiguousarray(to_source(labels_t), dtype=np.uint8))
+        to_source = raw.frame.labels_to_source
+        labels = raw.image.with_array(np.ascontiguousarray(to_source(labels_t), dtype=np.uint8))
         probs_src = None
+        probs_t = raw.probabilities
         if probs_t is not None:
             channels = [to_source(probs_t[..., c]) for c in range(probs_t.shape[-1])]
             probs_src = np.ascontiguousarray(np.stack(channels, axis=-1))
+        seconds = dict(raw.seconds)
         seconds["finish"] = time.perf_counter() - t2
-        seconds["total"] = time.perf_counter() - t0
+        seconds["total"] = sum(seconds.get(k, 0.0) for k in ("prepare", "infer", "finish"))
         return Segmentation(
-            labels=labels, probabilities=probs_src, seconds=seconds, box=box, side=side
+            labels=labels, probabilities=probs_src, seconds=seconds, box=raw.box, side=raw.side
         )
 
     def _side_of(self, image: Volume, side: str | None) -> str | None:
