@@ -1,16 +1,31 @@
-"""Wrap a network as a window predictor: device, precision, 2D slice batching, flip TTA."""
+"""Wrap a network as a window predictor: device, precision, 2D slice batching, flip TTA.
+
+On the CPU the predictor runs an exact, faster rewrite of the network by default
+(:mod:`kneescope.inference.fast_network`: in-place instance norm + activation, merged
+residual convolutions, channels-last layout) and, for 2D models, cuts a window's slices into
+small groups (:data:`SLICE_PIXELS_PER_CALL`) that run on one thread each, one group per core:
+the few-channel full-resolution layers then stay in cache and no core waits at the barrier of
+a small operation. Outputs equal the plain network's within float round-off.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import torch
 
 from kneescope.errors import InputError
+from kneescope.inference.fast_network import optimise_network, to_layout
 from kneescope.inference.streaming import Predictor
+
+SLICE_PIXELS_PER_CALL = 2 * 384 * 384
+"""Slices per network call in the optimised 2D path: as many as fit this many pixels (2 whole
+384 x 384 OAI slices; measured best of 1, 2, 4, 8 on a 2-core AVX2 CPU, docs/network_speed.md)."""
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +75,7 @@ def make_predictor(
     tta_flip_axes: Sequence[int] = (),
     channels_last: bool = False,
     cast_weights: bool = True,
+    optimise: bool = True,
 ) -> Predictor:
     """A :data:`~kneescope.inference.streaming.Predictor` for ``network``.
 
@@ -76,7 +92,15 @@ def make_predictor(
             and run without autocast (on CPUs ~1.4x faster than autocast, whose
             normalisation layers convert back and forth; accumulation stays fp32 in the
             stitcher). ``False``: plain autocast.
+        optimise: on the CPU, run an exact rewrite of the network
+            (:func:`~kneescope.inference.fast_network.optimise_network`, channels-last) and,
+            in 2D, groups of slices on one thread per core. Outputs are equal within float
+            round-off. Ignored on other devices (the network runs as given).
     """
+    optimise = optimise and device.type == "cpu"
+    if optimise:
+        network = to_layout(optimise_network(network), 2 if mode == "2d" else 3)
+        channels_last = True
     if autocast_dtype is not None and cast_weights:
         network = network.to(autocast_dtype)
         input_dtype: torch.dtype = autocast_dtype
@@ -90,13 +114,19 @@ def make_predictor(
     if mode == "2d" and any(a == 0 for a in tta_flip_axes):
         raise InputError("2D models cannot flip along the slice axis i; use in-plane axes 1, 2")
 
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return _forward(network, x, device, autocast_dtype, use_channels_last)
+
+    slices = _SliceGroups(forward) if optimise and mode == "2d" else None
+
     def run(batch: torch.Tensor) -> torch.Tensor:
         if mode == "2d":
             b, c, d, h, w = batch.shape
-            flat = batch.permute(0, 2, 1, 3, 4).reshape(b * d, c, h, w)
-            out = _forward(network, flat.to(input_dtype), device, autocast_dtype, use_channels_last)
+            flat = batch.permute(0, 2, 1, 3, 4).reshape(b * d, c, h, w).to(input_dtype)
+            out = slices(flat) if slices is not None else forward(flat)
             return out.reshape(b, d, -1, h, w).permute(0, 2, 1, 3, 4)
-        return _forward(network, batch.to(input_dtype), device, autocast_dtype, use_channels_last)
+        out = forward(batch.to(input_dtype))
+        return out.contiguous() if optimise else out
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
         if not tta_flip_axes:
@@ -110,6 +140,59 @@ def make_predictor(
         return out
 
     return predict
+
+
+class _SliceGroups:
+    """Runs a 2D network over (S, C, h, w) slices in groups of :data:`SLICE_PIXELS_PER_CALL`
+    pixels, the groups spread over one thread per intra-op thread, each running its
+    operations single-threaded; returns (S, C_out, h, w), contiguous (NCHW)."""
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor]):
+        self.forward = forward
+        self.pool: ThreadPoolExecutor | None = None
+        self.lock = threading.Lock()
+
+    def __call__(self, flat: torch.Tensor) -> torch.Tensor:
+        s, _, h, w = flat.shape
+        per_call = max(1, SLICE_PIXELS_PER_CALL // (h * w))
+        groups = [(i, min(i + per_call, s)) for i in range(0, s, per_call)]
+        threads = min(torch.get_num_threads(), len(groups))
+        if threads <= 1:
+            parts = [self.forward(flat[a:b]) for a, b in groups]
+            return _gather(parts, groups)
+        with self.lock:  # one call at a time uses the pool and the thread setting
+            if self.pool is None or self.pool._max_workers < threads:
+                self.pool = ThreadPoolExecutor(threads, thread_name_prefix="kneescope-slices")
+            shares = [groups[t::threads] for t in range(threads)]
+            grad = torch.is_inference_mode_enabled()
+            before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                futures = [self.pool.submit(self._run_share, flat, share, grad) for share in shares]
+                results = [f.result() for f in futures]
+            finally:
+                torch.set_num_threads(before)
+        parts_by_group = {
+            g: p
+            for share, res in zip(shares, results, strict=True)
+            for g, p in zip(share, res, strict=True)
+        }
+        return _gather([parts_by_group[g] for g in groups], groups)
+
+    def _run_share(
+        self, flat: torch.Tensor, share: list[tuple[int, int]], inference: bool
+    ) -> list[torch.Tensor]:
+        ctx = torch.inference_mode() if inference else contextlib.nullcontext()
+        with ctx:
+            return [self.forward(flat[a:b]) for a, b in share]
+
+
+def _gather(parts: list[torch.Tensor], groups: list[tuple[int, int]]) -> torch.Tensor:
+    first = parts[0]
+    out = torch.empty((groups[-1][1], *first.shape[1:]), dtype=first.dtype, device=first.device)
+    for (a, b), part in zip(groups, parts, strict=True):
+        out[a:b].copy_(part)
+    return out
 
 
 def _forward(
