@@ -144,12 +144,14 @@ def make_predictor(
 
 class _SliceGroups:
     """Runs a 2D network over (S, C, h, w) slices in groups of :data:`SLICE_PIXELS_PER_CALL`
-    pixels, the groups spread over one thread per intra-op thread, each running its
-    operations single-threaded; returns (S, C_out, h, w), contiguous (NCHW)."""
+    pixels, the groups spread over up to one Python thread per intra-op thread, each running
+    its operations on ``threads // groups`` intra-op threads (one on 2 cores); returns
+    (S, C_out, h, w), contiguous (NCHW)."""
 
     def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor]):
         self.forward = forward
         self.pool: ThreadPoolExecutor | None = None
+        self.pool_size = 0
         self.lock = threading.Lock()
 
     def __call__(self, flat: torch.Tensor) -> torch.Tensor:
@@ -161,14 +163,19 @@ class _SliceGroups:
             parts = [self.forward(flat[a:b]) for a, b in groups]
             return _gather(parts, groups)
         with self.lock:  # one call at a time uses the pool and the thread setting
-            if self.pool is None or self.pool._max_workers < threads:
+            if self.pool is None or self.pool_size < threads:
+                if self.pool is not None:
+                    self.pool.shutdown()
                 self.pool = ThreadPoolExecutor(threads, thread_name_prefix="kneescope-slices")
+                self.pool_size = threads
             shares = [groups[t::threads] for t in range(threads)]
-            grad = torch.is_inference_mode_enabled()
+            inference = torch.is_inference_mode_enabled()
             before = torch.get_num_threads()
-            torch.set_num_threads(1)
+            torch.set_num_threads(max(1, before // threads))  # 1 on 2 cores
             try:
-                futures = [self.pool.submit(self._run_share, flat, share, grad) for share in shares]
+                futures = [
+                    self.pool.submit(self._run_share, flat, share, inference) for share in shares
+                ]
                 results = [f.result() for f in futures]
             finally:
                 torch.set_num_threads(before)
