@@ -73,6 +73,9 @@ class PlanCandidate(BaseModel):
     throughput_vox_per_s: float
     exact: bool
     """True when the figures come from an exact fake trace of this very configuration."""
+    slab_vox: int = 0
+    """``> 0``: the full-resolution stage runs in slabs of this many slices
+    (:mod:`kneescope.memory.slabs`)."""
 
 
 GIB = 2**30
@@ -331,6 +334,7 @@ def _candidate(
         breakdown_bytes=estimate.breakdown_bytes,
         flops=estimate.flops,
         host_offload_bytes=estimate.host_offload_bytes,
+        slab_vox=step.slab_vox,
         throughput_vox_per_s=_score(
             estimate.flops,
             estimate.host_offload_bytes,
@@ -442,6 +446,31 @@ def _search_combo(
     return found
 
 
+def _slab_full_volume(
+    network: NetworkConfig,
+    traced: list[tuple[StepConfig, MemoryEstimate]],
+    slabs: tuple[int, ...],
+    combos: list[tuple[Checkpointing, bool]],
+    step_budget: int,
+    effective_batch: int,
+    speed: DeviceSpeed,
+) -> list[PlanCandidate]:
+    """The cheapest (checkpointing, offload) combination whose slab step fits the whole
+    volume, for each slab thickness (thicker slabs first: less recomputation)."""
+    base = traced[0][0]
+    found: list[PlanCandidate] = []
+    for slab_vox in sorted(slabs, reverse=True):
+        for ck, off in combos:
+            step = base.model_copy(
+                update={"checkpointing": ck, "offload": off, "slab_vox": slab_vox}
+            )
+            exact = predict_step(network, step)
+            if exact.required_bytes <= step_budget:
+                found.append(_candidate(exact, effective_batch, speed, exact=True))
+                break
+    return found
+
+
 def plan_training(
     network: NetworkConfig,
     input_shape_vox: tuple[int, ...],
@@ -463,6 +492,7 @@ def plan_training(
     foreach: bool | None = None,
     speed: DeviceSpeed | None = None,
     world_size: int = 1,
+    slabs: tuple[int, ...] = (),
 ) -> Plan:
     """Search configurations of ``network`` for a ``input_shape_vox`` volume within a budget.
 
@@ -482,6 +512,10 @@ def plan_training(
     ``budget_bytes``: ``effective_batch`` is the global batch (each rank accumulates its share)
     and DDP's gradient buckets (:func:`ddp_bucket_bytes`) are added to every need. When
     nothing fits, ``Plan.sharding`` says by how much and what FSDP would need per rank.
+    ``slabs`` (slice counts, e.g. ``(16,)``; DynUNet only, opt-in because each trace of the
+    whole volume takes seconds to a minute): when no plain combination fits the whole volume,
+    its full-resolution stage is tried in slabs of each thickness
+    (:mod:`kneescope.memory.slabs`), with the same combinations, cheapest first.
 
     Raises:
         InputError: shapes of the wrong length, or a classifier asked for another size.
@@ -541,6 +575,10 @@ def plan_training(
             if exact.required_bytes <= step_budget:
                 full.append(_candidate(exact, effective_batch, speed, exact=True))
                 break  # the cheapest way to fit the whole volume
+        if not full and slabs and mode == "train" and network.name == "dynunet":
+            full += _slab_full_volume(
+                network, traced, slabs, combos, step_budget, effective_batch, speed
+            )
         for n_searched, (base, exact) in enumerate(traced):
             if pool and n_searched >= search_combos:
                 break

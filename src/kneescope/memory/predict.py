@@ -100,7 +100,7 @@ def _cache_key(network: NetworkConfig, step: StepConfig, count_flops: bool) -> s
             __version__,
             _MODEL_VERSION,
             network.model_dump(mode="json"),
-            step.model_dump(mode="json"),
+            step.model_dump(mode="json", exclude={"slab_vox"} if not step.slab_vox else None),
             count_flops,
         ],
         sort_keys=True,

@@ -41,6 +41,10 @@ class StepConfig(BaseModel):
     checkpointing: Checkpointing = "off"
     offload: bool = False
     mode: Mode = "train"
+    slab_vox: int = Field(0, ge=0)
+    """``> 0``: the full-resolution stage of a DynUNet runs in slabs of this many slices along
+    the first spatial axis, recomputed in forward and backward, exactly
+    (:mod:`kneescope.memory.slabs`); ``0``: the plain step."""
     device: Literal["cpu", "cuda"] = "cpu"
     """Which kernels the step runs on. Both model convolution workspaces the same way (one
     copy of a convolution's input and output inside the op): fitted to oneDNN on CPU and
@@ -202,6 +206,12 @@ def _run(
     return counters
 
 
+def _autocast(step: StepConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if step.precision in _DTYPES:
+        return torch.autocast(device.type, dtype=_DTYPES[step.precision])
+    return contextlib.nullcontext()
+
+
 def _one_step(
     net: nn.Module,
     step: StepConfig,
@@ -213,11 +223,7 @@ def _one_step(
     device: torch.device,
     offload: str,
 ) -> None:
-    autocast: contextlib.AbstractContextManager[Any] = (
-        torch.autocast(device.type, dtype=_DTYPES[step.precision])
-        if step.precision in _DTYPES
-        else contextlib.nullcontext()
-    )
+    autocast = _autocast(step, device)
     if optimizer is None:
         tracker.phase = "forward"
         with torch.no_grad(), autocast:
@@ -233,6 +239,21 @@ def _one_step(
         )
     counters.host_offload_bytes = 0
     tracker.phase = "forward"
+    if step.slab_vox:
+        from kneescope.memory.slabs import slab_step
+
+        slab_step(
+            net, x, y, step.slab_vox, autocast=lambda: _autocast(step, device),
+            inner_context=lambda: offload_ctx,
+        )  # fmt: skip
+        tracker.label([p.grad for p in net.parameters()], "gradients")
+        tracker.phase = "optimizer"
+        optimizer.step()
+        tracker.label(
+            [t for state in optimizer.state.values() for t in state.values()], "optimizer_state"
+        )
+        tracker.phase = "idle"
+        return
     with autocast, offload_ctx:
         out = net(x)
         if isinstance(out, (list, tuple)):
