@@ -374,6 +374,12 @@ def child(args: argparse.Namespace) -> None:
         wall = time.perf_counter() - t0
         labels = result.labels.array
         roi = tuple(int(v) for v in getattr(seg, "roi", spec.roi_size_vox))
+        window_for = getattr(seg, "window_for", None)  # the window kneescope picks per volume
+        if window_for is not None and not seg.config.cascade:
+            from kneescope.inference.model_grid import plan_model_grid
+
+            grid_shape = plan_model_grid(image, spec, result.side).grid.target_shape
+            roi = tuple(int(v) for v in window_for(tuple(int(n) for n in grid_shape)))
         info = {
             "phases_s": dict(result.seconds),
             "precision": seg.precision_name,
