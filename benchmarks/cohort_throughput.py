@@ -12,11 +12,11 @@ another; ``measure`` runs on the network's own label maps with its defaults (thi
 on). Every knee is then checked against the synthetic truth (Dice per structure, biomarker
 errors), so the throughput is that of maps worth measuring.
 
-Run (the lead's quiet pass; ~6-8 min with the cohort already generated, ~2 min more to
-generate it the first time; ``--render-only`` generates it alone):
+Run (on a quiet 2-core machine ~3-5 min with the cohort already generated, ~2 min more to
+generate it the first time; ``--render-only`` generates it alone; ``--profile 2`` adds ~1 min):
 
-    nice .venv/bin/python benchmarks/cohort_throughput.py --n 6 \\
-        --data /work/data19/D/cohort_throughput --json bench-out/cohort_throughput.json
+    .venv/bin/python benchmarks/cohort_throughput.py --n 6 --profile 2 \\
+        --data bench-out/cohort_throughput --json bench-out/cohort_throughput.json
 
 Prints one JSON object (and writes it to ``--json``):
 
@@ -25,7 +25,8 @@ Prints one JSON object (and writes it to ``--json``):
 - ``steady_volumes_per_hour``: workers x 3600 / mean seconds of one item's steps: the rate
   once the cluster is up and every worker busy (what a 50,000-volume run approaches).
 - ``cpu_s_per_volume``: CPU seconds (user + system) of the driver and every worker over the
-  run (worker start, imports and model loading included), per volume;
+  run (worker start, imports and model loading included), per volume (``driver_cpu_s``,
+  ``workers_cpu_s``: the two parts over the whole run);
   ``volumes_per_hour_from_cpu`` = cores x 3600 / that: the rate the same work reaches on
   that many otherwise idle cores (the honest figure on a machine others load; ``cores`` =
   workers x threads per worker, 2 in-process).
@@ -41,6 +42,11 @@ Prints one JSON object (and writes it to ``--json``):
 - ``worker_peak_rss_mib``: the largest peak RSS of any worker process (ru_maxrss).
 - ``truth``: Dice per structure (mean, worst) and the mean absolute error of the biomarkers
   the truth knows, over the knees that passed QC.
+- ``profile`` (``--profile K``): CPU seconds of each phase (read, prepare, infer, finish,
+  measure) of the first K volumes run in this process on one thread (``time.thread_time``,
+  immune to other processes' load), and ``volumes_per_hour_on_2_cores`` = 2 x 3600 / their
+  sum: the rate 2 one-thread workers reach when nothing else runs (without writing files,
+  worker start or scheduling). ``--profile-only`` skips the cohort run.
 - ``load_before``/``load_after``: ``os.getloadavg()`` around the run (1, 5, 15 min).
 """
 
@@ -105,12 +111,12 @@ def ingest_cohort(ws: Workspace, cohort: Path) -> float:
     return time.perf_counter() - start
 
 
-def cpu_seconds() -> float:
-    """CPU seconds (user + system) of this process and its finished children: the Dask
-    workers a LocalCluster starts are children of the driver, reaped when the run ends."""
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process (the driver, with the Dask scheduler) and
+    of its finished children (the Dask workers a LocalCluster starts, reaped at its end)."""
     me = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime
 
 
 def summary(table: pd.DataFrame) -> dict[str, Any]:
@@ -165,6 +171,59 @@ def truth_summary(table: pd.DataFrame, cohort: Path) -> dict[str, Any]:
     }
 
 
+def profile_phases(cohort: Path, count: int, segment_options: dict[str, Any]) -> dict[str, Any]:
+    """CPU seconds of each phase of one volume in this process on one thread (torch too):
+    ``time.thread_time`` around read, prepare, infer, finish and measure, for the first
+    ``count`` DESS series of the cohort. Immune to other processes' load (unlike wall time),
+    except for what sharing the cores' caches costs."""
+    import torch
+
+    from kneescope.biomarkers.label_schemes import measure_labelled
+    from kneescope.capabilities.biomarkers.step import Measure
+    from kneescope.capabilities.segmentation.step import Segment
+    from kneescope.inference.segmenter import Segmenter
+    from kneescope.io import read_volume
+
+    torch.set_num_threads(1)
+    options = {k: v for k, v in segment_options.items() if k != "model"}
+    step = Segment(model=segment_options.get("model"), **options)
+    measure = Measure()
+    t = time.thread_time()
+    segmenter = Segmenter(step.model_path, step.config)
+    setup_s = time.thread_time() - t
+    manifest = pd.read_csv(cohort / "labels" / "manifest.csv").head(count)
+    per_volume: list[dict[str, float]] = []
+    for _, row in manifest.iterrows():
+        side: Any = str(row["Side"])
+        cpu: dict[str, float] = {}
+        t = time.thread_time()
+        image = read_volume(cohort / str(row["Folder"]))
+        cpu["read"] = time.thread_time() - t
+        t = time.thread_time()
+        prepared = segmenter.prepare(image, side)
+        cpu["prepare"] = time.thread_time() - t
+        t = time.thread_time()
+        raw = segmenter.infer(prepared)
+        cpu["infer"] = time.thread_time() - t
+        t = time.thread_time()
+        seg = segmenter.finish(raw)
+        cpu["finish"] = time.thread_time() - t
+        t = time.thread_time()
+        measure_labelled(seg.labels, measure.scheme, side, measure.config, with_maps=measure.maps)
+        cpu["measure"] = time.thread_time() - t
+        per_volume.append(cpu)
+    mean = {k: round(sum(v[k] for v in per_volume) / len(per_volume), 2) for k in per_volume[0]}
+    total = sum(mean.values())
+    return {
+        "volumes": len(per_volume),
+        "setup_cpu_s": round(setup_s, 2),
+        "mean_cpu_s": mean,
+        "total_cpu_s_per_volume": round(total, 2),
+        "volumes_per_hour_on_2_cores": round(2 * 3600.0 / total, 1),
+        "load": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--n", type=int, default=6, help="volumes (both knees of n/2 subjects)")
@@ -188,6 +247,14 @@ def main() -> None:
     parser.add_argument("--render-only", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the workspace in --data")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--profile-only", action="store_true", help="skip the cohort run")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also: CPU seconds per phase, one thread, first K volumes",
+    )
     args = parser.parse_args()
     data = args.data.absolute()
     subjects = math.ceil(args.n / 2)
@@ -211,6 +278,9 @@ def main() -> None:
     for option in args.segment_option:
         key, _, value = option.partition("=")
         segment_options[key] = json.loads(value)
+    if args.profile and args.profile_only:
+        print(json.dumps({"profile": profile_phases(cohort, args.profile, segment_options)}))
+        return
     config = PipelineConfig.model_validate(
         {
             "name": "throughput",
@@ -234,7 +304,10 @@ def main() -> None:
         start = time.perf_counter()
         result = run_pipeline(config, ws)
         wall = time.perf_counter() - start
-        cpu = cpu_seconds() - cpu_before
+        cpu_after = cpu_seconds()
+        driver_cpu = cpu_after[0] - cpu_before[0]
+        workers_cpu = cpu_after[1] - cpu_before[1]
+        cpu = driver_cpu + workers_cpu
         load_after = os.getloadavg()
         table = pd.read_parquet(result.results_path)
         if result.failed:
@@ -261,6 +334,8 @@ def main() -> None:
             "volumes_per_hour": round(3600.0 * n / wall, 1),
             "steady_volumes_per_hour": round(workers * 3600.0 / stats["mean_item_s"], 1),
             "cpu_s_per_volume": round(cpu / n, 2),
+            "driver_cpu_s": round(driver_cpu, 2),
+            "workers_cpu_s": round(workers_cpu, 2),
             "volumes_per_hour_from_cpu": round(cores * 3600.0 * n / cpu, 1),
             **stats,
             "truth": truth_summary(table, cohort),
@@ -269,6 +344,8 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "workspace": str(ws.root) if args.keep else None,
         }
+    if args.profile:
+        report["profile"] = profile_phases(cohort, args.profile, segment_options)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

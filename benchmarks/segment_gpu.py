@@ -50,15 +50,17 @@ SEED = 190100
 not the locked test seeds >= 9,100,000)."""
 
 
-def render(index: int) -> tuple[Any, Any, str]:
-    """Full-size knee ``index``: (image Volume, truth labels Volume, side)."""
+def render(index: int, size: str = "full") -> tuple[Any, Any, str]:
+    """Knee ``index`` (``size`` full: 160x384x384; small: 48x128x128, for smoke tests):
+    ((image array, affine), truth label array, side)."""
     from kneescope.synth.knee import render_knee
-    from kneescope.synth.params import FULL, sample_knee_params
+    from kneescope.synth.params import FULL, SMALL, sample_knee_params
 
     side: Literal["right", "left"] = "right" if index % 2 == 0 else "left"
     params = sample_knee_params(np.random.default_rng(SEED + index), side=side, klg=index % 5)
-    sample = render_knee(params, FULL)
-    return sample.image, sample.labels, side
+    sample = render_knee(params, FULL if size == "full" else SMALL)
+    # arrays and affine only: a Volume's read-only metadata does not pickle
+    return (sample.image.array, sample.image.affine_ras), sample.labels.array, side
 
 
 def cpu_s() -> float:
@@ -144,7 +146,7 @@ def bench_model(
                 same[mode] = same.get(mode, True) and equal
             runs[mode].append(run)
     spec = segmenter.model.spec
-    truth = dice_per_label(reference[0], knees[0][1].array, labels=sorted(spec.labels))
+    truth = dice_per_label(reference[0], knees[0][1], labels=sorted(spec.labels))
     out: dict[str, Any] = {
         "model": str(model_path),
         "mode_of_model": spec.mode,
@@ -186,6 +188,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--precision", default="bf16", choices=["auto", "bf16", "fp32"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--size", choices=["full", "small"], default="full")
     parser.add_argument("--knees", type=int, default=4, help="distinct knees rendered")
     parser.add_argument("--rounds", type=int, default=2, help="passes over the knees per run")
     parser.add_argument("--repeats", type=int, default=3)
@@ -207,7 +210,10 @@ def main() -> None:
     jobs = args.render_jobs or min(args.knees, max(1, (os.cpu_count() or 2) // 2))
     t0 = time.perf_counter()
     with ProcessPoolExecutor(jobs) as pool:
-        knees = list(pool.map(render, range(args.knees)))
+        rendered = list(pool.map(render, range(args.knees), [args.size] * args.knees))
+    from kneescope.core import Volume
+
+    knees = [(Volume(image, affine), truth, side) for (image, affine), truth, side in rendered]
     render_s = time.perf_counter() - t0
     report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu",
