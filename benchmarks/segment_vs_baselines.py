@@ -724,6 +724,31 @@ def _print_table(summary: dict[str, Any], names: list[str]) -> None:
             )
 
 
+def _machine() -> dict[str, Any]:
+    """CPU, core count, native bf16, and the versions of the libraries compared."""
+    from importlib.metadata import version
+
+    import torch
+
+    from kneescope.inference.predictor import bf16_supported
+
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        pass
+    libs = ("kneescope", "torch", "monai", "nnunetv2", "torchio")
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "native_bf16": bf16_supported(torch.device("cpu")),
+        **{lib: version(lib) for lib in libs},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -786,8 +811,11 @@ def main() -> None:
         f"{args.repeats} round(s), load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
         flush=True,
     )
+    machine = _machine()
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
     t0 = time.perf_counter()
     results: dict[str, Any] = {
+        "machine": machine,
         "volume": str(volume),
         "threads": args.threads,
         "repeats": args.repeats,
