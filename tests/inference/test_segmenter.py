@@ -260,3 +260,15 @@ def test_phases_compose_to_segment_and_time_each_phase(model3d: SegmentationMode
     total = result.seconds["prepare"] + result.seconds["infer"] + result.seconds["finish"]
     assert result.seconds["total"] == pytest.approx(total)
     assert result.side == "right"
+
+
+def test_plane_window_runs_a_2d_model_on_whole_slices(model2d: SegmentationModel) -> None:
+    """window="plane": one window covers each slice (rounded up to the network's divisor
+    and padded), the labels keep the input grid; the default keeps the model's window."""
+    image = Volume(_phantom((5, 17, 19), 4), np.diag([1.0, 1.0, 1.0, 1.0]))
+    plane = Segmenter(model2d, SegmentConfig(precision="fp32", window="plane"))
+    assert plane.window_for((5, 17, 19)) == (2, 18, 20)  # divisor 2: padded
+    assert Segmenter(model2d, SegmentConfig(precision="fp32")).window_for((5, 17, 19)) == (2, 8, 8)
+    result = plane.segment(image)
+    assert result.labels.shape == image.shape
+    assert int(result.labels.array.max()) < 3

@@ -4,14 +4,19 @@ Windows are grouped by their start along the first array axis ("rows"). The weig
 window outputs is accumulated only for the slab of the volume the current row covers
 (``C_out x roi_i x J x K`` float32, never ``C_out x I x J x K``). Once a row is done, every
 voxel before the next row's start is final: that slab is divided by its weight sum and handed
-on (argmax to labels, or softmax to probabilities), and the accumulator shifts forward.
+on (the largest channel to labels, or softmax to probabilities), and the accumulator shifts
+forward.
+
+Where the windows tile the volume (no overlap along any axis), no voxel is blended: outputs
+are copied, not weighted; and where one window covers a whole row (a 2D model on whole
+slices), the window's output is the slab itself, with no accumulator at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import product
+from itertools import pairwise, product
 from typing import Any, Literal
 
 import numpy as np
@@ -38,9 +43,12 @@ class Slab:
 
     Attributes:
         start: first index along axis i.
-        weighted_sum: float32 (C_out, n_i, J, K), Gaussian-weighted sum of window outputs.
+        weighted_sum: float32 (C_out, n_i, J, K), Gaussian-weighted sum of window outputs;
+            where a slab is one window's output, that output (float32 or the network's
+            reduced precision, e.g. bf16).
         weight: float32 (n_i, J, K), the sum of the weights (> 0 everywhere), or ``None``
-            when the stream was asked not to track it (labels only).
+            when the stream was asked not to track it (labels only); ones where a slab is
+            one window's output.
     """
 
     start: int
@@ -59,15 +67,17 @@ class Slab:
         return self.weighted_sum / self.weight
 
     def labels(self, chunk: int = 8) -> torch.Tensor:
-        """Argmax over channels, uint8 (n_i, J, K); the weight is positive, so no division.
+        """Index of the largest channel, uint8 (n_i, J, K); the weight is positive, so no
+        division. Ties go to the lowest channel, as ``torch.argmax``.
 
-        Done ``chunk`` slices at a time to keep torch's int64 argmax output small.
+        ``torch.max(...).indices`` gives the same labels as ``torch.argmax`` several times
+        faster on CPUs; done ``chunk`` slices at a time to keep its int64 output small.
         """
         out = torch.empty(
             self.weighted_sum.shape[1:], dtype=torch.uint8, device=self.weighted_sum.device
         )
         for a in range(0, self.size, chunk):
-            out[a : a + chunk] = torch.argmax(self.weighted_sum[:, a : a + chunk], dim=0)
+            out[a : a + chunk] = torch.max(self.weighted_sum[:, a : a + chunk], dim=0).indices
         return out
 
 
@@ -88,6 +98,7 @@ def stream_slabs(
     sigma_scale: float = 0.125,
     track_weight: bool = True,
     blend: Literal["gaussian", "constant"] = "gaussian",
+    slicewise: bool = False,
 ) -> Iterator[Slab]:
     """Run ``predictor`` over sliding windows of ``image`` and yield finished slabs in order.
 
@@ -107,6 +118,9 @@ def stream_slabs(
             mean, as MONAI's default).
         track_weight: keep the weight sum (needed for :attr:`Slab.values`); labels alone do
             not need it.
+        slicewise: the predictor treats axis i slice by slice (2D models): windows along i
+            never overlap and the last one runs padded past the end instead of being aligned
+            with it (no slice computed twice).
 
     Yields:
         :class:`Slab` objects covering axis i exactly once, in increasing order.
@@ -123,13 +137,21 @@ def stream_slabs(
     if len(overlaps) != 3:
         raise InputError(f"give one overlap or three (i, j, k), got {overlap}")
     starts = [window_starts(n, r, float(o)) for n, r, o in zip(size, roi, overlaps, strict=True)]
-    weights = window_weights(roi, sigma_scale=sigma_scale, device=dev, mode=blend)
+    if slicewise:
+        starts[0] = list(range(0, size[0], roi[0]))
+    inner = list(product(starts[1], starts[2]))
+    once = all(covered_once(s, r) for s, r in zip(starts, roi, strict=True))
+    if once and len(inner) == 1:
+        # one window per row covering each voxel once (e.g. whole 2D slices): the window's
+        # output is the slab; no accumulator, no weights (they would not change a label)
+        yield from _direct_slabs(image, predictor, roi, out_channels, starts[0], prep, dev)
+        return
+    weights = None if once else window_weights(roi, sigma_scale=sigma_scale, device=dev, mode=blend)
     depth = min(roi[0], size[0])
     acc = torch.zeros((out_channels, depth, size[1], size[2]), dtype=torch.float32, device=dev)
     wdepth = depth if track_weight else 0
     wsum = torch.zeros((wdepth, size[1], size[2]), dtype=torch.float32, device=dev)
     lo = 0  # array index i of acc[:, 0]
-    inner = list(product(starts[1], starts[2]))
     for row, si in enumerate(starts[0]):
         for b0 in range(0, len(inner), sw_batch_size):
             group = inner[b0 : b0 + sw_batch_size]
@@ -137,24 +159,22 @@ def stream_slabs(
                 (slice(si, si + roi[0]), slice(sj, sj + roi[1]), slice(sk, sk + roi[2]))
                 for sj, sk in group
             ]
-            batch = torch.stack([_padded(prep(image[(slice(None), *box)]), roi) for box in boxes])
-            with torch.inference_mode():
-                out = predictor(batch.to(dev))
-            if out.shape[1] != out_channels or tuple(out.shape[2:]) != roi:
-                raise InputError(
-                    f"network returned shape {tuple(out.shape)}; expected "
-                    f"(B, {out_channels}, {roi[0]}, {roi[1]}, {roi[2]})"
-                )
-            out = out.to(device=dev)  # bf16 or fp32; accumulated in place into fp32
+            out = _predict(image, predictor, boxes, roi, out_channels, prep, dev)
             for n, box in enumerate(boxes):
                 ext = [min(s.stop, L) - s.start for s, L in zip(box, size, strict=True)]
-                w = weights[: ext[0], : ext[1], : ext[2]]
                 a = box[0].start - lo
                 target = (slice(a, a + ext[0]), box[1].start, box[2].start)
                 rows = slice(target[0].start, target[0].stop)
                 js = slice(target[1], target[1] + ext[1])
                 ks = slice(target[2], target[2] + ext[2])
-                acc[:, rows, js, ks].addcmul_(out[n, :, : ext[0], : ext[1], : ext[2]], w)
+                window_out = out[n, :, : ext[0], : ext[1], : ext[2]]
+                if weights is None:  # each voxel once: the output itself (bf16 -> fp32 copy)
+                    acc[:, rows, js, ks].copy_(window_out)
+                    if track_weight:
+                        wsum[rows, js, ks] = 1.0
+                    continue
+                w = weights[: ext[0], : ext[1], : ext[2]]
+                acc[:, rows, js, ks].addcmul_(window_out, w)  # bf16 or fp32 into fp32
                 if track_weight:
                     wsum[rows, js, ks] += w
         done = starts[0][row + 1] if row + 1 < len(starts[0]) else size[0]
@@ -172,6 +192,53 @@ def stream_slabs(
         if track_weight:
             wsum[keep:] = 0.0
         lo = done
+
+
+def covered_once(starts: Sequence[int], roi_vox: int) -> bool:
+    """Whether windows of ``roi_vox`` at ``starts`` cover their axis without overlapping
+    (consecutive starts exactly one window apart)."""
+    return all(b - a == roi_vox for a, b in pairwise(starts))
+
+
+def _predict(
+    image: npt.NDArray[Any],
+    predictor: Predictor,
+    boxes: Sequence[tuple[slice, slice, slice]],
+    roi: tuple[int, ...],
+    out_channels: int,
+    prep: Prepare,
+    dev: torch.device,
+) -> torch.Tensor:
+    """The predictor's outputs (B, C_out, *roi) for the windows ``boxes`` of ``image``."""
+    batch = torch.stack([_padded(prep(image[(slice(None), *box)]), roi) for box in boxes])
+    with torch.inference_mode():
+        out = predictor(batch.to(dev))
+    if out.shape[1] != out_channels or tuple(out.shape[2:]) != roi:
+        raise InputError(
+            f"network returned shape {tuple(out.shape)}; expected "
+            f"(B, {out_channels}, {roi[0]}, {roi[1]}, {roi[2]})"
+        )
+    return out.to(device=dev)
+
+
+def _direct_slabs(
+    image: npt.NDArray[Any],
+    predictor: Predictor,
+    roi: tuple[int, ...],
+    out_channels: int,
+    starts_i: Sequence[int],
+    prep: Prepare,
+    dev: torch.device,
+) -> Iterator[Slab]:
+    """Slabs that are one window's output each (windows tile the volume, one per row)."""
+    size = image.shape[1:]
+    for si in starts_i:
+        box = (slice(si, si + roi[0]), slice(0, roi[1]), slice(0, roi[2]))
+        out = _predict(image, predictor, [box], roi, out_channels, prep, dev)
+        n = min(si + roi[0], size[0]) - si
+        values = out[0, :, :n, : size[1], : size[2]]
+        weight = torch.ones((1, 1, 1), dtype=torch.float32, device=dev).expand(values.shape[1:])
+        yield Slab(start=si, weighted_sum=values, weight=weight)
 
 
 def _padded(window: torch.Tensor, roi: tuple[int, ...]) -> torch.Tensor:

@@ -15,6 +15,11 @@ import torch
 
 from kneescope.errors import InputError
 
+WHOLE_PLANE_VOXELS = 2**21
+"""Most voxels of a whole-slice window of a 2D model (2 Mi: 8 slices of 512 x 512); its
+float32 output is 4 bytes x classes x this (80 MB for 10 classes at most). Larger planes
+take fewer slices per window, down to one; a plane beyond it keeps the model's window."""
+
 
 def window_starts(length_vox: int, roi_vox: int, overlap: float) -> list[int]:
     """Start indices of the windows along one axis.
@@ -70,3 +75,32 @@ def window_weights(
         dtype=torch.float32,
     )
     return weights.to(torch.float32)
+
+
+def whole_plane_window(
+    roi_size_vox: Sequence[int],
+    shape_vox: Sequence[int],
+    divisor: Sequence[int],
+    max_voxels: int = WHOLE_PLANE_VOXELS,
+) -> tuple[int, int, int] | None:
+    """A 2D model's window covering whole slices of a (I, J, K) array: one window per group
+    of slices, so no in-plane voxel is computed twice (a 256 x 256 window at overlap 0.25
+    computes a 384 x 384 slice 1.78 times over).
+
+    Args:
+        roi_size_vox: the model's window (slices, h, w); its slice count is the most used.
+        shape_vox: the array's shape (I, J, K).
+        divisor: the network's in-plane size divisor (h, w); the plane is rounded up to it
+            (the stitcher pads the window, and crops the padding away).
+        max_voxels: most voxels in the window; slices are dropped to stay within it.
+
+    Returns:
+        ``(slices, J', K')`` with ``J' >= J``, ``K' >= K`` multiples of the divisor, or
+        ``None`` when not even one whole slice fits ``max_voxels``.
+    """
+    plane = [-(-int(n) // int(d)) * int(d) for n, d in zip(shape_vox[1:], divisor, strict=True)]
+    pixels = plane[0] * plane[1]
+    if pixels > max_voxels:
+        return None
+    slices = max(1, min(int(roi_size_vox[0]), max_voxels // pixels, int(shape_vox[0])))
+    return slices, plane[0], plane[1]
