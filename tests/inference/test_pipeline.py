@@ -106,6 +106,8 @@ def test_a_bad_volume_fails_alone_and_after_runs_for_the_others(segmenter: Segme
     assert [r.item for r in results] == [0, 1, 2, 3]
     assert [r.ok for r in results] == [True, False, True, False]
     assert results[1].error == "load: InputError: volume 1 is unreadable; check the file"
+    assert isinstance(results[1].exception, InputError)
+    assert results[0].exception is None
     assert results[3].error.startswith("prepare: InputError: ")
     assert "too small to segment" in results[3].error
     assert results[1].segmentation is None and results[3].segmentation is None

@@ -70,6 +70,8 @@ class Segmented(Generic[T]):
             when the volume failed).
         after: what the caller's ``after`` returned for it (``None`` without one).
         error: ``"<phase>: <ErrorType>: <message>"`` (one line) when it failed, else ``""``.
+        exception: the input error itself (to raise it again: a command that stops at the
+            first bad input), else ``None``.
         seconds: wall seconds of this volume's stages: ``load``, ``prepare``, ``infer``,
             ``finish``, ``after`` (those that ran). They overlap other volumes' stages, so
             they add up to more than the run's wall time per volume.
@@ -79,6 +81,7 @@ class Segmented(Generic[T]):
     segmentation: Any = None
     after: Any = None
     error: str = ""
+    exception: BaseException | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -94,6 +97,7 @@ class _Work(Generic[T]):
     state: Any = None
     seconds: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    exception: BaseException | None = None
     after: Any = None
 
 
@@ -109,6 +113,7 @@ def _stage(work: _Work[T], name: str, call: Callable[[], Any]) -> None:
         if not is_input_error(exc):
             raise
         work.error = f"{name}: {type(exc).__name__}: {exc}".replace("\n", " ")
+        work.exception = exc
         work.state = None
     else:
         if name == "after":
@@ -169,6 +174,7 @@ def segment_many(
             segmentation=None if work.error else work.state,
             after=work.after,
             error=work.error,
+            exception=work.exception,
             seconds=dict(work.seconds),
         )
 
