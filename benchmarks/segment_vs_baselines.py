@@ -67,7 +67,8 @@ Run (the lead's final pass, on a quiet machine; ~15 min for both models with 3 r
     .venv/bin/python benchmarks/bench_3d_model.py --work /work/data19/C/m3d    # once, ~13 min
     .venv/bin/python benchmarks/segment_vs_baselines.py --work DIR \
         --model3d /work/data19/C/m3d/ws/models/bench-3d.pt --repeats 3 --json DIR/result.json
-Quick check (1 round, 24 central slices, shorter sweep):
+Quick check of the plumbing (1 round, the 24 central slices, shorter sweep; its Dice values
+mean little: on a 24-slice crop the clean-up keeps different fragments):
     nice .venv/bin/python benchmarks/segment_vs_baselines.py --work DIR --quick [--models 2d]
 Options: --models 2d 3d, --engines (subset), --threads 2, --volume IMG --truth LABELS --side,
 --bf16-repeats N. Without --volume the held-out right knee seed 530000 is rendered into
