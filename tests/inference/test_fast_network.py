@@ -17,6 +17,7 @@ from kneescope.core import Volume
 from kneescope.inference import predictor as predictor_module
 from kneescope.inference.fast_network import (
     NormAct,
+    OneDNNConv,
     RewriteReport,
     SubPixelConvTranspose,
     optimise_network,
@@ -79,6 +80,7 @@ def test_rewritten_unet_equals_the_original(dims: int, res_units: int, subpixel:
     assert report.merged_residual == (2 if res_units else 0)
     assert report.folded_identity == (1 if res_units else 0)
     assert report.subpixel == (2 if subpixel else 0)
+    assert report.onednn == sum(isinstance(m, OneDNNConv) for m in fast.modules()) > 0
     assert not any(isinstance(m, nn.InstanceNorm2d | nn.InstanceNorm3d) for m in fast.modules())
     # the original is untouched
     assert any(isinstance(m, nn.InstanceNorm2d | nn.InstanceNorm3d) for m in net.modules())
@@ -122,6 +124,24 @@ def test_subpixel_convolution_equals_conv_transpose(
         ref = convt(x)
         out = SubPixelConvTranspose(convt)(x)
     assert out.shape == ref.shape == (2, 3) + (6 * stride,) * dims
+    assert _close(ref, out) < 1e-5
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 4, 12, 12), (2, 8, 10, 10)])
+def test_onednn_conv_equals_the_convolution(shape: tuple[int, ...]) -> None:
+    """Small inputs PyTorch would send to its native kernel give the same result on oneDNN."""
+    torch.manual_seed(2)
+    dims = len(shape) - 2
+    conv: nn.Conv2d | nn.Conv3d = (
+        nn.Conv2d(shape[1], 6, 3, stride=(1, 2), padding=1)
+        if dims == 2
+        else nn.Conv3d(shape[1], 6, 3, stride=(1, 1, 2), padding=1)
+    )
+    x = torch.randn(shape)
+    with torch.inference_mode():
+        ref = conv(x)
+        out = OneDNNConv(conv)(x)
+    assert out.shape == ref.shape
     assert _close(ref, out) < 1e-5
 
 

@@ -15,6 +15,11 @@ outputs within float round-off (max |logit difference| ~1e-5 in fp32), faster on
 - **Sub-pixel transposed convolutions** (:class:`SubPixelConvTranspose`, optional): a
   ConvTranspose of stride ``s`` as a convolution at low resolution to ``s**D x C_out``
   channels followed by a pixel shuffle. Used where :data:`SUBPIXEL_DEFAULT` says it pays.
+- **oneDNN for every convolution** (:class:`OneDNNConv`): PyTorch sends a convolution to
+  its slow native kernel when ``N x C x D x H`` (the first four sizes) is below 20,480, a
+  heuristic written for 2D that in 3D catches whole U-Net levels (16 channels at 8 x 96 x 96
+  runs at ~6 GFLOP/s native against ~100 in oneDNN on one AVX2 core); the rewrite calls
+  oneDNN directly on CPU tensors.
 - **Channels-last layout** for the whole network (:func:`to_layout`): on AVX2 CPUs oneDNN's
   NHWC kernels run the few-channel full-resolution convolutions (10-32 channels at 384^2)
   2-3x faster than NCHW.
@@ -27,6 +32,7 @@ old speed. Weights are copied, never modified in place.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import logging
 import math
@@ -53,6 +59,7 @@ class RewriteReport:
         norm_act: instance norms (with their activation) replaced by :class:`NormAct`.
         merged_residual: residual units whose residual conv was merged into the first conv.
         folded_identity: residual units ``conv(x) + x`` folded into one convolution.
+        onednn: convolutions sent to oneDNN directly (:class:`OneDNNConv`).
         subpixel: transposed convolutions replaced by sub-pixel convolutions.
         skipped: modules of a rewritable kind left alone, with why.
     """
@@ -60,6 +67,7 @@ class RewriteReport:
     norm_act: int = 0
     merged_residual: int = 0
     folded_identity: int = 0
+    onednn: int = 0
     subpixel: int = 0
     skipped: list[str] = field(default_factory=list)
 
@@ -119,6 +127,64 @@ class NormAct(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.channels}, eps={self.eps}, slope={self.slope}"
+
+
+class OneDNNConv(nn.Module):
+    """A ``Conv2d``/``Conv3d`` (zero padding given as numbers) that runs on oneDNN whenever its
+    input is an fp32 CPU tensor (bf16 too where the CPU has native bf16), whatever the input's
+    size; elsewhere it runs as the original. Same weights, same outputs within round-off."""
+
+    def __init__(self, conv: nn.Conv2d | nn.Conv3d):
+        super().__init__()
+        self.conv = conv
+        self.bf16 = _bf16_native()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.conv
+        if _onednn_ok(x, conv.weight, self.bf16):
+            return torch.mkldnn_convolution(
+                x,
+                conv.weight,
+                conv.bias,
+                list(conv.padding),  # type: ignore[arg-type]
+                list(conv.stride),
+                list(conv.dilation),
+                conv.groups,
+            )
+        return conv(x)  # type: ignore[no-any-return]
+
+
+def _onednn_ok(x: torch.Tensor, weight: torch.Tensor, bf16: bool) -> bool:
+    return (
+        x.device.type == "cpu"
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and bf16))
+        and weight.dtype == x.dtype
+        and not (torch.is_grad_enabled() and weight.requires_grad)
+    )
+
+
+@functools.cache
+def _bf16_native() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _onednn_everywhere(module: nn.Module, report: RewriteReport) -> nn.Module:
+    if type(module) in (nn.Conv2d, nn.Conv3d):
+        conv: nn.Conv2d | nn.Conv3d = module  # type: ignore[assignment]
+        if conv.padding_mode == "zeros" and not isinstance(conv.padding, str):
+            report.onednn += 1
+            return OneDNNConv(conv)
+        return module
+    if isinstance(module, OneDNNConv):
+        return module
+    for name, child in list(module.named_children()):
+        new = _onednn_everywhere(child, report)
+        if new is not child:
+            setattr(module, name, new)
+    return module
 
 
 class ConvNormAct(nn.Module):
@@ -201,8 +267,13 @@ class SubPixelConvTranspose(nn.Module):
         self.bias = None if bias is None else nn.Parameter(bias, False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = functional.conv2d if self.dims == 2 else functional.conv3d
-        y = conv(x, self.weight, self.bias, padding=self.padding)
+        if _onednn_ok(x, self.weight, _bf16_native()):
+            y = torch.mkldnn_convolution(
+                x, self.weight, self.bias, list(self.padding), [1] * self.dims, [1] * self.dims, 1
+            )
+        else:
+            conv = functional.conv2d if self.dims == 2 else functional.conv3d
+            y = conv(x, self.weight, self.bias, padding=self.padding)
         spatial = x.shape[2:]
         crop = [slice(st, st + n) for st, n in zip(self.start, spatial, strict=True)]
         y = y[(slice(None), slice(None), *crop)]
@@ -256,7 +327,7 @@ def optimise_network(
     """
     report = report if report is not None else RewriteReport()
     net = copy.deepcopy(network).eval()
-    return _rewrite(net, subpixel, report)
+    return _onednn_everywhere(_rewrite(net, subpixel, report), report)
 
 
 def _rewrite(module: nn.Module, subpixel: bool, report: RewriteReport) -> nn.Module:
