@@ -13,12 +13,13 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+from monai.losses.dice import DiceCELoss
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn import functional
 
 from kneescope.errors import ConfigError
 from kneescope.memory import AllocationTracker, StepConfig, predict_step
-from kneescope.memory.slabs import check_slab_network, slab_step
+from kneescope.memory.slabs import DiceCESlabLoss, check_slab_network, slab_step
 from kneescope.memory.step import run_steps
 from kneescope.models import NetworkConfig, build_network, preset
 
@@ -43,18 +44,22 @@ def _net(dtype: torch.dtype) -> torch.nn.Module:
     return net
 
 
-def test_slab_step_gives_the_plain_loss_and_gradients() -> None:
+@pytest.mark.parametrize("dice", [False, True])
+def test_slab_step_gives_the_plain_loss_and_gradients(dice: bool) -> None:
     batch, slab_vox = 2, 10  # per-sample statistics; slabs of 10, 10 and 4 slices
     net = _net(torch.float64)
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(batch, 1, 24, 16, 16, generator=gen, dtype=torch.float64) * 2 + 1
-    y = torch.randint(0, 3, (batch, 24, 16, 16), generator=gen)
-    plain = functional.cross_entropy(net(x), y)
+    y = torch.randint(0, 3, (batch, 1, 24, 16, 16), generator=gen)
+    if dice:  # the segmentation task's loss
+        plain = DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=False)(net(x), y)
+    else:
+        plain = functional.cross_entropy(net(x), y[:, 0])
     plain.backward()  # type: ignore[no-untyped-call]
     want = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
     net.zero_grad(set_to_none=True)
 
-    loss = slab_step(net, x, y, slab_vox)
+    loss = slab_step(net, x, y, slab_vox, loss_fn=DiceCESlabLoss() if dice else None)
 
     assert loss.item() == pytest.approx(plain.item(), rel=1e-12)
     got = dict(net.named_parameters())

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -243,6 +243,63 @@ def _slab_stat(c: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
     return math.prod(c.shape[2:]), mean, var
 
 
+class SlabLoss(Protocol):
+    """A loss that is a function of sums over voxels, so that slabs can compute it.
+
+    ``parts(logits, target)``: the additive statistics of one slab, a 1-D float tensor (the
+    same length for every slab; logits ``(B, C, d, H, W)``, target ``(B, d, H, W)`` int64);
+    ``total(sums, n_vox)``: the scalar loss from their sums over all slabs (``n_vox``: the
+    target's element count). ``linear``: ``total`` is linear in ``sums`` (its gradient does
+    not depend on them, so no extra forward pass is needed).
+    """
+
+    linear: bool
+
+    def parts(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
+
+    def total(self, sums: torch.Tensor, n_vox: int) -> torch.Tensor: ...
+
+
+class CrossEntropySlabLoss:
+    """``cross_entropy(logits, target)`` (mean over batch and voxels) in slab form."""
+
+    linear = True
+
+    def parts(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return functional.cross_entropy(_wide(logits), target, reduction="sum").reshape(1)
+
+    def total(self, sums: torch.Tensor, n_vox: int) -> torch.Tensor:
+        return sums[0] / n_vox
+
+
+class DiceCESlabLoss:
+    """MONAI's ``DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=False)`` (the
+    segmentation task's loss; Dice per sample and class with background, smoothing 1e-5,
+    then the mean, plus the mean cross-entropy) in slab form: the sums are, per sample and
+    class, the intersection, the predicted and the true volume, and the cross-entropy sum."""
+
+    linear = False
+
+    def __init__(self, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5) -> None:
+        self.smooth_nr, self.smooth_dr = smooth_nr, smooth_dr
+
+    def parts(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = _wide(logits)
+        prob = torch.softmax(logits, dim=1)
+        onehot = functional.one_hot(target, logits.shape[1]).movedim(-1, 1).to(prob.dtype)
+        dims = tuple(range(2, logits.dim()))
+        inter = (prob * onehot).sum(dims)
+        ce = functional.cross_entropy(logits, target, reduction="sum").reshape(1)
+        return torch.cat(
+            [inter.flatten(), prob.sum(dims).flatten(), onehot.sum(dims).flatten(), ce]
+        )
+
+    def total(self, sums: torch.Tensor, n_vox: int) -> torch.Tensor:
+        inter, pred, true = sums[:-1].reshape(3, -1)
+        dice = 1 - (2 * inter + self.smooth_nr) / (true + pred + self.smooth_dr)
+        return dice.mean() + sums[-1] / n_vox
+
+
 def slab_step(
     net: nn.Module,
     x: torch.Tensor,
@@ -250,14 +307,20 @@ def slab_step(
     slab_vox: int,
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     inner_context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    loss_fn: SlabLoss | None = None,
 ) -> torch.Tensor:
-    """Forward and backward of ``cross_entropy(net(x), y)`` with the full-resolution stage in
-    slabs; gradients accumulate in the parameters' ``.grad`` as ``loss.backward()`` would.
+    """Forward and backward of ``loss_fn(net(x), y)`` (default: cross-entropy) with the
+    full-resolution stage in slabs; gradients accumulate in the parameters' ``.grad`` as
+    ``loss.backward()`` would.
 
-    ``autocast`` makes the precision context (entered around every computation);
-    ``inner_context`` wraps the inner network's forward (e.g. activation offload).
-    Returns the loss (a detached float32 scalar).
+    ``y``: ``(B, D, H, W)`` or ``(B, 1, D, H, W)`` int64. ``autocast`` makes the precision
+    context (entered around every computation); ``inner_context`` wraps the inner network's
+    forward (e.g. activation offload). A non-linear loss (Dice) costs one more forward pass
+    of the stage (its sums first). Returns the loss (a detached scalar).
     """
+    loss_fn = loss_fn or CrossEntropySlabLoss()
+    if y.dim() == x.dim():
+        y = y[:, 0]
     sd = SlabbedDynUNet(net, slab_vox)
     sd.depth = x.shape[2]
     if sd.depth % 2:
@@ -287,7 +350,6 @@ def slab_step(
         k: (m.clone().requires_grad_(), v.clone().requires_grad_()) for k, (m, v) in st.items()
     }
     grad_u = [torch.zeros_like(u_all.t)]  # a list: emptied once the inner network is done
-    loss = torch.zeros((), dtype=torch.float64, device=x.device)
 
     def u_leaf(a: int, b: int) -> _Span:
         lo, hi = sd.u_range(a, b)
@@ -316,14 +378,32 @@ def slab_step(
                 phi.backward()  # type: ignore[no-untyped-call]
             gather(us)
 
-    for a, b in slabs:  # the loss and its direct gradients
-        us = u_leaf(a, b)
+    def loss_parts(us: _Span, a: int, b: int) -> torch.Tensor:
         with autocast():
-            out = sd.logits(x, us, a, b, leaves)
-            part = functional.cross_entropy(_wide(out), y[:, a:b], reduction="sum") / n_vox
-        part.backward()  # type: ignore[no-untyped-call]
-        loss += part.detach()
+            return loss_fn.parts(sd.logits(x, us, a, b, leaves), y[:, a:b]).double()
+
+    def loss_gradient(sums: torch.Tensor) -> torch.Tensor:
+        """d total / d sums at ``sums``."""
+        leaf = sums.detach().clone().requires_grad_()
+        with torch.enable_grad():
+            loss_fn.total(leaf, n_vox).backward()  # type: ignore[no-untyped-call]
+        assert leaf.grad is not None
+        return leaf.grad
+
+    g_sums = None
+    if not loss_fn.linear:  # the sums first (one more forward pass of the stage)
+        with torch.no_grad():
+            g_sums = loss_gradient(torch.stack([loss_parts(u_all, a, b) for a, b in slabs]).sum(0))
+    parts = []
+    for a, b in slabs:  # the loss's direct gradients, slab by slab
+        us = u_leaf(a, b)
+        part = loss_parts(us, a, b)
+        if g_sums is None:  # linear: the same gradient at any sums
+            g_sums = loss_gradient(torch.zeros_like(part))
+        (part * g_sums).sum().backward()  # type: ignore[no-untyped-call]
+        parts.append(part.detach())
         gather(us)
+    loss = loss_fn.total(torch.stack(parts).sum(0), n_vox).detach()
     pull("d")
     pull("c")
     u.backward(grad_u.pop())  # type: ignore[no-untyped-call]
