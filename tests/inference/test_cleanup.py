@@ -70,3 +70,96 @@ def test_split_without_reference_changes_nothing() -> None:
     labels[1:3, 1:3, 1:3] = 5
     out = split_medial_lateral(labels.copy(), [(4, 5)], axis=0, medial_low=True, reference=3)
     np.testing.assert_array_equal(out, labels)
+
+
+def _scipy_keep_largest(labels: np.ndarray) -> np.ndarray:
+    """The clean-up before cc3d: one scipy label per structure inside its bounding box."""
+    from scipy import ndimage
+
+    structure = np.ones((3, 3, 3), dtype=bool)
+    for index, box in enumerate(ndimage.find_objects(labels)):
+        if box is None:
+            continue
+        region = labels[box]
+        mask = region == index + 1
+        components, count = ndimage.label(mask, structure=structure)
+        if count > 1:
+            sizes = np.bincount(components.reshape(-1))
+            sizes[0] = 0
+            region[mask & (components != int(np.argmax(sizes)))] = 0
+    return labels
+
+
+def _scipy_split(labels: np.ndarray, pairs: list[tuple[int, int]], axis: int) -> np.ndarray:
+    """The medial/lateral split with scipy: each label's own pieces, by centroid."""
+    from scipy import ndimage
+
+    others = tuple(a for a in range(3) if a != axis)
+    profile = np.count_nonzero(labels == 3, axis=others)
+    plane = float(np.dot(profile, np.arange(profile.size)) / profile.sum())
+    given = labels.copy()
+    for medial, lateral in pairs:
+        for value in (medial, lateral):
+            pieces, count = ndimage.label(given == value, structure=np.ones((3, 3, 3), bool))
+            for n in range(1, count + 1):
+                where = pieces == n
+                centre = np.nonzero(where)[axis].mean()
+                labels[where] = medial if centre < plane else lateral
+    return labels
+
+
+def test_touching_menisci_keep_their_sides() -> None:
+    """Two menisci joined by a few voxels are two pieces (one per label), not one piece of
+    the pair: each keeps the label of its side (before, both became medial)."""
+    from kneescope.inference.cleanup import split_medial_lateral
+
+    labels = np.zeros((30, 12, 12), dtype=np.uint8)
+    labels[4:26, 0:3] = 3  # tibia, centred at i = 14.5
+    labels[3:12, 5:8, 2:6] = 8  # medial meniscus, low side
+    labels[18:28, 5:8, 2:6] = 9  # lateral meniscus, high side, larger
+    labels[12:18, 6, 3] = 8  # a thin bridge of medial-labelled voxels joins them
+    labels[20:22, 6, 3] = 8  # a medial-labelled part of the lateral meniscus
+    out = split_medial_lateral(labels.copy(), [(8, 9)], axis=0, medial_low=True, reference=3)
+    assert (out[3:12, 5:8, 2:6] == 8).all() and (out[12:18, 6, 3] == 8).all()
+    assert (out[18:28, 5:8, 2:6] == 9).all()  # the stray medial part too
+    assert (out[labels == 3] == 3).all()
+
+
+def _noisy_knee_labels() -> np.ndarray:
+    """A rendered knee's true label map (small grid) with 120 stray fragments of random
+    structures (also touching the real structures), two of them equally large and disjoint
+    pieces of one label that is absent otherwise (a tie)."""
+    from kneescope.synth.knee import render_knee
+    from kneescope.synth.params import SMALL, sample_knee_params
+
+    sample = render_knee(sample_knee_params(np.random.default_rng(510100), side="right"), SMALL)
+    labels = np.ascontiguousarray(sample.labels.array, dtype=np.uint8)
+    rng = np.random.default_rng(1)
+    for _ in range(120):
+        i, j, k = (int(rng.integers(0, n - 3)) for n in labels.shape)
+        labels[i : i + 2, j : j + 3, k : k + 2] = rng.integers(1, 10)
+    labels[labels == 7] = 0
+    labels[0:2, 0:2, 0:2] = 7
+    labels[-2:, -2:, -2:] = 7
+    return labels
+
+
+def test_one_pass_components_equal_per_structure_scipy_on_a_knee() -> None:
+    """cc3d's one multi-label pass gives the scipy-per-structure map on a real knee's labels
+    with stray fragments and a tie (the first piece in raster order is kept), and the
+    medial/lateral split equals the scipy version too."""
+    from kneescope.inference.cleanup import split_medial_lateral
+
+    labels = _noisy_knee_labels()
+    expected = _scipy_keep_largest(labels.copy())
+    got = keep_largest_components(labels.copy())
+    np.testing.assert_array_equal(got, expected)
+    assert (got[0:2, 0:2, 0:2] == 7).all() and (got[-2:, -2:, -2:] == 0).all()
+    assert int((got != labels).sum()) > 100  # the fragments really were removed
+    for axis in range(3):
+        pairs = [(4, 5), (8, 9)]
+        want = _scipy_split(labels.copy(), pairs, axis)
+        have = split_medial_lateral(labels.copy(), pairs, axis=axis, medial_low=True, reference=3)
+        np.testing.assert_array_equal(have, want)
+    only = keep_largest_components(labels.copy(), structures=[1])
+    np.testing.assert_array_equal(only[labels != 1], labels[labels != 1])

@@ -272,3 +272,18 @@ def test_plane_window_runs_a_2d_model_on_whole_slices(model2d: SegmentationModel
     result = plane.segment(image)
     assert result.labels.shape == image.shape
     assert int(result.labels.array.max()) < 3
+
+
+def test_stats_sample_gives_the_volumes_exact_statistics() -> None:
+    """The strided sample gathered from a reoriented (non-contiguous) view gives exactly the
+    statistics of the whole array, without copying it."""
+    from kneescope.inference.segmenter import _stats_sample
+    from kneescope.transforms.intensity import NormalisationConfig, intensity_stats
+
+    base = np.random.default_rng(5).gamma(2.0, 50.0, size=(40, 160, 171)).astype(np.uint16)
+    config = NormalisationConfig()
+    for view in (base, base[::-1].transpose(2, 0, 1), base[:, ::2, 3:]):
+        sample = _stats_sample(view)
+        assert view.size < 1_000_000 or sample.size <= view.size // 2 + 1  # a sample
+        got = intensity_stats(sample, config, max_samples=sample.size)
+        assert got == intensity_stats(view, config)
