@@ -308,6 +308,7 @@ def slab_step(
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     inner_context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     loss_fn: SlabLoss | None = None,
+    grad_scale: float = 1.0,
 ) -> torch.Tensor:
     """Forward and backward of ``loss_fn(net(x), y)`` (default: cross-entropy) with the
     full-resolution stage in slabs; gradients accumulate in the parameters' ``.grad`` as
@@ -316,7 +317,8 @@ def slab_step(
     ``y``: ``(B, D, H, W)`` or ``(B, 1, D, H, W)`` int64. ``autocast`` makes the precision
     context (entered around every computation); ``inner_context`` wraps the inner network's
     forward (e.g. activation offload). A non-linear loss (Dice) costs one more forward pass
-    of the stage (its sums first). Returns the loss (a detached scalar).
+    of the stage (its sums first). The gradients are those of ``grad_scale * loss`` (e.g.
+    ``1 / accumulation`` steps). Returns the loss, unscaled (a detached scalar).
     """
     loss_fn = loss_fn or CrossEntropySlabLoss()
     if y.dim() == x.dim():
@@ -388,7 +390,7 @@ def slab_step(
         with torch.enable_grad():
             loss_fn.total(leaf, n_vox).backward()  # type: ignore[no-untyped-call]
         assert leaf.grad is not None
-        return leaf.grad
+        return leaf.grad * grad_scale
 
     g_sums = None
     if not loss_fn.linear:  # the sums first (one more forward pass of the stage)
