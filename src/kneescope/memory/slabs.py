@@ -17,11 +17,13 @@ summed over slabs, then pushed back through it with one more pass (``d mean / d 
 ``d var / d c = 2 (c - mean) / N``), in reverse dependency order (loss, norm d, norm c, inner
 network, strided convolution, norm b, norm a). Loss and gradients equal the plain step's
 within float round-off (``tests/memory/test_full_volume_slabs.py``); the price is
-recomputation: the stage's convolutions run about ten times forward and five times backward
-(FLOPs counted by the planner's tracker).
+recomputation: the stage's convolutions run about ten times forward and five times backward,
+3x the FLOPs of the plain step at 160x384x384 (counted by the planner's tracker). The loss
+must be a function of sums over voxels (:class:`SlabLoss`: cross-entropy, or the
+segmentation task's Dice + cross-entropy, :class:`DiceCESlabLoss`).
 
-Shapes: image ``(B, 1, D, H, W)`` float32, labels ``(B, D, H, W)`` int64; ``D`` even and
-every axis a multiple of the network's divisor.
+Shapes: image ``(B, 1, D, H, W)`` float32, labels ``(B, D, H, W)`` or ``(B, 1, D, H, W)``
+int64; ``D`` even and every axis a multiple of the network's divisor.
 """
 
 from __future__ import annotations
