@@ -43,8 +43,10 @@ Prints one JSON object (and writes it to ``--json``):
 - ``truth``: Dice per structure (mean, worst) and the mean absolute error of the biomarkers
   the truth knows, over the knees that passed QC.
 - ``profile`` (``--profile K``): CPU seconds of each phase (read, prepare, infer, finish,
-  measure) of the first K volumes run in this process on one thread (``time.thread_time``,
-  immune to other processes' load), and ``volumes_per_hour_on_2_cores`` = 2 x 3600 / their
+  measure) of the first K volumes run in this process with torch on one thread
+  (``time.process_time`` around each phase, the phases one at a time: immune to other
+  processes' load but for what sharing the cores' caches costs), and
+  ``volumes_per_hour_on_2_cores`` = 2 x 3600 / their
   sum: the rate 2 one-thread workers reach when nothing else runs (without writing files,
   worker start or scheduling). ``--profile-only`` skips the cohort run.
 - ``load_before``/``load_after``: ``os.getloadavg()`` around the run (1, 5, 15 min).
@@ -172,10 +174,10 @@ def truth_summary(table: pd.DataFrame, cohort: Path) -> dict[str, Any]:
 
 
 def profile_phases(cohort: Path, count: int, segment_options: dict[str, Any]) -> dict[str, Any]:
-    """CPU seconds of each phase of one volume in this process on one thread (torch too):
-    ``time.thread_time`` around read, prepare, infer, finish and measure, for the first
-    ``count`` DESS series of the cohort. Immune to other processes' load (unlike wall time),
-    except for what sharing the cores' caches costs."""
+    """CPU seconds of each phase of one volume in this process, torch on one thread:
+    ``time.process_time`` (every thread of the process) around read, prepare, infer, finish
+    and measure, for the first ``count`` DESS series of the cohort. Immune to other
+    processes' load (unlike wall time), except for what sharing the cores' caches costs."""
     import torch
 
     from kneescope.biomarkers.label_schemes import measure_labelled
@@ -188,29 +190,29 @@ def profile_phases(cohort: Path, count: int, segment_options: dict[str, Any]) ->
     options = {k: v for k, v in segment_options.items() if k != "model"}
     step = Segment(model=segment_options.get("model"), **options)
     measure = Measure()
-    t = time.thread_time()
+    t = time.process_time()
     segmenter = Segmenter(step.model_path, step.config)
-    setup_s = time.thread_time() - t
+    setup_s = time.process_time() - t
     manifest = pd.read_csv(cohort / "labels" / "manifest.csv").head(count)
     per_volume: list[dict[str, float]] = []
     for _, row in manifest.iterrows():
         side: Any = str(row["Side"])
         cpu: dict[str, float] = {}
-        t = time.thread_time()
+        t = time.process_time()
         image = read_volume(cohort / str(row["Folder"]))
-        cpu["read"] = time.thread_time() - t
-        t = time.thread_time()
+        cpu["read"] = time.process_time() - t
+        t = time.process_time()
         prepared = segmenter.prepare(image, side)
-        cpu["prepare"] = time.thread_time() - t
-        t = time.thread_time()
+        cpu["prepare"] = time.process_time() - t
+        t = time.process_time()
         raw = segmenter.infer(prepared)
-        cpu["infer"] = time.thread_time() - t
-        t = time.thread_time()
+        cpu["infer"] = time.process_time() - t
+        t = time.process_time()
         seg = segmenter.finish(raw)
-        cpu["finish"] = time.thread_time() - t
-        t = time.thread_time()
+        cpu["finish"] = time.process_time() - t
+        t = time.process_time()
         measure_labelled(seg.labels, measure.scheme, side, measure.config, with_maps=measure.maps)
-        cpu["measure"] = time.thread_time() - t
+        cpu["measure"] = time.process_time() - t
         per_volume.append(cpu)
     mean = {k: round(sum(v[k] for v in per_volume) / len(per_volume), 2) for k in per_volume[0]}
     total = sum(mean.values())
