@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from torch.nn import functional
 
 from kneescope.errors import ConfigError
 from kneescope.memory import AllocationTracker, StepConfig, predict_step
+from kneescope.memory.planner import plan_training
 from kneescope.memory.slabs import DiceCESlabLoss, check_slab_network, slab_step
 from kneescope.memory.step import run_steps
 from kneescope.models import NetworkConfig, build_network, preset
@@ -32,6 +34,12 @@ TINY = NetworkConfig(
 )
 """The nnU-Net U-Net's layout (DynUNet: 3^3 convs, instance norm, leaky ReLU, a stride-1 first
 stage) with 4 stages (divisor 8) and few channels: small enough for float64 in seconds."""
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Predictions cached in the test's folder, not the user's."""
+    monkeypatch.setenv("KNEESCOPE_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def _net(dtype: torch.dtype) -> torch.nn.Module:
@@ -128,3 +136,18 @@ def test_nnunet_unet_trains_the_whole_volume_within_11_gb_with_slabs() -> None:
     estimate = predict_step(net, step)
     assert estimate.parameters >= 30_000_000
     assert estimate.required_bytes <= 11 * 10**9
+
+
+def test_planner_fits_the_whole_volume_in_slabs_when_the_plain_step_does_not() -> None:
+    shape = (48, 32, 32)
+    base = StepConfig(input_shape_vox=shape, precision="fp32", device="cuda", foreach=True)
+    plain = predict_step(TINY, base).required_bytes
+    slab = predict_step(TINY, base.model_copy(update={"slab_vox": 8})).required_bytes
+    assert slab < plain
+    budget = (slab + plain) // 2
+    kw = {"precisions": ("fp32",), "checkpointing": ("off",), "offload": (False,)}
+    assert plan_training(TINY, shape, None, budget, **kw).full_volume is None  # type: ignore[arg-type]
+    full = plan_training(TINY, shape, None, budget, slabs=(8,), **kw).full_volume  # type: ignore[arg-type]
+    assert full is not None
+    assert full.slab_vox == 8
+    assert full.required_bytes == slab <= budget
