@@ -182,15 +182,23 @@ def test_optimised_predictor_slice_groups_on_two_threads(monkeypatch: pytest.Mon
     assert torch.equal(ref.argmax(1), out.argmax(1))
 
 
-def test_optimised_predictor_3d() -> None:
+def test_optimised_predictor_3d(monkeypatch: pytest.MonkeyPatch) -> None:
     net = _unet(3, 1)
+    monkeypatch.setattr(predictor_module, "SLICE_PIXELS_PER_CALL", 8 * 16 * 16)
     cpu = torch.device("cpu")
     plain = make_predictor(net, mode="3d", device=cpu, autocast_dtype=None, optimise=False)
     fast = make_predictor(net, mode="3d", device=cpu, autocast_dtype=None)
-    batch = torch.randn(1, 1, 8, 16, 16)
-    out = fast(batch)
+    batch = torch.randn(3, 1, 8, 16, 16)  # 3 windows: one thread each on 2 threads
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = fast(batch)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
     assert out.is_contiguous()
     assert _close(plain(batch), out) < 1e-4
+    assert _close(plain(batch[:1]), fast(batch[:1])) < 1e-4
 
 
 def test_shipped_model_same_labels_on_a_real_knee() -> None:

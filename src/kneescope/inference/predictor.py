@@ -3,7 +3,8 @@
 On the CPU the predictor runs an exact, faster rewrite of the network by default
 (:mod:`kneescope.inference.fast_network`: in-place instance norm + activation, merged
 residual convolutions, channels-last layout) and, for 2D models, cuts a window's slices into
-small groups (:data:`SLICE_PIXELS_PER_CALL`) that run on one thread each, one group per core:
+small groups (:data:`SLICE_PIXELS_PER_CALL`) that run on one thread each, one group per core
+(3D: the windows of a batch, ``sw_batch_size`` > 1):
 the few-channel full-resolution layers then stay in cache and no core waits at the barrier of
 a small operation. Outputs equal the plain network's within float round-off.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -117,16 +119,17 @@ def make_predictor(
     def forward(x: torch.Tensor) -> torch.Tensor:
         return _forward(network, x, device, autocast_dtype, use_channels_last)
 
-    slices = _SliceGroups(forward) if optimise and mode == "2d" else None
+    groups = _SliceGroups(forward) if optimise else None
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         if mode == "2d":
             b, c, d, h, w = batch.shape
             flat = batch.permute(0, 2, 1, 3, 4).reshape(b * d, c, h, w).to(input_dtype)
-            out = slices(flat) if slices is not None else forward(flat)
+            out = groups(flat) if groups is not None else forward(flat)
             return out.reshape(b, d, -1, h, w).permute(0, 2, 1, 3, 4)
-        out = forward(batch.to(input_dtype))
-        return out.contiguous() if optimise else out
+        if groups is not None:  # 3D: windows of a batch on one thread each
+            return groups(batch.to(input_dtype))
+        return forward(batch.to(input_dtype))
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
         if not tta_flip_axes:
@@ -143,10 +146,10 @@ def make_predictor(
 
 
 class _SliceGroups:
-    """Runs a 2D network over (S, C, h, w) slices in groups of :data:`SLICE_PIXELS_PER_CALL`
-    pixels, the groups spread over up to one Python thread per intra-op thread, each running
-    its operations on ``threads // groups`` intra-op threads (one on 2 cores); returns
-    (S, C_out, h, w), contiguous (NCHW)."""
+    """Runs a network over a batch (S, C, *spatial) (2D: slices; 3D: windows) in groups of
+    :data:`SLICE_PIXELS_PER_CALL` voxels (at least one item), the groups spread over up to one
+    Python thread per intra-op thread, each running its operations on ``threads // groups``
+    intra-op threads (one on 2 cores); returns (S, C_out, *spatial), contiguous."""
 
     def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor]):
         self.forward = forward
@@ -155,8 +158,8 @@ class _SliceGroups:
         self.lock = threading.Lock()
 
     def __call__(self, flat: torch.Tensor) -> torch.Tensor:
-        s, _, h, w = flat.shape
-        per_call = max(1, SLICE_PIXELS_PER_CALL // (h * w))
+        s = flat.shape[0]
+        per_call = max(1, SLICE_PIXELS_PER_CALL // math.prod(flat.shape[2:]))
         groups = [(i, min(i + per_call, s)) for i in range(0, s, per_call)]
         threads = min(torch.get_num_threads(), len(groups))
         if threads <= 1:
@@ -196,6 +199,8 @@ class _SliceGroups:
 
 def _gather(parts: list[torch.Tensor], groups: list[tuple[int, int]]) -> torch.Tensor:
     first = parts[0]
+    if len(parts) == 1:
+        return first.contiguous()
     out = torch.empty((groups[-1][1], *first.shape[1:]), dtype=first.dtype, device=first.device)
     for (a, b), part in zip(groups, parts, strict=True):
         out[a:b].copy_(part)
