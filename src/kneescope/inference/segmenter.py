@@ -294,6 +294,8 @@ class Segmenter:
                 probs_t = np.zeros((*target_shape, spec.num_classes), dtype=np.uint8)
                 probs_t[..., 0] = 255  # outside the box: background with certainty
                 probs_t[box] = prob
+        del lab, prob, region
+        release_free_memory()  # the network's freed activations, before finish allocates
         seconds = dict(prepared.seconds)
         seconds["infer"] = time.perf_counter() - t1
         return RawSegmentation(
@@ -420,6 +422,31 @@ class Segmenter:
             log.warning("cascade: the coarse pass found no knee; segmenting the whole volume")
         return box
 
+
+def release_free_memory() -> None:
+    """Hand memory the allocator keeps after frees back to the operating system (glibc's
+    ``malloc_trim``; a no-op elsewhere). The network pass frees ~130 MB of activations
+    (2D model, 8 x 256 x 256 window) that glibc would otherwise keep mapped; returning them
+    lets the clean-up's arrays reuse the pages instead of adding to the peak resident set."""
+    global _TRIM
+    if _TRIM is None:
+        _TRIM = _find_malloc_trim()
+    if _TRIM:
+        _TRIM(0)
+
+
+def _find_malloc_trim() -> Any:
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+
+
+_TRIM: Any = None
 
 STATS_SAMPLES = 500_000
 """Voxels the intensity statistics are taken from (as :func:`intensity_stats`' default)."""
