@@ -70,7 +70,7 @@ Run (the lead's final pass, on a quiet machine; ~15 min for both models with 3 r
 Time (an estimate from the loaded development machine, scaled by the quiet-machine figures of
 issue 19): ~5 min for the 2D model and ~12 min for the 3D model with 3 rounds, of which the one
 emulated-bf16 MONAI run per model is ~1.5 min (2D) and ~4 min (3D); ``--bf16-repeats 0`` leaves
-it out. Each child also prints one line per run as it goes.
+it out. The script prints one line per run as it goes.
 Quick check of the plumbing (1 round, the 24 central slices, shorter sweep; its Dice values
 mean little: on a 24-slice crop the clean-up keeps different fragments):
     nice .venv/bin/python benchmarks/segment_vs_baselines.py --work DIR --quick [--models 2d]
