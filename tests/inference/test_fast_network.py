@@ -182,13 +182,12 @@ def test_optimised_predictor_slice_groups_on_two_threads(monkeypatch: pytest.Mon
     assert torch.equal(ref.argmax(1), out.argmax(1))
 
 
-def test_optimised_predictor_3d(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_optimised_predictor_3d() -> None:
     net = _unet(3, 1)
-    monkeypatch.setattr(predictor_module, "SLICE_PIXELS_PER_CALL", 8 * 16 * 16)
     cpu = torch.device("cpu")
     plain = make_predictor(net, mode="3d", device=cpu, autocast_dtype=None, optimise=False)
     fast = make_predictor(net, mode="3d", device=cpu, autocast_dtype=None)
-    batch = torch.randn(3, 1, 8, 16, 16)  # 3 windows: one thread each on 2 threads
+    batch = torch.randn(3, 1, 8, 16, 16)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

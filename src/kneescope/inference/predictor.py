@@ -3,8 +3,7 @@
 On the CPU the predictor runs an exact, faster rewrite of the network by default
 (:mod:`kneescope.inference.fast_network`: in-place instance norm + activation, merged
 residual convolutions, channels-last layout) and, for 2D models, cuts a window's slices into
-small groups (:data:`SLICE_PIXELS_PER_CALL`) that run on one thread each, one group per core
-(3D: the windows of a batch, ``sw_batch_size`` > 1):
+small groups (:data:`SLICE_PIXELS_PER_CALL`) that run on one thread each, one group per core:
 the few-channel full-resolution layers then stay in cache and no core waits at the barrier of
 a small operation. Outputs equal the plain network's within float round-off.
 """
@@ -119,7 +118,7 @@ def make_predictor(
     def forward(x: torch.Tensor) -> torch.Tensor:
         return _forward(network, x, device, autocast_dtype, use_channels_last)
 
-    groups = _SliceGroups(forward) if optimise else None
+    groups = _SliceGroups(forward) if optimise and mode == "2d" else None
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         if mode == "2d":
@@ -127,9 +126,8 @@ def make_predictor(
             flat = batch.permute(0, 2, 1, 3, 4).reshape(b * d, c, h, w).to(input_dtype)
             out = groups(flat) if groups is not None else forward(flat)
             return out.reshape(b, d, -1, h, w).permute(0, 2, 1, 3, 4)
-        if groups is not None:  # 3D: windows of a batch on one thread each
-            return groups(batch.to(input_dtype))
-        return forward(batch.to(input_dtype))
+        out = forward(batch.to(input_dtype))  # 3D: one call, intra-op threads (measured
+        return out.contiguous() if optimise else out  # faster than a window per thread)
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
         if not tta_flip_axes:
@@ -146,7 +144,7 @@ def make_predictor(
 
 
 class _SliceGroups:
-    """Runs a network over a batch (S, C, *spatial) (2D: slices; 3D: windows) in groups of
+    """Runs a network over a batch (S, C, *spatial) (2D slices) in groups of
     :data:`SLICE_PIXELS_PER_CALL` voxels (at least one item), the groups spread over up to one
     Python thread per intra-op thread, each running its operations on ``threads // groups``
     intra-op threads (one on 2 cores); returns (S, C_out, *spatial), contiguous."""
