@@ -3,9 +3,10 @@
 Runs a sweep of realistic convolution shapes (2D and 3D, 3x3(x3) kernels, 32-256 channels, the
 sizes U-Net levels see) in NCHW and channels-last layouts, each timed best-of ``--repeats``
 after a warm-up, and reports the best GFLOP/s per shape and the peak (the best over all
-shapes). fp32 always; bf16 too when the CPU runs it natively
-(``torch.ops.mkldnn._is_mkldnn_bf16_supported()``) or when ``--bf16`` forces it (emulated on
-AVX2-only CPUs, reported as such).
+shapes). Every convolution runs on oneDNN (``torch.mkldnn_convolution``: PyTorch's own size
+heuristic would send small 3D inputs to its slow native kernel). fp32 always; bf16 too when
+the CPU runs it natively (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``) or when
+``--bf16`` forces it (emulated on AVX2-only CPUs, reported as such).
 
 Command (the figure in docs/network_speed.md; ~1 min on 2 cores)::
 
@@ -29,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn import functional
 
 SHAPES_2D = [  # (c_in, c_out, (h, w)), batch 8
     (32, 32, (192, 192)),
@@ -70,13 +70,17 @@ def time_conv(
         fmt = torch.channels_last if dims == 2 else torch.channels_last_3d
         x = x.contiguous(memory_format=fmt)
         w = w.contiguous(memory_format=fmt)
-    conv = functional.conv2d if dims == 2 else functional.conv3d
+    ones = [1] * dims
+
+    def conv() -> torch.Tensor:  # oneDNN directly: PyTorch's size heuristic would send small
+        return torch.mkldnn_convolution(x, w, b, ones, ones, ones, 1)  # 3D inputs elsewhere
+
     best = float("inf")
     with torch.inference_mode():
-        conv(x, w, b, padding=1)
+        conv()
         for _ in range(repeats):
             t0 = time.perf_counter()
-            conv(x, w, b, padding=1)
+            conv()
             best = min(best, time.perf_counter() - t0)
     return best
 
