@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -233,6 +234,7 @@ def main() -> None:
             runs[name].append(record)
             print(f"repeat {repeat} {name}: {json.dumps(record)}", file=sys.stderr, flush=True)
     summary = _summarise(engines, runs, tmp, args)
+    shutil.rmtree(tmp, ignore_errors=True)
     _print_table(summary)
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "summary": summary}, indent=1))
