@@ -152,6 +152,7 @@ def segment(
         finished_outputs,
         segment_output_paths,
     )
+    from kneescope.inference.pipeline import segment_many
     from kneescope.inference.segmenter import SegmentConfig, Segmenter
     from kneescope.io.digest import file_sha256
     from kneescope.models.pretrained import resolve_model
@@ -195,18 +196,33 @@ def segment(
     check_output_plan(out, todo, overwrite=overwrite)  # before any work: nothing replaced
     segmenter = Segmenter(model_path, config)
     out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
     console = stderr()
-    for n, (item, (_, paths), finished) in enumerate(zip(items, plan, done, strict=True), 1):
+    fingerprint = {"model_sha256": model_sha256, "options": options}
+    entries = list(zip(range(1, len(items) + 1), items, plan, done, strict=True))
+    rows_by_n: dict[int, dict[str, Any]] = {}
+    for n, item, (_, paths), finished in entries:
         if finished:
             if not as_json:
                 console.print(f"[{n}/{len(items)}] {item.name}: done earlier", highlight=False)
-            rows.append(_skipped_row(item, paths))
-            continue
+            rows_by_n[n] = _skipped_row(item, paths)
+    # the rest pipelined: the next input is read and prepared, the previous one cleaned up
+    # and written, while the network runs on this one (kneescope.inference.pipeline)
+    todo_entries = [(n, item, paths) for n, item, (_, paths), finished in entries if not finished]
+    for result in segment_many(
+        segmenter,
+        todo_entries,
+        lambda entry: _load_one(entry[1]),
+        after=lambda entry, seg: _write_one(
+            segmenter, model_path, entry[1], entry[2], fingerprint, seg
+        ),
+    ):
+        n, item, _ = result.item
+        if result.exception is not None:
+            raise result.exception  # the first bad input stops the command, as before
         if not as_json:
             console.print(f"[{n}/{len(items)}] {item.name}", highlight=False)
-        fingerprint = {"model_sha256": model_sha256, "options": options}
-        rows.append(_segment_one(segmenter, model_path, item, paths, fingerprint))
+        rows_by_n[n] = result.after
+    rows = [rows_by_n[n] for n in sorted(rows_by_n)]
     payload = {
         "model": str(model_path),
         "precision": segmenter.precision_name,
@@ -247,23 +263,29 @@ def _skipped_row(item: _Input, paths: dict[str, Path]) -> dict[str, Any]:
     return row
 
 
-def _segment_one(
+def _load_one(item: _Input) -> tuple[Any, str | None]:
+    """Read one input and the knee's side (runs on the pipeline's reader thread)."""
+    from kneescope.io import read_volume
+
+    image = read_volume(item.path)
+    return image, _knee_side(item, image)
+
+
+def _write_one(
     segmenter: Any,
     model_path: Path,
     item: _Input,
     paths: dict[str, Path],
     fingerprint: dict[str, Any],
+    result: Any,
 ) -> dict[str, Any]:
-    """Segment one input and write its outputs; the sidecar goes last (it marks the input
-    as finished for a rerun, see :func:`~kneescope.inference.output.finished_outputs`)."""
+    """Write one input's outputs; the sidecar goes last (it marks the input as finished for
+    a rerun, see :func:`~kneescope.inference.output.finished_outputs`)."""
     from kneescope.inference.output import write_labels, write_probabilities
-    from kneescope.io import read_volume
     from kneescope.io.colour_table import write_colour_tables
     from kneescope.io.sidecar import describe, read_sidecar, write_sidecar
 
-    image = read_volume(item.path)
-    side = _knee_side(item, image)
-    result = segmenter.segment(image, side=side)
+    image = result.labels  # the input's grid: same shape and affine
     spec = segmenter.model.spec
     names = {int(v): str(n) for v, n in spec.labels.items()}
     provenance = _provenance(item, read_sidecar(item.path) if item.path.is_file() else None)
