@@ -15,6 +15,15 @@ the weights the uninterrupted run would have had.
 Data parallel (``world.size > 1``): every rank draws the same global batch and keeps its slice,
 the network is wrapped in DistributedDataParallel (gradients averaged), rank 0 validates and
 writes checkpoints and the model file, and every rank resumes from the same checkpoint.
+
+Slabs (``EngineConfig.slab_vox > 0``, one process): each micro-step is
+:func:`kneescope.memory.slabs.slab_step` (forward, loss and backward with the network's
+full-resolution stage computed in slabs of ``slab_vox`` slices, the same loss and gradients
+as the plain step within round-off) instead of ``network(inputs)`` and ``loss.backward()``;
+the optimiser step, clipping, accumulation and the rest are unchanged. It needs an
+nnU-Net-style DynUNet and a task whose loss has a slab form: the task's optional
+``slab_loss()`` returns it (:class:`kneescope.memory.slabs.SlabLoss`, e.g. the segmentation
+task's Dice + cross-entropy). Anything else is refused with a ConfigError before training.
 """
 
 from __future__ import annotations
@@ -26,11 +35,12 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from kneescope.config import config_hash
+from kneescope.errors import ConfigError
 from kneescope.models import build_network
 from kneescope.models.model_file import ModelFile, save_model_file
 from kneescope.training.checkpoint import (
@@ -55,6 +65,9 @@ from kneescope.training.progress import FitProgress, ProgressCallback
 from kneescope.training.schedule import learning_rate
 from kneescope.training.step_plan import StepPlan, plan_step
 from kneescope.training.task import Metrics, PatchTask, TrainingTask
+
+if TYPE_CHECKING:
+    from kneescope.memory.slabs import SlabLoss
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +146,7 @@ class _Session:
     state: TrainingState
     ema: WeightAverage | None = None
     stopper: EarlyStopping | None = None
+    slab_loss: SlabLoss | None = None
     metrics: Metrics | None = None
     metrics_at: int = -1
     end: int = 0
@@ -160,6 +174,7 @@ class _Session:
         if callable(initialise):
             initialise(model)  # starting weights (fine-tuning); a checkpoint overrides them
         model = model.to(device)
+        slab_loss = _slab_loss(task, model, plan, world) if plan.slab_vox else None
         if plan.checkpointing != "off":
             from kneescope.models.checkpointing import apply_checkpointing
 
@@ -180,6 +195,7 @@ class _Session:
             ckpt_path=run_dir / CHECKPOINT_NAME,
             run_key=_run_key(task, config, plan),
             state=TrainingState(),
+            slab_loss=slab_loss,
         )
         session.resume(run_dir)
         return session
@@ -251,6 +267,9 @@ class _Session:
             batch = self.task.batch(it * plan.accumulation + micro, plan.batch_size)
             inputs = batch.inputs[lo:hi].to(self.device)
             targets = batch.targets[lo:hi].to(self.device)
+            if plan.slab_vox:
+                loss_value += self._slab_micro_step(inputs, targets)
+                continue
             with self._sync_gradients(micro == plan.accumulation - 1):
                 with autocast(self.device, self.dtype):
                     outputs = self.network(inputs)
@@ -264,6 +283,23 @@ class _Session:
         if self.ema is not None:
             self.ema.update(self.model)
         return all_reduce_mean(loss_value, self.world)
+
+    def _slab_micro_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+        """Forward, loss and backward of one micro-step with the full-resolution stage in
+        slabs; gradients of ``loss / accumulation`` added to ``.grad``; the loss's share."""
+        from kneescope.memory.slabs import slab_step
+
+        accumulation = self.plan.accumulation
+        loss = slab_step(
+            self.model,
+            inputs,
+            targets,
+            self.plan.slab_vox,
+            autocast=lambda: autocast(self.device, self.dtype),
+            loss_fn=self.slab_loss,
+            grad_scale=1.0 / accumulation,
+        )
+        return float(loss) / accumulation
 
     def _sync_gradients(self, last_micro_step: bool) -> contextlib.AbstractContextManager[Any]:
         """DDP averages gradients over the ranks on the last micro-step only."""
@@ -402,7 +438,7 @@ class _Session:
     def _log_start(self) -> None:
         plan = self.plan
         log.info(
-            "training %s %s: patch %s batch %d x %d (%s), %d iterations, %s, %d rank(s)%s",
+            "training %s %s: patch %s batch %d x %d (%s), %d iterations, %s, %d rank(s)%s%s",
             self.task.kind,
             self.task.network.name,
             plan.patch_size_vox,
@@ -412,8 +448,36 @@ class _Session:
             self.config.iterations,
             "bf16" if self.dtype is not None else "fp32",
             self.world.size,
+            f", full-resolution stage in slabs of {plan.slab_vox}" if plan.slab_vox else "",
             f", resuming at {self.resumed_from}" if self.resumed_from else "",
         )
+
+
+def _slab_loss(
+    task: TrainingTask, model: torch.nn.Module, plan: StepPlan, world: World
+) -> SlabLoss:
+    """The task's loss in slab form, after checking that the slab step can run this network
+    exactly here. Raises ConfigError (one line) otherwise."""
+    from kneescope.memory.slabs import check_slab_network
+
+    undo = "; set slab_vox = 0 for the plain step"
+    if world.is_distributed:
+        raise ConfigError(
+            f"slab_vox = {plan.slab_vox} runs in one process only (the slab step does not "
+            f"exchange gradients between ranks){undo}"
+        )
+    try:
+        check_slab_network(model, plan.slab_vox)
+    except ConfigError as exc:
+        raise ConfigError(f"slab_vox = {plan.slab_vox}: {exc}{undo}") from None
+    make = getattr(task, "slab_loss", None)
+    if not callable(make):
+        raise ConfigError(
+            f"slab_vox = {plan.slab_vox}: the {task.kind} task's loss has no slab form "
+            f"(a task's slab_loss()){undo}"
+        )
+    loss: SlabLoss = make()
+    return loss
 
 
 def _data_parallel(model: torch.nn.Module, world: World) -> torch.nn.Module:
@@ -443,13 +507,18 @@ def _data_parallel(model: torch.nn.Module, world: World) -> torch.nn.Module:
 def _run_key(task: TrainingTask, config: EngineConfig, plan: StepPlan) -> str:
     """What a checkpoint must match to be resumed: the task's description, the data, the
     engine settings that change the numbers, and the step plan."""
-    engine = config.model_copy(update={"threads": None, "max_minutes": None})
-    spec = json.dumps(task.model_spec(None), sort_keys=True, default=str)
-    parts = f"{task.kind}|{spec}|{json.dumps(plan.as_dict(), sort_keys=True)}"
     import hashlib
 
+    engine = config.model_copy(update={"threads": None, "max_minutes": None})
+    engine_key = config_hash(engine)
+    if not config.slab_vox:  # a plain run keeps the key it had before slabs existed
+        values = engine.model_dump(mode="json")
+        del values["slab_vox"]
+        engine_key = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+    spec = json.dumps(task.model_spec(None), sort_keys=True, default=str)
+    parts = f"{task.kind}|{spec}|{json.dumps(plan.as_dict(), sort_keys=True)}"
     digest = hashlib.sha256(parts.encode()).hexdigest()[:16]
-    return f"{config_hash(engine)}-{task.data_fingerprint}-{digest}"
+    return f"{engine_key}-{task.data_fingerprint}-{digest}"
 
 
 def _has_validation(task: TrainingTask) -> bool:

@@ -28,6 +28,7 @@ ENGINE_KEYS = frozenset(
         "threads",
         "max_minutes",
         "budget",
+        "slab_vox",
     }
 )
 """Keys of a flat training file that belong to the engine (the rest go to the task)."""
@@ -64,6 +65,10 @@ class EngineConfig(BaseModel):
             writes the model as if the iterations were done (the schedule still follows
             ``iterations``).
         budget: memory budget for the planner, e.g. ``"2GB"``; ``None``: half the free RAM.
+        slab_vox: ``> 0``: each step computes the network's full-resolution stage in slabs
+            of this many slices (even) along the first axis, exactly
+            (:func:`kneescope.memory.slabs.slab_step`; an nnU-Net-style DynUNet and a task
+            with a slab form of its loss); ``0``: the plain step.
     """
 
     model_config = FROZEN
@@ -86,3 +91,4 @@ class EngineConfig(BaseModel):
     threads: int | None = Field(None, ge=1)
     max_minutes: float | None = Field(None, gt=0.0)
     budget: str | None = None
+    slab_vox: int = Field(0, ge=0)

@@ -1,7 +1,10 @@
-"""How a training step runs: patch and batch sizes, accumulation and activation checkpointing.
+"""How a training step runs: patch and batch sizes, accumulation, activation checkpointing
+and slabs.
 
 From the config where it gives them, else from the memory planner
-(:func:`kneescope.memory.planner.plan_training`), else from the task's defaults.
+(:func:`kneescope.memory.planner.plan_training`), else from the task's defaults. Slabs
+(``slab_vox``) come from the config only: the planner sizes plain patches, which a slab step
+of the same patch never exceeds.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ class StepPlan:
         accumulation: micro-steps per optimiser step.
         checkpointing: activation checkpointing (``"off"``, ``"per_block"``, ``"selective"``).
         source: ``"config"``, ``"planner"`` or ``"default"``.
-        predicted_bytes: the planner's predicted peak memory per rank (``None``: not planned).
+        predicted_bytes: the planner's predicted peak memory per rank (``None``: not planned;
+            with slabs, the plain step's prediction, an upper bound).
+        slab_vox: ``> 0``: the network's full-resolution stage runs in slabs of this many
+            slices (:func:`kneescope.memory.slabs.slab_step`); ``0``: the plain step.
     """
 
     patch_size_vox: tuple[int, ...] | None
@@ -42,11 +48,16 @@ class StepPlan:
     checkpointing: str = "off"
     source: str = "config"
     predicted_bytes: int | None = None
+    slab_vox: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready; ``slab_vox`` only when slabs are on (so a plain plan's record, and the
+        run key of a plain run's checkpoints, are those of earlier versions)."""
         out = asdict(self)
         if self.patch_size_vox is not None:
             out["patch_size_vox"] = list(self.patch_size_vox)
+        if not self.slab_vox:
+            del out["slab_vox"]
         return out
 
 
@@ -70,6 +81,7 @@ def plan_step(task: TrainingTask, config: EngineConfig, world_size: int = 1) -> 
         checkpointing,
         plan.source,
         plan.predicted_bytes,
+        config.slab_vox,
     )
 
 

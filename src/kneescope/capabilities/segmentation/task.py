@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +35,9 @@ from kneescope.training.task import Metrics, PatchRequest, TaskBatch
 from kneescope.transforms.orientation import left_right_axis
 from kneescope.transforms.patches import PatchSampler, default_class_weights
 from kneescope.workspace import Workspace
+
+if TYPE_CHECKING:
+    from kneescope.memory.slabs import SlabLoss
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +156,12 @@ class SegmentationTask:
         """Dice + cross-entropy (Dice per sample and class, then the mean)."""
         value: torch.Tensor = self._loss(outputs, targets)
         return value
+
+    def slab_loss(self) -> SlabLoss:
+        """:meth:`loss` in slab form, for the engine's slab steps (``slab_vox``)."""
+        from kneescope.memory.slabs import DiceCESlabLoss
+
+        return DiceCESlabLoss()
 
     @property
     def roi_size_vox(self) -> tuple[int, int, int]:
