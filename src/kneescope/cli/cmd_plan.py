@@ -110,6 +110,21 @@ def _smallest_need(
     return patch, precision, predict_step(network, step).required_bytes
 
 
+def _slab_sizes(slabs: int | None, network: Any, mode: str) -> tuple[int, ...]:
+    """``--slabs`` as the planner's ``slabs`` (empty without it); bad values in one line."""
+    if slabs is None:
+        return ()
+    if slabs % 2:
+        raise InputError(f"--slabs {slabs}: give an even number of slices, e.g. --slabs 16")
+    if mode != "train":
+        raise InputError("--slabs plans training steps; drop it or use --mode train")
+    if network.name != "dynunet":
+        raise InputError(
+            f"--slabs needs a DynUNet (e.g. --network unet3d-nnunet), not {network.name}"
+        )
+    return (slabs,)
+
+
 class PrecisionName(StrEnum):
     """Number formats the planner tries (``--precision``)."""
 
@@ -221,6 +236,18 @@ def plan(
             "each keeps its own copy of the gradients for the exchange, the batch is split.",
         ),
     ] = 1,
+    slabs: Annotated[
+        int | None,
+        typer.Option(
+            "--slabs",
+            min=2,
+            help="When no plain step fits the whole volume, try computing the full-resolution "
+            "stage in slabs of this many slices (even; exact, ~3x the FLOPs; unet3d-nnunet "
+            "and other DynUNets; train with slab_vox = N). Each try traces the whole volume: "
+            "seconds to a minute.",
+            show_default=False,
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
@@ -255,6 +282,7 @@ def plan(
         device=dev,  # type: ignore[arg-type]
         precisions=precisions,  # type: ignore[arg-type]
         world_size=nproc,
+        slabs=_slab_sizes(slabs, network, mode),
     )
     if not result.candidates and result.full_volume is None:
         need = _smallest_need(network, shape, mode, optimizer, dev, precisions)
@@ -303,13 +331,18 @@ def plan(
         console.print(table)
         full = result.full_volume
         if full is None:
+            tried = f", offload or slabs of {slabs} slices" if slabs else " or offload"
+            hint = ""
+            if not slabs and mode == "train" and network.name == "dynunet":
+                hint = " (or try --slabs 16: the full-resolution stage in slabs)"
             console.print(
                 "Whole volume: does [bold red]not[/bold red] fit with any precision, "
-                "checkpointing or offload tried; train on the patches above."
+                f"checkpointing{tried} tried; train on the patches above{hint}."
             )
         else:
+            slab_text = f" in slabs of {full.slab_vox} slices" if full.slab_vox else ""
             console.print(
-                "Whole volume, batch 1: [bold green]fits[/bold green] with "
+                f"Whole volume, batch 1: [bold green]fits[/bold green]{slab_text} with "
                 f"{full.precision}, checkpointing {full.checkpointing}, offload "
                 f"{'of saved activations to host' if full.offload else 'none'}: peak "
                 f"{_gb(full.peak_bytes)} GB, need {_gb(full.required_bytes)} GB with margin"
