@@ -141,3 +141,12 @@ def test_slab_steps_refuse_what_they_cannot_run_exactly(tmp_path: Path) -> None:
         _fit(tmp_path, _task(DYNUNET), slab_vox=7)
     with pytest.raises(ConfigError, match="plain-loss task's loss has no slab form"):
         _fit(tmp_path, _NoSlabLoss(), slab_vox=6)
+
+
+def test_slab_vox_is_an_engine_key_of_the_training_file() -> None:
+    from kneescope.training.config import split_training_table
+
+    training = split_training_table({"network": "unet3d-nnunet", "slab_vox": 16})
+    assert training.engine.slab_vox == 16 and "slab_vox" not in training.options
+    with pytest.raises(ConfigError, match="slab_vox"):
+        split_training_table({"slab_vox": -2})
