@@ -63,14 +63,17 @@ Columns of the table (per engine; over the rounds):
 - ratios: kneescope's median wall and peak RSS over the STRONGEST baseline's (the baseline
   with the lowest median wall); the lowest baseline peak RSS is reported too.
 
-Run (the lead's final pass, on a quiet machine; ~15 min for both models with 3 repeats):
+Run (the final pass, on a quiet machine; see the time estimate below):
     .venv/bin/python benchmarks/bench_3d_model.py --work /work/data19/C/m3d    # once, ~13 min
     .venv/bin/python benchmarks/segment_vs_baselines.py --work DIR \
         --model3d /work/data19/C/m3d/ws/models/bench-3d.pt --repeats 3 --json DIR/result.json
-Time (an estimate from the loaded development machine, scaled by the quiet-machine figures of
-issue 19): ~5 min for the 2D model and ~12 min for the 3D model with 3 rounds, of which the one
-emulated-bf16 MONAI run per model is ~1.5 min (2D) and ~4 min (3D); ``--bf16-repeats 0`` leaves
-it out. The script prints one line per run as it goes.
+Time (estimates from the development machine, load ~3: one 3D run of any engine ~50-90 s,
+one 2D run ~10-15 s, each child ~4 s more for start-up and FLOP counting): 2D, 3 rounds and one
+emulated-bf16 MONAI run: ~6 min; 3D, 3 rounds: ~14 min, plus ~7 min for its one emulated-bf16
+run (``--bf16-repeats 0`` leaves bf16 out). To stay within ~15 min on a 2-core machine without
+native bf16, run the 2D model with 3 rounds and the 3D model with ``--repeats 2
+--bf16-repeats 0`` (two invocations, ``--models 2d`` / ``--models 3d``). The script prints one
+line per run as it goes.
 Quick check of the plumbing (1 round, the 24 central slices, shorter sweep; its Dice values
 mean little: on a 24-slice crop the clean-up keeps different fragments):
     nice .venv/bin/python benchmarks/segment_vs_baselines.py --work DIR --quick [--models 2d]
