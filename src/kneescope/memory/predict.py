@@ -40,7 +40,7 @@ from kneescope.models import (
 
 logger = logging.getLogger(__name__)
 
-_MODEL_VERSION = 3
+_MODEL_VERSION = 4
 """Bump when the tracker or step changes what a prediction returns (invalidates the cache)."""
 
 MARGIN_FRACTION = 0.10
