@@ -110,3 +110,26 @@ def test_batch_jobs_carry_the_configured_job_name() -> None:
     assert jobqueue_kwargs(_batch("slurm"))["job_name"] == "dask-worker"
     with pytest.raises(ValueError, match="job_name"):
         ExecutorConfig(kind="slurm", job_name="x; rm -rf ~")
+
+
+def _worker_malloc_env() -> tuple[str | None, str | None]:
+    import os
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("MALLOC_MMAP_THRESHOLD_")
+
+
+def test_local_workers_keep_large_tensors_off_fresh_mmaps() -> None:
+    """Dask's nanny default (trim threshold 64 KiB) pins glibc's mmap threshold at 128 KiB;
+    kneescope's workers start with both thresholds raised (a real LocalCluster)."""
+    import distributed
+
+    from kneescope.cohort.executors.cluster_specs import WORKER_MALLOC_BYTES
+    from kneescope.cohort.executors.dask_executor import make_cluster
+
+    cluster = make_cluster(ExecutorConfig(kind="dask", workers=1, threads_per_worker=1))
+    try:
+        with distributed.Client(cluster) as client:
+            seen = list(client.run(_worker_malloc_env).values())
+    finally:
+        cluster.close()
+    assert seen == [(str(WORKER_MALLOC_BYTES), str(WORKER_MALLOC_BYTES))]

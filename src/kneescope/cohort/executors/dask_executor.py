@@ -23,6 +23,7 @@ from kneescope.cohort.executors.cluster_specs import (
     gpu_worker_specs,
     jobqueue_kwargs,
     local_cluster_kwargs,
+    worker_environ_config,
 )
 from kneescope.cohort.item_task import (
     TaskOutcome,
@@ -82,7 +83,8 @@ def make_cluster(config: ExecutorConfig, prefetch: bool = False) -> Any:
     import dask
     import distributed
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": config.allowed_failures}):
+    settings = {"distributed.scheduler.allowed-failures": config.allowed_failures}
+    with dask.config.set({**settings, **worker_environ_config()}):
         if config.kind == "dask":
             return distributed.LocalCluster(**local_cluster_kwargs(config, prefetch))  # type: ignore[no-untyped-call]
         if config.kind == "gpu":
