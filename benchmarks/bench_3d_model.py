@@ -29,6 +29,7 @@ knee of segment_vs_baselines.py (a held-out right knee, seed 530000).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,9 @@ from typing import Any, Literal
 import numpy as np
 
 from kneescope.synth.params import FULL, KneeParams, sample_knee_params
+
+sys.path.insert(0, str(Path(__file__).parent))
+from segment_data import held_out_variant
 
 TRAIN_SEED0 = 520_000
 """First seed of the 3D benchmark model's training knees (development seeds)."""
@@ -51,15 +55,7 @@ def knee_params_for(seed: int, side: Literal["right", "left"], held_out: bool) -
     segment_data.py."""
     rng = np.random.default_rng(seed)
     params = sample_knee_params(rng, side=side, klg=int(rng.integers(0, 5)))
-    if held_out:
-        extra = {
-            "noise_sigma": float(rng.uniform(0.025, 0.07)),
-            "obliquity_deg": tuple(float(v) for v in rng.uniform(-12.0, 12.0, size=3)),
-            "offset_mm": tuple(float(v) for v in rng.uniform(-8.0, 8.0, size=3)),
-            "intensity_seed": int(rng.integers(0, 2**31 - 1)),
-        }
-        params = KneeParams.model_validate({**params.model_dump(), **extra})
-    return params
+    return held_out_variant(params, rng) if held_out else params
 
 
 def render_knee_files(

@@ -35,15 +35,19 @@ def knee_params(index: int, held_out: bool) -> KneeParams:
     side = knee_side(index)
     klg = int(rng.integers(0, 5))
     params = sample_knee_params(rng, side=side, klg=klg)
-    if held_out:
-        extra = {
-            "noise_sigma": float(rng.uniform(0.025, 0.07)),
-            "obliquity_deg": tuple(float(v) for v in rng.uniform(-12.0, 12.0, size=3)),
-            "offset_mm": tuple(float(v) for v in rng.uniform(-8.0, 8.0, size=3)),
-            "intensity_seed": int(rng.integers(0, 2**31 - 1)),
-        }
-        params = KneeParams.model_validate({**params.model_dump(), **extra})
-    return params
+    return held_out_variant(params, rng) if held_out else params
+
+
+def held_out_variant(params: KneeParams, rng: np.random.Generator) -> KneeParams:
+    """``params`` with a held-out knee's scan: another noise level, an oblique orientation (up
+    to 12 degrees) and a field-of-view offset (up to 8 mm), drawn from ``rng``."""
+    extra = {
+        "noise_sigma": float(rng.uniform(0.025, 0.07)),
+        "obliquity_deg": tuple(float(v) for v in rng.uniform(-12.0, 12.0, size=3)),
+        "offset_mm": tuple(float(v) for v in rng.uniform(-8.0, 8.0, size=3)),
+        "intensity_seed": int(rng.integers(0, 2**31 - 1)),
+    }
+    return KneeParams.model_validate({**params.model_dump(), **extra})
 
 
 def make_set(

@@ -246,13 +246,7 @@ def _one_step(
             net, x, y, step.slab_vox, autocast=lambda: _autocast(step, device),
             inner_context=lambda: offload_ctx,
         )  # fmt: skip
-        tracker.label([p.grad for p in net.parameters()], "gradients")
-        tracker.phase = "optimizer"
-        optimizer.step()
-        tracker.label(
-            [t for state in optimizer.state.values() for t in state.values()], "optimizer_state"
-        )
-        tracker.phase = "idle"
+        _optimizer_phase(tracker, net, optimizer)
         return
     with autocast, offload_ctx:
         out = net(x)
@@ -261,6 +255,13 @@ def _one_step(
         loss = torch.nn.functional.cross_entropy(out.float(), y)
     tracker.phase = "backward"
     loss.backward()  # type: ignore[no-untyped-call]
+    _optimizer_phase(tracker, net, optimizer)
+
+
+def _optimizer_phase(
+    tracker: AllocationTracker, net: nn.Module, optimizer: torch.optim.Optimizer
+) -> None:
+    """Label the gradients, run the optimiser step and label its state (the step's end)."""
     tracker.label([p.grad for p in net.parameters()], "gradients")
     tracker.phase = "optimizer"
     optimizer.step()
