@@ -55,7 +55,7 @@ Columns of the table (per engine; over the rounds):
 - ``wall s``: median wall time of the segmentation call (volume in memory -> cleaned label
   map on the input grid; reading the file, imports and loading the weights are not in it), and
   ``min``: the best round.
-- ``peak MB``: median peak RSS of the child process (``ru_maxrss``; includes the Python, torch
+- ``peak MB``: median peak RSS of the child process (``VmHWM``; includes the Python, torch
   and library baseline), ``import MB``: RSS right after the imports (before the volume and the
   weights), ``ready MB``: RSS with the volume read and the model loaded, before the timed call.
 - ``net s``: time inside the network calls; ``GFLOP/s``: network-only GFLOP/s = FLOPs of the
@@ -94,7 +94,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -128,16 +127,23 @@ test seed)."""
 # --------------------------------------------------------------------------- child helpers
 
 
-def _rss_now_mb() -> float:
+def _status_mb(field: str) -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
 
 
+def _rss_now_mb() -> float:
+    return _status_mb("VmRSS")
+
+
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """This process's peak RSS (``VmHWM``). Not ``ru_maxrss``: on Linux a child's ru_maxrss
+    starts at its parent's RSS at the fork (kept across exec), so every child of a parent that
+    holds a rendered knee reported at least the parent's ~1 GB."""
+    return _status_mb("VmHWM")
 
 
 class _Timed:
@@ -408,7 +414,7 @@ def child(args: argparse.Namespace) -> None:
             "roi": list(roi),
             "overlap": float(seg.config.overlap),
             "sw_batch_size": int(seg.config.sw_batch_size) * (roi[0] if spec.mode == "2d" else 1),
-            "blend": seg.config.blend,
+            "blend": seg.blend,
             "sigma_scale": float(seg.config.sigma_scale),
         }
     else:

@@ -274,6 +274,23 @@ def test_plane_window_runs_a_2d_model_on_whole_slices(model2d: SegmentationModel
     assert int(result.labels.array.max()) < 3
 
 
+def test_auto_blend_is_constant_for_2d_and_gaussian_for_3d(
+    model2d: SegmentationModel, model3d: SegmentationModel
+) -> None:
+    """blend="auto" (the default) blends a 2D model's windows with constant weights (MONAI's
+    default: the best truth Dice for the shipped 2D model) and a 3D model's with a Gaussian;
+    an explicit choice wins."""
+    assert SegmentConfig().blend == "auto"
+    assert Segmenter(model2d, SegmentConfig(precision="fp32")).blend == "constant"
+    assert Segmenter(model3d, SegmentConfig(precision="fp32")).blend == "gaussian"
+    gauss = Segmenter(model2d, SegmentConfig(precision="fp32", blend="gaussian"))
+    assert gauss.blend == "gaussian"
+    image = Volume(_phantom((6, 16, 20), 5), np.diag([0.7, 0.36, 0.36, 1.0]))
+    auto = Segmenter(model2d, SegmentConfig(precision="fp32", cleanup=False)).segment(image)
+    const = Segmenter(model2d, SegmentConfig(precision="fp32", cleanup=False, blend="constant"))
+    assert np.array_equal(auto.labels.array, const.segment(image).labels.array)
+
+
 def test_stats_sample_gives_the_volumes_exact_statistics() -> None:
     """The strided sample gathered from a reoriented (non-contiguous) view gives exactly the
     statistics of the whole array, without copying it."""

@@ -122,6 +122,43 @@ def test_constant_blending_matches_monai_sliding_window(
     np.testing.assert_allclose(got.numpy(), want[0].numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_slicewise_gaussian_blending_matches_monai_2d_sliding_window() -> None:
+    """A 2D network's windows (slicewise) blended with a Gaussian give MONAI's 2D
+    ``sliding_window_inference`` with ``mode="gaussian"`` on the same slices, voxel for voxel:
+    only the in-plane position is weighted, not the slice's place in the window."""
+    from monai.inferers.utils import sliding_window_inference
+    from monai.networks.nets.unet import UNet
+
+    torch.manual_seed(3)
+    net = UNet(spatial_dims=2, in_channels=1, out_channels=3, channels=(4, 8), strides=(2,))
+    net.eval()
+    image = np.random.default_rng(2).normal(size=(1, 6, 40, 44)).astype(np.float32)
+
+    def per_slice(batch: torch.Tensor) -> torch.Tensor:  # (B, C, d, h, w) as B*d slices
+        b, c, d, h, w = batch.shape
+        out = net(batch.permute(0, 2, 1, 3, 4).reshape(b * d, c, h, w))
+        return out.reshape(b, d, -1, h, w).permute(0, 2, 1, 3, 4)
+
+    with torch.inference_mode():
+        want = sliding_window_inference(
+            torch.from_numpy(image[0])[:, None], (16, 16), 4, net, 0.25, mode="gaussian"
+        )
+        slabs = [
+            dataclasses.replace(s, weighted_sum=s.weighted_sum.clone(), weight=_clone(s.weight))
+            for s in stream_slabs(
+                image,
+                per_slice,
+                roi_size_vox=(4, 16, 16),
+                out_channels=3,
+                overlap=(0.0, 0.25, 0.25),
+                slicewise=True,
+            )
+        ]
+    got = stitch_dense(iter(slabs), image.shape[1:], 3)  # (C, I, J, K)
+    want_cijk = want.permute(1, 0, 2, 3).numpy()
+    np.testing.assert_allclose(got.numpy(), want_cijk, rtol=1e-4, atol=1e-5)
+
+
 def test_largest_channel_labels_equal_argmax_with_ties() -> None:
     """Slab.labels (torch.max indices) equals torch.argmax, ties to the lowest channel, in
     fp32 and bf16, on a map full of ties."""

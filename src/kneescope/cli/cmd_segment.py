@@ -113,14 +113,15 @@ def segment(
         ),
     ] = 0.25,
     blend: Annotated[
-        Literal["gaussian", "constant"],
+        Literal["auto", "gaussian", "constant"],
         typer.Option(
             "--blend",
             help="How overlapping windows are averaged: gaussian (centre of each window "
-            "counts most) or constant (all equal, MONAI's default).",
+            "counts most), constant (all equal, MONAI's default) or auto (constant for 2D "
+            "models, gaussian for 3D models).",
             case_sensitive=False,
         ),
-    ] = "gaussian",
+    ] = "auto",
     no_cleanup: Annotated[
         bool,
         typer.Option(

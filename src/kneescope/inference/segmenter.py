@@ -76,6 +76,13 @@ class SegmentConfig(BaseModel):
             slices are ~1.8x fewer network voxels on 384 x 384 OAI slices but only for models
             trained on whole slices: the shipped 2D model (trained on 256 x 256 crops) lost
             0.02-0.14 mean truth Dice on held-out knees with them (docs/inference.md).
+        sigma_scale: Gaussian blending's sigma as a fraction of the window (in-plane only for
+            2D models).
+        blend: how overlapping windows are averaged: ``"gaussian"`` (window centres count
+            most), ``"constant"`` (a plain mean, MONAI's default) or ``"auto"``: constant for
+            2D models, Gaussian for 3D models. For the shipped 2D model constant blending had
+            the best truth Dice on 4 held-out development knees (mean 0.879 against 0.870 for
+            an in-plane Gaussian; docs/inference.md).
     """
 
     model_config = FROZEN
@@ -93,7 +100,7 @@ class SegmentConfig(BaseModel):
     roi_size_vox: tuple[int, int, int] | None = None
     window: Literal["model", "plane"] = "model"
     sigma_scale: float = Field(0.125, gt=0.0)
-    blend: Literal["gaussian", "constant"] = "gaussian"
+    blend: Literal["auto", "gaussian", "constant"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -212,6 +219,14 @@ class Segmenter:
     @property
     def precision_name(self) -> str:
         return "bf16" if self.autocast_dtype is not None else "fp32"
+
+    @property
+    def blend(self) -> Literal["gaussian", "constant"]:
+        """The window blending used: ``config.blend``, or for ``"auto"`` constant for 2D
+        models and Gaussian for 3D models (:attr:`SegmentConfig.blend`)."""
+        if self.config.blend != "auto":
+            return self.config.blend
+        return "constant" if self.model.spec.mode == "2d" else "gaussian"
 
     def segment(self, image: Volume, side: str | None = None) -> Segmentation:
         """Segment one 3D image; the label map has the image's exact shape and affine.
@@ -394,7 +409,7 @@ class Segmenter:
             device=self.device,
             sigma_scale=self.config.sigma_scale,
             track_weight=want_probs,
-            blend=self.config.blend,
+            blend=self.blend,
             slicewise=spec.mode == "2d",
         )
         if want_probs:

@@ -146,7 +146,17 @@ def stream_slabs(
         # output is the slab; no accumulator, no weights (they would not change a label)
         yield from _direct_slabs(image, predictor, roi, out_channels, starts[0], prep, dev)
         return
-    weights = None if once else window_weights(roi, sigma_scale=sigma_scale, device=dev, mode=blend)
+    weights = None
+    if not once and slicewise:
+        # A 2D model sees each slice alone: every slice of a window counts the same and only
+        # the in-plane position is weighted (as MONAI's and nnU-Net's 2D sliding windows). A
+        # Gaussian along i as well would be a common factor of the windows covering a voxel,
+        # but MONAI's importance map is clamped at 1e-3, which breaks the factoring: it changed
+        # 0.45 % of a knee's labels against MONAI's 2D Gaussian windows (docs/inference.md).
+        plane = window_weights((1, roi[1], roi[2]), sigma_scale=sigma_scale, device=dev, mode=blend)
+        weights = plane.expand(roi[0], roi[1], roi[2])
+    elif not once:
+        weights = window_weights(roi, sigma_scale=sigma_scale, device=dev, mode=blend)
     depth = min(roi[0], size[0])
     acc = torch.zeros((out_channels, depth, size[1], size[2]), dtype=torch.float32, device=dev)
     wdepth = depth if track_weight else 0
