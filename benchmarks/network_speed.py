@@ -32,6 +32,11 @@ Command (the figures in docs/network_speed.md; ~3 min on 2 quiet cores)::
     .venv/bin/python benchmarks/network_speed.py --threads 2 --repeats 3 \\
         --json /tmp/network_speed.json
 
+On a CPU with native bf16 (AVX512-BF16/AMX), where kneescope runs bf16 by default, measure
+that precision against ``conv_peak.py``'s bf16 peak: ``--precision bf16 --peak-gflops
+BF16_PEAK`` (every variant in bf16, plus ``plain_autocast``, the plain network under
+``torch.autocast``).
+
 Columns: ``model``; ``variant``; ``s/pass`` best wall seconds of one window pass;
 ``GFLOP`` of the pass (the ORIGINAL network's convolutions, 2 x multiply-adds: rewrites that
 add zero taps are not counted as work); ``GFLOP/s``; ``% peak`` of the probe's peak measured in
@@ -44,6 +49,7 @@ pass, forward hooks, 1 thread for the optimised variant's slice groups; approxim
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -115,9 +121,11 @@ def models(which: list[str]) -> list[tuple[str, str, nn.Module, tuple[int, ...]]
 
 
 def variants(
-    mode: str, net: nn.Module, compile_too: bool
+    mode: str, net: nn.Module, compile_too: bool, dtype: torch.dtype | None = None
 ) -> tuple[dict[str, Callable[[torch.Tensor], torch.Tensor]], dict[str, float]]:
-    """The predictors to time, and compile seconds where compiled."""
+    """The predictors to time, and compile seconds where compiled. ``dtype`` bf16: every
+    variant with its weights and inputs in bf16 (kneescope's bf16 path), plus
+    ``plain_autocast``: the plain network under ``torch.autocast`` (how MONAI users run bf16)."""
     from kneescope.inference.fast_network import optimise_network, to_layout
     from kneescope.inference.predictor import make_predictor
 
@@ -126,10 +134,10 @@ def variants(
 
     def pred(network: nn.Module, **kw: Any) -> Callable[[torch.Tensor], torch.Tensor]:
         return make_predictor(
-            network,
+            copy.deepcopy(network),  # make_predictor casts to bf16 in place (Module.to)
             mode=mode,  # type: ignore[arg-type]
             device=cpu,
-            autocast_dtype=None,
+            autocast_dtype=kw.pop("autocast_dtype", dtype),
             **kw,
         )
 
@@ -143,6 +151,8 @@ def variants(
         ),
         "optimised": pred(net, optimise=True),
     }
+    if dtype is not None:
+        out["plain_autocast"] = pred(net, optimise=False, cast_weights=False)
     if mode == "3d":  # 2 windows per call, one per thread; timed per window
         out["optimised_x2"] = pred(net, optimise=True)
     compile_s: dict[str, float] = {}
@@ -152,14 +162,16 @@ def variants(
     return out, compile_s
 
 
-def probe_gflops(repeats: int = 3) -> float:
-    """Best GFLOP/s of the peak shapes (channels-last) right now."""
+def probe_gflops(repeats: int = 3, dtype: torch.dtype = torch.float32) -> float:
+    """Best GFLOP/s of the peak shapes (channels-last, in ``dtype``) right now."""
     from torch.nn import functional
 
     best = 0.0
     for c_in, c_out, spatial in PROBE_SHAPES:
-        x = torch.randn((8, c_in, *spatial)).contiguous(memory_format=torch.channels_last)
-        w = (torch.randn(c_out, c_in, 3, 3) * 0.05).contiguous(memory_format=torch.channels_last)
+        x = torch.randn((8, c_in, *spatial), dtype=dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        w = (torch.randn(c_out, c_in, 3, 3) * 0.05).to(dtype)
+        w = w.contiguous(memory_format=torch.channels_last)
         flops = 2.0 * 8 * spatial[0] * spatial[1] * c_in * c_out * 9
         with torch.inference_mode():
             functional.conv2d(x, w, padding=1)
@@ -253,9 +265,17 @@ def main() -> None:
     parser.add_argument("--peak-gflops", type=float, help="conv_peak.py's figure (else probe)")
     parser.add_argument("--layers", type=int, default=8, help="per-layer rows (0: none)")
     parser.add_argument("--head", action="store_true", help="also the 2D head's cost")
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: weights and inputs in bf16 (kneescope's path where bf16 is native); "
+        "compare with conv_peak.py's bf16 peak",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    dtype = torch.bfloat16 if args.precision == "bf16" else None
     load_before = os.getloadavg()
     results: list[dict[str, Any]] = []
     layer_rows: dict[str, Any] = {}
@@ -266,7 +286,7 @@ def main() -> None:
         if mode == "2d":
             flat = batch.permute(0, 2, 1, 3, 4).reshape(-1, 1, *shape[3:])
         gflop = conv_flops(net, flat) / 1e9
-        preds, compile_s = variants(mode, net, args.compile)
+        preds, compile_s = variants(mode, net, args.compile, dtype)
         with torch.inference_mode():
             batch2 = torch.cat([batch, batch])
             for key, p in preds.items():  # warm-up (and compile)
@@ -276,7 +296,7 @@ def main() -> None:
                     compile_s[key] = time.perf_counter() - t0
             times: dict[str, list[float]] = {k: [] for k in preds}
             for _ in range(args.repeats):
-                probe.append(probe_gflops())
+                probe.append(probe_gflops(dtype=dtype or torch.float32))
                 for key, p in preds.items():
                     t0 = time.perf_counter()
                     p(batch2 if key.endswith("_x2") else batch)
@@ -327,7 +347,7 @@ def main() -> None:
             f"{row['gflops_per_s']:8.1f} {row['pct_peak']:6.1f}% {row['x_plain']:8.2f}{extra}"
         )
     src = "--peak-gflops" if args.peak_gflops else f"probe, best of {len(probe)}"
-    print(f"peak {peak:.1f} GFLOP/s ({src}); threads {args.threads}")
+    print(f"peak {peak:.1f} GFLOP/s ({src}); threads {args.threads}; {args.precision}")
     for name, tables in layer_rows.items():
         for variant, rows in tables.items():
             print(f"-- {name} {variant}: slowest layers (one pass, hooks)")
