@@ -43,7 +43,7 @@ class Slab:
 
     Attributes:
         start: first index along axis i.
-        weighted_sum: float32 (C_out, n_i, J, K), Gaussian-weighted sum of window outputs;
+        weighted_sum: float32 (C_out, n_i, J, K), weighted sum of window outputs;
             where a slab is one window's output, that output (float32 or the network's
             reduced precision, e.g. bf16).
         weight: float32 (n_i, J, K), the sum of the weights (> 0 everywhere), or ``None``
