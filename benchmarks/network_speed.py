@@ -157,8 +157,16 @@ def variants(
         out["optimised_x2"] = pred(net, optimise=True)
     compile_s: dict[str, float] = {}
     if compile_too:
-        compiled: Any = torch.compile(to_layout(optimise_network(net), dims), dynamic=False)
-        out["compiled"] = pred(compiled, optimise=False, channels_last=True)
+        fast = to_layout(optimise_network(net), dims)  # a copy: cast it before compiling
+        compiled: Any = torch.compile(fast.to(dtype) if dtype else fast, dynamic=False)
+        out["compiled"] = make_predictor(
+            compiled,
+            mode=mode,  # type: ignore[arg-type]
+            device=cpu,
+            autocast_dtype=dtype,
+            optimise=False,
+            channels_last=True,
+        )
     return out, compile_s
 
 

@@ -145,6 +145,25 @@ def test_onednn_conv_equals_the_convolution(shape: tuple[int, ...]) -> None:
     assert _close(ref, out) < 1e-5
 
 
+def test_onednn_conv_runs_the_plain_convolution_under_torch_compile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While torch.compile traces (it cannot trace ``mkldnn_convolution``), OneDNNConv runs
+    the module's own convolution, for inductor to lower; same result."""
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    x = torch.randn(2, 4, 9, 9)
+    calls: list[torch.Tensor] = []
+    conv.register_forward_hook(lambda mod, inp, out: calls.append(out))
+    fast = OneDNNConv(conv)
+    with torch.inference_mode():
+        fast(x)
+        assert not calls  # eager: oneDNN directly, the module is not called
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+        out = fast(x)
+    assert len(calls) == 1
+    assert _close(conv(x).detach(), out) < 1e-6
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_norm_act_equals_instance_norm_then_prelu(dtype: torch.dtype) -> None:
     torch.manual_seed(1)

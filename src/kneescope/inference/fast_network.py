@@ -161,8 +161,11 @@ class OneDNNConv(nn.Module):
 
 
 def _onednn_ok(x: torch.Tensor, weight: torch.Tensor, bf16: bool) -> bool:
+    # torch.compile cannot trace mkldnn_convolution (fake tensors); inductor lowers the plain
+    # convolution itself
     return (
-        x.device.type == "cpu"
+        not torch.compiler.is_compiling()
+        and x.device.type == "cpu"
         and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and bf16))
         and weight.dtype == x.dtype
         and not (torch.is_grad_enabled() and weight.requires_grad)
