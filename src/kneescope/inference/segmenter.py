@@ -46,6 +46,7 @@ from kneescope.inference.streaming import (
     stream_slabs,
 )
 from kneescope.inference.windows import whole_plane_window
+from kneescope.memory.release import release_free_memory
 from kneescope.models import divisor
 from kneescope.transforms.intensity import IntensityStats, intensity_stats
 
@@ -310,7 +311,9 @@ class Segmenter:
                 probs_t[..., 0] = 255  # outside the box: background with certainty
                 probs_t[box] = prob
         del lab, prob, region
-        release_free_memory()  # the network's freed activations, before finish allocates
+        # the network's freed activations (~130 MB for the 2D model's 8 x 256 x 256 window)
+        # go back to the OS before finish allocates: they do not add to the peak RSS
+        release_free_memory()
         seconds = dict(prepared.seconds)
         seconds["infer"] = time.perf_counter() - t1
         return RawSegmentation(
@@ -437,31 +440,6 @@ class Segmenter:
             log.warning("cascade: the coarse pass found no knee; segmenting the whole volume")
         return box
 
-
-def release_free_memory() -> None:
-    """Hand memory the allocator keeps after frees back to the operating system (glibc's
-    ``malloc_trim``; a no-op elsewhere). The network pass frees ~130 MB of activations
-    (2D model, 8 x 256 x 256 window) that glibc would otherwise keep mapped; returning them
-    lets the clean-up's arrays reuse the pages instead of adding to the peak resident set."""
-    global _TRIM
-    if _TRIM is None:
-        _TRIM = _find_malloc_trim()
-    if _TRIM:
-        _TRIM(0)
-
-
-def _find_malloc_trim() -> Any:
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):
-        return False
-
-
-_TRIM: Any = None
 
 STATS_SAMPLES = 500_000
 """Voxels the intensity statistics are taken from (as :func:`intensity_stats`' default)."""

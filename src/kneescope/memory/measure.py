@@ -10,8 +10,6 @@ is also tracked op by op with real tensors (:class:`AllocationTracker`), as a se
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
 import json
 import os
@@ -24,6 +22,7 @@ from pydantic import BaseModel
 
 from kneescope.config import FROZEN
 from kneescope.errors import ResourceError
+from kneescope.memory.release import release_free_memory
 from kneescope.memory.step import StepConfig
 from kneescope.models import NetworkConfig, divisor
 
@@ -52,8 +51,7 @@ def _status_kib(field: str) -> int:
 
 def _release() -> None:
     gc.collect()
-    with contextlib.suppress(OSError):  # not glibc: nothing to trim
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    release_free_memory()
 
 
 def _measure_one(network: NetworkConfig, step: StepConfig, cold: bool) -> Measurement:
