@@ -25,8 +25,9 @@ monai-kswin        MONAI given kneescope's own window, overlap and precision (re
                    kneescope run of the same round; 2D: that many slices per network call):
                    the strongest MONAI.
 monai-matched      MONAI given every setting of kneescope's run: window, overlap, precision,
-                   windows per call AND blending (kneescope's default is Gaussian, sigma 1/8 of
-                   the window; MONAI's ``mode="gaussian"``, ``sigma_scale``). The engine the
+                   windows per call AND blending (kneescope's ``auto``: constant for 2D models,
+                   Gaussian with sigma 1/8 of the window for 3D; MONAI's ``mode`` and
+                   ``sigma_scale``). The engine the
                    "Dice between maps" target is judged against: the same computation, so the
                    maps differ only by the arithmetic (the rewritten network, accumulation
                    order), not by a different blending.
