@@ -75,7 +75,8 @@ def load_config(model: type[ModelT], path: Path) -> ModelT:
     return validate_config(model, read_mapping(path), str(path))
 
 
-def config_hash(config: BaseModel) -> str:
-    """A stable 16-hex-digit hash of a config's resolved values (for provenance)."""
-    payload = json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()
+def config_hash(config: BaseModel, exclude: set[str] | None = None) -> str:
+    """A stable 16-hex-digit hash of a config's resolved values (for provenance), leaving out
+    the fields named in ``exclude``."""
+    payload = json.dumps(config.model_dump(mode="json", exclude=exclude), sort_keys=True).encode()
     return hashlib.sha256(payload).hexdigest()[:16]

@@ -510,11 +510,8 @@ def _run_key(task: TrainingTask, config: EngineConfig, plan: StepPlan) -> str:
     import hashlib
 
     engine = config.model_copy(update={"threads": None, "max_minutes": None})
-    engine_key = config_hash(engine)
-    if not config.slab_vox:  # a plain run keeps the key it had before slabs existed
-        values = engine.model_dump(mode="json")
-        del values["slab_vox"]
-        engine_key = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+    # a plain run keeps the key it had before slabs existed
+    engine_key = config_hash(engine, exclude=None if config.slab_vox else {"slab_vox"})
     spec = json.dumps(task.model_spec(None), sort_keys=True, default=str)
     parts = f"{task.kind}|{spec}|{json.dumps(plan.as_dict(), sort_keys=True)}"
     digest = hashlib.sha256(parts.encode()).hexdigest()[:16]
